@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make book` and `make test`. Both create .venv when it is
+# missing and install the package with its book and test extras.
+#
+# PyTorch is installed first, on its own, so pip never picks a build you did not choose:
+# TORCH defaults to torch==2.13.0. On a laptop without a GPU, a CPU-only build is smaller:
+#   make test TORCH="torch --index-url https://download.pytorch.org/whl/cpu"
+# An existing torch in the venv is kept.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install test unit book clean help
+
+help:
+	@echo "make book   build the HTML book in _build/html (runs every chapter)"
+	@echo "make test   unit tests, doctests and every notebook (nbval)"
+	@echo "make unit   unit tests and doctests only"
+	@echo "make clean  remove _build (keeps .venv)"
+
+$(PY):
+	$(PYTHON) -c "import sys; assert sys.version_info >= (3, 10), 'Python >= 3.10 needed, found ' + sys.version"
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install $(TORCH)
+	$(PY) -m pip install -e ".[book,test]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# One pytest run: unit tests, the library's doctests and every notebook in book/.
+test: $(STAMP)
+	$(PY) -m pytest --doctest-modules emseg_tutorial tests \
+		--nbval-lax --nbval-cell-timeout=3600 book $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(PY) -m pytest --doctest-modules emseg_tutorial tests $(PYTEST_ARGS)
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . -W --keep-going
+	@echo "open _build/html/index.html"
+
+clean:
+	rm -rf _build

@@ -1,0 +1,79 @@
+"""Label codes shared by files, the command line, losses and metrics.
+
+The codes are the paper's: ``0`` unlabelled (ignored), ``1`` boundary, ``2`` cytoplasm,
+``3`` mitochondria, ``4`` glia. The boundary task keeps ``1`` for boundary and maps every
+other labelled class to ``2`` (non-boundary). Inside networks a class *index* is
+``code - 1``, so index ``-1`` (code 0) is the ignore value.
+
+Examples
+--------
+>>> import numpy as np
+>>> to_boundary_task(np.array([0, 1, 2, 3, 4], dtype=np.uint8))
+array([0, 1, 2, 2, 2], dtype=uint8)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+UNLABELLED = 0
+BOUNDARY = 1
+CYTOPLASM = 2
+MITOCHONDRIA = 3
+GLIA = 4
+NON_BOUNDARY = 2
+
+#: Class names by code for the 4-class task (Experiment 1).
+MULTICLASS_NAMES: dict[int, str] = {
+    BOUNDARY: "boundary",
+    CYTOPLASM: "cytoplasm",
+    MITOCHONDRIA: "mitochondria",
+    GLIA: "glia",
+}
+#: Class names by code for the boundary task (Experiments 2 and 3).
+BOUNDARY_NAMES: dict[int, str] = {BOUNDARY: "boundary", NON_BOUNDARY: "non-boundary"}
+
+TASKS = ("multiclass", "boundary")
+
+
+def class_names(task: str) -> dict[int, str]:
+    """Return ``{code: name}`` for ``task`` (``"multiclass"`` or ``"boundary"``)."""
+    if task == "multiclass":
+        return dict(MULTICLASS_NAMES)
+    if task == "boundary":
+        return dict(BOUNDARY_NAMES)
+    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+
+
+def num_classes(task: str) -> int:
+    """Number of classes the network predicts for ``task``."""
+    return len(class_names(task))
+
+
+def to_boundary_task(labels: np.ndarray) -> np.ndarray:
+    """Map 4-class codes to the boundary task: 1 stays 1, 2-4 become 2, 0 stays 0."""
+    labels = np.asarray(labels)
+    out = labels.astype(np.uint8, copy=True)
+    out[labels > BOUNDARY] = NON_BOUNDARY
+    return out
+
+
+def for_task(labels: np.ndarray, task: str) -> np.ndarray:
+    """Return ``labels`` with codes for ``task`` (4-class labels are reduced for ``boundary``)."""
+    class_names(task)  # validates the task name
+    return to_boundary_task(labels) if task == "boundary" else np.asarray(labels, dtype=np.uint8)
+
+
+def class_fractions(labels: np.ndarray, task: str = "multiclass") -> dict[str, float]:
+    """Fraction of labelled pixels in each class of ``task`` (code 0 is left out).
+
+    Examples
+    --------
+    >>> class_fractions(np.array([[1, 2], [2, 0]]), "boundary")
+    {'boundary': 0.3333333333333333, 'non-boundary': 0.6666666666666666}
+    """
+    names = class_names(task)
+    labels = for_task(labels, task)
+    counts = np.bincount(labels.ravel(), minlength=max(names) + 1)
+    total = counts[1:].sum()
+    return {name: float(counts[code] / total) if total else 0.0 for code, name in names.items()}

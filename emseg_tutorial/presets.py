@@ -1,0 +1,98 @@
+"""Run-size presets: how big the volumes are and how long the networks train.
+
+Three presets trade time for fidelity. ``ci`` is the smallest setting that still runs every
+code path (the whole test suite, all notebooks included, in about 15 minutes on 2 CPU cores);
+``cpu`` is the default without CUDA (the whole book in about 20 minutes on a 2-core laptop, with
+results worth reading); ``gpu`` is the default with CUDA and runs at the paper's scale.
+
+The preset is chosen by the environment variable ``EMSEG_PRESET`` (``ci``, ``cpu`` or
+``gpu``); when it is unset the choice follows the hardware. The data source is chosen by
+``EMSEG_DATA`` (``synthetic``, the default, or ``real``).
+
+Examples
+--------
+>>> get_preset("ci").source_shape
+(16, 128, 128)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+PRESET_ENV = "EMSEG_PRESET"
+DATA_ENV = "EMSEG_DATA"
+DATA_SOURCES = ("synthetic", "real")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes for one run of the book or the command line.
+
+    Attributes
+    ----------
+    name : str
+        ``"ci"``, ``"cpu"`` or ``"gpu"``.
+    source_shape, target_shape : tuple of int
+        ``(Z, Y, X)`` of the synthetic source (FIBSEM twin) and target (SNEMI3D twin) volumes.
+    seed : int
+        Seed of the training volumes; ``seed + 1`` makes the held-out evaluation volumes.
+    """
+
+    name: str
+    source_shape: tuple[int, int, int]
+    target_shape: tuple[int, int, int]
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        """Plain ``dict`` of the preset (for checkpoints and JSON histories)."""
+        return asdict(self)
+
+
+PRESETS: dict[str, Preset] = {
+    "ci": Preset(name="ci", source_shape=(16, 128, 128), target_shape=(12, 128, 128)),
+    "cpu": Preset(name="cpu", source_shape=(48, 256, 256), target_shape=(32, 256, 256)),
+    # Paper scale: 500 x 500 FIBSEM slices; SNEMI3D-sized target slices (1024 x 1024).
+    "gpu": Preset(name="gpu", source_shape=(200, 500, 500), target_shape=(100, 1024, 1024)),
+}
+
+
+def default_preset_name() -> str:
+    """``"gpu"`` when CUDA is available, else ``"cpu"``."""
+    try:
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        return "cpu"
+
+
+def get_preset(name: str | None = None) -> Preset:
+    """Return the preset ``name``, or the one named by ``EMSEG_PRESET``, or the default.
+
+    Raises
+    ------
+    ValueError
+        If the name (argument or environment) is not a known preset.
+    """
+    source = "argument"
+    if name is None:
+        name = os.environ.get(PRESET_ENV, "").strip() or None
+        source = f"environment variable {PRESET_ENV}"
+    if name is None:
+        name = default_preset_name()
+    key = name.lower()
+    if key not in PRESETS:
+        raise ValueError(f"unknown preset {name!r} (from {source}); expected one of {sorted(PRESETS)}")
+    return PRESETS[key]
+
+
+def data_source(name: str | None = None) -> str:
+    """Return the data source: ``name``, else ``EMSEG_DATA``, else ``"synthetic"``."""
+    source = "argument"
+    if name is None:
+        name = os.environ.get(DATA_ENV, "").strip() or "synthetic"
+        source = f"environment variable {DATA_ENV}"
+    if name.lower() not in DATA_SOURCES:
+        raise ValueError(f"unknown data source {name!r} (from {source}); expected one of {DATA_SOURCES}")
+    return name.lower()

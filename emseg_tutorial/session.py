@@ -1,0 +1,61 @@
+"""The fixed opening of every notebook: seed, device, preset, data source, figure style."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .devices import on_colab, pick_device, set_seed
+from .presets import Preset, data_source, get_preset
+
+COLAB_GPU_HINT = ("On Colab, switch on a GPU with Runtime > Change runtime type > T4 GPU, "
+                  "then Runtime > Restart session; the gpu preset then runs at paper scale.")
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a notebook needs to know about where and how it runs."""
+
+    preset: Preset
+    device: torch.device
+    data: str
+    seed: int
+
+    def describe(self) -> str:
+        """One paragraph for the notebook's first output."""
+        lines = [f"preset: {self.preset.name}   data: {self.data}   device: {self.device}   seed: {self.seed}"]
+        if self.device.type == "cpu" and on_colab():
+            lines.append(COLAB_GPU_HINT)
+        elif self.device.type == "cpu":
+            lines.append("No GPU found: running on the CPU (set EMSEG_PRESET=ci for the quickest run).")
+        return "\n".join(lines)
+
+
+def setup(seed: int = 0, preset: str | None = None, data: str | None = None,
+          device: str | None = None, verbose: bool = True) -> Session:
+    """Seed everything, pick the device, read the preset and data source, style figures.
+
+    Parameters
+    ----------
+    seed : int
+        Seed for Python, NumPy and torch.
+    preset, data, device : str, optional
+        Override ``EMSEG_PRESET``, ``EMSEG_DATA`` and ``EMSEG_DEVICE``.
+    verbose : bool
+        Print a one-paragraph summary (and, on a Colab CPU runtime, how to get a GPU).
+
+    Examples
+    --------
+    >>> s = setup(seed=1, preset="ci", device="cpu", verbose=False)
+    >>> s.preset.name, s.device.type
+    ('ci', 'cpu')
+    """
+    set_seed(seed)
+    session = Session(preset=get_preset(preset), device=pick_device(device), data=data_source(data), seed=seed)
+    from .viz import use_book_style
+
+    use_book_style()
+    if verbose:
+        print(session.describe())
+    return session

@@ -1,0 +1,55 @@
+"""Presets and the data-source switch."""
+
+import pytest
+
+from emseg_tutorial import presets
+from emseg_tutorial.data import DataSourceError, load_domain, load_pair
+
+
+def test_env_selects_preset(monkeypatch):
+    monkeypatch.setenv("EMSEG_PRESET", "cpu")
+    assert presets.get_preset().name == "cpu"
+    monkeypatch.setenv("EMSEG_PRESET", "GPU")
+    assert presets.get_preset().name == "gpu"
+
+
+def test_default_follows_hardware(monkeypatch):
+    monkeypatch.delenv("EMSEG_PRESET", raising=False)
+    assert presets.get_preset().name == presets.default_preset_name()
+
+
+def test_unknown_preset_names_the_source(monkeypatch):
+    monkeypatch.setenv("EMSEG_PRESET", "fast")
+    with pytest.raises(ValueError, match="EMSEG_PRESET"):
+        presets.get_preset()
+    with pytest.raises(ValueError, match="argument"):
+        presets.get_preset("huge")
+
+
+def test_presets_grow():
+    ci, cpu, gpu = (presets.PRESETS[n] for n in ("ci", "cpu", "gpu"))
+    size = lambda s: s[0] * s[1] * s[2]  # noqa: E731
+    assert size(ci.source_shape) < size(cpu.source_shape) < size(gpu.source_shape)
+    assert gpu.source_shape[1:] == (500, 500)  # the paper's FIBSEM slices
+
+
+def test_data_source(monkeypatch):
+    monkeypatch.delenv("EMSEG_DATA", raising=False)
+    assert presets.data_source() == "synthetic"
+    monkeypatch.setenv("EMSEG_DATA", "nonsense")
+    with pytest.raises(ValueError, match="EMSEG_DATA"):
+        presets.data_source()
+
+
+def test_splits_differ_and_real_is_reported(monkeypatch):
+    monkeypatch.delenv("EMSEG_DATA", raising=False)
+    ci = presets.get_preset("ci")
+    train, test = load_domain("fibsem", ci, "train"), load_domain("fibsem", ci, "test")
+    assert train.shape == test.shape == ci.source_shape
+    assert (train.image != test.image).any()
+    src, tgt = load_pair(ci)
+    assert tgt.shape == ci.target_shape
+    with pytest.raises(DataSourceError, match="EMSEG_DATA=real"):
+        load_domain("snemi", ci, source="real")
+    with pytest.raises(ValueError, match="split"):
+        load_domain("snemi", ci, split="val")
