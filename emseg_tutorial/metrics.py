@@ -1,0 +1,754 @@
+"""Scores for semantic and instance segmentation of EM volumes.
+
+Pure functions on numpy arrays, in the style of :mod:`skimage.metrics`. Inputs are 2D
+``(Y, X)`` or 3D ``(Z, Y, X)`` arrays of integer class codes (see
+:mod:`emseg_tutorial.labels`): ``0`` unlabelled (ignored), ``1`` boundary, ``2`` cytoplasm,
+``3`` mitochondria, ``4`` glia; the boundary task uses ``1`` boundary, ``2`` non-boundary.
+Predictions use the same codes as labels.
+
+Three families of scores:
+
+* **Pixel classification** -- :func:`confusion_matrix`, :func:`jaccard_from_confusion`,
+  :func:`mean_jaccard`, :func:`jaccard_scores`: the paper's Jaccard score (intersection over
+  union per class), counted only where the labels are not ``0``.
+* **Boundary detection** -- :func:`boundary_scores`: Jaccard, precision, recall and F1 of
+  the boundary class, optionally with a tolerance of a few pixels in each slice.
+* **Instances** -- :func:`segment_from_boundary`, :func:`true_segmentation_from_labels`,
+  :func:`instance_scores`: cells cut out by the boundaries, compared with the adapted Rand
+  error and the variation of information of :mod:`skimage.metrics` (the SNEMI3D scores).
+
+:func:`evaluate` runs all three and returns a JSON-ready ``dict`` (``evaluate --json``).
+
+Examples
+--------
+>>> import numpy as np
+>>> labels = np.array([[2, 1, 2],
+...                    [2, 1, 2]], dtype=np.uint8)
+>>> scores = evaluate(labels, labels, "boundary")
+>>> scores["mean_jaccard"], scores["boundary_f1"], scores["adapted_rand_error"]
+(1.0, 1.0, 0.0)
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+from skimage.metrics import adapted_rand_error, variation_of_information
+from skimage.segmentation import relabel_sequential, watershed
+
+from . import labels as _labels
+
+__all__ = [
+    "confusion_matrix",
+    "jaccard_from_confusion",
+    "mean_jaccard",
+    "jaccard_scores",
+    "boundary_scores",
+    "segment_from_boundary",
+    "true_segmentation_from_labels",
+    "instance_scores",
+    "evaluate",
+]
+
+#: Highest class code any input may hold (the 4-class task's glia).
+MAX_CODE = max(_labels.MULTICLASS_NAMES)
+
+SEGMENTATION_METHODS = ("components", "watershed")
+
+
+# --------------------------------------------------------------------------------------
+# validation helpers
+# --------------------------------------------------------------------------------------
+def _check_ndim(array: np.ndarray, name: str) -> None:
+    if array.ndim not in (2, 3):
+        raise ValueError(
+            f"{name} must be 2D (Y, X) or 3D (Z, Y, X), got {array.ndim}D with shape "
+            f"{array.shape}"
+        )
+    if array.size == 0:
+        raise ValueError(f"{name} is empty (shape {array.shape})")
+
+
+def _check_integer(array: np.ndarray, name: str, what: str = "class codes") -> None:
+    if array.dtype.kind not in "iu":
+        hint = ""
+        if array.dtype.kind == "f":
+            hint = " (cast with .astype(...) if the values are whole numbers)"
+        raise ValueError(f"{name} must hold integer {what}, got dtype {array.dtype}{hint}")
+
+
+def _check_codes(array: npt.ArrayLike, name: str, max_code: int, context: str = "") -> np.ndarray:
+    """Return ``array`` as an ndarray after checking dtype, ndim and code range."""
+    array = np.asarray(array)
+    _check_integer(array, name)
+    _check_ndim(array, name)
+    low, high = array.min(), array.max()
+    if low < 0 or high > max_code:
+        bad = np.unique(array[(array < 0) | (array > max_code)])
+        shown = ", ".join(str(int(v)) for v in bad[:5]) + (", ..." if bad.size > 5 else "")
+        raise ValueError(
+            f"{name} holds codes outside 0..{max_code}{context}: found {shown}"
+        )
+    return array
+
+
+def _check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape, got {a.shape} and {b.shape}"
+        )
+
+
+def _check_pair(
+    prediction: npt.ArrayLike, labels: npt.ArrayLike, max_code: int, context: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
+    prediction = _check_codes(prediction, "prediction", max_code, context)
+    labels = _check_codes(labels, "labels", max_code, context)
+    _check_same_shape(prediction, labels, "prediction", "labels")
+    return prediction, labels
+
+
+def _check_task(task: str) -> dict[int, str]:
+    if not isinstance(task, str):
+        raise ValueError(f"task must be one of {_labels.TASKS}, got {task!r}")
+    return _labels.class_names(task)  # raises ValueError naming the valid tasks
+
+
+def _check_tolerance(tolerance: float) -> float:
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, numbers.Real)
+        or not math.isfinite(tolerance)
+        or tolerance < 0
+    ):
+        raise ValueError(f"tolerance must be a finite number of pixels >= 0, got {tolerance!r}")
+    return float(tolerance)
+
+
+def _plane_structure(ndim: int, connectivity: int) -> np.ndarray:
+    """In-plane neighbourhood: 2D ``(3, 3)``; for 3D a ``(3, 3, 3)`` structure whose only
+    non-zero plane is the middle one (``ndimage.label`` wants every side to be 3), so
+    slices stay apart."""
+    if connectivity not in (1, 2):
+        raise ValueError(
+            f"connectivity must be 1 (4 neighbours) or 2 (8 neighbours), got {connectivity!r}"
+        )
+    plane = ndimage.generate_binary_structure(2, connectivity)
+    if ndim == 2:
+        return plane
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = plane
+    return structure
+
+
+def _disk(radius: float, ndim: int) -> np.ndarray:
+    """Euclidean disk ``dy**2 + dx**2 <= radius**2``, shaped ``(1, k, k)`` for 3D."""
+    r = int(math.floor(radius))
+    yy, xx = np.ogrid[-r : r + 1, -r : r + 1]
+    disk = yy**2 + xx**2 <= radius**2
+    return disk if ndim == 2 else disk[np.newaxis]
+
+
+def _nan_mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) + 0.0 if finite else math.nan  # + 0.0: no "-0.0"
+
+
+def _json_float(value: float) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+# --------------------------------------------------------------------------------------
+# pixel classification
+# --------------------------------------------------------------------------------------
+def confusion_matrix(
+    prediction: npt.ArrayLike, labels: npt.ArrayLike, n_classes: int
+) -> np.ndarray:
+    """Count labelled pixels by true and predicted class.
+
+    Parameters
+    ----------
+    prediction : (Y, X) or (Z, Y, X) ndarray of int
+        Predicted class codes in ``0..n_classes``.
+    labels : ndarray of int, same shape as `prediction`
+        True class codes in ``0..n_classes``; pixels with code ``0`` are not counted.
+    n_classes : int
+        Number of classes (codes ``1..n_classes``).
+
+    Returns
+    -------
+    cm : (n_classes, n_classes + 1) ndarray of int64
+        ``cm[i, j]`` counts labelled pixels of true class index ``i`` (code ``i + 1``)
+        predicted as class index ``j`` (code ``j + 1``). The extra last column,
+        ``cm[:, -1]``, counts labelled pixels the prediction left *unassigned* (code 0,
+        i.e. class index -1, the ignore value of :mod:`emseg_tutorial.labels`).
+        ``cm[:, :-1]`` is the usual square confusion matrix.
+
+    Notes
+    -----
+    A prediction of code ``0`` on a labelled pixel is an error against the true class: it
+    is kept in the last column so that each row sums to the number of labelled pixels of
+    that class, and :func:`jaccard_from_confusion` counts it as a miss (a false negative)
+    of the true class and as a hit of no class.
+
+    The counts come from a single :func:`numpy.bincount` over the labelled pixels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.array([[1, 2], [2, 0]])
+    >>> prediction = np.array([[1, 1], [0, 2]])
+    >>> confusion_matrix(prediction, labels, n_classes=2)
+    array([[1, 0, 0],
+           [1, 0, 1]])
+    """
+    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 1:
+        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
+    n = int(n_classes)
+    prediction, labels = _check_pair(prediction, labels, n, f" for n_classes={n}")
+    labelled = labels != 0
+    true_index = labels[labelled].astype(np.int64) - 1
+    predicted = prediction[labelled].astype(np.int64)
+    # code c -> column c - 1; code 0 -> column n (the "unassigned" column, index -1)
+    column = np.where(predicted == 0, n, predicted - 1)
+    counts = np.bincount(true_index * (n + 1) + column, minlength=n * (n + 1))
+    return counts.reshape(n, n + 1)
+
+
+def jaccard_from_confusion(cm: npt.ArrayLike) -> np.ndarray:
+    """Per-class Jaccard index (intersection over union) from a confusion matrix.
+
+    Parameters
+    ----------
+    cm : (n, n) or (n, n + 1) array_like of non-negative counts
+        Rows are true classes, columns predicted classes, as returned by
+        :func:`confusion_matrix`; an ``n + 1``-th column counts unassigned pixels.
+
+    Returns
+    -------
+    iou : (n,) ndarray of float
+        ``TP / (TP + FP + FN)`` per class; ``nan`` for a class absent from both the truth
+        and the prediction (its union is empty, so the score is undefined).
+
+    Notes
+    -----
+    With ``TP = cm[k, k]``, ``FN = cm[k, :].sum() - TP`` (unassigned pixels included) and
+    ``FP = cm[:n, k].sum() - TP``.
+
+    Examples
+    --------
+    >>> jaccard_from_confusion([[1, 0, 0],
+    ...                         [1, 0, 1]])
+    array([0.5, 0. ])
+    >>> jaccard_from_confusion([[3, 0], [0, 0]])
+    array([ 1., nan])
+    """
+    cm = np.asarray(cm)
+    if cm.ndim != 2 or cm.shape[0] < 1 or cm.shape[1] not in (cm.shape[0], cm.shape[0] + 1):
+        raise ValueError(
+            f"confusion matrix must have shape (n, n) or (n, n + 1), got {cm.shape}"
+        )
+    if cm.dtype.kind not in "iuf" or (cm.size and cm.min() < 0):
+        raise ValueError("confusion matrix must hold non-negative counts")
+    n = cm.shape[0]
+    cm = cm.astype(np.float64)
+    tp = np.diagonal(cm[:, :n])
+    union = cm.sum(axis=1) + cm[:, :n].sum(axis=0) - tp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, tp / union, np.nan)
+
+
+def mean_jaccard(cm: npt.ArrayLike) -> float:
+    """Mean of :func:`jaccard_from_confusion` over the classes where it is defined.
+
+    Parameters
+    ----------
+    cm : (n, n) or (n, n + 1) array_like
+        Confusion matrix as returned by :func:`confusion_matrix`.
+
+    Returns
+    -------
+    float
+        Mean Jaccard index; classes absent from both truth and prediction (``nan``) are
+        left out; ``nan`` when no class is present at all.
+
+    Examples
+    --------
+    >>> mean_jaccard([[1, 0, 0], [1, 0, 1]])
+    0.25
+    >>> mean_jaccard([[3, 0], [0, 0]])
+    1.0
+    """
+    return _nan_mean(list(jaccard_from_confusion(cm)))
+
+
+def jaccard_scores(
+    prediction: npt.ArrayLike, labels: npt.ArrayLike, task: str
+) -> dict[str, float]:
+    """Jaccard index per class name of ``task``, on labelled pixels.
+
+    Parameters
+    ----------
+    prediction : (Y, X) or (Z, Y, X) ndarray of int
+        Predicted codes in ``0..4``.
+    labels : ndarray of int, same shape as `prediction`
+        True codes in ``0..4``; code ``0`` is ignored.
+    task : {"multiclass", "boundary"}
+        For ``"boundary"``, 4-class codes in either array are first reduced with
+        :func:`emseg_tutorial.labels.for_task` (2, 3, 4 become non-boundary ``2``).
+
+    Returns
+    -------
+    dict of str to float
+        ``{class name: IoU}`` in code order; ``nan`` for a class absent from both.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.array([[1, 2, 3, 4]])
+    >>> jaccard_scores(np.array([[1, 3, 3, 4]]), labels, "boundary")
+    {'boundary': 1.0, 'non-boundary': 1.0}
+    >>> jaccard_scores(np.array([[1, 3, 3, 4]]), labels, "multiclass")
+    {'boundary': 1.0, 'cytoplasm': 0.0, 'mitochondria': 0.5, 'glia': 1.0}
+    """
+    names = _check_task(task)
+    prediction, labels = _check_pair(prediction, labels, MAX_CODE)
+    prediction = _labels.for_task(prediction, task)
+    labels = _labels.for_task(labels, task)
+    iou = jaccard_from_confusion(confusion_matrix(prediction, labels, len(names)))
+    return {name: float(iou[code - 1]) for code, name in names.items()}
+
+
+# --------------------------------------------------------------------------------------
+# boundary detection
+# --------------------------------------------------------------------------------------
+def boundary_scores(
+    prediction: npt.ArrayLike, labels: npt.ArrayLike, tolerance: float = 0
+) -> dict[str, float]:
+    """Jaccard, precision, recall and F1 of the boundary class (code 1).
+
+    Parameters
+    ----------
+    prediction : (Y, X) or (Z, Y, X) ndarray of int
+        Predicted codes in ``0..4`` (either task: code ``1`` is boundary in both).
+    labels : ndarray of int, same shape as `prediction`
+        True codes in ``0..4``; only pixels with ``labels != 0`` are scored.
+    tolerance : float, optional
+        Distance in pixels, within one z-slice, at which a predicted and a true boundary
+        pixel still match. ``0`` (default) asks for the very same pixel.
+
+    Returns
+    -------
+    dict of str to float
+        ``boundary_jaccard``, ``boundary_precision``, ``boundary_recall``,
+        ``boundary_f1``.
+
+    Notes
+    -----
+    Both boundary masks are restricted to labelled pixels: ``P`` = predicted boundary on
+    labelled pixels, ``T`` = true boundary. Precision is the fraction of ``P`` with a pixel
+    of ``T`` within `tolerance` (Euclidean distance, same z-slice), recall the fraction of
+    ``T`` with a pixel of ``P`` within `tolerance`; ``F1 = 2 p r / (p + r)``. The matching
+    is a binary dilation with a disk footprint ``dy**2 + dx**2 <= tolerance**2`` (shape
+    ``(1, k, k)`` for volumes), so slices never see each other.
+
+    The boundary Jaccard is ``F1 / (2 - F1)``; at ``tolerance=0`` this is exactly
+    ``|P & T| / |P | T|``, the boundary entry of :func:`jaccard_scores`.
+
+    Undefined ratios are ``nan``: precision when ``P`` is empty, recall when ``T`` is
+    empty, F1 and Jaccard when both are empty. When only one of them is empty, F1 and
+    Jaccard are ``0``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.array([[2, 1, 2, 2]] * 3)
+    >>> shifted = np.array([[2, 2, 1, 2]] * 3)
+    >>> boundary_scores(shifted, labels)["boundary_f1"]
+    0.0
+    >>> boundary_scores(shifted, labels, tolerance=1)["boundary_f1"]
+    1.0
+    """
+    tolerance = _check_tolerance(tolerance)
+    prediction, labels = _check_pair(prediction, labels, MAX_CODE)
+    labelled = labels != _labels.UNLABELLED
+    pred_b = (prediction == _labels.BOUNDARY) & labelled
+    true_b = labels == _labels.BOUNDARY
+    if tolerance == 0:
+        hit_pred = hit_true = pred_b & true_b
+    else:
+        footprint = _disk(tolerance, labels.ndim)
+        hit_pred = pred_b & ndimage.binary_dilation(true_b, structure=footprint)
+        hit_true = true_b & ndimage.binary_dilation(pred_b, structure=footprint)
+    n_pred, n_true = int(np.count_nonzero(pred_b)), int(np.count_nonzero(true_b))
+    tp_pred, tp_true = int(np.count_nonzero(hit_pred)), int(np.count_nonzero(hit_true))
+
+    precision = tp_pred / n_pred if n_pred else math.nan
+    recall = tp_true / n_true if n_true else math.nan
+    if n_pred + n_true == 0:
+        f1 = jaccard = math.nan
+    elif tp_pred == 0 or tp_true == 0:
+        f1 = jaccard = 0.0
+    else:
+        f1 = 2 * precision * recall / (precision + recall)
+        if tolerance == 0:  # exact form, identical to the confusion-matrix IoU
+            jaccard = tp_pred / (n_pred + n_true - tp_pred)
+        else:
+            jaccard = f1 / (2 - f1)
+    return {
+        "boundary_jaccard": float(jaccard),
+        "boundary_precision": float(precision),
+        "boundary_recall": float(recall),
+        "boundary_f1": float(f1),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# instances
+# --------------------------------------------------------------------------------------
+def segment_from_boundary(
+    boundary: npt.ArrayLike,
+    *,
+    method: str = "components",
+    threshold: float = 0.5,
+    min_size: int = 0,
+    connectivity: int = 1,
+) -> np.ndarray:
+    """Cut cells out of a boundary map, slice by slice.
+
+    Parameters
+    ----------
+    boundary : (Y, X) or (Z, Y, X) ndarray
+        Boundary mask (``bool``, or integers ``0``/``1``) or boundary probability
+        (floats in ``[0, 1]``).
+    method : {"components", "watershed"}, optional
+        ``"components"`` (default): connected components of non-boundary pixels; boundary
+        pixels get label ``0``. ``"watershed"``: those components are markers, flooded
+        over the boundary map with :func:`skimage.segmentation.watershed`, so boundary
+        pixels are assigned to cells too.
+    threshold : float, optional
+        A probability ``>= threshold`` is boundary. Ignored for masks.
+    min_size : int, optional
+        Components (markers) with fewer pixels are dropped: with ``"components"`` they
+        become ``0``; with ``"watershed"`` their pixels are flooded by neighbouring cells.
+        ``0`` (default) keeps everything.
+    connectivity : {1, 2}, optional
+        In-plane neighbourhood of a cell: ``1`` (default) 4 neighbours, so a one-pixel
+        diagonal boundary line separates cells; ``2`` 8 neighbours.
+
+    Returns
+    -------
+    segmentation : ndarray of int32, same shape as `boundary`
+        Cell labels ``1..N``, unique across the whole volume (a cell never spans two
+        slices); ``0`` for boundary pixels (``"components"``) or pixels no marker reached
+        (``"watershed"`` in a slice without markers).
+
+    Notes
+    -----
+    Slices are independent: labelling and flooding only connect pixels within a z-slice,
+    following the paper's 2D setting. With ``"watershed"`` a boundary pixel joins the
+    cell whose flood reaches it first, i.e. the side with the lower boundary probability.
+
+    How the scores see label ``0``: :func:`instance_scores` passes ``ignore_labels`` to
+    skimage, which ignores those labels in the *true* segmentation only. Predicted ``0``
+    pixels that fall on true boundary (``0`` in :func:`true_segmentation_from_labels`)
+    are therefore ignored, but those on true cell pixels count as one more segment that
+    merges with every cell it touches (adapted Rand precision and ``voi_merge`` go
+    down/up). Use ``method="watershed"`` to give every pixel a cell.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mask = np.array([[0, 0, 1, 0],
+    ...                  [0, 0, 1, 0]], dtype=bool)
+    >>> segment_from_boundary(mask)
+    array([[1, 1, 0, 2],
+           [1, 1, 0, 2]], dtype=int32)
+    >>> prob = np.array([[0.1, 0.4, 0.9, 0.2],
+    ...                  [0.1, 0.3, 0.8, 0.1]])
+    >>> segment_from_boundary(prob, method="watershed")
+    array([[1, 1, 2, 2],
+           [1, 1, 2, 2]], dtype=int32)
+    """
+    if method not in SEGMENTATION_METHODS:
+        raise ValueError(f"method must be one of {SEGMENTATION_METHODS}, got {method!r}")
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, numbers.Real)
+        or not 0 <= threshold <= 1
+    ):
+        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    if isinstance(min_size, bool) or not isinstance(min_size, numbers.Integral) or min_size < 0:
+        raise ValueError(f"min_size must be an integer >= 0, got {min_size!r}")
+
+    array = np.asarray(boundary)
+    _check_ndim(array, "boundary")
+    if array.dtype == bool:
+        mask = array
+    elif array.dtype.kind in "iu":
+        if array.min() < 0 or array.max() > 1:
+            raise ValueError(
+                "an integer boundary map must be a 0/1 mask, got values in "
+                f"{int(array.min())}..{int(array.max())} (for class codes pass codes == 1)"
+            )
+        mask = array.astype(bool)
+    elif array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
+            raise ValueError("a boundary probability must be finite and within [0, 1]")
+        mask = array >= threshold
+    else:
+        raise ValueError(
+            f"boundary must be a bool mask or float probabilities, got dtype {array.dtype}"
+        )
+
+    structure = _plane_structure(array.ndim, connectivity)
+    cells, _ = ndimage.label(~mask, structure=structure)
+    if min_size > 1:
+        sizes = np.bincount(cells.ravel())
+        small = sizes < min_size
+        small[0] = False
+        cells[small[cells]] = 0
+    if method == "watershed":
+        elevation = array.astype(np.float32) if array.dtype.kind != "f" else array
+        cells = watershed(elevation, markers=cells, connectivity=structure)
+    return relabel_sequential(cells)[0].astype(np.int32, copy=False)
+
+
+def true_segmentation_from_labels(labels: npt.ArrayLike, *, connectivity: int = 1) -> np.ndarray:
+    """Ground-truth cells: connected non-boundary labelled pixels in each slice.
+
+    Parameters
+    ----------
+    labels : (Y, X) or (Z, Y, X) ndarray of int
+        Class codes in ``0..4`` (4-class or boundary-task codes).
+    connectivity : {1, 2}, optional
+        In-plane neighbourhood, as in :func:`segment_from_boundary`.
+
+    Returns
+    -------
+    segmentation : ndarray of int32, same shape as `labels`
+        Cell labels ``1..N`` (unique across slices) for codes ``>= 2`` (cytoplasm,
+        mitochondria and glia of a cell are one segment); ``0`` for boundary and
+        unlabelled pixels, which :func:`instance_scores` ignores by default.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> true_segmentation_from_labels(np.array([[2, 3, 1, 2],
+    ...                                         [0, 2, 1, 4]]))
+    array([[1, 1, 0, 2],
+           [0, 1, 0, 2]], dtype=int32)
+    """
+    labels = _check_codes(labels, "labels", MAX_CODE)
+    structure = _plane_structure(labels.ndim, connectivity)
+    cells, _ = ndimage.label(labels >= _labels.NON_BOUNDARY, structure=structure)
+    return cells.astype(np.int32, copy=False)
+
+
+def instance_scores(
+    pred_segmentation: npt.ArrayLike,
+    true_segmentation: npt.ArrayLike,
+    ignore_labels: Sequence[int] = (0,),
+    *,
+    per_slice: bool = True,
+) -> dict[str, float]:
+    """Adapted Rand error and variation of information, via :mod:`skimage.metrics`.
+
+    Parameters
+    ----------
+    pred_segmentation : (Y, X) or (Z, Y, X) ndarray of int
+        Predicted instance labels (non-negative).
+    true_segmentation : ndarray of int, same shape
+        True instance labels (non-negative).
+    ignore_labels : sequence of int, optional
+        Labels of the *true* segmentation that are not scored (default ``(0,)``:
+        boundary and unlabelled pixels of :func:`true_segmentation_from_labels`).
+    per_slice : bool, optional
+        For volumes: ``True`` (default, the paper's 2D setting) scores each z-slice and
+        returns the mean over slices; ``False`` scores the volume at once (as the
+        SNEMI3D challenge did). Ignored for 2D inputs.
+
+    Returns
+    -------
+    dict of str to float
+        ``adapted_rand_error``, ``adapted_rand_precision``, ``adapted_rand_recall``
+        (from :func:`skimage.metrics.adapted_rand_error`), ``voi_split`` and
+        ``voi_merge`` (from :func:`skimage.metrics.variation_of_information`, in bits).
+        Each is 0 for a perfect segmentation (precision and recall: 1).
+
+    Notes
+    -----
+    The true segmentation is skimage's ``image_true`` / ``image0``; ``voi_split`` is
+    ``H(pred | true)`` (over-segmentation) and ``voi_merge`` is ``H(true | pred)``
+    (under-segmentation). skimage ignores `ignore_labels` in the true segmentation only;
+    a predicted label ``0`` is an ordinary segment. Precision and recall keep skimage's
+    names: a merge (one predicted segment over several true ones) lowers
+    ``adapted_rand_recall``, a split lowers ``adapted_rand_precision``.
+
+    With `per_slice`, each score is averaged over the slices where it is defined:
+    slices whose true labels are all ignored are skipped, and so is a slice whose adapted
+    Rand score is ``0/0`` (e.g. only one-pixel segments). ``nan`` when no slice counts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> true = np.array([[1, 1, 0, 2, 2]])
+    >>> merged = np.array([[1, 1, 1, 1, 1]])
+    >>> scores = instance_scores(merged, true)
+    >>> scores["adapted_rand_error"], scores["voi_split"], scores["voi_merge"]
+    (0.5, 0.0, 1.0)
+    """
+    pred = np.asarray(pred_segmentation)
+    true = np.asarray(true_segmentation)
+    for array, name in ((pred, "pred_segmentation"), (true, "true_segmentation")):
+        _check_integer(array, name, "instance labels")
+        _check_ndim(array, name)
+        if array.min() < 0:
+            raise ValueError(f"{name} must hold non-negative labels, got {int(array.min())}")
+    _check_same_shape(pred, true, "pred_segmentation", "true_segmentation")
+    ignore = [int(v) for v in ignore_labels]
+
+    if pred.ndim == 3 and per_slice:
+        pairs = list(zip(pred, true))
+    else:
+        pairs = [(pred, true)]
+
+    keys = ("adapted_rand_error", "adapted_rand_precision", "adapted_rand_recall",
+            "voi_split", "voi_merge")
+    collected: dict[str, list[float]] = {key: [] for key in keys}
+    for pred_part, true_part in pairs:
+        if not np.any(~np.isin(true_part, ignore)):
+            continue  # nothing to score in this slice
+        with np.errstate(divide="ignore", invalid="ignore"):
+            are, precision, recall = adapted_rand_error(
+                true_part, pred_part, ignore_labels=ignore
+            )
+            split, merge = variation_of_information(true_part, pred_part, ignore_labels=ignore)
+        for key, value in zip(keys, (are, precision, recall, split, merge)):
+            collected[key].append(float(value))
+    return {key: _nan_mean(values) for key, values in collected.items()}
+
+
+# --------------------------------------------------------------------------------------
+# everything at once
+# --------------------------------------------------------------------------------------
+def _boundary_probability(
+    probabilities: npt.ArrayLike, shape: tuple[int, ...], n_classes: int
+) -> np.ndarray:
+    prob = np.asarray(probabilities)
+    if prob.dtype.kind != "f":
+        raise ValueError(f"probabilities must be floats in [0, 1], got dtype {prob.dtype}")
+    if prob.shape == shape:
+        return prob
+    if prob.shape == (n_classes, *shape):
+        return prob[_labels.BOUNDARY - 1]
+    raise ValueError(
+        f"probabilities must have the prediction's shape {shape} (boundary probability) "
+        f"or {(n_classes, *shape)} (one map per class, boundary first), got {prob.shape}"
+    )
+
+
+def evaluate(
+    prediction: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    task: str,
+    *,
+    tolerance: float = 0,
+    probabilities: npt.ArrayLike | None = None,
+    per_slice: bool = True,
+) -> dict[str, Any]:
+    """All scores of a predicted code volume against labels, ready for ``json.dumps``.
+
+    Parameters
+    ----------
+    prediction : (Y, X) or (Z, Y, X) ndarray of int
+        Predicted codes in ``0..4``.
+    labels : ndarray of int, same shape
+        True codes in ``0..4``; code ``0`` is ignored.
+    task : {"multiclass", "boundary"}
+        Which classes the Jaccard scores are reported for (see :func:`jaccard_scores`).
+    tolerance : float, optional
+        Boundary matching tolerance in pixels, see :func:`boundary_scores`.
+    probabilities : ndarray of float, optional
+        Boundary probability, shaped like `prediction`, or one map per class with a
+        leading class axis (boundary first). When given, predicted cells come from
+        :func:`segment_from_boundary` with ``method="watershed"`` on it; otherwise from
+        connected components of ``prediction != 1``.
+    per_slice : bool, optional
+        Instance scores per slice (default) or on the whole volume, see
+        :func:`instance_scores`.
+
+    Returns
+    -------
+    dict
+        ``task``; ``jaccard`` (``{class name: IoU}``); ``mean_jaccard``;
+        ``boundary_jaccard``, ``boundary_precision``, ``boundary_recall``, ``boundary_f1``;
+        ``adapted_rand_error``, ``adapted_rand_precision``, ``adapted_rand_recall``,
+        ``voi_split``, ``voi_merge``; ``tolerance``, ``segmentation`` (the method used),
+        ``per_slice`` and ``n_labelled`` (scored pixels).
+
+    Notes
+    -----
+    Every number is a plain Python ``float`` (``int`` for ``n_labelled``); an undefined
+    score (``nan`` in the functions above: a class absent from truth and prediction, no
+    boundary at all, no scorable slice) becomes ``None``, so
+    ``json.dumps(result, allow_nan=False)`` works and prints ``null``.
+
+    For both tasks the boundary and instance scores use code ``1`` of the prediction and
+    the labels; true cells come from :func:`true_segmentation_from_labels`.
+
+    Examples
+    --------
+    >>> import json
+    >>> import numpy as np
+    >>> labels = np.array([[2, 1, 3, 1, 2]], dtype=np.uint8)
+    >>> prediction = np.array([[2, 1, 2, 2, 2]], dtype=np.uint8)
+    >>> result = evaluate(prediction, labels, "multiclass")
+    >>> result["jaccard"]
+    {'boundary': 0.5, 'cytoplasm': 0.5, 'mitochondria': 0.0, 'glia': None}
+    >>> result["boundary_recall"], result["voi_split"]
+    (0.5, 0.0)
+    >>> json.loads(json.dumps(result, allow_nan=False))["jaccard"]["glia"] is None
+    True
+    """
+    names = _check_task(task)
+    tolerance = _check_tolerance(tolerance)
+    prediction, labels = _check_pair(prediction, labels, MAX_CODE)
+
+    cm = confusion_matrix(
+        _labels.for_task(prediction, task), _labels.for_task(labels, task), len(names)
+    )
+    iou = jaccard_from_confusion(cm)
+    boundary = boundary_scores(prediction, labels, tolerance)
+
+    true_cells = true_segmentation_from_labels(labels)
+    if probabilities is None:
+        method = "components"
+        pred_cells = segment_from_boundary(prediction == _labels.BOUNDARY, method=method)
+    else:
+        method = "watershed"
+        prob = _boundary_probability(probabilities, prediction.shape, len(names))
+        pred_cells = segment_from_boundary(prob, method=method)
+    instances = instance_scores(pred_cells, true_cells, per_slice=per_slice)
+
+    result: dict[str, Any] = {
+        "task": task,
+        "jaccard": {name: _json_float(iou[code - 1]) for code, name in names.items()},
+        "mean_jaccard": _json_float(mean_jaccard(cm)),
+    }
+    result.update({key: _json_float(value) for key, value in boundary.items()})
+    result.update({key: _json_float(value) for key, value in instances.items()})
+    result.update(
+        tolerance=tolerance,
+        segmentation=method,
+        per_slice=bool(per_slice),
+        n_labelled=int(cm.sum()),
+    )
+    return result
