@@ -1,0 +1,223 @@
+"""Losses: per-pixel weighted cross-entropy, soft Dice, and small adversarial helpers.
+
+Targets here are class *indices* (``code - 1``), so the unlabelled code 0 becomes index ``-1``,
+which every loss ignores; convert label codes with :func:`codes_to_index`. Logits are
+``(N, C, H, W)``, targets and weights ``(N, H, W)``.
+
+Examples
+--------
+>>> import torch
+>>> logits = torch.zeros(1, 2, 1, 2)
+>>> target = codes_to_index(torch.tensor([[[1, 0]]]))    # code 0 is ignored
+>>> target
+tensor([[[ 0, -1]]])
+>>> round(weighted_cross_entropy(logits, target).item(), 4)  # log(2)
+0.6931
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -1
+
+
+def codes_to_index(labels: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Turn label codes (0 unlabelled, 1..K classes) into class indices for the losses.
+
+    Parameters
+    ----------
+    labels : Tensor or ndarray of int
+        Label codes, any shape (e.g. ``(N, H, W)``); numpy arrays are converted.
+
+    Returns
+    -------
+    Tensor of int64
+        ``code - 1``: code 0 becomes ``-1`` (ignored), code 1 becomes class 0, and so on.
+
+    Examples
+    --------
+    >>> codes_to_index(torch.tensor([0, 1, 2, 3, 4], dtype=torch.uint8))
+    tensor([-1,  0,  1,  2,  3])
+    """
+    return torch.as_tensor(labels).long() - 1
+
+
+def _check_pair(logits: torch.Tensor, target: torch.Tensor) -> None:
+    if logits.ndim < 3:
+        raise ValueError(f"logits must be (N, C, H, W), got shape {tuple(logits.shape)}")
+    expected = (logits.shape[0], *logits.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(f"target must have shape {expected} for logits {tuple(logits.shape)}, "
+                         f"got {tuple(target.shape)}")
+    if target.dtype != torch.long:
+        raise ValueError(f"target must be int64 class indices (use codes_to_index), got {target.dtype}")
+
+
+def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor,
+                           weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy with one weight per pixel, averaged over labelled pixels.
+
+    Parameters
+    ----------
+    logits : Tensor, (N, C, H, W)
+        Raw network outputs.
+    target : Tensor of int64, (N, H, W)
+        Class indices in ``0..C-1``; ``-1`` marks unlabelled pixels, which contribute nothing.
+        Callers convert the label codes of files with ``code - 1`` (:func:`codes_to_index`).
+    weights : Tensor, (N, H, W), optional
+        Non-negative per-pixel weights (the paper's entropy or distance maps); ``None`` weighs
+        every pixel 1.
+
+    Returns
+    -------
+    Tensor
+        Scalar loss. 0 (still attached to the graph, zero gradients) when no pixel is labelled
+        or all labelled weights are 0.
+
+    Notes
+    -----
+    With per-pixel cross-entropy :math:`\\ell_i = -\\log \\mathrm{softmax}(z_i)_{y_i}` and the set
+    :math:`L` of labelled pixels,
+
+    .. math:: \\mathcal{L} = \\frac{\\sum_{i \\in L} w_i \\ell_i}{\\sum_{i \\in L} w_i}.
+
+    This is a weighted *mean*, the same normalisation as PyTorch's class-weighted
+    ``F.cross_entropy(..., weight=...)``; with uniform weights it equals the plain mean
+    cross-entropy. The alternative divides by the number of labelled pixels, :math:`|L|`.
+    That makes the loss (and so the step size) grow with the overall scale of the weight map:
+    multiplying all weights by 10 is like a 10x learning rate, and a patch full of boundaries
+    takes a bigger step than a patch of cytoplasm. Dividing by the weight sum keeps the loss
+    in cross-entropy units whatever the weighting scheme, so entropy, distance and ratio maps
+    differ only in which pixels matter, and one learning rate (the paper's 1e-4) fits all.
+
+    Examples
+    --------
+    >>> logits = torch.tensor([[[[2.0, 0.0]], [[0.0, 0.0]]]])   # (1, 2, 1, 2)
+    >>> target = torch.tensor([[[0, 1]]])
+    >>> ce = weighted_cross_entropy(logits, target, torch.tensor([[[1.0, 3.0]]]))
+    >>> round(ce.item(), 4)   # (1 * 0.1269 + 3 * 0.6931) / 4
+    0.5516
+    """
+    _check_pair(logits, target)
+    ce = F.cross_entropy(logits, target, reduction="none", ignore_index=IGNORE_INDEX)
+    labelled = (target != IGNORE_INDEX).to(ce.dtype)
+    if weights is None:
+        w = labelled
+    else:
+        if tuple(weights.shape) != tuple(target.shape):
+            raise ValueError(f"weights must have the target's shape {tuple(target.shape)}, "
+                             f"got {tuple(weights.shape)}")
+        w = weights.to(ce.dtype) * labelled
+    total = w.sum()
+    # clamp instead of an `if total == 0` test: no host-device sync, and 0 / tiny == 0 with grad
+    return (w * ce).sum() / total.clamp_min(torch.finfo(ce.dtype).tiny)
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0,
+              ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Soft multi-class Dice loss, ``1 - mean over classes of Dice``, on softmax probabilities.
+
+    Parameters
+    ----------
+    logits : Tensor, (N, C, H, W)
+        Raw network outputs.
+    target : Tensor of int64, (N, H, W)
+        Class indices; pixels equal to ``ignore_index`` are left out of every sum.
+    eps : float
+        Smoothing added to numerator and denominator; keeps classes absent from a batch
+        finite (such a class scores Dice 1 when the network also predicts none of it).
+    ignore_index : int
+        Target value of unlabelled pixels.
+
+    Returns
+    -------
+    Tensor
+        Scalar loss in ``[0, 1]``.
+
+    Notes
+    -----
+    For class :math:`c`, probabilities :math:`p` and one-hot targets :math:`g` summed over the
+    labelled pixels of the whole batch,
+    :math:`D_c = (2 \\sum p_c g_c + \\epsilon) / (\\sum p_c + \\sum g_c + \\epsilon)`.
+    Averaging over classes gives every class the same say however few pixels it has, which
+    is why Dice (Milletari et al., V-Net, 2016) is the usual baseline against class imbalance.
+
+    Examples
+    --------
+    >>> target = torch.tensor([[[0, 1, -1]]])
+    >>> perfect = 20 * F.one_hot(target.clamp(min=0), 2).permute(0, 3, 1, 2).float()
+    >>> dice_loss(perfect, target).item() < 1e-6
+    True
+    """
+    _check_pair(logits, target)
+    n_classes = logits.shape[1]
+    probs = logits.softmax(dim=1)
+    labelled = target != ignore_index
+    onehot = F.one_hot(torch.where(labelled, target, 0), n_classes).movedim(-1, 1).to(probs.dtype)
+    mask = labelled.unsqueeze(1).to(probs.dtype)
+    probs, onehot = probs * mask, onehot * mask
+    dims = [0, *range(2, logits.ndim)]
+    intersection = (probs * onehot).sum(dims)
+    denominator = probs.sum(dims) + onehot.sum(dims)
+    dice = (2 * intersection + eps) / (denominator + eps)
+    return 1 - dice.mean()
+
+
+def bce_real(logits: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of discriminator ``logits`` against "real" (all ones).
+
+    Examples
+    --------
+    >>> round(bce_real(torch.zeros(2, 1, 4, 4)).item(), 4)   # log(2)
+    0.6931
+    """
+    return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+
+
+def bce_fake(logits: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of discriminator ``logits`` against "fake" (all zeros).
+
+    Examples
+    --------
+    >>> bce_fake(torch.full((3,), -30.0)).item() < 1e-12
+    True
+    """
+    return F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+
+
+def entropy_map(probs: torch.Tensor) -> torch.Tensor:
+    """Per-pixel Shannon entropy of class probabilities, normalised to ``[0, 1]``.
+
+    Parameters
+    ----------
+    probs : Tensor, (N, C, H, W)
+        Softmax probabilities (summing to 1 over ``C``), ``C >= 2``.
+
+    Returns
+    -------
+    Tensor, (N, H, W)
+        :math:`-\\sum_c p_c \\log p_c / \\log C`: 0 for a confident (one-hot) pixel, 1 for a
+        uniform one. ADVENT (Vu et al., 2019) minimises or aligns this map on the target
+        domain.
+
+    Notes
+    -----
+    :math:`0 \\log 0` is taken as 0; probabilities are clamped at the dtype's smallest normal
+    number inside the log so gradients stay finite at exact zeros.
+
+    Examples
+    --------
+    >>> probs = torch.tensor([[0.5, 1.0], [0.5, 0.0]]).reshape(1, 2, 1, 2)
+    >>> entropy_map(probs)
+    tensor([[[1., 0.]]])
+    """
+    if probs.ndim < 2 or probs.shape[1] < 2:
+        raise ValueError(f"probs must be (N, C, H, W) with C >= 2, got shape {tuple(probs.shape)}")
+    tiny = torch.finfo(probs.dtype).tiny if probs.is_floating_point() else 1e-38
+    entropy = (probs * -probs.clamp_min(tiny).log()).sum(dim=1)  # sign inside: no -0.0
+    return entropy / math.log(probs.shape[1])
