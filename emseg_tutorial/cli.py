@@ -8,12 +8,18 @@ stderr that names the problem; success exits 0.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 from typing import Callable
 
-from .data.io import VolumeError, check_output_spec, write_volume
+from .data.io import (VolumeError, check_output_spec, check_pair, read_image, read_labels, read_volume,
+                      write_volume)
 from .data.sources import DataSourceError
 from .data.synthetic import DOMAINS, make_volume
+from .labels import TASKS
+from .presets import PRESETS, get_preset
+from .weights import parse_weight_scheme
 
 PROG = "python -m emseg_tutorial"
 
@@ -62,9 +68,120 @@ def run_synth(args) -> None:
           f"voxel {vol.voxel_size} nm, seed {args.seed}")
 
 
+# --------------------------------------------------------------------------- train
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train the 2D U-Net on a labelled volume (Experiments 1 and 2)",
+                       description="Supervised training with the paper's per-pixel loss weights. Writes "
+                                   "DIR/model.pt (weights, config, history) and DIR/history.json.")
+    p.add_argument("--image", required=True, help="image volume (tif, FILE.h5:dataset, folder of slices, .npy)")
+    p.add_argument("--labels", required=True, help="label volume, codes 0-4 (0 ignored)")
+    p.add_argument("--task", choices=TASKS, required=True, help="multiclass: codes 1-4; boundary: 1 vs the rest")
+    p.add_argument("--weights", required=True, metavar="{entropy,distance,ratio:R,border,none}",
+                   help="per-pixel loss weights (ratio:R gives boundary R times the weight of the rest)")
+    p.add_argument("--init", metavar="CKPT", help="start from this checkpoint (head replaced if the class count differs)")
+    p.add_argument("--jitter", action="store_true", help="random intensity jitter (the paper's M2 -> M3 step)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="sizes (default: EMSEG_PRESET or by hardware)")
+    p.add_argument("--steps", type=_positive, help="optimiser steps (default: from the preset)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_train(args) -> None:
+    from .train import experiment_config, load_checkpoint, save_checkpoint, save_json, train_supervised
+
+    parse_weight_scheme(args.weights)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    vol = read_volume(args.image, args.labels)
+    init = load_checkpoint(args.init)[0] if args.init else None
+    preset = get_preset(args.preset)
+    config = experiment_config(preset, task=args.task, weights=args.weights, init=init is not None,
+                               jitter=args.jitter, steps=args.steps, seed=args.seed, device=args.device)
+    run = train_supervised(vol.image, vol.labels, config, init=init, progress=not args.quiet)
+    save_checkpoint(out / "model.pt", run.model, config=config.to_dict(), history=run.history)
+    save_json(out / "history.json", run.history)
+    last = run.history["val"][-1] if run.history["val"] else None
+    summary = f"; last validation mean Jaccard {last['mean_jaccard']:.3f}" if last else ""
+    print(f"wrote {out / 'model.pt'} and {out / 'history.json'} after {config.steps} steps{summary}")
+
+
+# --------------------------------------------------------------------------- predict
+
+
+def add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="segment a volume with a trained model",
+                       description="Predict label codes for every slice (tiled with overlap when large).")
+    p.add_argument("--model", required=True, metavar="CKPT", help="checkpoint written by train or adapt")
+    p.add_argument("--image", required=True, help="image volume")
+    p.add_argument("--out", required=True, metavar="PRED", help="output label codes (.tif, FILE.h5:dataset, .npy)")
+    p.add_argument("--probabilities", metavar="PROB", help="also write class probabilities (C, Z, Y, X) float32")
+    p.add_argument("--tile", type=_positive, default=512, help="largest tile side (default 512)")
+    p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_predict(args) -> None:
+    from .devices import pick_device
+    from .predict import predict_probabilities, probabilities_to_codes
+    from .train import load_checkpoint
+
+    for spec in filter(None, (args.out, args.probabilities)):
+        check_output_spec(spec)
+    image, voxel = read_image(args.image)
+    device = pick_device(args.device)
+    model, _ = load_checkpoint(args.model, device=device)
+    probs = predict_probabilities(model, image, tile=args.tile, progress=not args.quiet)
+    write_volume(args.out, probabilities_to_codes(probs), voxel)
+    if args.probabilities:
+        write_volume(args.probabilities, probs, voxel)
+    print(f"wrote {args.out}" + (f" and {args.probabilities}" if args.probabilities else ""))
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="score a prediction against labels",
+                       description="Per-class and mean Jaccard, boundary Jaccard and F1, adapted Rand "
+                                   "error and variation of information (split / merge).")
+    p.add_argument("--prediction", required=True, metavar="PRED", help="predicted label codes")
+    p.add_argument("--labels", required=True, help="ground-truth codes 0-4 (0 ignored)")
+    p.add_argument("--task", choices=TASKS, required=True)
+    p.add_argument("--tolerance", type=float, default=0.0, help="boundary match tolerance in pixels (default 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run_evaluate(args) -> None:
+    from .metrics import evaluate
+
+    pred = read_labels(args.prediction)
+    labels = read_labels(args.labels)
+    check_pair(pred, labels, args.prediction, args.labels)
+    scores = evaluate(pred, labels, args.task, tolerance=args.tolerance)
+    if args.json:
+        print(json.dumps(scores, allow_nan=False))
+        return
+    for name, value in scores["jaccard"].items():
+        print(f"jaccard {name:14s} {_fmt(value)}")
+    for key in ("mean_jaccard", "boundary_jaccard", "boundary_f1", "adapted_rand_error", "voi_split", "voi_merge"):
+        print(f"{key:22s} {_fmt(scores[key])}")
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 #: name -> (add arguments, run)
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "synth": (add_synth, run_synth),
+    "train": (add_train, run_train),
+    "predict": (add_predict, run_predict),
+    "evaluate": (add_evaluate, run_evaluate),
 }
 
 

@@ -18,7 +18,7 @@ Examples
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 PRESET_ENV = "EMSEG_PRESET"
 DATA_ENV = "EMSEG_DATA"
@@ -35,6 +35,14 @@ class Preset:
         ``"ci"``, ``"cpu"`` or ``"gpu"``.
     source_shape, target_shape : tuple of int
         ``(Z, Y, X)`` of the synthetic source (FIBSEM twin) and target (SNEMI3D twin) volumes.
+    model : dict
+        :class:`~emseg_tutorial.models.UNet2d` keyword arguments (depth, width, norm).
+    patch, batch_size : int
+        Side of the square training patches and patches per optimiser step.
+    steps_per_iteration : float
+        Optimiser steps per iteration of the paper (see :data:`PAPER_ITERATIONS`).
+    val_every : int
+        Steps between validation passes.
     seed : int
         Seed of the training volumes; ``seed + 1`` makes the held-out evaluation volumes.
     """
@@ -42,18 +50,50 @@ class Preset:
     name: str
     source_shape: tuple[int, int, int]
     target_shape: tuple[int, int, int]
+    model: dict = field(default_factory=lambda: {"depth": 4, "base_width": 16, "norm": "batch"})
+    patch: int = 128
+    batch_size: int = 8
+    steps_per_iteration: float = 4.0
+    val_every: int = 40
     seed: int = 0
+
+    def steps(self, stage: str) -> int:
+        """Optimiser steps of a paper stage: its iteration count times ``steps_per_iteration``.
+
+        Examples
+        --------
+        >>> get_preset("cpu").steps("exp1")
+        480
+        """
+        if stage not in PAPER_ITERATIONS:
+            raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(PAPER_ITERATIONS)}")
+        return max(1, int(round(PAPER_ITERATIONS[stage] * self.steps_per_iteration)))
 
     def to_dict(self) -> dict:
         """Plain ``dict`` of the preset (for checkpoints and JSON histories)."""
         return asdict(self)
 
 
+#: Training lengths the paper reports, in its "iterations": Experiment 1 (M1), Experiment 2
+#: from M1 (M2; the ratio baselines get the same budget), Experiment 2 from scratch, and the
+#: jitter fine-tuning (M3). A preset turns them into optimiser steps.
+PAPER_ITERATIONS: dict[str, int] = {"exp1": 120, "exp2": 20, "exp2_scratch": 90, "jitter": 10}
+
+
 PRESETS: dict[str, Preset] = {
-    "ci": Preset(name="ci", source_shape=(16, 128, 128), target_shape=(12, 128, 128)),
-    "cpu": Preset(name="cpu", source_shape=(48, 256, 256), target_shape=(32, 256, 256)),
-    # Paper scale: 500 x 500 FIBSEM slices; SNEMI3D-sized target slices (1024 x 1024).
-    "gpu": Preset(name="gpu", source_shape=(200, 500, 500), target_shape=(100, 1024, 1024)),
+    # Every code path, in seconds: tiny volumes and network, a fraction of a step per iteration.
+    "ci": Preset(name="ci", source_shape=(16, 128, 128), target_shape=(12, 128, 128),
+                 model={"depth": 3, "base_width": 8, "norm": "batch"}, patch=64, batch_size=4,
+                 steps_per_iteration=0.25, val_every=10),
+    # A 2-core laptop: 256 x 256 slices, 4 optimiser steps of 8 patches per paper iteration.
+    "cpu": Preset(name="cpu", source_shape=(48, 256, 256), target_shape=(32, 256, 256),
+                  model={"depth": 4, "base_width": 16, "norm": "batch"}, patch=128, batch_size=8,
+                  steps_per_iteration=4.0, val_every=40),
+    # Paper scale: 500 x 500 FIBSEM slices, SNEMI3D-sized target slices (1024 x 1024); one
+    # paper iteration is read as one pass over the source slices (200 slices / 8 per step).
+    "gpu": Preset(name="gpu", source_shape=(200, 500, 500), target_shape=(100, 1024, 1024),
+                  model={"depth": 4, "base_width": 32, "norm": "batch"}, patch=256, batch_size=8,
+                  steps_per_iteration=25.0, val_every=250),
 }
 
 

@@ -184,8 +184,8 @@ def test_write_bad_targets(tmp_path):
         write_volume(tmp_path / "x.txt", IMAGE)
     with pytest.raises(VolumeError, match="name the dataset"):
         write_volume(tmp_path / "x.h5", IMAGE)
-    with pytest.raises(VolumeError, match="2D or 3D"):
-        write_volume(tmp_path / "x.tif", np.zeros((1, 1, 1, 1)))
+    with pytest.raises(VolumeError, match=r"\(Z, Y, X\) or \(C, Z, Y, X\)"):
+        write_volume(tmp_path / "x.tif", np.zeros((1, 1, 1, 1, 1)))
 
 
 def test_check_labels_converts_to_uint8():

@@ -317,7 +317,8 @@ def write_volume(spec: str | os.PathLike, data: np.ndarray,
     spec : str or path
         Target file (``.tif``/``.tiff``, ``FILE.h5:dataset`` or ``.npy``).
     data : ndarray
-        2D or 3D array.
+        ``(Z, Y, X)`` (a 2D array is one slice) or ``(C, Z, Y, X)`` (class probabilities;
+        stored in TIFF as an ImageJ hyperstack with channels).
     voxel_size : tuple of float, optional
         ``(z, y, x)`` in nm, stored in the file's metadata.
     """
@@ -325,8 +326,8 @@ def write_volume(spec: str | os.PathLike, data: np.ndarray,
     data = np.asarray(data)
     if data.ndim == 2:
         data = data[None]
-    if data.ndim != 3:
-        raise VolumeError(f"{path}: can only write 2D or 3D arrays, got shape {data.shape}")
+    if data.ndim not in (3, 4):
+        raise VolumeError(f"{path}: can only write (Z, Y, X) or (C, Z, Y, X) arrays, got shape {data.shape}")
     suffix = path.suffix.lower()
     tmp = _atomic_target(path)
     try:
@@ -353,12 +354,13 @@ def _write_tiff(tmp: Path, data: np.ndarray, voxel_size) -> None:
             data = data.astype(np.uint16)
         else:
             data = data.astype(np.float32)
-    kwargs = {}
+    axes = "ZYX"
+    if data.ndim == 4:  # (C, Z, Y, X) -> ImageJ's (Z, C, Y, X) order
+        data, axes = np.ascontiguousarray(data.transpose(1, 0, 2, 3)), "ZCYX"
+    kwargs = {"metadata": {"axes": axes}}
     if voxel_size is not None:
         z, y, x = (float(v) for v in voxel_size)
-        kwargs = {"resolution": (1.0 / x, 1.0 / y), "metadata": {"spacing": z, "unit": "nm", "axes": "ZYX"}}
-    else:
-        kwargs = {"metadata": {"axes": "ZYX"}}
+        kwargs = {"resolution": (1.0 / x, 1.0 / y), "metadata": {"spacing": z, "unit": "nm", "axes": axes}}
     tifffile.imwrite(tmp, data, imagej=True, **kwargs)
 
 
@@ -369,6 +371,7 @@ def _write_hdf5(tmp: Path, path: Path, dataset: str, data: np.ndarray, voxel_siz
     with h5py.File(tmp, "a") as f:
         if dataset in f:
             del f[dataset]
-        ds = f.create_dataset(dataset, data=data, compression="gzip", chunks=(1,) + data.shape[1:])
+        chunks = (1,) * (data.ndim - 2) + data.shape[-2:]
+        ds = f.create_dataset(dataset, data=data, compression="gzip", chunks=chunks)
         if voxel_size is not None:
             ds.attrs["voxel_size"] = np.asarray(voxel_size, dtype=float)

@@ -1,0 +1,131 @@
+"""From volumes to training batches: intensity scaling and random 2D patches with flips.
+
+The network sees each volume standardised by its own mean and standard deviation (computed
+once over the whole volume, after scaling to [0, 1]). Augmentations that change intensities
+(the paper's jitter, :mod:`.augment`) act on the [0, 1] values *before* that standardisation,
+so a brighter or flatter patch stays brighter or flatter for the network.
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> img = rng.integers(0, 255, (4, 40, 40), dtype=np.uint8)
+>>> lab = rng.integers(1, 3, (4, 40, 40)).astype(np.uint8)
+>>> sampler = PatchSampler(img, lab, patch=32, seed=0)
+>>> batch = sampler.sample(2)
+>>> batch["image"].shape, batch["target"].shape
+((2, 1, 32, 32), (2, 32, 32))
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .io import check_image
+
+
+def to_unit_range(image: np.ndarray) -> np.ndarray:
+    """Scale an image to float32 in [0, 1].
+
+    ``uint8`` is divided by 255. Anything else is scaled between its 0.5th and 99.5th
+    percentiles and clipped, which is robust to a few hot pixels.
+    """
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    lo, hi = np.percentile(image, [0.5, 99.5])
+    if hi <= lo:
+        return np.zeros(image.shape, np.float32)
+    return np.clip((image.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
+
+
+def standardize(unit: np.ndarray, stats: tuple[float, float] | None = None) -> np.ndarray:
+    """``(unit - mean) / std`` with the volume's own statistics unless ``stats`` is given."""
+    mean, std = stats if stats is not None else volume_stats(unit)
+    return ((unit - mean) / std).astype(np.float32)
+
+
+def volume_stats(unit: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation (at least 1e-3) of a [0, 1] volume."""
+    return float(unit.mean()), max(float(unit.std()), 1e-3)
+
+
+def codes_to_index(labels: np.ndarray) -> np.ndarray:
+    """Label codes to class indices: ``code - 1``, with code 0 becoming ``-1`` (ignored)."""
+    return labels.astype(np.int64) - 1
+
+
+class PatchSampler:
+    """Draw random ``patch x patch`` crops from chosen slices, with flips and 90-degree turns.
+
+    Parameters
+    ----------
+    image : ndarray, (Z, Y, X)
+        Raw image (any dtype; scaled by :func:`to_unit_range`).
+    labels : ndarray of uint8, (Z, Y, X)
+        Codes for the task (0 ignored).
+    weights : ndarray of float32, (Z, Y, X), optional
+        Per-pixel loss weights, cropped along with the labels.
+    patch : int
+        Side of the square patches (smaller slices are used whole).
+    slices : sequence of int, optional
+        Slices to sample from (default: all).
+    augment : bool
+        Random flips and 90-degree rotations (labels and weights follow).
+    jitter : callable, optional
+        ``jitter(batch01, rng) -> batch01``: intensity augmentation on [0, 1] patches.
+    seed : int
+        Seed of the sampler's own random stream.
+    """
+
+    def __init__(self, image: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None,
+                 patch: int = 128, slices=None, augment: bool = True,
+                 jitter: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+                 seed: int = 0):
+        image = check_image(image, "image")
+        if labels.shape != image.shape:
+            raise ValueError(f"labels shape {labels.shape} does not match image shape {image.shape}")
+        if weights is not None and weights.shape != image.shape:
+            raise ValueError(f"weights shape {weights.shape} does not match image shape {image.shape}")
+        if patch < 8:
+            raise ValueError(f"patch must be at least 8 pixels, got {patch}")
+        self.unit = to_unit_range(image)
+        self.stats = volume_stats(self.unit)
+        self.target = codes_to_index(labels)
+        self.weights = weights
+        self.patch = (min(patch, image.shape[1]), min(patch, image.shape[2]))
+        self.slices = np.arange(image.shape[0]) if slices is None else np.asarray(slices, dtype=int)
+        if self.slices.size == 0:
+            raise ValueError("no slices to sample patches from")
+        self.augment = augment
+        self.jitter = jitter
+        self.rng = np.random.default_rng(seed)
+
+    def _crop(self, volume: np.ndarray, z, y, x) -> np.ndarray:
+        py, px = self.patch
+        return volume[z[:, None, None], y[:, None, None] + np.arange(py)[None, :, None],
+                      x[:, None, None] + np.arange(px)[None, None, :]]
+
+    def sample(self, batch: int) -> dict[str, np.ndarray]:
+        """A batch: ``image`` (B, 1, P, P) float32 standardised, ``target`` (B, P, P) int64
+        class indices (-1 ignored) and, when weights were given, ``weight`` (B, P, P)."""
+        rng = self.rng
+        z = rng.choice(self.slices, batch)
+        y = rng.integers(0, self.unit.shape[1] - self.patch[0] + 1, batch)
+        x = rng.integers(0, self.unit.shape[2] - self.patch[1] + 1, batch)
+        parts = {"image": self._crop(self.unit, z, y, x), "target": self._crop(self.target, z, y, x)}
+        if self.weights is not None:
+            parts["weight"] = self._crop(self.weights, z, y, x)
+        if self.augment:
+            flip_y, flip_x = rng.random(batch) < 0.5, rng.random(batch) < 0.5
+            turns = rng.integers(0, 4, batch) if self.patch[0] == self.patch[1] else np.zeros(batch, int)
+            for key, arr in parts.items():
+                arr = np.where(flip_y[:, None, None], arr[:, ::-1], arr)
+                arr = np.where(flip_x[:, None, None], arr[:, :, ::-1], arr)
+                parts[key] = np.stack([np.rot90(a, k) for a, k in zip(arr, turns)])
+        if self.jitter is not None:
+            parts["image"] = self.jitter(parts["image"], rng)
+        parts["image"] = standardize(parts["image"], self.stats)[:, None]
+        return {k: np.ascontiguousarray(v) for k, v in parts.items()}

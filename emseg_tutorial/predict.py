@@ -1,0 +1,125 @@
+"""Whole-slice prediction of any size, tiled with overlap and blended where a slice is large.
+
+A 2D U-Net predicts each z slice on its own. Slices no larger than ``tile`` go through the
+network whole (several at a time); larger slices are cut into overlapping tiles whose
+probabilities are blended with a window that falls off towards the tile edges, so seams do
+not show.
+
+Examples
+--------
+>>> import numpy as np, torch
+>>> from emseg_tutorial.models import UNet2d
+>>> net = UNet2d(out_channels=2, depth=2, base_width=4)
+>>> probs = predict_probabilities(net, np.zeros((2, 50, 70), np.uint8), tile=32, overlap=8)
+>>> probs.shape, bool(np.allclose(probs.sum(0), 1, atol=1e-5))
+((2, 2, 50, 70), True)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data.io import check_image
+from .data.patches import standardize, to_unit_range
+from .devices import use_amp
+
+
+def _window(size: tuple[int, int], overlap: int) -> torch.Tensor:
+    """Blending weights of one tile: 1 in the middle, a linear ramp over ``overlap`` pixels."""
+    ramps = []
+    for n in size:
+        r = torch.ones(n)
+        if overlap > 0:
+            edge = torch.linspace(1.0 / (overlap + 1), 1.0, overlap)[: n // 2]
+            r[: len(edge)] = edge
+            r[n - len(edge):] = torch.minimum(r[n - len(edge):], edge.flip(0))
+        ramps.append(r)
+    return ramps[0][:, None] * ramps[1][None, :]
+
+
+def _starts(n: int, tile: int, overlap: int) -> list[int]:
+    """Tile start positions covering ``0..n`` with at least ``overlap`` pixels shared."""
+    if n <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, n - tile, step)) + [n - tile]
+    return sorted(set(starts))
+
+
+@torch.no_grad()
+def _forward(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    with torch.autocast(device_type=device.type, enabled=use_amp(device)):
+        logits = model(x.to(device))
+    return torch.softmax(logits.float(), dim=1).cpu()
+
+
+def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, tile: int = 512, overlap: int = 32,
+                          batch_size: int = 4, device: str | torch.device | None = None,
+                          progress: bool = False) -> np.ndarray:
+    """Class probabilities of every pixel of a ``(Z, Y, X)`` volume: ``(C, Z, Y, X)`` float32.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A network mapping ``(N, 1, H, W)`` to ``(N, C, H, W)`` logits for any ``H, W``.
+    image : ndarray, (Z, Y, X) or (Y, X)
+        Raw intensities; scaled to [0, 1] and standardised with the volume's own statistics
+        (as in training).
+    tile : int
+        Largest slice side sent through the network at once; larger slices are tiled.
+    overlap : int
+        Pixels shared by neighbouring tiles (blended with a linear ramp).
+    batch_size : int
+        Slices or tiles per forward pass.
+    device : str or torch.device, optional
+        Default: the model's device.
+    progress : bool
+        Show a progress bar over slices.
+    """
+    image = check_image(image, "image")
+    if tile < 16 or not 0 <= overlap < tile // 2:
+        raise ValueError(f"need tile >= 16 and 0 <= overlap < tile / 2, got tile={tile}, overlap={overlap}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model = model.to(device).eval()
+    x = torch.from_numpy(standardize(to_unit_range(image)))
+    nz, ny, nx = x.shape
+    out: np.ndarray | None = None
+    if ny <= tile and nx <= tile:
+        for z0 in tqdm(range(0, nz, batch_size), desc="predict", unit="batch", disable=not progress):
+            p = _forward(model, x[z0:z0 + batch_size, None], device)
+            if out is None:
+                out = np.empty((p.shape[1], nz, ny, nx), np.float32)
+            out[:, z0:z0 + len(p)] = p.permute(1, 0, 2, 3).numpy()
+        return out
+    th, tw = min(tile, ny), min(tile, nx)
+    window = _window((th, tw), overlap)
+    corners = [(y, x0) for y in _starts(ny, th, overlap) for x0 in _starts(nx, tw, overlap)]
+    for z in tqdm(range(nz), desc="predict", unit="slice", disable=not progress):
+        acc = None
+        for i in range(0, len(corners), batch_size):
+            chunk = corners[i:i + batch_size]
+            tiles = torch.stack([x[z, y:y + th, x0:x0 + tw] for y, x0 in chunk])[:, None]
+            p = _forward(model, tiles, device)
+            if acc is None:
+                acc = torch.zeros((p.shape[1], ny, nx))
+                norm = torch.zeros((ny, nx))
+            for (y, x0), pt in zip(chunk, p):
+                acc[:, y:y + th, x0:x0 + tw] += pt * window
+                norm[y:y + th, x0:x0 + tw] += window
+        if out is None:
+            out = np.empty((acc.shape[0], nz, ny, nx), np.float32)
+        out[:, z] = (acc / norm).numpy()
+    return out
+
+
+def probabilities_to_codes(probabilities: np.ndarray) -> np.ndarray:
+    """Most likely class of every pixel as a label code (``argmax + 1``), uint8 ``(Z, Y, X)``."""
+    return (np.argmax(probabilities, axis=0) + 1).astype(np.uint8)
+
+
+def predict_labels(model: torch.nn.Module, image: np.ndarray, **kwargs) -> np.ndarray:
+    """Label codes of a volume (see :func:`predict_probabilities` for the arguments)."""
+    return probabilities_to_codes(predict_probabilities(model, image, **kwargs))
+

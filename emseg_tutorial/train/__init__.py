@@ -1,0 +1,7 @@
+"""Training: supervised (Experiments 1 and 2, jitter) and checkpoints."""
+
+from .checkpoint import load_checkpoint, save_checkpoint, save_json
+from .supervised import TrainConfig, TrainResult, experiment_config, split_slices, train_supervised, validate
+
+__all__ = ["TrainConfig", "TrainResult", "train_supervised", "experiment_config", "split_slices", "validate",
+           "save_checkpoint", "load_checkpoint", "save_json"]

@@ -1,0 +1,98 @@
+"""Checkpoints: the model's constructor arguments, its weights, the run's config and history.
+
+A checkpoint is a plain dictionary saved with :func:`torch.save`::
+
+    {"model": model.init_kwargs, "state": state_dict, "config": {...}, "history": {...}}
+
+It holds only tensors, numbers, strings, lists and dicts, so it loads with
+``torch.load(..., weights_only=True)`` (no pickled code runs), and the network is rebuilt from
+its keyword arguments rather than from a pickled class.
+
+Examples
+--------
+>>> import tempfile, os
+>>> from emseg_tutorial.models import UNet2d
+>>> path = os.path.join(tempfile.mkdtemp(), "m.pt")
+>>> save_checkpoint(path, UNet2d(out_channels=2, depth=2, base_width=4), config={"task": "boundary"})
+>>> model, ckpt = load_checkpoint(path)
+>>> ckpt["config"]["task"], model.init_kwargs["out_channels"]
+('boundary', 2)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..models import build_model
+
+
+def _plain(value):
+    """Make ``value`` JSON- and weights_only-safe: tuples to lists, NaN to None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return _plain(value.item())
+    return value
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, config: dict | None = None,
+                    history: dict | None = None) -> None:
+    """Write ``model`` (constructor kwargs and weights), ``config`` and ``history`` atomically."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"model": _plain(model.init_kwargs), "state": state,
+               "config": _plain(config or {}), "history": _plain(history or {})}
+    _atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
+                    ) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model of a checkpoint; returns ``(model, checkpoint dict)``.
+
+    Raises
+    ------
+    ValueError
+        If the file is missing, is not a checkpoint or does not match its model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable checkpoint ({err.__class__.__name__}: {err})") from None
+    if not isinstance(ckpt, dict) or not {"model", "state"} <= set(ckpt):
+        raise ValueError(f"{path}: not an emseg-tutorial checkpoint (expected keys 'model' and 'state')")
+    try:
+        model = build_model(ckpt["model"])
+        model.load_state_dict(ckpt["state"])
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{path}: checkpoint does not rebuild its model ({err})") from None
+    return model.to(device), ckpt
+
+
+def save_json(path: str | os.PathLike, data: dict) -> None:
+    """Write ``data`` as indented JSON, atomically (NaN becomes null)."""
+    text = json.dumps(_plain(data), indent=1, allow_nan=False)
+    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
