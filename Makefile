@@ -32,16 +32,22 @@ $(STAMP): $(PY) pyproject.toml
 
 install: $(STAMP)
 
+# Trained models are shared between chapters of one run (emseg_tutorial.experiments) and
+# never between runs: each target starts from an empty EMSEG_RUNS folder.
+RUNS := $(CURDIR)/_build/runs
+
 # One pytest run: unit tests, the library's doctests and every notebook in book/.
 test: $(STAMP)
-	$(PY) -m pytest --doctest-modules emseg_tutorial tests \
+	rm -rf $(RUNS)-test
+	EMSEG_RUNS=$(RUNS)-test $(PY) -m pytest --doctest-modules emseg_tutorial tests \
 		--nbval-lax --nbval-cell-timeout=3600 book $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(PY) -m pytest --doctest-modules emseg_tutorial tests $(PYTEST_ARGS)
 
 book: $(STAMP)
-	$(VENV)/bin/jupyter-book build . -W --keep-going
+	rm -rf $(RUNS)
+	EMSEG_RUNS=$(RUNS) $(VENV)/bin/jupyter-book build . -W --keep-going
 	@echo "open _build/html/index.html"
 
 clean:

@@ -19,6 +19,7 @@ from .data.sources import DataSourceError
 from .data.synthetic import DOMAINS, make_volume
 from .labels import TASKS
 from .presets import PRESETS, get_preset
+from .train.adapt import METHODS
 from .weights import parse_weight_scheme
 
 PROG = "python -m emseg_tutorial"
@@ -94,9 +95,7 @@ def run_train(args) -> None:
     from .train import experiment_config, load_checkpoint, save_checkpoint, save_json, train_supervised
 
     parse_weight_scheme(args.weights)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
+    out = _output_folder(args.out)
     vol = read_volume(args.image, args.labels)
     init = load_checkpoint(args.init)[0] if args.init else None
     preset = get_preset(args.preset)
@@ -176,12 +175,78 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+# --------------------------------------------------------------------------- adapt
+
+
+def add_adapt(sub) -> None:
+    p = sub.add_parser("adapt", help="adapt a boundary model to an unlabelled target volume (Experiment 3)",
+                       description="Adversarial adaptation. Writes DIR/model.pt (adapted U-Net, config, "
+                                   "history), DIR/discriminator.pt and DIR/history.json.")
+    p.add_argument("--model", required=True, metavar="CKPT", help="boundary checkpoint to adapt (e.g. M3)")
+    p.add_argument("--source-labels", required=True, metavar="LAB", help="source ground truth, codes 1-4 or 1-2")
+    p.add_argument("--source-image", metavar="IMG", help="source images (used by conditional methods)")
+    p.add_argument("--target-image", required=True, metavar="TGT", help="unlabelled target volume")
+    p.add_argument("--method", choices=METHODS, default="paper", help="adaptation method (default paper)")
+    p.add_argument("--eval-labels", metavar="LAB",
+                   help="labels of the target volume, used ONLY to score each epoch (never for training)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="sizes (default: EMSEG_PRESET or by hardware)")
+    p.add_argument("--epochs", type=_positive, help="epochs (default: from the preset)")
+    p.add_argument("--steps", type=_positive, help="U-Net updates per epoch (default: from the preset)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_adapt(args) -> None:
+    from .data.volume import Volume
+    from .experiments import adapt_config
+    from .train import adapt, load_checkpoint, save_checkpoint, save_json
+
+    out = _output_folder(args.out)
+    model, ckpt = load_checkpoint(args.model)
+    if model.init_kwargs.get("out_channels") != 2:
+        raise UsageError(f"--model {args.model}: adaptation needs a boundary model (2 classes), "
+                         f"this one has {model.init_kwargs.get('out_channels')}")
+    labels = read_labels(args.source_labels)
+    source_image = None
+    if args.source_image:
+        source_image, _ = read_image(args.source_image)
+        check_pair(source_image, labels, args.source_image, args.source_labels)
+    target, voxel = read_image(args.target_image)
+    target_eval = None
+    if args.eval_labels:
+        eval_labels = read_labels(args.eval_labels)
+        check_pair(target, eval_labels, args.target_image, args.eval_labels)
+        target_eval = Volume(target, eval_labels, voxel, args.target_image)
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("steps_per_epoch", args.steps)) if v}
+    config = adapt_config(get_preset(args.preset), args.method, args.seed, device=args.device, **overrides)
+    result = adapt(model, labels, target, config, source_image=source_image, target_eval=target_eval,
+                   progress=not args.quiet)
+    save_checkpoint(out / "model.pt", result.model, config={"adapt": config.to_dict(), "source": ckpt["config"]},
+                    history=result.history)
+    save_checkpoint(out / "discriminator.pt", result.discriminator, config=config.to_dict())
+    save_json(out / "history.json", result.history)
+    last = result.history["epochs"][-1]
+    print(f"wrote {out / 'model.pt'}, {out / 'discriminator.pt'} and {out / 'history.json'}; "
+          f"target boundary fraction {last['target_boundary_fraction']:.3f} "
+          f"(source {last['source_boundary_fraction']:.3f})")
+
+
+def _output_folder(path: str) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    return out
+
+
 #: name -> (add arguments, run)
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "synth": (add_synth, run_synth),
     "train": (add_train, run_train),
     "predict": (add_predict, run_predict),
     "evaluate": (add_evaluate, run_evaluate),
+    "adapt": (add_adapt, run_adapt),
 }
 
 

@@ -45,8 +45,8 @@ from .labels import for_task
 from .metrics import evaluate
 from .predict import predict_probabilities, probabilities_to_codes
 from .presets import Preset, get_preset
-from .train import (TrainConfig, TrainResult, experiment_config, load_checkpoint, save_checkpoint,
-                    train_supervised)
+from .train import (AdaptConfig, AdaptResult, TrainConfig, TrainResult, adapt, experiment_config,
+                    load_checkpoint, save_checkpoint, train_supervised)
 
 RUNS_ENV = "EMSEG_RUNS"
 
@@ -168,3 +168,30 @@ def validation_curve(history: dict, key: str = "mean_jaccard") -> tuple[np.ndarr
     """``(steps, values)`` of a validation score from a training history."""
     val = history.get("val", [])
     return np.array([v["step"] for v in val]), np.array([np.nan if v[key] is None else v[key] for v in val])
+
+
+def adapt_config(preset: Preset, method: str = "paper", seed: int = 0, **overrides) -> AdaptConfig:
+    """An :class:`~emseg_tutorial.train.AdaptConfig` sized by ``preset``."""
+    kwargs = dict(method=method, epochs=preset.adapt_epochs, steps_per_epoch=preset.adapt_steps_per_epoch,
+                  batch_size=preset.batch_size, patch=preset.patch, seed=seed,
+                  discriminator=dict(preset.discriminator))
+    kwargs.update(overrides)
+    return AdaptConfig(**kwargs)
+
+
+def run_adaptation(preset: Preset | None = None, method: str = "paper", *, seed: int = 0, progress: bool = True,
+                   **overrides) -> AdaptResult:
+    """Adapt M3 to the target twin and score every epoch on the held-out target volume.
+
+    The U-Net adapts on the target's *train* split (images only). The *test* split's labels
+    score it after each epoch and are read nowhere else; the source's test split measures how
+    far the network drifts from the source.
+    """
+    preset = preset or get_preset()
+    m3 = get_stage("m3", preset, progress=progress)
+    source = load_domain("fibsem", preset, "train")
+    target = load_domain("snemi", preset, "train")
+    config = adapt_config(preset, method, seed, **overrides)
+    return adapt(m3.model, source.labels, target.image, config, source_image=source.image,
+                 source_val=load_domain("fibsem", preset, "test"), target_eval=load_domain("snemi", preset, "test"),
+                 progress=progress)

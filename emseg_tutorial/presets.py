@@ -43,6 +43,10 @@ class Preset:
         Optimiser steps per iteration of the paper (see :data:`PAPER_ITERATIONS`).
     val_every : int
         Steps between validation passes.
+    adapt_epochs, adapt_steps_per_epoch : int
+        Length of adversarial adaptation (the paper shows 4 epochs).
+    discriminator : dict
+        :class:`~emseg_tutorial.models.PatchDiscriminator` keyword arguments.
     seed : int
         Seed of the training volumes; ``seed + 1`` makes the held-out evaluation volumes.
     """
@@ -55,6 +59,9 @@ class Preset:
     batch_size: int = 8
     steps_per_iteration: float = 4.0
     val_every: int = 40
+    adapt_epochs: int = 4
+    adapt_steps_per_epoch: int = 40
+    discriminator: dict = field(default_factory=lambda: {"width": 32, "depth": 4, "norm": None})
     seed: int = 0
 
     def steps(self, stage: str) -> int:
@@ -84,7 +91,8 @@ PRESETS: dict[str, Preset] = {
     # Every code path, in seconds: tiny volumes and network, a fraction of a step per iteration.
     "ci": Preset(name="ci", source_shape=(16, 128, 128), target_shape=(12, 128, 128),
                  model={"depth": 3, "base_width": 8, "norm": "batch"}, patch=64, batch_size=4,
-                 steps_per_iteration=0.25, val_every=10),
+                 steps_per_iteration=0.25, val_every=10, adapt_epochs=2, adapt_steps_per_epoch=3,
+                 discriminator={"width": 8, "depth": 3, "norm": None}),
     # A 2-core laptop: 256 x 256 slices, 4 optimiser steps of 8 patches per paper iteration.
     "cpu": Preset(name="cpu", source_shape=(48, 256, 256), target_shape=(32, 256, 256),
                   model={"depth": 4, "base_width": 16, "norm": "batch"}, patch=128, batch_size=8,
@@ -93,7 +101,8 @@ PRESETS: dict[str, Preset] = {
     # paper iteration is read as one pass over the source slices (200 slices / 8 per step).
     "gpu": Preset(name="gpu", source_shape=(200, 500, 500), target_shape=(100, 1024, 1024),
                   model={"depth": 4, "base_width": 32, "norm": "batch"}, patch=256, batch_size=8,
-                  steps_per_iteration=25.0, val_every=250),
+                  steps_per_iteration=25.0, val_every=250, adapt_steps_per_epoch=250,
+                  discriminator={"width": 64, "depth": 4, "norm": None}),
 }
 
 

@@ -64,8 +64,8 @@ class PatchSampler:
     ----------
     image : ndarray, (Z, Y, X)
         Raw image (any dtype; scaled by :func:`to_unit_range`).
-    labels : ndarray of uint8, (Z, Y, X)
-        Codes for the task (0 ignored).
+    labels : ndarray of uint8, (Z, Y, X), optional
+        Codes for the task (0 ignored); None for unlabelled (target) volumes.
     weights : ndarray of float32, (Z, Y, X), optional
         Per-pixel loss weights, cropped along with the labels.
     patch : int
@@ -80,12 +80,12 @@ class PatchSampler:
         Seed of the sampler's own random stream.
     """
 
-    def __init__(self, image: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None,
+    def __init__(self, image: np.ndarray, labels: np.ndarray | None = None, weights: np.ndarray | None = None,
                  patch: int = 128, slices=None, augment: bool = True,
                  jitter: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
                  seed: int = 0):
         image = check_image(image, "image")
-        if labels.shape != image.shape:
+        if labels is not None and labels.shape != image.shape:
             raise ValueError(f"labels shape {labels.shape} does not match image shape {image.shape}")
         if weights is not None and weights.shape != image.shape:
             raise ValueError(f"weights shape {weights.shape} does not match image shape {image.shape}")
@@ -93,7 +93,7 @@ class PatchSampler:
             raise ValueError(f"patch must be at least 8 pixels, got {patch}")
         self.unit = to_unit_range(image)
         self.stats = volume_stats(self.unit)
-        self.target = codes_to_index(labels)
+        self.target = None if labels is None else codes_to_index(labels)
         self.weights = weights
         self.patch = (min(patch, image.shape[1]), min(patch, image.shape[2]))
         self.slices = np.arange(image.shape[0]) if slices is None else np.asarray(slices, dtype=int)
@@ -109,13 +109,15 @@ class PatchSampler:
                       x[:, None, None] + np.arange(px)[None, None, :]]
 
     def sample(self, batch: int) -> dict[str, np.ndarray]:
-        """A batch: ``image`` (B, 1, P, P) float32 standardised, ``target`` (B, P, P) int64
-        class indices (-1 ignored) and, when weights were given, ``weight`` (B, P, P)."""
+        """A batch: ``image`` (B, 1, P, P) float32 standardised and, when given, ``target``
+        (B, P, P) int64 class indices (-1 ignored) and ``weight`` (B, P, P)."""
         rng = self.rng
         z = rng.choice(self.slices, batch)
         y = rng.integers(0, self.unit.shape[1] - self.patch[0] + 1, batch)
         x = rng.integers(0, self.unit.shape[2] - self.patch[1] + 1, batch)
-        parts = {"image": self._crop(self.unit, z, y, x), "target": self._crop(self.target, z, y, x)}
+        parts = {"image": self._crop(self.unit, z, y, x)}
+        if self.target is not None:
+            parts["target"] = self._crop(self.target, z, y, x)
         if self.weights is not None:
             parts["weight"] = self._crop(self.weights, z, y, x)
         if self.augment:
