@@ -118,7 +118,9 @@ def add_predict(sub) -> None:
     p.add_argument("--model", required=True, metavar="CKPT", help="checkpoint written by train or adapt")
     p.add_argument("--image", required=True, help="image volume")
     p.add_argument("--out", required=True, metavar="PRED", help="output label codes (.tif, FILE.h5:dataset, .npy)")
-    p.add_argument("--probabilities", metavar="PROB", help="also write class probabilities (C, Z, Y, X) float32")
+    p.add_argument("--probabilities", metavar="PROB",
+                   help="also write class probabilities, float32: (C, Z, Y, X) in .npy/HDF5, an ImageJ "
+                        "hyperstack (Z, C, Y, X) in tif")
     p.add_argument("--tile", type=_positive, default=512, help="largest tile side (default 512)")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

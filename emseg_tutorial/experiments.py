@@ -31,6 +31,7 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,8 +96,10 @@ def _fingerprint(config: TrainConfig, volume: Volume, parent: TrainResult | None
     """What a saved run must match to be reused: config, code version, data and its parent's."""
     import json
 
+    digest = hashlib.blake2b(volume.image.tobytes(), digest_size=16)
+    digest.update(volume.labels.tobytes())
     fp = {"config": config.to_dict(), "version": __version__, "data": f"{volume.name}{volume.shape}",
-          "init": parent.history["fingerprint"] if parent else None}
+          "digest": digest.hexdigest(), "init": parent.history["fingerprint"] if parent else None}
     return json.loads(json.dumps(fp, default=str))
 
 

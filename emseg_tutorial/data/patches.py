@@ -35,7 +35,7 @@ def to_unit_range(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.dtype == np.uint8:
         return image.astype(np.float32) / 255.0
-    lo, hi = np.percentile(image, [0.5, 99.5])
+    lo, hi = (float(v) for v in np.percentile(image, [0.5, 99.5]))
     if hi <= lo:
         return np.zeros(image.shape, np.float32)
     return np.clip((image.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)

@@ -24,9 +24,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..models import build_model
@@ -38,6 +40,8 @@ def _plain(value):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
@@ -80,8 +84,12 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
         raise ValueError(f"{path}: no such checkpoint file")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"{path}: holds objects other than tensors and plain data, refused by "
+                         f"torch.load(weights_only=True); only load checkpoints you trust") from None
     except Exception as err:
-        raise ValueError(f"{path}: not a readable checkpoint ({err.__class__.__name__}: {err})") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(f"{path}: not a readable checkpoint ({err.__class__.__name__}: {first})") from None
     if not isinstance(ckpt, dict) or not {"model", "state"} <= set(ckpt):
         raise ValueError(f"{path}: not an emseg-tutorial checkpoint (expected keys 'model' and 'state')")
     try:

@@ -196,9 +196,10 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
             logits = model(batch["image"])
         logits = logits.float()
         loss = logits.new_zeros(())
-        if "ce" in config.loss:
+        terms = config.loss.split("+")
+        if "ce" in terms:
             loss = loss + weighted_cross_entropy(logits, batch["target"], batch["weight"])
-        if "dice" in config.loss:
+        if "dice" in terms:
             loss = loss + dice_loss(logits, batch["target"])
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -241,5 +242,5 @@ def experiment_config(preset: Preset, *, task: str, weights: str, init: bool = F
     """
     stage = default_stage(task, init=init, jitter=jitter)
     return TrainConfig(task=task, weights=weights, jitter=jitter, seed=seed, device=device,
-                       steps=steps or preset.steps(stage), batch_size=preset.batch_size, patch=preset.patch,
+                       steps=preset.steps(stage) if steps is None else steps, batch_size=preset.batch_size, patch=preset.patch,
                        val_every=preset.val_every, model=dict(preset.model), **overrides)

@@ -1,0 +1,140 @@
+"""Jitter: the paper's random intensity augmentation (M2 -> M3)."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from emseg_tutorial.data.augment import Jitter
+
+OFF = {"brightness": 0, "contrast": 0, "gamma": 0, "blur": 0, "noise": 0}
+
+
+def _patches(n=8, size=24, seed=0):
+    """Textured [0.25, 0.75] patches: room to brighten, darken and stretch without clipping."""
+    rng = np.random.default_rng(seed)
+    return (0.25 + 0.5 * rng.random((n, size, size))).astype(np.float32)
+
+
+def _only(name, value, p=1.0):
+    return Jitter(**{**OFF, name: value, "p": p})
+
+
+def test_output_range_dtype_and_shape():
+    x = _patches()
+    x[0] = 0.0
+    x[1] = 1.0
+    y = Jitter(brightness=0.5, contrast=0.9, gamma=3, blur=2, noise=0.3, p=1)(x, np.random.default_rng(0))
+    assert y.shape == x.shape and y.dtype == np.float32
+    assert y.min() >= 0.0 and y.max() <= 1.0
+    assert y.min() == 0.0 and y.max() == 1.0   # strong jitter saturates somewhere: clipping happened
+
+
+def test_input_left_untouched_and_float64_accepted():
+    x = _patches().astype(np.float64)
+    before = x.copy()
+    y = Jitter(p=1)(x, np.random.default_rng(0))
+    np.testing.assert_array_equal(x, before)
+    assert y.dtype == np.float32
+
+
+def test_deterministic_for_a_seed():
+    x = _patches()
+    jit = Jitter()
+    a = jit(x, np.random.default_rng(7))
+    b = jit(x, np.random.default_rng(7))
+    c = jit(x, np.random.default_rng(8))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_p_zero_is_the_identity():
+    x = _patches()
+    y = Jitter(brightness=0.5, contrast=0.9, gamma=3, blur=2, noise=0.3, p=0)(x, np.random.default_rng(0))
+    np.testing.assert_array_equal(y, x)
+
+
+def test_everything_off_is_the_identity():
+    x = _patches()
+    np.testing.assert_array_equal(Jitter(**OFF, p=1)(x, np.random.default_rng(0)), x)
+
+
+def test_brightness_alone_shifts_each_patch_by_a_constant():
+    x = _patches()
+    y = _only("brightness", 0.2)(x, np.random.default_rng(0))
+    shift = (y - x).reshape(len(x), -1)
+    np.testing.assert_allclose(shift, shift[:, :1].repeat(shift.shape[1], 1), atol=1e-6)
+    assert np.all(np.abs(shift[:, 0]) <= 0.2 + 1e-6)
+    assert np.abs(shift[:, 0]).max() > 0.01
+    assert len(np.unique(np.round(shift[:, 0], 5))) == len(x)   # drawn per patch
+
+
+def test_contrast_alone_scales_about_the_patch_mean():
+    x = _patches()
+    y = _only("contrast", 0.3)(x, np.random.default_rng(0))
+    assert not np.allclose(y, x)
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(y.mean(axis=(1, 2), keepdims=True), mean, atol=1e-5)
+    factor = (y - mean) / (x - mean)
+    ok = np.abs(x - mean) > 0.05
+    for f, m in zip(factor, ok):
+        np.testing.assert_allclose(f[m], np.median(f[m]), atol=1e-3)
+        assert 0.7 - 1e-3 <= np.median(f[m]) <= 1.3 + 1e-3
+
+
+def test_gamma_alone_is_a_monotone_power():
+    x = _patches()
+    y = _only("gamma", 1.8)(x, np.random.default_rng(0))
+    assert not np.allclose(y, x)
+    g = np.log(y) / np.log(x)
+    for gi in g:
+        np.testing.assert_allclose(gi, gi.flat[0], rtol=1e-4)
+        assert 1 / 1.8 - 1e-4 <= gi.flat[0] <= 1.8 + 1e-4
+
+
+def test_blur_alone_smooths():
+    x = _patches()
+    y = _only("blur", 1.5)(x, np.random.default_rng(0))
+    assert not np.allclose(y, x)
+    changed = [i for i in range(len(x)) if not np.array_equal(y[i], x[i])]
+    assert changed
+    for i in changed:   # blurring keeps the mean and lowers the variance
+        assert y[i].std() < x[i].std()
+        assert abs(y[i].mean() - x[i].mean()) < 1e-3
+    # it is a Gaussian filter of the patch
+    i = changed[0]
+    sigmas = np.linspace(0.3, 1.5, 121)
+    errors = [np.abs(ndi.gaussian_filter(x[i], s) - y[i]).max() for s in sigmas]
+    assert min(errors) < 5e-3
+
+
+def test_noise_alone_adds_zero_mean_noise():
+    x = _patches(n=4, size=64)
+    y = _only("noise", 0.08)(x, np.random.default_rng(0))
+    d = y - x
+    assert not np.allclose(y, x)
+    assert np.abs(d.mean()) < 0.01
+    assert 0 < d.std() <= 0.08 + 0.01
+    assert len({np.round(di.std(), 4) for di in d}) > 1   # each patch draws its own strength
+
+
+def test_probability_applies_to_some_patches_only():
+    x = _patches(n=64)
+    y = _only("brightness", 0.2, p=0.5)(x, np.random.default_rng(0))
+    changed = np.array([not np.array_equal(a, b) for a, b in zip(x, y)])
+    assert 10 < changed.sum() < 54
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"brightness": -0.1}, {"contrast": -1}, {"gamma": -2}, {"blur": -0.5}, {"noise": -0.01},
+     {"p": -0.1}, {"p": 1.5}, {"gamma": 0.5}],
+)
+def test_invalid_parameters_raise(kwargs):
+    with pytest.raises(ValueError, match="jitter"):
+        Jitter(**kwargs)
+
+
+def test_gamma_one_and_zero_are_valid():
+    x = _patches()
+    for g in (0, 1):
+        np.testing.assert_allclose(_only("gamma", g)(x, np.random.default_rng(0)), x, atol=1e-6)
