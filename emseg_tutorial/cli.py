@@ -19,7 +19,7 @@ from .data.sources import DataSourceError
 from .data.synthetic import DOMAINS, make_volume
 from .labels import TASKS
 from .presets import PRESETS, get_preset
-from .train.adapt import METHODS
+from .train.adversarial import METHODS
 from .weights import parse_weight_scheme
 
 PROG = "python -m emseg_tutorial"

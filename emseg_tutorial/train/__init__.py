@@ -6,6 +6,6 @@ from .supervised import TrainConfig, TrainResult, experiment_config, split_slice
 __all__ = ["TrainConfig", "TrainResult", "train_supervised", "experiment_config", "split_slices", "validate",
            "save_checkpoint", "load_checkpoint", "save_json"]
 
-from .adapt import AdaptConfig, AdaptResult, adapt, discriminator_step, generator_step, one_hot  # noqa: E402
+from .adversarial import AdaptConfig, AdaptResult, adapt, discriminator_step, generator_step, one_hot  # noqa: E402
 
 __all__ += ["AdaptConfig", "AdaptResult", "adapt", "discriminator_step", "generator_step", "one_hot"]

@@ -242,5 +242,6 @@ def experiment_config(preset: Preset, *, task: str, weights: str, init: bool = F
     """
     stage = default_stage(task, init=init, jitter=jitter)
     return TrainConfig(task=task, weights=weights, jitter=jitter, seed=seed, device=device,
-                       steps=preset.steps(stage) if steps is None else steps, batch_size=preset.batch_size, patch=preset.patch,
-                       val_every=preset.val_every, model=dict(preset.model), **overrides)
+                       steps=preset.steps(stage) if steps is None else steps, batch_size=preset.batch_size,
+                       patch=preset.patch, val_every=preset.val_every, model=dict(preset.model),
+                       **{"lr": preset.lr, **overrides})

@@ -1,0 +1,173 @@
+"""Experiment 3: the discriminator, the paper's adversarial step and its bookkeeping."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from emseg_tutorial.cli import main
+from emseg_tutorial.data.io import write_volume
+from emseg_tutorial.data.synthetic import make_volume
+from emseg_tutorial.models import PatchDiscriminator, UNet2d, build_discriminator
+from emseg_tutorial.train import adversarial as adapt_module
+from emseg_tutorial.train import AdaptConfig, adapt, load_checkpoint, one_hot, save_checkpoint
+
+TINY = dict(epochs=2, steps_per_epoch=2, batch_size=2, patch=32, discriminator={"width": 4, "depth": 2})
+
+
+@pytest.fixture(scope="module")
+def volumes():
+    return make_volume("fibsem", (3, 48, 48), seed=0), make_volume("snemi", (3, 48, 48), seed=1)
+
+
+def _unet(seed=0):
+    torch.manual_seed(seed)
+    return UNet2d(out_channels=2, depth=2, base_width=4)
+
+
+def test_discriminator_shapes_and_rebuild():
+    d = PatchDiscriminator(in_channels=3, width=4, depth=3)
+    assert d(torch.zeros(2, 3, 64, 48)).shape == (2, 1, 8, 6)
+    e = build_discriminator(d.init_kwargs)
+    e.load_state_dict(d.state_dict())
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(d(x), e(x))
+    with pytest.raises(ValueError, match="expected input"):
+        d(torch.zeros(1, 2, 32, 32))
+
+
+@pytest.mark.parametrize("kwargs", [{"width": 0}, {"depth": -1}, {"norm": "layer"}, {"in_channels": 1.5}])
+def test_discriminator_bad_kwargs(kwargs):
+    with pytest.raises(ValueError):
+        PatchDiscriminator(**kwargs)
+
+
+def test_one_hot():
+    idx = torch.tensor([[[0, 1], [-1, 1]]])
+    oh = one_hot(idx, 2)
+    assert oh.shape == (1, 2, 2, 2)
+    assert torch.equal(oh[0, :, 0, 0], torch.tensor([1.0, 0.0]))
+    assert torch.equal(oh[0, :, 1, 0], torch.tensor([0.0, 0.0]))  # ignored pixel
+
+
+@pytest.mark.parametrize("kwargs, match", [({"method": "magic"}, "method"), ({"epochs": 0}, "epochs"),
+                                           ({"lr_g": -1}, "lr_g"), ({"adv_weight": 0}, "adv_weight")])
+def test_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AdaptConfig(**kwargs)
+
+
+def test_end_to_end_history_and_snapshots(volumes):
+    src, tgt = volumes
+    res = adapt(_unet(), src.labels, tgt.image, AdaptConfig(**TINY), source_val=src, target_eval=tgt,
+                progress=False)
+    h = res.history
+    assert [e["epoch"] for e in h["epochs"]] == [0, 1, 2]
+    assert len(h["train"]["loss_g"]) == len(h["train"]["loss_d"]) == 4
+    assert len(res.snapshots) == 3 and res.snapshots[0].shape == (48, 48)
+    assert h["epochs"][0]["target"]["boundary_jaccard"] is not None  # scored before adaptation
+    for e in h["epochs"][1:]:
+        assert 0 <= e["d_acc_real"] <= 1 and 0 <= e["d_acc_fake"] <= 1
+        assert 0 <= e["target_entropy"] <= 1 and 0 <= e["target_boundary_fraction"] <= 1
+        assert e["source_val_boundary_jaccard"] is not None
+    assert h["epochs"][0]["source_boundary_fraction"] == pytest.approx((src.labels == 1).mean())
+
+
+def test_model_argument_is_left_untouched(volumes):
+    src, tgt = volumes
+    net = _unet()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    res = adapt(net, src.labels, tgt.image, AdaptConfig(**TINY), progress=False)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert any(not torch.equal(before[k], v) for k, v in res.model.state_dict().items())
+
+
+def test_discriminator_sees_one_hot_truth_as_real_and_softmax_as_fake(volumes, monkeypatch):
+    src, tgt = volumes
+    seen = []
+    real_step = adapt_module.discriminator_step
+
+    def spy(disc, opt, real, fake, scaler=None):
+        seen.append((real.detach().clone(), fake.detach().clone()))
+        return real_step(disc, opt, real, fake, scaler)
+
+    monkeypatch.setattr(adapt_module, "discriminator_step", spy)
+    adapt(_unet(), src.labels, tgt.image, AdaptConfig(**TINY), progress=False)
+    assert len(seen) == 4
+    for real, fake in seen:
+        assert set(torch.unique(real).tolist()) <= {0.0, 1.0}
+        assert torch.allclose(real.sum(1), torch.ones_like(real.sum(1)))  # one-hot source truth
+        assert torch.allclose(fake.sum(1), torch.ones_like(fake.sum(1)), atol=1e-5)
+        assert ((fake > 0) & (fake < 1)).float().mean() > 0.99  # soft predictions
+    # The real maps are crops of the source labels (boundary = channel 0).
+    assert 0 < float(torch.cat([r[:, 0] for r, _ in seen]).mean()) < 0.5
+
+
+def test_unet_update_does_not_depend_on_source_labels(volumes):
+    # With the discriminator frozen (lr_d = 0), whatever the source labels say can only reach the
+    # U-Net through a path the paper's method must not have.
+    src, tgt = volumes
+    cfg = AdaptConfig(**{**TINY, "lr_d": 0.0})
+    shuffled = np.ascontiguousarray(src.labels[:, ::-1, ::-1][[2, 0, 1]])
+    a = adapt(_unet(), src.labels, tgt.image, cfg, progress=False).model.state_dict()
+    b = adapt(_unet(), shuffled, tgt.image, cfg, progress=False).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # ... while the discriminator, when it learns, does read them.
+    cfg = AdaptConfig(**TINY)
+    da = adapt(_unet(), src.labels, tgt.image, cfg, progress=False).discriminator.state_dict()
+    db = adapt(_unet(), shuffled, tgt.image, cfg, progress=False).discriminator.state_dict()
+    assert any(not torch.equal(da[k], db[k]) for k in da)
+
+
+def test_generator_step_moves_only_the_unet():
+    torch.manual_seed(0)
+    net, disc = _unet(), PatchDiscriminator(in_channels=2, width=4, depth=2)
+    d_before = {k: v.clone() for k, v in disc.state_dict().items()}
+    g_before = {k: v.clone() for k, v in net.state_dict().items()}
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    probs = torch.softmax(net(torch.rand(2, 1, 32, 32)), 1)
+    out = adapt_module.generator_step(disc, opt, probs)
+    assert out["loss_g"] > 0
+    assert all(torch.equal(d_before[k], v) for k, v in disc.state_dict().items())
+    assert all(p.requires_grad for p in disc.parameters())
+    assert any(not torch.equal(g_before[k], v) for k, v in net.state_dict().items())
+
+
+def test_same_seed_same_adaptation(volumes):
+    src, tgt = volumes
+    a = adapt(_unet(), src.labels, tgt.image, AdaptConfig(**TINY), progress=False)
+    b = adapt(_unet(), src.labels, tgt.image, AdaptConfig(**TINY), progress=False)
+    assert a.history["train"]["loss_g"] == b.history["train"]["loss_g"]
+
+
+def test_history_and_checkpoint_round_trip(volumes, tmp_path):
+    src, tgt = volumes
+    res = adapt(_unet(), src.labels, tgt.image, AdaptConfig(**TINY), target_eval=tgt, progress=False)
+    save_checkpoint(tmp_path / "a.pt", res.model, config=res.config.to_dict(), history=res.history)
+    model, ckpt = load_checkpoint(tmp_path / "a.pt")
+    x = torch.rand(1, 1, 32, 32)
+    assert torch.equal(model.eval()(x), res.model.eval()(x))
+    assert ckpt["history"]["train"]["loss_g"] == res.history["train"]["loss_g"]
+    assert ckpt["config"]["method"] == "paper"
+
+
+def test_cli_adapt(volumes, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EMSEG_PRESET", "ci")
+    src, tgt = volumes
+    for name, data in {"s.tif": src.image, "sl.tif": src.labels, "t.tif": tgt.image, "tl.tif": tgt.labels}.items():
+        write_volume(tmp_path / name, data)
+    save_checkpoint(tmp_path / "m3.pt", _unet())
+    save_checkpoint(tmp_path / "m1.pt", UNet2d(out_channels=4, depth=2, base_width=4))
+    p = str(tmp_path)
+    assert main(["adapt", "--model", f"{p}/m3.pt", "--source-labels", f"{p}/sl.tif", "--source-image", f"{p}/s.tif",
+                 "--target-image", f"{p}/t.tif", "--eval-labels", f"{p}/tl.tif", "--epochs", "1", "--steps", "2",
+                 "--out", f"{p}/out", "--quiet"]) == 0
+    history = json.loads((tmp_path / "out" / "history.json").read_text())
+    assert len(history["epochs"]) == 2 and history["epochs"][1]["target"] is not None
+    assert load_checkpoint(tmp_path / "out" / "model.pt")[1]["config"]["adapt"]["steps_per_epoch"] == 2
+    capsys.readouterr()
+    assert main(["adapt", "--model", f"{p}/m1.pt", "--source-labels", f"{p}/sl.tif", "--target-image", f"{p}/t.tif",
+                 "--out", f"{p}/o2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "boundary model" in err
