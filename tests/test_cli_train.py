@@ -66,7 +66,8 @@ def test_train_predict_evaluate_chain(synth, tmp_path, capsys):
     assert json.loads((m2 / "history.json").read_text())["train"]["step"] == [1, 2]
     # the encoder started from m1: 2 Adam steps of lr 1e-4 move each weight by about 2e-4 at most
     first = "encoders.0.0.weight"
-    assert torch.allclose(boundary.state_dict()[first], model.state_dict()[first], atol=1e-3)
+    # Adam moves each weight by at most about lr per step (ci: 5e-4): the encoder came from M1.
+    assert torch.allclose(boundary.state_dict()[first], model.state_dict()[first], atol=5e-3)
     assert not torch.equal(boundary.state_dict()[first], model.state_dict()[first])
 
     pred, prob = tmp_path / "pred.tif", tmp_path / "prob.tif"
