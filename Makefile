@@ -39,7 +39,7 @@ RUNS := $(CURDIR)/_build/runs
 # One pytest run: unit tests, the library's doctests and every notebook in book/.
 test: $(STAMP)
 	rm -rf $(RUNS)-test
-	EMSEG_RUNS=$(RUNS)-test $(PY) -m pytest --doctest-modules emseg_tutorial tests \
+	EMSEG_RUNS=$(RUNS)-test EMSEG_PROGRESS=0 $(PY) -m pytest --doctest-modules emseg_tutorial tests \
 		--nbval-lax --nbval-cell-timeout=3600 book $(PYTEST_ARGS)
 
 unit: $(STAMP)
@@ -47,7 +47,7 @@ unit: $(STAMP)
 
 book: $(STAMP)
 	rm -rf $(RUNS)
-	EMSEG_RUNS=$(RUNS) $(VENV)/bin/jupyter-book build . -W --keep-going
+	EMSEG_RUNS=$(RUNS) EMSEG_PROGRESS=0 $(VENV)/bin/jupyter-book build . -W --keep-going
 	@echo "open _build/html/index.html"
 
 clean:

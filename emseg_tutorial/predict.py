@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .data.io import check_image
 from .data.patches import standardize, to_unit_range
 from .devices import use_amp
+from .progress import progress as progress_bar
 
 
 def _window(size: tuple[int, int], overlap: int) -> torch.Tensor:
@@ -87,7 +87,7 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, tile: in
     nz, ny, nx = x.shape
     out: np.ndarray | None = None
     if ny <= tile and nx <= tile:
-        for z0 in tqdm(range(0, nz, batch_size), desc="predict", unit="batch", disable=not progress):
+        for z0 in progress_bar(range(0, nz, batch_size), desc="predict", unit="batch", enabled=progress):
             p = _forward(model, x[z0:z0 + batch_size, None], device)
             if out is None:
                 out = np.empty((p.shape[1], nz, ny, nx), np.float32)
@@ -96,7 +96,7 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, tile: in
     th, tw = min(tile, ny), min(tile, nx)
     window = _window((th, tw), overlap)
     corners = [(y, x0) for y in _starts(ny, th, overlap) for x0 in _starts(nx, tw, overlap)]
-    for z in tqdm(range(nz), desc="predict", unit="slice", disable=not progress):
+    for z in progress_bar(range(nz), desc="predict", unit="slice", enabled=progress):
         acc = None
         for i in range(0, len(corners), batch_size):
             chunk = corners[i:i + batch_size]

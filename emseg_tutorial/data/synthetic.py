@@ -55,6 +55,7 @@ from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
 from ..labels import BOUNDARY, CYTOPLASM, GLIA, MITOCHONDRIA
+from ..progress import progress as progress_bar
 from .volume import Volume
 
 DOMAINS = ("fibsem", "snemi")
@@ -536,11 +537,8 @@ def make_volume(domain: str, shape=(32, 256, 256), seed: int = 0, *, with_cells:
     image = np.empty(shape, np.uint8)
     labels = np.empty(shape, np.uint8)
     cells = np.empty(shape, np.int64) if with_cells else None
-    blocks = iter_blocks(domain, shape, seed)
-    if progress:
-        from tqdm.auto import tqdm
-
-        blocks = tqdm(blocks, total=-(-shape[0] // 16), desc=f"synth {domain}", unit="block", disable=None)
+    blocks = progress_bar(iter_blocks(domain, shape, seed), total=-(-shape[0] // 16), desc=f"synth {domain}",
+                          unit="block", enabled=progress)
     for z0, im, lab, cel in blocks:
         image[z0:z0 + len(im)] = im
         labels[z0:z0 + len(im)] = lab

@@ -43,7 +43,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..data.io import check_image, check_labels
 from ..data.patches import PatchSampler
@@ -54,6 +53,7 @@ from ..losses import bce_fake, bce_real
 from ..metrics import boundary_scores, evaluate
 from ..models import PatchDiscriminator
 from ..predict import predict_probabilities, probabilities_to_codes
+from ..progress import progress as progress_bar
 
 METHODS = ("paper",)
 
@@ -247,8 +247,8 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     start = time.perf_counter()
     step = 0
     for epoch in range(1, config.epochs + 1):
-        bar = tqdm(range(config.steps_per_epoch), desc=f"adapt ({config.method}) epoch {epoch}/{config.epochs}",
-                   disable=not progress, mininterval=2.0)
+        bar = progress_bar(range(config.steps_per_epoch), enabled=progress,
+                           desc=f"adapt ({config.method}) epoch {epoch}/{config.epochs}")
         for _ in bar:
             step += 1
             model.train()

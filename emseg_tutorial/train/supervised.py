@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..data.augment import Jitter
 from ..data.io import check_labels, check_pair, check_image
@@ -41,6 +40,7 @@ from ..metrics import boundary_scores, jaccard_scores
 from ..models import UNet2d, build_model
 from ..presets import Preset
 from ..predict import predict_labels
+from ..progress import progress as progress_bar
 from ..weights import weight_map, parse_weight_scheme
 
 LOSSES = ("ce", "dice", "ce+dice")
@@ -187,8 +187,8 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     history: dict = {"train": {"step": [], "loss": []}, "val": [], "val_slices": val_z.tolist()}
     start = time.perf_counter()
 
-    bar = tqdm(range(1, config.steps + 1), desc=f"train {config.task}/{config.weights}",
-               disable=not progress, mininterval=2.0)
+    bar = progress_bar(range(1, config.steps + 1), desc=f"train {config.task}/{config.weights}",
+                       enabled=progress)
     for step in bar:
         model.train()
         batch = {k: torch.from_numpy(v).to(device) for k, v in sampler.sample(config.batch_size).items()}
