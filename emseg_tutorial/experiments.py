@@ -41,6 +41,7 @@ import torch
 
 from . import __version__
 from .data.sources import load_domain
+from .devices import pick_device
 from .data.volume import Volume
 from .labels import for_task
 from .metrics import evaluate
@@ -142,12 +143,13 @@ def get_stage(name: str, preset: Preset | None = None, *, source: Volume | None 
 
 
 def score(model: torch.nn.Module, volume: Volume, task: str, *, tolerance: float = 0.0,
-          return_prediction: bool = False):
+          return_prediction: bool = False, device: str | torch.device | None = None):
     """Predict ``volume`` with ``model`` and score it against its labels (:func:`~.metrics.evaluate`).
 
+    Prediction runs on ``device`` (default: the best available, so a GPU when there is one).
     Returns the scores dict, or ``(scores, codes, probabilities)`` with ``return_prediction``.
     """
-    probs = predict_probabilities(model, volume.image)
+    probs = predict_probabilities(model, volume.image, device=pick_device(device))
     codes = probabilities_to_codes(probs)
     scores = evaluate(codes, for_task(volume.labels, task), task, tolerance=tolerance)
     return (scores, codes, probs) if return_prediction else scores
