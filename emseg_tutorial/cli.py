@@ -79,8 +79,9 @@ def add_train(sub) -> None:
     p.add_argument("--image", required=True, help="image volume (tif, FILE.h5:dataset, folder of slices, .npy)")
     p.add_argument("--labels", required=True, help="label volume, codes 0-4 (0 ignored)")
     p.add_argument("--task", choices=TASKS, required=True, help="multiclass: codes 1-4; boundary: 1 vs the rest")
-    p.add_argument("--weights", required=True, metavar="{entropy,distance,ratio:R,border,none}",
-                   help="per-pixel loss weights (ratio:R gives boundary R times the weight of the rest)")
+    p.add_argument("--weights", required=True, metavar="{entropy,distance,distance:R,ratio:R,border,none}",
+                   help="per-pixel loss weights; ratio:R and distance:R give boundary R times the mean "
+                        "weight of the rest")
     p.add_argument("--init", metavar="CKPT", help="start from this checkpoint (head replaced if the class count differs)")
     p.add_argument("--jitter", action="store_true", help="random intensity jitter (the paper's M2 -> M3 step)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="sizes (default: EMSEG_PRESET or by hardware)")
