@@ -33,7 +33,8 @@ $(STAMP): $(PY) pyproject.toml
 install: $(STAMP)
 
 # Trained models are shared between chapters of one run (emseg_tutorial.experiments) and
-# never between runs: each target starts from an empty EMSEG_RUNS folder.
+# never between runs: each target starts from an empty EMSEG_RUNS folder, and `make book`
+# rebuilds every page (--all), so every number in the book comes from this build.
 RUNS := $(CURDIR)/_build/runs
 
 # One pytest run: unit tests, the library's doctests and every notebook in book/.
@@ -47,7 +48,7 @@ unit: $(STAMP)
 
 book: $(STAMP)
 	rm -rf $(RUNS)
-	EMSEG_RUNS=$(RUNS) EMSEG_PROGRESS=0 $(VENV)/bin/jupyter-book build . -W --keep-going
+	EMSEG_RUNS=$(RUNS) EMSEG_PROGRESS=0 $(VENV)/bin/jupyter-book build . --all -W --keep-going
 	@echo "open _build/html/index.html"
 
 clean:
