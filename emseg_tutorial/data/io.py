@@ -297,11 +297,22 @@ def check_output_spec(spec: str | os.PathLike) -> tuple[Path, str | None]:
     return path, dataset
 
 
-def _atomic_target(path: Path):
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    If ``write`` fails, ``path`` is left as it was and the temporary file is removed.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
-    return Path(tmp)
+    tmp = Path(tmp)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def write_volume(spec: str | os.PathLike, data: np.ndarray,
@@ -329,8 +340,8 @@ def write_volume(spec: str | os.PathLike, data: np.ndarray,
     if data.ndim not in (3, 4):
         raise VolumeError(f"{path}: can only write (Z, Y, X) or (C, Z, Y, X) arrays, got shape {data.shape}")
     suffix = path.suffix.lower()
-    tmp = _atomic_target(path)
-    try:
+
+    def write(tmp: Path) -> None:
         if suffix in TIFF_SUFFIXES:
             _write_tiff(tmp, data, voxel_size)
         elif suffix == ".npy":
@@ -338,10 +349,8 @@ def write_volume(spec: str | os.PathLike, data: np.ndarray,
                 np.save(f, data, allow_pickle=False)
         else:
             _write_hdf5(tmp, path, dataset, data, voxel_size)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    atomic_write(path, write)
 
 
 def _write_tiff(tmp: Path, data: np.ndarray, voxel_size) -> None:

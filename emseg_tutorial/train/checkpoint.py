@@ -25,12 +25,12 @@ import json
 import math
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..data.io import atomic_write
 from ..models import build_model
 
 
@@ -49,25 +49,13 @@ def _plain(value):
     return value
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, config: dict | None = None,
                     history: dict | None = None) -> None:
     """Write ``model`` (constructor kwargs and weights), ``config`` and ``history`` atomically."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"model": _plain(model.init_kwargs), "state": state,
                "config": _plain(config or {}), "history": _plain(history or {})}
-    _atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
@@ -103,4 +91,4 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
 def save_json(path: str | os.PathLike, data: dict) -> None:
     """Write ``data`` as indented JSON, atomically (NaN becomes null)."""
     text = json.dumps(_plain(data), indent=1, allow_nan=False)
-    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
