@@ -3,7 +3,8 @@
 A 2D U-Net predicts each z slice on its own. Slices no larger than ``tile`` go through the
 network whole (several at a time); larger slices are cut into overlapping tiles whose
 probabilities are blended with a window that falls off towards the tile edges, so seams do
-not show.
+not show. :func:`predict_slices` holds that logic for a block of slices; the in-memory
+:func:`predict_probabilities` and the streamed :mod:`emseg_tutorial.predict_stream` both call it.
 
 Examples
 --------
@@ -16,6 +17,8 @@ Examples
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
@@ -55,10 +58,76 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> t
     return torch.softmax(logits.float(), dim=1).cpu()
 
 
+def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Put ``model`` on ``device`` in eval mode; on the CPU, return a channels-last copy of it.
+
+    Convolutions with few channels run 1.5-4x faster on the CPU with channels-last weights
+    (measured on the tutorial's U-Nets, same numbers to 1e-7); a copy leaves the caller's
+    model as it was, apart from the move and eval mode.
+    """
+    model = model.to(device).eval()
+    if device.type != "cpu":
+        return model
+    return copy.deepcopy(model).to(memory_format=torch.channels_last)
+
+
+def check_tiling(tile: int, overlap: int) -> None:
+    """Raise ValueError unless ``tile >= 16`` and ``0 <= overlap < tile / 2``."""
+    if tile < 16 or not 0 <= overlap < tile // 2:
+        raise ValueError(f"need tile >= 16 and 0 <= overlap < tile / 2, got tile={tile}, overlap={overlap}")
+
+
+def slices_per_step(shape: tuple[int, int, int], tile: int, batch_size: int) -> int:
+    """Slices :func:`predict_slices` gets at once: ``batch_size`` whole slices, or 1 tiled slice."""
+    return batch_size if shape[1] <= tile and shape[2] <= tile else 1
+
+
+def predict_slices(model: torch.nn.Module, x: torch.Tensor, *, tile: int = 512, overlap: int = 32,
+                   batch_size: int = 4, device: torch.device | None = None) -> np.ndarray:
+    """Probabilities ``(C, n, Y, X)`` of a block of standardised slices ``x`` ``(n, Y, X)``.
+
+    The one place the tiling lives: slices no larger than ``tile`` go through the network
+    whole, ``batch_size`` at a time; larger slices are cut into tiles that share ``overlap``
+    pixels, predicted ``batch_size`` tiles at a time, and blended with :func:`_window`. Each
+    slice is predicted on its own (a 2D network needs no z context), so any block of slices
+    gives the same result as the whole volume. ``model`` must already be on ``device`` and in
+    eval mode (:func:`prepare_model`, as :func:`predict_probabilities` and the streamed
+    :func:`~emseg_tutorial.predict_stream.predict_file` do).
+    """
+    device = device if device is not None else next(model.parameters()).device
+    nz, ny, nx = x.shape
+    if ny <= tile and nx <= tile:
+        parts = [_forward(model, x[z0:z0 + batch_size, None], device) for z0 in range(0, nz, batch_size)]
+        return torch.cat(parts).permute(1, 0, 2, 3).numpy()
+    th, tw = min(tile, ny), min(tile, nx)
+    window = _window((th, tw), overlap)
+    corners = [(y, x0) for y in _starts(ny, th, overlap) for x0 in _starts(nx, tw, overlap)]
+    out: np.ndarray | None = None
+    for z in range(nz):
+        acc = norm = None
+        for i in range(0, len(corners), batch_size):
+            chunk = corners[i:i + batch_size]
+            tiles = torch.stack([x[z, y:y + th, x0:x0 + tw] for y, x0 in chunk])[:, None]
+            p = _forward(model, tiles, device)
+            if acc is None:
+                acc = torch.zeros((p.shape[1], ny, nx))
+                norm = torch.zeros((ny, nx))
+            for (y, x0), pt in zip(chunk, p):
+                acc[:, y:y + th, x0:x0 + tw] += pt * window
+                norm[y:y + th, x0:x0 + tw] += window
+        if out is None:
+            out = np.empty((acc.shape[0], nz, ny, nx), np.float32)
+        out[:, z] = (acc / norm).numpy()
+    return out
+
+
 def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, tile: int = 512, overlap: int = 32,
                           batch_size: int = 4, device: str | torch.device | None = None,
                           progress: bool = False) -> np.ndarray:
     """Class probabilities of every pixel of a ``(Z, Y, X)`` volume: ``(C, Z, Y, X)`` float32.
+
+    The whole volume is in memory; for stacks larger than memory use the streamed
+    :func:`emseg_tutorial.predict_stream.predict_file`, which gives the same numbers.
 
     Parameters
     ----------
@@ -79,38 +148,19 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, tile: in
         Show a progress bar over slices.
     """
     image = check_image(image, "image")
-    if tile < 16 or not 0 <= overlap < tile // 2:
-        raise ValueError(f"need tile >= 16 and 0 <= overlap < tile / 2, got tile={tile}, overlap={overlap}")
+    check_tiling(tile, overlap)
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    model = model.to(device).eval()
+    model = prepare_model(model, device)
     x = torch.from_numpy(standardize(to_unit_range(image)))
-    nz, ny, nx = x.shape
+    step = slices_per_step(x.shape, tile, batch_size)
     out: np.ndarray | None = None
-    if ny <= tile and nx <= tile:
-        for z0 in progress_bar(range(0, nz, batch_size), desc="predict", unit="batch", enabled=progress):
-            p = _forward(model, x[z0:z0 + batch_size, None], device)
-            if out is None:
-                out = np.empty((p.shape[1], nz, ny, nx), np.float32)
-            out[:, z0:z0 + len(p)] = p.permute(1, 0, 2, 3).numpy()
-        return out
-    th, tw = min(tile, ny), min(tile, nx)
-    window = _window((th, tw), overlap)
-    corners = [(y, x0) for y in _starts(ny, th, overlap) for x0 in _starts(nx, tw, overlap)]
-    for z in progress_bar(range(nz), desc="predict", unit="slice", enabled=progress):
-        acc = None
-        for i in range(0, len(corners), batch_size):
-            chunk = corners[i:i + batch_size]
-            tiles = torch.stack([x[z, y:y + th, x0:x0 + tw] for y, x0 in chunk])[:, None]
-            p = _forward(model, tiles, device)
-            if acc is None:
-                acc = torch.zeros((p.shape[1], ny, nx))
-                norm = torch.zeros((ny, nx))
-            for (y, x0), pt in zip(chunk, p):
-                acc[:, y:y + th, x0:x0 + tw] += pt * window
-                norm[y:y + th, x0:x0 + tw] += window
+    for z0 in progress_bar(range(0, x.shape[0], step), desc="predict", unit="slice" if step == 1 else "batch",
+                           enabled=progress):
+        p = predict_slices(model, x[z0:z0 + step], tile=tile, overlap=overlap, batch_size=batch_size,
+                           device=device)
         if out is None:
-            out = np.empty((acc.shape[0], nz, ny, nx), np.float32)
-        out[:, z] = (acc / norm).numpy()
+            out = np.empty((p.shape[0],) + tuple(x.shape), np.float32)
+        out[:, z0:z0 + step] = p
     return out
 
 
