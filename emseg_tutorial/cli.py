@@ -13,12 +13,15 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from .data.io import (VolumeError, check_output_spec, check_pair, read_image, read_labels, read_volume,
                       write_volume)
 from .data.sources import DataSourceError
 from .data.synthetic import DOMAINS, make_volume
 from .labels import TASKS
 from .presets import PRESETS, get_preset
+from .comparison import ALL_METHODS
 from .train.adversarial import METHODS
 from .weights import parse_weight_scheme
 
@@ -34,6 +37,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D401 - argparse API
         raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -115,32 +125,34 @@ def run_train(args) -> None:
 
 def add_predict(sub) -> None:
     p = sub.add_parser("predict", help="segment a volume with a trained model",
-                       description="Predict label codes for every slice (tiled with overlap when large).")
+                       description="Predict label codes for every slice (tiled with overlap when large). The "
+                                   "volume is streamed: read, predicted and written a slice at a time, so "
+                                   "stacks larger than memory work.")
     p.add_argument("--model", required=True, metavar="CKPT", help="checkpoint written by train or adapt")
     p.add_argument("--image", required=True, help="image volume")
     p.add_argument("--out", required=True, metavar="PRED", help="output label codes (.tif, FILE.h5:dataset, .npy)")
     p.add_argument("--probabilities", metavar="PROB",
                    help="also write class probabilities, float32: (C, Z, Y, X) in .npy/HDF5, an ImageJ "
                         "hyperstack (Z, C, Y, X) in tif")
-    p.add_argument("--tile", type=_positive, default=512, help="largest tile side (default 512)")
+    p.add_argument("--tile", type=_positive, default=512,
+                   help="largest tile side, at least 16 (default 512); tiles overlap by min(32, tile / 4) pixels")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run_predict(args) -> None:
+    from .data.stream import open_volume
     from .devices import pick_device
-    from .predict import predict_probabilities, probabilities_to_codes
+    from .predict_stream import predict_file
     from .train import load_checkpoint
 
     for spec in filter(None, (args.out, args.probabilities)):
         check_output_spec(spec)
-    image, voxel = read_image(args.image)
-    device = pick_device(args.device)
-    model, _ = load_checkpoint(args.model, device=device)
-    probs = predict_probabilities(model, image, tile=args.tile, progress=not args.quiet)
-    write_volume(args.out, probabilities_to_codes(probs), voxel)
-    if args.probabilities:
-        write_volume(args.probabilities, probs, voxel)
+    with open_volume(args.image) as image:
+        device = pick_device(args.device)
+        model, _ = load_checkpoint(args.model, device=device)
+        predict_file(model, image, args.out, args.probabilities, tile=args.tile, overlap=min(32, args.tile // 4),
+                     device=device, progress=not args.quiet)
     print(f"wrote {args.out}" + (f" and {args.probabilities}" if args.probabilities else ""))
 
 
@@ -182,19 +194,29 @@ def _fmt(value) -> str:
 
 
 def add_adapt(sub) -> None:
-    p = sub.add_parser("adapt", help="adapt a boundary model to an unlabelled target volume (Experiment 3)",
-                       description="Adversarial adaptation. Writes DIR/model.pt (adapted U-Net, config, "
-                                   "history), DIR/discriminator.pt and DIR/history.json.")
+    p = sub.add_parser("adapt", help="adapt a boundary model to an unlabelled target volume (Experiment 3 and beyond)",
+                       description="Unsupervised adaptation. Writes DIR/model.pt (adapted U-Net, config, history) and "
+                                   "DIR/history.json; adversarial methods also DIR/discriminator.pt, histmatch "
+                                   "DIR/target_matched.tif (predict that file with DIR/model.pt). Methods: paper "
+                                   "(the paper's Experiment 3), conditional (its future work), adaptsegnet, advent, "
+                                   "selftrain (mean teacher), adabn (batch-norm statistics), histmatch (no training).")
     p.add_argument("--model", required=True, metavar="CKPT", help="boundary checkpoint to adapt (e.g. M3)")
     p.add_argument("--source-labels", required=True, metavar="LAB", help="source ground truth, codes 1-4 or 1-2")
-    p.add_argument("--source-image", metavar="IMG", help="source images (used by conditional methods)")
+    p.add_argument("--source-image", metavar="IMG",
+                   help="source images (needed by every method but paper and adabn)")
     p.add_argument("--target-image", required=True, metavar="TGT", help="unlabelled target volume")
-    p.add_argument("--method", choices=METHODS, default="paper", help="adaptation method (default paper)")
+    p.add_argument("--method", choices=ALL_METHODS, default="paper", help="adaptation method (default paper)")
     p.add_argument("--eval-labels", metavar="LAB",
                    help="labels of the target volume, used ONLY to score each epoch (never for training)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="sizes (default: EMSEG_PRESET or by hardware)")
     p.add_argument("--epochs", type=_positive, help="epochs (default: from the preset)")
     p.add_argument("--steps", type=_positive, help="U-Net updates per epoch (default: from the preset)")
+    p.add_argument("--lr-g", type=_non_negative, help="U-Net learning rate (default 1e-5)")
+    p.add_argument("--adv-weight", type=_non_negative, help="adversarial loss weight (default by method)")
+    p.add_argument("--source-weight", type=_non_negative,
+                   help="source cross-entropy weight (default by method: 0 for paper, else 1)")
+    p.add_argument("--condition-image", choices=("rank", "raw"),
+                   help="conditional: image channel rank-normalised per patch (default) or raw")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
     p.add_argument("--out", required=True, help="output folder")
@@ -202,9 +224,10 @@ def add_adapt(sub) -> None:
 
 
 def run_adapt(args) -> None:
+    from .comparison import run_method
     from .data.volume import Volume
     from .experiments import adapt_config
-    from .train import adapt, load_checkpoint, save_checkpoint, save_json
+    from .train import load_checkpoint, save_checkpoint, save_json
 
     out = _output_folder(args.out)
     model, ckpt = load_checkpoint(args.model)
@@ -216,24 +239,41 @@ def run_adapt(args) -> None:
     if args.source_image:
         source_image, _ = read_image(args.source_image)
         check_pair(source_image, labels, args.source_image, args.source_labels)
+    elif args.method not in ("paper", "adabn") or (args.source_weight or 0) > 0:
+        raise UsageError(f"--method {args.method} needs --source-image (the source images, not only labels)")
     target, voxel = read_image(args.target_image)
     target_eval = None
     if args.eval_labels:
         eval_labels = read_labels(args.eval_labels)
         check_pair(target, eval_labels, args.target_image, args.eval_labels)
         target_eval = Volume(target, eval_labels, voxel, args.target_image)
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("steps_per_epoch", args.steps)) if v}
-    config = adapt_config(get_preset(args.preset), args.method, args.seed, device=args.device, **overrides)
-    result = adapt(model, labels, target, config, source_image=source_image, target_eval=target_eval,
-                   progress=not args.quiet)
-    save_checkpoint(out / "model.pt", result.model, config={"adapt": config.to_dict(), "source": ckpt["config"]},
-                    history=result.history)
-    save_checkpoint(out / "discriminator.pt", result.discriminator, config=config.to_dict())
-    save_json(out / "history.json", result.history)
-    last = result.history["epochs"][-1]
-    print(f"wrote {out / 'model.pt'}, {out / 'discriminator.pt'} and {out / 'history.json'}; "
-          f"target boundary fraction {last['target_boundary_fraction']:.3f} "
-          f"(source {last['source_boundary_fraction']:.3f})")
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("steps_per_epoch", args.steps), ("lr_g", args.lr_g),
+                                   ("adv_weight", args.adv_weight), ("source_weight", args.source_weight),
+                                   ("condition_image", args.condition_image)) if v is not None}
+    if args.method in METHODS:
+        config = adapt_config(get_preset(args.preset), args.method, args.seed, device=args.device, **overrides)
+        config_dict = config.to_dict()
+    else:
+        config_dict = {"method": args.method, "device": args.device}
+    source = Volume(source_image if source_image is not None else np.zeros(labels.shape, np.uint8), labels,
+                    name=args.source_labels)
+    run = run_method(args.method, model, source, target, config_kwargs=config_dict, target_eval=target_eval,
+                     progress=not args.quiet)
+    history = {"config": config_dict, "epochs": run.epochs, "seconds": run.seconds}
+    written = [out / "model.pt", out / "history.json"]
+    save_checkpoint(written[0], run.model, config={"adapt": config_dict, "source": ckpt["config"]}, history=history)
+    save_json(written[1], history)
+    if run.discriminator is not None:
+        written.append(out / "discriminator.pt")
+        save_checkpoint(written[-1], run.discriminator, config=config_dict)
+    if args.method == "histmatch":
+        from .data.histmatch import match_to_source
+
+        written.append(out / "target_matched.tif")
+        write_volume(str(written[-1]), match_to_source(target, source_image), voxel)
+    last = run.epochs[-1]
+    print(f"wrote {', '.join(str(w) for w in written)}; target boundary fraction "
+          f"{last['target_boundary_fraction']:.3f} (source {last['source_boundary_fraction']:.3f})")
 
 
 def _output_folder(path: str) -> Path:

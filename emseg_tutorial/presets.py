@@ -52,6 +52,12 @@ class Preset:
         Length of adversarial adaptation (the paper shows 4 epochs).
     discriminator : dict
         :class:`~emseg_tutorial.models.PatchDiscriminator` keyword arguments.
+    comparison : dict
+        Chapter 6's method comparison (every method x ``seeds`` runs, so each run is shorter
+        than chapter 5's): ``seeds``, ``epochs``, ``steps_per_epoch``, ``batch_size``, ``lr_g``,
+        ``report_stride`` (every n-th slice for the label-free diagnostics) and ``eval_stride``
+        (every n-th slice of the held-out target volume is scored, the same slices for every
+        method and the source model).
     seed : int
         Seed of the training volumes; ``seed + 1`` makes the held-out evaluation volumes.
     """
@@ -68,6 +74,9 @@ class Preset:
     adapt_epochs: int = 4
     adapt_steps_per_epoch: int = 40
     discriminator: dict = field(default_factory=lambda: {"width": 32, "depth": 4, "norm": None})
+    comparison: dict = field(default_factory=lambda: {"seeds": 3, "epochs": 4, "steps_per_epoch": 40,
+                                                      "batch_size": 8, "lr_g": 1e-4, "report_stride": 1,
+                                                      "eval_stride": 1})
     seed: int = 0
 
     def steps(self, stage: str) -> int:
@@ -98,17 +107,23 @@ PRESETS: dict[str, Preset] = {
     "ci": Preset(name="ci", source_shape=(16, 128, 128), target_shape=(12, 128, 128),
                  model={"depth": 3, "base_width": 8, "norm": "batch"}, patch=64, batch_size=4,
                  steps_per_iteration=0.25, lr=5e-4, val_every=10, adapt_epochs=2, adapt_steps_per_epoch=3,
-                 discriminator={"width": 8, "depth": 3, "norm": None}),
+                 discriminator={"width": 8, "depth": 3, "norm": None},
+                 comparison={"seeds": 3, "epochs": 2, "steps_per_epoch": 2, "batch_size": 2, "lr_g": 1e-4,
+                             "report_stride": 2, "eval_stride": 2}),
     # A 2-core laptop: 256 x 256 slices, 4 optimiser steps of 8 patches per paper iteration.
     "cpu": Preset(name="cpu", source_shape=(48, 256, 256), target_shape=(32, 256, 256),
                   model={"depth": 4, "base_width": 16, "norm": "batch"}, patch=128, batch_size=8,
-                  steps_per_iteration=4.0, lr=5e-4, val_every=40),
+                  steps_per_iteration=4.0, lr=5e-4, val_every=40,
+                  comparison={"seeds": 3, "epochs": 2, "steps_per_epoch": 15, "batch_size": 4, "lr_g": 1e-4,
+                              "report_stride": 4, "eval_stride": 2}),
     # Paper scale: 500 x 500 FIBSEM slices, SNEMI3D-sized target slices (1024 x 1024); one
     # paper iteration is read as one pass over the source slices (200 slices / 8 per step).
     "gpu": Preset(name="gpu", source_shape=(200, 500, 500), target_shape=(100, 1024, 1024),
                   model={"depth": 4, "base_width": 32, "norm": "batch"}, patch=256, batch_size=8,
                   steps_per_iteration=25.0, lr=1e-4, val_every=250, adapt_steps_per_epoch=250,
-                  discriminator={"width": 64, "depth": 4, "norm": None}),
+                  discriminator={"width": 64, "depth": 4, "norm": None},
+                  comparison={"seeds": 3, "epochs": 4, "steps_per_epoch": 250, "batch_size": 8, "lr_g": 1e-4,
+                              "report_stride": 2, "eval_stride": 1}),
 }
 
 

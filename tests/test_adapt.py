@@ -10,7 +10,7 @@ from emseg_tutorial.cli import main
 from emseg_tutorial.data.io import write_volume
 from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.models import PatchDiscriminator, UNet2d, build_discriminator
-from emseg_tutorial.train import adversarial as adapt_module
+from emseg_tutorial.train import adapt_steps as adapt_module
 from emseg_tutorial.train import AdaptConfig, adapt, load_checkpoint, one_hot, save_checkpoint
 
 TINY = dict(epochs=2, steps_per_epoch=2, batch_size=2, patch=32, discriminator={"width": 4, "depth": 2})

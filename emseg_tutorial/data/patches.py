@@ -78,12 +78,16 @@ class PatchSampler:
         ``jitter(batch01, rng) -> batch01``: intensity augmentation on [0, 1] patches.
     seed : int
         Seed of the sampler's own random stream.
+    mismatch_gap : int, optional
+        Also return ``mismatched``: the labels of the same crop in a slice at least this many
+        slices away (:func:`distant_slices`), the "wrong label map" of the conditional
+        discriminator. Needs ``labels``.
     """
 
     def __init__(self, image: np.ndarray, labels: np.ndarray | None = None, weights: np.ndarray | None = None,
                  patch: int = 128, slices=None, augment: bool = True,
                  jitter: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
-                 seed: int = 0):
+                 seed: int = 0, mismatch_gap: int | None = None):
         image = check_image(image, "image")
         if labels is not None and labels.shape != image.shape:
             raise ValueError(f"labels shape {labels.shape} does not match image shape {image.shape}")
@@ -99,6 +103,11 @@ class PatchSampler:
         self.slices = np.arange(image.shape[0]) if slices is None else np.asarray(slices, dtype=int)
         if self.slices.size == 0:
             raise ValueError("no slices to sample patches from")
+        if mismatch_gap is not None:
+            if labels is None:
+                raise ValueError("mismatch_gap needs labels")
+            check_gap(image.shape[0], mismatch_gap)
+        self.mismatch_gap = mismatch_gap
         self.augment = augment
         self.jitter = jitter
         self.rng = np.random.default_rng(seed)
@@ -110,7 +119,8 @@ class PatchSampler:
 
     def sample(self, batch: int) -> dict[str, np.ndarray]:
         """A batch: ``image`` (B, 1, P, P) float32 standardised and, when given, ``target``
-        (B, P, P) int64 class indices (-1 ignored) and ``weight`` (B, P, P)."""
+        (B, P, P) int64 class indices (-1 ignored), ``weight`` (B, P, P), ``mismatched``
+        (B, P, P) and ``z`` / ``z_mismatched`` (B,), the slices they come from."""
         rng = self.rng
         z = rng.choice(self.slices, batch)
         y = rng.integers(0, self.unit.shape[1] - self.patch[0] + 1, batch)
@@ -120,6 +130,9 @@ class PatchSampler:
             parts["target"] = self._crop(self.target, z, y, x)
         if self.weights is not None:
             parts["weight"] = self._crop(self.weights, z, y, x)
+        if self.mismatch_gap is not None:
+            z_other = distant_slices(z, self.unit.shape[0], self.mismatch_gap, rng)
+            parts["mismatched"] = self._crop(self.target, z_other, y, x)
         if self.augment:
             flip_y, flip_x = rng.random(batch) < 0.5, rng.random(batch) < 0.5
             turns = rng.integers(0, 4, batch) if self.patch[0] == self.patch[1] else np.zeros(batch, int)
@@ -130,4 +143,39 @@ class PatchSampler:
         if self.jitter is not None:
             parts["image"] = self.jitter(parts["image"], rng)
         parts["image"] = standardize(parts["image"], self.stats)[:, None]
-        return {k: np.ascontiguousarray(v) for k, v in parts.items()}
+        out = {k: np.ascontiguousarray(v) for k, v in parts.items()}
+        out["z"] = z
+        if self.mismatch_gap is not None:
+            out["z_mismatched"] = z_other
+        return out
+
+
+def check_gap(depth: int, gap: int) -> None:
+    """Raise ``ValueError`` unless every slice of a ``depth``-slice volume has a partner ``gap`` away."""
+    if not isinstance(gap, (int, np.integer)) or gap < 1:
+        raise ValueError(f"mismatch gap must be a positive integer, got {gap!r}")
+    if depth < 2 * gap:
+        raise ValueError(f"a volume of {depth} slices has no slice pair {gap} or more apart for every "
+                         f"slice; use a gap of at most {depth // 2}")
+
+
+def distant_slices(z: np.ndarray, depth: int, gap: int, rng: np.random.Generator) -> np.ndarray:
+    """For each slice index in ``z``, a random slice at least ``gap`` slices away (uniform).
+
+    Slice ``z`` has ``max(0, z - gap + 1)`` partners below and ``max(0, depth - z - gap)``
+    above; one uniform draw over their union picks the partner, for all of ``z`` at once.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> z = np.array([0, 5, 9])
+    >>> other = distant_slices(z, depth=10, gap=4, rng=rng)
+    >>> bool(np.all(np.abs(other - z) >= 4)), bool(np.all((other >= 0) & (other < 10)))
+    (True, True)
+    """
+    check_gap(depth, gap)
+    z = np.asarray(z, dtype=np.int64)
+    below = np.maximum(z - gap + 1, 0)
+    above = np.maximum(depth - z - gap, 0)
+    u = np.floor(rng.random(z.shape) * (below + above)).astype(np.int64)
+    return np.where(u < below, u, z + gap + (u - below))

@@ -36,12 +36,34 @@ def neighbour_boundary_dice(labels: np.ndarray) -> float:
     sections); low when the z step is large compared to the xy pixel (anisotropic stacks).
     Returns NaN for a single slice.
     """
+    return boundary_dice_by_gap(labels, [1])[0]
+
+
+def boundary_dice_by_gap(labels: np.ndarray, gaps) -> np.ndarray:
+    """Mean Dice of the boundary masks of slices ``z`` and ``z + gap``, for each gap.
+
+    How fast the label maps change along z: chapter 6 uses it to choose how far apart the
+    "wrong" label map of the conditional discriminator must come from (a neighbour's map
+    would be nearly right). NaN where the volume has no such pair.
+
+    Examples
+    --------
+    >>> lab = np.full((4, 6, 6), 2, np.uint8)
+    >>> lab[:2, :, 2] = 1          # a straight wall in slices 0-1 ...
+    >>> lab[2:, :, 4] = 1          # ... that has moved in slices 2-3
+    >>> boundary_dice_by_gap(lab, [1, 2]).round(2).tolist()
+    [0.67, 0.0]
+    """
     b = np.asarray(labels) == BOUNDARY
-    if b.shape[0] < 2:
-        return float("nan")
-    inter = (b[1:] & b[:-1]).sum(axis=(1, 2))
-    total = b[1:].sum(axis=(1, 2)) + b[:-1].sum(axis=(1, 2))
-    return float(np.mean(2.0 * inter / np.maximum(total, 1)))
+    out = []
+    for gap in gaps:  # a handful of gaps, each one vectorised over all slice pairs
+        if gap < 1 or b.shape[0] <= gap:
+            out.append(np.nan)
+            continue
+        inter = (b[gap:] & b[:-gap]).sum(axis=(1, 2))
+        total = b[gap:].sum(axis=(1, 2)) + b[:-gap].sum(axis=(1, 2))
+        out.append(float(np.mean(2.0 * inter / np.maximum(total, 1))))
+    return np.array(out)
 
 
 def summary(volumes: dict[str, Volume]) -> "pandas.DataFrame":

@@ -1,4 +1,4 @@
-"""Unsupervised adaptation of the boundary U-Net to the target (Experiment 3).
+"""Unsupervised adaptation of the boundary U-Net to the target (Experiment 3 and beyond).
 
 The paper's method (``method="paper"``), step by step, as its Section 4.3 and Fig. 4 describe:
 
@@ -15,6 +15,11 @@ no other loss to balance); one discriminator step per generator step; a PatchGAN
 without normalisation (:class:`~emseg_tutorial.models.PatchDiscriminator`); the U-Net in
 training mode on target batches, so its batch-norm statistics drift to the target as PyTorch
 does by default (chapter 6 separates this effect with AdaBN).
+
+The other methods (``conditional``, ``adaptsegnet``, ``advent``, ``selftrain``) run in the same
+loop with their own step (:mod:`.adapt_steps`); their defaults (source loss weight 1,
+adversarial weight 0.01) are set by :data:`METHOD_DEFAULTS`. AdaBN and histogram matching need
+no training loop (:mod:`.adabn`, :mod:`~emseg_tutorial.data.histmatch`).
 
 After every epoch the trainer records label-free diagnostics (discriminator accuracy on real and
 fake, predicted boundary fraction on the target against the source's, mean prediction entropy
@@ -42,20 +47,31 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from ..data.augment import Jitter
 from ..data.io import check_image, check_labels
 from ..data.patches import PatchSampler
 from ..data.volume import Volume
 from ..devices import pick_device, set_seed, use_amp
 from ..labels import BOUNDARY, for_task, num_classes
-from ..losses import bce_fake, bce_real
 from ..metrics import boundary_scores, evaluate
 from ..models import PatchDiscriminator
 from ..predict import predict_probabilities, probabilities_to_codes
 from ..progress import progress as progress_bar
+from ..weights import weight_map
+from .adapt_steps import STEPS, StepContext, discriminator_step, generator_step, one_hot  # noqa: F401
 
-METHODS = ("paper",)
+#: methods trained by :func:`adapt` (AdaBN and histogram matching need no training loop)
+METHODS = tuple(STEPS)
+
+#: settings that differ by method, used where :class:`AdaptConfig` leaves them ``None``
+METHOD_DEFAULTS: dict[str, dict] = {
+    "paper": {"source_weight": 0.0, "adv_weight": 1.0},
+    "conditional": {"source_weight": 1.0, "adv_weight": 0.01},
+    "adaptsegnet": {"source_weight": 1.0, "adv_weight": 0.01},
+    "advent": {"source_weight": 1.0, "adv_weight": 0.01},
+    "selftrain": {"source_weight": 1.0, "adv_weight": 0.01},
+}
 
 
 @dataclass
@@ -65,21 +81,40 @@ class AdaptConfig:
     Attributes
     ----------
     method : str
-        ``"paper"``: the discriminator on label maps alone, no source loss.
+        One of :data:`METHODS` (see :mod:`.adapt_steps`).
     epochs, steps_per_epoch : int
         The paper shows the target after each of 4 epochs.
     batch_size, patch : int
-        Target patches (and source label patches) per step and their side.
+        Target patches (and source patches) per step and their side.
     lr_g, lr_d : float
         Adam learning rates of the U-Net and the discriminator.
-    adv_weight : float
-        Weight of the adversarial loss in the U-Net's update.
+    adv_weight : float, optional
+        Weight of the adversarial loss in the U-Net's update (default by method: 1 for
+        ``paper``, 0.01 where the source loss is kept).
+    source_weight : float, optional
+        Weight of the supervised source cross-entropy (default by method: 0 for ``paper``,
+        which drops it, else 1).
+    source_weights : str
+        Weight-map scheme of that cross-entropy (``"distance"``, as M2 and M3 were trained).
+    entropy_weight : float
+        ``advent``/``adaptsegnet``: weight of direct entropy minimisation on the target (0: off).
+    condition_image : {"rank", "raw"}
+        ``conditional``: how the discriminator sees the image (see :mod:`.adapt_steps`).
+    mismatch_gap : int
+        ``conditional``: the wrong label map comes from a slice at least this far away (capped at
+        half the source depth).
+    pseudo_threshold, pseudo_weight, ema_decay : float
+        ``selftrain``: teacher confidence needed for a pseudo-label, weight of the pseudo-label
+        loss, and the mean teacher's decay.
     d_steps : int
         Discriminator updates per U-Net update.
+    report_stride : int
+        Label-free diagnostics after each epoch use every ``report_stride``-th slice of the
+        target and source validation volumes (1: all; larger is faster).
     seed : int
     discriminator : dict
         :class:`~emseg_tutorial.models.PatchDiscriminator` keyword arguments (``in_channels``
-        is set from the task).
+        is set from the method).
     device : str, optional
     """
 
@@ -90,8 +125,17 @@ class AdaptConfig:
     patch: int = 128
     lr_g: float = 1e-5
     lr_d: float = 1e-4
-    adv_weight: float = 1.0
+    adv_weight: float | None = None
+    source_weight: float | None = None
+    source_weights: str = "distance"
+    entropy_weight: float = 0.0
+    condition_image: str = "rank"
+    mismatch_gap: int = 8
+    pseudo_threshold: float = 0.9
+    pseudo_weight: float = 1.0
+    ema_decay: float = 0.99
     d_steps: int = 1
+    report_stride: int = 1
     seed: int = 0
     discriminator: dict = field(default_factory=lambda: {"width": 32, "depth": 4, "norm": None})
     device: str | None = None
@@ -99,14 +143,22 @@ class AdaptConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        for name in ("epochs", "steps_per_epoch", "batch_size", "d_steps"):
+        for key, value in METHOD_DEFAULTS[self.method].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        for name in ("epochs", "steps_per_epoch", "batch_size", "d_steps", "mismatch_gap", "report_stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr_g", "lr_d"):
+        for name in ("lr_g", "lr_d", "source_weight", "entropy_weight", "pseudo_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.adv_weight <= 0:
             raise ValueError(f"adv_weight must be > 0, got {self.adv_weight}")
+        if self.condition_image not in ("rank", "raw"):
+            raise ValueError(f"condition_image must be 'rank' or 'raw', got {self.condition_image!r}")
+        if not 0 <= self.pseudo_threshold <= 1 or not 0 <= self.ema_decay <= 1:
+            raise ValueError("pseudo_threshold and ema_decay must be in [0, 1], got "
+                             f"{self.pseudo_threshold} and {self.ema_decay}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,68 +166,24 @@ class AdaptConfig:
 
 @dataclass
 class AdaptResult:
-    """The adapted U-Net, its discriminator, the history and per-epoch target snapshots."""
+    """The adapted U-Net, its discriminator (None for ``selftrain``), the history and per-epoch
+    target snapshots."""
 
     model: torch.nn.Module
-    discriminator: torch.nn.Module
+    discriminator: torch.nn.Module | None
     config: AdaptConfig
     history: dict
     snapshots: list[np.ndarray]
 
 
-def one_hot(index: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """``(B, H, W)`` class indices to ``(B, C, H, W)`` float one-hot maps (index -1: all zero)."""
-    valid = index >= 0
-    out = F.one_hot(index.clamp_min(0), n_classes).permute(0, 3, 1, 2).float()
-    return out * valid[:, None].float()
-
-
-def discriminator_step(disc: torch.nn.Module, optimizer: torch.optim.Optimizer, real: torch.Tensor,
-                       fake: torch.Tensor, scaler: torch.amp.GradScaler | None = None) -> dict:
-    """One update of ``disc``: ``real`` label maps should score real (L2), ``fake`` ones fake (L3).
-
-    ``fake`` is detached here, so this step never changes the U-Net. Returns the loss and the
-    fraction of real and fake pixels-patches the discriminator gets right.
-    """
-    logits_real, logits_fake = disc(real), disc(fake.detach())
-    loss = 0.5 * (bce_real(logits_real) + bce_fake(logits_fake))
-    optimizer.zero_grad(set_to_none=True)
-    _backward_step(loss, optimizer, scaler)
-    return {"loss_d": float(loss.detach()), "acc_real": float((logits_real > 0).float().mean()),
-            "acc_fake": float((logits_fake < 0).float().mean())}
-
-
-def generator_step(disc: torch.nn.Module, optimizer: torch.optim.Optimizer, probs: torch.Tensor,
-                   adv_weight: float = 1.0, scaler: torch.amp.GradScaler | None = None) -> dict:
-    """One update of the U-Net behind ``probs`` so that ``disc`` calls them real.
-
-    ``probs`` are the U-Net's softmax outputs on target patches (with their graph). Only the
-    U-Net's optimiser steps; the discriminator's gradients from this loss are discarded.
-    """
-    for p in disc.parameters():
-        p.requires_grad_(False)
-    loss = adv_weight * bce_real(disc(probs))
-    optimizer.zero_grad(set_to_none=True)
-    _backward_step(loss, optimizer, scaler)
-    for p in disc.parameters():
-        p.requires_grad_(True)
-    return {"loss_g": float(loss.detach())}
-
-
-def _backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler) -> None:
-    if scaler is None:
-        loss.backward()
-        optimizer.step()
-    else:
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-
 def epoch_report(model: torch.nn.Module, target_image: np.ndarray, source_prior: float, device: torch.device,
-                 source_val: Volume | None = None, target_eval: Volume | None = None) -> dict:
-    """Label-free diagnostics on the target (and source validation / target scores when given)."""
-    probs = predict_probabilities(model, target_image, device=device)
+                 source_val: Volume | None = None, target_eval: Volume | None = None, stride: int = 1) -> dict:
+    """Label-free diagnostics on the target (and source validation / target scores when given).
+
+    ``stride`` thins the target and source-validation slices of the diagnostics (not the
+    target evaluation volume, which is scored whole).
+    """
+    probs = predict_probabilities(model, target_image[::stride], device=device)
     p = np.clip(probs, 1e-7, 1.0)
     entropy = float((-(p * np.log(p)).sum(0) / np.log(probs.shape[0])).mean())
     codes = probabilities_to_codes(probs)
@@ -183,8 +191,8 @@ def epoch_report(model: torch.nn.Module, target_image: np.ndarray, source_prior:
               "target_entropy": entropy, "source_val_boundary_jaccard": None, "target": None,
               "d_acc_real": None, "d_acc_fake": None}
     if source_val is not None:
-        src = probabilities_to_codes(predict_probabilities(model, source_val.image, device=device))
-        report["source_val_boundary_jaccard"] = boundary_scores(src, for_task(source_val.labels, "boundary"))[
+        src = probabilities_to_codes(predict_probabilities(model, source_val.image[::stride], device=device))
+        report["source_val_boundary_jaccard"] = boundary_scores(src, for_task(source_val.labels[::stride], "boundary"))[
             "boundary_jaccard"]
     if target_eval is not None:
         pred = probabilities_to_codes(predict_probabilities(model, target_eval.image, device=device))
@@ -195,7 +203,7 @@ def epoch_report(model: torch.nn.Module, target_image: np.ndarray, source_prior:
 def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.ndarray, config: AdaptConfig, *,
           source_image: np.ndarray | None = None, source_val: Volume | None = None,
           target_eval: Volume | None = None, snapshot_slice: int | None = None,
-          progress: bool = True) -> AdaptResult:
+          initial_report: dict | None = None, progress: bool = True) -> AdaptResult:
     """Adapt a boundary U-Net (M3) to an unlabelled target volume.
 
     Parameters
@@ -208,69 +216,90 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
         Unlabelled target volume the U-Net adapts to.
     config : AdaptConfig
     source_image : ndarray, optional
-        Source images (needed by conditional methods; unused by ``paper``).
+        Source images: needed by every method but ``paper`` (source loss, conditional pairs).
     source_val : Volume, optional
         Labelled source volume for the source-drift diagnostic.
     target_eval : Volume, optional
         Labelled target volume, used **only** to score each epoch.
     snapshot_slice : int, optional
         Slice of ``target_eval`` (else of ``target_image``) predicted after each epoch (Fig. 6).
+    initial_report : dict, optional
+        :func:`epoch_report` of ``model`` on the same volumes, when the caller already has it
+        (a comparison of many runs from one model computes it once).
     progress : bool
     """
     target_image = check_image(target_image, "target image")
     labels = for_task(check_labels(source_labels, "source labels"), "boundary")
+    needs_image = config.method != "paper" or config.source_weight > 0
+    if needs_image and source_image is None:
+        raise ValueError(f"method {config.method!r} needs the source image (--source-image), "
+                         "not only its labels")
     n_classes = num_classes("boundary")
     set_seed(config.seed)
     device = pick_device(config.device)
-
-    # The paper's discriminator needs source label maps only; the image is a placeholder then.
-    source_sampler = PatchSampler(np.zeros_like(labels) if source_image is None else source_image, labels,
-                                  patch=config.patch, seed=config.seed)
-    target_sampler = PatchSampler(target_image, None, patch=config.patch, seed=config.seed + 1)
+    ctx = _context(model, labels, target_image, config, source_image, device, n_classes)
     source_prior = float((labels == BOUNDARY).sum() / max((labels > 0).sum(), 1))
-
-    model = copy.deepcopy(model).to(device)
-    disc = PatchDiscriminator(in_channels=n_classes, **config.discriminator).to(device)
-    opt_g = torch.optim.Adam(model.parameters(), lr=config.lr_g, betas=(0.9, 0.99))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr_d, betas=(0.9, 0.99))
-    amp = use_amp(device)
-    scaler_g = torch.amp.GradScaler(device.type) if amp else None
-    scaler_d = torch.amp.GradScaler(device.type) if amp else None
 
     snap_volume = target_eval.image if target_eval is not None else target_image
     z_snap = snap_volume.shape[0] // 2 if snapshot_slice is None else snapshot_slice
-    snapshots = [_snapshot(model, snap_volume, z_snap, device)]
-    history: dict = {"config": config.to_dict(), "snapshot_slice": z_snap,
-                     "train": {"step": [], "loss_d": [], "loss_g": [], "acc_real": [], "acc_fake": []},
-                     "epochs": [{"epoch": 0, **epoch_report(model, target_image, source_prior, device,
-                                                             source_val, target_eval)}]}
+    report = lambda: epoch_report(ctx.model, target_image, source_prior, device, source_val,  # noqa: E731
+                                  target_eval, config.report_stride)
+    snapshots = [_snapshot(ctx.model, snap_volume, z_snap, device)]
+    history: dict = {"config": config.to_dict(), "snapshot_slice": z_snap, "train": {"step": []},
+                     "epochs": [{"epoch": 0, **(initial_report if initial_report is not None else report())}]}
     start = time.perf_counter()
-    step = 0
+    step_fn, step = STEPS[config.method], 0
     for epoch in range(1, config.epochs + 1):
         bar = progress_bar(range(config.steps_per_epoch), enabled=progress,
                            desc=f"adapt ({config.method}) epoch {epoch}/{config.epochs}")
         for _ in bar:
             step += 1
-            model.train()
-            target = torch.from_numpy(target_sampler.sample(config.batch_size)["image"]).to(device)
-            with torch.autocast(device_type=device.type, enabled=amp):
-                probs = torch.softmax(model(target).float(), dim=1)
-            for _ in range(config.d_steps):
-                real_index = torch.from_numpy(source_sampler.sample(config.batch_size)["target"]).to(device)
-                d_stats = discriminator_step(disc, opt_d, one_hot(real_index, n_classes), probs, scaler_d)
-            g_stats = generator_step(disc, opt_g, probs, config.adv_weight, scaler_g)
-            for key, value in {"step": step, **d_stats, **g_stats}.items():
-                history["train"][key].append(value)
-            bar.set_postfix(d_real=f"{d_stats['acc_real']:.2f}", d_fake=f"{d_stats['acc_fake']:.2f}")
-        report = epoch_report(model, target_image, source_prior, device, source_val, target_eval)
+            stats = step_fn(ctx)
+            history["train"]["step"].append(step)
+            for key, value in stats.items():
+                history["train"].setdefault(key, []).append(value)
+            if "acc_real" in stats:
+                bar.set_postfix(d_real=f"{stats['acc_real']:.2f}", d_fake=f"{stats['acc_fake']:.2f}")
+        row = report()
         recent = slice(-config.steps_per_epoch, None)
-        report["d_acc_real"] = float(np.mean(history["train"]["acc_real"][recent]))
-        report["d_acc_fake"] = float(np.mean(history["train"]["acc_fake"][recent]))
-        history["epochs"].append({"epoch": epoch, **report})
-        snapshots.append(_snapshot(model, snap_volume, z_snap, device))
+        for key, values in history["train"].items():
+            if key.startswith("acc_") or key.startswith("pseudo_"):
+                row[key if key.startswith("pseudo_") else f"d_{key}"] = float(np.mean(values[recent]))
+        history["epochs"].append({"epoch": epoch, **row})
+        snapshots.append(_snapshot(ctx.model, snap_volume, z_snap, device))
     history["seconds"] = time.perf_counter() - start
-    return AdaptResult(model=model.cpu(), discriminator=disc.cpu(), config=config, history=history,
+    disc = ctx.disc.cpu() if ctx.disc is not None else None
+    return AdaptResult(model=ctx.model.cpu(), discriminator=disc, config=config, history=history,
                        snapshots=snapshots)
+
+
+def _context(model, labels, target_image, config: AdaptConfig, source_image, device, n_classes) -> StepContext:
+    """Samplers, networks and optimisers of one run."""
+    with_image = source_image is not None
+    gap = min(config.mismatch_gap, labels.shape[0] // 2) if config.method == "conditional" else None
+    if gap is not None and gap < 1:
+        raise ValueError(f"the conditional discriminator needs at least 2 source slices, got {labels.shape[0]}")
+    # The paper's discriminator needs source label maps only; the image is a placeholder then.
+    # Source patches are not jittered here: the conditional discriminator would otherwise see
+    # blur and noise on source images only, one more way to tell the domains apart.
+    weights = weight_map(labels, config.source_weights) if config.source_weight > 0 else None
+    source = PatchSampler(source_image if with_image else np.zeros_like(labels), labels, weights,
+                          patch=config.patch, seed=config.seed, mismatch_gap=gap)
+    target = PatchSampler(target_image, None, patch=config.patch, seed=config.seed + 1)
+    model = copy.deepcopy(model).to(device)
+    disc = None
+    if config.method != "selftrain":
+        in_channels = n_classes + (1 if config.method == "conditional" else 0)
+        disc = PatchDiscriminator(in_channels=in_channels, **config.discriminator).to(device)
+    amp = use_amp(device)
+    return StepContext(
+        model=model, disc=disc, teacher=copy.deepcopy(model) if config.method == "selftrain" else None,
+        opt_g=torch.optim.Adam(model.parameters(), lr=config.lr_g, betas=(0.9, 0.99)),
+        opt_d=torch.optim.Adam(disc.parameters(), lr=config.lr_d, betas=(0.9, 0.99)) if disc else None,
+        scaler_g=torch.amp.GradScaler(device.type) if amp else None,
+        scaler_d=torch.amp.GradScaler(device.type) if amp and disc else None,
+        source=source, target=target, config=config, device=device, amp=amp, n_classes=n_classes,
+        jitter=Jitter(), rng=np.random.default_rng(config.seed + 2))
 
 
 def _snapshot(model: torch.nn.Module, volume: np.ndarray, z: int, device: torch.device) -> np.ndarray:
