@@ -13,13 +13,14 @@ TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test unit book clean help
+.PHONY: install test unit book labs clean help
 
 help:
 	@echo "make book   build the HTML book in _build/html (runs every chapter)"
 	@echo "make test   unit tests, doctests and every notebook (nbval)"
 	@echo "make unit   unit tests and doctests only"
-	@echo "make clean  remove _build (keeps .venv)"
+	@echo "make labs   student notebooks (solutions replaced by stubs) in labs_student/"
+	@echo "make clean  remove _build and labs_student (keeps .venv)"
 
 $(PY):
 	$(PYTHON) -c "import sys; assert sys.version_info >= (3, 10), 'Python >= 3.10 needed, found ' + sys.version"
@@ -51,5 +52,11 @@ book: $(STAMP)
 	EMSEG_RUNS=$(RUNS) EMSEG_PROGRESS=0 $(VENV)/bin/jupyter-book build . --all -W --keep-going
 	@echo "open _build/html/index.html"
 
+# The committed chapters are the instructor version; students get copies with every solution
+# (### BEGIN SOLUTION ... ### END SOLUTION) replaced by a stub. See book/labs/instructor.md.
+labs: $(STAMP)
+	rm -rf labs_student
+	$(PY) -m emseg_tutorial.labs student book labs_student
+
 clean:
-	rm -rf _build
+	rm -rf _build labs_student

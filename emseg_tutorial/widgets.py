@@ -1,10 +1,15 @@
 """Parameter explorers for the book: sliders in a live notebook, a plain figure elsewhere.
 
 Each explorer returns an :func:`ipywidgets.interactive` widget when ipywidgets is importable
-*and* the code runs in a Jupyter kernel that can show widgets; a notebook cell that ends with
-the call displays it, and moving a slider recomputes and redraws. Anywhere else (plain Python,
-a script, a kernel without ipywidgets) it draws one figure at the default settings and returns
-it. Nothing here waits for input: no ``input()``, no event loop, no blocking ``show``.
+*and* the code runs in a Jupyter kernel; a notebook cell that ends with the call displays it,
+and moving a slider recomputes and redraws. Anywhere else (plain Python, a script, a kernel
+without ipywidgets) it draws one figure at the default settings and returns it.
+
+A kernel may have nobody watching (``jupyter-book build``, nbval, nbconvert) or a viewer that
+cannot draw widgets (a static page, GitHub). For those, the widget's output also carries a PNG
+of the figure at the default settings: a viewer without widget support shows that picture, and
+the book's ``_config.yml`` ranks the PNG above the widget view so the rendered page shows it.
+Nothing here waits for input: no ``input()``, no event loop, no blocking ``show``.
 
 Examples
 --------
@@ -17,6 +22,8 @@ Examples
 
 from __future__ import annotations
 
+import base64
+import io
 from typing import Callable
 
 import matplotlib.pyplot as plt
@@ -24,8 +31,10 @@ import numpy as np
 
 from . import viz
 from .data.volume import Volume
+from .labels import BOUNDARY
+from .weights import ratio_weight_map
 
-__all__ = ["weight_map_explorer", "slice_browser"]
+__all__ = ["weight_map_explorer", "slice_browser", "ratio_weight_explorer"]
 
 
 def _in_kernel() -> bool:
@@ -53,8 +62,12 @@ def _explore(draw: Callable, **sliders: tuple[str, int, int, int, int]):
         return draw(**defaults)
     from IPython.display import display
 
+    first_png: list[str] = []
+
     def show(**kwargs):
         fig = draw(**kwargs)
+        if not first_png:  # the figure at the defaults: interactive() draws it on creation
+            first_png.append(_png(fig))
         display(fig)
         plt.close(fig)
         return fig
@@ -63,7 +76,40 @@ def _explore(draw: Callable, **sliders: tuple[str, int, int, int, int]):
                                            description=text, continuous_update=False,
                                            style={"description_width": "initial"})
                 for name, (text, lo, hi, step, value) in sliders.items()}
-    return ipywidgets.interactive(show, **controls)
+    widget = _explorer_class()(show, **controls)
+    widget.fallback_png = first_png[0] if first_png else ""
+    return widget
+
+
+def _png(fig) -> str:
+    """The figure as a base64-encoded PNG (the form notebook outputs store)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _explorer_class():
+    """``ipywidgets.interactive`` whose display also carries a PNG of its first figure."""
+    global _Explorer
+    if _Explorer is None:
+        import ipywidgets
+
+        class Explorer(ipywidgets.interactive):
+            """Sliders and their figure; ``image/png`` in the display stands in where widgets cannot run."""
+
+            fallback_png = ""
+
+            def _repr_mimebundle_(self, **kwargs):
+                data = super()._repr_mimebundle_(**kwargs)
+                if self.fallback_png:
+                    data["image/png"] = self.fallback_png
+                return data
+
+        _Explorer = Explorer
+    return _Explorer
+
+
+_Explorer = None
 
 
 def _slice(array: np.ndarray, z: int | None, name: str) -> np.ndarray:
@@ -132,3 +178,67 @@ def slice_browser(volume: Volume, task: str = "multiclass"):
 
     depth = volume.shape[0]
     return _explore(draw, z=("slice z", 0, depth - 1, 1, depth // 2))
+
+
+def ratio_weight_explorer(boundary: np.ndarray, image: np.ndarray | None = None, z: int | None = None):
+    """A slider for the boundary : rest weight ratio of the paper's baselines (2:1, 5:1, 10:1).
+
+    Parameters
+    ----------
+    boundary : ndarray, (Y, X) or (Z, Y, X)
+        Class codes (``1`` boundary, other codes > 0 the rest, ``0`` unlabelled) or a bool mask.
+    image : ndarray, same shape as ``boundary``, optional
+        Intensities, drawn under the boundary pixels.
+    z : int, optional
+        Slice of a 3D volume (default: the middle one).
+
+    Returns
+    -------
+    ipywidgets.interactive or matplotlib.figure.Figure
+        The widget (ratio 1 to 20) in a Jupyter kernel with ipywidgets; otherwise the figure
+        at 10:1. Panels: the slice, its :func:`~emseg_tutorial.weights.ratio_weight_map`
+        (mean 1 over labelled pixels, on one colour scale for every ratio), and the walls'
+        share of a weighted-mean loss against the ratio when every pixel is equally wrong,
+        ``r f / (r f + 1 - f)`` for a boundary fraction ``f``.
+
+    Examples
+    --------
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> codes = np.full((20, 20), 2, np.uint8); codes[:, 9:11] = 1
+    >>> fig = ratio_weight_explorer(codes)  # not in a kernel: the figure at 10:1
+    >>> fig.axes[2].get_title()  # 10 % boundary pixels weighted 10:1
+    'walls get 53% of the loss (f = 10.0%)'
+
+    """
+    lab = _slice(boundary, z, "boundary")
+    if lab.dtype == bool:
+        lab = np.where(lab, BOUNDARY, BOUNDARY + 1).astype(np.uint8)
+    img = None if image is None else _slice(image, z, "image")
+    labelled = int((lab > 0).sum())
+    if labelled == 0:
+        raise ValueError("boundary holds no labelled pixel (all codes are 0)")
+    f = float((lab == BOUNDARY).sum() / labelled)
+    ratios = np.linspace(1, 20, 200)
+    vmax = 20 / (20 * f + 1 - f) if f > 0 else 1.0  # a boundary pixel's weight at 20:1
+
+    def draw(ratio):
+        fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.6), gridspec_kw={"width_ratios": [1, 1.15, 1.3]})
+        viz.overlay(axes[0], img if img is not None else np.zeros(lab.shape, np.uint8),
+                    np.where(lab == BOUNDARY, BOUNDARY, 0).astype(np.uint8), "boundary", title="slice")
+        w = ratio_weight_map(lab, ratio)
+        share = ratio * f / (ratio * f + 1 - f)
+        rest = 1 / (ratio * f + 1 - f)  # weights are rescaled to mean 1 over labelled pixels
+        im = axes[1].imshow(w, cmap="magma", vmin=0, vmax=vmax)
+        axes[1].set(xticks=[], yticks=[], title=f"{ratio}:1 weights: wall {ratio * rest:.2f}, rest {rest:.2f}")
+        fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.02)
+        axes[2].plot(ratios, ratios * f / (ratios * f + 1 - f), color="0.3")
+        axes[2].axhline(0.5, color="0.6", ls="--", lw=1)
+        if f > 0:
+            axes[2].axvline((1 - f) / f, color=viz.LABEL_COLORS[1], ls=":", label=f"inverse frequency {(1 - f) / f:.1f}:1")
+            axes[2].legend(fontsize=8, loc="lower right")
+        axes[2].plot([ratio], [share], "o", color="k")
+        axes[2].set(xlabel="boundary : rest weight", ylabel="walls' share of the loss", ylim=(0, 1),
+                    title=f"walls get {share:.0%} of the loss (f = {f:.1%})")
+        return fig
+
+    return _explore(draw, ratio=("boundary : rest", 1, 20, 1, 10))

@@ -1,0 +1,175 @@
+"""Checks for the exercises of chapter 5: one discriminator step, and reading the diagnostics.
+
+Examples
+--------
+>>> from emseg_tutorial.train.adversarial import discriminator_step
+>>> bool(check_discriminator_step(discriminator_step))
+✓ one discriminator step: ...
+True
+>>> from emseg_tutorial.labs.reference import adaptation_warnings
+>>> bool(check_diagnosis(adaptation_warnings))
+✓ warning signs of adaptation: ...
+True
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from typing import Any, Callable
+
+import torch
+
+from ..losses import bce_fake, bce_real
+from ..models import PatchDiscriminator
+from ..train.adversarial import discriminator_step, one_hot
+from ._compare import as_number, call, fail, require_function
+from .checks import exercise_check
+from .reference import WARNINGS, adaptation_warnings
+
+__all__ = ["check_discriminator_step", "check_diagnosis"]
+
+
+def _players(seed: int = 0) -> tuple[PatchDiscriminator, torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """A tiny discriminator, a 1x1 convolution standing in for the U-Net, real and fake maps."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # leave the notebook's random state alone
+        torch.manual_seed(seed)
+        disc = PatchDiscriminator(in_channels=2, width=4, depth=2)
+        unet = torch.nn.Conv2d(1, 2, kernel_size=1)
+    image = torch.randn(2, 1, 16, 16, generator=generator)
+    real = one_hot(torch.randint(0, 2, (2, 16, 16), generator=generator), 2)
+    return disc, unet, image, real
+
+
+def _stats(got: Any) -> dict[str, float]:
+    """The student's returned statistics as floats, or a failed check saying what is wrong."""
+    if not isinstance(got, Mapping):
+        fail(f'expected a dict with "loss_d", "acc_real" and "acc_fake", got {type(got).__name__}.')
+    missing = {"loss_d", "acc_real", "acc_fake"} - set(got)
+    if missing:
+        fail(f"the returned dict lacks {sorted(missing)}.")
+    values = {k: as_number(got[k]) for k in ("loss_d", "acc_real", "acc_fake")}
+    bad = [k for k, v in values.items() if v is None]
+    if bad:
+        fail(f"{bad} should be numbers (use float(...) or .item()), got {[type(got[k]).__name__ for k in bad]}.")
+    return values
+
+
+def _same_parameters(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.allclose(p, q, atol=1e-6, rtol=1e-5) for p, q in zip(a.parameters(), b.parameters()))
+
+
+@exercise_check("one discriminator step")
+def check_discriminator_step(func: Callable[..., Mapping[str, float]]) -> str:
+    """Check ``func(disc, optimizer, real, fake)`` against
+    :func:`emseg_tutorial.train.adversarial.discriminator_step`: two steps on a tiny
+    discriminator from the same seed must give the same losses, accuracies and weights, and
+    no gradient may reach the network that made ``fake``."""
+    require_function(func)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is fastest, and immune to busy cores
+    try:
+        return _compare_steps(func)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _compare_steps(func: Callable[..., Mapping[str, float]]) -> str:
+    disc, unet, image, real = _players()
+    start = copy.deepcopy(disc)
+    ref_disc = copy.deepcopy(disc)
+    ref_opt = torch.optim.Adam(ref_disc.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(disc.parameters(), lr=1e-2)
+    with torch.no_grad():
+        fake_values = torch.softmax(unet(image), dim=1)
+        swapped = 0.5 * (bce_fake(start(real)) + bce_real(start(fake_values)))
+    for step in (1, 2):
+        expected = discriminator_step(ref_disc, ref_opt, real, fake_values)
+        fake = torch.softmax(unet(image), dim=1)       # with its graph, as in adaptation
+        got = _stats(call(func, disc, opt, real, fake))
+        if any(p.grad is not None for p in unet.parameters()):
+            fail("gradients reached the U-Net: detach `fake` (fake.detach()) before the discriminator "
+                 "scores it; this step must change the discriminator only.")
+        if step == 1:
+            if math.isclose(got["loss_d"], 2 * expected["loss_d"], rel_tol=1e-4):
+                fail("your loss is twice the reference: average the two terms, 0.5 * (L2 + L3).")
+            if math.isclose(got["loss_d"], float(swapped), rel_tol=1e-4):
+                fail("real and fake are swapped: real label maps should be scored real (target 1), "
+                     "the U-Net's predictions fake (target 0).")
+        for key in ("loss_d", "acc_real", "acc_fake"):
+            if not math.isclose(got[key], expected[key], rel_tol=1e-4, abs_tol=1e-5):
+                hint = {"loss_d": "binary cross-entropy on the logits, real against 1 and fake against 0",
+                        "acc_real": "the share of real logits > 0, from the logits before the update",
+                        "acc_fake": "the share of fake logits < 0, from the logits before the update"}[key]
+                fail(f"step {step}: {key} is {got[key]:.5g}, expected {expected[key]:.5g}. Hint: {hint}.")
+        if not _same_parameters(disc, ref_disc):
+            if _same_parameters(disc, start):
+                fail("the discriminator's weights did not change: call loss.backward() and optimizer.step().")
+            if step == 2:
+                fail("the second step differs from the reference: clear old gradients with "
+                     "optimizer.zero_grad() before loss.backward(), or they add up from step to step.")
+            fail("after one step the weights differ from the reference: compute one loss on both "
+                 "batches and take a single optimizer step.")
+    return ("two steps match train.adversarial.discriminator_step (loss, accuracies and updated "
+            "weights), and no gradient reached the U-Net.")
+
+
+def _epoch(**changes: float | None) -> dict[str, float | None]:
+    base = {"d_acc_real": 0.62, "d_acc_fake": 0.58, "target_boundary_fraction": 0.11,
+            "source_boundary_fraction": 0.10, "target_entropy": 0.30, "source_val_boundary_jaccard": 0.80}
+    return {**base, **changes}
+
+
+#: Made-up histories: (what they show, history).
+_HISTORIES = [
+    ("a healthy run", [_epoch(d_acc_real=None, d_acc_fake=None), _epoch(target_entropy=0.26)]),
+    ("a discriminator that wins", [_epoch(), _epoch(d_acc_real=0.97, d_acc_fake=0.95)]),
+    ("walls everywhere", [_epoch(), _epoch(target_boundary_fraction=0.35)]),
+    ("walls vanishing", [_epoch(), _epoch(target_boundary_fraction=0.03)]),
+    ("over-confident predictions", [_epoch(), _epoch(), _epoch(target_entropy=0.10)]),
+    ("a network that forgets the source", [_epoch(), _epoch(source_val_boundary_jaccard=0.62)]),
+    ("no source validation recorded", [_epoch(source_val_boundary_jaccard=None),
+                                       _epoch(source_val_boundary_jaccard=None)]),
+    ("everything at once", [_epoch(), _epoch(d_acc_real=0.99, d_acc_fake=0.99, target_boundary_fraction=0.5,
+                                             target_entropy=0.05, source_val_boundary_jaccard=0.3)]),
+]
+
+_RULES = {"discriminator wins": "last epoch's D accuracy >= 0.9 on both real and fake",
+          "boundary fraction": "last target boundary fraction more than 2x above or below the source's",
+          "entropy collapse": "last target entropy below half of its value before adaptation",
+          "source drift": "source validation boundary Jaccard down by more than 0.1 (when recorded)"}
+
+
+def _as_warnings(got: Any) -> set[str]:
+    if isinstance(got, str) or not hasattr(got, "__iter__"):
+        fail(f"return a set of warning names (an empty set when all is well), got {got!r:.60}.")
+    got = {str(w) for w in got}
+    unknown = got - set(WARNINGS)
+    if unknown:
+        fail(f"unknown warning names {sorted(unknown)}; use the names {list(WARNINGS)}.")
+    return got
+
+
+@exercise_check("warning signs of adaptation")
+def check_diagnosis(func: Callable[[Mapping], set[str]], history: Mapping | None = None) -> str:
+    """Check ``func(history) -> set of warnings`` against
+    :func:`emseg_tutorial.labs.reference.adaptation_warnings` on made-up histories and, when
+    given, on this run's ``history``."""
+    require_function(func)
+    cases = [(name, {"epochs": epochs}) for name, epochs in _HISTORIES]
+    if history is not None:
+        cases.append(("this run", history))
+    for name, case in cases:
+        expected = adaptation_warnings(case)
+        got = _as_warnings(call(func, copy.deepcopy(case)))
+        if got != expected:
+            rule = "; ".join(f"{w!r}: {_RULES[w]}" for w in sorted(got ^ expected))
+            fail(f"for {name} you found {sorted(got) or 'nothing'}, expected {sorted(expected) or 'nothing'}. "
+                 f"Rule to revisit: {rule}.")
+    verdict = ""
+    if history is not None:
+        found = adaptation_warnings(history)
+        verdict = f" This run raises: {', '.join(sorted(found)) if found else 'no warning'}."
+    return f"your rules agree with the reference on {len(_HISTORIES)} made-up runs.{verdict}"

@@ -1,0 +1,115 @@
+"""Checks for the exercises of chapter 6: wrong-slice partners, and choosing a model without labels.
+
+Examples
+--------
+>>> from emseg_tutorial.data.patches import distant_slices
+>>> bool(check_distant_slices(distant_slices))
+✓ wrong-slice partners: ...
+True
+>>> from emseg_tutorial.selection import label_free_choice
+>>> bool(check_label_free_choice(label_free_choice))
+✓ label-free model selection: ...
+True
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..data.patches import distant_slices
+from ..selection import label_free_choice
+from ._compare import call, fail, require_function
+from .checks import exercise_check
+
+__all__ = ["check_distant_slices", "check_label_free_choice"]
+
+_GAP_CASES = [(10, 4), (48, 8), (7, 3), (6, 1)]
+
+
+@exercise_check("wrong-slice partners")
+def check_distant_slices(func: Callable[[np.ndarray, int, int, np.random.Generator], np.ndarray]) -> str:
+    """Check ``func(z, depth, gap, rng) -> partners``: every partner at least ``gap`` slices
+    from its slice, inside the volume, and every allowed partner drawn (no side left out).
+
+    The reference is :func:`emseg_tutorial.data.patches.distant_slices`.
+    """
+    require_function(func)
+    for depth, gap in _GAP_CASES:
+        draws = 60 * depth  # enough that a uniform draw misses an allowed partner with p < 1e-20
+        z = np.repeat(np.arange(depth), draws)
+        got = call(func, z.copy(), depth, gap, np.random.default_rng(0))
+        got = np.asarray(got)
+        if got.shape != z.shape:
+            fail(f"for {z.size} slice indices (depth {depth}, gap {gap}) expected {z.size} partners, "
+                 f"got shape {got.shape}. Return one partner per entry of z.")
+        if not np.issubdtype(got.dtype, np.integer):
+            fail(f"partners must be integer slice indices, got dtype {got.dtype}.")
+        if got.min() < 0 or got.max() >= depth:
+            fail(f"depth {depth}: partners must lie in 0..{depth - 1}, got values from {got.min()} to {got.max()}.")
+        close = np.abs(got - z) < gap
+        if close.any():
+            i = int(np.flatnonzero(close)[0])
+            fail(f"depth {depth}, gap {gap}: slice {z[i]} got partner {got[i]}, only {abs(got[i] - z[i])} away. "
+                 "A neighbour's label map is almost the right one, so the discriminator learns nothing from it.")
+        for zi in range(depth):
+            allowed = {o for o in range(depth) if abs(o - zi) >= gap}
+            drawn = set(got[z == zi].tolist())
+            if drawn != allowed:
+                missing = sorted(allowed - drawn)
+                fail(f"depth {depth}, gap {gap}: slice {zi} never got partners {missing[:6]} in {draws} draws. "
+                     "Draw uniformly from both sides: below (0..z-gap) and above (z+gap..depth-1).")
+    reference = distant_slices(np.arange(10), 10, 4, np.random.default_rng(0))
+    return (f"partners respect the gap and cover both sides (the library's partners of slices 0-9 with gap 4: "
+            f"{reference.tolist()}).")
+
+
+def _epoch(epoch, src_j, frac, entropy, target_j):
+    return {"epoch": epoch, "source_val_boundary_jaccard": src_j, "target_boundary_fraction": frac,
+            "source_boundary_fraction": 0.12, "target_entropy": entropy,
+            "target": {"boundary_jaccard": target_j}}
+
+
+#: (what the case tests, per-epoch reports); target scores are decoys a label-free rule must ignore
+_SELECTION_CASES = [
+    ("lowest entropy among healthy epochs",
+     [_epoch(0, 0.80, 0.12, 0.50, 0.40), _epoch(1, 0.79, 0.13, 0.45, 0.41), _epoch(2, 0.78, 0.14, 0.40, 0.30)]),
+    ("an epoch that forgot the source",
+     [_epoch(0, 0.80, 0.12, 0.50, 0.40), _epoch(1, 0.79, 0.13, 0.45, 0.41), _epoch(2, 0.60, 0.13, 0.20, 0.60)]),
+    ("walls collapsing (confident, but almost no boundary)",
+     [_epoch(0, 0.80, 0.12, 0.50, 0.40), _epoch(1, 0.80, 0.11, 0.45, 0.42), _epoch(2, 0.80, 0.03, 0.05, 0.10)]),
+    ("walls everywhere",
+     [_epoch(0, 0.80, 0.12, 0.50, 0.40), _epoch(1, 0.80, 0.30, 0.30, 0.45)]),
+    ("nothing passes: keep the source model",
+     [_epoch(0, 0.80, 0.12, 0.50, 0.40), _epoch(1, 0.70, 0.12, 0.30, 0.50), _epoch(2, 0.80, 0.01, 0.10, 0.05)]),
+]
+
+
+@exercise_check("label-free model selection")
+def check_label_free_choice(func: Callable[[list[dict]], int]) -> str:
+    """Check ``func(epochs) -> epoch`` against :func:`emseg_tutorial.selection.label_free_choice`
+    on small made-up histories, each built to catch one mistake; the ``target`` scores in them
+    are decoys that a label-free rule must not read."""
+    require_function(func)
+    for what, epochs in _SELECTION_CASES:
+        blind = [{k: v for k, v in e.items() if k != "target"} for e in epochs]
+        try:
+            got = func([dict(e) for e in blind])
+        except KeyError as err:
+            fail(f"case '{what}': your rule read {err}, which a user without target labels does not have. "
+                 "Use only the source validation Jaccard, boundary fractions and entropy.")
+        except Exception:  # noqa: BLE001 - run again through call() for the usual message
+            got = call(func, [dict(e) for e in blind])
+        expected = label_free_choice(epochs)
+        if got != expected:
+            best_target = max(epochs[1:], key=lambda e: e["target"]["boundary_jaccard"])["epoch"]
+            lowest_entropy = min(epochs[1:], key=lambda e: e["target_entropy"])["epoch"]
+            hint = (" That is the epoch with the lowest entropy, but it fails a sanity check."
+                    if got == lowest_entropy else
+                    " That is the epoch with the best target score: a label-free rule cannot know it."
+                    if got == best_target else "")
+            fail(f"case '{what}': expected epoch {expected}, got {got!r}.{hint} Reject epochs whose source "
+                 "validation Jaccard fell by more than 0.05 or whose boundary fraction is off the source's by "
+                 "more than a factor 1.5; keep the lowest entropy among the rest; 0 if none is left.")
+    return f"your rule agrees with the library's on all {len(_SELECTION_CASES)} made-up histories."

@@ -1,0 +1,142 @@
+"""Launching the book elsewhere: environment.yml (Binder, conda) agrees with pyproject.toml,
+the launch buttons are configured, one repository URL is used everywhere, and the opening cell
+tells a Colab or CPU user what to do."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+yaml = pytest.importorskip("yaml")
+version = pytest.importorskip("packaging.version")
+requirements = pytest.importorskip("packaging.requirements")
+specifiers = pytest.importorskip("packaging.specifiers")
+
+
+def _pyproject() -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _environment() -> tuple[dict[str, str], str]:
+    """``{normalised name: version spec}`` of environment.yml (conda and pip), and the python spec."""
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    specs, python = {}, ""
+    for dep in env["dependencies"]:
+        lines = dep["pip"] if isinstance(dep, dict) else [dep]
+        for line in lines:
+            if line.startswith("-"):  # --extra-index-url, -e .
+                continue
+            match = re.match(r"([A-Za-z0-9_.\-]+)\s*(.*)", line)
+            name, spec = match.group(1).lower().replace("_", "-"), match.group(2).strip()
+            spec = re.sub(r"^=(?=\d)", "==", spec)  # conda's python=3.11 means 3.11.*
+            if name == "python":
+                python = spec
+            else:
+                specs[name] = spec
+    return specs, python
+
+
+def _lower_bound(spec: str):
+    bounds = [version.Version(s.version) for s in specifiers.SpecifierSet(spec) if s.operator in (">=", "==", "~=")]
+    return max(bounds) if bounds else None
+
+
+def _needed() -> list[requirements.Requirement]:
+    project = _pyproject()["project"]
+    deps = project["dependencies"] + project["optional-dependencies"]["book"]
+    return [requirements.Requirement(d) for d in deps]
+
+
+@pytest.mark.parametrize("req", _needed(), ids=str)
+def test_environment_yml_has_every_runtime_and_book_dependency(req):
+    specs, _ = _environment()
+    name = req.name.lower().replace("_", "-")
+    assert name in specs, f"{req} (pyproject.toml) is missing from environment.yml"
+    ours, theirs = _lower_bound(str(req.specifier)), _lower_bound(specs[name])
+    if ours is not None:
+        assert theirs is not None and theirs >= ours, (
+            f"environment.yml allows {name}{specs[name] or ' (any version)'}, pyproject.toml needs {req.specifier}")
+    for upper in (s for s in req.specifier if s.operator in ("<", "<=")):
+        assert str(upper) in {str(s) for s in specifiers.SpecifierSet(specs[name])}, \
+            f"environment.yml drops {name}{upper}"
+
+
+def test_environment_yml_installs_torch_and_the_package_and_a_python_we_support():
+    specs, python = _environment()
+    assert "torch" in specs
+    assert "-e ." in (ROOT / "environment.yml").read_text()
+    requires = specifiers.SpecifierSet(_pyproject()["project"]["requires-python"])
+    pinned = re.match(r"==(\d+\.\d+)", python)
+    assert pinned, f"environment.yml should pin a python minor version, got {python!r}"
+    assert requires.contains(pinned.group(1) + ".0"), f"python {pinned.group(1)} is outside requires-python {requires}"
+
+
+def _config() -> dict:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def test_launch_buttons_are_configured():
+    config = _config()
+    assert config["repository"]["url"].startswith("https://github.com/")
+    buttons = config["launch_buttons"]
+    assert buttons["binderhub_url"].startswith("https://") and buttons["colab_url"].startswith("https://")
+    overrides = config["sphinx"]["config"]["nb_mime_priority_overrides"]
+    assert ["html", "application/vnd.jupyter.widget-view+json", 55] in overrides  # the PNG (50) wins
+
+
+def test_repository_url_is_one_setting():
+    from emseg_tutorial.labs.launch import repository_mentions, repository_url
+
+    url = repository_url(ROOT)
+    assert url == _config()["repository"]["url"]
+    mentions = repository_mentions(ROOT)
+    for name, urls in mentions.items():
+        if name.endswith(".ipynb"):
+            assert urls, f"{name}: its first cell does not install the library from the repository"
+        assert set(urls) <= {url}, f"{name} uses {sorted(set(urls) - {url})}, _config.yml says {url}"
+
+
+def test_sync_repository_url_rewrites_a_fork(tmp_path):
+    from emseg_tutorial.labs.__main__ import main
+    from emseg_tutorial.labs.launch import repository_mentions
+
+    shutil.copytree(ROOT / "book", tmp_path / "book")
+    config = (ROOT / "_config.yml").read_text()
+    fork = "https://github.com/someone/em-labs"
+    (tmp_path / "_config.yml").write_text(config.replace(_config()["repository"]["url"], fork))
+    assert main(["repository", "--root", str(tmp_path)]) == 0
+    assert {u for urls in repository_mentions(tmp_path).values() for u in urls} == {fork}
+    assert f"git clone {fork} && cd em-labs" in (tmp_path / "book" / "intro.md").read_text()
+    assert main(["repository", "--root", str(tmp_path / "nowhere")]) == 2
+
+
+def test_colab_cpu_user_is_told_how_to_get_a_gpu(monkeypatch):
+    from emseg_tutorial import setup
+    from emseg_tutorial.session import COLAB_GPU_HINT
+
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab")
+    session = setup(seed=0, preset="ci", device="cpu", verbose=False)
+    assert COLAB_GPU_HINT in session.describe()
+    assert "Change runtime type" in COLAB_GPU_HINT
+    monkeypatch.delenv("COLAB_RELEASE_TAG")
+    monkeypatch.delitem(__import__("sys").modules, "google.colab", raising=False)
+    assert "preset='ci'" in setup(seed=0, preset="cpu", device="cpu", verbose=False).describe()
+    assert "preset='ci'" not in setup(seed=0, preset="ci", device="cpu", verbose=False).describe()
+
+
+def test_every_opening_cell_installs_picks_the_device_and_preset():
+    import nbformat
+
+    for path in sorted((ROOT / "book").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        first = next(c.source for c in nb.cells if c.cell_type == "code")
+        assert "except ImportError" in first and "%pip install" in first, path.name
+        assert "emseg_tutorial.setup(" in first, path.name  # seed, device (with the GPU hint), preset

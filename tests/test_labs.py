@@ -1,0 +1,277 @@
+"""Labs: every solution in the book passes its check, every student stub does not, and the
+student notebooks hold no solution.
+
+The exercise cells are run on their own, in a namespace with small stand-ins for what the
+chapter computed before them (``CONTEXT``); no chapter is executed. A new exercise whose cells
+read another chapter variable needs a stand-in here.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from emseg_tutorial import labs
+from emseg_tutorial.labs.student import BEGIN, END, find_exercises, strip_solutions, student_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+WITH_EXERCISES = [p for p in NOTEBOOKS if find_exercises(nbformat.read(p, as_version=4))]
+
+
+def _epoch(**changes):
+    base = {"d_acc_real": 0.6, "d_acc_fake": 0.7, "target_boundary_fraction": 0.12,
+            "source_boundary_fraction": 0.1, "target_entropy": 0.3, "source_val_boundary_jaccard": 0.8}
+    return {**base, **changes}
+
+
+@pytest.fixture(scope="module")
+def context():
+    """Small stand-ins for the chapter variables the exercise and check cells read."""
+    from emseg_tutorial.data.synthetic import make_volume
+
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)  # torch's one-time optimizer import (~2 s)
+    table = pd.DataFrame({"boundary_recall": {"m2_ratio2": 0.71, "m2_ratio10": 0.86},
+                          "boundary_precision": {"m2_ratio2": 0.82, "m2_ratio10": 0.63}})
+    history = {"epochs": [_epoch(d_acc_real=None, d_acc_fake=None), _epoch(d_acc_real=0.95, d_acc_fake=0.96)]}
+    return {"np": np, "pd": pd, "torch": torch,
+            "source": make_volume("fibsem", (2, 48, 48), seed=0),   # chapters 1 (and 4)
+            "test": make_volume("fibsem", (2, 48, 48), seed=1),     # chapter 3
+            "table": table,                                          # chapter 4
+            "result": SimpleNamespace(history=history)}              # chapter 5
+
+
+def run_cell(source: str, namespace: dict):
+    """Execute a code cell; return the value of its last line when that is an expression."""
+    tree = ast.parse(source)
+    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    exec(compile(tree, "<cell>", "exec"), namespace)
+    if last is not None:
+        return eval(compile(ast.Expression(last.value), "<cell>", "eval"), namespace)
+    return None
+
+
+def run_exercises(nb, context) -> list[tuple[str, labs.CheckResult, float]]:
+    namespace = dict(context)
+    results = []
+    for ex in find_exercises(nb):
+        for i in ex.solution_cells:
+            run_cell(nb.cells[i].source, namespace)
+        start = time.perf_counter()
+        result = run_cell(nb.cells[ex.check_cell].source, namespace)
+        results.append((ex.check, result, time.perf_counter() - start))
+    assert results, "no exercise found"
+    return results
+
+
+def test_every_chapter_has_exercises():
+    chapters = {p.name for p in WITH_EXERCISES}
+    for n in ("01", "02", "03", "04", "05"):
+        assert any(name.startswith(n) for name in chapters), f"chapter {n} has no exercise"
+
+
+@pytest.mark.parametrize("path", WITH_EXERCISES, ids=lambda p: p.name)
+def test_exercise_cells_are_hidden_and_checked_by_labs(path):
+    nb = nbformat.read(path, as_version=4)
+    for ex in find_exercises(nb):
+        assert hasattr(labs, ex.check), f"{path.name}: labs has no {ex.check}"
+        for i in ex.solution_cells:
+            tags = nb.cells[i].metadata.get("tags", [])
+            assert {"solution", "hide-input"} <= set(tags), f"{path.name} cell {i}: tags {tags}"
+            assert nb.cells[i].source.count(BEGIN) == nb.cells[i].source.count(END) >= 1
+
+
+@pytest.mark.parametrize("path", WITH_EXERCISES, ids=lambda p: p.name)
+def test_solutions_pass_their_checks_quickly(path, context, capsys):
+    nb = nbformat.read(path, as_version=4)
+    for check, result, seconds in run_exercises(nb, context):
+        assert isinstance(result, labs.CheckResult), f"{check} returned {result!r}"
+        assert result.passed, f"{path.name} {check}: {result}"
+        assert seconds < 1.0, f"{check} took {seconds:.2f} s"
+    assert "✗" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", WITH_EXERCISES, ids=lambda p: p.name)
+def test_student_stubs_are_reported_not_done(path, context, capsys):
+    nb = student_notebook(nbformat.read(path, as_version=4))
+    for check, result, _ in run_exercises(nb, context):
+        assert not result, f"{path.name} {check}: a stub passed"
+        assert result.status == "not done", f"{path.name} {check}: {result}"
+    assert "not done yet" in capsys.readouterr().out
+
+
+def test_make_labs_writes_student_notebooks_without_solutions(tmp_path):
+    makefile = (ROOT / "Makefile").read_text()
+    assert "-m emseg_tutorial.labs student book labs_student" in makefile
+    assert "labs_student/" in (ROOT / ".gitignore").read_text()
+    out = tmp_path / "labs_student"
+    done = subprocess.run([sys.executable, "-m", "emseg_tutorial.labs", "student", "book", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.glob("*.ipynb")) == [p.name for p in NOTEBOOKS]
+    for path in NOTEBOOKS:
+        instructor = nbformat.read(path, as_version=4)
+        text = (out / path.name).read_text()
+        assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
+        student = nbformat.read(out / path.name, as_version=4)
+        nbformat.validate(student)
+        for cell in student.cells:
+            assert "solution" not in cell.metadata.get("tags", []) and "hide-input" not in cell.metadata.get("tags", [])
+            assert not cell.get("outputs") and cell.get("execution_count") is None
+        for ex in find_exercises(instructor):  # no line of a solution survives
+            for i in ex.solution_cells:
+                body = instructor.cells[i].source.split(BEGIN)[1].split(END)[0]
+                for line in filter(None, (ln.strip() for ln in body.splitlines())):
+                    assert line not in student.cells[i].source, f"{path.name}: {line!r} leaked"
+
+
+def test_strip_solutions_stubs():
+    assert strip_solutions("x = 1\n") == "x = 1"
+    top = strip_solutions(f"{BEGIN}\na, (b, c) = 1, (2, 3)\nd += 1\nprint(a)\n{END}\nshow(a)")
+    assert top.splitlines() == ["# YOUR ANSWER HERE", "a = None", "b = None", "c = None", "d = None", "show(a)"]
+    inner = strip_solutions(f"class K:\n    def f(self):\n        {BEGIN}\n        return 1\n        {END}\n")
+    assert 'raise NotImplementedError("exercise: complete f")' in inner and "return 1" not in inner
+
+
+@pytest.mark.parametrize("source, message", [
+    (f"{BEGIN}\nx = 1\n", "without"), (f"x = 1\n{END}\n", "without"),
+    (f"{BEGIN}\n{BEGIN}\n{END}\n", "inside another"), (f"{BEGIN}\nx = (\n{END}\n", "not valid Python")])
+def test_strip_solutions_refuses_broken_markers(source, message):
+    with pytest.raises(ValueError, match=message):
+        strip_solutions(source)
+
+
+def test_a_solution_without_check_is_refused():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"{BEGIN}\nx = 1\n{END}")])
+    with pytest.raises(ValueError, match="not followed by a labs.check"):
+        find_exercises(nb)
+
+
+def test_cli_bad_source_exits_2(tmp_path, capsys):
+    from emseg_tutorial.labs.__main__ import main
+
+    assert main(["student", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["student", str(tmp_path), str(tmp_path / "out")]) == 2  # an empty folder
+
+
+# -------------------------------------------------------------------------------------------
+# wrong answers get a useful message, and no answer makes a check raise
+# -------------------------------------------------------------------------------------------
+def _shares_over_all_pixels(labels):
+    names = {1: "boundary", 2: "cytoplasm", 3: "mitochondria", 4: "glia"}
+    return {n: float((labels == c).mean()) for c, n in names.items()}
+
+
+def _natural_log_entropy(labels, size):
+    from emseg_tutorial.weights import label_entropy
+
+    return label_entropy(labels, size, ignore_label=0) * math.log(2)
+
+
+def _recall(cm):
+    cm = np.asarray(cm, float)
+    return np.diagonal(cm[:, :cm.shape[0]]) / cm.sum(axis=1)
+
+
+def _step_without_detach(disc, optimizer, real, fake):
+    from emseg_tutorial.losses import bce_fake, bce_real
+
+    lr, lf = disc(real), disc(fake)
+    loss = 0.5 * (bce_real(lr) + bce_fake(lf))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return {"loss_d": loss.item(), "acc_real": (lr > 0).float().mean().item(), "acc_fake": (lf < 0).float().mean().item()}
+
+
+def _step_without_zero_grad(disc, optimizer, real, fake):
+    from emseg_tutorial.losses import bce_fake, bce_real
+
+    lr, lf = disc(real), disc(fake.detach())
+    loss = 0.5 * (bce_real(lr) + bce_fake(lf))
+    loss.backward()
+    optimizer.step()
+    return {"loss_d": loss.item(), "acc_real": (lr > 0).float().mean().item(), "acc_fake": (lf < 0).float().mean().item()}
+
+
+def _raises(*args):
+    raise ValueError("shapes do not match")
+
+
+WRONG = [
+    (labs.check_class_fractions, (_shares_over_all_pixels,), "labelled"),
+    (labs.check_rarest_class, ("boundary", np.array([[1, 1, 2, 2, 3]])), "fewer"),
+    (labs.check_rarest_class, ("membrane", np.array([[1, 2, 3]])), "class names"),
+    (labs.check_label_entropy, (lambda l, s: __import__("emseg_tutorial").weights.label_entropy(l, s),), "code 0"),
+    (labs.check_label_entropy, (_natural_log_entropy,), "log base 2"),
+    (labs.check_label_entropy, (lambda l, s: np.zeros((2, 2)),), "shape"),
+    (labs.check_ratio_for_share, (lambda f, s: (1 - f) / f,), "Hint"),
+    (labs.check_ratio_for_share, (lambda f, s: -1,), "ratio > 0"),
+    (labs.check_jaccard, (_recall,), "recall"),
+    (labs.check_constant_prediction, (0.75, np.array([[2, 2, 2, 1]])), "accuracy"),
+    (labs.check_constant_prediction, ("a lot", np.array([[2, 2, 2, 1]])), "number"),
+    (labs.check_ratio_weight_map, (lambda b, r: np.where(b == 1, r, 1.0) * (b > 0),), "rescale"),
+    (labs.check_ratio_prediction, ({"recall": "down", "precision": "up"},), "Hint"),
+    (labs.check_ratio_prediction, ({"recall": "more"},), "keys"),
+    (labs.check_discriminator_step, (_step_without_detach,), "detach"),
+    (labs.check_discriminator_step, (_step_without_zero_grad,), "zero_grad"),
+    (labs.check_diagnosis, (lambda h: set(),), "Rule to revisit"),
+    (labs.check_diagnosis, (lambda h: "entropy collapse",), "set of warning names"),
+    (labs.check_jaccard, (_raises,), "raised ValueError: shapes do not match"),
+    (labs.check_jaccard, (42,), "expected a function"),
+]
+
+
+@pytest.mark.parametrize("check, args, expected", WRONG, ids=lambda x: getattr(x, "__name__", None))
+def test_wrong_answers_fail_with_a_hint(check, args, expected, capsys):
+    result = check(*args)
+    assert not result and result.status == "failed"
+    assert expected in result.message
+    assert str(result) in capsys.readouterr().out  # printed, not raised
+
+
+CHECKS = [labs.check_class_fractions, labs.check_label_entropy, labs.check_ratio_for_share,
+          labs.check_jaccard, labs.check_ratio_weight_map, labs.check_discriminator_step, labs.check_diagnosis]
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+def test_missing_answers_are_not_done(check):
+    assert check(None).status == "not done"
+
+    def stub(*args):
+        raise NotImplementedError("exercise")
+
+    assert check(stub).status == "not done"
+
+
+def test_check_result_prints_once_in_a_notebook(capsys):
+    result = labs.check_ratio_for_share(lambda f, s: s * (1 - f) / (f * (1 - s)))
+    assert capsys.readouterr().out.startswith("✓ ratio for a given share")
+    result._ipython_display_()          # the cell's value right after the call: nothing more
+    assert capsys.readouterr().out == ""
+    result._ipython_display_()          # shown again later: the message again
+    assert capsys.readouterr().out.startswith("✓")
+    assert repr(result).startswith("CheckResult(name='ratio for a given share of the loss', status='passed'")
+
+
+def test_checks_leave_the_random_state_alone():
+    from emseg_tutorial.train.adversarial import discriminator_step
+
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    labs.check_discriminator_step(copy.copy(discriminator_step))
+    assert torch.equal(torch.rand(3), expected)
