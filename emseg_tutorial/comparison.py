@@ -15,7 +15,8 @@ Methods (:data:`ALL_METHODS`): the trained ones of :mod:`.train.adapt_steps`, pl
   source's (:mod:`.data.histmatch`); no training, deterministic.
 
 Variants add overrides to a method: ``conditional-raw`` is the conditional discriminator
-without rank-normalised images (the domain shortcut left open).
+without rank-normalised images (the domain shortcut left open). A variant is an ablation and
+runs with the first seed only.
 
 Examples
 --------
@@ -192,7 +193,7 @@ def compare(names: list[str] | None = None, preset: Preset | None = None, *, see
     runs = []
     for name in names:
         method = resolve(name)[0]
-        for seed in ([None] if method in DETERMINISTIC else seeds):
+        for seed in ([None] if method in DETERMINISTIC else seeds[:1] if name in VARIANTS else seeds):
             kwargs = ({"report_stride": stride} if seed is None else
                       adapt_config(preset, method, seed, **c).to_dict())
             runs.append(run_method(name, m3, source, target.image, config_kwargs=kwargs, source_val=source_val,
@@ -208,7 +209,9 @@ def compare(names: list[str] | None = None, preset: Preset | None = None, *, see
 def _mean_sd(values: list[float], deterministic: bool) -> str:
     if deterministic:
         return f"{values[0]:.3f} (deterministic)"
-    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
+    if len(values) == 1:
+        return f"{values[0]:.3f} (1 seed)"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
 
 
 def scores_long(comp: Comparison) -> "pandas.DataFrame":
@@ -311,7 +314,8 @@ def findings(comp: Comparison) -> str:
              f"{base:.3f}):", ""]
     for name in comp.names:
         last = long[(long["method"] == name) & (long["selection"] == "last")]["boundary_jaccard"].tolist()
-        verdict = "deterministic, one run" if resolve(name)[0] in DETERMINISTIC else _verdict(last, base)
+        verdict = ("deterministic, one run" if resolve(name)[0] in DETERMINISTIC else
+                   "one seed (an ablation)" if len(last) == 1 else _verdict(last, base))
         lines.append(f"* `{name}`: last epoch {np.mean(last):.3f} ({np.mean(last) - base:+.3f}), {verdict}.")
     for selection in ("last", "label-free"):
         name, value = best_method(comp, selection)

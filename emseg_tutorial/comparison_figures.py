@@ -48,7 +48,6 @@ def method_predictions(comp: Comparison, crop: int | None = 160, seed: int = 0):
     for ax in axes[n:]:
         ax.axis("off")
     fig.suptitle("boundary probability after the last epoch (bright = wall)", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -87,7 +86,6 @@ def shortcut_figure(comp: Comparison, names: tuple[str, ...] = ("conditional", "
         ax.set_ylim(-0.02, 1.02)
     axes[0, 0].set_ylabel("discriminator accuracy")
     axes[0, -1].legend(fontsize=8)
-    fig.tight_layout()
     return fig
 
 
@@ -109,7 +107,6 @@ def rank_normalisation_figure(patches: dict[str, np.ndarray], rank_normalize):
         axes[row, 2].hist(ranked.ravel(), bins=50, alpha=0.6, density=True, label="rank-normalised")
         axes[row, 2].set_title(f"{name}: grey-level histograms", fontsize=9)
     axes[0, 2].legend(fontsize=8)
-    fig.tight_layout()
     return fig
 
 

@@ -115,7 +115,7 @@ PRESETS: dict[str, Preset] = {
                   model={"depth": 4, "base_width": 16, "norm": "batch"}, patch=128, batch_size=8,
                   steps_per_iteration=4.0, lr=5e-4, val_every=40,
                   comparison={"seeds": 3, "epochs": 2, "steps_per_epoch": 15, "batch_size": 4, "lr_g": 1e-4,
-                              "report_stride": 4, "eval_stride": 2}),
+                              "report_stride": 6, "eval_stride": 2}),
     # Paper scale: 500 x 500 FIBSEM slices, SNEMI3D-sized target slices (1024 x 1024); one
     # paper iteration is read as one pass over the source slices (200 slices / 8 per step).
     "gpu": Preset(name="gpu", source_shape=(200, 500, 500), target_shape=(100, 1024, 1024),
