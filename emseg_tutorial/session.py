@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .devices import on_colab, pick_device, set_seed
+from .data.sources import describe_source
 from .presets import Preset, data_source, get_preset
 
 COLAB_GPU_HINT = ("On Colab, switch on a GPU with Runtime > Change runtime type > T4 GPU, "
@@ -28,7 +29,9 @@ class Session:
         if self.device.type == "cpu" and on_colab():
             lines.append(COLAB_GPU_HINT)
         elif self.device.type == "cpu":
-            lines.append("No GPU found: running on the CPU (set EMSEG_PRESET=ci for the quickest run).")
+            quickest = ("" if self.preset.name == "ci" else " For the quickest run use the ci preset: "
+                        "emseg_tutorial.setup(preset='ci') in this cell, or EMSEG_PRESET=ci.")
+            lines.append("No GPU found: running on the CPU." + quickest)
         return "\n".join(lines)
 
 
@@ -43,7 +46,10 @@ def setup(seed: int = 0, preset: str | None = None, data: str | None = None,
     preset, data, device : str, optional
         Override ``EMSEG_PRESET``, ``EMSEG_DATA`` and ``EMSEG_DEVICE``.
     verbose : bool
-        Print a one-paragraph summary (and, on a Colab CPU runtime, how to get a GPU).
+        Print a one-paragraph summary (and, on a Colab CPU runtime, how to get a GPU), and show
+        which data the chapter runs on (:func:`~emseg_tutorial.data.sources.describe_source`),
+        so the text of every chapter says whether its numbers come from the synthetic twins or
+        from real data.
 
     Examples
     --------
@@ -58,4 +64,19 @@ def setup(seed: int = 0, preset: str | None = None, data: str | None = None,
     use_book_style()
     if verbose:
         print(session.describe())
+        show_markdown(describe_source(session.data))
     return session
+
+
+def show_markdown(text: str) -> None:
+    """Display ``text`` as Markdown in a notebook, print it elsewhere."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:  # pragma: no cover - IPython comes with the book and test extras
+        print(text)
+        return
+    if get_ipython() is None:
+        print(text)
+    else:
+        display(Markdown(text))

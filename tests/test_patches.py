@@ -80,7 +80,7 @@ def test_shapes_and_dtypes():
     lab[0, :5] = 0
     w = rng.random(img.shape).astype(np.float32)
     batch = PatchSampler(img, lab, w, patch=16, seed=0).sample(5)
-    assert set(batch) == {"image", "target", "weight"}
+    assert set(batch) == {"image", "target", "weight", "z"}  # z: the slice each patch comes from
     assert batch["image"].shape == (5, 1, 16, 16) and batch["image"].dtype == np.float32
     assert batch["target"].shape == (5, 16, 16) and batch["target"].dtype == np.int64
     assert batch["weight"].shape == (5, 16, 16) and batch["weight"].dtype == np.float32

@@ -41,7 +41,7 @@ def test_data_source(monkeypatch):
         presets.data_source()
 
 
-def test_splits_differ_and_real_is_reported(monkeypatch):
+def test_splits_differ_and_real_is_reported(monkeypatch, tmp_path):
     monkeypatch.delenv("EMSEG_DATA", raising=False)
     ci = presets.get_preset("ci")
     train, test = load_domain("fibsem", ci, "train"), load_domain("fibsem", ci, "test")
@@ -49,7 +49,15 @@ def test_splits_differ_and_real_is_reported(monkeypatch):
     assert (train.image != test.image).any()
     src, tgt = load_pair(ci)
     assert tgt.shape == ci.target_shape
-    with pytest.raises(DataSourceError, match="EMSEG_DATA=real"):
+    # real data offline: one clear error (the network is cut here; tests/test_real.py has more)
+    from emseg_tutorial.data import registry
+
+    def offline(url, progress):
+        raise ConnectionError("no network in this test")
+
+    monkeypatch.setattr(registry, "_downloader", offline)
+    monkeypatch.setenv("EMSEG_CACHE", str(tmp_path))
+    with pytest.raises(DataSourceError, match="could not download"):
         load_domain("snemi", ci, source="real")
     with pytest.raises(ValueError, match="split"):
         load_domain("snemi", ci, split="val")
