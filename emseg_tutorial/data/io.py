@@ -137,22 +137,28 @@ def _read_folder(path: Path) -> tuple[np.ndarray, None]:
         raise VolumeError(f"{path}: folder holds no slices ({', '.join(SLICE_SUFFIXES)} files)")
     slices = []
     for f in files:
-        if f.suffix.lower() == ".png":
-            from skimage.io import imread
-
-            try:
-                img = imread(f)
-            except Exception as err:
-                raise VolumeError(f"{f}: cannot be read as PNG ({err})") from None
-        else:
-            img = _read_tiff(f)[0]
-        img = np.squeeze(img)
-        if img.ndim != 2:
-            raise VolumeError(f"{f}: a slice must be a 2D image, got shape {img.shape}")
+        img = read_slice(f)
         if slices and img.shape != slices[0].shape:
             raise VolumeError(f"{f}: slice shape {img.shape} differs from {files[0].name}'s {slices[0].shape}")
         slices.append(img)
     return np.stack(slices), None
+
+
+def read_slice(f: Path) -> np.ndarray:
+    """One 2D slice file of a folder stack (tif or png), as a 2D array; ``VolumeError`` otherwise."""
+    if f.suffix.lower() == ".png":
+        from skimage.io import imread
+
+        try:
+            img = imread(f)
+        except Exception as err:
+            raise VolumeError(f"{f}: cannot be read as PNG ({err})") from None
+    else:
+        img = _read_tiff(f)[0]
+    img = np.squeeze(img)
+    if img.ndim != 2:
+        raise VolumeError(f"{f}: a slice must be a 2D image, got shape {img.shape}")
+    return img
 
 
 def _read_raw(spec: str | os.PathLike) -> tuple[np.ndarray, tuple[float, float, float] | None, Path]:

@@ -186,20 +186,9 @@ class _FolderVolume(LazyVolume):
         super().__init__(name, (len(files),) + first.shape, first.dtype)
 
     def _load(self, f: Path) -> np.ndarray:
-        from .io import _read_tiff
+        from .io import read_slice
 
-        if f.suffix.lower() == ".png":
-            from skimage.io import imread
-
-            try:
-                img = imread(f)
-            except Exception as err:
-                raise VolumeError(f"{f}: cannot be read as PNG ({err})") from None
-        else:
-            img = _read_tiff(f)[0]
-        img = np.squeeze(img)
-        if img.ndim != 2:
-            raise VolumeError(f"{f}: a slice must be a 2D image, got shape {img.shape}")
+        img = read_slice(f)
         if hasattr(self, "shape") and img.shape != self.shape[1:]:
             raise VolumeError(f"{f}: slice shape {img.shape} differs from {self._files[0].name}'s {self.shape[1:]}")
         return img
