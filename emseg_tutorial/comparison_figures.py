@@ -62,6 +62,7 @@ def method_curves(comp: Comparison, key: str = "boundary_jaccard", ax=None):
             ax.fill_between(x, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.15)
     ax.axhline(comp.source_only["target"][key], color="k", ls="--", lw=1, label="source only (M3)")
     ax.set_xlabel("epoch (0 = before adaptation)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(f"target {key.replace('_', ' ')}")
     ax.legend(fontsize=8, ncol=2)
     return ax.figure
@@ -83,6 +84,7 @@ def shortcut_figure(comp: Comparison, names: tuple[str, ...] = ("conditional", "
                 ax.plot(np.arange(1, values.shape[1] + 1), values.mean(0), marker="o", label=label)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylim(-0.02, 1.02)
     axes[0, 0].set_ylabel("discriminator accuracy")
     axes[0, -1].legend(fontsize=8)
