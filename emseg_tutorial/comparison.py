@@ -42,8 +42,8 @@ from .experiments import adapt_config, get_stage
 from .labels import BOUNDARY, for_task
 from .presets import Preset, get_preset
 from .selection import label_free_choice, oracle_choice
-from .train import METHODS, adapt, adapt_batchnorm
-from .train.adversarial import _snapshot, epoch_report
+from .train import METHODS, AdaptConfig, adapt, adapt_batchnorm
+from .train.adversarial import boundary_snapshot, epoch_report
 
 ALL_METHODS: tuple[str, ...] = (*METHODS, "adabn", "histmatch")
 DETERMINISTIC = ("adabn", "histmatch")
@@ -124,8 +124,6 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
     start = time.perf_counter()
     if method in METHODS:
         cfg = {**config_kwargs, **overrides, "method": method}
-        from .train import AdaptConfig
-
         res = adapt(model, source.labels, target_image, AdaptConfig(**cfg), source_image=source.image,
                     source_val=source_val, target_eval=target_eval, snapshot_slice=snapshot_slice,
                     initial_report=initial_report, progress=progress)
@@ -150,7 +148,8 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
     snaps = []
     if eval_volume is not None:
         z = eval_volume.shape[0] // 2 if snapshot_slice is None else snapshot_slice
-        snaps = [_snapshot(model, target_eval.image, z, device), _snapshot(adapted, eval_volume.image, z, device)]
+        snaps = [boundary_snapshot(model, target_eval.image, z, device),
+                 boundary_snapshot(adapted, eval_volume.image, z, device)]
     epochs = [{"epoch": 0, **initial_report}, {"epoch": 1, **report}]
     return MethodRun(name, None, epochs, snaps, time.perf_counter() - start, adapted)
 
@@ -201,7 +200,7 @@ def compare(names: list[str] | None = None, preset: Preset | None = None, *, see
                                    progress=progress))
             runs[-1].model = runs[-1].discriminator = None  # the tables need reports, not weights
     return Comparison(runs=runs, source_only=initial, snapshot_slice=z, target_eval=target_eval,
-                      source_only_snapshot=_snapshot(m3, target_eval.image, z, device), preset=preset.name,
+                      source_only_snapshot=boundary_snapshot(m3, target_eval.image, z, device), preset=preset.name,
                       seconds=time.perf_counter() - start,
                       settings={"seeds": seeds, "eval_stride": eval_stride, **c})
 

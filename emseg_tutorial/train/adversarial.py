@@ -244,7 +244,7 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     z_snap = snap_volume.shape[0] // 2 if snapshot_slice is None else snapshot_slice
     report = lambda: epoch_report(ctx.model, target_image, source_prior, device, source_val,  # noqa: E731
                                   target_eval, config.report_stride)
-    snapshots = [_snapshot(ctx.model, snap_volume, z_snap, device)]
+    snapshots = [boundary_snapshot(ctx.model, snap_volume, z_snap, device)]
     history: dict = {"config": config.to_dict(), "snapshot_slice": z_snap, "train": {"step": []},
                      "epochs": [{"epoch": 0, **(initial_report if initial_report is not None else report())}]}
     start = time.perf_counter()
@@ -266,7 +266,7 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
             if key.startswith("acc_") or key.startswith("pseudo_"):
                 row[key if key.startswith("pseudo_") else f"d_{key}"] = float(np.mean(values[recent]))
         history["epochs"].append({"epoch": epoch, **row})
-        snapshots.append(_snapshot(ctx.model, snap_volume, z_snap, device))
+        snapshots.append(boundary_snapshot(ctx.model, snap_volume, z_snap, device))
     history["seconds"] = time.perf_counter() - start
     disc = ctx.disc.cpu() if ctx.disc is not None else None
     return AdaptResult(model=ctx.model.cpu(), discriminator=disc, config=config, history=history,
@@ -302,7 +302,7 @@ def _context(model, labels, target_image, config: AdaptConfig, source_image, dev
         jitter=Jitter(), rng=np.random.default_rng(config.seed + 2))
 
 
-def _snapshot(model: torch.nn.Module, volume: np.ndarray, z: int, device: torch.device) -> np.ndarray:
+def boundary_snapshot(model: torch.nn.Module, volume: np.ndarray, z: int, device: torch.device) -> np.ndarray:
     """Boundary probability of one slice (the paper's Fig. 6 pictures)."""
     probs = predict_probabilities(model, volume[z:z + 1], device=device)
     return probs[BOUNDARY - 1, 0]
