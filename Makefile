@@ -49,7 +49,7 @@ unit: $(STAMP)
 
 book: $(STAMP)
 	rm -rf $(RUNS)
-	EMSEG_RUNS=$(RUNS) EMSEG_PROGRESS=0 $(VENV)/bin/jupyter-book build . --all -W --keep-going
+	EMSEG_RUNS=$(RUNS) EMSEG_PROGRESS=0 EMSEG_WIDGETS=static $(VENV)/bin/jupyter-book build . --all -W --keep-going
 	@echo "open _build/html/index.html"
 
 # The committed chapters are the instructor version; students get copies with every solution

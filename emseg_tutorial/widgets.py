@@ -11,6 +11,11 @@ of the figure at the default settings: a viewer without widget support shows tha
 the book's ``_config.yml`` ranks the PNG above the widget view so the rendered page shows it.
 Nothing here waits for input: no ``input()``, no event loop, no blocking ``show``.
 
+``EMSEG_WIDGETS=static`` makes every explorer draw its plain figure even in a kernel. ``make
+book`` sets it: the rendered page can only show the picture anyway, and a build that sends no
+widget messages cannot meet nbclient's lost-idle-message hang after widget output
+(jupyter/nbclient#312), which once stalled a book build here.
+
 Examples
 --------
 >>> import matplotlib; matplotlib.use("Agg")
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from typing import Callable
 
 import matplotlib.pyplot as plt
@@ -35,6 +41,9 @@ from .labels import BOUNDARY
 from .weights import ratio_weight_map
 
 __all__ = ["weight_map_explorer", "slice_browser", "ratio_weight_explorer"]
+
+#: environment variable: ``static`` draws plain figures even in a Jupyter kernel
+STATIC_ENV = "EMSEG_WIDGETS"
 
 
 def _in_kernel() -> bool:
@@ -58,7 +67,7 @@ def _explore(draw: Callable, **sliders: tuple[str, int, int, int, int]):
         import ipywidgets
     except ImportError:
         return draw(**defaults)
-    if not _in_kernel():
+    if not _in_kernel() or os.environ.get(STATIC_ENV, "").strip().lower() == "static":
         return draw(**defaults)
     from IPython.display import display
 

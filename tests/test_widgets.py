@@ -140,3 +140,17 @@ def test_headless_kernel_output_has_the_static_figure():
     outputs = nb.cells[0].outputs
     assert [o.output_type for o in outputs] == ["execute_result"]
     assert {"image/png", "application/vnd.jupyter.widget-view+json"} <= set(outputs[0].data)
+
+
+def test_static_switch_draws_a_figure_even_in_a_kernel(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from emseg_tutorial import widgets
+    from emseg_tutorial.data.synthetic import make_volume
+
+    v = make_volume("fibsem", (3, 48, 48))
+    monkeypatch.setattr(widgets, "_in_kernel", lambda: True)
+    monkeypatch.setenv(widgets.STATIC_ENV, "static")
+    assert type(widgets.weight_map_explorer(v.labels, v.image)).__name__ == "Figure"
+    assert type(widgets.slice_browser(v)).__name__ == "Figure"
