@@ -39,11 +39,10 @@ from .data.sources import load_domain
 from .data.volume import Volume
 from .devices import pick_device
 from .experiments import adapt_config, get_stage
-from .labels import BOUNDARY, for_task
 from .presets import Preset, get_preset
 from .selection import label_free_choice, oracle_choice
 from .train import METHODS, AdaptConfig, adapt, adapt_batchnorm
-from .train.adversarial import boundary_snapshot, epoch_report
+from .train.adversarial import boundary_snapshot, epoch_report, source_boundary_prior
 
 ALL_METHODS: tuple[str, ...] = (*METHODS, "adabn", "histmatch")
 DETERMINISTIC = ("adabn", "histmatch")
@@ -132,7 +131,7 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
 
     device = pick_device(config_kwargs.get("device"))
     stride = config_kwargs.get("report_stride", 1)
-    prior = float((for_task(source.labels, "boundary") == BOUNDARY).mean())
+    prior = source_boundary_prior(source.labels)
     if initial_report is None:
         initial_report = epoch_report(model, target_image, prior, device, source_val, target_eval, stride)
     eval_volume = target_eval
@@ -185,7 +184,7 @@ def compare(names: list[str] | None = None, preset: Preset | None = None, *, see
         target_eval = Volume(target_eval.image[::eval_stride], target_eval.labels[::eval_stride],
                              target_eval.voxel_size, f"{target_eval.name}[::{eval_stride}]")
     device = pick_device(None)
-    prior = float((for_task(source.labels, "boundary") == BOUNDARY).mean())
+    prior = source_boundary_prior(source.labels)
     stride = c.get("report_stride", 1)
     initial = epoch_report(m3, target.image, prior, device, source_val, target_eval, stride)
     z = target_eval.shape[0] // 2

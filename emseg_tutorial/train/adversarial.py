@@ -53,7 +53,7 @@ from ..data.io import check_image, check_labels
 from ..data.patches import PatchSampler
 from ..data.volume import Volume
 from ..devices import pick_device, set_seed, use_amp
-from ..labels import BOUNDARY, for_task, num_classes
+from ..labels import BOUNDARY, class_fractions, for_task, num_classes
 from ..metrics import boundary_scores, evaluate
 from ..models import PatchDiscriminator
 from ..predict import predict_probabilities, probabilities_to_codes
@@ -176,6 +176,12 @@ class AdaptResult:
     snapshots: list[np.ndarray]
 
 
+def source_boundary_prior(labels: np.ndarray) -> float:
+    """Share of the labelled source pixels that are boundary: what the target's predicted
+    boundary fraction is compared with (:func:`~emseg_tutorial.labels.class_fractions`)."""
+    return class_fractions(labels, "boundary")["boundary"]
+
+
 def epoch_report(model: torch.nn.Module, target_image: np.ndarray, source_prior: float, device: torch.device,
                  source_val: Volume | None = None, target_eval: Volume | None = None, stride: int = 1) -> dict:
     """Label-free diagnostics on the target (and source validation / target scores when given).
@@ -238,7 +244,7 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     set_seed(config.seed)
     device = pick_device(config.device)
     ctx = _context(model, labels, target_image, config, source_image, device, n_classes)
-    source_prior = float((labels == BOUNDARY).sum() / max((labels > 0).sum(), 1))
+    source_prior = source_boundary_prior(labels)
 
     snap_volume = target_eval.image if target_eval is not None else target_image
     z_snap = snap_volume.shape[0] // 2 if snapshot_slice is None else snapshot_slice
