@@ -15,6 +15,9 @@ array([0, 1, 2, 2, 2], dtype=uint8)
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
+
+from ._validate import InputError, check_finite, check_volume_array
 
 UNLABELLED = 0
 BOUNDARY = 1
@@ -22,6 +25,8 @@ CYTOPLASM = 2
 MITOCHONDRIA = 3
 GLIA = 4
 NON_BOUNDARY = 2
+#: The largest label code (glia).
+MAX_CODE = GLIA
 
 #: Class names by code for the 4-class task (Experiment 1).
 MULTICLASS_NAMES: dict[int, str] = {
@@ -34,6 +39,47 @@ MULTICLASS_NAMES: dict[int, str] = {
 BOUNDARY_NAMES: dict[int, str] = {BOUNDARY: "boundary", NON_BOUNDARY: "non-boundary"}
 
 TASKS = ("multiclass", "boundary")
+
+
+def check_codes(labels: npt.ArrayLike, name: str = "labels", *, max_code: int = MAX_CODE) -> np.ndarray:
+    """``labels`` as uint8 codes ``0..max_code`` after checking; the one label check of the library.
+
+    Readers, trainers, weight maps and metrics all call it, so every one of them accepts and
+    rejects the same inputs: a 2D or 3D non-empty array of whole numbers (integer dtype, or
+    floats without a fraction, as some tools write labels) in ``0..max_code``, with at least
+    one labelled (non-zero) pixel.
+
+    Raises
+    ------
+    InputError
+        Naming ``name`` and what is wrong.
+
+    Examples
+    --------
+    >>> check_codes(np.array([[0, 1], [2.0, 4]])).dtype
+    dtype('uint8')
+    >>> check_codes(np.array([[5, 1]]))
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial._validate.InputError: labels: codes must be 0-4 (0 unlabelled, 1 boundary, 2 cytoplasm, 3 mitochondria, 4 glia); found 5
+    """
+    labels = check_volume_array(labels, name)
+    kind = labels.dtype.kind
+    if kind not in "iuf":
+        raise InputError(f"{name}: label codes must be whole numbers (an integer array), got dtype {labels.dtype}")
+    if kind == "f":
+        check_finite(labels, name)
+        if not np.array_equal(labels, np.round(labels)):
+            raise InputError(f"{name}: label codes must be whole numbers, got non-integer values")
+    lo, hi = labels.min(), labels.max()
+    if lo < 0 or hi > max_code:
+        bad = np.unique(labels[(labels < 0) | (labels > max_code)])
+        shown = ", ".join(str(int(v)) for v in bad[:5]) + (", ..." if bad.size > 5 else "")
+        raise InputError(f"{name}: codes must be 0-{max_code} (0 unlabelled, 1 boundary, 2 cytoplasm, "
+                         f"3 mitochondria, 4 glia); found {shown}")
+    if hi == 0:
+        raise InputError(f"{name}: every pixel is 0 (unlabelled); nothing to train or evaluate on")
+    return labels.astype(np.uint8, copy=False)
 
 
 def class_names(task: str) -> dict[int, str]:
