@@ -9,7 +9,7 @@ Usage::
    slice with :func:`emseg_tutorial.data.stream.open_writers` (never held in memory): smooth
    noise, a low-resolution random field interpolated in x, y and z plus fine grain.
 2. A small untrained :class:`~emseg_tutorial.models.UNet2d` (depth 2, width 4 by default)
-   segments it through :func:`emseg_tutorial.predict_stream.predict_file`, the path of
+   segments it through :func:`emseg_tutorial.predict.stream.predict_file`, the path of
    ``python -m emseg_tutorial predict`` (tiles of 544 with 32 pixels overlap: four tiles
    cover 2048 exactly).
 3. The first ``--small-depth`` slices (default 20) are predicted twice more: streamed, and in
@@ -85,7 +85,7 @@ def worker(args) -> None:
 
     from emseg_tutorial.data.io import read_image, write_volume
     from emseg_tutorial.predict import predict_probabilities, probabilities_to_codes
-    from emseg_tutorial.predict_stream import predict_file
+    from emseg_tutorial.predict import predict_file
 
     torch.set_num_threads(args.threads)
     model = _model(args.depth, args.width)

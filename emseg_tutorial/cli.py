@@ -15,14 +15,21 @@ from typing import Callable
 
 import numpy as np
 
+from .adapt import ALL_METHODS, METHODS, run_method
+from .data.histmatch import match_to_source
 from .data.io import (VolumeError, check_output_spec, check_pair, read_image, read_labels, read_volume,
                       write_volume)
 from .data.sources import DataSourceError
+from .data.stream import open_volume
 from .data.synthetic import DOMAINS, make_volume
+from .data.volume import Volume
 from .labels import TASKS
-from .presets import PRESETS, get_preset
-from .comparison import ALL_METHODS
-from .train.adversarial import METHODS
+from .metrics import evaluate
+from .paper.stages import adapt_config, train_config
+from .predict import predict_file
+from .presets import PRESETS
+from .session import Session, from_env
+from .train import load_checkpoint, save_checkpoint, save_json, train_supervised
 from .weights import parse_weight_scheme
 
 PROG = "python -m emseg_tutorial"
@@ -102,16 +109,19 @@ def add_train(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def run_train(args) -> None:
-    from .train import experiment_config, load_checkpoint, save_checkpoint, save_json, train_supervised
+def _session(args) -> Session:
+    """The run's settings: the flags, else the ``EMSEG_*`` variables (read in one place)."""
+    return from_env(getattr(args, "seed", 0), getattr(args, "preset", None), device=getattr(args, "device", None))
 
+
+def run_train(args) -> None:
     parse_weight_scheme(args.weights)
+    session = _session(args)
     out = _output_folder(args.out)
     vol = read_volume(args.image, args.labels)
     init = load_checkpoint(args.init)[0] if args.init else None
-    preset = get_preset(args.preset)
-    config = experiment_config(preset, task=args.task, weights=args.weights, init=init is not None,
-                               jitter=args.jitter, steps=args.steps, seed=args.seed, device=args.device)
+    config = train_config(session.preset, task=args.task, weights=args.weights, init=init is not None,
+                          jitter=args.jitter, steps=args.steps, seed=args.seed, device=str(session.device))
     run = train_supervised(vol.image, vol.labels, config, init=init, progress=not args.quiet)
     save_checkpoint(out / "model.pt", run.model, config=config.to_dict(), history=run.history)
     save_json(out / "history.json", run.history)
@@ -141,15 +151,10 @@ def add_predict(sub) -> None:
 
 
 def run_predict(args) -> None:
-    from .data.stream import open_volume
-    from .devices import pick_device
-    from .predict_stream import predict_file
-    from .train import load_checkpoint
-
     for spec in filter(None, (args.out, args.probabilities)):
         check_output_spec(spec)
+    device = _session(args).device
     with open_volume(args.image) as image:
-        device = pick_device(args.device)
         model, _ = load_checkpoint(args.model, device=device)
         predict_file(model, image, args.out, args.probabilities, tile=args.tile, overlap=min(32, args.tile // 4),
                      device=device, progress=not args.quiet)
@@ -171,8 +176,6 @@ def add_evaluate(sub) -> None:
 
 
 def run_evaluate(args) -> None:
-    from .metrics import evaluate
-
     pred = read_labels(args.prediction)
     labels = read_labels(args.labels)
     check_pair(pred, labels, args.prediction, args.labels)
@@ -224,11 +227,7 @@ def add_adapt(sub) -> None:
 
 
 def run_adapt(args) -> None:
-    from .comparison import run_method
-    from .data.volume import Volume
-    from .experiments import adapt_config
-    from .train import load_checkpoint, save_checkpoint, save_json
-
+    session = _session(args)
     out = _output_folder(args.out)
     model, ckpt = load_checkpoint(args.model)
     if model.init_kwargs.get("out_channels") != 2:
@@ -251,10 +250,9 @@ def run_adapt(args) -> None:
                                    ("adv_weight", args.adv_weight), ("source_weight", args.source_weight),
                                    ("condition_image", args.condition_image)) if v is not None}
     if args.method in METHODS:
-        config = adapt_config(get_preset(args.preset), args.method, args.seed, device=args.device, **overrides)
-        config_dict = config.to_dict()
+        config_dict = adapt_config(session, args.method, args.seed, **overrides).to_dict()
     else:
-        config_dict = {"method": args.method, "device": args.device}
+        config_dict = {"method": args.method, "device": str(session.device)}
     source = Volume(source_image if source_image is not None else np.zeros(labels.shape, np.uint8), labels,
                     name=args.source_labels)
     run = run_method(args.method, model, source, target, config_kwargs=config_dict, target_eval=target_eval,
@@ -267,8 +265,6 @@ def run_adapt(args) -> None:
         written.append(out / "discriminator.pt")
         save_checkpoint(written[-1], run.discriminator, config=config_dict)
     if args.method == "histmatch":
-        from .data.histmatch import match_to_source
-
         written.append(out / "target_matched.tif")
         write_volume(str(written[-1]), match_to_source(target, source_image), voxel)
     last = run.epochs[-1]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .comparison import Comparison, epoch_curves
+from .paper.comparison import Comparison, epoch_curves
 from .labels import for_task
 from .viz import _gray, overlay
 

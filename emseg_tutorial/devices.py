@@ -15,22 +15,24 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 
 import numpy as np
 import torch
 
-DEVICE_ENV = "EMSEG_DEVICE"
+DEVICES = ("cpu", "cuda", "mps")
 
 
-def pick_device(preference: str | None = None) -> torch.device:
-    """Return ``preference`` (or ``EMSEG_DEVICE``) if given, else cuda, then mps, then cpu.
+def pick_device(preference: str | torch.device | None = None) -> torch.device:
+    """Return ``preference`` if given, else cuda, then mps, then cpu.
 
     Raises
     ------
     ValueError
-        If the requested device is not available on this machine.
+        If the requested device is unknown or not available on this machine.
     """
-    preference = preference or os.environ.get(DEVICE_ENV) or None
+    if isinstance(preference, torch.device):
+        preference = str(preference)
     if preference is None or preference == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -38,7 +40,12 @@ def pick_device(preference: str | None = None) -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(preference)
+    try:
+        device = torch.device(preference)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {preference!r}; expected one of {DEVICES} or 'auto'") from None
+    if device.type not in DEVICES:
+        raise ValueError(f"unknown device {preference!r}; expected one of {DEVICES} or 'auto'")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {preference!r} requested but CUDA is not available on this machine")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
@@ -60,4 +67,4 @@ def set_seed(seed: int) -> None:
 
 def on_colab() -> bool:
     """True inside Google Colab."""
-    return "COLAB_RELEASE_TAG" in os.environ or "google.colab" in __import__("sys").modules
+    return "COLAB_RELEASE_TAG" in os.environ or "google.colab" in sys.modules

@@ -5,9 +5,9 @@ code path (the whole test suite, all notebooks included, in about 15 minutes on 
 ``cpu`` is the default without CUDA (the whole book in about 20 minutes on a 2-core laptop, with
 results worth reading); ``gpu`` is the default with CUDA and runs at the paper's scale.
 
-The preset is chosen by the environment variable ``EMSEG_PRESET`` (``ci``, ``cpu`` or
-``gpu``); when it is unset the choice follows the hardware. The data source is chosen by
-``EMSEG_DATA`` (``synthetic``, the default, or ``real``).
+A preset is plain data. Which one a run uses is decided by :func:`emseg_tutorial.setup`
+(argument, else the environment variable ``EMSEG_PRESET``, else the hardware), the one place
+the ``EMSEG_*`` variables are read; everything below receives the chosen preset.
 
 Examples
 --------
@@ -17,12 +17,7 @@ Examples
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
-
-PRESET_ENV = "EMSEG_PRESET"
-DATA_ENV = "EMSEG_DATA"
-DATA_SOURCES = ("synthetic", "real")
 
 
 @dataclass(frozen=True)
@@ -40,7 +35,8 @@ class Preset:
     patch, batch_size : int
         Side of the square training patches and patches per optimiser step.
     steps_per_iteration : float
-        Optimiser steps per iteration of the paper (see :data:`PAPER_ITERATIONS`).
+        Optimiser steps per iteration of the paper (the paper's stages and their iteration
+        budgets are in :mod:`emseg_tutorial.paper.stages`).
     lr : float
         Adam learning rate of supervised training. The paper's 1e-4 at the ``gpu`` preset; the
         CPU presets see several times fewer pixels per iteration and use 5e-4 so the networks
@@ -79,27 +75,9 @@ class Preset:
                                                       "eval_stride": 1})
     seed: int = 0
 
-    def steps(self, stage: str) -> int:
-        """Optimiser steps of a paper stage: its iteration count times ``steps_per_iteration``.
-
-        Examples
-        --------
-        >>> get_preset("cpu").steps("exp1")
-        480
-        """
-        if stage not in PAPER_ITERATIONS:
-            raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(PAPER_ITERATIONS)}")
-        return max(1, int(round(PAPER_ITERATIONS[stage] * self.steps_per_iteration)))
-
     def to_dict(self) -> dict:
         """Plain ``dict`` of the preset (for checkpoints and JSON histories)."""
         return asdict(self)
-
-
-#: Training lengths the paper reports, in its "iterations": Experiment 1 (M1), Experiment 2
-#: from M1 (M2; the ratio baselines get the same budget), Experiment 2 from scratch, and the
-#: jitter fine-tuning (M3). A preset turns them into optimiser steps.
-PAPER_ITERATIONS: dict[str, int] = {"exp1": 120, "exp2": 20, "exp2_scratch": 90, "jitter": 10}
 
 
 PRESETS: dict[str, Preset] = {
@@ -138,31 +116,21 @@ def default_preset_name() -> str:
 
 
 def get_preset(name: str | None = None) -> Preset:
-    """Return the preset ``name``, or the one named by ``EMSEG_PRESET``, or the default.
+    """Return the preset ``name`` (any case), or the hardware's default when None.
 
     Raises
     ------
     ValueError
-        If the name (argument or environment) is not a known preset.
+        If the name is not a known preset.
+
+    Examples
+    --------
+    >>> get_preset("CPU").name
+    'cpu'
     """
-    source = "argument"
-    if name is None:
-        name = os.environ.get(PRESET_ENV, "").strip() or None
-        source = f"environment variable {PRESET_ENV}"
     if name is None:
         name = default_preset_name()
-    key = name.lower()
+    key = str(name).strip().lower()
     if key not in PRESETS:
-        raise ValueError(f"unknown preset {name!r} (from {source}); expected one of {sorted(PRESETS)}")
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     return PRESETS[key]
-
-
-def data_source(name: str | None = None) -> str:
-    """Return the data source: ``name``, else ``EMSEG_DATA``, else ``"synthetic"``."""
-    source = "argument"
-    if name is None:
-        name = os.environ.get(DATA_ENV, "").strip() or "synthetic"
-        source = f"environment variable {DATA_ENV}"
-    if name.lower() not in DATA_SOURCES:
-        raise ValueError(f"unknown data source {name!r} (from {source}); expected one of {DATA_SOURCES}")
-    return name.lower()

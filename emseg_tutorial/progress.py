@@ -1,9 +1,10 @@
 """Progress bars for long work, switched off where nobody watches.
 
 Bars come from ``tqdm.auto``: a widget in Jupyter, text in a terminal. They are off when the
-caller asks (``enabled=False``, the command line's ``--quiet``), when ``EMSEG_PROGRESS=0``
-(the Makefile sets it for ``make book`` and ``make test``, so the rendered book and CI logs
-carry no half-drawn bars), and, for text bars, when the output is not a terminal.
+caller asks (``enabled=False``: the command line's ``--quiet``, or a session whose
+``progress`` is off because ``EMSEG_PROGRESS=0``, which the Makefile sets for ``make book`` and
+``make test`` so the rendered book and CI logs carry no half-drawn bars), and, for text bars,
+when the output is not a terminal.
 
 Examples
 --------
@@ -13,17 +14,15 @@ Examples
 
 from __future__ import annotations
 
-import os
 from typing import Iterable, TypeVar
 
 T = TypeVar("T")
-PROGRESS_ENV = "EMSEG_PROGRESS"
 
 
 def progress(iterable: Iterable[T], *, desc: str, enabled: bool = True, **kwargs) -> Iterable[T]:
     """Wrap ``iterable`` in a progress bar (updated at most every 2 s) unless bars are off."""
     from tqdm.auto import tqdm
 
-    if not enabled or os.environ.get(PROGRESS_ENV, "1").strip() == "0":
+    if not enabled:
         return tqdm(iterable, desc=desc, disable=True, **kwargs)
     return tqdm(iterable, desc=desc, mininterval=2.0, disable=None, **kwargs)

@@ -1,27 +1,89 @@
-"""The fixed opening of every notebook: seed, device, preset, data source, figure style."""
+"""The settings of a run, and the one place the ``EMSEG_*`` environment variables are read.
+
+:func:`setup` is the fixed opening of every notebook (seed, device, preset, data source, figure
+style). It returns a :class:`Session`, and that object is what every loader and trainer below
+uses: chapters pass it on (``load_pair(session)``, ``get_stage("m1", session)``), the command
+line builds one from its flags, and nothing deeper reads the environment again. So
+``setup(data="real")`` really loads real data and ``setup(device="cpu")`` really trains on the
+CPU, whatever the variables say.
+
+=========================  =====================================================================
+variable                   setting
+=========================  =====================================================================
+``EMSEG_PRESET``           ``ci``, ``cpu`` or ``gpu`` (default: ``gpu`` with CUDA, else ``cpu``)
+``EMSEG_DATA``             ``synthetic`` (default) or ``real``
+``EMSEG_DEVICE``           ``cpu``, ``cuda``, ``mps`` (default: the best available)
+``EMSEG_RUNS``             folder of trained stages shared between chapters (default ``runs``)
+``EMSEG_CACHE``            folder of downloaded datasets (default: the user cache folder)
+``EMSEG_FIBSEM``           your FIBSEM image, the real-data source (with ``EMSEG_FIBSEM_LABELS``)
+``EMSEG_PROGRESS``         ``0`` switches progress bars off
+``EMSEG_WIDGETS``          ``static`` draws widgets as plain figures (the book build)
+=========================  =====================================================================
+
+Examples
+--------
+>>> s = setup(seed=1, preset="ci", device="cpu", verbose=False)
+>>> s.preset.name, s.device.type, current() is s
+('ci', 'cpu', True)
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 
+from .data.sources import DATA_SOURCES, describe_source
 from .devices import on_colab, pick_device, set_seed
-from .data.sources import describe_source
-from .presets import Preset, data_source, get_preset
+from .presets import Preset, get_preset
+from .style import use_book_style
 
 COLAB_GPU_HINT = ("On Colab, switch on a GPU with Runtime > Change runtime type > T4 GPU, "
                   "then Runtime > Restart session; the gpu preset then runs at paper scale.")
 
+ENV = {"preset": "EMSEG_PRESET", "data": "EMSEG_DATA", "device": "EMSEG_DEVICE", "runs": "EMSEG_RUNS",
+       "cache": "EMSEG_CACHE", "fibsem_image": "EMSEG_FIBSEM", "fibsem_labels": "EMSEG_FIBSEM_LABELS",
+       "progress": "EMSEG_PROGRESS", "widgets": "EMSEG_WIDGETS"}
+
 
 @dataclass(frozen=True)
 class Session:
-    """What a notebook needs to know about where and how it runs."""
+    """Where and how a run works: what :func:`setup` returns and every loader and trainer uses.
+
+    Attributes
+    ----------
+    preset : Preset
+        Sizes and run lengths (:mod:`emseg_tutorial.presets`).
+    device : torch.device
+        Where networks train and predict.
+    data : {"synthetic", "real"}
+        The volumes the chapters load (:func:`emseg_tutorial.data.load_domain`).
+    seed : int
+        Seed of the run.
+    runs : Path
+        Folder where trained stages are kept between chapters.
+    cache : Path or None
+        Folder of downloaded datasets (None: the user cache folder).
+    fibsem_image, fibsem_labels : str or None
+        Your FIBSEM volume and labels, the real-data source when both are given.
+    progress : bool
+        Progress bars on long work.
+    widgets : {"interactive", "static"}
+        ``static`` draws the explorers as plain figures.
+    """
 
     preset: Preset
     device: torch.device
-    data: str
-    seed: int
+    data: str = "synthetic"
+    seed: int = 0
+    runs: Path = Path("runs")
+    cache: Path | None = None
+    fibsem_image: str | None = None
+    fibsem_labels: str | None = None
+    progress: bool = True
+    widgets: str = "interactive"
 
     def describe(self) -> str:
         """One paragraph for the notebook's first output."""
@@ -34,8 +96,72 @@ class Session:
             lines.append("No GPU found: running on the CPU." + quickest)
         return "\n".join(lines)
 
+    def replace(self, **changes) -> "Session":
+        """A copy with some settings changed (``session.replace(preset=get_preset("ci"))``)."""
+        return replace(self, **changes)
 
-def setup(seed: int = 0, preset: str | None = None, data: str | None = None,
+
+def _env(key: str) -> str | None:
+    value = os.environ.get(ENV[key], "").strip()
+    return value or None
+
+
+def _setting(value, key: str, check):
+    """``check(value)`` for an argument, else for the environment variable; errors name the source."""
+    source = "argument"
+    if value is None:
+        value, source = _env(key), f"environment variable {ENV[key]}"
+    if value is None:
+        return check(None)
+    try:
+        return check(value)
+    except ValueError as err:
+        raise ValueError(f"{err} (from {source} {key}={value!r})") from None
+
+
+def _data_source(value: str | None) -> str:
+    value = (value or "synthetic").lower()
+    if value not in DATA_SOURCES:
+        raise ValueError(f"unknown data source {value!r}; expected one of {DATA_SOURCES}")
+    return value
+
+
+def _widgets(value: str | None) -> str:
+    value = (value or "interactive").lower()
+    if value not in ("interactive", "static"):
+        raise ValueError(f"unknown widget mode {value!r}; expected 'interactive' or 'static'")
+    return value
+
+
+def from_env(seed: int = 0, preset: str | Preset | None = None, data: str | None = None,
+             device: str | torch.device | None = None) -> Session:
+    """A :class:`Session` from the arguments, filling what is None from the environment.
+
+    Raises
+    ------
+    ValueError
+        An unknown preset, data source, widget mode or device, naming the argument or variable.
+    """
+    preset = preset if isinstance(preset, Preset) else _setting(preset, "preset", get_preset)
+    runs, cache = _env("runs"), _env("cache")
+    return Session(preset=preset, device=_setting(device, "device", pick_device),
+                   data=_setting(data, "data", _data_source), seed=seed, runs=Path(runs or "runs"),
+                   cache=Path(cache) if cache else None, fibsem_image=_env("fibsem_image"),
+                   fibsem_labels=_env("fibsem_labels"), progress=_env("progress") != "0",
+                   widgets=_setting(None, "widgets", _widgets))
+
+
+_CURRENT: list[Session] = []
+
+
+def current() -> Session:
+    """The session of the last :func:`setup` call, else one read from the environment."""
+    if not _CURRENT:
+        _CURRENT.append(from_env())
+    return _CURRENT[-1]
+
+
+def setup(seed: int = 0, preset: str | Preset | None = None, data: str | None = None,
           device: str | None = None, verbose: bool = True) -> Session:
     """Seed everything, pick the device, read the preset and data source, style figures.
 
@@ -51,20 +177,18 @@ def setup(seed: int = 0, preset: str | None = None, data: str | None = None,
         so the text of every chapter says whether its numbers come from the synthetic twins or
         from real data.
 
-    Examples
-    --------
-    >>> s = setup(seed=1, preset="ci", device="cpu", verbose=False)
-    >>> s.preset.name, s.device.type
-    ('ci', 'cpu')
+    Returns
+    -------
+    Session
+        Pass it to the loaders and trainers; :func:`current` returns it too.
     """
+    session = from_env(seed, preset, data, device)
     set_seed(seed)
-    session = Session(preset=get_preset(preset), device=pick_device(device), data=data_source(data), seed=seed)
-    from .viz import use_book_style
-
     use_book_style()
+    _CURRENT[:] = [session]
     if verbose:
         print(session.describe())
-        show_markdown(describe_source(session.data))
+        show_markdown(describe_source(session))
     return session
 
 

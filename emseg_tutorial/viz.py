@@ -23,18 +23,10 @@ from .data.stats import slice_means, slice_stds
 from .data.volume import Volume
 from .labels import BOUNDARY, class_fractions, class_names
 from .weights import entropy_weight_map, smoothed_distance_map
+from .style import use_book_style  # noqa: F401  (re-exported)
 
 #: Colour of every label code (0 unlabelled is transparent in overlays).
 LABEL_COLORS = {0: (0, 0, 0, 0), 1: "#ffb000", 2: "#1f9e89", 3: "#e7298a", 4: "#7570b3"}
-
-
-def use_book_style() -> None:
-    """Figure defaults for the book: readable fonts, no grid clutter, compact layout."""
-    plt.rcParams.update({
-        "figure.dpi": 100, "savefig.dpi": 120, "font.size": 10, "axes.titlesize": 11,
-        "axes.spines.top": False, "axes.spines.right": False, "image.interpolation": "nearest",
-        "figure.constrained_layout.use": True,
-    })
 
 
 def label_cmap(task: str = "multiclass") -> ListedColormap:

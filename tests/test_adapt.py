@@ -9,9 +9,10 @@ import torch
 from emseg_tutorial.cli import main
 from emseg_tutorial.data.io import write_volume
 from emseg_tutorial.data.synthetic import make_volume
-from emseg_tutorial.models import PatchDiscriminator, UNet2d, build_discriminator
-from emseg_tutorial.train import adapt_steps as adapt_module
-from emseg_tutorial.train import AdaptConfig, adapt, load_checkpoint, one_hot, save_checkpoint
+from emseg_tutorial.models import PatchDiscriminator, UNet2d, build
+from emseg_tutorial.adapt import steps as adapt_module
+from emseg_tutorial.adapt import AdaptConfig, adapt, one_hot
+from emseg_tutorial.train import load_checkpoint, save_checkpoint
 
 TINY = dict(epochs=2, steps_per_epoch=2, batch_size=2, patch=32, discriminator={"width": 4, "depth": 2})
 
@@ -29,7 +30,7 @@ def _unet(seed=0):
 def test_discriminator_shapes_and_rebuild():
     d = PatchDiscriminator(in_channels=3, width=4, depth=3)
     assert d(torch.zeros(2, 3, 64, 48)).shape == (2, 1, 8, 6)
-    e = build_discriminator(d.init_kwargs)
+    e = build("patch_discriminator", d.init_kwargs)
     e.load_state_dict(d.state_dict())
     x = torch.rand(1, 3, 32, 32)
     assert torch.equal(d(x), e(x))

@@ -9,10 +9,9 @@ from emseg_tutorial.data.histmatch import match_to_source, rank_normalize
 from emseg_tutorial.data.patches import PatchSampler, distant_slices
 from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.models import UNet2d
-from emseg_tutorial.train import AdaptConfig, METHODS, adapt, adapt_batchnorm
-from emseg_tutorial.train import adapt_steps
-from emseg_tutorial.train.adabn import batchnorm_layers, normalised_statistics
-from emseg_tutorial.train.adversarial import METHOD_DEFAULTS
+from emseg_tutorial.adapt import METHOD_DEFAULTS, METHODS, AdaptConfig, adapt, adapt_batchnorm
+from emseg_tutorial.adapt import steps as adapt_steps
+from emseg_tutorial.adapt.adabn import batchnorm_layers, normalised_statistics
 
 TINY = dict(epochs=1, steps_per_epoch=2, batch_size=2, patch=32, mismatch_gap=2,
             discriminator={"width": 4, "depth": 2})
@@ -267,6 +266,10 @@ def test_cli_adapt_every_method(cli_files, method, capsys):
     model, ckpt = load_checkpoint(p / "out" / "model.pt")
     assert ckpt["config"]["adapt"]["method"] == method
     assert (p / "out" / "discriminator.pt").is_file() == (method in METHODS and method != "selftrain")
+    for path in (p / "out").glob("*.pt"):            # every checkpoint the CLI writes reads back
+        net, saved = load_checkpoint(path)
+        assert type(net).arch == saved["arch"]
+        assert path.name != "discriminator.pt" or type(net).__name__ == "PatchDiscriminator"
     if method == "histmatch":
         matched, _ = read_image(f"{p}/out/target_matched.tif")
         assert matched.shape == (4, 48, 48)

@@ -93,7 +93,7 @@ def test_launch_buttons_are_configured():
 
 
 def test_repository_url_is_one_setting():
-    from emseg_tutorial.labs.launch import repository_mentions, repository_url
+    from emseg_tutorial.booktools import repository_mentions, repository_url
 
     url = repository_url(ROOT)
     assert url == _config()["repository"]["url"]
@@ -105,8 +105,7 @@ def test_repository_url_is_one_setting():
 
 
 def test_sync_repository_url_rewrites_a_fork(tmp_path):
-    from emseg_tutorial.labs.__main__ import main
-    from emseg_tutorial.labs.launch import repository_mentions
+    from emseg_tutorial.booktools import main, repository_mentions
 
     shutil.copytree(ROOT / "book", tmp_path / "book")
     config = (ROOT / "_config.yml").read_text()

@@ -268,7 +268,7 @@ def test_check_result_prints_once_in_a_notebook(capsys):
 
 
 def test_checks_leave_the_random_state_alone():
-    from emseg_tutorial.train.adversarial import discriminator_step
+    from emseg_tutorial.adapt.steps import discriminator_step
 
     torch.manual_seed(5)
     expected = torch.rand(3)

@@ -14,7 +14,7 @@ from emseg_tutorial.data.patches import to_unit_range, volume_stats
 from emseg_tutorial.data.stream import ArrayVolume, SliceWriter
 from emseg_tutorial.models import UNet2d
 from emseg_tutorial.predict import predict_probabilities
-from emseg_tutorial.predict_stream import intensity_limits, predict_file, streaming_stats
+from emseg_tutorial.predict.stream import intensity_limits, predict_file, streaming_stats
 from emseg_tutorial.train import save_checkpoint
 
 RNG = np.random.default_rng(0)

@@ -1,29 +1,31 @@
-"""Presets and the data-source switch."""
+"""Presets, the session's settings and the data-source switch."""
 
 import pytest
 
 from emseg_tutorial import presets
 from emseg_tutorial.data import DataSourceError, load_domain, load_pair
+from emseg_tutorial.session import from_env
 
 
 def test_env_selects_preset(monkeypatch):
     monkeypatch.setenv("EMSEG_PRESET", "cpu")
-    assert presets.get_preset().name == "cpu"
+    assert from_env().preset.name == "cpu"
     monkeypatch.setenv("EMSEG_PRESET", "GPU")
-    assert presets.get_preset().name == "gpu"
+    assert from_env().preset.name == "gpu"
+    assert from_env(preset="ci").preset.name == "ci"               # the argument wins
 
 
 def test_default_follows_hardware(monkeypatch):
     monkeypatch.delenv("EMSEG_PRESET", raising=False)
-    assert presets.get_preset().name == presets.default_preset_name()
+    assert from_env().preset.name == presets.default_preset_name() == presets.get_preset().name
 
 
 def test_unknown_preset_names_the_source(monkeypatch):
     monkeypatch.setenv("EMSEG_PRESET", "fast")
     with pytest.raises(ValueError, match="EMSEG_PRESET"):
-        presets.get_preset()
+        from_env()
     with pytest.raises(ValueError, match="argument"):
-        presets.get_preset("huge")
+        from_env(preset="huge")
 
 
 def test_presets_grow():
@@ -35,10 +37,10 @@ def test_presets_grow():
 
 def test_data_source(monkeypatch):
     monkeypatch.delenv("EMSEG_DATA", raising=False)
-    assert presets.data_source() == "synthetic"
+    assert from_env().data == "synthetic"
     monkeypatch.setenv("EMSEG_DATA", "nonsense")
     with pytest.raises(ValueError, match="EMSEG_DATA"):
-        presets.data_source()
+        from_env()
 
 
 def test_splits_differ_and_real_is_reported(monkeypatch, tmp_path):
@@ -58,6 +60,6 @@ def test_splits_differ_and_real_is_reported(monkeypatch, tmp_path):
     monkeypatch.setattr(registry, "_downloader", offline)
     monkeypatch.setenv("EMSEG_CACHE", str(tmp_path))
     with pytest.raises(DataSourceError, match="could not download"):
-        load_domain("snemi", ci, source="real")
+        load_domain("snemi", from_env(preset="ci", data="real"))
     with pytest.raises(ValueError, match="split"):
         load_domain("snemi", ci, split="val")

@@ -20,6 +20,7 @@ from emseg_tutorial.data.real import (crop_region, isbi_codes, load_fibsem, load
 from emseg_tutorial.data.registry import DATASETS, DownloadError, file_sha256
 from emseg_tutorial.data.sources import describe_source, load_domain, load_pair
 from emseg_tutorial.presets import get_preset
+from emseg_tutorial.session import from_env
 
 RNG = np.random.default_rng(0)
 
@@ -219,7 +220,7 @@ def offline(tmp_path, monkeypatch):
 @pytest.mark.parametrize("domain, dataset", [("fibsem", "vnc"), ("snemi", "snemi3d")])
 def test_real_mode_offline_is_one_line(offline, domain, dataset):
     with pytest.raises(DownloadError) as info:
-        load_domain(domain, get_preset("ci"))
+        load_domain(domain, from_env(preset="ci"))
     msg = str(info.value)
     assert len(msg.splitlines()) == 1 and msg.startswith(f"{dataset}:")
     assert str(offline / dataset) in msg and "EMSEG_CACHE" in msg and DATASETS[dataset].files[0].url in msg
@@ -240,13 +241,13 @@ def test_real_mode_with_cached_files(offline, monkeypatch):
     raw, ids = make_snemi_h5(offline / "snemi3d" / "snemi_train.h5", shape=(8, 140, 200))
     _pin(monkeypatch, "vnc", vnc_zip)
     _pin(monkeypatch, "snemi3d", offline / "snemi3d" / "snemi_train.h5")
-    preset = get_preset("ci")                             # 16 x 128 x 128 source, 12 x 128 x 128 target
-    src, tgt = load_pair(preset, "train")
+    session = from_env(preset="ci")                      # 16 x 128 x 128 source, 12 x 128 x 128 target
+    src, tgt = load_pair(session, "train")
     assert src.shape == (6, 128, 128) and set(np.unique(src.labels)) <= {0, 1, 2, 3, 4}
     assert tgt.shape == (6, 128, 128) and tgt.voxel_size == (30.0, 6.0, 6.0)
     np.testing.assert_array_equal(tgt.image, raw[:6, 6:134, 36:164])
     np.testing.assert_array_equal(tgt.labels, neuron_ids_to_codes(ids)[:6, 6:134, 36:164])
-    test = load_domain("snemi", preset, "test")
+    test = load_domain("snemi", session, "test")
     np.testing.assert_array_equal(test.image, raw[6:, 6:134, 36:164])    # held-out last quarter
 
 
@@ -257,18 +258,18 @@ def test_real_mode_uses_the_users_fibsem(offline, tmp_path, monkeypatch):
     write_volume(tmp_path / "l.tif", lab)
     monkeypatch.setenv("EMSEG_FIBSEM", str(tmp_path / "f.tif"))
     with pytest.raises(ValueError, match="EMSEG_FIBSEM_LABELS"):
-        load_domain("fibsem", get_preset("ci"))
+        load_domain("fibsem", from_env(preset="ci"))
     monkeypatch.setenv("EMSEG_FIBSEM_LABELS", str(tmp_path / "l.tif"))
-    vol = load_domain("fibsem", get_preset("ci"), "test")                # no download needed
+    vol = load_domain("fibsem", from_env(preset="ci"), "test")                # no download needed
     np.testing.assert_array_equal(vol.image, img[6:])
     np.testing.assert_array_equal(vol.labels, lab[6:])
-    text = describe_source()
+    text = describe_source(from_env())
     assert "f.tif" in text and "SNEMI3D" in text and "Kasthuri" in text
 
 
 def test_describe_source(offline, monkeypatch):
-    real = describe_source()
+    real = describe_source(from_env())
     assert "**real data**" in real and "Gerhard" in real and "Kasthuri" in real and "EMSEG_CACHE" in real
-    assert "synthetic twins" in describe_source("synthetic")
+    assert "synthetic twins" in describe_source(get_preset("ci"))
     monkeypatch.setenv("EMSEG_DATA", "synthetic")
-    assert describe_source().startswith("The chapters use the **synthetic twins**")
+    assert describe_source(from_env()).startswith("The chapters use the **synthetic twins**")

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from emseg_tutorial import comparison as C
-from emseg_tutorial.selection import label_free_choice, oracle_choice, passes
+from emseg_tutorial.adapt.diagnostics import label_free_choice, oracle_choice, passes
+from emseg_tutorial.paper import comparison as C
 
 
 def _epoch(epoch, src_j=0.8, frac=0.12, entropy=0.5, target_j=0.4, prior=0.12):

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from emseg_tutorial import experiments
+from emseg_tutorial.paper import stages as experiments
+from emseg_tutorial.session import from_env
 from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.data.volume import Volume
 from emseg_tutorial.models import UNet2d
 from emseg_tutorial.presets import get_preset
-from emseg_tutorial.train import (TrainConfig, experiment_config, load_checkpoint, save_checkpoint, save_json,
+from emseg_tutorial.paper.stages import budget_steps, train_config as experiment_config
+from emseg_tutorial.train import (TrainConfig, load_checkpoint, save_checkpoint, save_json,
                                   split_slices, train_supervised)
 from emseg_tutorial.train.supervised import _initial_model
 
@@ -172,15 +174,15 @@ def test_bad_training_data_raises(vol):
 def test_experiment_config_sizes_from_a_preset():
     preset = get_preset("ci")
     cfg = experiment_config(preset, task="multiclass", weights="entropy")
-    assert cfg.steps == preset.steps("exp1") == 30
+    assert cfg.steps == budget_steps(preset, "exp1") == 30
     assert (cfg.batch_size, cfg.patch, cfg.val_every) == (preset.batch_size, preset.patch, preset.val_every)
     assert cfg.model == preset.model and cfg.model is not preset.model
     cfg.model["depth"] = 99
     assert preset.model["depth"] == 3
-    assert experiment_config(preset, task="boundary", weights="distance", init=True).steps == preset.steps("exp2")
-    assert experiment_config(preset, task="boundary", weights="distance").steps == preset.steps("exp2_scratch")
+    assert experiment_config(preset, task="boundary", weights="distance", init=True).steps == budget_steps(preset, "exp2")
+    assert experiment_config(preset, task="boundary", weights="distance").steps == budget_steps(preset, "exp2_scratch")
     jit = experiment_config(preset, task="boundary", weights="distance", init=True, jitter=True)
-    assert jit.jitter and jit.steps == preset.steps("jitter")
+    assert jit.jitter and jit.steps == budget_steps(preset, "jitter")
     other = experiment_config(preset, task="boundary", weights="ratio:5", steps=7, seed=3, lr=1e-3)
     assert (other.steps, other.seed, other.lr, other.weights) == (7, 3, 1e-3, "ratio:5")
     with pytest.raises(ValueError):
@@ -302,9 +304,9 @@ def test_save_json_nan_to_null_and_atomic(tmp_path):
 @pytest.fixture
 def stage_env(tmp_path, monkeypatch, vol):
     """A tiny "ci" preset, runs saved in tmp_path, and a counter of training calls."""
-    monkeypatch.setenv(experiments.RUNS_ENV, str(tmp_path))
     preset = dataclasses.replace(get_preset("ci"), model=dict(TINY_MODEL), patch=32, batch_size=2,
                                  steps_per_iteration=0.025, val_every=100)
+    session = from_env(preset=preset, device="cpu").replace(runs=tmp_path)
     calls = []
     real = experiments.train_supervised
 
@@ -314,47 +316,50 @@ def stage_env(tmp_path, monkeypatch, vol):
 
     monkeypatch.setattr(experiments, "train_supervised", counting)
     source = Volume(vol.image, vol.labels, vol.voxel_size, name=vol.name)
-    return preset, source, calls, tmp_path
+    return session, source, calls, tmp_path
 
 
 def test_get_stage_trains_once_then_reuses(stage_env):
-    preset, source, calls, runs = stage_env
-    first = experiments.get_stage("m2", preset, source=source, progress=False)
+    session, source, calls, runs = stage_env
+    preset = session.preset
+    first = experiments.get_stage("m2", session, source=source)
     assert calls == ["multiclass", "boundary"]                        # m1 first, then m2 from it
     assert sorted(p.name for p in (runs / "ci").iterdir()) == ["m1-seed0.pt", "m2-seed0.pt"]
     assert first.history["stage"] == "m2" and first.model.head.out_channels == 2
-    assert first.config.steps == preset.steps("exp2")
+    assert first.config.steps == budget_steps(preset, "exp2")
 
-    again = experiments.get_stage("m2", preset, source=source, progress=False)
+    again = experiments.get_stage("m2", session, source=source)
     assert calls == ["multiclass", "boundary"]                        # nothing trained
     assert _same_state(_state(again.model), _state(first.model))
     assert again.history["fingerprint"] == first.history["fingerprint"]
     assert again.history["train"]["loss"] == first.history["train"]["loss"]
 
-    experiments.get_stage("m2", preset, source=source, progress=False, retrain=True)
+    experiments.get_stage("m2", session, source=source, retrain=True)
     assert calls == ["multiclass", "boundary", "boundary"]            # m2 again, m1 reused
 
 
 def test_get_stage_changed_config_or_volume_retrains(stage_env, vol):
-    preset, source, calls, _ = stage_env
-    experiments.get_stage("m1", preset, source=source, progress=False)
+    session, source, calls, _ = stage_env
+    preset = session.preset
+    experiments.get_stage("m1", session, source=source)
     assert len(calls) == 1
     longer = dataclasses.replace(preset, steps_per_iteration=0.03)
-    experiments.get_stage("m1", longer, source=source, progress=False)
+    experiments.get_stage("m1", session.replace(preset=longer), source=source)
     assert len(calls) == 2                                            # config changed
     smaller = Volume(vol.image[:3], vol.labels[:3], vol.voxel_size, name=vol.name)
-    experiments.get_stage("m1", longer, source=smaller, progress=False)
+    experiments.get_stage("m1", session.replace(preset=longer), source=smaller)
     assert len(calls) == 3                                            # volume shape changed
     other = make_volume("fibsem", (3, 48, 48), seed=1)
-    experiments.get_stage("m1", longer, source=other, progress=False)
+    experiments.get_stage("m1", session.replace(preset=longer), source=other)
     assert len(calls) == 4                                            # another volume
-    experiments.get_stage("m1", longer, source=other, progress=False, seed=1)
+    experiments.get_stage("m1", session.replace(preset=longer), source=other, seed=1)
     assert len(calls) == 5                                            # another seed
 
 
 def test_get_stage_changed_pixels_retrain(stage_env):
-    preset, source, calls, _ = stage_env
-    experiments.get_stage("m1", preset, source=source, progress=False)
+    session, source, calls, _ = stage_env
+    preset = session.preset
+    experiments.get_stage("m1", session, source=source)
     edited = Volume(255 - source.image, source.labels, source.voxel_size, name=source.name)
-    experiments.get_stage("m1", preset, source=edited, progress=False)
+    experiments.get_stage("m1", session, source=edited)
     assert len(calls) == 2

@@ -1,13 +1,18 @@
 """The data-source switch: which volumes the chapters and the command line work on.
 
-``EMSEG_DATA=synthetic`` (the default) makes the twins of :mod:`.synthetic`, sized by the
+The switch is a setting of the :class:`~emseg_tutorial.session.Session` that
+:func:`emseg_tutorial.setup` returns (from its ``data`` argument or ``EMSEG_DATA``); the loaders
+here take that session (or a bare :class:`~emseg_tutorial.presets.Preset`, which means the
+synthetic twins) and read no environment variable themselves.
+
+``synthetic`` (the default) makes the twins of :mod:`.synthetic`, sized by the
 preset: the *train* split uses ``preset.seed`` and the *test* split ``preset.seed + 1``, a
-volume no training step ever sees. ``EMSEG_DATA=real`` uses downloaded, checksummed datasets
+volume no training step ever sees. ``real`` uses downloaded, checksummed datasets
 (:mod:`.registry`, :mod:`.real`): the SNEMI3D train stack as target and, as source, your
 FIBSEM volume (``EMSEG_FIBSEM`` + ``EMSEG_FIBSEM_LABELS``) or the public 4-class VNC stack;
 there the first 75 % of the slices are the train split and the last 25 % the test split,
 each cropped to the preset's shape. Without network and without the files in the cache,
-``EMSEG_DATA=real`` raises :class:`~.registry.DownloadError` with a one-line message.
+``real`` raises :class:`~.registry.DownloadError` with a one-line message.
 :func:`describe_source` says in a short paragraph which data the chapters use.
 
 Examples
@@ -19,11 +24,27 @@ Examples
 
 from __future__ import annotations
 
-from ..presets import Preset, data_source, get_preset
+from typing import TYPE_CHECKING, Union
+
+from ..presets import Preset
 from .synthetic import DOMAINS, make_volume
 from .volume import Volume
 
+if TYPE_CHECKING:  # the session sits above this module; only its type is named here
+    from ..session import Session
+
 SPLITS = ("train", "test")
+DATA_SOURCES = ("synthetic", "real")
+#: What the loaders take: a session (its ``preset`` and ``data`` settings) or a bare preset (twins).
+Settings = Union["Session", Preset]
+
+
+def _preset_and_source(settings: Settings) -> tuple[Preset, str]:
+    if isinstance(settings, Preset):
+        return settings, "synthetic"
+    if not isinstance(getattr(settings, "preset", None), Preset):
+        raise TypeError(f"expected a Session (emseg_tutorial.setup()) or a Preset, got {type(settings).__name__}")
+    return settings.preset, settings.data
 
 
 class DataSourceError(RuntimeError):
@@ -37,19 +58,17 @@ def split_seed(preset: Preset, split: str) -> int:
     return preset.seed + SPLITS.index(split)
 
 
-def load_domain(domain: str, preset: Preset | None = None, split: str = "train",
-                source: str | None = None) -> Volume:
+def load_domain(domain: str, settings: Settings, split: str = "train") -> Volume:
     """Return the volume of ``domain`` (``"fibsem"`` source or ``"snemi"`` target) for ``split``.
 
     Parameters
     ----------
     domain : {"fibsem", "snemi"}
-    preset : Preset, optional
-        Sizes; default :func:`~emseg_tutorial.presets.get_preset`.
+    settings : Session or Preset
+        The session of :func:`emseg_tutorial.setup` (its preset sizes the volumes, its ``data``
+        setting picks twins or real data), or a preset alone for the synthetic twins.
     split : {"train", "test"}
-        ``"test"`` is a different random volume, held out from training and model selection.
-    source : {"synthetic", "real"}, optional
-        Default from ``EMSEG_DATA``.
+        ``"test"`` is a different volume, held out from training and model selection.
 
     Raises
     ------
@@ -57,10 +76,9 @@ def load_domain(domain: str, preset: Preset | None = None, split: str = "train",
         ``real`` data that is neither cached nor downloadable (a
         :class:`~.registry.DownloadError`, one line naming the file and where to put it).
     """
-    preset = preset or get_preset()
+    preset, source = _preset_and_source(settings)
     if domain not in DOMAINS:
         raise ValueError(f"unknown domain {domain!r}; expected one of {DOMAINS}")
-    source = data_source(source)
     if source == "real":
         from .real import load_real_domain
 
@@ -69,24 +87,23 @@ def load_domain(domain: str, preset: Preset | None = None, split: str = "train",
     return make_volume(domain, shape, seed=split_seed(preset, split))
 
 
-def load_pair(preset: Preset | None = None, split: str = "train",
-              source: str | None = None) -> tuple[Volume, Volume]:
+def load_pair(settings: Settings, split: str = "train") -> tuple[Volume, Volume]:
     """``(source volume, target volume)`` for ``split``: the FIBSEM and SNEMI3D (twins)."""
-    return load_domain("fibsem", preset, split, source), load_domain("snemi", preset, split, source)
+    return load_domain("fibsem", settings, split), load_domain("snemi", settings, split)
 
 
-def describe_source(source: str | None = None) -> str:
+def describe_source(settings: Settings) -> str:
     """A short markdown paragraph naming the data the chapters use, with citations.
 
-    Reads only the environment (``EMSEG_DATA``, ``EMSEG_FIBSEM``, ``EMSEG_FIBSEM_LABELS``,
-    ``EMSEG_CACHE``); downloads nothing.
+    Downloads nothing.
 
     Examples
     --------
-    >>> describe_source("synthetic").startswith("The chapters use the **synthetic twins**")
+    >>> from emseg_tutorial.presets import get_preset
+    >>> describe_source(get_preset("ci")).startswith("The chapters use the **synthetic twins**")
     True
     """
-    source = data_source(source)
+    _, source = _preset_and_source(settings)
     if source == "synthetic":
         return ("The chapters use the **synthetic twins** of the paper's volumes "
                 "(`EMSEG_DATA=synthetic`, the default): as source an isotropic FIBSEM-like volume with "

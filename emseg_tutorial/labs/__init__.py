@@ -41,12 +41,11 @@ from .checks import (check_class_fractions, check_constant_prediction, check_jac
                      exercise_check)
 from .checks_adapt import check_diagnosis, check_discriminator_step
 from .checks_beyond import check_distant_slices, check_label_free_choice
-from .reference import WARNINGS, adaptation_warnings
 from .result import CheckResult
 from .student import find_exercises, strip_solutions, student_notebook, write_student_versions
 
 __all__ = [
-    "CheckResult", "exercise_check", "WARNINGS", "adaptation_warnings",
+    "CheckResult", "exercise_check",
     "call", "close_number", "compare_arrays", "fail", "require_answer", "require_function",
     "check_class_fractions", "check_rarest_class", "check_label_entropy", "check_ratio_for_share",
     "check_jaccard", "check_constant_prediction", "check_ratio_weight_map", "check_ratio_prediction",

@@ -4,7 +4,6 @@ Examples (shell)::
 
     python -m emseg_tutorial.labs student book/ labs_student/
     python -m emseg_tutorial.labs list book/
-    python -m emseg_tutorial.labs repository      # after changing repository.url in _config.yml
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from pathlib import Path
 
 import nbformat
 
-from .launch import repository_url, sync_repository_url
 from .student import find_exercises, write_student_versions
 
 
@@ -30,19 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     student.add_argument("out", type=Path, help="folder for the student notebooks")
     listing = sub.add_parser("list", help="list the exercises and their checks")
     listing.add_argument("source", type=Path, help="folder of notebooks (or one notebook)")
-    repo = sub.add_parser("repository", help="copy repository.url of _config.yml into the chapters' "
-                                             "install lines and the introduction's clone line")
-    repo.add_argument("--root", type=Path, default=Path("."), help="the book's folder (default: .)")
     args = parser.parse_args(argv)
 
-    if args.command == "repository":
-        try:
-            changed = sync_repository_url(args.root)
-        except (ValueError, FileNotFoundError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        print(f"repository {repository_url(args.root)}: updated {len(changed)} files")
-        return 0
     if not args.source.exists():
         print(f"error: {args.source} does not exist", file=sys.stderr)
         return 2

@@ -2,11 +2,11 @@
 
 Examples
 --------
->>> from emseg_tutorial.train.adversarial import discriminator_step
+>>> from emseg_tutorial.adapt.steps import discriminator_step
 >>> bool(check_discriminator_step(discriminator_step))
 ✓ one discriminator step: ...
 True
->>> from emseg_tutorial.labs.reference import adaptation_warnings
+>>> from emseg_tutorial.adapt.diagnostics import adaptation_warnings
 >>> bool(check_diagnosis(adaptation_warnings))
 ✓ warning signs of adaptation: ...
 True
@@ -23,10 +23,10 @@ import torch
 
 from ..losses import bce_fake, bce_real
 from ..models import PatchDiscriminator
-from ..train.adversarial import discriminator_step, one_hot
+from ..adapt.diagnostics import MAX_SOURCE_DROP, PRIOR_FACTOR, WARNINGS, adaptation_warnings
+from ..adapt.steps import discriminator_step, one_hot
 from ._compare import as_number, call, fail, require_function
 from .checks import exercise_check
-from .reference import WARNINGS, adaptation_warnings
 
 __all__ = ["check_discriminator_step", "check_diagnosis"]
 
@@ -64,7 +64,7 @@ def _same_parameters(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 @exercise_check("one discriminator step")
 def check_discriminator_step(func: Callable[..., Mapping[str, float]]) -> str:
     """Check ``func(disc, optimizer, real, fake)`` against
-    :func:`emseg_tutorial.train.adversarial.discriminator_step`: two steps on a tiny
+    :func:`emseg_tutorial.adapt.steps.discriminator_step`: two steps on a tiny
     discriminator from the same seed must give the same losses, accuracies and weights, and
     no gradient may reach the network that made ``fake``."""
     require_function(func)
@@ -112,7 +112,7 @@ def _compare_steps(func: Callable[..., Mapping[str, float]]) -> str:
                      "optimizer.zero_grad() before loss.backward(), or they add up from step to step.")
             fail("after one step the weights differ from the reference: compute one loss on both "
                  "batches and take a single optimizer step.")
-    return ("two steps match train.adversarial.discriminator_step (loss, accuracies and updated "
+    return ("two steps match adapt.steps.discriminator_step (loss, accuracies and updated "
             "weights), and no gradient reached the U-Net.")
 
 
@@ -137,9 +137,10 @@ _HISTORIES = [
 ]
 
 _RULES = {"discriminator wins": "last epoch's D accuracy >= 0.9 on both real and fake",
-          "boundary fraction": "last target boundary fraction more than 2x above or below the source's",
+          "boundary fraction": f"last target boundary fraction more than {PRIOR_FACTOR:g}x above or below the "
+                               "source's",
           "entropy collapse": "last target entropy below half of its value before adaptation",
-          "source drift": "source validation boundary Jaccard down by more than 0.1 (when recorded)"}
+          "source drift": f"source validation boundary Jaccard down by more than {MAX_SOURCE_DROP:g} (when recorded)"}
 
 
 def _as_warnings(got: Any) -> set[str]:
@@ -155,7 +156,7 @@ def _as_warnings(got: Any) -> set[str]:
 @exercise_check("warning signs of adaptation")
 def check_diagnosis(func: Callable[[Mapping], set[str]], history: Mapping | None = None) -> str:
     """Check ``func(history) -> set of warnings`` against
-    :func:`emseg_tutorial.labs.reference.adaptation_warnings` on made-up histories and, when
+    :func:`emseg_tutorial.adapt.diagnostics.adaptation_warnings` on made-up histories and, when
     given, on this run's ``history``."""
     require_function(func)
     cases = [(name, {"epochs": epochs}) for name, epochs in _HISTORIES]

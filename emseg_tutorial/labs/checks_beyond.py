@@ -6,7 +6,7 @@ Examples
 >>> bool(check_distant_slices(distant_slices))
 ✓ wrong-slice partners: ...
 True
->>> from emseg_tutorial.selection import label_free_choice
+>>> from emseg_tutorial.adapt.diagnostics import label_free_choice
 >>> bool(check_label_free_choice(label_free_choice))
 ✓ label-free model selection: ...
 True
@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from ..data.patches import distant_slices
-from ..selection import label_free_choice
+from ..adapt.diagnostics import label_free_choice
 from ._compare import call, fail, require_function
 from .checks import exercise_check
 

@@ -1,10 +1,12 @@
 """Networks: the 2D U-Net segmenter and the PatchGAN discriminators of the adaptation chapters.
 
-Every model keeps its constructor arguments in ``init_kwargs`` so a checkpoint rebuilds it with
-:func:`build_model` / :func:`build_discriminator` instead of unpickling a class.
+Every model keeps its constructor arguments in ``init_kwargs`` and its kind in ``arch``, so a
+checkpoint rebuilds it with :func:`build` (one table, :data:`ARCHITECTURES`) instead of
+unpickling a class.
 """
 
-from .discriminators import PatchDiscriminator, build_discriminator
+from .build import ARCHITECTURES, arch_of, build
+from .discriminators import PatchDiscriminator
 from .unet import UNet2d, build_model
 
-__all__ = ["UNet2d", "build_model", "PatchDiscriminator", "build_discriminator"]
+__all__ = ["UNet2d", "build_model", "PatchDiscriminator", "ARCHITECTURES", "arch_of", "build"]

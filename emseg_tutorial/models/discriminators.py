@@ -50,6 +50,9 @@ class PatchDiscriminator(nn.Module):
         AdaptSegNet, keeps the discriminator from using batch statistics as a shortcut).
     """
 
+    #: key of this class in :data:`emseg_tutorial.models.ARCHITECTURES` (stored in checkpoints)
+    arch = "patch_discriminator"
+
     def __init__(self, in_channels: int = 2, width: int = 32, depth: int = 4, norm: str | None = None):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("width", width), ("depth", depth)):
@@ -76,8 +79,3 @@ class PatchDiscriminator(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.init_kwargs["in_channels"]:
             raise ValueError(f"expected input (N, {self.init_kwargs['in_channels']}, H, W), got {tuple(x.shape)}")
         return self.net(x)
-
-
-def build_discriminator(kwargs: dict) -> PatchDiscriminator:
-    """Rebuild a discriminator from its ``init_kwargs``."""
-    return PatchDiscriminator(**kwargs)

@@ -133,6 +133,9 @@ class UNet2d(nn.Module):
     (2, 2)
     """
 
+    #: key of this class in :data:`emseg_tutorial.models.ARCHITECTURES` (stored in checkpoints)
+    arch = "unet2d"
+
     def __init__(self, in_channels: int = 1, out_channels: int = 4, depth: int = 4,
                  base_width: int = 32, norm: str | None = "batch", dropout: float = 0.0,
                  upsample: str = "transpose"):

@@ -1,14 +1,12 @@
-"""Training: supervised (Experiments 1 and 2, jitter) and checkpoints."""
+"""Supervised training (Experiments 1 and 2, the jitter step) and checkpoints.
+
+The trainer knows nothing of the paper's stages or presets: it takes a
+:class:`TrainConfig`. :mod:`emseg_tutorial.paper.stages` builds those configs from the
+paper's budgets; adaptation lives in :mod:`emseg_tutorial.adapt`.
+"""
 
 from .checkpoint import load_checkpoint, save_checkpoint, save_json
-from .supervised import TrainConfig, TrainResult, experiment_config, split_slices, train_supervised, validate
+from .supervised import TrainConfig, TrainResult, split_slices, train_supervised, validate
 
-__all__ = ["TrainConfig", "TrainResult", "train_supervised", "experiment_config", "split_slices", "validate",
+__all__ = ["TrainConfig", "TrainResult", "train_supervised", "split_slices", "validate",
            "save_checkpoint", "load_checkpoint", "save_json"]
-
-from .adversarial import (AdaptConfig, AdaptResult, METHODS, adapt, discriminator_step, generator_step,  # noqa: E402
-                          one_hot)
-from .adabn import adapt_batchnorm  # noqa: E402
-
-__all__ += ["AdaptConfig", "AdaptResult", "METHODS", "adapt", "adapt_batchnorm", "discriminator_step", "generator_step",
-            "one_hot"]

@@ -2,11 +2,14 @@
 
 A checkpoint is a plain dictionary saved with :func:`torch.save`::
 
-    {"model": model.init_kwargs, "state": state_dict, "config": {...}, "history": {...}}
+    {"arch": model.arch, "model": model.init_kwargs, "state": state_dict,
+     "config": {...}, "history": {...}}
 
 It holds only tensors, numbers, strings, lists and dicts, so it loads with
 ``torch.load(..., weights_only=True)`` (no pickled code runs), and the network is rebuilt from
-its keyword arguments rather than from a pickled class.
+its kind and keyword arguments (:func:`emseg_tutorial.models.build`) rather than from a pickled
+class: U-Nets and discriminators alike. Checkpoints written before the ``arch`` key existed are
+U-Nets.
 
 Examples
 --------
@@ -31,7 +34,7 @@ import numpy as np
 import torch
 
 from ..data.io import atomic_write
-from ..models import build_model
+from ..models import arch_of, build
 
 
 def _plain(value):
@@ -53,7 +56,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, config: 
                     history: dict | None = None) -> None:
     """Write ``model`` (constructor kwargs and weights), ``config`` and ``history`` atomically."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"model": _plain(model.init_kwargs), "state": state,
+    payload = {"arch": arch_of(model), "model": _plain(model.init_kwargs), "state": state,
                "config": _plain(config or {}), "history": _plain(history or {})}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
@@ -81,7 +84,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
     if not isinstance(ckpt, dict) or not {"model", "state"} <= set(ckpt):
         raise ValueError(f"{path}: not an emseg-tutorial checkpoint (expected keys 'model' and 'state')")
     try:
-        model = build_model(ckpt["model"])
+        model = build(ckpt.get("arch", "unet2d"), ckpt["model"])
         model.load_state_dict(ckpt["state"])
     except (TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{path}: checkpoint does not rebuild its model ({err})") from None

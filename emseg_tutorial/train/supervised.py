@@ -38,7 +38,6 @@ from ..labels import for_task, num_classes, TASKS
 from ..losses import dice_loss, weighted_cross_entropy
 from ..metrics import boundary_scores, jaccard_scores
 from ..models import UNet2d, build_model
-from ..presets import Preset
 from ..predict import predict_labels
 from ..progress import progress as progress_bar
 from ..weights import weight_map, parse_weight_scheme
@@ -214,34 +213,3 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
             bar.set_postfix(val_jaccard=f"{scores['mean_jaccard']:.3f}")
     history["seconds"] = time.perf_counter() - start
     return TrainResult(model=model.cpu(), config=config, history=history)
-
-
-def default_stage(task: str, *, init: bool, jitter: bool) -> str:
-    """Which of the paper's stages a run is, for its default length.
-
-    ``jitter`` -> the M2 -> M3 fine-tuning; ``multiclass`` -> Experiment 1; ``boundary`` from an
-    earlier model -> Experiment 2 from M1; ``boundary`` from scratch -> Experiment 2 from scratch.
-    """
-    if jitter:
-        return "jitter"
-    if task == "multiclass":
-        return "exp1"
-    return "exp2" if init else "exp2_scratch"
-
-
-def experiment_config(preset: Preset, *, task: str, weights: str, init: bool = False, jitter: bool = False,
-                      steps: int | None = None, seed: int = 0, device: str | None = None,
-                      **overrides) -> TrainConfig:
-    """A :class:`TrainConfig` sized by ``preset`` for one of the paper's stages.
-
-    Examples
-    --------
-    >>> from emseg_tutorial.presets import get_preset
-    >>> experiment_config(get_preset("cpu"), task="boundary", weights="distance", init=True).steps
-    80
-    """
-    stage = default_stage(task, init=init, jitter=jitter)
-    return TrainConfig(task=task, weights=weights, jitter=jitter, seed=seed, device=device,
-                       steps=preset.steps(stage) if steps is None else steps, batch_size=preset.batch_size,
-                       patch=preset.patch, val_every=preset.val_every, model=dict(preset.model),
-                       **{"lr": preset.lr, **overrides})

@@ -4,7 +4,7 @@ A 2D U-Net predicts each z slice on its own. Slices no larger than ``tile`` go t
 network whole (several at a time); larger slices are cut into overlapping tiles whose
 probabilities are blended with a window that falls off towards the tile edges, so seams do
 not show. :func:`predict_slices` holds that logic for a block of slices; the in-memory
-:func:`predict_probabilities` and the streamed :mod:`emseg_tutorial.predict_stream` both call it.
+:func:`predict_probabilities` and the streamed :mod:`emseg_tutorial.predict.stream` both call it.
 
 Examples
 --------
@@ -23,10 +23,10 @@ import copy
 import numpy as np
 import torch
 
-from .data.io import check_image
-from .data.patches import standardize, to_unit_range
-from .devices import use_amp
-from .progress import progress as progress_bar
+from ..data.io import check_image
+from ..data.patches import standardize, to_unit_range
+from ..devices import use_amp
+from ..progress import progress as progress_bar
 
 
 def _window(size: tuple[int, int], overlap: int) -> torch.Tensor:
@@ -92,7 +92,7 @@ def predict_slices(model: torch.nn.Module, x: torch.Tensor, *, tile: int = 512, 
     slice is predicted on its own (a 2D network needs no z context), so any block of slices
     gives the same result as the whole volume. ``model`` must already be on ``device`` and in
     eval mode (:func:`prepare_model`, as :func:`predict_probabilities` and the streamed
-    :func:`~emseg_tutorial.predict_stream.predict_file` do).
+    :func:`~emseg_tutorial.predict.stream.predict_file` do).
     """
     device = device if device is not None else next(model.parameters()).device
     nz, ny, nx = x.shape
@@ -127,7 +127,7 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, tile: in
     """Class probabilities of every pixel of a ``(Z, Y, X)`` volume: ``(C, Z, Y, X)`` float32.
 
     The whole volume is in memory; for stacks larger than memory use the streamed
-    :func:`emseg_tutorial.predict_stream.predict_file`, which gives the same numbers.
+    :func:`emseg_tutorial.predict.stream.predict_file`, which gives the same numbers.
 
     Parameters
     ----------

@@ -1,10 +1,12 @@
-"""One setting for where the book lives: ``repository.url`` in ``_config.yml``.
+"""Tooling for the book's sources (not for readers): one setting for where the book lives.
+
+``repository.url`` in ``_config.yml`` is that setting.
 
 Jupyter Book builds the Binder and Colab launch buttons from that URL. The first cell of each
 chapter installs the library from the same repository when it is missing (Colab), and the
 introduction tells readers to clone it; :func:`sync_repository_url` copies the URL from
 ``_config.yml`` into both, so a fork changes one line and runs
-``python -m emseg_tutorial.labs repository``.
+``python -m emseg_tutorial.booktools repository``.
 
 Examples
 --------
@@ -14,7 +16,9 @@ Examples
 
 from __future__ import annotations
 
+import argparse
 import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -82,3 +86,25 @@ def sync_repository_url(root: str | Path = ".") -> list[Path]:
             intro.write_text(new)
             changed.append(intro)
     return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m emseg_tutorial.booktools repository [--root DIR]``; exit 0, or 2 with one line."""
+    parser = argparse.ArgumentParser(prog="python -m emseg_tutorial.booktools",
+                                     description="Tooling for the book's sources.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    repo = sub.add_parser("repository", help="copy repository.url of _config.yml into the chapters' "
+                                             "install lines and the introduction's clone line")
+    repo.add_argument("--root", type=Path, default=Path("."), help="the book's folder (default: .)")
+    args = parser.parse_args(argv)
+    try:
+        changed = sync_repository_url(args.root)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"repository {repository_url(args.root)}: updated {len(changed)} files")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

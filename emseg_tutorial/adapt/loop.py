@@ -17,7 +17,7 @@ training mode on target batches, so its batch-norm statistics drift to the targe
 does by default (chapter 6 separates this effect with AdaBN).
 
 The other methods (``conditional``, ``adaptsegnet``, ``advent``, ``selftrain``) run in the same
-loop with their own step (:mod:`.adapt_steps`); their defaults (source loss weight 1,
+loop with their own step (:mod:`.steps`); their defaults (source loss weight 1,
 adversarial weight 0.01) are set by :data:`METHOD_DEFAULTS`. AdaBN and histogram matching need
 no training loop (:mod:`.adabn`, :mod:`~emseg_tutorial.data.histmatch`).
 
@@ -53,13 +53,12 @@ from ..data.io import check_image, check_labels
 from ..data.patches import PatchSampler
 from ..data.volume import Volume
 from ..devices import pick_device, set_seed, use_amp
-from ..labels import BOUNDARY, class_fractions, for_task, num_classes
-from ..metrics import boundary_scores, evaluate
+from ..labels import for_task, num_classes
 from ..models import PatchDiscriminator
-from ..predict import predict_probabilities, probabilities_to_codes
 from ..progress import progress as progress_bar
 from ..weights import weight_map
-from .adapt_steps import STEPS, StepContext, discriminator_step, generator_step, one_hot  # noqa: F401
+from .diagnostics import add_epoch, boundary_snapshot, epoch_report, new_history, source_boundary_prior
+from .steps import STEPS, StepContext
 
 #: methods trained by :func:`adapt` (AdaBN and histogram matching need no training loop)
 METHODS = tuple(STEPS)
@@ -81,7 +80,7 @@ class AdaptConfig:
     Attributes
     ----------
     method : str
-        One of :data:`METHODS` (see :mod:`.adapt_steps`).
+        One of :data:`METHODS` (see :mod:`.steps`).
     epochs, steps_per_epoch : int
         The paper shows the target after each of 4 epochs.
     batch_size, patch : int
@@ -99,7 +98,7 @@ class AdaptConfig:
     entropy_weight : float
         ``advent``/``adaptsegnet``: weight of direct entropy minimisation on the target (0: off).
     condition_image : {"rank", "raw"}
-        ``conditional``: how the discriminator sees the image (see :mod:`.adapt_steps`).
+        ``conditional``: how the discriminator sees the image (see :mod:`.steps`).
     mismatch_gap : int
         ``conditional``: the wrong label map comes from a slice at least this far away (capped at
         half the source depth).
@@ -176,36 +175,6 @@ class AdaptResult:
     snapshots: list[np.ndarray]
 
 
-def source_boundary_prior(labels: np.ndarray) -> float:
-    """Share of the labelled source pixels that are boundary: what the target's predicted
-    boundary fraction is compared with (:func:`~emseg_tutorial.labels.class_fractions`)."""
-    return class_fractions(labels, "boundary")["boundary"]
-
-
-def epoch_report(model: torch.nn.Module, target_image: np.ndarray, source_prior: float, device: torch.device,
-                 source_val: Volume | None = None, target_eval: Volume | None = None, stride: int = 1) -> dict:
-    """Label-free diagnostics on the target (and source validation / target scores when given).
-
-    ``stride`` thins the target and source-validation slices of the diagnostics (not the
-    target evaluation volume, which is scored whole).
-    """
-    probs = predict_probabilities(model, target_image[::stride], device=device)
-    p = np.clip(probs, 1e-7, 1.0)
-    entropy = float((-(p * np.log(p)).sum(0) / np.log(probs.shape[0])).mean())
-    codes = probabilities_to_codes(probs)
-    report = {"target_boundary_fraction": float((codes == BOUNDARY).mean()), "source_boundary_fraction": source_prior,
-              "target_entropy": entropy, "source_val_boundary_jaccard": None, "target": None,
-              "d_acc_real": None, "d_acc_fake": None}
-    if source_val is not None:
-        src = probabilities_to_codes(predict_probabilities(model, source_val.image[::stride], device=device))
-        report["source_val_boundary_jaccard"] = boundary_scores(src, for_task(source_val.labels[::stride], "boundary"))[
-            "boundary_jaccard"]
-    if target_eval is not None:
-        pred = probabilities_to_codes(predict_probabilities(model, target_eval.image, device=device))
-        report["target"] = evaluate(pred, for_task(target_eval.labels, "boundary"), "boundary")
-    return report
-
-
 def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.ndarray, config: AdaptConfig, *,
           source_image: np.ndarray | None = None, source_val: Volume | None = None,
           target_eval: Volume | None = None, snapshot_slice: int | None = None,
@@ -251,8 +220,7 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     report = lambda: epoch_report(ctx.model, target_image, source_prior, device, source_val,  # noqa: E731
                                   target_eval, config.report_stride)
     snapshots = [boundary_snapshot(ctx.model, snap_volume, z_snap, device)]
-    history: dict = {"config": config.to_dict(), "snapshot_slice": z_snap, "train": {"step": []},
-                     "epochs": [{"epoch": 0, **(initial_report if initial_report is not None else report())}]}
+    history = new_history(config.to_dict(), initial_report if initial_report is not None else report(), z_snap)
     start = time.perf_counter()
     step_fn, step = STEPS[config.method], 0
     for epoch in range(1, config.epochs + 1):
@@ -271,7 +239,7 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
         for key, values in history["train"].items():
             if key.startswith("acc_") or key.startswith("pseudo_"):
                 row[key if key.startswith("pseudo_") else f"d_{key}"] = float(np.mean(values[recent]))
-        history["epochs"].append({"epoch": epoch, **row})
+        add_epoch(history, row)
         snapshots.append(boundary_snapshot(ctx.model, snap_volume, z_snap, device))
     history["seconds"] = time.perf_counter() - start
     disc = ctx.disc.cpu() if ctx.disc is not None else None
@@ -306,9 +274,3 @@ def _context(model, labels, target_image, config: AdaptConfig, source_image, dev
         scaler_d=torch.amp.GradScaler(device.type) if amp and disc else None,
         source=source, target=target, config=config, device=device, amp=amp, n_classes=n_classes,
         jitter=Jitter(), rng=np.random.default_rng(config.seed + 2))
-
-
-def boundary_snapshot(model: torch.nn.Module, volume: np.ndarray, z: int, device: torch.device) -> np.ndarray:
-    """Boundary probability of one slice (the paper's Fig. 6 pictures)."""
-    probs = predict_probabilities(model, volume[z:z + 1], device=device)
-    return probs[BOUNDARY - 1, 0]

@@ -49,10 +49,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .data.io import VolumeError, check_output_spec
-from .data.stream import LazyVolume, open_volume, open_writers
-from .predict import check_tiling, predict_slices, prepare_model, probabilities_to_codes, slices_per_step
-from .progress import progress as progress_bar
+from ..data.io import VolumeError, check_output_spec
+from ..data.stream import LazyVolume, open_volume, open_writers
+from .tiled import check_tiling, predict_slices, prepare_model, probabilities_to_codes, slices_per_step
+from ..progress import progress as progress_bar
 
 #: Most voxels the percentile pass keeps in memory (16 Mi voxels: 16 MB for uint8 input).
 SAMPLE_BUDGET = 1 << 24

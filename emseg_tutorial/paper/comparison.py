@@ -1,29 +1,18 @@
 """Chapter 6: every adaptation method, several seeds, one honest table.
 
-Each method starts from the same source model (M3 of :mod:`.experiments`) and adapts to the
-same unlabelled target volume (the target's *train* split). The target's *test* split is
-scored after every epoch with its labels; those scores feed the tables only. Two columns are
-the main result: the **last** epoch, and the epoch kept by the **label-free** rule of
-:mod:`.selection`. The **oracle** (best epoch by target Jaccard) is reported apart, as an
-upper bound no user without labels can reach.
-
-Methods (:data:`ALL_METHODS`): the trained ones of :mod:`.train.adapt_steps`, plus
-
-* ``adabn``: the source model with batch-norm statistics re-estimated on the target
-  (:mod:`.train.adabn`); deterministic, so one run stands for every seed;
-* ``histmatch``: the source model applied to target volumes whose histogram was matched to the
-  source's (:mod:`.data.histmatch`); no training, deterministic.
-
-Variants add overrides to a method: ``conditional-raw`` is the conditional discriminator
-without rank-normalised images (the domain shortcut left open). A variant is an ablation and
-runs with the first seed only.
+Each method of :mod:`emseg_tutorial.adapt.methods` starts from the same source model (M3 of
+:mod:`.stages`) and adapts to the same unlabelled target volume (the target's *train* split).
+The target's *test* split is scored after every epoch with its labels; those scores feed the
+tables only. Two columns are the main result: the **last** epoch, and the epoch kept by the
+**label-free** rule of :mod:`emseg_tutorial.adapt.diagnostics`. The **oracle** (best epoch by
+target Jaccard) is reported apart, as an upper bound no user without labels can reach.
+Deterministic methods (AdaBN, histogram matching) run once; a variant (an ablation, such as
+``conditional-raw``) runs with the first seed only.
 
 Examples
 --------
->>> ALL_METHODS[-2:]
-('adabn', 'histmatch')
->>> VARIANTS["conditional-raw"]
-('conditional', {'condition_image': 'raw'})
+>>> "adabn" in DETERMINISTIC
+True
 """
 
 from __future__ import annotations
@@ -32,51 +21,15 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
-from .data.histmatch import match_to_source
-from .data.sources import load_domain
-from .data.volume import Volume
-from .devices import pick_device
-from .experiments import adapt_config, get_stage
-from .presets import Preset, get_preset
-from .selection import label_free_choice, oracle_choice
-from .train import METHODS, AdaptConfig, adapt, adapt_batchnorm
-from .train.adversarial import boundary_snapshot, epoch_report, source_boundary_prior
+from ..adapt.diagnostics import boundary_snapshot, epoch_report, source_boundary_prior
+from ..adapt.methods import ALL_METHODS, DETERMINISTIC, VARIANTS, MethodRun, resolve, run_method
+from ..data.sources import load_domain
+from ..data.volume import Volume
+from ..session import Session, current
+from .stages import adapt_config, get_stage
 
-ALL_METHODS: tuple[str, ...] = (*METHODS, "adabn", "histmatch")
-DETERMINISTIC = ("adabn", "histmatch")
-#: name -> (method, AdaptConfig overrides)
-VARIANTS: dict[str, tuple[str, dict]] = {"conditional-raw": ("conditional", {"condition_image": "raw"})}
 SCORES = ("boundary_jaccard", "boundary_f1", "adapted_rand_error")
-
-
-@dataclass
-class MethodRun:
-    """One method at one seed: per-epoch reports, target snapshots and the adapted model."""
-
-    name: str
-    seed: int | None
-    epochs: list[dict]
-    snapshots: list[np.ndarray]
-    seconds: float
-    model: torch.nn.Module | None = None
-    discriminator: torch.nn.Module | None = None
-
-    @property
-    def last(self) -> int:
-        return self.epochs[-1]["epoch"]
-
-    @property
-    def label_free(self) -> int:
-        return label_free_choice(self.epochs)
-
-    @property
-    def oracle(self) -> int:
-        return oracle_choice(self.epochs)
-
-    def scores(self, epoch: int) -> dict:
-        return self.epochs[epoch]["target"]
 
 
 @dataclass
@@ -100,74 +53,22 @@ class Comparison:
         return list(dict.fromkeys(r.name for r in self.runs))
 
 
-def resolve(name: str) -> tuple[str, dict]:
-    """``(method, overrides)`` of a method or variant name."""
-    if name in VARIANTS:
-        return VARIANTS[name]
-    if name in ALL_METHODS:
-        return name, {}
-    raise ValueError(f"unknown method {name!r}; expected one of {list(ALL_METHODS) + list(VARIANTS)}")
-
-
-def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: np.ndarray, *,
-               config_kwargs: dict, source_val: Volume | None = None, target_eval: Volume | None = None,
-               initial_report: dict | None = None, snapshot_slice: int | None = None,
-               progress: bool = True) -> MethodRun:
-    """Adapt ``model`` with one method (or variant) and return its :class:`MethodRun`.
-
-    ``config_kwargs`` are :class:`~emseg_tutorial.train.AdaptConfig` arguments (the variant's
-    overrides win). ``adabn`` and ``histmatch`` ignore the training settings.
-    """
-    method, overrides = resolve(name)
-    seed = config_kwargs.get("seed")
-    start = time.perf_counter()
-    if method in METHODS:
-        cfg = {**config_kwargs, **overrides, "method": method}
-        res = adapt(model, source.labels, target_image, AdaptConfig(**cfg), source_image=source.image,
-                    source_val=source_val, target_eval=target_eval, snapshot_slice=snapshot_slice,
-                    initial_report=initial_report, progress=progress)
-        return MethodRun(name, seed, res.history["epochs"], res.snapshots, time.perf_counter() - start, res.model,
-                         res.discriminator)
-
-    device = pick_device(config_kwargs.get("device"))
-    stride = config_kwargs.get("report_stride", 1)
-    prior = source_boundary_prior(source.labels)
-    if initial_report is None:
-        initial_report = epoch_report(model, target_image, prior, device, source_val, target_eval, stride)
-    eval_volume = target_eval
-    if method == "adabn":
-        adapted = adapt_batchnorm(model, target_image, device=device, progress=progress)
-    else:  # histmatch: the model is unchanged, the target images are remapped
-        adapted = model
-        target_image = match_to_source(target_image, source.image)
-        if target_eval is not None:
-            eval_volume = Volume(match_to_source(target_eval.image, source.image), target_eval.labels,
-                                 target_eval.voxel_size, f"{target_eval.name}-histmatched")
-    report = epoch_report(adapted, target_image, prior, device, source_val, eval_volume, stride)
-    snaps = []
-    if eval_volume is not None:
-        z = eval_volume.shape[0] // 2 if snapshot_slice is None else snapshot_slice
-        snaps = [boundary_snapshot(model, target_eval.image, z, device),
-                 boundary_snapshot(adapted, eval_volume.image, z, device)]
-    epochs = [{"epoch": 0, **initial_report}, {"epoch": 1, **report}]
-    return MethodRun(name, None, epochs, snaps, time.perf_counter() - start, adapted)
-
-
-def compare(names: list[str] | None = None, preset: Preset | None = None, *, seeds: list[int] | None = None,
-            progress: bool = True) -> Comparison:
+def compare(names: list[str] | None = None, session: Session | None = None, *,
+            seeds: list[int] | None = None) -> Comparison:
     """Run every method (or variant) in ``names`` at every seed from M3; see the module docstring.
 
     Parameters
     ----------
     names : list of str, optional
         Methods and variants (default: :data:`ALL_METHODS`).
-    preset : Preset, optional
-        Sizes; the run lengths come from ``preset.comparison``.
+    session : Session, optional
+        Settings of :func:`emseg_tutorial.setup` (default: :func:`~emseg_tutorial.session.current`);
+        the run lengths come from ``session.preset.comparison``.
     seeds : list of int, optional
         Default ``range(preset.comparison["seeds"])``. Deterministic methods run once.
-    progress : bool
     """
-    preset = preset or get_preset()
+    session = session or current()
+    preset, progress = session.preset, session.progress
     names = list(names or ALL_METHODS)
     for n in names:
         resolve(n)
@@ -175,15 +76,15 @@ def compare(names: list[str] | None = None, preset: Preset | None = None, *, see
     n_seeds, eval_stride = c.pop("seeds"), c.pop("eval_stride", 1)
     seeds = list(seeds if seeds is not None else range(n_seeds))
     start = time.perf_counter()
-    m3 = get_stage("m3", preset, progress=progress).model
-    source = load_domain("fibsem", preset, "train")
-    target = load_domain("snemi", preset, "train")
-    source_val = load_domain("fibsem", preset, "test")
-    target_eval = load_domain("snemi", preset, "test")
+    m3 = get_stage("m3", session).model
+    source = load_domain("fibsem", session, "train")
+    target = load_domain("snemi", session, "train")
+    source_val = load_domain("fibsem", session, "test")
+    target_eval = load_domain("snemi", session, "test")
     if eval_stride > 1:
         target_eval = Volume(target_eval.image[::eval_stride], target_eval.labels[::eval_stride],
                              target_eval.voxel_size, f"{target_eval.name}[::{eval_stride}]")
-    device = pick_device(None)
+    device = session.device
     prior = source_boundary_prior(source.labels)
     stride = c.get("report_stride", 1)
     initial = epoch_report(m3, target.image, prior, device, source_val, target_eval, stride)
@@ -192,8 +93,8 @@ def compare(names: list[str] | None = None, preset: Preset | None = None, *, see
     for name in names:
         method = resolve(name)[0]
         for seed in ([None] if method in DETERMINISTIC else seeds[:1] if name in VARIANTS else seeds):
-            kwargs = ({"report_stride": stride} if seed is None else
-                      adapt_config(preset, method, seed, **c).to_dict())
+            kwargs = ({"report_stride": stride, "device": str(device)} if seed is None else
+                      adapt_config(session, method, seed, **c).to_dict())
             runs.append(run_method(name, m3, source, target.image, config_kwargs=kwargs, source_val=source_val,
                                    target_eval=target_eval, initial_report=initial, snapshot_slice=z,
                                    progress=progress))

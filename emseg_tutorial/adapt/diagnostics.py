@@ -1,0 +1,209 @@
+"""What an adaptation run can tell without target labels, and which checkpoint to keep.
+
+After every epoch the adaptation loop records a *report* (:func:`epoch_report`): the fraction
+of target pixels predicted as boundary against the source labels' boundary fraction, the mean
+prediction entropy on the target, the source validation boundary Jaccard and, for adversarial
+methods, the discriminator's accuracy. Scores on labelled target volumes are added only when
+the caller gives them (``report["target"]``); nothing here that judges a run reads them.
+
+One set of thresholds, fixed before any target score was looked at, drives both uses:
+
+* :func:`warnings_of` / :func:`adaptation_warnings` name the warning signs of a report
+  (chapter 5's exercise):
+
+  - ``"discriminator wins"``: discriminator accuracy >= :data:`DISCRIMINATOR_WINS` on real
+    *and* fake maps;
+  - ``"boundary fraction"``: predicted target boundary fraction more than
+    :data:`PRIOR_FACTOR` times above or below the source's;
+  - ``"entropy collapse"``: target entropy below :data:`ENTROPY_DROP` of its value before
+    adaptation;
+  - ``"source drift"``: source validation boundary Jaccard down by more than
+    :data:`MAX_SOURCE_DROP` (when recorded).
+
+* :func:`label_free_choice` (chapter 6) keeps, among the epochs with neither ``"source
+  drift"`` nor ``"boundary fraction"``, the one with the lowest target entropy; with none
+  left it keeps the model from before adaptation (epoch 0). It is a heuristic; chapter 6
+  reports it next to the **oracle** (:func:`oracle_choice`, the epoch with the best target
+  Jaccard, which needs the labels a user does not have).
+
+Examples
+--------
+>>> epochs = [
+...     {"epoch": 0, "source_val_boundary_jaccard": 0.80, "target_boundary_fraction": 0.12,
+...      "source_boundary_fraction": 0.12, "target_entropy": 0.50},
+...     {"epoch": 1, "source_val_boundary_jaccard": 0.79, "target_boundary_fraction": 0.14,
+...      "source_boundary_fraction": 0.12, "target_entropy": 0.40},
+...     {"epoch": 2, "source_val_boundary_jaccard": 0.79, "target_boundary_fraction": 0.02,
+...      "source_boundary_fraction": 0.12, "target_entropy": 0.10},   # collapsed: no walls
+... ]
+>>> label_free_choice(epochs)
+1
+>>> sorted(adaptation_warnings({"epochs": epochs}))
+['boundary fraction', 'entropy collapse']
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from ..data.volume import Volume
+from ..labels import BOUNDARY, class_fractions, for_task
+from ..metrics import boundary_scores, evaluate
+from ..predict import predict_probabilities, probabilities_to_codes
+
+#: Source validation boundary Jaccard may fall at most this much.
+MAX_SOURCE_DROP = 0.05
+#: Predicted target boundary fraction within this factor of the source's.
+PRIOR_FACTOR = 1.5
+#: Discriminator accuracy at which it "wins" (on real and fake alike).
+DISCRIMINATOR_WINS = 0.9
+#: Target entropy below this share of its value before adaptation is a collapse.
+ENTROPY_DROP = 0.5
+#: The warnings :func:`warnings_of` can raise, in the order chapter 5 explains them.
+WARNINGS = ("discriminator wins", "boundary fraction", "entropy collapse", "source drift")
+#: Warnings that disqualify a checkpoint in :func:`label_free_choice`.
+DISQUALIFYING = ("boundary fraction", "source drift")
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def source_boundary_prior(labels: np.ndarray) -> float:
+    """Share of the labelled source pixels that are boundary: what the target's predicted
+    boundary fraction is compared with (:func:`~emseg_tutorial.labels.class_fractions`)."""
+    return class_fractions(labels, "boundary")["boundary"]
+
+
+def epoch_report(model: torch.nn.Module, target_image: np.ndarray, source_prior: float, device: torch.device,
+                 source_val: Volume | None = None, target_eval: Volume | None = None, stride: int = 1) -> dict:
+    """Label-free diagnostics on the target (and source validation / target scores when given).
+
+    ``stride`` thins the target and source-validation slices of the diagnostics (not the
+    target evaluation volume, which is scored whole). The discriminator entries
+    (``d_acc_real``, ``d_acc_fake``) are None here; the loop fills them from its steps.
+    """
+    probs = predict_probabilities(model, target_image[::stride], device=device)
+    p = np.clip(probs, 1e-7, 1.0)
+    entropy = float((-(p * np.log(p)).sum(0) / np.log(probs.shape[0])).mean())
+    codes = probabilities_to_codes(probs)
+    report = {"target_boundary_fraction": float((codes == BOUNDARY).mean()), "source_boundary_fraction": source_prior,
+              "target_entropy": entropy, "source_val_boundary_jaccard": None, "target": None,
+              "d_acc_real": None, "d_acc_fake": None}
+    if source_val is not None:
+        src = probabilities_to_codes(predict_probabilities(model, source_val.image[::stride], device=device))
+        report["source_val_boundary_jaccard"] = boundary_scores(src, for_task(source_val.labels[::stride], "boundary"))[
+            "boundary_jaccard"]
+    if target_eval is not None:
+        pred = probabilities_to_codes(predict_probabilities(model, target_eval.image, device=device))
+        report["target"] = evaluate(pred, for_task(target_eval.labels, "boundary"), "boundary")
+    return report
+
+
+def boundary_snapshot(model: torch.nn.Module, volume: np.ndarray, z: int, device: torch.device) -> np.ndarray:
+    """Boundary probability of one slice (the paper's Fig. 6 pictures)."""
+    probs = predict_probabilities(model, volume[z:z + 1], device=device)
+    return probs[BOUNDARY - 1, 0]
+
+
+def new_history(config: dict, initial_report: dict, snapshot_slice: int | None = None) -> dict:
+    """The history every adaptation run returns: its config, and epoch 0 (before adaptation).
+
+    Trained methods add one report per epoch with :func:`add_epoch`; the one-shot methods
+    (AdaBN, histogram matching) add one, so every run is read the same way.
+    """
+    history = {"config": dict(config), "train": {"step": []}, "epochs": [{"epoch": 0, **initial_report}]}
+    if snapshot_slice is not None:
+        history["snapshot_slice"] = snapshot_slice
+    return history
+
+
+def add_epoch(history: dict, report: dict) -> dict:
+    """Append ``report`` as the next epoch of ``history``; returns the row."""
+    row = {"epoch": history["epochs"][-1]["epoch"] + 1, **report}
+    history["epochs"].append(row)
+    return row
+
+
+# --------------------------------------------------------------------------- judging a report
+
+
+def warnings_of(report: Mapping, before: Mapping, *, accuracy: float = DISCRIMINATOR_WINS,
+                prior_factor: float = PRIOR_FACTOR, entropy_drop: float = ENTROPY_DROP,
+                max_source_drop: float = MAX_SOURCE_DROP) -> set[str]:
+    """The warning signs (a subset of :data:`WARNINGS`) of ``report`` against the report
+    ``before`` adaptation; see the module docstring. Reads no target labels."""
+    found = set()
+    real, fake = report.get("d_acc_real"), report.get("d_acc_fake")
+    if real is not None and fake is not None and min(real, fake) >= accuracy:
+        found.add("discriminator wins")
+    prior = report["source_boundary_fraction"]
+    if prior > 0 and not 1 / prior_factor <= report["target_boundary_fraction"] / prior <= prior_factor:
+        found.add("boundary fraction")
+    if report["target_entropy"] < entropy_drop * before["target_entropy"]:
+        found.add("entropy collapse")
+    src, src0 = report.get("source_val_boundary_jaccard"), before.get("source_val_boundary_jaccard")
+    if src is not None and src0 is not None and src0 - src > max_source_drop:
+        found.add("source drift")
+    return found
+
+
+def adaptation_warnings(history: Mapping, **thresholds) -> set[str]:
+    """The warning signs of the last epoch of an adaptation ``history`` (empty before any epoch).
+
+    Parameters
+    ----------
+    history : mapping
+        An adaptation history: ``history["epochs"]`` is a list of reports, epoch 0 first.
+    **thresholds
+        ``accuracy``, ``prior_factor``, ``entropy_drop``, ``max_source_drop`` of :func:`warnings_of`.
+
+    Notes
+    -----
+    These are warnings, not proofs: a sharper, more confident network can also be a better
+    one; chapter 5 compares them with the scores on held-out target labels.
+    """
+    epochs = list(history["epochs"])
+    return warnings_of(epochs[-1], epochs[0], **thresholds) if len(epochs) > 1 else set()
+
+
+def passes(report: Mapping, before: Mapping, **thresholds) -> bool:
+    """Whether a checkpoint may be kept: none of the :data:`DISQUALIFYING` warnings."""
+    return not set(DISQUALIFYING) & warnings_of(report, before, **thresholds)
+
+
+def label_free_choice(epochs: list[dict], **thresholds) -> int:
+    """The epoch kept without target labels (0: adaptation rejected).
+
+    Parameters
+    ----------
+    epochs : list of dict
+        Per-epoch reports of an adaptation run (``history["epochs"]``), epoch 0 first. Only the
+        keys ``epoch``, ``source_val_boundary_jaccard``, ``target_boundary_fraction``,
+        ``source_boundary_fraction`` and ``target_entropy`` are read; never ``target``.
+    **thresholds
+        As in :func:`warnings_of`.
+    """
+    if not epochs:
+        raise ValueError("no epochs to choose from")
+    before = epochs[0]
+    kept = [e for e in epochs[1:] if passes(e, before, **thresholds)]
+    return min(kept, key=lambda e: e["target_entropy"])["epoch"] if kept else before["epoch"]
+
+
+def oracle_choice(epochs: list[dict], key: str = "boundary_jaccard") -> int:
+    """The adapted epoch (>= 1) with the best target score: needs the target labels.
+
+    Examples
+    --------
+    >>> oracle_choice([{"epoch": 0, "target": {"boundary_jaccard": 0.5}},
+    ...                {"epoch": 1, "target": {"boundary_jaccard": 0.4}},
+    ...                {"epoch": 2, "target": {"boundary_jaccard": 0.45}}])
+    2
+    """
+    adapted = [e for e in epochs[1:] if e.get("target")]
+    if not adapted:
+        raise ValueError("oracle selection needs target scores of at least one adapted epoch")
+    return max(adapted, key=lambda e: e["target"][key])["epoch"]

@@ -1,0 +1,16 @@
+"""The paper itself: its stages and budgets (:mod:`.stages`), the scores and tables of its
+experiments (:mod:`.scores`) and chapter 6's comparison of adaptation methods (:mod:`.comparison`).
+
+This is the top of the library's layers: it may use everything below (data, models, train,
+adapt, predict, the session); nothing below imports it.
+"""
+
+from .comparison import Comparison, compare, comparison_table, diagnostics_table, findings, selection_table
+from .scores import adaptation_summary, adaptation_table, score, scores_table, validation_curve
+from .stages import (PAPER_ITERATIONS, STAGES, Stage, adapt_config, budget_steps, get_stage, run_adaptation,
+                     stage_config, train_config)
+
+__all__ = ["PAPER_ITERATIONS", "STAGES", "Stage", "adapt_config", "budget_steps", "get_stage", "run_adaptation",
+           "stage_config", "train_config", "score", "scores_table", "validation_curve", "adaptation_table",
+           "adaptation_summary", "Comparison", "compare", "comparison_table", "selection_table",
+           "diagnostics_table", "findings"]

@@ -1,0 +1,225 @@
+"""The paper's models as named stages, trained once per build and shared between chapters.
+
+Everything the paper prescribes about *how long* and *with what* to train lives here, not in
+the trainers: the iteration budgets it reports (:data:`PAPER_ITERATIONS`), the stages that
+use them (:data:`STAGES`), and the two config builders, :func:`train_config` (supervised
+runs, also used by ``python -m emseg_tutorial train``) and :func:`adapt_config` (adaptation).
+Each stage is one supervised run of :func:`~emseg_tutorial.train.train_supervised`:
+
+=================  ==========  ==============  =========  =======  ===============================
+stage              task        weights         starts at  jitter   paper
+=================  ==========  ==============  =========  =======  ===============================
+``m1``             multiclass  entropy         scratch    no       Experiment 1 (M1)
+``m1_unweighted``  multiclass  none            scratch    no       baseline
+``m2``             boundary    distance        ``m1``     no       Experiment 2 (M2)
+``m2_scratch``     boundary    distance        scratch    no       Experiment 2 from scratch
+``m2_ratio2``      boundary    ratio:2         ``m1``     no       ratio baseline 2:1
+``m2_ratio5``      boundary    ratio:5         ``m1``     no       ratio baseline 5:1
+``m2_ratio10``     boundary    ratio:10        ``m1``     no       ratio baseline 10:1
+``m2_distance10``  boundary    distance:10     ``m1``     no       Fig. 5c, 10:1 smoothed distance
+``m2_unweighted``  boundary    none            ``m1``     no       baseline
+``m2_border``      boundary    border          ``m1``     no       U-Net border weights (beyond)
+``m3``             boundary    distance        ``m2``     yes      jitter fine-tuning (M3)
+=================  ==========  ==============  =========  =======  ===============================
+
+Runs are saved in the session's ``runs`` folder (``EMSEG_RUNS``, default ``./runs``) as
+``<preset>/<stage>-seed<seed>.pt``. A later chapter that needs a stage loads it when its config, code version and training volume match,
+and trains it otherwise. ``make book`` and ``make test`` empty that folder first, so every
+number in a build comes from models trained in that build.
+
+Examples
+--------
+>>> STAGES["m2"].init, STAGES["m3"].jitter, STAGES["m3"].budget
+('m1', True, 'jitter')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__
+from ..adapt import AdaptConfig, AdaptResult, adapt
+from ..data.sources import load_domain
+from ..data.volume import Volume
+from ..presets import Preset
+from ..session import Session, current
+from ..train import TrainConfig, TrainResult, load_checkpoint, save_checkpoint, train_supervised
+
+#: Training lengths the paper reports, in its "iterations": Experiment 1 (M1), Experiment 2
+#: from M1 (M2; the ratio baselines get the same budget), Experiment 2 from scratch, and the
+#: jitter fine-tuning (M3). A preset turns them into optimiser steps (:func:`budget_steps`).
+PAPER_ITERATIONS: dict[str, int] = {"exp1": 120, "exp2": 20, "exp2_scratch": 90, "jitter": 10}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One named training run of the paper's pipeline; ``budget`` is its :data:`PAPER_ITERATIONS` key."""
+
+    task: str
+    weights: str
+    init: str | None = None
+    jitter: bool = False
+    description: str = ""
+
+    @property
+    def budget(self) -> str:
+        return budget_of(self.task, init=self.init is not None, jitter=self.jitter)
+
+
+def budget_of(task: str, *, init: bool, jitter: bool) -> str:
+    """Which of the paper's budgets a run has: ``jitter`` for the M2 -> M3 fine-tuning, ``exp1``
+    for 4 classes, ``exp2`` for the boundary task from an earlier model, else ``exp2_scratch``."""
+    if jitter:
+        return "jitter"
+    if task == "multiclass":
+        return "exp1"
+    return "exp2" if init else "exp2_scratch"
+
+
+def budget_steps(preset: Preset, budget: str) -> int:
+    """Optimiser steps of a paper budget at ``preset``: iterations x ``steps_per_iteration``.
+
+    Examples
+    --------
+    >>> from emseg_tutorial.presets import get_preset
+    >>> budget_steps(get_preset("cpu"), "exp1")
+    480
+    """
+    if budget not in PAPER_ITERATIONS:
+        raise ValueError(f"unknown budget {budget!r}; expected one of {sorted(PAPER_ITERATIONS)}")
+    return max(1, int(round(PAPER_ITERATIONS[budget] * preset.steps_per_iteration)))
+
+
+STAGES: dict[str, Stage] = {
+    "m1": Stage("multiclass", "entropy", description="Experiment 1: 4 classes, 5x5 label-entropy weights"),
+    "m1_unweighted": Stage("multiclass", "none", description="4 classes, every pixel weight 1"),
+    "m2": Stage("boundary", "distance", "m1", description="Experiment 2: boundary from M1, smoothed distance weights"),
+    "m2_scratch": Stage("boundary", "distance", description="Experiment 2 from scratch, smoothed distance weights"),
+    "m2_ratio2": Stage("boundary", "ratio:2", "m1", description="boundary from M1, class ratio 2:1"),
+    "m2_ratio5": Stage("boundary", "ratio:5", "m1", description="boundary from M1, class ratio 5:1"),
+    "m2_ratio10": Stage("boundary", "ratio:10", "m1", description="boundary from M1, class ratio 10:1"),
+    "m2_distance10": Stage("boundary", "distance:10", "m1", description="boundary from M1, smoothed distance at 10:1"),
+    "m2_unweighted": Stage("boundary", "none", "m1", description="boundary from M1, every pixel weight 1"),
+    "m2_border": Stage("boundary", "border", "m1", description="boundary from M1, U-Net border weights"),
+    "m3": Stage("boundary", "distance", "m2", jitter=True, description="M2 fine-tuned with random jitter"),
+}
+
+
+def train_config(preset: Preset, *, task: str, weights: str, init: bool = False, jitter: bool = False,
+                 steps: int | None = None, seed: int = 0, device: str | None = None,
+                 **overrides) -> TrainConfig:
+    """A :class:`~emseg_tutorial.train.TrainConfig` sized by ``preset`` for one of the paper's stages.
+
+    Examples
+    --------
+    >>> from emseg_tutorial.presets import get_preset
+    >>> train_config(get_preset("cpu"), task="boundary", weights="distance", init=True).steps
+    80
+    """
+    budget = budget_of(task, init=init, jitter=jitter)
+    return TrainConfig(task=task, weights=weights, jitter=jitter, seed=seed, device=device,
+                       steps=budget_steps(preset, budget) if steps is None else steps,
+                       batch_size=preset.batch_size, patch=preset.patch, val_every=preset.val_every,
+                       model=dict(preset.model), **{"lr": preset.lr, **overrides})
+
+
+def stage_config(name: str, session: Session | Preset | None = None, seed: int = 0) -> TrainConfig:
+    """The :class:`~emseg_tutorial.train.TrainConfig` of stage ``name`` (on the session's device)."""
+    if name not in STAGES:
+        raise ValueError(f"unknown stage {name!r}; expected one of {sorted(STAGES)}")
+    session = _session(session)
+    s = STAGES[name]
+    return train_config(session.preset, task=s.task, weights=s.weights, init=s.init is not None,
+                        jitter=s.jitter, seed=seed, device=str(session.device))
+
+
+def _session(settings: Session | Preset | None) -> Session:
+    """The session to run with: given, else the current one (a bare preset replaces its preset)."""
+    if isinstance(settings, Preset):
+        return current().replace(preset=settings)
+    return settings or current()
+
+
+def _fingerprint(config: TrainConfig, volume: Volume, parent: TrainResult | None) -> dict:
+    """What a saved run must match to be reused: config, code version, data and its parent's."""
+    digest = hashlib.blake2b(volume.image.tobytes(), digest_size=16)
+    digest.update(volume.labels.tobytes())
+    config = {k: v for k, v in config.to_dict().items() if k != "device"}  # same run on any device
+    fp = {"config": config, "version": __version__, "data": f"{volume.name}{volume.shape}",
+          "digest": digest.hexdigest(), "init": parent.history["fingerprint"] if parent else None}
+    return json.loads(json.dumps(fp, default=str))
+
+
+def get_stage(name: str, session: Session | Preset | None = None, *, source: Volume | None = None,
+              seed: int = 0, retrain: bool = False) -> TrainResult:
+    """Return the trained model of stage ``name``, training it (and its parents) if needed.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`STAGES`.
+    session : Session, optional
+        Settings of :func:`emseg_tutorial.setup` (default: :func:`~emseg_tutorial.session.current`):
+        its preset sizes the run, its device trains, its data source gives the training volume,
+        its ``runs`` folder keeps the result, its ``progress`` shows bars. A bare preset is the
+        current session with that preset.
+    source : Volume, optional
+        Labelled training volume (default: the source's train split).
+    seed : int
+        Training seed.
+    retrain : bool
+        Train even when a matching saved run exists.
+    """
+    session = _session(session)
+    source = source if source is not None else load_domain("fibsem", session, "train")
+    config = stage_config(name, session, seed)
+    stage = STAGES[name]
+    parent = get_stage(stage.init, session, source=source, seed=seed) if stage.init else None
+    fingerprint = _fingerprint(config, source, parent)
+    path = Path(session.runs) / session.preset.name / f"{name}-seed{seed}.pt"
+    if path.is_file() and not retrain:
+        model, ckpt = load_checkpoint(path)
+        if ckpt.get("history", {}).get("fingerprint") == fingerprint:
+            return TrainResult(model=model, config=config, history=ckpt["history"])
+    run = train_supervised(source.image, source.labels, config, init=parent.model if parent else None,
+                           progress=session.progress)
+    run.history["fingerprint"] = fingerprint
+    run.history["stage"] = name
+    save_checkpoint(path, run.model, config=config.to_dict(), history=run.history)
+    return run
+
+
+def adapt_config(session: Session | Preset | None = None, method: str = "paper", seed: int = 0,
+                 **overrides) -> AdaptConfig:
+    """An :class:`~emseg_tutorial.adapt.AdaptConfig` sized by the session's preset, on its device."""
+    session = _session(session)
+    preset = session.preset
+    kwargs = dict(method=method, device=str(session.device), epochs=preset.adapt_epochs,
+                  steps_per_epoch=preset.adapt_steps_per_epoch,
+                  batch_size=preset.batch_size, patch=preset.patch, seed=seed,
+                  discriminator=dict(preset.discriminator))
+    kwargs.update(overrides)
+    return AdaptConfig(**kwargs)
+
+
+def run_adaptation(session: Session | Preset | None = None, method: str = "paper", *, seed: int = 0,
+                   **overrides) -> AdaptResult:
+    """Adapt M3 to the target twin and score every epoch on the held-out target volume.
+
+    The U-Net adapts on the target's *train* split (images only). The *test* split's labels
+    score it after each epoch and are read nowhere else; the source's test split measures how
+    far the network drifts from the source.
+    """
+    session = _session(session)
+    m3 = get_stage("m3", session)
+    source = load_domain("fibsem", session, "train")
+    target = load_domain("snemi", session, "train")
+    config = adapt_config(session, method, seed, **overrides)
+    return adapt(m3.model, source.labels, target.image, config, source_image=source.image,
+                 source_val=load_domain("fibsem", session, "test"),
+                 target_eval=load_domain("snemi", session, "test"), progress=session.progress)
+
+

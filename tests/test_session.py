@@ -1,0 +1,82 @@
+"""The session is the one reader of EMSEG_* and what it says is what loads and trains."""
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+
+import emseg_tutorial
+from emseg_tutorial.data import load_domain, sources
+from emseg_tutorial.paper import stages
+from emseg_tutorial.session import current, from_env, setup
+
+PACKAGE = Path(emseg_tutorial.__file__).parent
+
+
+def test_setup_data_governs_what_loads(monkeypatch):
+    monkeypatch.setenv("EMSEG_DATA", "synthetic")
+    calls = []
+    import emseg_tutorial.data.real as real
+
+    monkeypatch.setattr(real, "load_real_domain", lambda domain, *a, **k: calls.append(domain) or "real volume")
+    session = setup(preset="ci", data="real", device="cpu", verbose=False)
+    assert load_domain("fibsem", session) == "real volume" and calls == ["fibsem"]
+    assert "**real data**" in sources.describe_source(session)
+    twins = setup(preset="ci", data="synthetic", device="cpu", verbose=False)
+    assert load_domain("fibsem", twins).shape == twins.preset.source_shape and calls == ["fibsem"]
+
+
+def test_setup_device_governs_where_stages_train(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)     # a GPU "is there"...
+    session = setup(preset="ci", device="cpu", verbose=False)         # ...but the user asked for the CPU
+    assert stages.stage_config("m1", session).device == "cpu"
+    assert stages.adapt_config(session).device == "cpu"
+    assert current() is session
+    assert stages.stage_config("m1").device == "cpu"                  # default: the current session
+
+
+def test_setup_preset_governs_sizes():
+    session = setup(preset="ci", device="cpu", verbose=False)
+    assert stages.stage_config("m1", session).patch == session.preset.patch
+    assert load_domain("snemi", session, "test").shape == session.preset.target_shape
+
+
+def test_environment_fills_what_arguments_leave_open(monkeypatch, tmp_path):
+    monkeypatch.setenv("EMSEG_DEVICE", "cpu")
+    monkeypatch.setenv("EMSEG_RUNS", str(tmp_path))
+    monkeypatch.setenv("EMSEG_PROGRESS", "0")
+    monkeypatch.setenv("EMSEG_WIDGETS", "static")
+    s = from_env(preset="ci")
+    assert (s.device.type, s.runs, s.progress, s.widgets) == ("cpu", tmp_path, False, "static")
+    monkeypatch.setenv("EMSEG_DEVICE", "bogus")
+    with pytest.raises(ValueError, match="EMSEG_DEVICE.*bogus|bogus.*EMSEG_DEVICE"):
+        from_env(preset="ci")
+    with pytest.raises(ValueError, match="argument"):
+        from_env(preset="ci", device="nonsense")
+
+
+def _env_reads(tree: ast.AST) -> list[int]:
+    """Lines that read os.environ / os.getenv with an EMSEG_ name (or any name through a constant)."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_session_reads_the_environment():
+    offenders = {}
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        if path.name == "session.py" or "EMSEG_" not in text:
+            continue
+        # doctests may set variables for their own example; code may not read them
+        code = ast.parse(text)
+        for node in ast.walk(code):
+            if isinstance(node, (ast.FunctionDef, ast.Module)) and ast.get_docstring(node):
+                node.body = node.body[1:]
+        reads = _env_reads(code)
+        if reads:
+            offenders[str(path.relative_to(PACKAGE))] = reads
+    assert not offenders, f"EMSEG_* read outside session.py: {offenders}"
