@@ -349,3 +349,23 @@ def test_bad_labels(fn, bad, error, match):
 def test_bad_parameters(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("scheme, make", [
+    ("entropy", entropy_weight_map),
+    ("distance", distance_weight_map),
+    ("distance:10", lambda x: distance_weight_map(x, ratio=10)),
+    ("ratio:5", lambda x: ratio_weight_map(x, 5)),
+    ("border", border_weight_map),
+])
+def test_weight_map_equals_the_public_functions(scheme, make, stack):
+    """weight_map calls the private cores directly: same defaults, same maps."""
+    np.testing.assert_array_equal(weight_map(stack, scheme), make(stack))
+
+
+def test_weight_map_refuses_bool_masks():
+    """weight_map takes label codes (labels.check_codes); the mask functions take bool too."""
+    mask = GOOD == 1
+    with pytest.raises(ValueError, match="labels: .*got dtype bool"):
+        weight_map(mask, "ratio:5")
+    assert ratio_weight_map(mask, 5).shape == mask.shape
