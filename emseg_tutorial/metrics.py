@@ -19,6 +19,13 @@ Three families of scores:
 
 :func:`evaluate` runs all three and returns a JSON-ready ``dict`` (``evaluate --json``).
 
+Inputs are checked once, by the public function they enter: class codes with
+:func:`emseg_tutorial.labels.check_codes` (the library's one label check: integers or
+whole-number floats in ``0..4``, not all ``0``), shape pairs with
+:func:`emseg_tutorial._validate.check_same_shape`. Errors are ``ValueError`` naming the
+argument. :func:`evaluate` calls the private cores behind the other functions, which check
+nothing.
+
 Examples
 --------
 >>> import numpy as np
@@ -43,6 +50,7 @@ from skimage.metrics import adapted_rand_error, variation_of_information
 from skimage.segmentation import relabel_sequential, watershed
 
 from . import labels as _labels
+from ._validate import check_same_shape, check_volume_array
 
 __all__ = [
     "confusion_matrix",
@@ -56,62 +64,34 @@ __all__ = [
     "evaluate",
 ]
 
-#: Highest class code any input may hold (the 4-class task's glia).
-MAX_CODE = max(_labels.MULTICLASS_NAMES)
-
 SEGMENTATION_METHODS = ("components", "watershed")
 
 
 # --------------------------------------------------------------------------------------
 # validation helpers
 # --------------------------------------------------------------------------------------
-def _check_ndim(array: np.ndarray, name: str) -> None:
-    if array.ndim not in (2, 3):
-        raise ValueError(
-            f"{name} must be 2D (Y, X) or 3D (Z, Y, X), got {array.ndim}D with shape "
-            f"{array.shape}"
-        )
-    if array.size == 0:
-        raise ValueError(f"{name} is empty (shape {array.shape})")
+def _check_codes_pair(
+    prediction: npt.ArrayLike, labels: npt.ArrayLike, max_code: int = _labels.MAX_CODE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays through :func:`~emseg_tutorial.labels.check_codes`, then the same shape."""
+    prediction = _labels.check_codes(prediction, "prediction", max_code=max_code)
+    labels = _labels.check_codes(labels, "labels", max_code=max_code)
+    check_same_shape(prediction, labels, "prediction", "labels")
+    return prediction, labels
 
 
-def _check_integer(array: np.ndarray, name: str, what: str = "class codes") -> None:
+def _check_instance_labels(array: npt.ArrayLike, name: str) -> np.ndarray:
+    """Instance labels (cell ids, not codes): a 2D/3D non-empty array of integers >= 0."""
+    array = np.asarray(array)
     if array.dtype.kind not in "iu":
         hint = ""
         if array.dtype.kind == "f":
             hint = " (cast with .astype(...) if the values are whole numbers)"
-        raise ValueError(f"{name} must hold integer {what}, got dtype {array.dtype}{hint}")
-
-
-def _check_codes(array: npt.ArrayLike, name: str, max_code: int, context: str = "") -> np.ndarray:
-    """Return ``array`` as an ndarray after checking dtype, ndim and code range."""
-    array = np.asarray(array)
-    _check_integer(array, name)
-    _check_ndim(array, name)
-    low, high = array.min(), array.max()
-    if low < 0 or high > max_code:
-        bad = np.unique(array[(array < 0) | (array > max_code)])
-        shown = ", ".join(str(int(v)) for v in bad[:5]) + (", ..." if bad.size > 5 else "")
-        raise ValueError(
-            f"{name} holds codes outside 0..{max_code}{context}: found {shown}"
-        )
+        raise ValueError(f"{name} must hold integer instance labels, got dtype {array.dtype}{hint}")
+    array = check_volume_array(array, name)
+    if array.min() < 0:
+        raise ValueError(f"{name} must hold non-negative labels, got {int(array.min())}")
     return array
-
-
-def _check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
-    if a.shape != b.shape:
-        raise ValueError(
-            f"{name_a} and {name_b} must have the same shape, got {a.shape} and {b.shape}"
-        )
-
-
-def _check_pair(
-    prediction: npt.ArrayLike, labels: npt.ArrayLike, max_code: int, context: str = ""
-) -> tuple[np.ndarray, np.ndarray]:
-    prediction = _check_codes(prediction, "prediction", max_code, context)
-    labels = _check_codes(labels, "labels", max_code, context)
-    _check_same_shape(prediction, labels, "prediction", "labels")
-    return prediction, labels
 
 
 def _check_task(task: str) -> dict[int, str]:
@@ -212,7 +192,12 @@ def confusion_matrix(
     if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 1:
         raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
     n = int(n_classes)
-    prediction, labels = _check_pair(prediction, labels, n, f" for n_classes={n}")
+    prediction, labels = _check_codes_pair(prediction, labels, n)
+    return _confusion_matrix(prediction, labels, n)
+
+
+def _confusion_matrix(prediction: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    """:func:`confusion_matrix` of checked codes ``0..n`` of one shape."""
     labelled = labels != 0
     true_index = labels[labelled].astype(np.int64) - 1
     predicted = prediction[labelled].astype(np.int64)
@@ -257,6 +242,11 @@ def jaccard_from_confusion(cm: npt.ArrayLike) -> np.ndarray:
         )
     if cm.dtype.kind not in "iuf" or (cm.size and cm.min() < 0):
         raise ValueError("confusion matrix must hold non-negative counts")
+    return _jaccard_from_confusion(cm)
+
+
+def _jaccard_from_confusion(cm: np.ndarray) -> np.ndarray:
+    """:func:`jaccard_from_confusion` of a checked ``(n, n)`` or ``(n, n + 1)`` count matrix."""
     n = cm.shape[0]
     cm = cm.astype(np.float64)
     tp = np.diagonal(cm[:, :n])
@@ -319,10 +309,10 @@ def jaccard_scores(
     {'boundary': 1.0, 'cytoplasm': 0.0, 'mitochondria': 0.5, 'glia': 1.0}
     """
     names = _check_task(task)
-    prediction, labels = _check_pair(prediction, labels, MAX_CODE)
+    prediction, labels = _check_codes_pair(prediction, labels)
     prediction = _labels.for_task(prediction, task)
     labels = _labels.for_task(labels, task)
-    iou = jaccard_from_confusion(confusion_matrix(prediction, labels, len(names)))
+    iou = _jaccard_from_confusion(_confusion_matrix(prediction, labels, len(names)))
     return {name: float(iou[code - 1]) for code, name in names.items()}
 
 
@@ -377,7 +367,12 @@ def boundary_scores(
     1.0
     """
     tolerance = _check_tolerance(tolerance)
-    prediction, labels = _check_pair(prediction, labels, MAX_CODE)
+    prediction, labels = _check_codes_pair(prediction, labels)
+    return _boundary_scores(prediction, labels, tolerance)
+
+
+def _boundary_scores(prediction: np.ndarray, labels: np.ndarray, tolerance: float) -> dict[str, float]:
+    """:func:`boundary_scores` of checked codes of one shape and a float ``tolerance >= 0``."""
     labelled = labels != _labels.UNLABELLED
     pred_b = (prediction == _labels.BOUNDARY) & labelled
     true_b = labels == _labels.BOUNDARY
@@ -488,8 +483,7 @@ def segment_from_boundary(
     if isinstance(min_size, bool) or not isinstance(min_size, numbers.Integral) or min_size < 0:
         raise ValueError(f"min_size must be an integer >= 0, got {min_size!r}")
 
-    array = np.asarray(boundary)
-    _check_ndim(array, "boundary")
+    array = check_volume_array(boundary, "boundary")
     if array.dtype == bool:
         mask = array
     elif array.dtype.kind in "iu":
@@ -500,14 +494,25 @@ def segment_from_boundary(
             )
         mask = array.astype(bool)
     elif array.dtype.kind == "f":
-        if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
-            raise ValueError("a boundary probability must be finite and within [0, 1]")
+        _check_probability(array)
         mask = array >= threshold
     else:
         raise ValueError(
             f"boundary must be a bool mask or float probabilities, got dtype {array.dtype}"
         )
+    return _segment_from_boundary(array, mask, method, min_size, connectivity)
 
+
+def _check_probability(array: np.ndarray) -> None:
+    if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
+        raise ValueError("a boundary probability must be finite and within [0, 1]")
+
+
+def _segment_from_boundary(
+    array: np.ndarray, mask: np.ndarray, method: str, min_size: int, connectivity: int
+) -> np.ndarray:
+    """:func:`segment_from_boundary` of a checked boundary ``array`` (bool, 0/1 or
+    probabilities in [0, 1]) and its bool ``mask``; checked ``method`` and ``min_size``."""
     structure = _plane_structure(array.ndim, connectivity)
     cells, _ = ndimage.label(~mask, structure=structure)
     if min_size > 1:
@@ -546,7 +551,11 @@ def true_segmentation_from_labels(labels: npt.ArrayLike, *, connectivity: int = 
     array([[1, 1, 0, 2],
            [0, 1, 0, 2]], dtype=int32)
     """
-    labels = _check_codes(labels, "labels", MAX_CODE)
+    return _true_segmentation_from_labels(_labels.check_codes(labels), connectivity)
+
+
+def _true_segmentation_from_labels(labels: np.ndarray, connectivity: int = 1) -> np.ndarray:
+    """:func:`true_segmentation_from_labels` of checked codes."""
     structure = _plane_structure(labels.ndim, connectivity)
     cells, _ = ndimage.label(labels >= _labels.NON_BOUNDARY, structure=structure)
     return cells.astype(np.int32, copy=False)
@@ -605,16 +614,16 @@ def instance_scores(
     >>> scores["adapted_rand_error"], scores["voi_split"], scores["voi_merge"]
     (0.5, 0.0, 1.0)
     """
-    pred = np.asarray(pred_segmentation)
-    true = np.asarray(true_segmentation)
-    for array, name in ((pred, "pred_segmentation"), (true, "true_segmentation")):
-        _check_integer(array, name, "instance labels")
-        _check_ndim(array, name)
-        if array.min() < 0:
-            raise ValueError(f"{name} must hold non-negative labels, got {int(array.min())}")
-    _check_same_shape(pred, true, "pred_segmentation", "true_segmentation")
-    ignore = [int(v) for v in ignore_labels]
+    pred = _check_instance_labels(pred_segmentation, "pred_segmentation")
+    true = _check_instance_labels(true_segmentation, "true_segmentation")
+    check_same_shape(pred, true, "pred_segmentation", "true_segmentation")
+    return _instance_scores(pred, true, [int(v) for v in ignore_labels], per_slice)
 
+
+def _instance_scores(
+    pred: np.ndarray, true: np.ndarray, ignore: list[int], per_slice: bool = True
+) -> dict[str, float]:
+    """:func:`instance_scores` of checked instance labels of one shape."""
     if pred.ndim == 3 and per_slice:
         pairs = list(zip(pred, true))
     else:
@@ -646,13 +655,16 @@ def _boundary_probability(
     if prob.dtype.kind != "f":
         raise ValueError(f"probabilities must be floats in [0, 1], got dtype {prob.dtype}")
     if prob.shape == shape:
-        return prob
-    if prob.shape == (n_classes, *shape):
-        return prob[_labels.BOUNDARY - 1]
-    raise ValueError(
-        f"probabilities must have the prediction's shape {shape} (boundary probability) "
-        f"or {(n_classes, *shape)} (one map per class, boundary first), got {prob.shape}"
-    )
+        pass
+    elif prob.shape == (n_classes, *shape):
+        prob = prob[_labels.BOUNDARY - 1]
+    else:
+        raise ValueError(
+            f"probabilities must have the prediction's shape {shape} (boundary probability) "
+            f"or {(n_classes, *shape)} (one map per class, boundary first), got {prob.shape}"
+        )
+    _check_probability(prob)
+    return prob
 
 
 def evaluate(
@@ -720,28 +732,31 @@ def evaluate(
     """
     names = _check_task(task)
     tolerance = _check_tolerance(tolerance)
-    prediction, labels = _check_pair(prediction, labels, MAX_CODE)
+    prediction, labels = _check_codes_pair(prediction, labels)
+    if probabilities is not None:
+        prob = _boundary_probability(probabilities, prediction.shape, len(names))
 
-    cm = confusion_matrix(
+    # from here on the inputs are checked: the private cores, no second check
+    cm = _confusion_matrix(
         _labels.for_task(prediction, task), _labels.for_task(labels, task), len(names)
     )
-    iou = jaccard_from_confusion(cm)
-    boundary = boundary_scores(prediction, labels, tolerance)
+    iou = _jaccard_from_confusion(cm)
+    boundary = _boundary_scores(prediction, labels, tolerance)
 
-    true_cells = true_segmentation_from_labels(labels)
+    true_cells = _true_segmentation_from_labels(labels)
     if probabilities is None:
         method = "components"
-        pred_cells = segment_from_boundary(prediction == _labels.BOUNDARY, method=method)
+        mask = prediction == _labels.BOUNDARY
+        pred_cells = _segment_from_boundary(mask, mask, method, 0, 1)
     else:
         method = "watershed"
-        prob = _boundary_probability(probabilities, prediction.shape, len(names))
-        pred_cells = segment_from_boundary(prob, method=method)
-    instances = instance_scores(pred_cells, true_cells, per_slice=per_slice)
+        pred_cells = _segment_from_boundary(prob, prob >= 0.5, method, 0, 1)
+    instances = _instance_scores(pred_cells, true_cells, [0], per_slice)
 
     result: dict[str, Any] = {
         "task": task,
         "jaccard": {name: _json_float(iou[code - 1]) for code, name in names.items()},
-        "mean_jaccard": _json_float(mean_jaccard(cm)),
+        "mean_jaccard": _json_float(_nan_mean(list(iou))),
     }
     result.update({key: _json_float(value) for key, value in boundary.items()})
     result.update({key: _json_float(value) for key, value in instances.items()})

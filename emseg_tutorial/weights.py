@@ -7,6 +7,13 @@ stack of independent 2D slices: every map is computed slice by slice with a ``(1
 footprint, so a 3D result is exactly the stack of the 2D results. Every map is ``float32`` of
 the input's shape, ``0`` on unlabelled pixels and ``> 0`` on every labelled pixel.
 
+Input checks run once, in the public functions: labels through
+:func:`emseg_tutorial.labels.check_codes` (the library's one label check; a boolean boundary
+mask where a function accepts one) and numbers through :func:`emseg_tutorial._validate.check_number`.
+Every error is an :class:`~emseg_tutorial._validate.InputError` (a ``ValueError``) naming the
+argument. The private ``_..._map`` cores behind them, which :func:`weight_map` calls directly,
+trust their arguments and check nothing.
+
 =================================  ==========================================================
 function                           weights
 =================================  ==========================================================
@@ -44,7 +51,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
 
-from .labels import BOUNDARY, UNLABELLED
+from ._validate import check_number, check_same_shape, check_volume_array
+from .labels import BOUNDARY, UNLABELLED, check_codes
 
 __all__ = [
     "label_entropy",
@@ -64,61 +72,18 @@ WEIGHT_SCHEMES = ("entropy", "distance", "ratio", "border", "none")
 
 
 # --------------------------------------------------------------------------------------
-# validation helpers
+# input checks (public functions only; the private cores trust their arguments)
 # --------------------------------------------------------------------------------------
-def _check_array(array: npt.ArrayLike, name: str) -> np.ndarray:
-    array = np.asarray(array)
-    if array.ndim not in (2, 3):
-        raise ValueError(
-            f"{name} must be 2D (Y, X) or 3D (Z, Y, X), got {array.ndim}D with shape {array.shape}"
-        )
-    if array.size == 0:
-        raise ValueError(f"{name} is empty (shape {array.shape})")
-    return array
-
-
-def _as_labels(labels: npt.ArrayLike, name: str = "labels") -> np.ndarray:
-    """Return ``labels`` as a non-negative integer array (bool becomes uint8)."""
-    labels = _check_array(labels, name)
-    kind = labels.dtype.kind
-    if kind == "b":
-        return labels.view(np.uint8)
-    if kind == "f":
-        if not np.isfinite(labels).all():
-            raise ValueError(f"{name} must hold integer class codes, found NaN or inf")
-        if (labels != np.round(labels)).any():
-            raise ValueError(
-                f"{name} must hold integer class codes, got dtype {labels.dtype} with "
-                "non-integer values"
-            )
-        if labels.min() < 0:
-            raise ValueError(f"{name} must hold class codes >= 0, found {labels.min():g}")
-        return labels.astype(np.min_scalar_type(int(labels.max())))
-    if kind not in "iu":
-        raise TypeError(f"{name} must be an integer array of class codes, got dtype {labels.dtype}")
-    if kind == "i" and labels.min() < 0:
-        raise ValueError(f"{name} must hold class codes >= 0, found {labels.min()}")
-    return labels
-
-
 def _boundary_masks(boundary: npt.ArrayLike, name: str = "boundary"
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """``(is_boundary, is_labelled)`` from a bool mask (all labelled) or codes (1 = boundary)."""
-    array = _check_array(boundary, name)
-    if array.dtype.kind == "b":
+    """Check ``boundary`` once; ``(is_boundary, is_labelled)`` from a bool mask (every pixel
+    labelled) or from label codes (:func:`~emseg_tutorial.labels.check_codes`; 1 = boundary)."""
+    array = np.asarray(boundary)
+    if array.dtype == bool:
+        array = check_volume_array(array, name)
         return array, np.ones(array.shape, dtype=bool)
-    codes = _as_labels(array, name)
+    codes = check_codes(array, name)
     return codes == BOUNDARY, codes != UNLABELLED
-
-
-def _check_number(value, name: str, *, minimum: float = 0.0, strict: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < minimum or (strict and value == minimum):
-        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return value
 
 
 def _check_size(size) -> int:
@@ -177,8 +142,8 @@ def label_entropy(labels: npt.ArrayLike, size: int = 5, *, ignore_label: int | N
     Parameters
     ----------
     labels : array_like of int, shape (Y, X) or (Z, Y, X)
-        Class codes (any non-negative integers; bool is read as 0/1). 3D input is processed
-        slice by slice.
+        Class codes ``0..4`` (integers or whole-number floats, checked by
+        :func:`~emseg_tutorial.labels.check_codes`). 3D input is processed slice by slice.
     size : int, optional
         Odd side of the square window centred on each pixel (the paper's 5).
     ignore_label : int, optional
@@ -221,11 +186,17 @@ def label_entropy(labels: npt.ArrayLike, size: int = 5, *, ignore_label: int | N
            [0.   , 0.918, 0.918, 0.   ],
            [0.   , 0.918, 0.918, 0.   ]], dtype=float32)
     """
-    labels = _as_labels(labels)
+    labels = check_codes(labels)
     size = _check_size(size)
     if ignore_label is not None and (isinstance(ignore_label, bool)
                                      or not isinstance(ignore_label, numbers.Integral)):
         raise TypeError(f"ignore_label must be an integer code or None, got {ignore_label!r}")
+    return _label_entropy(labels, size, ignore_label)
+
+
+def _label_entropy(labels: np.ndarray, size: int, ignore_label: int | None = None) -> np.ndarray:
+    """:func:`label_entropy` without checks: ``labels`` any 2D/3D array of non-negative
+    integers (codes or more), ``size`` an odd int >= 3, ``ignore_label`` an int or None."""
     vol = _as_3d(labels)
     _, ny, nx = vol.shape
     radius, area = size // 2, size * size
@@ -306,15 +277,24 @@ def entropy_weight_map(labels: npt.ArrayLike, size: int = 5, *, w_min: float = 1
            [1.  , 5.13, 5.13, 5.13, 1.  ],
            [1.  , 5.13, 5.13, 5.13, 1.  ]], dtype=float32)
     """
-    labels = _as_labels(labels)
+    labels = check_codes(labels)
     size = _check_size(size)
-    w_min = _check_number(w_min, "w_min")
-    scale = _check_number(scale, "scale", strict=False)
+    w_min = check_number(w_min, "w_min")
+    scale = check_number(scale, "scale", strict=False)
     if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 2:
         raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+    return _entropy_weight_map(labels, size, w_min=w_min, scale=scale, n_classes=int(n_classes),
+                               normalize=normalize)
+
+
+def _entropy_weight_map(codes: np.ndarray, size: int = 5, *, w_min: float = 1.0,
+                        scale: float = 9.0, n_classes: int = 4,
+                        normalize: bool = True) -> np.ndarray:
+    """:func:`entropy_weight_map` of checked ``codes`` (uint8 from ``check_codes``) and
+    checked numbers; same defaults."""
     h_max = math.log2(min(n_classes, size * size))
-    weights = w_min + (scale / h_max) * label_entropy(labels, size, ignore_label=UNLABELLED)
-    return _finish(weights, labels != UNLABELLED, normalize, labels.shape)
+    weights = w_min + (scale / h_max) * _label_entropy(codes, size, UNLABELLED)
+    return _finish(weights, codes != UNLABELLED, normalize, codes.shape)
 
 
 # --------------------------------------------------------------------------------------
@@ -352,7 +332,12 @@ def smoothed_distance_map(boundary: npt.ArrayLike, sigma: float = 10.0) -> np.nd
     array([0., 0., 1., 2., 1., 0., 0.], dtype=float32)
     """
     is_boundary, _ = _boundary_masks(boundary)
-    sigma = _check_number(sigma, "sigma", strict=False)
+    sigma = check_number(sigma, "sigma", strict=False)
+    return _smoothed_distance_map(is_boundary, sigma)
+
+
+def _smoothed_distance_map(is_boundary: np.ndarray, sigma: float) -> np.ndarray:
+    """:func:`smoothed_distance_map` of a checked 2D/3D bool mask and a float ``sigma >= 0``."""
     mask = _as_3d(is_boundary)
     distance = np.zeros(mask.shape, dtype=np.float32)
     for z, plane in enumerate(mask):
@@ -435,15 +420,25 @@ def distance_weight_map(boundary: npt.ArrayLike, sigma: float = 10.0, *, w_min: 
           dtype=float32)
     """
     is_boundary, labelled = _boundary_masks(boundary)
-    sigma = _check_number(sigma, "sigma")
-    w_min = _check_number(w_min, "w_min")
-    scale = _check_number(scale, "scale", strict=False)
-    smooth = _as_3d(smoothed_distance_map(is_boundary, sigma))
+    sigma = check_number(sigma, "sigma")
+    w_min = check_number(w_min, "w_min")
+    scale = check_number(scale, "scale", strict=False)
+    if ratio is not None:
+        ratio = check_number(ratio, "ratio")
+    return _distance_weight_map(is_boundary, labelled, sigma, w_min=w_min, scale=scale,
+                                ratio=ratio, normalize=normalize)
+
+
+def _distance_weight_map(is_boundary: np.ndarray, labelled: np.ndarray, sigma: float = 10.0, *,
+                         w_min: float = 1.0, scale: float = 9.0, ratio: float | None = None,
+                         normalize: bool = True) -> np.ndarray:
+    """:func:`distance_weight_map` of checked masks (from :func:`_boundary_masks`) and
+    checked numbers; same defaults."""
+    smooth = _as_3d(_smoothed_distance_map(is_boundary, sigma))
     peak = smooth.max(axis=(1, 2))
     weights = w_min + scale * smooth / np.where(peak > 0, peak, 1.0)[:, None, None]
     if ratio is not None:
-        weights = _apply_ratio(weights, _as_3d(is_boundary), _as_3d(labelled),
-                               _check_number(ratio, "ratio"))
+        weights = _apply_ratio(weights, _as_3d(is_boundary), _as_3d(labelled), ratio)
     return _finish(weights, labelled, normalize, is_boundary.shape)
 
 
@@ -480,7 +475,13 @@ def ratio_weight_map(boundary: npt.ArrayLike, ratio: float, *, normalize: bool =
     array([[0. , 2. , 0.5, 0.5]], dtype=float32)
     """
     is_boundary, labelled = _boundary_masks(boundary)
-    ratio = _check_number(ratio, "ratio")
+    ratio = check_number(ratio, "ratio")
+    return _ratio_weight_map(is_boundary, labelled, ratio, normalize=normalize)
+
+
+def _ratio_weight_map(is_boundary: np.ndarray, labelled: np.ndarray, ratio: float, *,
+                      normalize: bool = True) -> np.ndarray:
+    """:func:`ratio_weight_map` of checked masks and a checked ``ratio > 0``."""
     weights = np.where(is_boundary, np.float32(ratio), np.float32(1.0))
     return _finish(weights, labelled, normalize, is_boundary.shape)
 
@@ -601,9 +602,17 @@ def border_weight_map(labels: npt.ArrayLike, w0: float = 10.0, sigma: float = 5.
     >>> np.round(w[0], 2)  # d1 + d2 = 4, 3, 2, 2, 2, 3, 4
     array([2.35, 4.25, 7.07, 7.07, 7.07, 4.25, 2.35], dtype=float32)
     """
-    is_boundary, labelled = _boundary_masks(labels)
-    w0 = _check_number(w0, "w0", strict=False)
-    sigma = _check_number(sigma, "sigma")
+    is_boundary, labelled = _boundary_masks(labels, "labels")
+    w0 = check_number(w0, "w0", strict=False)
+    sigma = check_number(sigma, "sigma")
+    return _border_weight_map(is_boundary, labelled, w0, sigma, class_balance=class_balance,
+                              normalize=normalize)
+
+
+def _border_weight_map(is_boundary: np.ndarray, labelled: np.ndarray, w0: float = 10.0,
+                       sigma: float = 5.0, *, class_balance: bool = True,
+                       normalize: bool = True) -> np.ndarray:
+    """:func:`border_weight_map` of checked masks and checked numbers; same defaults."""
     b, lab = _as_3d(is_boundary), _as_3d(labelled)
     structure = np.zeros((3, 3, 3), dtype=bool)
     structure[1] = ndi.generate_binary_structure(2, 1)  # in-plane, 4-connected
@@ -646,11 +655,9 @@ def class_ratio(weights: npt.ArrayLike, boundary: npt.ArrayLike) -> float:
     >>> round(class_ratio(ratio_weight_map(labels, 5), labels), 6)
     5.0
     """
-    weights = _check_array(weights, "weights")
+    weights = check_volume_array(weights, "weights")
     is_boundary, labelled = _boundary_masks(boundary)
-    if weights.shape != is_boundary.shape:
-        raise ValueError(f"weights and boundary must have the same shape, got {weights.shape} "
-                         f"and {is_boundary.shape}")
+    check_same_shape(weights, is_boundary, "weights", "boundary")
     rest = labelled & ~is_boundary
     if not is_boundary.any() or not rest.any():
         return float("nan")
@@ -693,6 +700,8 @@ def weight_map(labels: npt.ArrayLike, scheme: str = "entropy") -> np.ndarray:
     :func:`distance_weight_map` (with ``ratio=R``),
     ``"ratio:R"`` :func:`ratio_weight_map`, ``"border"`` :func:`border_weight_map`,
     ``"none"`` 1 on every labelled pixel. All are normalised to mean 1 per slice.
+    ``labels`` are checked once, with :func:`~emseg_tutorial.labels.check_codes`, whatever
+    the scheme (so a bool mask is refused here: pass codes).
 
     Examples
     --------
@@ -701,13 +710,14 @@ def weight_map(labels: npt.ArrayLike, scheme: str = "entropy") -> np.ndarray:
     array([[0.  , 1.5 , 0.75, 0.75]], dtype=float32)
     """
     name, ratio = parse_weight_scheme(scheme)
+    codes = check_codes(labels)
     if name == "entropy":
-        return entropy_weight_map(labels)
+        return _entropy_weight_map(codes)
+    is_boundary, labelled = codes == BOUNDARY, codes != UNLABELLED
     if name == "distance":
-        return distance_weight_map(labels, ratio=ratio)
+        return _distance_weight_map(is_boundary, labelled, ratio=ratio)
     if name == "ratio":
-        return ratio_weight_map(labels, ratio)
+        return _ratio_weight_map(is_boundary, labelled, ratio)
     if name == "border":
-        return border_weight_map(labels)
-    labels = _as_labels(labels)
-    return (labels != UNLABELLED).astype(np.float32)
+        return _border_weight_map(is_boundary, labelled)
+    return labelled.astype(np.float32)

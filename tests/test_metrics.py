@@ -322,9 +322,14 @@ def test_evaluate_nan_becomes_none():
     assert result["jaccard"]["glia"] is None and result["jaccard"]["mitochondria"] is None
     assert result["mean_jaccard"] == 1.0
     json.dumps(result, allow_nan=False)
-    empty = metrics.evaluate(labels, np.zeros_like(labels), "boundary")
-    assert empty["mean_jaccard"] is None and empty["adapted_rand_error"] is None
+    walls = np.ones_like(labels)  # all boundary: no non-boundary class, no true cell to score
+    empty = metrics.evaluate(walls, walls, "boundary")
+    assert empty["jaccard"]["non-boundary"] is None and empty["adapted_rand_error"] is None
+    assert empty["mean_jaccard"] == 1.0
     json.dumps(empty, allow_nan=False)
+    # labels with no labelled pixel at all are refused (labels.check_codes): nothing to score
+    with pytest.raises(ValueError, match="labels: every pixel is 0"):
+        metrics.evaluate(labels, np.zeros_like(labels), "boundary")
 
 
 def test_evaluate_with_probabilities_uses_watershed():
@@ -344,23 +349,23 @@ GOOD = np.ones((4, 5), dtype=np.uint8)
 BAD_CALLS = {
     "shape mismatch": (
         lambda: metrics.evaluate(GOOD, np.ones((4, 6), np.uint8), "boundary"),
-        r"same shape.*\(4, 5\).*\(4, 6\)",
+        r"labels: shape \(4, 6\) does not match prediction's shape \(4, 5\)",
     ),
     "prediction code out of range": (
         lambda: metrics.evaluate(GOOD * 7, GOOD, "multiclass"),
-        r"prediction holds codes outside 0\.\.4.*7",
+        r"prediction: codes must be 0-4 .*found 7",
     ),
     "label code out of range": (
         lambda: metrics.confusion_matrix(GOOD, GOOD * 3, 2),
-        r"labels holds codes outside 0\.\.2.*3",
+        r"labels: codes must be 0-2 .*found 3",
     ),
     "negative code": (
         lambda: metrics.jaccard_scores(GOOD.astype(int) - 2, GOOD, "boundary"),
-        r"outside 0\.\.4.*-1",
+        r"prediction: codes must be 0-4 .*found -1",
     ),
     "wrong ndim 1D": (
         lambda: metrics.evaluate(np.ones(5, np.uint8), np.ones(5, np.uint8), "boundary"),
-        r"2D \(Y, X\) or 3D \(Z, Y, X\), got 1D",
+        r"prediction: expected a 2D \(Y, X\) or 3D \(Z, Y, X\) array, got 1D",
     ),
     "wrong ndim 4D": (
         lambda: metrics.boundary_scores(np.ones((1, 2, 3, 4), np.uint8), GOOD),
@@ -370,9 +375,13 @@ BAD_CALLS = {
         lambda: metrics.evaluate(GOOD, GOOD, "semantic"),
         r"unknown task 'semantic'",
     ),
-    "float predictions": (
-        lambda: metrics.evaluate(GOOD.astype(np.float32), GOOD, "boundary"),
-        r"prediction must hold integer class codes, got dtype float32",
+    "fractional float predictions": (
+        lambda: metrics.evaluate(GOOD + 0.5, GOOD, "boundary"),
+        r"prediction: label codes must be whole numbers, got non-integer values",
+    ),
+    "all-zero prediction": (
+        lambda: metrics.jaccard_scores(GOOD * 0, GOOD, "boundary"),
+        r"prediction: every pixel is 0",
     ),
     "negative tolerance": (
         lambda: metrics.boundary_scores(GOOD, GOOD, tolerance=-1),
@@ -422,3 +431,14 @@ def test_bad_input_raises_clear_value_error(case):
     call, message = BAD_CALLS[case]
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_whole_number_float_codes_are_accepted():
+    """Float codes without a fraction are label codes (labels.check_codes), as some tools write them."""
+    labels = cell_labels(shape=(2, 12, 12))
+    prediction = L.for_task(labels, "boundary")
+    expected = metrics.evaluate(prediction, labels, "boundary")
+    assert metrics.evaluate(prediction.astype(np.float32), labels, "boundary") == expected
+    assert metrics.evaluate(prediction, labels.astype(np.float64), "boundary") == expected
+    assert metrics.jaccard_scores(prediction.astype(np.float32), labels, "multiclass") == (
+        metrics.jaccard_scores(prediction, labels, "multiclass"))

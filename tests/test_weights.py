@@ -1,5 +1,9 @@
 """Tests of emseg_tutorial.weights: hand-checked values, skimage agreement, slice independence,
-and the errors for bad input."""
+and the errors for bad input.
+
+The public functions take label codes 0..4 (``labels.check_codes``); the entropy algorithm
+itself works for any non-negative integers, which the tests with more codes check on the
+private core ``W._label_entropy``."""
 
 import math
 
@@ -90,7 +94,9 @@ def test_entropy_wall_hand_values():
 def test_entropy_uniform_and_maximal():
     assert (label_entropy(np.full((9, 9), 3), 5) == 0).all()
     distinct = np.arange(25).reshape(5, 5)
-    assert label_entropy(distinct, 5)[2, 2] == pytest.approx(math.log2(25), abs=1e-5)
+    assert W._label_entropy(distinct, 5)[2, 2] == pytest.approx(math.log2(25), abs=1e-5)
+    with pytest.raises(ValueError, match="codes must be 0-4"):
+        label_entropy(distinct, 5)  # the public function takes label codes only
 
 
 @pytest.mark.parametrize("size", [3, 5, 7])
@@ -98,7 +104,9 @@ def test_entropy_uniform_and_maximal():
 def test_entropy_matches_skimage(size, n_codes):
     rng = np.random.default_rng(size * 10 + n_codes)
     labels = rng.integers(0, n_codes, (3, 37, 45)).astype(np.uint8)
-    ours = label_entropy(labels, size)
+    ours = W._label_entropy(labels, size)  # 9 codes: more than labels.check_codes allows
+    if n_codes <= 5:
+        np.testing.assert_array_equal(label_entropy(labels, size), ours)
     ref = np.stack([rank_entropy(s, np.ones((size, size), dtype=np.uint8)) for s in labels])
     r = size // 2
     np.testing.assert_allclose(ours[:, r:-r, r:-r], ref[:, r:-r, r:-r], atol=1e-5)
@@ -111,13 +119,15 @@ def test_entropy_many_codes_and_dtypes():
     labels = rng.permutation(256).reshape(16, 16).astype(np.uint8)
     labels = np.kron(labels, np.ones((2, 2), dtype=np.uint8))[:24, :20]
     ref = rank_entropy(labels, np.ones((5, 5), dtype=np.uint8))
-    np.testing.assert_allclose(label_entropy(labels), ref, atol=1e-5)
-    # codes beyond uint8, and bool / whole-number floats, give the same entropy
+    np.testing.assert_allclose(W._label_entropy(labels, 5), ref, atol=1e-5)
+    # codes beyond uint8 give the same entropy (the core; the public function takes 0..4)
     big = labels.astype(np.int64) * 1000 + 70_000
-    np.testing.assert_allclose(label_entropy(big), ref, atol=1e-5)
-    np.testing.assert_array_equal(label_entropy(labels.astype(np.float32)), label_entropy(labels))
-    mask = labels > 128
-    np.testing.assert_array_equal(label_entropy(mask), label_entropy(mask.astype(np.uint8)))
+    np.testing.assert_allclose(W._label_entropy(big, 5), ref, atol=1e-5)
+    # whole-number floats are label codes too; bool is not (labels.check_codes)
+    codes = labels % 5
+    np.testing.assert_array_equal(label_entropy(codes.astype(np.float32)), label_entropy(codes))
+    with pytest.raises(ValueError, match="whole numbers .* got dtype bool"):
+        label_entropy(labels > 128)
 
 
 def test_entropy_ignore_label():
@@ -130,7 +140,9 @@ def test_entropy_ignore_label():
     labels[2, 5] = 3
     ignored = label_entropy(labels, 5, ignore_label=0)
     assert ignored[2, 3] == pytest.approx(h2(1 / 15, 14 / 15), abs=1e-6)
-    assert (label_entropy(np.zeros((4, 4), np.uint8), 3, ignore_label=0) == 0).all()
+    assert (W._label_entropy(np.zeros((4, 4), np.uint8), 3, 0) == 0).all()
+    with pytest.raises(ValueError, match="every pixel is 0"):
+        label_entropy(np.zeros((4, 4), np.uint8), 3, ignore_label=0)
 
 
 # ------------------------------------------------------------------------------ entropy weights
@@ -306,8 +318,8 @@ GOOD = np.array([[1, 2, 2], [2, 1, 2], [2, 2, 1]], dtype=np.uint8)
     (np.zeros((0, 4), np.uint8), ValueError, "empty"),
     (np.array([[1.0, 2.5], [2.0, 1.0]]), ValueError, "non-integer"),
     (np.array([[1.0, np.nan], [2.0, 1.0]]), ValueError, "NaN"),
-    (np.array([[1, -1], [2, 1]]), ValueError, ">= 0"),
-    (np.array([["a", "b"], ["c", "d"]]), TypeError, "integer"),
+    (np.array([[1, -1], [2, 1]]), ValueError, "codes must be 0-4.*found -1"),
+    (np.array([["a", "b"], ["c", "d"]]), ValueError, "integer"),
 ])
 def test_bad_labels(fn, bad, error, match):
     with pytest.raises(error, match=match):
@@ -330,10 +342,30 @@ def test_bad_labels(fn, bad, error, match):
     (lambda: distance_weight_map(GOOD, w_min=-1), ValueError, "w_min"),
     (lambda: ratio_weight_map(GOOD, 0), ValueError, "ratio must be .* > 0"),
     (lambda: ratio_weight_map(GOOD, -3), ValueError, "ratio"),
-    (lambda: ratio_weight_map(GOOD, "10"), TypeError, "ratio must be a real number"),
+    (lambda: ratio_weight_map(GOOD, "10"), ValueError, "ratio must be a real number"),
     (lambda: border_weight_map(GOOD, sigma=0), ValueError, "sigma"),
     (lambda: border_weight_map(GOOD, w0=-1), ValueError, "w0"),
 ])
 def test_bad_parameters(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("scheme, make", [
+    ("entropy", entropy_weight_map),
+    ("distance", distance_weight_map),
+    ("distance:10", lambda x: distance_weight_map(x, ratio=10)),
+    ("ratio:5", lambda x: ratio_weight_map(x, 5)),
+    ("border", border_weight_map),
+])
+def test_weight_map_equals_the_public_functions(scheme, make, stack):
+    """weight_map calls the private cores directly: same defaults, same maps."""
+    np.testing.assert_array_equal(weight_map(stack, scheme), make(stack))
+
+
+def test_weight_map_refuses_bool_masks():
+    """weight_map takes label codes (labels.check_codes); the mask functions take bool too."""
+    mask = GOOD == 1
+    with pytest.raises(ValueError, match="labels: .*got dtype bool"):
+        weight_map(mask, "ratio:5")
+    assert ratio_weight_map(mask, 5).shape == mask.shape
