@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -66,6 +67,15 @@ def setup(seed: int = 0, preset: str | None = None, data: str | None = None,
         print(session.describe())
         show_markdown(describe_source(session.data))
     return session
+
+
+def widgets_static() -> bool:
+    """Whether ``EMSEG_WIDGETS=static`` asks for plain figures instead of parameter explorers.
+
+    ``make book`` sets it: the rendered page can only show a picture anyway. Read at each call,
+    so a notebook may change the variable between cells.
+    """
+    return os.environ.get("EMSEG_WIDGETS", "").strip().lower() == "static"
 
 
 def show_markdown(text: str) -> None:
