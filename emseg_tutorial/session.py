@@ -10,6 +10,7 @@ import torch
 from .devices import on_colab, pick_device, set_seed
 from .data.sources import describe_source
 from .presets import Preset, data_source, get_preset
+from .viz.common import use_book_style
 
 COLAB_GPU_HINT = ("On Colab, switch on a GPU with Runtime > Change runtime type > T4 GPU, "
                   "then Runtime > Restart session; the gpu preset then runs at paper scale.")
@@ -60,8 +61,6 @@ def setup(seed: int = 0, preset: str | None = None, data: str | None = None,
     """
     set_seed(seed)
     session = Session(preset=get_preset(preset), device=pick_device(device), data=data_source(data), seed=seed)
-    from .viz import use_book_style
-
     use_book_style()
     if verbose:
         print(session.describe())
