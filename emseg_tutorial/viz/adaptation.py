@@ -21,7 +21,17 @@ __all__ = ["adversarial_diagram", "adaptation_snapshots", "adaptation_diagnostic
 
 
 def adversarial_diagram(conditional: bool = False):
-    """A diagram of the paper's adversarial step (or, with ``conditional``, its future-work variant)."""
+    """A diagram of the paper's adversarial step (or, with ``conditional``, its future-work variant).
+
+    Parameters
+    ----------
+    conditional : bool, optional
+        Draw the conditional discriminator (image + label map pairs, mismatched-slice fakes).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     fig, ax = plt.subplots(figsize=(10, 3.8))
     ax.set_xlim(0, 10)
     ax.set_ylim(0, 4.6)
@@ -61,7 +71,23 @@ def adversarial_diagram(conditional: bool = False):
 
 
 def adaptation_snapshots(image: np.ndarray, truth: np.ndarray, snapshots: list[np.ndarray], crop: int | None = 160):
-    """The paper's Fig. 6: a target slice, its labels, and the boundary probability after each epoch."""
+    """The paper's Fig. 6: a target slice, its labels, and the boundary probability after each epoch.
+
+    Parameters
+    ----------
+    image : ndarray, (Y, X)
+        The target slice.
+    truth : ndarray of int, (Y, X)
+        Its boundary-task codes (shown for evaluation only).
+    snapshots : list of ndarray, each (Y, X)
+        Boundary probability before adaptation, then after each epoch.
+    crop : int or None, optional
+        Side of the top-left crop drawn; ``None`` draws whole slices.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     c = slice(0, crop) if crop else slice(None)
     n = len(snapshots) + 2
     fig, axes = plt.subplots(1, n, figsize=(2.4 * n, 2.7), squeeze=False)
@@ -84,6 +110,18 @@ def adaptation_diagnostics(history: dict, smooth: int = 10):
     Panels: discriminator accuracy on real and fake maps per step; predicted boundary fraction
     on the target against the source's; mean prediction entropy on the target; boundary
     Jaccard on source validation slices and, when available, on the held-out target labels.
+
+    Parameters
+    ----------
+    history : dict
+        ``history`` of an adversarial run: ``"train"`` (per-step ``step``, ``acc_real``,
+        ``acc_fake``) and ``"epochs"`` (per-epoch reports).
+    smooth : int, optional
+        Window of the moving average of the per-step accuracies.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     epochs = history["epochs"]
     e = [r["epoch"] for r in epochs]

@@ -32,7 +32,11 @@ LABEL_COLORS = {0: (0, 0, 0, 0), 1: "#ffb000", 2: "#1f9e89", 3: "#e7298a", 4: "#
 
 
 def use_book_style() -> None:
-    """Figure defaults for the book: readable fonts, no grid clutter, compact layout."""
+    """Figure defaults for the book: readable fonts, no grid clutter, compact layout.
+
+    Changes :data:`matplotlib.rcParams` for the whole session; :func:`emseg_tutorial.setup`
+    calls it.
+    """
     plt.rcParams.update({
         "figure.dpi": 100, "savefig.dpi": 120, "font.size": 10, "axes.titlesize": 11,
         "axes.spines.top": False, "axes.spines.right": False, "image.interpolation": "nearest",

@@ -24,7 +24,19 @@ __all__ = ["reslice", "show_domains", "neighbour_slices", "class_fraction_bars",
 
 
 def reslice(ax, volume: Volume, y: int | None = None, title: str | None = None) -> None:
-    """Draw the XZ plane at row ``y`` with z stretched to the physical voxel size."""
+    """Draw the XZ plane at row ``y`` with z stretched to the physical voxel size.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Where to draw.
+    volume : Volume
+        The stack; its ``anisotropy`` sets the aspect ratio.
+    y : int, optional
+        Row of the plane (default: the middle row).
+    title : str, optional
+        Title of ``ax``.
+    """
     y = volume.shape[1] // 2 if y is None else y
     aspect = volume.anisotropy or 1.0
     gray(ax, volume.image[:, y, :], aspect=aspect)
@@ -43,6 +55,12 @@ def show_domains(volumes: dict[str, Volume], z: int | None = None, task: str = "
         Title -> volume.
     z : int, optional
         Slice index (default: the middle slice of each volume).
+    task : {"multiclass", "boundary"}, optional
+        Label codes of the volumes' labels.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     fig, axes = plt.subplots(len(volumes), 3, figsize=(11, 3.7 * len(volumes)), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1, 1.3]})
@@ -63,6 +81,21 @@ def neighbour_slices(volume: Volume, z: int | None = None, count: int = 3, crop:
     """Consecutive slices of one crop side by side, membranes outlined from the labels.
 
     Shows how much walls move between neighbouring slices (little when isotropic).
+
+    Parameters
+    ----------
+    volume : Volume
+        The stack; without labels the slices are drawn bare.
+    z : int, optional
+        First slice (default: the middle one; moved down so that ``count`` slices fit).
+    count : int, optional
+        Number of consecutive slices.
+    crop : int, optional
+        Side of the top-left crop, in pixels.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     z = volume.shape[0] // 2 if z is None else z
     z = min(max(z, 0), volume.shape[0] - count)
@@ -77,7 +110,21 @@ def neighbour_slices(volume: Volume, z: int | None = None, count: int = 3, crop:
 
 
 def class_fraction_bars(volumes: dict[str, Volume], task: str = "multiclass", ax=None):
-    """Grouped bars of the fraction of labelled pixels in each class, one group per class."""
+    """Grouped bars of the fraction of labelled pixels in each class, one group per class.
+
+    Parameters
+    ----------
+    volumes : dict of str to Volume
+        Legend label -> volume.
+    task : {"multiclass", "boundary"}, optional
+        Label codes of the volumes' labels.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (default: a new figure).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     names = list(class_names(task).values())
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.2))
     width = 0.8 / max(len(volumes), 1)
@@ -96,6 +143,19 @@ def intensity_histograms(volumes: dict[str, Volume], ax=None, by_class: bool = T
 
     Overlap between the boundary and non-boundary curves of one domain shows how hard the
     pixels are to tell apart; the shift between domains is the intensity part of the gap.
+
+    Parameters
+    ----------
+    volumes : dict of str to Volume
+        Legend label -> volume.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (default: a new figure).
+    by_class : bool, optional
+        Separate curves for boundary (dashed) and other labelled pixels of labelled volumes.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 3.2))
     bins = np.arange(257)
@@ -115,7 +175,19 @@ def intensity_histograms(volumes: dict[str, Volume], ax=None, by_class: bool = T
 
 
 def slice_drift(volumes: dict[str, Volume], ax=None):
-    """Per-slice mean intensity (band: ± one standard deviation) against depth in nm."""
+    """Per-slice mean intensity (band: ± one standard deviation) against depth in nm.
+
+    Parameters
+    ----------
+    volumes : dict of str to Volume
+        Legend label -> volume.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (default: a new figure).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 3.2))
     for i, (title, v) in enumerate(volumes.items()):
         step = v.voxel_size[0] if v.voxel_size else 1.0

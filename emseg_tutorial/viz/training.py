@@ -34,6 +34,10 @@ def training_curves(histories: dict[str, dict], score: str = "mean_jaccard", smo
         Validation key to plot (``mean_jaccard``, ``boundary_jaccard``, ``boundary_f1``).
     smooth : int
         Window of the loss moving average, in steps.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 3.4))
     for i, (name, h) in enumerate(histories.items()):
@@ -48,7 +52,17 @@ def training_curves(histories: dict[str, dict], score: str = "mean_jaccard", smo
 
 
 def boundary_errors(ax, truth: np.ndarray, prediction: np.ndarray, title: str | None = None) -> None:
-    """Boundary agreement of one slice: hits white, misses (false negatives) blue, false alarms red."""
+    """Boundary agreement of one slice: hits white, misses (false negatives) blue, false alarms red.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Where to draw.
+    truth, prediction : ndarray of int, (Y, X)
+        Class codes (``1`` boundary); unlabelled pixels of ``truth`` (code 0) are grey.
+    title : str, optional
+        Title of ``ax``.
+    """
     t, p = truth == 1, prediction == 1
     rgb = np.zeros(t.shape + (3,), np.float32)
     rgb[t & p] = (1, 1, 1)
@@ -68,6 +82,25 @@ def prediction_panels(image: np.ndarray, truth: np.ndarray, predictions: dict[st
 
     With ``errors``, a second row shows each prediction's boundary hits (white), misses (blue)
     and false alarms (red).
+
+    Parameters
+    ----------
+    image : ndarray, (Y, X)
+        Intensities of the slice.
+    truth : ndarray of int, (Y, X)
+        Its class codes.
+    predictions : dict of str to ndarray, each (Y, X)
+        Model name -> predicted class codes of the slice.
+    task : {"multiclass", "boundary"}, optional
+        Label codes of ``truth`` and the predictions.
+    crop : int or None, optional
+        Side of the top-left crop drawn; ``None`` draws the whole slice.
+    errors : bool, optional
+        Add the row of boundary errors.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     c = slice(0, crop) if crop else slice(None)
     image, truth = image[c, c], truth[c, c]
@@ -91,7 +124,25 @@ def prediction_panels(image: np.ndarray, truth: np.ndarray, predictions: dict[st
 
 
 def score_bars(table, column: str, ax=None, reference: float | None = None, reference_label: str = "paper"):
-    """Horizontal bars of one score column of a results table (rows: models)."""
+    """Horizontal bars of one score column of a results table (rows: models).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per model (the index); scores in [0, 1].
+    column : str
+        The score to draw.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (default: a new figure).
+    reference : float, optional
+        A published value, drawn as a dashed line.
+    reference_label : str, optional
+        Text next to ``reference``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 0.45 * len(table) + 1))
     values = table[column].astype(float)
     bars = ax.barh(list(table.index)[::-1], values.values[::-1], color="C0")
