@@ -70,8 +70,6 @@ class Session:
         Your FIBSEM volume and labels, the real-data source when both are given.
     progress : bool
         Progress bars on long work.
-    widgets : {"interactive", "static"}
-        ``static`` draws the explorers as plain figures.
     """
 
     preset: Preset
@@ -83,7 +81,6 @@ class Session:
     fibsem_image: str | None = None
     fibsem_labels: str | None = None
     progress: bool = True
-    widgets: str = "interactive"
 
     def describe(self) -> str:
         """One paragraph for the notebook's first output."""
@@ -127,10 +124,7 @@ def _data_source(value: str | None) -> str:
 
 
 def _widgets(value: str | None) -> str:
-    value = (value or "interactive").lower()
-    if value not in ("interactive", "static"):
-        raise ValueError(f"unknown widget mode {value!r}; expected 'interactive' or 'static'")
-    return value
+    return "static" if (value or "").lower() == "static" else "interactive"
 
 
 def from_env(seed: int = 0, preset: str | Preset | None = None, data: str | None = None,
@@ -140,15 +134,14 @@ def from_env(seed: int = 0, preset: str | Preset | None = None, data: str | None
     Raises
     ------
     ValueError
-        An unknown preset, data source, widget mode or device, naming the argument or variable.
+        An unknown preset, data source or device, naming the argument or variable.
     """
     preset = preset if isinstance(preset, Preset) else _setting(preset, "preset", get_preset)
     runs, cache = _env("runs"), _env("cache")
     return Session(preset=preset, device=_setting(device, "device", pick_device),
                    data=_setting(data, "data", _data_source), seed=seed, runs=Path(runs or "runs"),
                    cache=Path(cache) if cache else None, fibsem_image=_env("fibsem_image"),
-                   fibsem_labels=_env("fibsem_labels"), progress=_env("progress") != "0",
-                   widgets=_setting(None, "widgets", _widgets))
+                   fibsem_labels=_env("fibsem_labels"), progress=_env("progress") != "0")
 
 
 _CURRENT: list[Session] = []
@@ -190,6 +183,15 @@ def setup(seed: int = 0, preset: str | Preset | None = None, data: str | None = 
         print(session.describe())
         show_markdown(describe_source(session))
     return session
+
+
+def widgets_static() -> bool:
+    """Whether the explorers draw plain figures (``EMSEG_WIDGETS=static``) instead of sliders.
+
+    ``make book`` sets it: the rendered page can only show a picture anyway. Read at each call,
+    so a notebook may change the variable between cells.
+    """
+    return _setting(None, "widgets", _widgets) == "static"
 
 
 def show_markdown(text: str) -> None:

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pytest
 from matplotlib.figure import Figure
 
-from emseg_tutorial import widgets
+from emseg_tutorial.viz import widgets
 from emseg_tutorial.data.volume import Volume
 
 
@@ -112,13 +112,16 @@ def test_headless_python_draws_a_figure_without_blocking(tmp_path):
     import os
     import subprocess
 
-    code = ("from emseg_tutorial import widgets\n"
+    code = ("from emseg_tutorial.viz import widgets\n"
             "from emseg_tutorial.data.synthetic import make_volume\n"
             "v = make_volume('fibsem', (3, 48, 48))\n"
             "figs = [widgets.weight_map_explorer(v.labels, v.image), widgets.slice_browser(v),\n"
             "        widgets.ratio_weight_explorer(v.labels, v.image)]\n"
             "print(sorted({type(f).__name__ for f in figs}))\n")
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "MPLBACKEND", "WAYLAND_DISPLAY")}
+    # the package under test, not whichever copy the interpreter would find from tmp_path
+    root = os.path.abspath(os.path.join(os.path.dirname(widgets.__file__), "..", ".."))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -133,7 +136,7 @@ def test_headless_kernel_output_has_the_static_figure():
     pytest.importorskip("ipywidgets")
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(
-        "import numpy as np\nfrom emseg_tutorial import widgets\n"
+        "import numpy as np\nfrom emseg_tutorial.viz import widgets\n"
         "codes = np.full((32, 32), 2, np.uint8); codes[:, 15:17] = 1\n"
         "widgets.ratio_weight_explorer(codes)")]
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
@@ -146,11 +149,34 @@ def test_static_switch_draws_a_figure_even_in_a_kernel(monkeypatch):
     import matplotlib
 
     matplotlib.use("Agg")
-    from emseg_tutorial import widgets
     from emseg_tutorial.data.synthetic import make_volume
 
     v = make_volume("fibsem", (3, 48, 48))
     monkeypatch.setattr(widgets, "_in_kernel", lambda: True)
-    monkeypatch.setenv(widgets.STATIC_ENV, "static")
+    monkeypatch.setenv("EMSEG_WIDGETS", "static")
     assert type(widgets.weight_map_explorer(v.labels, v.image)).__name__ == "Figure"
     assert type(widgets.slice_browser(v)).__name__ == "Figure"
+    plt.close("all")
+
+
+def test_static_argument_overrides_the_environment(small, in_kernel, monkeypatch):
+    """``static=True`` draws a figure in a kernel; ``static=False`` keeps the widget under EMSEG_WIDGETS=static."""
+    import ipywidgets
+
+    monkeypatch.delenv("EMSEG_WIDGETS", raising=False)
+    assert isinstance(widgets.slice_browser(small, static=True), Figure)
+    assert isinstance(widgets.ratio_weight_explorer(small.labels, static=True), Figure)
+    monkeypatch.setenv("EMSEG_WIDGETS", " Static ")
+    assert isinstance(widgets.weight_map_explorer(small.labels, static=False), ipywidgets.Widget)
+    assert isinstance(widgets.slice_browser(small), Figure)  # None: the environment decides
+    plt.close("all")
+
+
+def test_the_session_is_the_one_reader_of_the_switch(monkeypatch):
+    from emseg_tutorial import session
+
+    monkeypatch.setenv("EMSEG_WIDGETS", "static")
+    assert session.widgets_static()
+    monkeypatch.setenv("EMSEG_WIDGETS", "live")
+    assert not session.widgets_static()
+    assert widgets.widgets_static is session.widgets_static

@@ -1,4 +1,8 @@
-"""Parameter explorers for the book: sliders in a live notebook, a plain figure elsewhere.
+"""Parameter explorers of chapters 1, 2 and 4: sliders in a live notebook, a plain figure elsewhere.
+
+:func:`slice_browser` walks through a volume (chapter 1, ``book/01_data.ipynb``),
+:func:`weight_map_explorer` redraws the weight maps (chapter 2, ``book/02_weight_maps.ipynb``),
+:func:`ratio_weight_explorer` the class-ratio weights (chapter 4, ``book/04_experiment2.ipynb``).
 
 Each explorer returns an :func:`ipywidgets.interactive` widget when ipywidgets is importable
 *and* the code runs in a Jupyter kernel; a notebook cell that ends with the call displays it,
@@ -11,8 +15,9 @@ of the figure at the default settings: a viewer without widget support shows tha
 the book's ``_config.yml`` ranks the PNG above the widget view so the rendered page shows it.
 Nothing here waits for input: no ``input()``, no event loop, no blocking ``show``.
 
-``EMSEG_WIDGETS=static`` makes every explorer draw its plain figure even in a kernel. ``make
-book`` sets it: the rendered page can only show the picture anyway, and a build that sends no
+``static=True``, or by default ``EMSEG_WIDGETS=static`` (read by
+:func:`emseg_tutorial.session.widgets_static`), makes an explorer draw its plain figure even in
+a kernel. ``make book`` sets the variable: the rendered page can only show the picture anyway, and a build that sends no
 widget messages cannot meet nbclient's lost-idle-message hang after widget output
 (jupyter/nbclient#312), which once stalled a book build here.
 
@@ -29,21 +34,19 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from typing import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import viz
-from .data.volume import Volume
-from .labels import BOUNDARY
-from .weights import ratio_weight_map
+from ..data.volume import Volume
+from ..labels import BOUNDARY
+from ..session import widgets_static
+from ..weights import ratio_weight_map
+from .common import LABEL_COLORS, label_legend, overlay
+from .weights import paper_weight_maps_figure
 
 __all__ = ["weight_map_explorer", "slice_browser", "ratio_weight_explorer"]
-
-#: environment variable: ``static`` draws plain figures even in a Jupyter kernel
-STATIC_ENV = "EMSEG_WIDGETS"
 
 
 def _in_kernel() -> bool:
@@ -56,18 +59,21 @@ def _in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def _explore(draw: Callable, **sliders: tuple[str, int, int, int, int]):
+def _explore(draw: Callable, static: bool | None, **sliders: tuple[str, int, int, int, int]):
     """``interactive(draw)`` with one integer slider per keyword, or ``draw`` at the defaults.
 
     Each slider is ``(description, min, max, step, default)``. The widget's function shows
-    the figure once and closes it, so figures neither pile up nor appear twice.
+    the figure once and closes it, so figures neither pile up nor appear twice. ``static``
+    (``None``: :func:`~emseg_tutorial.session.widgets_static`) draws the defaults even in a kernel.
     """
     defaults = {name: spec[4] for name, spec in sliders.items()}
     try:
         import ipywidgets
     except ImportError:
         return draw(**defaults)
-    if not _in_kernel() or os.environ.get(STATIC_ENV, "").strip().lower() == "static":
+    if static is None:
+        static = widgets_static()
+    if static or not _in_kernel():
         return draw(**defaults)
     from IPython.display import display
 
@@ -134,7 +140,8 @@ def _slice(array: np.ndarray, z: int | None, name: str) -> np.ndarray:
     return array[z]
 
 
-def weight_map_explorer(labels: np.ndarray, image: np.ndarray | None = None, z: int | None = None):
+def weight_map_explorer(labels: np.ndarray, image: np.ndarray | None = None, z: int | None = None, *,
+                        static: bool | None = None):
     """Sliders for the entropy window and the Gaussian σ, redrawing the paper's Fig. 3.
 
     Parameters
@@ -145,21 +152,24 @@ def weight_map_explorer(labels: np.ndarray, image: np.ndarray | None = None, z: 
         Intensities, drawn under the labels.
     z : int, optional
         Slice of a 3D volume (default: the middle one).
+    static : bool, optional
+        Draw the plain figure even in a kernel (default: whether ``EMSEG_WIDGETS=static``,
+        :func:`emseg_tutorial.session.widgets_static`).
 
     Returns
     -------
     ipywidgets.interactive or matplotlib.figure.Figure
         The widget (window side: odd, 3 to 15; σ: 1 to 20 pixels) in a Jupyter kernel with
         ipywidgets; otherwise the figure at the paper's settings (5 x 5, σ = 10), see
-        :func:`emseg_tutorial.viz.paper_weight_maps_figure`.
+        :func:`emseg_tutorial.viz.weights.paper_weight_maps_figure`.
     """
     lab = _slice(labels, z, "labels")
     img = None if image is None else _slice(image, z, "image")
-    return _explore(lambda size, sigma: viz.paper_weight_maps_figure(lab, img, size, sigma, ncols=2),
+    return _explore(lambda size, sigma: paper_weight_maps_figure(lab, img, size, sigma, ncols=2), static,
                     size=("entropy window", 3, 15, 2, 5), sigma=("Gaussian σ (pixels)", 1, 20, 1, 10))
 
 
-def slice_browser(volume: Volume, task: str = "multiclass"):
+def slice_browser(volume: Volume, task: str = "multiclass", *, static: bool | None = None):
     """A slider over z showing each slice of ``volume`` and the slice with its labels.
 
     Parameters
@@ -168,6 +178,9 @@ def slice_browser(volume: Volume, task: str = "multiclass"):
         Image stack, with or without labels.
     task : {"multiclass", "boundary"}, optional
         Label codes of ``volume.labels``.
+    static : bool, optional
+        Draw the plain figure even in a kernel (default: whether ``EMSEG_WIDGETS=static``,
+        :func:`emseg_tutorial.session.widgets_static`).
 
     Returns
     -------
@@ -176,20 +189,21 @@ def slice_browser(volume: Volume, task: str = "multiclass"):
     """
     def draw(z):
         fig, axes = plt.subplots(1, 2, figsize=(8, 4.4))
-        viz.overlay(axes[0], volume.image[z], np.zeros(volume.image[z].shape, np.uint8),  # bare image
+        overlay(axes[0], volume.image[z], np.zeros(volume.image[z].shape, np.uint8),  # bare image
                     title=f"{volume.name}: z = {z}")
         if volume.labels is None:
             axes[1].axis("off")
         else:
-            viz.overlay(axes[1], volume.image[z], volume.labels[z], task, title="labels")
-            viz.label_legend(axes[1], task)
+            overlay(axes[1], volume.image[z], volume.labels[z], task, title="labels")
+            label_legend(axes[1], task)
         return fig
 
     depth = volume.shape[0]
-    return _explore(draw, z=("slice z", 0, depth - 1, 1, depth // 2))
+    return _explore(draw, static, z=("slice z", 0, depth - 1, 1, depth // 2))
 
 
-def ratio_weight_explorer(boundary: np.ndarray, image: np.ndarray | None = None, z: int | None = None):
+def ratio_weight_explorer(boundary: np.ndarray, image: np.ndarray | None = None, z: int | None = None, *,
+                          static: bool | None = None):
     """A slider for the boundary : rest weight ratio of the paper's baselines (2:1, 5:1, 10:1).
 
     Parameters
@@ -200,6 +214,9 @@ def ratio_weight_explorer(boundary: np.ndarray, image: np.ndarray | None = None,
         Intensities, drawn under the boundary pixels.
     z : int, optional
         Slice of a 3D volume (default: the middle one).
+    static : bool, optional
+        Draw the plain figure even in a kernel (default: whether ``EMSEG_WIDGETS=static``,
+        :func:`emseg_tutorial.session.widgets_static`).
 
     Returns
     -------
@@ -232,7 +249,7 @@ def ratio_weight_explorer(boundary: np.ndarray, image: np.ndarray | None = None,
 
     def draw(ratio):
         fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.6), gridspec_kw={"width_ratios": [1, 1.15, 1.3]})
-        viz.overlay(axes[0], img if img is not None else np.zeros(lab.shape, np.uint8),
+        overlay(axes[0], img if img is not None else np.zeros(lab.shape, np.uint8),
                     np.where(lab == BOUNDARY, BOUNDARY, 0).astype(np.uint8), "boundary", title="slice")
         w = ratio_weight_map(lab, ratio)
         share = ratio * f / (ratio * f + 1 - f)
@@ -243,11 +260,11 @@ def ratio_weight_explorer(boundary: np.ndarray, image: np.ndarray | None = None,
         axes[2].plot(ratios, ratios * f / (ratios * f + 1 - f), color="0.3")
         axes[2].axhline(0.5, color="0.6", ls="--", lw=1)
         if f > 0:
-            axes[2].axvline((1 - f) / f, color=viz.LABEL_COLORS[1], ls=":", label=f"inverse frequency {(1 - f) / f:.1f}:1")
+            axes[2].axvline((1 - f) / f, color=LABEL_COLORS[1], ls=":", label=f"inverse frequency {(1 - f) / f:.1f}:1")
             axes[2].legend(fontsize=8, loc="lower right")
         axes[2].plot([ratio], [share], "o", color="k")
         axes[2].set(xlabel="boundary : rest weight", ylabel="walls' share of the loss", ylim=(0, 1),
                     title=f"walls get {share:.0%} of the loss (f = {f:.1%})")
         return fig
 
-    return _explore(draw, ratio=("boundary : rest", 1, 20, 1, 10))
+    return _explore(draw, static, ratio=("boundary : rest", 1, 20, 1, 10))

@@ -1,0 +1,201 @@
+"""Figures of chapter 1 (``book/01_data.ipynb``): the two domains, their slices, classes, intensities and drift.
+
+Examples
+--------
+>>> import matplotlib; matplotlib.use("Agg")
+>>> from emseg_tutorial.data.synthetic import make_volume
+>>> fig = show_domains({"FIBSEM twin": make_volume("fibsem", (4, 64, 64))})
+>>> len(fig.axes)
+3
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ..data.stats import slice_means, slice_stds
+from ..data.volume import Volume
+from ..labels import class_fractions, class_names
+from .common import LABEL_COLORS, gray, label_legend, overlay
+
+__all__ = ["reslice", "show_domains", "neighbour_slices", "class_fraction_bars", "intensity_histograms",
+           "slice_drift"]
+
+
+def reslice(ax, volume: Volume, y: int | None = None, title: str | None = None) -> None:
+    """Draw the XZ plane at row ``y`` with z stretched to the physical voxel size.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Where to draw.
+    volume : Volume
+        The stack; its ``anisotropy`` sets the aspect ratio.
+    y : int, optional
+        Row of the plane (default: the middle row).
+    title : str, optional
+        Title of ``ax``.
+    """
+    y = volume.shape[1] // 2 if y is None else y
+    aspect = volume.anisotropy or 1.0
+    gray(ax, volume.image[:, y, :], aspect=aspect)
+    ax.set_xlabel("x")
+    ax.set_ylabel("z")
+    if title:
+        ax.set_title(title)
+
+
+def show_domains(volumes: dict[str, Volume], z: int | None = None, task: str = "multiclass"):
+    """One row per volume: an XY slice, the same slice with labels, an XZ reslice.
+
+    Parameters
+    ----------
+    volumes : dict of str to Volume
+        Title -> volume.
+    z : int, optional
+        Slice index (default: the middle slice of each volume).
+    task : {"multiclass", "boundary"}, optional
+        Label codes of the volumes' labels.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, axes = plt.subplots(len(volumes), 3, figsize=(11, 3.7 * len(volumes)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1, 1.3]})
+    for row, (name, v) in zip(axes, volumes.items()):
+        k = v.shape[0] // 2 if z is None else min(z, v.shape[0] - 1)
+        gray(row[0], v.image[k])
+        row[0].set_title(f"{name}: XY slice {k}")
+        if v.labels is not None:
+            overlay(row[1], v.image[k], v.labels[k], task, title="labels")
+            label_legend(row[1], task)
+        else:
+            row[1].axis("off")
+        reslice(row[2], v, title=f"XZ reslice ({v.voxel_size[0]:g} nm z step)" if v.voxel_size else "XZ reslice")
+    return fig
+
+
+def neighbour_slices(volume: Volume, z: int | None = None, count: int = 3, crop: int = 96):
+    """Consecutive slices of one crop side by side, membranes outlined from the labels.
+
+    Shows how much walls move between neighbouring slices (little when isotropic).
+
+    Parameters
+    ----------
+    volume : Volume
+        The stack; without labels the slices are drawn bare.
+    z : int, optional
+        First slice (default: the middle one; moved down so that ``count`` slices fit).
+    count : int, optional
+        Number of consecutive slices.
+    crop : int, optional
+        Side of the top-left crop, in pixels.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    z = volume.shape[0] // 2 if z is None else z
+    z = min(max(z, 0), volume.shape[0] - count)
+    c = min(crop, volume.shape[1], volume.shape[2])
+    fig, axes = plt.subplots(1, count, figsize=(3.1 * count, 3.3), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        gray(ax, volume.image[z + i, :c, :c])
+        if volume.labels is not None:
+            ax.contour(volume.labels[z + i, :c, :c] == 1, levels=[0.5], colors=[LABEL_COLORS[1]], linewidths=0.6)
+        ax.set_title(f"{volume.name}: z={z + i}", fontsize=9)
+    return fig
+
+
+def class_fraction_bars(volumes: dict[str, Volume], task: str = "multiclass", ax=None):
+    """Grouped bars of the fraction of labelled pixels in each class, one group per class.
+
+    Parameters
+    ----------
+    volumes : dict of str to Volume
+        Legend label -> volume.
+    task : {"multiclass", "boundary"}, optional
+        Label codes of the volumes' labels.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (default: a new figure).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    names = list(class_names(task).values())
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.2))
+    width = 0.8 / max(len(volumes), 1)
+    for i, (title, v) in enumerate(volumes.items()):
+        fr = class_fractions(v.labels, task)
+        bars = ax.bar(np.arange(len(names)) + i * width, [100 * fr[n] for n in names], width, label=title)
+        ax.bar_label(bars, fmt="%.1f", fontsize=8)
+    ax.set_xticks(np.arange(len(names)) + width * (len(volumes) - 1) / 2, names)
+    ax.set_ylabel("% of labelled pixels")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def intensity_histograms(volumes: dict[str, Volume], ax=None, by_class: bool = True):
+    """Intensity histograms of each volume; with ``by_class``, boundary vs the rest separately.
+
+    Overlap between the boundary and non-boundary curves of one domain shows how hard the
+    pixels are to tell apart; the shift between domains is the intensity part of the gap.
+
+    Parameters
+    ----------
+    volumes : dict of str to Volume
+        Legend label -> volume.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (default: a new figure).
+    by_class : bool, optional
+        Separate curves for boundary (dashed) and other labelled pixels of labelled volumes.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 3.2))
+    bins = np.arange(257)
+    for i, (title, v) in enumerate(volumes.items()):
+        color = f"C{i}"
+        if by_class and v.labels is not None:
+            for mask, style, part in ((v.labels == 1, "--", "boundary"), (v.labels > 1, "-", "rest")):
+                h, _ = np.histogram(v.image[mask], bins=bins, density=True)
+                ax.plot(bins[:-1], h, style, color=color, label=f"{title}: {part}", lw=1.2)
+        else:
+            h, _ = np.histogram(v.image, bins=bins, density=True)
+            ax.plot(bins[:-1], h, color=color, label=title, lw=1.2)
+    ax.set_xlabel("intensity (uint8)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def slice_drift(volumes: dict[str, Volume], ax=None):
+    """Per-slice mean intensity (band: ± one standard deviation) against depth in nm.
+
+    Parameters
+    ----------
+    volumes : dict of str to Volume
+        Legend label -> volume.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (default: a new figure).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 3.2))
+    for i, (title, v) in enumerate(volumes.items()):
+        step = v.voxel_size[0] if v.voxel_size else 1.0
+        z = np.arange(v.shape[0]) * step
+        m, s = slice_means(v.image), slice_stds(v.image)
+        ax.plot(z, m, "-o", ms=2.5, color=f"C{i}", label=title)
+        ax.fill_between(z, m - s, m + s, color=f"C{i}", alpha=0.15)
+    ax.set_xlabel("depth (nm)")
+    ax.set_ylabel("slice mean intensity")
+    ax.legend(fontsize=8)
+    return fig

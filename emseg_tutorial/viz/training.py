@@ -1,0 +1,186 @@
+"""Figures of chapters 3 and 4 (``book/03_experiment1.ipynb``, ``book/04_experiment2.ipynb``):
+training curves, score bars, predictions and their boundary errors, the intensity jitter.
+
+Examples
+--------
+>>> import matplotlib; matplotlib.use("Agg")
+>>> truth = np.full((16, 16), 2, np.uint8); truth[:, 7] = 1
+>>> fig = prediction_panels(np.zeros((16, 16), np.uint8), truth, {"perfect": truth}, task="boundary")
+>>> [ax.get_title() for ax in fig.axes[:3]]
+['image', 'ground truth', 'perfect']
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ..data.patches import to_unit_range
+from .common import gray, label_legend, moving_average, overlay
+
+__all__ = ["training_curves", "boundary_errors", "prediction_panels", "score_bars", "jitter_examples"]
+
+
+def training_curves(histories: dict[str, dict], score: str = "mean_jaccard", smooth: int = 20):
+    """Training loss (moving average) and a validation score against the step, one line per run.
+
+    Parameters
+    ----------
+    histories : dict of str to dict
+        Run name -> ``TrainResult.history``.
+    score : str
+        Validation key to plot (``mean_jaccard``, ``boundary_jaccard``, ``boundary_f1``).
+    smooth : int
+        Window of the loss moving average, in steps.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 3.4))
+    for i, (name, h) in enumerate(histories.items()):
+        ax_loss.plot(h["train"]["step"], moving_average(h["train"]["loss"], smooth), color=f"C{i}", label=name, lw=1.2)
+        steps = [v["step"] for v in h.get("val", [])]
+        vals = [np.nan if v[score] is None else v[score] for v in h.get("val", [])]
+        ax_val.plot(steps, vals, "-o", ms=3, color=f"C{i}", label=name)
+    ax_loss.set(xlabel="step", ylabel=f"training loss ({smooth}-step mean)", yscale="log")
+    ax_val.set(xlabel="step", ylabel=f"validation {score.replace('_', ' ')}", ylim=(0, 1))
+    ax_val.legend(fontsize=8)
+    return fig
+
+
+def boundary_errors(ax, truth: np.ndarray, prediction: np.ndarray, title: str | None = None) -> None:
+    """Boundary agreement of one slice: hits white, misses (false negatives) blue, false alarms red.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Where to draw.
+    truth, prediction : ndarray of int, (Y, X)
+        Class codes (``1`` boundary); unlabelled pixels of ``truth`` (code 0) are grey.
+    title : str, optional
+        Title of ``ax``.
+    """
+    t, p = truth == 1, prediction == 1
+    rgb = np.zeros(t.shape + (3,), np.float32)
+    rgb[t & p] = (1, 1, 1)
+    rgb[t & ~p] = (0.2, 0.45, 1.0)
+    rgb[~t & p] = (1.0, 0.25, 0.2)
+    rgb[truth == 0] = (0.3, 0.3, 0.3)
+    ax.imshow(rgb)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def prediction_panels(image: np.ndarray, truth: np.ndarray, predictions: dict[str, np.ndarray],
+                      task: str = "multiclass", crop: int | None = 128, errors: bool = True):
+    """Image, ground truth and each model's prediction of one slice (optionally a top-left crop).
+
+    With ``errors``, a second row shows each prediction's boundary hits (white), misses (blue)
+    and false alarms (red).
+
+    Parameters
+    ----------
+    image : ndarray, (Y, X)
+        Intensities of the slice.
+    truth : ndarray of int, (Y, X)
+        Its class codes.
+    predictions : dict of str to ndarray, each (Y, X)
+        Model name -> predicted class codes of the slice.
+    task : {"multiclass", "boundary"}, optional
+        Label codes of ``truth`` and the predictions.
+    crop : int or None, optional
+        Side of the top-left crop drawn; ``None`` draws the whole slice.
+    errors : bool, optional
+        Add the row of boundary errors.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    c = slice(0, crop) if crop else slice(None)
+    image, truth = image[c, c], truth[c, c]
+    n = len(predictions) + 2
+    rows = 2 if errors else 1
+    fig, axes = plt.subplots(rows, n, figsize=(2.6 * n, 2.8 * rows), squeeze=False)
+    gray(axes[0, 0], image)
+    axes[0, 0].set_title("image", fontsize=9)
+    overlay(axes[0, 1], image, truth, task, alpha=0.55)
+    axes[0, 1].set_title("ground truth", fontsize=9)
+    for ax, (name, pred) in zip(axes[0, 2:], predictions.items()):
+        overlay(ax, image, pred[c, c], task, alpha=0.55)
+        ax.set_title(name, fontsize=9)
+    if errors:
+        axes[1, 0].axis("off")
+        boundary_errors(axes[1, 1], truth, truth, "boundary (truth)")
+        for ax, (name, pred) in zip(axes[1, 2:], predictions.items()):
+            boundary_errors(ax, truth, pred[c, c], f"{name}: errors")
+    label_legend(axes[0, 1], task, fontsize=7)
+    return fig
+
+
+def score_bars(table, column: str, ax=None, reference: float | None = None, reference_label: str = "paper"):
+    """Horizontal bars of one score column of a results table (rows: models).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per model (the index); scores in [0, 1].
+    column : str
+        The score to draw.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (default: a new figure).
+    reference : float, optional
+        A published value, drawn as a dashed line.
+    reference_label : str, optional
+        Text next to ``reference``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 0.45 * len(table) + 1))
+    values = table[column].astype(float)
+    bars = ax.barh(list(table.index)[::-1], values.values[::-1], color="C0")
+    ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    if reference is not None:
+        ax.axvline(reference, color="k", ls="--", lw=1)
+        ax.text(reference, len(table) - 0.4, f" {reference_label} {reference:g}", fontsize=8, va="bottom")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(column.replace("_", " "))
+    return fig
+
+
+def jitter_examples(patch: np.ndarray, jitter: Callable, n: int = 6, seed: int = 0):
+    """One image patch and ``n`` random jitters of it (the M2 -> M3 augmentation).
+
+    Parameters
+    ----------
+    patch : ndarray, (Y, X)
+        Image patch (any range; rescaled to [0, 1] first).
+    jitter : callable
+        ``jitter(batch, rng)`` on a ``(n, Y, X)`` batch in [0, 1], e.g.
+        :class:`~emseg_tutorial.data.augment.Jitter`.
+    n : int, optional
+        Number of jittered copies.
+    seed : int, optional
+        Seed of the random generator passed to ``jitter``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    rng = np.random.default_rng(seed)
+    unit = to_unit_range(patch)
+    out = jitter(np.repeat(unit[None], n, axis=0), rng)
+    fig, axes = plt.subplots(1, n + 1, figsize=(1.9 * (n + 1), 2.2))
+    for ax, img, title in zip(axes, [unit, *out], ["original"] + [f"jitter {i + 1}" for i in range(n)]):
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig

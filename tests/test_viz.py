@@ -1,0 +1,171 @@
+"""The figure package: one module per chapter, public names only across modules, no import cycle."""
+
+import ast
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+import emseg_tutorial
+from emseg_tutorial import viz
+
+PACKAGE = Path(emseg_tutorial.__file__).parent
+VIZ = PACKAGE / "viz"
+MODULES = sorted(p.stem for p in VIZ.glob("*.py") if p.stem != "__init__")
+CHAPTER_MODULES = [m for m in MODULES if m not in ("common", "widgets")]
+
+
+def parse(name: str) -> ast.Module:
+    return ast.parse((VIZ / f"{name}.py").read_text(), filename=f"viz/{name}.py")
+
+
+def is_package_import(node: ast.ImportFrom | ast.Import) -> bool:
+    """An import of emseg_tutorial or one of its modules (relative, or absolute by name)."""
+    if isinstance(node, ast.ImportFrom):
+        return node.level > 0 or (node.module or "").split(".")[0] == "emseg_tutorial"
+    return any(a.name.split(".")[0] == "emseg_tutorial" for a in node.names)
+
+
+def private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def test_the_modules_are_the_chapters():
+    assert set(MODULES) == {"common", "data", "weights", "training", "adaptation", "comparison", "widgets"}
+    assert set(viz.CHAPTER_MODULES) == set(MODULES) - {"widgets"}
+
+
+@pytest.mark.parametrize("name", [*MODULES, "__init__"])
+def test_no_private_imports_across_viz_modules(name):
+    """No ``from .x import _name``, no ``x._name`` on an imported module: only public names cross."""
+    tree = parse(name)
+    modules = set()  # names bound to imported package modules, e.g. `from . import common`
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and is_package_import(node):
+            for alias in node.names:
+                if private(alias.name.split(".")[-1]):
+                    bad.append(f"line {node.lineno}: imports {alias.name}")
+                if isinstance(node, ast.Import) or node.module is None:
+                    modules.add(alias.asname or alias.name.split(".")[0])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and private(node.attr):
+            base = node.value
+            while isinstance(base, ast.Attribute):
+                base = base.value
+            if isinstance(base, ast.Name) and base.id in modules:
+                bad.append(f"line {node.lineno}: uses {ast.unparse(node)}")
+    assert not bad, f"viz/{name}.py: {bad}"
+
+
+@pytest.mark.parametrize("name", [*MODULES, "__init__"])
+def test_no_function_level_imports_of_the_package(name):
+    """Imports of emseg_tutorial modules sit at the top of each module, where cycles show at once."""
+    bad = [f"{fn.name}, line {node.lineno}"
+           for fn in ast.walk(parse(name)) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+           for node in ast.walk(fn) if isinstance(node, (ast.Import, ast.ImportFrom)) and is_package_import(node)]
+    assert not bad, f"viz/{name}.py imports inside {bad}"
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_chapter_module_imports(name):
+    module = importlib.import_module(f"emseg_tutorial.viz.{name}")
+    assert Path(module.__file__).parent == VIZ  # this checkout's package, not another install
+    assert module.__doc__ and "chapter" in module.__doc__.lower()
+    for public in module.__all__:
+        obj = getattr(module, public)
+        if callable(obj):
+            assert obj.__module__ == module.__name__, f"{public} is re-exported, not defined, by {name}"
+            assert obj.__doc__, f"{name}.{public} has no docstring"
+
+
+def test_the_old_modules_are_gone():
+    for old in ("viz.py", "widgets.py", "comparison_figures.py"):
+        assert not (PACKAGE / old).exists()
+
+
+def test_every_exported_function_is_callable():
+    assert len(viz.__all__) == len(set(viz.__all__)), "two chapter modules export the same name"
+    for name in viz.__all__:
+        obj = getattr(viz, name)
+        if name == "widgets":
+            assert obj is importlib.import_module("emseg_tutorial.viz.widgets")
+        elif name == "LABEL_COLORS":
+            assert isinstance(obj, dict)
+        else:
+            assert callable(obj), name
+    exported = {n for m in viz.CHAPTER_MODULES for n in getattr(viz, m).__all__}
+    assert exported | {"widgets"} == set(viz.__all__)
+    assert {"show_domains", "weight_maps_figure", "training_curves", "adaptation_diagnostics",
+            "method_curves", "gray", "overlay"} <= exported
+
+
+def test_comparison_figures_do_not_import_the_comparison():
+    modules = [node.module or "" for node in ast.walk(parse("comparison"))
+               if isinstance(node, ast.ImportFrom) and is_package_import(node)]
+    assert not [m for m in modules if "comparison" in m], modules
+
+
+def test_common_and_chapters_do_not_import_the_session():
+    """Only the widgets read a setting of the session; the figures take everything as arguments."""
+    for name in [*MODULES, "__init__"]:
+        tree = parse(name)
+        imports_session = any(
+            isinstance(node, ast.ImportFrom) and is_package_import(node)
+            and ("session" in (node.module or "") or any(a.name == "session" for a in node.names))
+            for node in ast.walk(tree))
+        assert imports_session == (name == "widgets"), name
+
+
+@pytest.mark.parametrize("first", ["emseg_tutorial.viz.widgets", "emseg_tutorial.session",
+                                   "emseg_tutorial.viz.comparison"])
+def test_imports_in_a_fresh_interpreter(first):
+    """Whichever module a program imports first, no import cycle breaks it."""
+    code = (f"import importlib; importlib.import_module({first!r})\n"
+            "from emseg_tutorial import viz, session\n"
+            "assert viz.widgets.widgets_static is session.widgets_static\n")
+    env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE.parent), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+
+
+def fake_comparison():
+    """What the chapter-6 figures read of a ``Comparison``, and nothing more."""
+    labels = np.full((3, 24, 24), 2, np.uint8)
+    labels[:, :, 11:13] = 1
+
+    def run(name, seed):
+        epochs = [{"epoch": e, "target": {"boundary_jaccard": 0.4 + 0.1 * e}, "d_acc_real": 0.8,
+                   "d_acc_fake_mismatch": 0.3, "d_acc_fake_target": 0.9} for e in range(3)]
+        return SimpleNamespace(name=name, seed=seed, epochs=epochs, snapshots=[np.random.rand(24, 24)] * 2,
+                               last=2, scores=lambda e, epochs=epochs: epochs[e]["target"])
+
+    runs = [run("conditional", 0), run("conditional", 1), run("histmatch", None)]
+    return SimpleNamespace(
+        target_eval=SimpleNamespace(image=np.zeros((3, 24, 24), np.uint8), labels=labels),
+        snapshot_slice=1, source_only_snapshot=np.zeros((24, 24)),
+        source_only={"target": {"boundary_jaccard": 0.4}},
+        names=["conditional", "histmatch"], of=lambda n: [r for r in runs if r.name == n])
+
+
+def test_comparison_figures_take_plain_data_or_any_comparison_like_object():
+    comp = fake_comparison()
+    fig = viz.method_predictions(comp, crop=16)
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["target image", "labels (evaluation only)",
+                                                      "source only (M3)\nJ = 0.400"]
+    assert fig.axes[3].get_title() == "conditional\nJ = 0.600"
+    curves = {n: np.array([[e["target"]["boundary_jaccard"] for e in r.epochs] for r in comp.of(n)])
+              for n in comp.names}
+    fig = viz.method_curves(curves, reference=comp.source_only["target"]["boundary_jaccard"])
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "conditional", "histmatch", "source only (M3)"]
+    assert isinstance(viz.shortcut_figure(comp, names=("conditional",)), Figure)
+    plt.close("all")
