@@ -1,8 +1,9 @@
 """Volumes: synthetic twins, file I/O, streamed I/O, public datasets and the data-source switch."""
 
-from .io import VolumeError, read_image, read_labels, read_volume, write_volume
-from .registry import DATASETS, ChecksumError, DownloadError, fetch
-from .sources import DataSourceError, describe_source, load_domain, load_pair
+from .errors import ChecksumError, DataSourceError, DownloadError, VolumeError
+from .io import read_image, read_labels, read_volume, write_volume
+from .registry import DATASETS, fetch
+from .sources import describe_source, load_domain, load_pair
 from .stream import open_volume, open_writers
 from .synthetic import DOMAINS, make_volume
 from .volume import Volume

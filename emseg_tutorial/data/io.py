@@ -35,16 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import VolumeError
 from .volume import Volume
 
 MAX_CODE = 4
 TIFF_SUFFIXES = (".tif", ".tiff")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 SLICE_SUFFIXES = (".tif", ".tiff", ".png")
-
-
-class VolumeError(ValueError):
-    """A volume file is missing, unreadable or holds data that cannot be used."""
 
 
 # --------------------------------------------------------------------------- parsing specs
@@ -224,7 +221,7 @@ def check_labels(data: np.ndarray, name: str = "labels", max_code: int = MAX_COD
     >>> check_labels(np.array([[5]]))
     Traceback (most recent call last):
     ...
-    emseg_tutorial.data.io.VolumeError: labels: codes must be 0-4 (0 unlabelled, 1 boundary, 2 cytoplasm, 3 mitochondria, 4 glia); found 5
+    emseg_tutorial.data.errors.VolumeError: labels: codes must be 0-4 (0 unlabelled, 1 boundary, 2 cytoplasm, 3 mitochondria, 4 glia); found 5
     """
     data = check_image(data, name)
     if np.issubdtype(data.dtype, np.floating):

@@ -39,7 +39,9 @@ from skimage.segmentation import find_boundaries
 
 from ..labels import BOUNDARY, CYTOPLASM, GLIA, MITOCHONDRIA, UNLABELLED
 from ..presets import Preset, get_preset
-from .io import VolumeError, _import_h5py, _natural_key, read_volume
+from .errors import VolumeError
+from .io import _import_h5py, _natural_key, read_volume
+from .registry import DATASETS, fetch
 from .volume import Volume
 
 FIBSEM_ENV = "EMSEG_FIBSEM"
@@ -199,8 +201,6 @@ def _zip_stack(archive: zipfile.ZipFile, pattern: str, path: Path) -> tuple[np.n
 
 
 def _voxel(name: str) -> tuple[float, float, float]:
-    from .registry import DATASETS
-
     return DATASETS[name].voxel_size
 
 
@@ -406,8 +406,6 @@ def load_real_domain(domain: str, preset: Preset | None = None, split: str = "tr
     DownloadError
         A dataset is neither cached nor downloadable (one line: what to download, where to).
     """
-    from .registry import fetch
-
     preset = preset or get_preset()
     if domain == "fibsem":
         paths = fibsem_paths()

@@ -39,20 +39,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .sources import DataSourceError
+from .errors import ChecksumError, DownloadError
 
 CACHE_ENV = "EMSEG_CACHE"
 
-
-class DownloadError(DataSourceError):
-    """A dataset file is not in the cache and could not be downloaded (one-line message).
-
-    A :class:`~emseg_tutorial.data.sources.DataSourceError`, hence a ``RuntimeError``.
-    """
-
-
-class ChecksumError(DownloadError):
-    """A dataset file does not have the SHA256 checksum the registry expects (it was deleted)."""
 
 
 @dataclass(frozen=True)
@@ -359,7 +349,7 @@ def fetch(name: str, file: str | None = None, *, progress: bool = True) -> Path:
     >>> fetch("isbi2012")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    emseg_tutorial.data.registry.ChecksumError: isbi2012: .../isbi2012/isbi2012.h5 has sha256 ... but the registry expects 0e10fe909a1243084d91773470856993b7d40126a12e85f0f1345a7a9e512f29; the file was deleted; ...
+    emseg_tutorial.data.errors.ChecksumError: isbi2012: .../isbi2012/isbi2012.h5 has sha256 ... but the registry expects 0e10fe909a1243084d91773470856993b7d40126a12e85f0f1345a7a9e512f29; the file was deleted; ...
     >>> target.exists()
     False
     >>> _ = os.environ.pop("EMSEG_CACHE") if saved is None else os.environ.update(EMSEG_CACHE=saved)

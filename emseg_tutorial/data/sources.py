@@ -20,14 +20,11 @@ Examples
 from __future__ import annotations
 
 from ..presets import Preset, data_source, get_preset
+from .errors import DataSourceError  # noqa: F401 (re-exported: the error load_domain raises)
 from .synthetic import DOMAINS, make_volume
 from .volume import Volume
 
 SPLITS = ("train", "test")
-
-
-class DataSourceError(RuntimeError):
-    """The requested data source cannot provide the volume."""
 
 
 def split_seed(preset: Preset, split: str) -> int:
