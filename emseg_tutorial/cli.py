@@ -15,8 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-from .data.io import (VolumeError, check_output_spec, check_pair, read_image, read_labels, read_volume,
-                      write_volume)
+from .data.errors import VolumeError
+from .data.formats import (check_output_spec, check_pair, read_image, read_labels, read_volume,
+                           write_volume)
 from .data.sources import DataSourceError
 from .data.synthetic import DOMAINS, make_volume
 from .labels import TASKS
@@ -141,7 +142,7 @@ def add_predict(sub) -> None:
 
 
 def run_predict(args) -> None:
-    from .data.stream import open_volume
+    from .data.formats import open_volume
     from .devices import pick_device
     from .predict_stream import predict_file
     from .train import load_checkpoint

@@ -471,7 +471,7 @@ def adaptation_diagnostics(history: dict, smooth: int = 10):
 
 def jitter_examples(patch: np.ndarray, jitter, n: int = 6, seed: int = 0):
     """One image patch and ``n`` random jitters of it (the M2 -> M3 augmentation)."""
-    from .data.patches import to_unit_range
+    from .data.normalize import to_unit_range
 
     rng = np.random.default_rng(seed)
     unit = to_unit_range(patch)

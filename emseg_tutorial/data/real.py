@@ -40,7 +40,7 @@ from skimage.segmentation import find_boundaries
 from ..labels import BOUNDARY, CYTOPLASM, GLIA, MITOCHONDRIA, UNLABELLED
 from ..presets import Preset, get_preset
 from .errors import VolumeError
-from .io import _import_h5py, _natural_key, read_volume
+from .formats import natural_key, open_dataset, read_volume
 from .registry import DATASETS, fetch
 from .volume import Volume
 
@@ -187,7 +187,7 @@ def _imread_bytes(data: bytes, name: str) -> np.ndarray:
 
 def _zip_stack(archive: zipfile.ZipFile, pattern: str, path: Path) -> tuple[np.ndarray, list[str]]:
     """The images whose member name matches ``pattern`` (natural order), stacked along z."""
-    names = sorted((n for n in archive.namelist() if re.search(pattern, n)), key=lambda n: _natural_key(Path(n)))
+    names = sorted((n for n in archive.namelist() if re.search(pattern, n)), key=natural_key)
     if not names:
         raise VolumeError(f"{path}: no files matching {pattern!r} in the archive")
     slices = [np.squeeze(_imread_bytes(archive.read(n), n)) for n in names]
@@ -226,29 +226,15 @@ def load_vnc(path: str | os.PathLike) -> Volume:
 
 
 def _h5_read(path: Path, key: str, region: tuple[slice, ...] = ()) -> np.ndarray:
-    h5py = _import_h5py(path)
-    try:
-        with h5py.File(path, "r") as f:
-            if key not in f:
-                raise VolumeError(f"{path}: no dataset {key!r}")
-            return f[key][region] if region else f[key][()]
-    except VolumeError:
-        raise
-    except Exception as err:
-        raise VolumeError(f"{path}: cannot be read as HDF5 ({err.__class__.__name__}: {err})") from None
+    """Dataset ``key`` of an HDF5 file (only ``region``, a ``(z, y, x)`` hyperslab, when given)."""
+    with open_dataset(path, key) as vol:
+        return vol.read_region(*region) if region else vol.read_all()
 
 
 def _h5_shape(path: Path, key: str) -> tuple[int, ...]:
-    h5py = _import_h5py(path)
-    try:
-        with h5py.File(path, "r") as f:
-            if key not in f:
-                raise VolumeError(f"{path}: no dataset {key!r}")
-            return tuple(f[key].shape)
-    except VolumeError:
-        raise
-    except Exception as err:
-        raise VolumeError(f"{path}: cannot be read as HDF5 ({err.__class__.__name__}: {err})") from None
+    """``(Z, Y, X)`` of dataset ``key`` of an HDF5 file, read from its header."""
+    with open_dataset(path, key) as vol:
+        return vol.shape
 
 
 SNEMI_RAW, SNEMI_IDS = "volumes/raw", "volumes/labels/neuron_ids"
@@ -310,13 +296,13 @@ def load_fibsem(image: str | os.PathLike, labels: str | os.PathLike | None = Non
 
     The labels must already hold this project's codes (0 unlabelled, 1 boundary, 2 cytoplasm,
     3 mitochondria, 4 glia) and match the image's shape; every check is
-    :func:`~emseg_tutorial.data.io.read_volume`'s and raises a
-    :class:`~emseg_tutorial.data.io.VolumeError` naming the file.
+    :func:`~emseg_tutorial.data.formats.read_volume`'s and raises a
+    :class:`~emseg_tutorial.data.errors.VolumeError` naming the file.
 
     Examples
     --------
     >>> import os, tempfile
-    >>> from emseg_tutorial.data.io import write_volume
+    >>> from emseg_tutorial.data.formats import write_volume
     >>> d = tempfile.mkdtemp()
     >>> write_volume(os.path.join(d, "img.tif"), np.zeros((2, 8, 8), np.uint8), (10.0, 10.0, 10.0))
     >>> write_volume(os.path.join(d, "lab.tif"), np.full((2, 8, 8), 2, np.uint8))
