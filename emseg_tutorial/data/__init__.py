@@ -1,4 +1,4 @@
-"""Volumes: synthetic twins, file I/O, streamed I/O, public datasets and the data-source switch."""
+"""Volumes: synthetic twins, volume files, normalisation, public datasets and the data-source switch."""
 
 from .errors import ChecksumError, DataSourceError, DownloadError, VolumeError
 from .formats import open_volume, open_writers, read_image, read_labels, read_volume, write_volume
