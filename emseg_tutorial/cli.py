@@ -16,11 +16,11 @@ from typing import Callable
 import numpy as np
 
 from .adapt import ALL_METHODS, METHODS, run_method
+from .data.errors import VolumeError
+from .data.formats import (check_output_spec, check_pair, open_volume, read_image, read_labels, read_volume,
+                           write_volume)
 from .data.histmatch import match_to_source
-from .data.io import (VolumeError, check_output_spec, check_pair, read_image, read_labels, read_volume,
-                      write_volume)
 from .data.sources import DataSourceError
-from .data.stream import open_volume
 from .data.synthetic import DOMAINS, make_volume
 from .data.volume import Volume
 from .labels import TASKS

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from emseg_tutorial.cli import main
-from emseg_tutorial.data.io import write_volume
+from emseg_tutorial.data.formats import write_volume
 from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.models import PatchDiscriminator, UNet2d, build
 from emseg_tutorial.adapt import steps as adapt_module

@@ -184,7 +184,7 @@ def test_adabn_restores_exact_target_statistics():
     np.testing.assert_allclose(stats["mean"], 0, atol=1e-4)
     np.testing.assert_allclose(stats["var"], var / (var + eps), rtol=1e-4)
     # the first layer's statistics are those of its input, computed independently
-    from emseg_tutorial.data.patches import standardize, to_unit_range
+    from emseg_tutorial.data.normalize import standardize, to_unit_range
     x = torch.from_numpy(standardize(to_unit_range(target)))[:, None].double()
     conv = net.encoders[0][0] if hasattr(net, "encoders") else None
     if conv is not None:
@@ -237,7 +237,7 @@ def test_rank_normalize_equalises_histograms():
 
 @pytest.fixture()
 def cli_files(volumes, tmp_path, monkeypatch):
-    from emseg_tutorial.data.io import write_volume
+    from emseg_tutorial.data.formats import write_volume
     from emseg_tutorial.train import save_checkpoint
 
     monkeypatch.setenv("EMSEG_PRESET", "ci")
@@ -253,7 +253,7 @@ def test_cli_adapt_every_method(cli_files, method, capsys):
     import json
 
     from emseg_tutorial.cli import main
-    from emseg_tutorial.data.io import read_image
+    from emseg_tutorial.data.formats import read_image
     from emseg_tutorial.train import load_checkpoint
 
     p = cli_files

@@ -8,7 +8,7 @@ import tifffile
 import torch
 
 from emseg_tutorial.cli import main
-from emseg_tutorial.data.io import read_labels, write_volume
+from emseg_tutorial.data.formats import read_labels, write_volume
 from emseg_tutorial.models import UNet2d
 from emseg_tutorial.train import load_checkpoint
 

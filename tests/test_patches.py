@@ -4,8 +4,8 @@ image, labels and weights together."""
 import numpy as np
 import pytest
 
-from emseg_tutorial.data.patches import (PatchSampler, codes_to_index, standardize, to_unit_range,
-                                         volume_stats)
+from emseg_tutorial.data.normalize import standardize, to_unit_range, volume_stats
+from emseg_tutorial.data.patches import PatchSampler, codes_to_index
 
 
 def _blocky_labels(shape, seed=0, block=4):

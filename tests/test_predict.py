@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from emseg_tutorial.data.patches import standardize, to_unit_range
+from emseg_tutorial.data.normalize import standardize, to_unit_range
 from emseg_tutorial.models import UNet2d
 from emseg_tutorial.predict import predict_labels, predict_probabilities, probabilities_to_codes
 

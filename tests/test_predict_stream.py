@@ -9,12 +9,11 @@ import tifffile
 import torch
 
 from emseg_tutorial.cli import main
-from emseg_tutorial.data.io import VolumeError, read_image, read_labels, write_volume
-from emseg_tutorial.data.patches import to_unit_range, volume_stats
-from emseg_tutorial.data.stream import ArrayVolume, SliceWriter
+from emseg_tutorial.data.formats import ArrayVolume, SliceWriter, VolumeError, read_image, read_labels, write_volume
+from emseg_tutorial.data.normalize import Normalizer, intensity_limits, streaming_stats, to_unit_range, volume_stats
 from emseg_tutorial.models import UNet2d
 from emseg_tutorial.predict import predict_probabilities
-from emseg_tutorial.predict.stream import intensity_limits, predict_file, streaming_stats
+from emseg_tutorial.predict import predict_file
 from emseg_tutorial.train import save_checkpoint
 
 RNG = np.random.default_rng(0)
@@ -105,6 +104,20 @@ def test_float_images_use_the_same_limits_and_statistics():
     assert stream.limits == tuple(float(v) for v in np.percentile(image, [0.5, 99.5]))   # exact: small volume
     np.testing.assert_allclose((stream.mean, stream.std), volume_stats(to_unit_range(image)), rtol=1e-6)
     np.testing.assert_allclose(stream.unit(image), to_unit_range(image), atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_normalizer_in_memory_equals_streaming_and_inverts(dtype):
+    image = _image((4, 30, 26), dtype)
+    whole, stream = Normalizer.from_volume(image), streaming_stats(ArrayVolume(image))
+    assert whole.limits == stream.limits
+    np.testing.assert_allclose(whole.stats, stream.stats, rtol=1e-6)
+    block = image[1:3]
+    np.testing.assert_array_equal(whole.unit(block), stream.unit(block))
+    np.testing.assert_allclose(whole.to_unit(whole(block)), whole.unit(block), atol=1e-6)
+    np.testing.assert_allclose(whole.inverse_unit(stream(block)), stream.unit(block), atol=1e-6)
+    np.testing.assert_array_equal(whole.unit(image), to_unit_range(image))
+    assert whole.stats == volume_stats(to_unit_range(image))
 
 
 def test_float_volume_prediction_matches(tmp_path):

@@ -63,32 +63,34 @@ def test_entries_are_well_formed(name):
     assert d.title in text and d.citation in text and all(f.url in text for f in d.files)
 
 
-def test_cache_dir_from_environment(cache, monkeypatch):
-    assert cache_dir() == cache
-    assert cache_path("snemi3d", "snemi_test.h5") == cache / "snemi3d" / "snemi_test.h5"
+def test_cache_dir_from_the_session(cache, monkeypatch):
+    from emseg_tutorial.session import from_env
+
+    assert cache_dir(from_env().cache) == cache                      # EMSEG_CACHE, read by the session
+    assert cache_path("snemi3d", "snemi_test.h5", cache) == cache / "snemi3d" / "snemi_test.h5"
     monkeypatch.delenv(CACHE_ENV)
-    assert "emseg-tutorial" in str(cache_dir())
+    assert from_env().cache is None and "emseg-tutorial" in str(cache_dir())
 
 
 def test_unknown_dataset_or_file():
     with pytest.raises(ValueError, match="known datasets"):
-        fetch("nope")
+        fetch("nope", cache=cache)
     with pytest.raises(ValueError, match="snemi_train.h5"):
         cache_path("snemi3d", "missing.h5")
 
 
 def test_download_is_verified_and_cached(toy, cache, monkeypatch):
     calls = network(monkeypatch, body=CONTENT)
-    path = fetch("toy", progress=False)
+    path = fetch("toy", cache=cache, progress=False)
     assert path == cache / "toy" / "toy.bin" and path.read_bytes() == CONTENT
-    assert fetch("toy") == path and len(calls) == 1          # second call: from the cache
+    assert fetch("toy", cache=cache) == path and len(calls) == 1          # second call: from the cache
     assert [p.name for p in path.parent.iterdir()] == ["toy.bin"]
 
 
 def test_offline_is_one_clear_line_and_leaves_nothing(toy, cache, monkeypatch):
     network(monkeypatch, body=None)
     with pytest.raises(DownloadError) as info:
-        fetch("toy")
+        fetch("toy", cache=cache)
     msg = str(info.value)
     assert len(msg.splitlines()) == 1
     for part in ("toy", "https://example.org/toy.bin", str(cache / "toy" / "toy.bin"), CACHE_ENV, SHA,
@@ -102,7 +104,7 @@ def test_offline_is_one_clear_line_and_leaves_nothing(toy, cache, monkeypatch):
 def test_real_entry_offline_message_names_its_address(monkeypatch, cache):
     network(monkeypatch, body=None)
     with pytest.raises(DownloadError) as info:
-        fetch("snemi3d", "snemi_test.h5")
+        fetch("snemi3d", "snemi_test.h5", cache=cache)
     msg = str(info.value)
     assert msg.startswith("snemi3d:") and DATASETS["snemi3d"].files[1].url in msg
     assert str(cache / "snemi3d" / "snemi_test.h5") in msg and CACHE_ENV in msg
@@ -111,7 +113,7 @@ def test_real_entry_offline_message_names_its_address(monkeypatch, cache):
 def test_wrong_checksum_of_download_is_reported_and_removed(toy, cache, monkeypatch):
     network(monkeypatch, body=b"something else")
     with pytest.raises(ChecksumError) as info:
-        fetch("toy")
+        fetch("toy", cache=cache)
     msg = str(info.value)
     assert "toy.bin" in msg and SHA in msg and hashlib.sha256(b"something else").hexdigest() in msg
     assert len(msg.splitlines()) == 1
@@ -120,19 +122,19 @@ def test_wrong_checksum_of_download_is_reported_and_removed(toy, cache, monkeypa
 
 def test_hand_placed_file_is_accepted_without_network(toy, cache, monkeypatch):
     calls = network(monkeypatch, body=None)
-    target = cache_path("toy")
+    target = cache_path("toy", cache=cache)
     target.parent.mkdir(parents=True)
     target.write_bytes(CONTENT)
-    assert fetch("toy") == target and calls == []
+    assert fetch("toy", cache=cache) == target and calls == []
 
 
 def test_hand_placed_file_with_wrong_checksum_is_removed(toy, cache, monkeypatch):
     calls = network(monkeypatch, body=None)
-    target = cache_path("toy")
+    target = cache_path("toy", cache=cache)
     target.parent.mkdir(parents=True)
     target.write_bytes(b"corrupt")
     with pytest.raises(ChecksumError) as info:
-        fetch("toy")
+        fetch("toy", cache=cache)
     assert str(target) in str(info.value) and SHA in str(info.value)
     assert hashlib.sha256(b"corrupt").hexdigest() in str(info.value)
     assert not target.exists() and calls == []
@@ -142,7 +144,7 @@ def test_unknown_checksum_accepts_any_cached_file(monkeypatch, cache):
     entry = Dataset(name="loose", title="Loose", licence="?", citation="?", voxel_size=(1.0, 1.0, 1.0),
                     description="?", files=(RemoteFile("f.bin", "https://example.org/f", None, "unknown"),))
     monkeypatch.setitem(DATASETS, "loose", entry)
-    target = cache_path("loose")
+    target = cache_path("loose", cache=cache)
     target.parent.mkdir(parents=True)
     target.write_bytes(b"anything")
-    assert fetch("loose") == target
+    assert fetch("loose", cache=cache) == target

@@ -17,9 +17,7 @@ PACKAGE = Path(emseg_tutorial.__file__).parent
 def test_setup_data_governs_what_loads(monkeypatch):
     monkeypatch.setenv("EMSEG_DATA", "synthetic")
     calls = []
-    import emseg_tutorial.data.real as real
-
-    monkeypatch.setattr(real, "load_real_domain", lambda domain, *a, **k: calls.append(domain) or "real volume")
+    monkeypatch.setattr(sources, "load_real_domain", lambda domain, *a, **k: calls.append(domain) or "real volume")
     session = setup(preset="ci", data="real", device="cpu", verbose=False)
     assert load_domain("fibsem", session) == "real volume" and calls == ["fibsem"]
     assert "**real data**" in sources.describe_source(session)

@@ -32,8 +32,8 @@ import copy
 import numpy as np
 import torch
 
-from ..data.io import check_image
-from ..data.patches import standardize, to_unit_range
+from ..data.formats import check_image
+from ..data.normalize import standardize, to_unit_range
 from ..progress import progress as progress_bar
 
 

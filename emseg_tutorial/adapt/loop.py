@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from ..data.augment import Jitter
-from ..data.io import check_image, check_labels
+from ..data.formats import check_image, check_labels
 from ..data.patches import PatchSampler
 from ..data.volume import Volume
 from ..devices import pick_device, set_seed, use_amp

@@ -42,7 +42,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data.histmatch import rank_normalize
-from ..data.patches import PatchSampler, standardize
+from ..data.normalize import standardize
+from ..data.patches import PatchSampler
 from ..data.augment import Jitter
 from ..losses import bce_fake, bce_real, entropy_map, weighted_cross_entropy
 

@@ -1,7 +1,7 @@
 """From volumes to training batches: intensity scaling and random 2D patches with flips.
 
 The network sees each volume standardised by its own mean and standard deviation (computed
-once over the whole volume, after scaling to [0, 1]). Augmentations that change intensities
+once over the whole volume, after scaling to [0, 1]; :mod:`.normalize`). Augmentations that change intensities
 (the paper's jitter, :mod:`.augment`) act on the [0, 1] values *before* that standardisation,
 so a brighter or flatter patch stays brighter or flatter for the network.
 
@@ -23,33 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from .io import check_image
-
-
-def to_unit_range(image: np.ndarray) -> np.ndarray:
-    """Scale an image to float32 in [0, 1].
-
-    ``uint8`` is divided by 255. Anything else is scaled between its 0.5th and 99.5th
-    percentiles and clipped, which is robust to a few hot pixels.
-    """
-    image = np.asarray(image)
-    if image.dtype == np.uint8:
-        return image.astype(np.float32) / 255.0
-    lo, hi = (float(v) for v in np.percentile(image, [0.5, 99.5]))
-    if hi <= lo:
-        return np.zeros(image.shape, np.float32)
-    return np.clip((image.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
-
-
-def standardize(unit: np.ndarray, stats: tuple[float, float] | None = None) -> np.ndarray:
-    """``(unit - mean) / std`` with the volume's own statistics unless ``stats`` is given."""
-    mean, std = stats if stats is not None else volume_stats(unit)
-    return ((unit - mean) / std).astype(np.float32)
-
-
-def volume_stats(unit: np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation (at least 1e-3) of a [0, 1] volume."""
-    return float(unit.mean()), max(float(unit.std()), 1e-3)
+from .formats import check_image
+from .normalize import standardize, to_unit_range, volume_stats
 
 
 def codes_to_index(labels: np.ndarray) -> np.ndarray:

@@ -38,8 +38,10 @@ import numpy as np
 from skimage.segmentation import find_boundaries
 
 from ..labels import BOUNDARY, CYTOPLASM, GLIA, MITOCHONDRIA, UNLABELLED
-from ..presets import Preset, get_preset
-from .io import VolumeError, _import_h5py, _natural_key, read_volume
+from ..presets import Preset
+from .errors import VolumeError
+from .formats import natural_key, open_dataset, read_volume
+from .registry import DATASETS, fetch
 from .volume import Volume
 
 FIBSEM_ENV = "EMSEG_FIBSEM"
@@ -185,7 +187,7 @@ def _imread_bytes(data: bytes, name: str) -> np.ndarray:
 
 def _zip_stack(archive: zipfile.ZipFile, pattern: str, path: Path) -> tuple[np.ndarray, list[str]]:
     """The images whose member name matches ``pattern`` (natural order), stacked along z."""
-    names = sorted((n for n in archive.namelist() if re.search(pattern, n)), key=lambda n: _natural_key(Path(n)))
+    names = sorted((n for n in archive.namelist() if re.search(pattern, n)), key=natural_key)
     if not names:
         raise VolumeError(f"{path}: no files matching {pattern!r} in the archive")
     slices = [np.squeeze(_imread_bytes(archive.read(n), n)) for n in names]
@@ -199,8 +201,6 @@ def _zip_stack(archive: zipfile.ZipFile, pattern: str, path: Path) -> tuple[np.n
 
 
 def _voxel(name: str) -> tuple[float, float, float]:
-    from .registry import DATASETS
-
     return DATASETS[name].voxel_size
 
 
@@ -226,29 +226,15 @@ def load_vnc(path: str | os.PathLike) -> Volume:
 
 
 def _h5_read(path: Path, key: str, region: tuple[slice, ...] = ()) -> np.ndarray:
-    h5py = _import_h5py(path)
-    try:
-        with h5py.File(path, "r") as f:
-            if key not in f:
-                raise VolumeError(f"{path}: no dataset {key!r}")
-            return f[key][region] if region else f[key][()]
-    except VolumeError:
-        raise
-    except Exception as err:
-        raise VolumeError(f"{path}: cannot be read as HDF5 ({err.__class__.__name__}: {err})") from None
+    """Dataset ``key`` of an HDF5 file (only ``region``, a ``(z, y, x)`` hyperslab, when given)."""
+    with open_dataset(path, key) as vol:
+        return vol.read_region(*region) if region else vol.read_all()
 
 
 def _h5_shape(path: Path, key: str) -> tuple[int, ...]:
-    h5py = _import_h5py(path)
-    try:
-        with h5py.File(path, "r") as f:
-            if key not in f:
-                raise VolumeError(f"{path}: no dataset {key!r}")
-            return tuple(f[key].shape)
-    except VolumeError:
-        raise
-    except Exception as err:
-        raise VolumeError(f"{path}: cannot be read as HDF5 ({err.__class__.__name__}: {err})") from None
+    """``(Z, Y, X)`` of dataset ``key`` of an HDF5 file, read from its header."""
+    with open_dataset(path, key) as vol:
+        return vol.shape
 
 
 SNEMI_RAW, SNEMI_IDS = "volumes/raw", "volumes/labels/neuron_ids"
@@ -310,13 +296,13 @@ def load_fibsem(image: str | os.PathLike, labels: str | os.PathLike | None = Non
 
     The labels must already hold this project's codes (0 unlabelled, 1 boundary, 2 cytoplasm,
     3 mitochondria, 4 glia) and match the image's shape; every check is
-    :func:`~emseg_tutorial.data.io.read_volume`'s and raises a
-    :class:`~emseg_tutorial.data.io.VolumeError` naming the file.
+    :func:`~emseg_tutorial.data.formats.read_volume`'s and raises a
+    :class:`~emseg_tutorial.data.errors.VolumeError` naming the file.
 
     Examples
     --------
     >>> import os, tempfile
-    >>> from emseg_tutorial.data.io import write_volume
+    >>> from emseg_tutorial.data.formats import write_volume
     >>> d = tempfile.mkdtemp()
     >>> write_volume(os.path.join(d, "img.tif"), np.zeros((2, 8, 8), np.uint8), (10.0, 10.0, 10.0))
     >>> write_volume(os.path.join(d, "lab.tif"), np.full((2, 8, 8), 2, np.uint8))
@@ -372,13 +358,13 @@ def _crop(vol: Volume, region: tuple[slice, slice, slice]) -> Volume:
                   vol.voxel_size, vol.name)
 
 
-def fibsem_paths() -> tuple[str, str] | None:
-    """``(image, labels)`` from ``EMSEG_FIBSEM`` / ``EMSEG_FIBSEM_LABELS``, or None when unset.
+def fibsem_paths(image: str | None, labels: str | None) -> tuple[str, str] | None:
+    """``(image, labels)`` of the user's FIBSEM volume (the session's ``EMSEG_FIBSEM`` /
+    ``EMSEG_FIBSEM_LABELS``), or None when neither is given.
 
-    Raises ValueError when only one of the two is set (the source needs both).
+    Raises ValueError when only one of the two is given (the source needs both).
     """
-    image = os.environ.get(FIBSEM_ENV, "").strip()
-    labels = os.environ.get(FIBSEM_LABELS_ENV, "").strip()
+    image, labels = (image or "").strip(), (labels or "").strip()
     if not image and not labels:
         return None
     if not image or not labels:
@@ -388,11 +374,13 @@ def fibsem_paths() -> tuple[str, str] | None:
     return image, labels
 
 
-def load_real_domain(domain: str, preset: Preset | None = None, split: str = "train") -> Volume:
+def load_real_domain(domain: str, preset: Preset, split: str = "train", *, cache: str | os.PathLike | None = None,
+                     fibsem: tuple[str | None, str | None] = (None, None)) -> Volume:
     """The real volume of a domain for ``EMSEG_DATA=real``, split along z and cropped to the preset.
 
-    * ``"fibsem"``: the user's volume from ``EMSEG_FIBSEM`` + ``EMSEG_FIBSEM_LABELS`` when set,
-      else the VNC stack 1 stand-in (:func:`load_vnc`, downloaded once).
+    * ``"fibsem"``: the user's volume ``fibsem = (image, labels)`` (the session's
+      ``EMSEG_FIBSEM`` + ``EMSEG_FIBSEM_LABELS``) when given, else the VNC stack 1 stand-in
+      (:func:`load_vnc`, downloaded once into ``cache``).
     * ``"snemi"``: the SNEMI3D train stack with labels from its neuron ids (:func:`load_snemi`);
       the labels are used only to evaluate, as in the paper.
 
@@ -406,15 +394,12 @@ def load_real_domain(domain: str, preset: Preset | None = None, split: str = "tr
     DownloadError
         A dataset is neither cached nor downloadable (one line: what to download, where to).
     """
-    from .registry import fetch
-
-    preset = preset or get_preset()
     if domain == "fibsem":
-        paths = fibsem_paths()
-        vol = load_fibsem(*paths) if paths else load_vnc(fetch("vnc"))
+        paths = fibsem_paths(*fibsem)
+        vol = load_fibsem(*paths) if paths else load_vnc(fetch("vnc", cache=cache))
         return _crop(vol, crop_region(vol.shape, split, preset.source_shape))
     if domain == "snemi":
-        path = fetch("snemi3d", "snemi_train.h5")
+        path = fetch("snemi3d", "snemi_train.h5", cache=cache)
         region = crop_region(_h5_shape(path, SNEMI_RAW), split, preset.target_shape)
         return load_snemi(path, *region)
     raise ValueError(f"unknown domain {domain!r}; expected 'fibsem' or 'snemi'")

@@ -39,20 +39,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .sources import DataSourceError
+from .errors import ChecksumError, DownloadError
 
 CACHE_ENV = "EMSEG_CACHE"
 
-
-class DownloadError(DataSourceError):
-    """A dataset file is not in the cache and could not be downloaded (one-line message).
-
-    A :class:`~emseg_tutorial.data.sources.DataSourceError`, hence a ``RuntimeError``.
-    """
-
-
-class ChecksumError(DownloadError):
-    """A dataset file does not have the SHA256 checksum the registry expects (it was deleted)."""
 
 
 @dataclass(frozen=True)
@@ -246,11 +236,11 @@ DATASETS: dict[str, Dataset] = {
 # --------------------------------------------------------------------------- cache
 
 
-def cache_dir() -> Path:
-    """The cache folder: ``EMSEG_CACHE`` if set, else ``pooch.os_cache("emseg-tutorial")``."""
-    env = os.environ.get(CACHE_ENV, "").strip()
-    if env:
-        return Path(env).expanduser()
+def cache_dir(cache: str | os.PathLike | None = None) -> Path:
+    """The cache folder: ``cache`` if given (the session's, from ``EMSEG_CACHE``), else
+    ``pooch.os_cache("emseg-tutorial")``."""
+    if cache is not None and str(cache).strip():
+        return Path(cache).expanduser()
     import pooch
 
     return Path(pooch.os_cache("emseg-tutorial"))
@@ -264,7 +254,7 @@ def get_dataset(name: str) -> Dataset:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {sorted(DATASETS)}") from None
 
 
-def cache_path(name: str, file: str | None = None) -> Path:
+def cache_path(name: str, file: str | None = None, cache: str | os.PathLike | None = None) -> Path:
     """Where :func:`fetch` keeps (and looks for) a file: ``<cache>/<dataset>/<file>``.
 
     Examples
@@ -272,7 +262,7 @@ def cache_path(name: str, file: str | None = None) -> Path:
     >>> cache_path("snemi3d", "snemi_test.h5").relative_to(cache_dir()).parts
     ('snemi3d', 'snemi_test.h5')
     """
-    return cache_dir() / name / get_dataset(name).file(file).name
+    return cache_dir(cache) / name / get_dataset(name).file(file).name
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
@@ -319,7 +309,8 @@ def _reason(err: Exception) -> str:
     return f"{err.__class__.__name__}: {first}" if first else err.__class__.__name__
 
 
-def fetch(name: str, file: str | None = None, *, progress: bool = True) -> Path:
+def fetch(name: str, file: str | None = None, *, cache: str | os.PathLike | None = None,
+          progress: bool = True) -> Path:
     """Path of a dataset file in the cache, downloaded and checksum-verified when missing.
 
     Parameters
@@ -328,6 +319,8 @@ def fetch(name: str, file: str | None = None, *, progress: bool = True) -> Path:
         Registry key (see :data:`DATASETS`).
     file : str, optional
         File name within the dataset (default: its first file).
+    cache : str or path, optional
+        Cache folder (default: :func:`cache_dir`).
     progress : bool
         Show a download progress bar.
 
@@ -350,23 +343,21 @@ def fetch(name: str, file: str | None = None, *, progress: bool = True) -> Path:
     --------
     A file put in the cache by hand is checked without network access (a wrong one is deleted):
 
-    >>> import os, tempfile
-    >>> saved = os.environ.get("EMSEG_CACHE")
-    >>> os.environ["EMSEG_CACHE"] = tempfile.mkdtemp()
-    >>> target = cache_path("isbi2012")
+    >>> import tempfile
+    >>> cache = tempfile.mkdtemp()
+    >>> target = cache_path("isbi2012", cache=cache)
     >>> target.parent.mkdir(parents=True)
     >>> _ = target.write_bytes(b"not the real file")
-    >>> fetch("isbi2012")  # doctest: +ELLIPSIS
+    >>> fetch("isbi2012", cache=cache)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    emseg_tutorial.data.registry.ChecksumError: isbi2012: .../isbi2012/isbi2012.h5 has sha256 ... but the registry expects 0e10fe909a1243084d91773470856993b7d40126a12e85f0f1345a7a9e512f29; the file was deleted; ...
+    emseg_tutorial.data.errors.ChecksumError: isbi2012: .../isbi2012/isbi2012.h5 has sha256 ... but the registry expects 0e10fe909a1243084d91773470856993b7d40126a12e85f0f1345a7a9e512f29; the file was deleted; ...
     >>> target.exists()
     False
-    >>> _ = os.environ.pop("EMSEG_CACHE") if saved is None else os.environ.update(EMSEG_CACHE=saved)
     """
     entry = get_dataset(name)
     remote = entry.file(file)
-    target = cache_path(name, remote.name)
+    target = cache_path(name, remote.name, cache)
     if target.exists():
         if remote.sha256 is None:
             return target

@@ -24,19 +24,33 @@ Examples
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Union
+import os
+from typing import Protocol, Union
 
 from ..presets import Preset
+from .errors import DataSourceError  # noqa: F401 (re-exported: the error load_domain raises)
+from .real import FIBSEM_ENV, fibsem_paths, load_real_domain
+from .registry import DATASETS, cache_dir
 from .synthetic import DOMAINS, make_volume
 from .volume import Volume
 
-if TYPE_CHECKING:  # the session sits above this module; only its type is named here
-    from ..session import Session
-
 SPLITS = ("train", "test")
 DATA_SOURCES = ("synthetic", "real")
-#: What the loaders take: a session (its ``preset`` and ``data`` settings) or a bare preset (twins).
-Settings = Union["Session", Preset]
+
+
+class DataSettings(Protocol):
+    """What the loaders read of a :class:`~emseg_tutorial.session.Session` (the session sits
+    above this module, so it is described here rather than imported)."""
+
+    preset: Preset
+    data: str
+    cache: os.PathLike | None
+    fibsem_image: str | None
+    fibsem_labels: str | None
+
+
+#: What the loaders take: a session, or a bare preset (which means the synthetic twins).
+Settings = Union[DataSettings, Preset]
 
 
 def _preset_and_source(settings: Settings) -> tuple[Preset, str]:
@@ -45,10 +59,6 @@ def _preset_and_source(settings: Settings) -> tuple[Preset, str]:
     if not isinstance(getattr(settings, "preset", None), Preset):
         raise TypeError(f"expected a Session (emseg_tutorial.setup()) or a Preset, got {type(settings).__name__}")
     return settings.preset, settings.data
-
-
-class DataSourceError(RuntimeError):
-    """The requested data source cannot provide the volume."""
 
 
 def split_seed(preset: Preset, split: str) -> int:
@@ -80,9 +90,8 @@ def load_domain(domain: str, settings: Settings, split: str = "train") -> Volume
     if domain not in DOMAINS:
         raise ValueError(f"unknown domain {domain!r}; expected one of {DOMAINS}")
     if source == "real":
-        from .real import load_real_domain
-
-        return load_real_domain(domain, preset, split)
+        return load_real_domain(domain, preset, split, cache=settings.cache,
+                                fibsem=(settings.fibsem_image, settings.fibsem_labels))
     shape = preset.source_shape if domain == "fibsem" else preset.target_shape
     return make_volume(domain, shape, seed=split_seed(preset, split))
 
@@ -111,11 +120,9 @@ def describe_source(settings: Settings) -> str:
                 "SNEMI3D-like volume without glia whose labels serve only to evaluate. Both are drawn "
                 "from a seed (`emseg_tutorial.data.synthetic`), so everything runs offline; set "
                 "`EMSEG_DATA=real` to use the downloaded datasets instead.")
-    from .real import FIBSEM_ENV, fibsem_paths
-    from .registry import DATASETS, cache_dir
 
     try:
-        paths = fibsem_paths()
+        paths = fibsem_paths(settings.fibsem_image, settings.fibsem_labels)
     except ValueError as err:
         paths, problem = None, f" ({err})"
     else:
@@ -129,4 +136,4 @@ def describe_source(settings: Settings) -> str:
     return (f"The chapters use **real data** (`EMSEG_DATA=real`). Source: {src}. Target: {snemi.title}, "
             f"boundary labels from its neuron ids used only to evaluate (cite {snemi.citation}). The first "
             f"75 % of each stack's slices are the train split, the last 25 % the test split, each cropped to "
-            f"the preset's shape. Files are checksummed and cached in `{cache_dir()}` (`EMSEG_CACHE`).")
+            f"the preset's shape. Files are checksummed and cached in `{cache_dir(settings.cache)}` (`EMSEG_CACHE`).")

@@ -2,21 +2,22 @@
 
 :func:`predict_file` is what ``python -m emseg_tutorial predict`` runs. It makes three kinds
 of pass over the input, each reading one slice (or one batch of small slices) at a time
-through :func:`~emseg_tutorial.data.stream.open_volume`:
+through :func:`~emseg_tutorial.data.formats.open_volume`:
 
 1. **Intensity limits** (only for images that are not uint8): the 0.5th and 99.5th
-   percentiles that :func:`~emseg_tutorial.data.patches.to_unit_range` uses, computed from a
+   percentiles that :func:`~emseg_tutorial.data.normalize.to_unit_range` uses, computed from a
    sample of at most ``sample_budget`` voxels: every voxel when the volume is that small (then
    the limits are exactly the in-memory ones), else up to 64 evenly spaced slices subsampled
    with the same stride in y and x.
 2. **Mean and standard deviation** of the [0, 1] values over the *whole* volume, merged slice
    by slice in float64 (Chan et al.'s pairwise update), the statistics
-   :func:`~emseg_tutorial.data.patches.standardize` would compute in memory.
+   :func:`~emseg_tutorial.data.normalize.standardize` would compute in memory
+   (passes 1 and 2 are :func:`~emseg_tutorial.data.normalize.streaming_stats`).
 3. **Prediction**: each block is scaled and standardised with those numbers and passed to
    :func:`~emseg_tutorial.predict.predict_slices` (the same tiling, overlap and blending as the
    in-memory :func:`~emseg_tutorial.predict.predict_probabilities`); the label codes and, if
    asked, the probabilities are appended to the outputs
-   (:func:`~emseg_tutorial.data.stream.open_writers`: temporary files renamed at the end).
+   (:func:`~emseg_tutorial.data.formats.open_writers`: temporary files renamed at the end).
 
 The network is 2D, so a slice needs no neighbouring slices (no z halo); the halo of the
 tiles is their ``overlap`` within the slice. Memory therefore stays proportional to one
@@ -27,7 +28,7 @@ Examples
 --------
 >>> import os, tempfile
 >>> import numpy as np
->>> from emseg_tutorial.data.io import read_labels, write_volume
+>>> from emseg_tutorial.data.formats import read_labels, write_volume
 >>> from emseg_tutorial.models import UNet2d
 >>> folder = tempfile.mkdtemp()
 >>> image = np.random.default_rng(0).integers(0, 255, (3, 40, 40), dtype=np.uint8)
@@ -41,120 +42,16 @@ Examples
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from ..data.io import VolumeError, check_output_spec
-from ..data.stream import LazyVolume, open_volume, open_writers
-from .tiled import check_tiling, predict_slices, prepare_model, probabilities_to_codes, slices_per_step
+from ..data.formats import LazyVolume, check_output_spec, open_volume, open_writers
+from ..data.normalize import SAMPLE_BUDGET, Normalizer, streaming_stats
 from ..progress import progress as progress_bar
-
-#: Most voxels the percentile pass keeps in memory (16 Mi voxels: 16 MB for uint8 input).
-SAMPLE_BUDGET = 1 << 24
-
-
-@dataclass(frozen=True)
-class Normalizer:
-    """Scale raw intensities to [0, 1], then standardise: what the network saw in training.
-
-    ``limits`` is None for uint8 images (divided by 255), else the ``(lo, hi)`` intensities
-    mapped to 0 and 1 (clipped outside). ``mean`` and ``std`` are those of the [0, 1] volume.
-
-    Examples
-    --------
-    >>> Normalizer(None, 0.5, 0.25)(np.array([[[0, 255]]], np.uint8)).tolist()
-    [[[-2.0, 2.0]]]
-    """
-
-    limits: tuple[float, float] | None
-    mean: float
-    std: float
-
-    def unit(self, block: np.ndarray) -> np.ndarray:
-        """[0, 1] float32 values, as :func:`~emseg_tutorial.data.patches.to_unit_range`."""
-        if self.limits is None:
-            return block.astype(np.float32) / 255.0
-        lo, hi = self.limits
-        if hi <= lo:
-            return np.zeros(block.shape, np.float32)
-        return np.clip((block.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
-
-    def __call__(self, block: np.ndarray) -> np.ndarray:
-        return ((self.unit(block) - self.mean) / self.std).astype(np.float32)
-
-
-def _blocks(volume: LazyVolume, indices, progress: bool, desc: str):
-    for z in progress_bar(indices, desc=desc, unit="slice", enabled=progress):
-        block = volume.read(z, z + 1)
-        if np.issubdtype(block.dtype, np.floating) and not np.isfinite(block).all():
-            raise VolumeError(f"{volume.name}: slice {z} holds NaN or infinite values")
-        yield block
-
-
-def intensity_limits(volume: LazyVolume, sample_budget: int = SAMPLE_BUDGET,
-                     progress: bool = False) -> tuple[float, float] | None:
-    """The 0.5th and 99.5th percentiles of a volume (None for uint8), from a bounded sample.
-
-    Exact when the volume has at most ``sample_budget`` voxels; otherwise taken over up to 64
-    evenly spaced slices, each subsampled with the same stride ``s`` in y and x, ``s`` chosen
-    so that the sample has at most ``sample_budget`` voxels.
-
-    Examples
-    --------
-    >>> from emseg_tutorial.data.stream import ArrayVolume
-    >>> intensity_limits(ArrayVolume(np.arange(1000.0).reshape(10, 10, 10)))
-    (4.995, 994.005)
-    """
-    if volume.dtype == np.uint8:
-        return None
-    nz, ny, nx = volume.shape
-    if nz * ny * nx <= sample_budget:
-        indices, stride = range(nz), 1
-    else:
-        indices = np.unique(np.linspace(0, nz - 1, min(nz, 64)).round().astype(int)).tolist()
-        stride = max(1, math.ceil(math.sqrt(len(indices) * ny * nx / sample_budget)))
-    sample = np.concatenate([b[0, ::stride, ::stride].ravel()
-                             for b in _blocks(volume, indices, progress, "percentiles")])
-    lo, hi = (float(v) for v in np.percentile(sample, [0.5, 99.5]))
-    return lo, hi
-
-
-def streaming_stats(volume: LazyVolume, sample_budget: int = SAMPLE_BUDGET, progress: bool = False) -> Normalizer:
-    """The :class:`Normalizer` of a volume, computed reading one slice at a time.
-
-    Mean and variance of the [0, 1] values are merged slice by slice in float64 (the pairwise
-    update of Chan, Golub and LeVeque, 1979), so they match the whole-volume numbers of
-    :func:`~emseg_tutorial.data.patches.volume_stats` to float rounding; the standard
-    deviation has the same floor of 1e-3.
-
-    Examples
-    --------
-    >>> from emseg_tutorial.data.patches import to_unit_range, volume_stats
-    >>> from emseg_tutorial.data.stream import ArrayVolume
-    >>> img = np.random.default_rng(0).normal(100, 20, (4, 16, 16))
-    >>> norm = streaming_stats(ArrayVolume(img))
-    >>> np.allclose((norm.mean, norm.std), volume_stats(to_unit_range(img)))
-    True
-    """
-    limits = intensity_limits(volume, sample_budget, progress)
-    norm = Normalizer(limits, 0.0, 1.0)
-    count, mean, m2 = 0, 0.0, 0.0
-    for block in _blocks(volume, range(volume.shape[0]), progress, "statistics"):
-        unit = norm.unit(block)
-        n = unit.size
-        m = float(unit.mean(dtype=np.float64))
-        v = float(unit.var(dtype=np.float64)) * n
-        delta = m - mean
-        total = count + n
-        mean += delta * n / total
-        m2 += v + delta * delta * count * n / total
-        count = total
-    return Normalizer(limits, mean, max(math.sqrt(m2 / count), 1e-3))
+from .tiled import check_tiling, predict_slices, prepare_model, probabilities_to_codes, slices_per_step
 
 
 class StreamedPrediction(NamedTuple):
@@ -188,7 +85,7 @@ def predict_file(model: torch.nn.Module, image: str | os.PathLike | LazyVolume, 
         Progress bars over the passes.
     sample_budget : int
         Most voxels used to find the intensity limits of non-uint8 images (see
-        :func:`intensity_limits`).
+        :func:`~emseg_tutorial.data.normalize.intensity_limits`).
 
     Returns
     -------

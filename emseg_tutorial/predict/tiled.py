@@ -23,8 +23,8 @@ import copy
 import numpy as np
 import torch
 
-from ..data.io import check_image
-from ..data.patches import standardize, to_unit_range
+from ..data.formats import check_image
+from ..data.normalize import standardize, to_unit_range
 from ..devices import use_amp
 from ..progress import progress as progress_bar
 

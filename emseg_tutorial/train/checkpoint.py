@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.io import atomic_write
+from ..data.formats import atomic_write
 from ..models import arch_of, build
 
 

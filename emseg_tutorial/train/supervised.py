@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..data.augment import Jitter
-from ..data.io import check_labels, check_pair, check_image
+from ..data.formats import check_labels, check_pair, check_image
 from ..data.patches import PatchSampler
 from ..devices import pick_device, set_seed, use_amp
 from ..labels import for_task, num_classes, TASKS

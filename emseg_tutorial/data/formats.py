@@ -1,0 +1,901 @@
+"""Volume files: one lazy reader and one atomic block writer per format, and the checks.
+
+A volume is named by a *spec* string:
+
+* ``stack.tif`` / ``stack.tiff``: a (multi-page) TIFF; the voxel size is taken from ImageJ
+  metadata (``spacing`` and the x/y resolution) when present;
+* ``FILE.h5:dataset`` (also ``.hdf5``, ``.hdf``): one dataset of an HDF5 file (needs the
+  optional ``h5py``: ``pip install emseg-tutorial[hdf5]``); a ``voxel_size`` attribute is used
+  when present;
+* a folder: its 2D ``.tif``/``.tiff``/``.png`` slices in natural order (``2.tif`` before
+  ``10.tif``);
+* ``volume.npy``: a NumPy array.
+
+**Reading.** :func:`open_volume` opens any spec lazily and returns a :class:`LazyVolume` whose
+:meth:`~LazyVolume.read` gives slices ``z0:z1`` as a new array:
+
+* an uncompressed, contiguous TIFF (what ImageJ, tifffile and this module write) and a
+  C-ordered ``.npy`` are memory-mapped *per request* (``numpy.memmap`` at the data offset that
+  ``tifffile`` / the ``.npy`` header report): only the requested slices are mapped, copied and
+  unmapped again, so the resident memory stays one block however much of the file was read;
+* other TIFFs (compressed, tiled) are decoded page by page;
+* ``FILE.h5:dataset`` reads hyperslabs through h5py;
+* a folder of 2D slices reads one file per slice.
+
+:func:`read_image`, :func:`read_labels` and :func:`read_volume` are the in-memory readers: they
+open the spec, read every slice and check the result (:func:`check_image`, :func:`check_labels`).
+
+**Writing.** :func:`open_writers` writes ``(Z, Y, X)`` or ``(C, Z, Y, X)`` arrays block by block
+along z to temporary files beside the targets, renamed over them only when everything was
+written: TIFF pages are appended with an ImageJ header for the final shape (so Fiji sees the
+voxel size), ``.npy`` blocks are written at their offset after the header, HDF5 hyperslabs go
+into a dataset chunked by slice. :func:`write_volume` is one such write of a whole array.
+
+**Stored dtype** (:func:`storage_dtype`, the one rule of every write): uint8, uint16 and
+float32 are stored as they are; bool as uint8; other integers (int64 labels, say) as uint16
+when their values fit ``0..65535``, else, in ``.npy`` and HDF5, as they are (TIFF refuses
+them); other floats as float32 in TIFF (ImageJ's float) and as they are elsewhere. Integers are
+never rounded: a value that does not fit the stored dtype is a :class:`VolumeError`.
+
+Every check raises :class:`~.errors.VolumeError` (a ``ValueError``) whose one-line message
+starts with the file and says what was expected and what arrived.
+
+Examples
+--------
+>>> import os, tempfile
+>>> folder = tempfile.mkdtemp()
+>>> spec = os.path.join(folder, "v.tif")
+>>> with open_writers([(spec, (3, 4, 5), np.uint8)], voxel_size=(30.0, 6.0, 6.0)) as (w,):
+...     for z in range(3):
+...         w.write(np.full((1, 4, 5), z, np.uint8))
+>>> with open_volume(spec) as vol:
+...     vol.shape, vol.voxel_size, vol.read(1, 3)[:, 0, 0].tolist()
+((3, 4, 5), (30.0, 6.0, 6.0), [1, 2])
+>>> write_volume(os.path.join(folder, "l.npy"), np.array([[[0, 1], [2, 4]]]))  # int64 codes
+>>> read_image(os.path.join(folder, "l.npy"))[0].dtype
+dtype('uint16')
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .._validate import InputError, check_finite, check_real_dtype, check_same_shape, check_volume_array
+from ..labels import MAX_CODE, check_codes
+from .errors import VolumeError
+from .volume import Volume
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+SLICE_SUFFIXES = (".tif", ".tiff", ".png")
+NPY_SUFFIX = ".npy"
+
+__all__ = ["LazyVolume", "ArrayVolume", "SliceWriter", "open_volume", "open_dataset", "open_writers",
+           "read_image", "read_labels", "read_volume", "read_slice", "write_volume", "check_image",
+           "check_labels", "check_pair", "check_output_spec", "storage_dtype", "atomic_write", "split_spec",
+           "natural_key", "VolumeError"]
+
+
+# --------------------------------------------------------------------------- specs
+
+
+def split_spec(spec: str | os.PathLike) -> tuple[Path, str | None]:
+    """Split ``"FILE.h5:dataset"`` into ``(Path("FILE.h5"), "dataset")``; other specs get None.
+
+    Examples
+    --------
+    >>> split_spec("data/vol.h5:raw")
+    (PosixPath('data/vol.h5'), 'raw')
+    >>> split_spec("stack.tif")
+    (PosixPath('stack.tif'), None)
+    """
+    text = os.fspath(spec)
+    match = re.match(r"^(.*\.(?:h5|hdf5|hdf)):(.+)$", text, flags=re.IGNORECASE)
+    if match:
+        return Path(match.group(1)), match.group(2)
+    return Path(text), None
+
+
+def natural_key(path: str | os.PathLike) -> list:
+    """Sort key putting ``2.tif`` before ``10.tif`` (digit runs compare as numbers).
+
+    Examples
+    --------
+    >>> sorted(["s10.tif", "s2.tif", "s1.tif"], key=natural_key)
+    ['s1.tif', 's2.tif', 's10.tif']
+    """
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", Path(path).name)]
+
+
+def import_h5py(path: str | os.PathLike):
+    """The ``h5py`` module, else a :class:`VolumeError` naming ``path`` and how to install it."""
+    try:
+        import h5py
+    except ImportError:
+        raise VolumeError(f"{path}: reading HDF5 needs h5py; install it with "
+                          f"'pip install emseg-tutorial[hdf5]' (or 'pip install h5py')") from None
+    return h5py
+
+
+# --------------------------------------------------------------------------- checks
+
+
+@contextmanager
+def _naming_the_file() -> Iterator[None]:
+    """Turn the :class:`~emseg_tutorial._validate.InputError` of a shared check into a VolumeError."""
+    try:
+        yield
+    except VolumeError:
+        raise
+    except InputError as err:
+        raise VolumeError(str(err)) from None
+
+
+def check_image(data: np.ndarray, name: str = "image") -> np.ndarray:
+    """Return ``data`` as a ``(Z, Y, X)`` image after checking it, else raise VolumeError.
+
+    The checks are :mod:`emseg_tutorial._validate`'s: 2D or 3D, not empty, real numbers, no NaN
+    or infinity. A 2D image becomes ``(1, Y, X)``.
+
+    Examples
+    --------
+    >>> check_image(np.zeros((4, 5))).shape
+    (1, 4, 5)
+    >>> check_image(np.array([[np.nan]]), "img.tif")
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial.data.errors.VolumeError: img.tif: 1 values are NaN or infinite
+    """
+    with _naming_the_file():
+        data = check_volume_array(data, name)
+        check_real_dtype(data, name)
+        check_finite(data, name)
+    return data[None] if data.ndim == 2 else data
+
+
+def check_labels(data: np.ndarray, name: str = "labels", max_code: int = MAX_CODE) -> np.ndarray:
+    """Return ``data`` as ``(Z, Y, X)`` uint8 label codes after checking, else raise VolumeError.
+
+    The check is :func:`emseg_tutorial.labels.check_codes` (whole numbers in ``0..max_code``,
+    at least one labelled pixel); a 2D array becomes ``(1, Y, X)``.
+
+    Examples
+    --------
+    >>> check_labels(np.array([[0, 1], [2, 4]])).dtype
+    dtype('uint8')
+    >>> check_labels(np.array([[5]]))
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial.data.errors.VolumeError: labels: codes must be 0-4 (0 unlabelled, 1 boundary, 2 cytoplasm, 3 mitochondria, 4 glia); found 5
+    """
+    with _naming_the_file():
+        codes = check_codes(data, name, max_code=max_code)
+    return codes[None] if codes.ndim == 2 else codes
+
+
+def check_pair(image: np.ndarray, labels: np.ndarray, image_name: str = "image",
+               labels_name: str = "labels") -> None:
+    """Raise VolumeError unless ``image`` and ``labels`` have the same shape (names both).
+
+    Examples
+    --------
+    >>> check_pair(np.zeros((1, 2, 2)), np.zeros((1, 2, 3)), "img.tif", "lab.tif")
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial.data.errors.VolumeError: lab.tif: shape (1, 2, 3) does not match img.tif's shape (1, 2, 2) (they must have the same shape)
+    """
+    with _naming_the_file():
+        check_same_shape(image, labels, image_name, labels_name)
+
+
+# --------------------------------------------------------------------------- lazy reading
+
+
+class LazyVolume:
+    """A ``(Z, Y, X)`` image on disk, read block by block along z.
+
+    Opening checks the shape (2D or 3D, not empty) and the dtype (real numbers) with the
+    checks of :mod:`emseg_tutorial._validate`; NaN and infinity are found only when read.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(Z, Y, X)`` (a 2D image is one slice).
+    dtype : numpy.dtype
+        Data type of the stored values (native byte order after reading).
+    voxel_size : tuple of float or None
+        ``(z, y, x)`` in nm when the file says.
+    name : str
+        The spec, for messages.
+    method : str
+        How slices are read (``"memmap"``, ``"pages"``, ``"hdf5"``, ``"files"``, ``"array"``).
+    """
+
+    method = "array"
+
+    def __init__(self, name: str, shape: tuple[int, ...], dtype, voxel_size=None):
+        dtype = np.dtype(dtype)
+        probe = np.broadcast_to(np.zeros((), dtype), tuple(int(s) for s in shape))  # no memory: zero strides
+        with _naming_the_file():
+            check_volume_array(probe, name)
+            check_real_dtype(probe, name)
+        shape = probe.shape if probe.ndim == 3 else (1,) + probe.shape
+        self.name, self.shape, self.dtype, self.voxel_size = name, shape, dtype.newbyteorder("="), voxel_size
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the whole image in memory."""
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def read(self, z0: int, z1: int) -> np.ndarray:
+        """Slices ``z0:z1`` as a new ``(z1 - z0, Y, X)`` array in native byte order."""
+        if not 0 <= z0 < z1 <= self.shape[0]:
+            raise IndexError(f"{self.name}: slices {z0}:{z1} outside 0:{self.shape[0]}")
+        block = np.asarray(self._read(z0, z1)).reshape((z1 - z0,) + self.shape[1:])
+        return block.astype(self.dtype, copy=False)
+
+    def read_all(self) -> np.ndarray:
+        """Every slice, as one ``(Z, Y, X)`` array."""
+        return self.read(0, self.shape[0])
+
+    def read_region(self, z: slice = slice(None), y: slice = slice(None), x: slice = slice(None)) -> np.ndarray:
+        """The sub-volume ``[z, y, x]`` (slices with steps allowed) as a new array.
+
+        Examples
+        --------
+        >>> ArrayVolume(np.arange(24).reshape(2, 3, 4)).read_region(slice(1, 2), slice(0, 3, 2), slice(1, 3))
+        array([[[13, 14],
+                [21, 22]]])
+        """
+        rows = range(*z.indices(self.shape[0]))
+        if len(rows) == 0:
+            return np.empty((0, len(range(*y.indices(self.shape[1]))), len(range(*x.indices(self.shape[2])))),
+                            self.dtype)
+        z0, z1 = min(rows), max(rows) + 1
+        block = np.asarray(self._read_region(z0, z1, y, x)).astype(self.dtype, copy=False)
+        return np.ascontiguousarray(block[::rows.step])  # z0..z1 holds rows, in either order
+
+    def _read_region(self, z0: int, z1: int, y: slice, x: slice) -> np.ndarray:
+        return self.read(z0, z1)[:, y, x]
+
+    def _read(self, z0: int, z1: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the file handles."""
+
+    def __enter__(self) -> "LazyVolume":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ArrayVolume(LazyVolume):
+    """A :class:`LazyVolume` over an array already in memory (for tests and small volumes).
+
+    Examples
+    --------
+    >>> ArrayVolume(np.zeros((2, 3, 4), np.uint8)).read(0, 1).shape
+    (1, 3, 4)
+    """
+
+    def __init__(self, array: np.ndarray, name: str = "array", voxel_size=None):
+        array = np.asarray(array)
+        super().__init__(name, array.shape, array.dtype, voxel_size)
+        self._array = array.reshape(self.shape)
+
+    def _read(self, z0, z1):
+        return np.array(self._array[z0:z1])
+
+
+class _MappedVolume(LazyVolume):
+    """Raw C-ordered data at a byte offset: each read maps only the requested slices."""
+
+    method = "memmap"
+
+    def __init__(self, name, path: Path, offset: int, shape, dtype, voxel_size=None):
+        super().__init__(name, shape, np.dtype(dtype), voxel_size)
+        self._path, self._offset, self._stored = path, int(offset), np.dtype(dtype)
+
+    def _read(self, z0, z1):
+        slice_bytes = self.shape[1] * self.shape[2] * self._stored.itemsize
+        mapped = np.memmap(self._path, dtype=self._stored, mode="r", offset=self._offset + z0 * slice_bytes,
+                           shape=(z1 - z0,) + self.shape[1:])
+        block = np.array(mapped)
+        del mapped  # the last reference: unmapped now, only the copy stays resident
+        return block
+
+
+class _TiffPagesVolume(LazyVolume):
+    """A TIFF decoded page by page (compressed or tiled pages)."""
+
+    method = "pages"
+
+    def __init__(self, name, tif, series, shape, voxel_size):
+        super().__init__(name, shape, series.dtype, voxel_size)
+        self._tif, self._pages = tif, series.pages
+
+    def _read(self, z0, z1):
+        return np.stack([self._pages[z].asarray() for z in range(z0, z1)])
+
+    def close(self):
+        self._tif.close()
+
+
+class _Hdf5Volume(LazyVolume):
+    method = "hdf5"
+
+    def __init__(self, name, file, dataset, voxel_size):
+        super().__init__(name, dataset.shape, dataset.dtype, voxel_size)
+        self._file, self._ds = file, dataset
+
+    def _read(self, z0, z1):
+        return self._ds[z0:z1] if self._ds.ndim == 3 else self._ds[()][None]
+
+    def _read_region(self, z0, z1, y, x):
+        return self._ds[z0:z1, y, x] if self._ds.ndim == 3 else self._ds[y, x][None]
+
+    def close(self):
+        self._file.close()
+
+
+class _FolderVolume(LazyVolume):
+    method = "files"
+
+    def __init__(self, name, files: list[Path]):
+        self._files = files
+        first = read_slice(files[0])
+        super().__init__(name, (len(files),) + first.shape, first.dtype)
+
+    def _load(self, f: Path) -> np.ndarray:
+        img = read_slice(f)
+        if img.shape != self.shape[1:]:
+            raise VolumeError(f"{f}: slice shape {img.shape} differs from {self._files[0].name}'s {self.shape[1:]}")
+        return img
+
+    def _read(self, z0, z1):
+        return np.stack([self._load(f) for f in self._files[z0:z1]])
+
+
+def read_slice(f: str | os.PathLike) -> np.ndarray:
+    """One 2D slice file of a folder stack (tif or png), as a 2D array; ``VolumeError`` otherwise."""
+    f = Path(f)
+    if f.suffix.lower() == ".png":
+        from skimage.io import imread
+
+        try:
+            img = imread(f)
+        except Exception as err:
+            raise VolumeError(f"{f}: cannot be read as PNG ({err})") from None
+    else:
+        with _open_tiff(f, str(f)) as vol:
+            img = vol.read_all()
+    img = np.squeeze(img)
+    if img.ndim != 2:
+        raise VolumeError(f"{f}: a slice must be a 2D image, got shape {img.shape}")
+    return img
+
+
+def _tiff_voxel_size(tif) -> tuple[float, float, float] | None:
+    """Voxel size in nm from ImageJ metadata (``spacing`` + x/y resolution), or None."""
+    meta = tif.imagej_metadata or {}
+    page = tif.pages[0]
+    try:
+        xres = page.tags["XResolution"].value
+        yres = page.tags["YResolution"].value
+    except KeyError:
+        return None
+    if "spacing" not in meta or meta.get("unit") not in ("nm", "nanometer"):
+        return None
+    y = yres[1] / yres[0] if yres[0] else None
+    x = xres[1] / xres[0] if xres[0] else None
+    if not y or not x:
+        return None
+    return (float(meta["spacing"]), round(float(y), 6), round(float(x), 6))
+
+
+def _open_tiff(path: Path, name: str) -> LazyVolume:
+    import tifffile
+
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception as err:  # tifffile raises many types for broken files
+        raise VolumeError(f"{path}: cannot be read as a TIFF stack ({err.__class__.__name__}: {err})") from None
+    try:
+        series = tif.series[0]
+        axes, shape = series.axes, list(series.shape)
+        keep = [i for i, (a, n) in enumerate(zip(axes, shape)) if n > 1 or i >= len(shape) - 2]
+        if "S" in axes and shape[axes.index("S")] > 1:
+            raise VolumeError(f"{path}: RGB/multi-sample images are not EM volumes (axes {axes}, shape {tuple(shape)})")
+        shape = tuple(shape[i] for i in keep)
+        voxel = _tiff_voxel_size(tif)
+        offset = series.dataoffset
+        if offset is not None and len(shape) in (2, 3):
+            dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
+            tif.close()
+            return _MappedVolume(name, path, offset, shape, dtype, voxel)
+        pages = series.pages
+        depth = shape[0] if len(shape) == 3 else 1
+        if len(shape) in (2, 3) and len(pages) == depth and pages[0] is not None \
+                and tuple(pages[0].shape) == tuple(shape[-2:]):
+            return _TiffPagesVolume(name, tif, series, shape, voxel)
+        data = series.asarray()  # unusual layout: read it whole (not streamed)
+        tif.close()
+        return ArrayVolume(np.squeeze(data) if data.ndim > 3 else data, name, voxel)
+    except VolumeError:
+        tif.close()
+        raise
+    except Exception as err:
+        tif.close()
+        raise VolumeError(f"{path}: cannot be read as a TIFF stack ({err.__class__.__name__}: {err})") from None
+
+
+def _open_npy(path: Path, name: str) -> LazyVolume:
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f)
+            offset = f.tell()
+        if not fortran and len(shape) in (2, 3) and not dtype.hasobject:
+            return _MappedVolume(name, path, offset, shape, dtype)
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except VolumeError:
+        raise
+    except Exception as err:
+        raise VolumeError(f"{path}: cannot be read as .npy ({err})") from None
+    return ArrayVolume(array, name)
+
+
+def open_dataset(path: str | os.PathLike, dataset: str, name: str | None = None) -> LazyVolume:
+    """Open one dataset of an HDF5 file lazily (``open_volume("FILE.h5:dataset")`` without a spec).
+
+    For files whose name has no HDF5 suffix (downloaded datasets) and for reading a region of
+    a dataset (:meth:`LazyVolume.read_region` reads an HDF5 hyperslab).
+    """
+    path = Path(path)
+    name = name or f"{path}:{dataset}"
+    h5py = import_h5py(path)
+    try:
+        f = h5py.File(path, "r")
+    except Exception as err:
+        raise VolumeError(f"{path}: cannot be read as HDF5 ({err.__class__.__name__}: {err})") from None
+    if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
+        names = []
+        f.visit(lambda n: names.append(n) if isinstance(f[n], h5py.Dataset) else None)
+        f.close()
+        raise VolumeError(f"{path}: no dataset {dataset!r}; datasets in the file: {names}")
+    ds = f[dataset]
+    voxel = ds.attrs.get("voxel_size")
+    voxel = tuple(float(v) for v in voxel) if voxel is not None and len(voxel) == 3 else None
+    try:
+        return _Hdf5Volume(name, f, ds, voxel)
+    except VolumeError:
+        f.close()
+        raise
+
+
+def open_volume(spec: str | os.PathLike) -> LazyVolume:
+    """Open an image spec (tif, ``FILE.h5:dataset``, folder of slices, ``.npy``) without reading it.
+
+    Raises
+    ------
+    VolumeError
+        Missing file, unknown format, not 2D/3D, not numeric; the message names the file.
+        NaN or infinite values are found only when the slices are read.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "v.npy")
+    >>> np.save(p, np.arange(24, dtype=np.uint8).reshape(2, 3, 4))
+    >>> with open_volume(p) as v:
+    ...     v.method, v.shape, v.read(1, 2)[0, 0].tolist()
+    ('memmap', (2, 3, 4), [12, 13, 14, 15])
+    """
+    name = os.fspath(spec)
+    path, dataset = split_spec(spec)
+    if not path.exists():
+        raise VolumeError(f"{path}: no such file or folder")
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        files = sorted((p for p in path.iterdir() if p.suffix.lower() in SLICE_SUFFIXES), key=natural_key)
+        if not files:
+            raise VolumeError(f"{path}: folder holds no slices ({', '.join(SLICE_SUFFIXES)} files)")
+        return _FolderVolume(name, files)
+    if dataset is not None or suffix in HDF5_SUFFIXES:
+        if dataset is None:
+            raise VolumeError(f"{path}: name the dataset inside the HDF5 file as '{path}:DATASET'")
+        return open_dataset(path, dataset, name)
+    if suffix in TIFF_SUFFIXES:
+        return _open_tiff(path, name)
+    if suffix == NPY_SUFFIX:
+        return _open_npy(path, name)
+    raise VolumeError(f"{path}: unknown format {suffix!r}; use a .tif stack, FILE.h5:dataset, a folder of "
+                      f"2D slices or .npy")
+
+
+# --------------------------------------------------------------------------- in-memory reading
+
+
+def _read_whole(spec: str | os.PathLike) -> tuple[np.ndarray, tuple[float, float, float] | None]:
+    with open_volume(spec) as vol:
+        return vol.read_all(), vol.voxel_size
+
+
+def read_image(spec: str | os.PathLike) -> tuple[np.ndarray, tuple[float, float, float] | None]:
+    """Read and check an image volume; returns ``(array (Z, Y, X), voxel size or None)``.
+
+    :func:`open_volume`, every slice read, then :func:`check_image`.
+    """
+    data, voxel = _read_whole(spec)
+    return check_image(data, os.fspath(spec)), voxel
+
+
+def read_labels(spec: str | os.PathLike, max_code: int = MAX_CODE) -> np.ndarray:
+    """Read and check a label volume; returns uint8 codes ``(Z, Y, X)``.
+
+    :func:`open_volume`, every slice read, then :func:`check_labels`
+    (:func:`emseg_tutorial.labels.check_codes`).
+    """
+    data, _ = _read_whole(spec)
+    return check_labels(data, os.fspath(spec), max_code=max_code)
+
+
+def read_volume(image: str | os.PathLike, labels: str | os.PathLike | None = None) -> Volume:
+    """Read an image (and optionally its labels) into a checked :class:`~.volume.Volume`.
+
+    Parameters
+    ----------
+    image, labels : str or path
+        Specs as described in the module docstring.
+
+    Raises
+    ------
+    VolumeError
+        Missing or unreadable file, wrong dimensions, NaN/inf, empty data, codes outside 0-4,
+        or image and labels of different shapes; the message names the file.
+    """
+    img, voxel = read_image(image)
+    lab = None
+    if labels is not None:
+        lab = read_labels(labels)
+        check_pair(img, lab, os.fspath(image), os.fspath(labels))
+    return Volume(image=img, labels=lab, voxel_size=voxel, name=Path(split_spec(image)[0]).name)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def check_output_spec(spec: str | os.PathLike) -> tuple[Path, str | None]:
+    """Check that ``spec`` names a format :func:`write_volume` can write; return its parts.
+
+    Call it before long work so a typo in an output name fails at once.
+
+    Examples
+    --------
+    >>> check_output_spec("out.h5:pred")
+    (PosixPath('out.h5'), 'pred')
+    """
+    path, dataset = split_spec(spec)
+    suffix = path.suffix.lower()
+    if suffix not in TIFF_SUFFIXES + HDF5_SUFFIXES + (NPY_SUFFIX,):
+        raise VolumeError(f"{path}: unknown output format {suffix!r}; use .tif, FILE.h5:dataset or .npy")
+    if suffix in HDF5_SUFFIXES and dataset is None:
+        raise VolumeError(f"{path}: name the dataset to write as '{path}:DATASET'")
+    if path.is_dir():
+        raise VolumeError(f"{path}: is a folder; give a file name")
+    return path, dataset
+
+
+_UINT16 = np.iinfo(np.uint16)
+
+
+def storage_dtype(dtype, spec: str | os.PathLike, value_range: tuple[float, float] | None = None) -> np.dtype:
+    """The dtype a write of ``dtype`` values to ``spec`` stores; the one rule of every writer.
+
+    * uint8, uint16, float32: as they are; bool: uint8;
+    * other integers: uint16 when the values fit ``0..65535`` (when ``value_range`` is not
+      given, the values are assumed to fit and each block written is checked); otherwise the
+      integer dtype itself in ``.npy`` and HDF5, and a :class:`VolumeError` for TIFF (ImageJ
+      stores no other integers);
+    * other floats: float32 in TIFF, as they are in ``.npy`` and HDF5.
+
+    Examples
+    --------
+    >>> storage_dtype(np.int64, "labels.tif"), storage_dtype(np.int64, "labels.npy", (0, 4))
+    (dtype('uint16'), dtype('uint16'))
+    >>> storage_dtype(np.int64, "ids.h5:ids", (0, 16777217)), storage_dtype(np.float64, "p.tif")
+    (dtype('int64'), dtype('float32'))
+    """
+    dtype = np.dtype(dtype)
+    path, _ = split_spec(spec)
+    tiff = path.suffix.lower() in TIFF_SUFFIXES
+    if dtype == bool:
+        return np.dtype(np.uint8)
+    if dtype.kind == "f":
+        return np.dtype(np.float32) if tiff else dtype.newbyteorder("=")
+    if dtype.kind in "iu":
+        if dtype in (np.uint8, np.uint16):
+            return dtype.newbyteorder("=")
+        if value_range is None or (value_range[0] >= 0 and value_range[1] <= _UINT16.max):
+            return np.dtype(np.uint16)
+        if tiff:
+            raise VolumeError(f"{path}: {dtype} values {value_range[0]}..{value_range[1]} do not fit uint16, and a "
+                              f"TIFF (ImageJ) holds no wider integers; write .npy or FILE.h5:dataset instead")
+        return dtype.newbyteorder("=")
+    raise VolumeError(f"{path}: cannot store dtype {dtype}; expected integers, floats or bool")
+
+
+def _temp_beside(path: Path) -> Path:
+    """An empty temporary file in ``path``'s folder (made if missing), with the usual permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600
+    return Path(tmp)
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    If ``write`` fails, ``path`` is left as it was and the temporary file is removed.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> target = os.path.join(tempfile.mkdtemp(), "note.txt")
+    >>> atomic_write(target, lambda tmp: open(tmp, "w").write("done"))
+    >>> open(target).read()
+    'done'
+    """
+    path = Path(path)
+    tmp = _temp_beside(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class SliceWriter:
+    """Writes one ``(Z, Y, X)`` or ``(C, Z, Y, X)`` array in consecutive z blocks.
+
+    Made by :func:`open_writers`; call :meth:`write` with blocks ``(n, Y, X)`` (or
+    ``(C, n, Y, X)``) in z order until all ``Z`` slices are written. ``dtype`` is the stored
+    dtype (:func:`storage_dtype`); blocks are converted to it, and integer values that do not
+    fit it raise :class:`VolumeError` (they are never wrapped or rounded).
+    """
+
+    def __init__(self, spec: str, shape: tuple[int, ...], dtype):
+        self.spec, self.shape = spec, tuple(int(s) for s in shape)
+        if len(self.shape) not in (3, 4):
+            raise VolumeError(f"{spec}: can only write (Z, Y, X) or (C, Z, Y, X) arrays, got shape {self.shape}")
+        self.channels = self.shape[0] if len(self.shape) == 4 else None
+        self.nz = self.shape[-3]
+        self.dtype = np.dtype(dtype)
+        self.written = 0
+
+    def write(self, block: np.ndarray) -> None:
+        """Append the next slices; ``block`` is ``(n, Y, X)`` or ``(C, n, Y, X)``."""
+        block = np.asarray(block)
+        expected = self.shape[:-3] + (None,) + self.shape[-2:]
+        if block.ndim != len(self.shape) or any(e is not None and e != s for e, s in zip(expected, block.shape)):
+            raise ValueError(f"{self.spec}: block of shape {block.shape} does not fit an array of shape {self.shape}")
+        n = block.shape[-3]
+        if self.written + n > self.nz:
+            raise ValueError(f"{self.spec}: {self.written + n} slices written, the array has {self.nz}")
+        self._write(self._stored(block), self.written)
+        self.written += n
+
+    def _stored(self, block: np.ndarray) -> np.ndarray:
+        """``block`` in the stored dtype, after checking that integer storage holds its values."""
+        if self.dtype.kind in "iu" and block.size and not np.can_cast(block.dtype, self.dtype):
+            info = np.iinfo(self.dtype)
+            lo, hi = block.min(), block.max()
+            if block.dtype.kind == "f" and not np.array_equal(block, np.round(block)):
+                raise VolumeError(f"{self.spec}: stores {self.dtype} integers, got non-integer {block.dtype} values")
+            if lo < info.min or hi > info.max:
+                raise VolumeError(f"{self.spec}: values {lo}..{hi} do not fit the stored {self.dtype} "
+                                  f"({info.min}..{info.max}); give open_writers the value range as a fourth "
+                                  f"item of the target, or use write_volume")
+        return block.astype(self.dtype, copy=False)
+
+    def _write(self, block: np.ndarray, z0: int) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Flush; called by :func:`open_writers`."""
+
+
+class _TiffWriter(SliceWriter):
+    def __init__(self, spec, tmp: Path, shape, dtype, voxel_size):
+        import tifffile
+
+        super().__init__(spec, shape, dtype)
+        z_first = (self.nz,) + ((self.channels,) if self.channels else ()) + self.shape[-2:]
+        axes = "ZCYX" if self.channels else "ZYX"
+        meta = {"axes": axes}
+        self._kwargs = {}
+        if voxel_size is not None:
+            z, y, x = (float(v) for v in voxel_size)
+            meta.update(spacing=z, unit="nm")
+            self._kwargs["resolution"] = (1.0 / x, 1.0 / y)
+        self._description = tifffile.imagej_description(z_first, **meta)
+        big = int(np.prod(self.shape)) * self.dtype.itemsize > 2**32 - 2**25
+        self._tw = tifffile.TiffWriter(tmp, bigtiff=big)
+        self._first = True
+
+    def _write(self, block, z0):
+        # one 2D greyscale page at a time, channels inside slices: ImageJ's ZCYX page order
+        pages = block.transpose(1, 0, 2, 3).reshape((-1,) + self.shape[-2:]) if self.channels else block
+        for page in pages:
+            self._tw.write(np.ascontiguousarray(page), contiguous=True, photometric="minisblack", metadata=None,
+                           description=self._description if self._first else None, **self._kwargs)
+            self._first = False
+
+    def close(self):
+        self._tw.close()
+
+
+class _NpyWriter(SliceWriter):
+    def __init__(self, spec, tmp: Path, shape, dtype):
+        super().__init__(spec, shape, dtype)
+        self._f = open(tmp, "wb")
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+        np.lib.format.write_array_header_2_0(self._f, header)
+        self._offset = self._f.tell()
+        self._f.truncate(self._offset + int(np.prod(self.shape)) * self.dtype.itemsize)
+
+    def _write(self, block, z0):
+        slice_bytes = self.shape[-2] * self.shape[-1] * self.dtype.itemsize
+        for c, part in enumerate(block if self.channels else [block]):
+            self._f.seek(self._offset + (c * self.nz + z0) * slice_bytes)
+            self._f.write(np.ascontiguousarray(part).tobytes())
+
+    def close(self):
+        self._f.close()
+
+
+class _Hdf5Writer(SliceWriter):
+    def __init__(self, spec, file, dataset: str, shape, dtype, voxel_size):
+        super().__init__(spec, shape, dtype)
+        if dataset in file:
+            del file[dataset]
+        chunks = (1,) * (len(self.shape) - 2) + self.shape[-2:]
+        self._ds = file.create_dataset(dataset, shape=self.shape, dtype=self.dtype, chunks=chunks,
+                                       compression="gzip")
+        if voxel_size is not None:
+            self._ds.attrs["voxel_size"] = np.asarray(voxel_size, dtype=float)
+
+    def _write(self, block, z0):
+        self._ds[..., z0:z0 + block.shape[-3], :, :] = block
+
+
+@contextmanager
+def open_writers(targets: Sequence[tuple], voxel_size: tuple[float, float, float] | None = None
+                 ) -> Iterator[list[SliceWriter]]:
+    """Writers for several output arrays, committed together when the ``with`` block succeeds.
+
+    Parameters
+    ----------
+    targets : sequence of (spec, shape, dtype) or (spec, shape, dtype, value_range)
+        Output spec (``.tif``, ``FILE.h5:dataset``, ``.npy``), array shape ``(Z, Y, X)`` or
+        ``(C, Z, Y, X)``, dtype of the values, and optionally their ``(min, max)``; the stored
+        dtype is :func:`storage_dtype`'s. Several HDF5 datasets of the same file share one
+        temporary copy of it (other datasets already in the file are kept).
+    voxel_size : tuple of float, optional
+        ``(z, y, x)`` nm stored in TIFF and HDF5 metadata.
+
+    Yields
+    ------
+    list of SliceWriter
+        One per target, in order. Every slice must be written before the block ends.
+
+    Notes
+    -----
+    Each output goes to a temporary file beside it; on success all are renamed over their
+    targets; on any error the temporary files are removed and the targets are unchanged.
+    """
+    specs = []
+    for target in targets:
+        spec, shape, dtype, *rest = target
+        specs.append((split_spec(spec), os.fspath(spec), shape, dtype, rest[0] if rest else None))
+    for _, spec, _, _, _ in specs:
+        check_output_spec(spec)
+    stored = [storage_dtype(dtype, spec, value_range) for _, spec, _, dtype, value_range in specs]
+    tmps: dict[Path, Path] = {}
+    h5files: dict[Path, object] = {}
+    writers: list[SliceWriter] = []
+    try:
+        for ((path, dataset), spec, shape, _, _), dtype in zip(specs, stored):
+            suffix = path.suffix.lower()
+            if path not in tmps:
+                tmps[path] = _temp_beside(path)
+            tmp = tmps[path]
+            if suffix in TIFF_SUFFIXES:
+                writers.append(_TiffWriter(spec, tmp, shape, dtype, voxel_size))
+            elif suffix == NPY_SUFFIX:
+                writers.append(_NpyWriter(spec, tmp, shape, dtype))
+            else:
+                if path not in h5files:
+                    h5py = import_h5py(path)
+                    if path.exists():
+                        shutil.copyfile(path, tmp)
+                    h5files[path] = h5py.File(tmp, "a")
+                writers.append(_Hdf5Writer(spec, h5files[path], dataset, shape, dtype, voxel_size))
+        yield writers
+        for w in writers:
+            if w.written != w.nz:
+                raise ValueError(f"{w.spec}: only {w.written} of {w.nz} slices were written")
+        for w in writers:
+            w.close()
+        for f in h5files.values():
+            f.close()
+        for path, tmp in tmps.items():
+            os.replace(tmp, path)
+    finally:
+        for w in writers:
+            try:
+                w.close()
+            except Exception:
+                pass
+        for f in h5files.values():
+            try:
+                f.close()
+            except Exception:
+                pass
+        for tmp in tmps.values():
+            if tmp.exists():
+                tmp.unlink()
+
+
+def write_volume(spec: str | os.PathLike, data: np.ndarray,
+                 voxel_size: tuple[float, float, float] | None = None) -> None:
+    """Write a ``(Z, Y, X)`` array to a tif stack, ``FILE.h5:dataset`` or ``.npy``, atomically.
+
+    One :func:`open_writers` block writing every slice, so the stored dtype follows
+    :func:`storage_dtype` (told the value range of integer data). TIFF files are ImageJ
+    hyperstacks so Fiji opens them with the right voxel size. An HDF5 file that exists keeps
+    its other datasets; the named one is replaced.
+
+    Parameters
+    ----------
+    spec : str or path
+        Target file (``.tif``/``.tiff``, ``FILE.h5:dataset`` or ``.npy``).
+    data : ndarray
+        ``(Z, Y, X)`` (a 2D array is one slice) or ``(C, Z, Y, X)`` (class probabilities;
+        stored in TIFF as an ImageJ hyperstack with channels).
+    voxel_size : tuple of float, optional
+        ``(z, y, x)`` in nm, stored in the file's metadata.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "v.tif")
+    >>> write_volume(path, np.zeros((2, 8, 8), np.uint8), voxel_size=(30.0, 6.0, 6.0))
+    >>> read_image(path)[1]
+    (30.0, 6.0, 6.0)
+    """
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    value_range = (data.min(), data.max()) if data.dtype.kind in "iu" and data.size else None
+    with open_writers([(spec, data.shape, data.dtype, value_range)], voxel_size) as (writer,):
+        writer.write(data)
