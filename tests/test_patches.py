@@ -108,7 +108,7 @@ def test_standardised_with_the_whole_volume_stats():
     lab = _blocky_labels(img.shape)
     sampler = PatchSampler(img, lab, patch=32, slices=[0], augment=False, seed=0)
     unit = img.astype(np.float32) / 255
-    assert sampler.stats == pytest.approx((unit.mean(), unit.std()), rel=1e-5)
+    assert sampler.normalizer.stats == pytest.approx((unit.mean(), unit.std()), rel=1e-5)
     batch = sampler.sample(3)
     expected = (unit[0] - unit.mean()) / unit.std()
     for patch in batch["image"][:, 0]:
@@ -121,7 +121,7 @@ def test_patches_come_only_from_the_given_slices():
     img = np.stack([np.full((30, 30), 20 * (z + 1), np.uint8) for z in range(6)])
     lab = np.ones(img.shape, np.uint8)
     sampler = PatchSampler(img, lab, patch=12, slices=[1, 4], seed=0)
-    mean, std = sampler.stats
+    mean, std = sampler.normalizer.stats
     seen = set()
     for _ in range(10):
         batch = sampler.sample(8)
@@ -136,7 +136,7 @@ def test_random_crop_positions_cover_the_slice():
     # intensity grows along x, so the patch's left value tells its x offset
     img = np.broadcast_to(np.arange(40, dtype=np.uint8) * 5, (1, 20, 40)).copy()
     sampler = PatchSampler(img, np.ones(img.shape, np.uint8), patch=8, augment=False, seed=0)
-    mean, std = sampler.stats
+    mean, std = sampler.normalizer.stats
     left = np.round((sampler.sample(200)["image"][:, 0, 0, 0] * std + mean) * 255 / 5).astype(int)
     assert left.min() == 0 and left.max() == 40 - 8   # every offset 0..32 reachable
     assert len(set(left.tolist())) > 20
@@ -147,7 +147,7 @@ def test_flips_and_turns_move_labels_and_weights_with_the_image():
     img = lab * 50                                    # image == labels * 50
     w = lab.astype(np.float32) * 0.5                  # weights == labels / 2
     sampler = PatchSampler(img, lab, w, patch=32, augment=True, seed=0)
-    mean, std = sampler.stats
+    mean, std = sampler.normalizer.stats
     variants = _dihedral(lab[0].astype(np.int64) - 1)
     used = set()
     for _ in range(8):
@@ -179,7 +179,7 @@ def test_patch_larger_than_slice_is_clipped_and_not_turned():
     batch = sampler.sample(16)
     assert batch["image"].shape == (16, 1, 20, 36)
     assert batch["target"].shape == batch["weight"].shape == (16, 20, 36)
-    mean, std = sampler.stats
+    mean, std = sampler.normalizer.stats
     codes = np.rint((batch["image"][:, 0] * std + mean) * 255 / 50).astype(np.int64)
     np.testing.assert_array_equal(codes, batch["target"] + 1)
     for t in batch["target"]:   # a flip of one of the two slices (no 90-degree turn on a rectangle)
@@ -201,7 +201,7 @@ def test_jitter_sees_unit_range_patches_and_its_output_is_used():
     sampler = PatchSampler(img, lab, patch=16, jitter=jitter, seed=0)
     out = sampler.sample(3)
     assert len(calls) == 1
-    mean, std = sampler.stats
+    mean, std = sampler.normalizer.stats
     np.testing.assert_allclose(out["image"], (0 - mean) / std, rtol=1e-6)
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..data.formats import check_image
-from ..data.normalize import standardize, to_unit_range
+from ..data.normalize import Normalizer
 from ..progress import progress as progress_bar
 
 
@@ -47,7 +47,7 @@ def batchnorm_layers(model: torch.nn.Module) -> list[torch.nn.modules.batchnorm.
 
 
 def _slices(image: np.ndarray, batch_size: int):
-    x = torch.from_numpy(standardize(to_unit_range(image)))
+    x = torch.from_numpy(Normalizer.from_volume(image)(image))
     for z0 in range(0, x.shape[0], batch_size):
         yield x[z0:z0 + batch_size, None]
 

@@ -42,7 +42,6 @@ import torch
 import torch.nn.functional as F
 
 from ..data.histmatch import rank_normalize
-from ..data.normalize import standardize
 from ..data.patches import PatchSampler
 from ..data.augment import Jitter
 from ..losses import bce_fake, bce_real, entropy_map, weighted_cross_entropy
@@ -230,9 +229,9 @@ def advent_step(ctx: StepContext) -> dict:
 
 def jittered(ctx: StepContext, image: torch.Tensor) -> torch.Tensor:
     """The same standardised target patches with the paper's random intensity jitter."""
-    mean, std = ctx.target.stats
-    unit = (image[:, 0].cpu().numpy() * std + mean).clip(0, 1)
-    out = standardize(ctx.jitter(unit, ctx.rng), ctx.target.stats)[:, None]
+    norm = ctx.target.normalizer
+    unit = norm.to_unit(image[:, 0].cpu().numpy())
+    out = norm.standardize(ctx.jitter(unit, ctx.rng))[:, None]
     return torch.from_numpy(out).to(image.device)
 
 

@@ -154,7 +154,11 @@ class Normalizer:
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
         """Standardised float32 values: ``(unit(block) - mean) / std``."""
-        return standardize(self.unit(block), self.stats)
+        return self.standardize(self.unit(block))
+
+    def standardize(self, unit: np.ndarray) -> np.ndarray:
+        """``(unit - mean) / std`` of values already in [0, 1] (e.g. jittered patches), float32."""
+        return standardize(unit, self.stats)
 
     def to_unit(self, standardised: np.ndarray) -> np.ndarray:
         """Undo the standardisation: ``standardised * std + mean`` clipped to [0, 1], float32."""

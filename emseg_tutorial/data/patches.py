@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .formats import check_image
-from .normalize import standardize, to_unit_range, volume_stats
+from .normalize import Normalizer
 
 
 def codes_to_index(labels: np.ndarray) -> np.ndarray:
@@ -38,7 +38,7 @@ class PatchSampler:
     Parameters
     ----------
     image : ndarray, (Z, Y, X)
-        Raw image (any dtype; scaled by :func:`to_unit_range`).
+        Raw image (any dtype; scaled and standardised by its :class:`~.normalize.Normalizer`).
     labels : ndarray of uint8, (Z, Y, X), optional
         Codes for the task (0 ignored); None for unlabelled (target) volumes.
     weights : ndarray of float32, (Z, Y, X), optional
@@ -70,8 +70,8 @@ class PatchSampler:
             raise ValueError(f"weights shape {weights.shape} does not match image shape {image.shape}")
         if patch < 8:
             raise ValueError(f"patch must be at least 8 pixels, got {patch}")
-        self.unit = to_unit_range(image)
-        self.stats = volume_stats(self.unit)
+        self.normalizer = Normalizer.from_volume(image)
+        self.unit = self.normalizer.unit(image)
         self.target = None if labels is None else codes_to_index(labels)
         self.weights = weights
         self.patch = (min(patch, image.shape[1]), min(patch, image.shape[2]))
@@ -117,7 +117,7 @@ class PatchSampler:
                 parts[key] = np.stack([np.rot90(a, k) for a, k in zip(arr, turns)])
         if self.jitter is not None:
             parts["image"] = self.jitter(parts["image"], rng)
-        parts["image"] = standardize(parts["image"], self.stats)[:, None]
+        parts["image"] = self.normalizer.standardize(parts["image"])[:, None]
         out = {k: np.ascontiguousarray(v) for k, v in parts.items()}
         out["z"] = z
         if self.mismatch_gap is not None:

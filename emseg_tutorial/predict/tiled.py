@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..data.formats import check_image
-from ..data.normalize import standardize, to_unit_range
+from ..data.normalize import Normalizer
 from ..devices import use_amp
 from ..progress import progress as progress_bar
 
@@ -151,7 +151,7 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, tile: in
     check_tiling(tile, overlap)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = prepare_model(model, device)
-    x = torch.from_numpy(standardize(to_unit_range(image)))
+    x = torch.from_numpy(Normalizer.from_volume(image)(image))
     step = slices_per_step(x.shape, tile, batch_size)
     out: np.ndarray | None = None
     for z0 in progress_bar(range(0, x.shape[0], step), desc="predict", unit="slice" if step == 1 else "batch",

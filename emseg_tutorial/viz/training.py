@@ -17,7 +17,7 @@ from typing import Callable
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..data.patches import to_unit_range
+from ..data.normalize import to_unit_range
 from .common import gray, label_legend, moving_average, overlay
 
 __all__ = ["training_curves", "boundary_errors", "prediction_panels", "score_bars", "jitter_examples"]
