@@ -29,10 +29,12 @@ from .paper.stages import adapt_config, train_config
 from .predict import predict_file
 from .presets import PRESETS
 from .session import Session, from_env
-from .train import load_checkpoint, save_checkpoint, save_json, train_supervised
+from .train import load_checkpoint, load_training_state, save_checkpoint, save_json, train_supervised
 from .weights import parse_weight_scheme
 
 PROG = "python -m emseg_tutorial"
+#: The resumable training state ``train`` keeps in its output folder.
+STATE_FILE = "state.pt"
 
 
 class UsageError(Exception):
@@ -92,7 +94,8 @@ def run_synth(args) -> None:
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train the 2D U-Net on a labelled volume (Experiments 1 and 2)",
                        description="Supervised training with the paper's per-pixel loss weights. Writes "
-                                   "DIR/model.pt (weights, config, history) and DIR/history.json.")
+                                   "DIR/model.pt (weights, config, history) and DIR/history.json, and keeps "
+                                   "DIR/state.pt (everything needed to continue: --resume DIR).")
     p.add_argument("--image", required=True, help="image volume (tif, FILE.h5:dataset, folder of slices, .npy)")
     p.add_argument("--labels", required=True, help="label volume, codes 0-4 (0 ignored)")
     p.add_argument("--task", choices=TASKS, required=True, help="multiclass: codes 1-4; boundary: 1 vs the rest")
@@ -105,7 +108,10 @@ def add_train(sub) -> None:
     p.add_argument("--steps", type=_positive, help="optimiser steps (default: from the preset)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", help="output folder (default: the --resume folder)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the run in DIR (its state.pt, written every validation interval) up to "
+                        "--steps; the other settings must be the same")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -117,12 +123,16 @@ def _session(args) -> Session:
 def run_train(args) -> None:
     parse_weight_scheme(args.weights)
     session = _session(args)
-    out = _output_folder(args.out)
+    if args.out is None and args.resume is None:
+        raise UsageError("train: give --out DIR (or --resume DIR to continue a run)")
+    out = _output_folder(args.out or args.resume)
+    resume = load_training_state(Path(args.resume) / STATE_FILE) if args.resume else None
     vol = read_volume(args.image, args.labels)
-    init = load_checkpoint(args.init)[0] if args.init else None
-    config = train_config(session.preset, task=args.task, weights=args.weights, init=init is not None,
+    init = load_checkpoint(args.init)[0] if args.init and resume is None else None
+    config = train_config(session.preset, task=args.task, weights=args.weights, init=bool(args.init),
                           jitter=args.jitter, steps=args.steps, seed=args.seed, device=str(session.device))
-    run = train_supervised(vol.image, vol.labels, config, init=init, progress=not args.quiet)
+    run = train_supervised(vol.image, vol.labels, config, init=init, progress=not args.quiet,
+                           checkpoint=out / STATE_FILE, resume=resume)
     save_checkpoint(out / "model.pt", run.model, config=config.to_dict(), history=run.history)
     save_json(out / "history.json", run.history)
     last = run.history["val"][-1] if run.history["val"] else None

@@ -5,8 +5,8 @@ The trainer knows nothing of the paper's stages or presets: it takes a
 paper's budgets; adaptation lives in :mod:`emseg_tutorial.adapt`.
 """
 
-from .checkpoint import load_checkpoint, save_checkpoint, save_json
+from .checkpoint import load_checkpoint, load_training_state, save_checkpoint, save_json, save_training_state
 from .supervised import TrainConfig, TrainResult, split_slices, train_supervised, validate
 
 __all__ = ["TrainConfig", "TrainResult", "train_supervised", "split_slices", "validate",
-           "save_checkpoint", "load_checkpoint", "save_json"]
+           "save_checkpoint", "load_checkpoint", "save_json", "save_training_state", "load_training_state"]

@@ -83,12 +83,60 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
         raise ValueError(f"{path}: not a readable checkpoint ({err.__class__.__name__}: {first})") from None
     if not isinstance(ckpt, dict) or not {"model", "state"} <= set(ckpt):
         raise ValueError(f"{path}: not an emseg-tutorial checkpoint (expected keys 'model' and 'state')")
+    return restore_model(ckpt, path).to(device), ckpt
+
+
+#: Keys of a resumable training state (see :func:`save_training_state`).
+STATE_KEYS = ("kind", "arch", "model", "state", "optimizer", "scaler", "rng", "step", "history", "config")
+
+
+def save_training_state(path: str | os.PathLike, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        scaler: torch.amp.GradScaler | None, rng: dict, step: int, history: dict,
+                        config: dict) -> None:
+    """Write everything a run needs to continue bit for bit, atomically.
+
+    The state holds the model (as :func:`save_checkpoint` does), the optimiser's and the
+    gradient scaler's state, the random streams (``rng``: plain data, e.g. a NumPy
+    generator's ``bit_generator.state`` and ``torch.get_rng_state()``), the number of steps
+    done, the history so far and the run's config. It loads with ``weights_only=True``.
+    """
+    payload = {"kind": "training-state", "arch": arch_of(model), "model": _plain(model.init_kwargs),
+               "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               "optimizer": optimizer.state_dict(),
+               "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else {},
+               "rng": rng, "step": int(step), "history": _plain(history), "config": _plain(config)}
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_training_state(path: str | os.PathLike) -> dict:
+    """Read a state written by :func:`save_training_state` (``weights_only=True``).
+
+    Raises
+    ------
+    ValueError
+        Missing or unreadable file, or not a training state; one line naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no training state to resume from (no such file)")
     try:
-        model = build(ckpt.get("arch", "unet2d"), ckpt["model"])
-        model.load_state_dict(ckpt["state"])
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise ValueError(f"{path}: not a readable training state ({err.__class__.__name__}: {first})") from None
+    if not isinstance(state, dict) or state.get("kind") != "training-state" or not set(STATE_KEYS) <= set(state):
+        raise ValueError(f"{path}: not a training state written by emseg-tutorial")
+    return state
+
+
+def restore_model(state: dict, path: str | os.PathLike = "state") -> torch.nn.Module:
+    """The network of a checkpoint or training state, rebuilt from its kind and weights."""
+    try:
+        model = build(state.get("arch", "unet2d"), state["model"])
+        model.load_state_dict(state["state"])
     except (TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{path}: checkpoint does not rebuild its model ({err})") from None
-    return model.to(device), ckpt
+    return model
 
 
 def save_json(path: str | os.PathLike, data: dict) -> None:
