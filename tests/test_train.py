@@ -363,3 +363,23 @@ def test_get_stage_changed_pixels_retrain(stage_env):
     edited = Volume(255 - source.image, source.labels, source.voxel_size, name=source.name)
     experiments.get_stage("m1", session, source=edited)
     assert len(calls) == 2
+
+
+def test_get_stage_continues_an_interrupted_stage(stage_env, tmp_path):
+    session, source, calls, runs = stage_env
+    uninterrupted = experiments.get_stage("m1", session.replace(runs=tmp_path / "other"), source=source)
+    real = experiments.train_supervised
+
+    def interrupted(image, labels, config, **kwargs):          # the session drops after 2 of 3 steps
+        real(image, labels, dataclasses.replace(config, steps=2), **kwargs)
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(experiments, "train_supervised", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            experiments.get_stage("m1", session, source=source)
+    assert len(list((runs / "ci").glob("m1-seed0-*.state.pt"))) == 1
+    resumed = experiments.get_stage("m1", session, source=source)
+    assert resumed.history["train"]["loss"] == uninterrupted.history["train"]["loss"]
+    assert _same_state(_state(resumed.model), _state(uninterrupted.model))
+    assert not list((runs / "ci").glob("*.state.pt"))          # done: the state is removed

@@ -23,8 +23,11 @@ stage              task        weights         starts at  jitter   paper
 =================  ==========  ==============  =========  =======  ===============================
 
 Runs are saved in the session's ``runs`` folder (``EMSEG_RUNS``, default ``./runs``) as
-``<preset>/<stage>-seed<seed>.pt``. A later chapter that needs a stage loads it when its config, code version and training volume match,
-and trains it otherwise. ``make book`` and ``make test`` empty that folder first, so every
+``<preset>/<stage>-seed<seed>.pt``. A later chapter that needs a stage loads it when its config,
+code version and training volume match, and trains it otherwise; a stage interrupted mid-training (a dropped Colab session) continues
+from its last saved state (``<stage>-seed<seed>-<key>.state.pt``, every validation interval).
+Point ``EMSEG_RUNS`` at a persistent folder (Google Drive on Colab) and a new runtime reuses
+the earlier chapters' models. ``make book`` and ``make test`` empty that folder first, so every
 number in a build comes from models trained in that build.
 
 Examples
@@ -46,7 +49,8 @@ from ..data.sources import load_domain
 from ..data.volume import Volume
 from ..presets import Preset
 from ..session import Session, current
-from ..train import TrainConfig, TrainResult, load_checkpoint, save_checkpoint, train_supervised
+from ..train import (TrainConfig, TrainResult, load_checkpoint, load_training_state, save_checkpoint,
+                     train_supervised)
 
 #: Training lengths the paper reports, in its "iterations": Experiment 1 (M1), Experiment 2
 #: from M1 (M2; the ratio baselines get the same budget), Experiment 2 from scratch, and the
@@ -184,11 +188,16 @@ def get_stage(name: str, session: Session | Preset | None = None, *, source: Vol
         model, ckpt = load_checkpoint(path)
         if ckpt.get("history", {}).get("fingerprint") == fingerprint:
             return TrainResult(model=model, config=config, history=ckpt["history"])
+    # An interrupted run of the same stage (same fingerprint) left its state here: continue it.
+    key = hashlib.blake2b(json.dumps(fingerprint, sort_keys=True).encode(), digest_size=6).hexdigest()
+    state = path.with_name(f"{path.stem}-{key}.state.pt")
+    resume = load_training_state(state) if state.is_file() and not retrain else None
     run = train_supervised(source.image, source.labels, config, init=parent.model if parent else None,
-                           progress=session.progress)
+                           progress=session.progress, checkpoint=state, resume=resume)
     run.history["fingerprint"] = fingerprint
     run.history["stage"] = name
     save_checkpoint(path, run.model, config=config.to_dict(), history=run.history)
+    state.unlink(missing_ok=True)
     return run
 
 
