@@ -1,14 +1,15 @@
-"""Picking the compute device and deciding when mixed precision is used.
+"""Picking the compute device and the precision networks run in.
 
 Everything runs on the CPU; CUDA (and Apple's MPS) are used when present. Mixed precision is
-switched on only on CUDA, where it is fast and well supported.
+used only on CUDA: bfloat16 where the GPU supports it (Ampere and later: A100, H100, L4), else
+float16 with a gradient scaler (T4, V100). See :class:`Precision`.
 
 Examples
 --------
 >>> pick_device("cpu").type
 'cpu'
->>> use_amp(pick_device("cpu"))
-False
+>>> precision(pick_device("cpu")).dtype is None
+True
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 import random
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -53,9 +55,58 @@ def pick_device(preference: str | torch.device | None = None) -> torch.device:
     return device
 
 
-def use_amp(device: torch.device) -> bool:
-    """Mixed precision (float16 autocast + gradient scaling) only on CUDA."""
-    return torch.device(device).type == "cuda"
+@dataclass(frozen=True)
+class Precision:
+    """How a device runs networks: ``dtype`` of autocast (None: plain float32).
+
+    Examples
+    --------
+    >>> p = Precision("cuda", torch.float16)
+    >>> p.enabled, p.scales_gradients
+    (True, True)
+    >>> Precision("cpu", None).grad_scaler().is_enabled()
+    False
+    """
+
+    device_type: str
+    dtype: torch.dtype | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.dtype is not None
+
+    @property
+    def scales_gradients(self) -> bool:
+        """float16 needs a gradient scaler; bfloat16 has float32's range and does not."""
+        return self.dtype == torch.float16
+
+    def autocast(self):
+        """The autocast context of this precision (a no-op when it is plain float32)."""
+        return torch.autocast(device_type=self.device_type, dtype=self.dtype or torch.float32, enabled=self.enabled)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """A gradient scaler, enabled only for float16."""
+        return torch.amp.GradScaler(self.device_type, enabled=self.scales_gradients)
+
+
+def amp_dtype(device_type: str, bf16_supported: bool) -> torch.dtype | None:
+    """Autocast dtype for a device: bfloat16 or float16 on CUDA, None (float32) elsewhere.
+
+    Examples
+    --------
+    >>> amp_dtype("cuda", bf16_supported=False), amp_dtype("cpu", bf16_supported=True)
+    (torch.float16, None)
+    """
+    if device_type != "cuda":
+        return None
+    return torch.bfloat16 if bf16_supported else torch.float16
+
+
+def precision(device: torch.device | str) -> Precision:
+    """The :class:`Precision` networks use on ``device``."""
+    device = torch.device(device)
+    bf16 = device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return Precision(device.type, amp_dtype(device.type, bf16))
 
 
 def set_seed(seed: int) -> None:

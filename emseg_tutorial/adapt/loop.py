@@ -52,7 +52,7 @@ from ..data.augment import Jitter
 from ..data.formats import check_image, check_labels
 from ..data.patches import PatchSampler
 from ..data.volume import Volume
-from ..devices import pick_device, set_seed, use_amp
+from ..devices import pick_device, precision, set_seed
 from ..labels import for_task, num_classes
 from ..models import PatchDiscriminator
 from ..progress import progress as progress_bar
@@ -226,19 +226,21 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     for epoch in range(1, config.epochs + 1):
         bar = progress_bar(range(config.steps_per_epoch), enabled=progress,
                            desc=f"adapt ({config.method}) epoch {epoch}/{config.epochs}")
+        pending: dict[str, list[torch.Tensor]] = {}  # step statistics stay on the device until the epoch ends
         for _ in bar:
             step += 1
-            stats = step_fn(ctx)
             history["train"]["step"].append(step)
-            for key, value in stats.items():
-                history["train"].setdefault(key, []).append(value)
-            if "acc_real" in stats:
-                bar.set_postfix(d_real=f"{stats['acc_real']:.2f}", d_fake=f"{stats['acc_fake']:.2f}")
+            for key, value in step_fn(ctx).items():
+                pending.setdefault(key, []).append(value)
+        for key, values in pending.items():
+            history["train"].setdefault(key, []).extend(torch.stack(values).float().tolist())
         row = report()
         recent = slice(-config.steps_per_epoch, None)
         for key, values in history["train"].items():
             if key.startswith("acc_") or key.startswith("pseudo_"):
                 row[key if key.startswith("pseudo_") else f"d_{key}"] = float(np.mean(values[recent]))
+        if row.get("d_acc_real") is not None:
+            bar.set_postfix(d_real=f"{row['d_acc_real']:.2f}", d_fake=f"{row['d_acc_fake']:.2f}")
         add_epoch(history, row)
         snapshots.append(boundary_snapshot(ctx.model, snap_volume, z_snap, device))
     history["seconds"] = time.perf_counter() - start
@@ -265,12 +267,12 @@ def _context(model, labels, target_image, config: AdaptConfig, source_image, dev
     if config.method != "selftrain":
         in_channels = n_classes + (1 if config.method == "conditional" else 0)
         disc = PatchDiscriminator(in_channels=in_channels, **config.discriminator).to(device)
-    amp = use_amp(device)
+    amp = precision(device)
     return StepContext(
         model=model, disc=disc, teacher=copy.deepcopy(model) if config.method == "selftrain" else None,
         opt_g=torch.optim.Adam(model.parameters(), lr=config.lr_g, betas=(0.9, 0.99)),
         opt_d=torch.optim.Adam(disc.parameters(), lr=config.lr_d, betas=(0.9, 0.99)) if disc else None,
-        scaler_g=torch.amp.GradScaler(device.type) if amp else None,
-        scaler_d=torch.amp.GradScaler(device.type) if amp and disc else None,
+        scaler_g=amp.grad_scaler() if amp.scales_gradients else None,
+        scaler_d=amp.grad_scaler() if amp.scales_gradients and disc else None,
         source=source, target=target, config=config, device=device, amp=amp, n_classes=n_classes,
         jitter=Jitter(), rng=np.random.default_rng(config.seed + 2))

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from ..data.histmatch import rank_normalize
 from ..data.patches import PatchSampler
 from ..data.augment import Jitter
+from ..devices import Precision
 from ..losses import bce_fake, bce_real, entropy_map, weighted_cross_entropy
 
 
@@ -86,9 +87,9 @@ def discriminator_step(disc: torch.nn.Module, optimizer: torch.optim.Optimizer, 
     loss = 0.5 * (bce_real(logits_real) + sum(bce_fake(lf) for lf in logits_fake) / len(fakes))
     optimizer.zero_grad(set_to_none=True)
     backward_step(loss, optimizer, scaler)
-    acc = [float((lf < 0).float().mean()) for lf in logits_fake]
-    stats = {"loss_d": float(loss.detach()), "acc_real": float((logits_real > 0).float().mean()),
-             "acc_fake": float(np.mean(acc))}
+    acc = [(lf.detach() < 0).float().mean() for lf in logits_fake]
+    stats = {"loss_d": loss.detach(), "acc_real": (logits_real.detach() > 0).float().mean(),
+             "acc_fake": torch.stack(acc).mean()}
     if len(fakes) > 1:
         stats.update({f"acc_fake_{i + 1}": a for i, a in enumerate(acc)})
     return stats
@@ -111,7 +112,7 @@ def generator_step(disc: torch.nn.Module, optimizer: torch.optim.Optimizer, fake
     backward_step(loss, optimizer, scaler)
     for p in disc.parameters():
         p.requires_grad_(True)
-    return {"loss_g": float(adversarial.detach()), "loss_total": float(loss.detach())}
+    return {"loss_g": adversarial.detach(), "loss_total": loss.detach()}
 
 
 def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler) -> None:
@@ -140,7 +141,7 @@ class StepContext:
     target: PatchSampler
     config: "AdaptConfig"  # noqa: F821
     device: torch.device
-    amp: bool
+    amp: Precision
     n_classes: int
     jitter: Jitter
     rng: np.random.Generator
@@ -151,7 +152,7 @@ class StepContext:
     def probs(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits, softmax)`` of the U-Net in training mode, float32."""
         self.model.train()
-        with torch.autocast(device_type=self.device.type, enabled=self.amp):
+        with self.amp.autocast():
             logits = self.model(image).float()
         return logits, torch.softmax(logits, dim=1)
 
@@ -197,7 +198,7 @@ def conditional_step(ctx: StepContext) -> dict:
                              loss_src)
     d_stats["acc_fake_mismatch"] = d_stats.pop("acc_fake_1")
     d_stats["acc_fake_target"] = d_stats.pop("acc_fake_2")
-    return {**d_stats, **g_stats, "loss_source": float(loss_src.detach())}
+    return {**d_stats, **g_stats, "loss_source": loss_src.detach()}
 
 
 def _output_space_step(ctx: StepContext, to_d: Callable[[torch.Tensor], torch.Tensor]) -> dict:
@@ -214,7 +215,7 @@ def _output_space_step(ctx: StepContext, to_d: Callable[[torch.Tensor], torch.Te
     if ctx.config.entropy_weight > 0:
         extra = extra + ctx.config.entropy_weight * entropy_map(probs).mean()
     g_stats = generator_step(ctx.disc, ctx.opt_g, to_d(probs), ctx.config.adv_weight, ctx.scaler_g, extra)
-    return {**d_stats, **g_stats, "loss_source": float(loss_src.detach())}
+    return {**d_stats, **g_stats, "loss_source": loss_src.detach()}
 
 
 def adaptsegnet_step(ctx: StepContext) -> dict:
@@ -251,7 +252,7 @@ def selftrain_step(ctx: StepContext) -> dict:
     tgt = ctx.batch(ctx.target)["image"]
     with torch.no_grad():
         ctx.teacher.train()  # normalise with the target batch's own statistics
-        with torch.autocast(device_type=ctx.device.type, enabled=ctx.amp):
+        with ctx.amp.autocast():
             teacher_probs = torch.softmax(ctx.teacher(tgt).float(), dim=1)
     confidence, pseudo = teacher_probs.max(dim=1)
     pseudo = torch.where(confidence >= ctx.config.pseudo_threshold, pseudo, torch.full_like(pseudo, -1))
@@ -262,9 +263,9 @@ def selftrain_step(ctx: StepContext) -> dict:
     backward_step(loss, ctx.opt_g, ctx.scaler_g)
     ema_update(ctx.teacher, ctx.model, ctx.config.ema_decay)
     kept = pseudo >= 0
-    return {"loss_source": float(loss_src.detach()), "loss_pseudo": float(loss_pseudo.detach()),
-            "pseudo_fraction": float(kept.float().mean()),
-            "pseudo_boundary_fraction": float(((pseudo == 0) & kept).sum() / kept.sum().clamp_min(1))}
+    return {"loss_source": loss_src.detach(), "loss_pseudo": loss_pseudo.detach(),
+            "pseudo_fraction": kept.float().mean(),
+            "pseudo_boundary_fraction": ((pseudo == 0) & kept).sum() / kept.sum().clamp_min(1)}
 
 
 #: method name -> its step

@@ -25,7 +25,7 @@ import torch
 
 from ..data.formats import check_image
 from ..data.normalize import Normalizer
-from ..devices import use_amp
+from ..devices import precision
 from ..progress import progress as progress_bar
 
 
@@ -53,7 +53,7 @@ def _starts(n: int, tile: int, overlap: int) -> list[int]:
 
 @torch.no_grad()
 def _forward(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    with torch.autocast(device_type=device.type, enabled=use_amp(device)):
+    with precision(device).autocast():
         logits = model(x.to(device))
     return torch.softmax(logits.float(), dim=1).cpu()
 

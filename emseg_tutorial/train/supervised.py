@@ -41,7 +41,7 @@ import torch
 from ..data.augment import Jitter
 from ..data.formats import check_labels, check_pair, check_image
 from ..data.patches import PatchSampler
-from ..devices import pick_device, set_seed, use_amp
+from ..devices import Precision, pick_device, precision, set_seed
 from ..labels import for_task, num_classes, TASKS
 from ..losses import dice_loss, weighted_cross_entropy
 from ..metrics import boundary_scores, jaccard_scores
@@ -199,8 +199,8 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
 
     model = (restore_model(resume) if resume is not None else _initial_model(config, init)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    amp = use_amp(device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    amp = precision(device)
+    scaler = amp.grad_scaler()
     history: dict = {"train": {"step": [], "loss": []}, "val": [], "val_slices": val_z.tolist()}
     done = 0
     if resume is not None:
@@ -214,26 +214,16 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
                             history=history, config=config.to_dict(),
                             rng={"sampler": sampler.rng.bit_generator.state, "torch": torch.get_rng_state()})
 
+    losses: list[torch.Tensor] = []  # kept on the device until read
     bar = progress_bar(range(done + 1, config.steps + 1), desc=f"train {config.task}/{config.weights}",
                        enabled=progress, initial=done, total=config.steps)
     for step in bar:
-        model.train()
-        batch = {k: torch.from_numpy(v).to(device) for k, v in sampler.sample(config.batch_size).items()}
-        with torch.autocast(device_type=device.type, enabled=amp):
-            logits = model(batch["image"])
-        logits = logits.float()
-        loss = logits.new_zeros(())
-        terms = config.loss.split("+")
-        if "ce" in terms:
-            loss = loss + weighted_cross_entropy(logits, batch["target"], batch["weight"])
-        if "dice" in terms:
-            loss = loss + dice_loss(logits, batch["target"])
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        batch = to_device(sampler.sample(config.batch_size), device)
+        losses.append(training_step(model, batch, optimizer, scaler, amp, config.loss))
         history["train"]["step"].append(step)
-        history["train"]["loss"].append(float(loss.detach()))
+        if step % config.val_every == 0 or step == config.steps:  # read the losses (one sync) now and then
+            history["train"]["loss"].extend(torch.stack(losses).tolist())
+            losses.clear()
 
         if len(val_z) and (step % config.val_every == 0 or step == config.steps):
             scores = validate(model, image[val_z], labels[val_z], config.task, device)
@@ -243,6 +233,40 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
             save_state(step)
     history["seconds"] = time.perf_counter() - start
     return TrainResult(model=model.cpu(), config=config, history=history)
+
+
+def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    """A sampled batch as tensors on ``device`` (pinned, non-blocking copies on CUDA)."""
+    cuda = device.type == "cuda"
+    out = {}
+    for key, value in batch.items():
+        t = torch.from_numpy(value)
+        out[key] = (t.pin_memory() if cuda else t).to(device, non_blocking=cuda)
+    return out
+
+
+def training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
+                  scaler: torch.amp.GradScaler, amp: Precision, loss: str = "ce") -> torch.Tensor:
+    """One optimiser step on a batch already on the device; returns the loss, detached, on the device.
+
+    The forward pass runs in ``amp``'s precision; the loss is computed in float32 from the
+    logits: weighted cross-entropy (``batch["weight"]``), soft Dice, or their sum.
+    """
+    model.train()
+    with amp.autocast():
+        logits = model(batch["image"])
+    logits = logits.float()
+    value = logits.new_zeros(())
+    terms = loss.split("+")
+    if "ce" in terms:
+        value = value + weighted_cross_entropy(logits, batch["target"], batch.get("weight"))
+    if "dice" in terms:
+        value = value + dice_loss(logits, batch["target"])
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(value).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return value.detach()
 
 
 #: Settings that may differ between a run and its resumption.
