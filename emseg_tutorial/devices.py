@@ -109,6 +109,16 @@ def precision(device: torch.device | str) -> Precision:
     return Precision(device.type, amp_dtype(device.type, bf16))
 
 
+def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    """A sampled batch as tensors on ``device`` (pinned, non-blocking copies on CUDA)."""
+    cuda = device.type == "cuda"
+    out = {}
+    for key, value in batch.items():
+        t = torch.from_numpy(value)
+        out[key] = (t.pin_memory() if cuda else t).to(device, non_blocking=cuda)
+    return out
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) for repeatable runs."""
     random.seed(seed)

@@ -212,7 +212,7 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     n_classes = num_classes("boundary")
     set_seed(config.seed)
     device = pick_device(config.device)
-    ctx = _context(model, labels, target_image, config, source_image, device, n_classes)
+    ctx = step_context(model, labels, target_image, config, source_image, device, n_classes)
     source_prior = source_boundary_prior(labels)
 
     snap_volume = target_eval.image if target_eval is not None else target_image
@@ -249,7 +249,7 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
                        snapshots=snapshots)
 
 
-def _context(model, labels, target_image, config: AdaptConfig, source_image, device, n_classes) -> StepContext:
+def step_context(model, labels, target_image, config: AdaptConfig, source_image, device, n_classes) -> StepContext:
     """Samplers, networks and optimisers of one run."""
     with_image = source_image is not None
     gap = min(config.mismatch_gap, labels.shape[0] // 2) if config.method == "conditional" else None

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from ..data.histmatch import rank_normalize
 from ..data.patches import PatchSampler
 from ..data.augment import Jitter
-from ..devices import Precision
+from ..devices import Precision, to_device
 from ..losses import bce_fake, bce_real, entropy_map, weighted_cross_entropy
 
 
@@ -147,7 +147,7 @@ class StepContext:
     rng: np.random.Generator
 
     def batch(self, sampler: PatchSampler) -> dict[str, torch.Tensor]:
-        return {k: torch.from_numpy(v).to(self.device) for k, v in sampler.sample(self.config.batch_size).items()}
+        return to_device(sampler.sample(self.config.batch_size), self.device)
 
     def probs(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits, softmax)`` of the U-Net in training mode, float32."""

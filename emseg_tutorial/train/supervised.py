@@ -41,7 +41,7 @@ import torch
 from ..data.augment import Jitter
 from ..data.formats import check_labels, check_pair, check_image
 from ..data.patches import PatchSampler
-from ..devices import Precision, pick_device, precision, set_seed
+from ..devices import Precision, pick_device, precision, set_seed, to_device
 from ..labels import for_task, num_classes, TASKS
 from ..losses import dice_loss, weighted_cross_entropy
 from ..metrics import boundary_scores, jaccard_scores
@@ -233,16 +233,6 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
             save_state(step)
     history["seconds"] = time.perf_counter() - start
     return TrainResult(model=model.cpu(), config=config, history=history)
-
-
-def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-    """A sampled batch as tensors on ``device`` (pinned, non-blocking copies on CUDA)."""
-    cuda = device.type == "cuda"
-    out = {}
-    for key, value in batch.items():
-        t = torch.from_numpy(value)
-        out[key] = (t.pin_memory() if cuda else t).to(device, non_blocking=cuda)
-    return out
 
 
 def training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,

@@ -1,0 +1,41 @@
+"""Device-agnostic precision and batches: the GPU paths are chosen by pure rules tested here."""
+
+import numpy as np
+import pytest
+import torch
+
+from emseg_tutorial.devices import Precision, amp_dtype, pick_device, precision, to_device
+from emseg_tutorial.models import UNet2d
+from emseg_tutorial.train.supervised import training_step
+
+
+@pytest.mark.parametrize("device_type, bf16, dtype, scales", [
+    ("cuda", True, torch.bfloat16, False),    # A100 / H100 / L4: bfloat16, no scaler needed
+    ("cuda", False, torch.float16, True),     # T4 / V100: float16 with a gradient scaler
+    ("cpu", True, None, False), ("mps", False, None, False),
+])
+def test_precision_rules(device_type, bf16, dtype, scales):
+    p = Precision(device_type, amp_dtype(device_type, bf16))
+    assert p.dtype == dtype and p.scales_gradients == scales and p.enabled == (dtype is not None)
+
+
+def test_cpu_runs_in_float32():
+    p = precision("cpu")
+    assert p.dtype is None and not p.grad_scaler().is_enabled()
+    with p.autocast():
+        assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_unknown_device_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown device 'bogus'"):
+        pick_device("bogus")
+
+
+def test_training_step_keeps_the_loss_on_the_device():
+    batch = {"image": np.zeros((2, 1, 16, 16), np.float32), "target": np.ones((2, 16, 16), np.int64),
+             "weight": np.ones((2, 16, 16), np.float32)}
+    batch = to_device(batch, torch.device("cpu"))
+    model = UNet2d(out_channels=2, depth=2, base_width=4)
+    p = precision("cpu")
+    loss = training_step(model, batch, torch.optim.Adam(model.parameters()), p.grad_scaler(), p)
+    assert isinstance(loss, torch.Tensor) and loss.ndim == 0 and not loss.requires_grad
