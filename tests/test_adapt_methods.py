@@ -283,3 +283,18 @@ def test_cli_adapt_needs_source_image(cli_files, capsys):
                  f"{p}/t.tif", "--method", "adaptsegnet", "--out", f"{p}/o"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--source-image" in err
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "bilinear"])
+def test_adabn_one_pass_equals_layer_by_layer(upsample):
+    """The one-pass walk of a U-Net gives the statistics of one pass per layer, exactly."""
+    torch.manual_seed(0)
+    net = UNet2d(out_channels=2, depth=3, base_width=4, upsample=upsample)
+    image = np.random.default_rng(1).integers(0, 255, (5, 40, 36), dtype=np.uint8)  # padding, odd batches
+    fast = adapt_batchnorm(net, image, batch_size=2)
+    slow = adapt_batchnorm(net, image, batch_size=3, memory_budget=0)
+    for a, b in zip(batchnorm_layers(fast), batchnorm_layers(slow)):
+        torch.testing.assert_close(a.running_mean, b.running_mean, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a.running_var, b.running_var, rtol=1e-5, atol=1e-6)
+    stats = normalised_statistics(fast, image)
+    np.testing.assert_allclose(stats["mean"], 0, atol=1e-4)

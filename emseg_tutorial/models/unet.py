@@ -172,12 +172,7 @@ class UNet2d(nn.Module):
             raise ValueError(f"expected input (N, {self.init_kwargs['in_channels']}, H, W), "
                              f"got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
-        multiple = 2 ** self.init_kwargs["depth"]
-        pad_h, pad_w = -h % multiple, -w % multiple
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-
+        x = self.pad(x)
         skips = []
         for encoder in self.encoders:
             x = encoder(x)
@@ -187,6 +182,16 @@ class UNet2d(nn.Module):
         for upsampler, decoder, skip in zip(self.upsamplers, self.decoders, reversed(skips)):
             x = decoder(torch.cat([skip, upsampler(x)], dim=1))
         return self.head(x)[..., :h, :w]
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` padded at the bottom and right to a multiple of ``2**depth`` (see the Notes)."""
+        h, w = x.shape[-2:]
+        multiple = 2 ** self.init_kwargs["depth"]
+        pad_h, pad_w = -h % multiple, -w % multiple
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        return x
 
     def replace_head(self, out_channels: int) -> None:
         """Swap in a freshly initialised 1x1 head with ``out_channels`` classes (in place).
