@@ -332,13 +332,13 @@ def test_evaluate_nan_becomes_none():
         metrics.evaluate(labels, np.zeros_like(labels), "boundary")
 
 
-def test_evaluate_with_probabilities_uses_watershed():
+def test_evaluate_with_probabilities_grows_cells_from_them():
     labels = cell_labels(shape=(2, 18, 18))
     boundary_prob = np.where(labels == 1, 0.9, 0.1)
     prediction = L.for_task(labels, "boundary")
     for probabilities in (boundary_prob, np.stack([boundary_prob, 1 - boundary_prob])):
         result = metrics.evaluate(prediction, labels, "boundary", probabilities=probabilities)
-        assert result["segmentation"] == "watershed"
+        assert result["segmentation"] == "cells grown from the boundary probability"
         assert result["adapted_rand_error"] == pytest.approx(0.0, abs=1e-12)
         assert result["voi_merge"] == pytest.approx(0.0, abs=1e-12)
 
@@ -442,3 +442,35 @@ def test_whole_number_float_codes_are_accepted():
     assert metrics.evaluate(prediction, labels.astype(np.float64), "boundary") == expected
     assert metrics.jaccard_scores(prediction.astype(np.float32), labels, "multiclass") == (
         metrics.jaccard_scores(prediction, labels, "multiclass"))
+
+
+def _walls_widened(labels: np.ndarray) -> np.ndarray:
+    """The same cells with every wall one pixel thicker (boundary dilated by one pixel)."""
+    from scipy import ndimage
+
+    wide = np.stack([ndimage.binary_dilation(z == 1) for z in labels])
+    return np.where(wide, 1, 2).astype(np.uint8)
+
+
+def test_instance_scores_judge_cells_not_wall_thickness():
+    """Perfect walls, one pixel wider: the same cells, so ARAND and VOI stay near 0 (issue: they
+    measured wall thickness when every predicted wall pixel was one more segment)."""
+    labels = cell_labels(shape=(2, 64, 64))
+    result = metrics.evaluate(_walls_widened(labels), L.for_task(labels, "boundary"), "boundary")
+    assert result["boundary_jaccard"] < 0.7                       # the pixel score sees the thickness
+    assert result["adapted_rand_error"] < 0.05 and result["voi_merge"] < 0.15
+
+
+def test_instance_scores_see_a_real_merge():
+    labels = L.for_task(cell_labels(shape=(1, 64, 64)), "boundary")
+    merged = labels.copy()
+    merged[merged == 1] = 2                                       # no walls at all: one big cell
+    result = metrics.evaluate(merged, labels, "boundary")
+    assert result["adapted_rand_error"] > 0.5 and result["voi_merge"] > 1.0
+
+
+def test_grow_cells_stays_in_its_slice():
+    seg = np.zeros((2, 1, 5), np.int32)
+    seg[0, 0, 0] = 1                                              # slice 1 has no cell: stays 0
+    grown = metrics.grow_cells(seg)
+    assert grown[0].tolist() == [[1, 1, 1, 1, 1]] and not grown[1].any()
