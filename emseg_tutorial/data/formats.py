@@ -410,21 +410,38 @@ def read_slice(f: str | os.PathLike) -> np.ndarray:
 
 
 def _tiff_voxel_size(tif) -> tuple[float, float, float] | None:
-    """Voxel size in nm from ImageJ metadata (``spacing`` + x/y resolution), or None."""
+    """Voxel size in nm from ImageJ metadata (``spacing`` + x/y resolution, in the ``unit`` Fiji
+    wrote: nm, µm/micron/um, Å; :mod:`.units`), else from OME-TIFF ``PhysicalSize*``, or None."""
     meta = tif.imagej_metadata or {}
     page = tif.pages[0]
     try:
         xres = page.tags["XResolution"].value
         yres = page.tags["YResolution"].value
     except KeyError:
-        return None
-    if "spacing" not in meta or meta.get("unit") not in ("nm", "nanometer"):
-        return None
+        return _ome_voxel_size(tif)
+    unit = meta.get("unit")
+    if "spacing" not in meta or to_nm(1.0, unit) is None:
+        return _ome_voxel_size(tif)
     y = yres[1] / yres[0] if yres[0] else None
     x = xres[1] / xres[0] if xres[0] else None
     if not y or not x:
         return None
-    return (float(meta["spacing"]), round(float(y), 6), round(float(x), 6))
+    return to_nm(meta["spacing"], unit), to_nm(y, unit), to_nm(x, unit)
+
+
+def _ome_voxel_size(tif) -> tuple[float, float, float] | None:
+    """``PhysicalSizeZ/Y/X`` of an OME-TIFF (unit attributes default to µm) in nm, or None."""
+    xml = getattr(tif, "ome_metadata", None)
+    if not xml:
+        return None
+    import xml.etree.ElementTree as ET
+
+    try:
+        pixels = next(e for e in ET.fromstring(xml).iter() if e.tag.endswith("Pixels"))
+    except (ET.ParseError, StopIteration):
+        return None
+    sizes = [to_nm(pixels.get(f"PhysicalSize{a}"), pixels.get(f"PhysicalSize{a}Unit", "µm")) for a in "ZYX"]
+    return tuple(sizes) if all(s is not None for s in sizes) else None
 
 
 def _open_tiff(path: Path, name: str) -> LazyVolume:
