@@ -279,6 +279,28 @@ def _output_folder(path: str) -> Path:
     return out
 
 
+# --------------------------------------------------------------------------- export
+
+
+def add_export(sub) -> None:
+    p = sub.add_parser("export", help="write a trained U-Net as a bioimage.io model package",
+                       description="Write a bioimage.io model package (spec 0.5): rdf.yaml, PyTorch state-dict and "
+                                   "TorchScript weights, test tensors from a synthetic twin, a cover and a model "
+                                   "card; validated offline. Needs the 'scale' extra (bioimageio.spec).")
+    p.add_argument("--model", required=True, metavar="CKPT", help="U-Net checkpoint written by train or adapt")
+    p.add_argument("--out", required=True, metavar="DIR_OR_ZIP", help="output folder, or a .zip for the model zoo")
+    p.add_argument("--name", help="model name (default from the checkpoint's task)")
+    p.add_argument("--test-shape", type=_positive, nargs=3, metavar=("Z", "Y", "X"), default=(2, 64, 64),
+                   help="shape of the synthetic test input (default 2 64 64)")
+
+
+def run_export(args) -> None:
+    from .predict.export import export_bioimageio, validate_package
+
+    written = export_bioimageio(args.model, args.out, name=args.name, shape=tuple(args.test_shape))
+    print(f"wrote {written}: bioimage.io model package, {validate_package(written)} (checked offline)")
+
+
 #: name -> (add arguments, run)
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "synth": (add_synth, run_synth),
@@ -286,6 +308,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "predict": (add_predict, run_predict),
     "evaluate": (add_evaluate, run_evaluate),
     "adapt": (add_adapt, run_adapt),
+    "export": (add_export, run_export),
 }
 
 
