@@ -147,12 +147,30 @@ def add_predict(sub) -> None:
     p.add_argument("--tile", type=_positive, default=512,
                    help="largest tile side, at least 16 (default 512); tiles overlap by min(32, tile / 4) pixels")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
+    p.add_argument("--cluster", metavar="local:N|tcp://HOST:PORT",
+                   help="predict on a dask cluster: N local worker processes, or a running scheduler; "
+                        "outputs must be .zarr (needs the 'scale' extra)")
+    p.add_argument("--cluster-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for the scheduler to answer (default 10)")
+    p.add_argument("--slab", type=_positive, help="slices per cluster task (default about 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run_predict(args) -> None:
     for spec in filter(None, (args.out, args.probabilities)):
         check_output_spec(spec)
+    if args.cluster:
+        from .predict.distributed import parse_cluster, predict_distributed
+
+        parse_cluster(args.cluster)
+        model, _ = load_checkpoint(args.model)
+        result = predict_distributed(model, args.image, args.out, args.probabilities, cluster=args.cluster,
+                                     tile=args.tile, overlap=min(32, args.tile // 4), slab=args.slab,
+                                     device=args.device or "cpu", timeout=args.cluster_timeout,
+                                     progress=not args.quiet)
+        print(f"wrote {args.out}" + (f" and {args.probabilities}" if args.probabilities else "")
+              + f" on {args.cluster} ({result.shape[0]} slices, {result.slices_per_read} per task)")
+        return
     device = _session(args).device
     with open_volume(args.image) as image:
         model, _ = load_checkpoint(args.model, device=device)
