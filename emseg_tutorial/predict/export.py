@@ -138,7 +138,7 @@ def _cover(path: Path, image: np.ndarray, probs: np.ndarray) -> None:
     for ax, title in zip(axes, ("input (synthetic twin)", "P(boundary)")):
         ax.set_title(title, fontsize=9)
         ax.axis("off")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.9, wspace=0.05)
     fig.savefig(path)
     plt.close(fig)
 
