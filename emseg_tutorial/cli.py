@@ -157,12 +157,30 @@ def add_predict(sub) -> None:
     p.add_argument("--tile", type=_positive, default=512,
                    help="largest tile side, at least 16 (default 512); tiles overlap by min(32, tile / 4) pixels")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
+    p.add_argument("--cluster", metavar="local:N|tcp://HOST:PORT",
+                   help="predict on a dask cluster: N local worker processes, or a running scheduler; "
+                        "outputs must be .zarr (needs the 'scale' extra)")
+    p.add_argument("--cluster-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for the scheduler to answer (default 10)")
+    p.add_argument("--slab", type=_positive, help="slices per cluster task (default about 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run_predict(args) -> None:
     for spec in filter(None, (args.out, args.probabilities)):
         check_output_spec(spec)
+    if args.cluster:
+        from .predict.distributed import parse_cluster, predict_distributed
+
+        parse_cluster(args.cluster)
+        model, _ = load_checkpoint(args.model)
+        result = predict_distributed(model, args.image, args.out, args.probabilities, cluster=args.cluster,
+                                     tile=args.tile, overlap=min(32, args.tile // 4), slab=args.slab,
+                                     device=args.device or "cpu", timeout=args.cluster_timeout,
+                                     progress=not args.quiet)
+        print(f"wrote {args.out}" + (f" and {args.probabilities}" if args.probabilities else "")
+              + f" on {args.cluster} ({result.shape[0]} slices, {result.slices_per_read} per task)")
+        return
     device = _session(args).device
     with open_volume(args.image) as image:
         model, _ = load_checkpoint(args.model, device=device)
@@ -289,6 +307,28 @@ def _output_folder(path: str) -> Path:
     return out
 
 
+# --------------------------------------------------------------------------- export
+
+
+def add_export(sub) -> None:
+    p = sub.add_parser("export", help="write a trained U-Net as a bioimage.io model package",
+                       description="Write a bioimage.io model package (spec 0.5): rdf.yaml, PyTorch state-dict and "
+                                   "TorchScript weights, test tensors from a synthetic twin, a cover and a model "
+                                   "card; validated offline. Needs the 'scale' extra (bioimageio.spec).")
+    p.add_argument("--model", required=True, metavar="CKPT", help="U-Net checkpoint written by train or adapt")
+    p.add_argument("--out", required=True, metavar="DIR_OR_ZIP", help="output folder, or a .zip for the model zoo")
+    p.add_argument("--name", help="model name (default from the checkpoint's task)")
+    p.add_argument("--test-shape", type=_positive, nargs=3, metavar=("Z", "Y", "X"), default=(2, 64, 64),
+                   help="shape of the synthetic test input (default 2 64 64)")
+
+
+def run_export(args) -> None:
+    from .predict.export import export_bioimageio, validate_package
+
+    written = export_bioimageio(args.model, args.out, name=args.name, shape=tuple(args.test_shape))
+    print(f"wrote {written}: bioimage.io model package, {validate_package(written)} (checked offline)")
+
+
 #: name -> (add arguments, run)
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "synth": (add_synth, run_synth),
@@ -296,6 +336,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "predict": (add_predict, run_predict),
     "evaluate": (add_evaluate, run_evaluate),
     "adapt": (add_adapt, run_adapt),
+    "export": (add_export, run_export),
 }
 
 

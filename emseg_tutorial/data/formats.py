@@ -9,7 +9,10 @@ A volume is named by a *spec* string:
   when present;
 * a folder: its 2D ``.tif``/``.tiff``/``.png`` slices in natural order (``2.tif`` before
   ``10.tif``);
-* ``volume.npy``: a NumPy array.
+* ``volume.npy``: a NumPy array;
+* ``vol.zarr`` / ``vol.zarr:name``: an OME-Zarr image or a zarr array (needs the optional
+  ``zarr``: ``pip install emseg-tutorial[scale]``), read chunk by chunk and written chunk by
+  chunk, resumably (:mod:`.zarr_format`).
 
 **Reading.** :func:`open_volume` opens any spec lazily and returns a :class:`LazyVolume` whose
 :meth:`~LazyVolume.read` gives slices ``z0:z1`` as a new array:
@@ -71,7 +74,9 @@ import numpy as np
 from .._validate import InputError, check_finite, check_real_dtype, check_same_shape, check_volume_array
 from ..labels import MAX_CODE, check_codes
 from .errors import VolumeError
+from .units import to_nm
 from .volume import Volume
+from .zarr_format import ZarrImage, ZarrOutput, check_zarr_output, is_zarr, split_zarr
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -98,7 +103,7 @@ def split_spec(spec: str | os.PathLike) -> tuple[Path, str | None]:
     (PosixPath('stack.tif'), None)
     """
     text = os.fspath(spec)
-    match = re.match(r"^(.*\.(?:h5|hdf5|hdf)):(.+)$", text, flags=re.IGNORECASE)
+    match = re.match(r"^(.*\.(?:h5|hdf5|hdf|zarr)):(.+)$", text, flags=re.IGNORECASE)
     if match:
         return Path(match.group(1)), match.group(2)
     return Path(text), None
@@ -369,6 +374,22 @@ class _FolderVolume(LazyVolume):
         return np.stack([self._load(f) for f in self._files[z0:z1]])
 
 
+class _ZarrVolume(LazyVolume):
+    """A zarr array or OME-Zarr image (:class:`.zarr_format.ZarrImage`), read chunk by chunk."""
+
+    method = "zarr"
+
+    def __init__(self, name, image: ZarrImage):
+        super().__init__(name, image.shape, image.dtype, image.voxel_size)
+        self._image = image
+
+    def _read(self, z0, z1):
+        return self._image.read(z0, z1)
+
+    def _read_region(self, z0, z1, y, x):
+        return self._image.read_region(z0, z1, y, x)
+
+
 def read_slice(f: str | os.PathLike) -> np.ndarray:
     """One 2D slice file of a folder stack (tif or png), as a 2D array; ``VolumeError`` otherwise."""
     f = Path(f)
@@ -389,21 +410,38 @@ def read_slice(f: str | os.PathLike) -> np.ndarray:
 
 
 def _tiff_voxel_size(tif) -> tuple[float, float, float] | None:
-    """Voxel size in nm from ImageJ metadata (``spacing`` + x/y resolution), or None."""
+    """Voxel size in nm from ImageJ metadata (``spacing`` + x/y resolution, in the ``unit`` Fiji
+    wrote: nm, µm/micron/um, Å; :mod:`.units`), else from OME-TIFF ``PhysicalSize*``, or None."""
     meta = tif.imagej_metadata or {}
     page = tif.pages[0]
     try:
         xres = page.tags["XResolution"].value
         yres = page.tags["YResolution"].value
     except KeyError:
-        return None
-    if "spacing" not in meta or meta.get("unit") not in ("nm", "nanometer"):
-        return None
+        return _ome_voxel_size(tif)
+    unit = meta.get("unit")
+    if "spacing" not in meta or to_nm(1.0, unit) is None:
+        return _ome_voxel_size(tif)
     y = yres[1] / yres[0] if yres[0] else None
     x = xres[1] / xres[0] if xres[0] else None
     if not y or not x:
         return None
-    return (float(meta["spacing"]), round(float(y), 6), round(float(x), 6))
+    return to_nm(meta["spacing"], unit), to_nm(y, unit), to_nm(x, unit)
+
+
+def _ome_voxel_size(tif) -> tuple[float, float, float] | None:
+    """``PhysicalSizeZ/Y/X`` of an OME-TIFF (unit attributes default to µm) in nm, or None."""
+    xml = getattr(tif, "ome_metadata", None)
+    if not xml:
+        return None
+    import xml.etree.ElementTree as ET
+
+    try:
+        pixels = next(e for e in ET.fromstring(xml).iter() if e.tag.endswith("Pixels"))
+    except (ET.ParseError, StopIteration):
+        return None
+    sizes = [to_nm(pixels.get(f"PhysicalSize{a}"), pixels.get(f"PhysicalSize{a}Unit", "µm")) for a in "ZYX"]
+    return tuple(sizes) if all(s is not None for s in sizes) else None
 
 
 def _open_tiff(path: Path, name: str) -> LazyVolume:
@@ -511,6 +549,8 @@ def open_volume(spec: str | os.PathLike) -> LazyVolume:
     if not path.exists():
         raise VolumeError(f"{path}: no such file or folder")
     suffix = path.suffix.lower()
+    if is_zarr(path):
+        return _ZarrVolume(name, ZarrImage(spec))
     if path.is_dir():
         files = sorted((p for p in path.iterdir() if p.suffix.lower() in SLICE_SUFFIXES), key=natural_key)
         if not files:
@@ -592,6 +632,9 @@ def check_output_spec(spec: str | os.PathLike) -> tuple[Path, str | None]:
     """
     path, dataset = split_spec(spec)
     suffix = path.suffix.lower()
+    if is_zarr(path):
+        check_zarr_output(*split_zarr(spec))
+        return path, dataset
     if suffix not in TIFF_SUFFIXES + HDF5_SUFFIXES + (NPY_SUFFIX,):
         raise VolumeError(f"{path}: unknown output format {suffix!r}; use .tif, FILE.h5:dataset or .npy")
     if suffix in HDF5_SUFFIXES and dataset is None:
@@ -788,9 +831,40 @@ class _Hdf5Writer(SliceWriter):
         self._ds[..., z0:z0 + block.shape[-3], :, :] = block
 
 
+class _ZarrWriter(SliceWriter):
+    """An OME-Zarr image written in place chunk by chunk (:class:`.zarr_format.ZarrOutput`).
+
+    Unlike the other writers it is resumable rather than all-or-nothing: with a ``job`` key,
+    slices a previous run wrote and marked are reported by :meth:`is_written` and can be
+    passed over with :meth:`skip`; the image is marked complete when all slices are written.
+    """
+
+    def __init__(self, spec, shape, dtype, voxel_size, job=None):
+        super().__init__(spec, shape, dtype)
+        self.output = ZarrOutput.create(spec, self.shape, self.dtype, voxel_size, job)
+
+    def is_written(self, z0: int, z1: int) -> bool:
+        """Whether slices ``z0:z1`` are already on disk (written by this run or a resumed one)."""
+        return self.output.is_written(z0, z1)
+
+    def skip(self, n: int) -> None:
+        """Pass over the next ``n`` slices, already written (:meth:`is_written`)."""
+        if not self.is_written(self.written, self.written + n):
+            raise ValueError(f"{self.spec}: slices {self.written}:{self.written + n} are not written; cannot skip them")
+        self.written += n
+
+    def _write(self, block, z0):
+        self.output.write_at(block, z0)
+
+    def close(self):
+        if self.written == self.nz and not getattr(self, "_finished", False):
+            self.output.finish()
+            self._finished = True
+
+
 @contextmanager
-def open_writers(targets: Sequence[tuple], voxel_size: tuple[float, float, float] | None = None
-                 ) -> Iterator[list[SliceWriter]]:
+def open_writers(targets: Sequence[tuple], voxel_size: tuple[float, float, float] | None = None,
+                 job: str | None = None) -> Iterator[list[SliceWriter]]:
     """Writers for several output arrays, committed together when the ``with`` block succeeds.
 
     Parameters
@@ -801,7 +875,10 @@ def open_writers(targets: Sequence[tuple], voxel_size: tuple[float, float, float
         dtype is :func:`storage_dtype`'s. Several HDF5 datasets of the same file share one
         temporary copy of it (other datasets already in the file are kept).
     voxel_size : tuple of float, optional
-        ``(z, y, x)`` nm stored in TIFF and HDF5 metadata.
+        ``(z, y, x)`` nm stored in TIFF, HDF5 and OME-Zarr metadata.
+    job : str, optional
+        Key of the computation (zarr outputs only): a zarr written before with the same key
+        is resumed, its finished slices reported by the writer's ``is_written``.
 
     Yields
     ------
@@ -812,6 +889,9 @@ def open_writers(targets: Sequence[tuple], voxel_size: tuple[float, float, float
     -----
     Each output goes to a temporary file beside it; on success all are renamed over their
     targets; on any error the temporary files are removed and the targets are unchanged.
+    Zarr outputs are the exception: written in place chunk by chunk (each chunk atomically),
+    marked complete at the end, so an interrupted write is resumed or refused, never read
+    as data (:mod:`.zarr_format`).
     """
     specs = []
     for target in targets:
@@ -826,6 +906,9 @@ def open_writers(targets: Sequence[tuple], voxel_size: tuple[float, float, float
     try:
         for ((path, dataset), spec, shape, _, _), dtype in zip(specs, stored):
             suffix = path.suffix.lower()
+            if is_zarr(path):
+                writers.append(_ZarrWriter(spec, shape, dtype, voxel_size, job))
+                continue
             if path not in tmps:
                 tmps[path] = _temp_beside(path)
             tmp = tmps[path]

@@ -218,12 +218,38 @@ def streaming_stats(volume: LazyVolume, sample_budget: int = SAMPLE_BUDGET, prog
     True
     """
     limits = intensity_limits(volume, sample_budget, progress)
+    return merge_moments(slab_moments(volume, 0, volume.shape[0], limits, progress), limits)
+
+
+def slab_moments(volume: LazyVolume, z0: int, z1: int, limits: tuple[float, float] | None,
+                 progress: bool = False) -> list[tuple[int, float, float]]:
+    """``(count, mean, count * variance)`` of the [0, 1] values of each slice ``z0..z1-1``.
+
+    What :func:`streaming_stats` merges; workers of a cluster compute them for their slabs
+    and :func:`merge_moments` merges them in z order on the client, the same arithmetic.
+
+    Examples
+    --------
+    >>> from emseg_tutorial.data.formats import ArrayVolume
+    >>> slab_moments(ArrayVolume(np.array([[[0, 255]], [[255, 255]]], np.uint8)), 0, 2, None)
+    [(2, 0.5, 0.5), (2, 1.0, 0.0)]
+    """
+    return [(int(unit.size), float(unit.mean(dtype=np.float64)), float(unit.var(dtype=np.float64)) * unit.size)
+            for unit in (_scale(b, limits) for b in _blocks(volume, range(z0, z1), progress, "statistics"))]
+
+
+def merge_moments(moments, limits: tuple[float, float] | None) -> Normalizer:
+    """The :class:`Normalizer` of per-slice moments (:func:`slab_moments`), merged in order.
+
+    The pairwise update of Chan, Golub and LeVeque (1979) in float64.
+
+    Examples
+    --------
+    >>> merge_moments([(2, 0.5, 0.5), (2, 1.0, 0.0)], None)
+    Normalizer(limits=None, mean=0.75, std=0.4330127018922193)
+    """
     count, mean, m2 = 0, 0.0, 0.0
-    for block in _blocks(volume, range(volume.shape[0]), progress, "statistics"):
-        unit = _scale(block, limits)
-        n = unit.size
-        m = float(unit.mean(dtype=np.float64))
-        v = float(unit.var(dtype=np.float64)) * n
+    for n, m, v in moments:
         delta = m - mean
         total = count + n
         mean += delta * n / total

@@ -18,6 +18,10 @@ through :func:`~emseg_tutorial.data.formats.open_volume`:
    in-memory :func:`~emseg_tutorial.predict.predict_probabilities`); the label codes and, if
    asked, the probabilities are appended to the outputs
    (:func:`~emseg_tutorial.data.formats.open_writers`: temporary files renamed at the end).
+   A zarr output is written chunk by chunk in place instead and **resumes**: run the same
+   prediction again after a kill and the slices already written (and marked) are skipped,
+   the rest, including chunks the killed run left unmarked, are predicted again
+   (:func:`job_key` names "the same prediction").
 
 The network is 2D, so a slice needs no neighbouring slices (no z halo); the halo of the
 tiles is their ``overlap`` within the slice. Memory therefore stays proportional to one
@@ -42,6 +46,7 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import NamedTuple
 
@@ -52,6 +57,33 @@ from ..data.formats import LazyVolume, check_output_spec, open_volume, open_writ
 from ..data.normalize import SAMPLE_BUDGET, Normalizer, streaming_stats
 from ..progress import progress as progress_bar
 from .tiled import check_tiling, predict_slices, prepare_model, probabilities_to_codes, slices_per_step
+
+
+def _known_classes(model: torch.nn.Module) -> int | None:
+    """The class count of a network of this library (its ``out_channels``), else None."""
+    kwargs = getattr(model, "init_kwargs", None)
+    return int(kwargs["out_channels"]) if isinstance(kwargs, dict) and "out_channels" in kwargs else None
+
+
+def job_key(model: torch.nn.Module, volume: LazyVolume, norm: Normalizer, **settings) -> str:
+    """A key naming one prediction: the weights, the input (name, shape, dtype, statistics), the
+    settings. A zarr output written under the same key is resumed, under another rewritten.
+
+    Examples
+    --------
+    >>> from emseg_tutorial.data.formats import ArrayVolume
+    >>> vol = ArrayVolume(np.zeros((1, 4, 4), np.uint8))
+    >>> net = torch.nn.Conv2d(1, 2, 1)
+    >>> len(job_key(net, vol, Normalizer(None, 0.0, 1.0), tile=512))
+    64
+    """
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    h.update(repr((volume.name, volume.shape, str(volume.dtype), norm.limits, norm.mean, norm.std,
+                   sorted(settings.items()))).encode())
+    return h.hexdigest()
 
 
 class StreamedPrediction(NamedTuple):
@@ -115,17 +147,23 @@ def predict_file(model: torch.nn.Module, image: str | os.PathLike | LazyVolume, 
             x = torch.from_numpy(norm(block))
             return predict_slices(model, x, tile=tile, overlap=overlap, batch_size=batch_size, device=device)
 
-        first = predict(0)
-        classes = first.shape[0]
+        first = None if _known_classes(model) else predict(0)
+        classes = first.shape[0] if first is not None else _known_classes(model)
         targets = []
         if out is not None:
             targets.append((out, (nz, ny, nx), np.uint8))
         if probabilities is not None:
             targets.append((probabilities, (classes, nz, ny, nx), np.float32))
-        with open_writers(targets, volume.voxel_size) as writers:
+        job = job_key(model, volume, norm, tile=tile, overlap=overlap)
+        with open_writers(targets, volume.voxel_size, job=job) as writers:
             for z0 in progress_bar(range(0, nz, step), desc="predict", unit="slice" if step == 1 else "batch",
                                    enabled=progress):
-                probs = first if z0 == 0 else predict(z0)
+                z1 = min(z0 + step, nz)
+                if all(getattr(w, "is_written", lambda a, b: False)(z0, z1) for w in writers):
+                    for writer in writers:  # resumed zarr outputs: written by an earlier run of this job
+                        writer.skip(z1 - z0)
+                    continue
+                probs = first if z0 == 0 and first is not None else predict(z0)
                 for writer in writers:
                     writer.write(probs if writer.channels else probabilities_to_codes(probs))
         return StreamedPrediction(volume.shape, classes, norm, step)

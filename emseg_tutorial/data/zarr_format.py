@@ -1,0 +1,347 @@
+"""OME-Zarr and zarr volumes: the zarr side of :mod:`~emseg_tutorial.data.formats`.
+
+Specs: ``vol.zarr`` is an OME-Zarr image (a group whose ``multiscales`` metadata names its
+arrays; the first, full-resolution one is read) or a bare zarr array; ``vol.zarr:name`` is
+the image or array ``name`` inside the group ``vol.zarr``. :mod:`.formats` wraps the two
+classes here in its :class:`~.formats.LazyVolume` and :class:`~.formats.SliceWriter`, so
+every reader and writer of the library accepts zarr.
+
+**Reading** is lazy: a read of slices ``z0:z1`` decodes only their chunks. The voxel size
+comes from the ``scale`` transformation of the first dataset and the axes' units
+(nanometer, micrometer, angstrom, ... converted to nm by :mod:`.units`), or from a
+``voxel_size`` attribute (nm) of a bare array.
+
+**Writing** makes an OME-Zarr 0.4 image (zarr format 2, what napari, neuroglancer and Fiji's
+MoBIE/BigDataViewer read): one array ``0`` chunked by slice (and by 1024 x 1024 tiles in y
+and x), axes ``z, y, x`` (``c, z, y, x`` for probabilities) in nanometers with the voxel
+size as the scale. Every chunk file is written atomically (the zarr store writes a temporary
+file and renames it). After each block of slices is written, a marker file
+``.emseg-done/Z0-Z1`` is added beside the array; when every slice is marked the image's
+``emseg_tutorial`` attribute says ``complete``. So
+
+* a reader refuses an image whose writer stopped early (killed, crashed) instead of
+  returning its fill values as data;
+* a writer given the same ``job`` key (what :func:`~emseg_tutorial.predict.predict_file`
+  derives from the model, the input and its statistics) resumes: slices already marked are
+  skipped, everything else (including chunks a killed run wrote without marking) is
+  written again. A different key or shape starts over.
+
+Examples
+--------
+>>> import os, tempfile
+>>> spec = os.path.join(tempfile.mkdtemp(), "v.zarr")
+>>> out = ZarrOutput.create(spec, (3, 4, 5), np.uint8, voxel_size=(30.0, 6.0, 6.0))
+>>> for z in range(3):
+...     out.write_at(np.full((1, 4, 5), z, np.uint8), z)
+>>> out.finish()
+>>> img = ZarrImage(spec)
+>>> img.shape, img.voxel_size, img.read(1, 3)[:, 0, 0].tolist()
+((3, 4, 5), (30.0, 6.0, 6.0), [1, 2])
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .errors import VolumeError
+from .units import nm_per_unit
+
+ZARR_SUFFIX = ".zarr"
+#: attribute of an image written here: {"complete": bool, "job": str | None, "shape": [...], "dtype": str}
+STATE_KEY = "emseg_tutorial"
+DONE_FOLDER = ".emseg-done"
+#: largest chunk side in y and x
+TILE = 1024
+EXTRA_HINT = "pip install 'emseg-tutorial[scale]'"
+
+
+def import_zarr(path: str | os.PathLike = "zarr"):
+    """The ``zarr`` module, else a one-line :class:`VolumeError` naming the ``scale`` extra."""
+    try:
+        import zarr
+    except ImportError:
+        raise VolumeError(f"{path}: zarr volumes need the zarr package; install it with {EXTRA_HINT} "
+                          f"(or 'pip install zarr')") from None
+    return zarr
+
+
+def is_zarr(path: str | os.PathLike) -> bool:
+    """True for a path ending in ``.zarr`` (a zarr spec's file part).
+
+    Examples
+    --------
+    >>> is_zarr("a/b.zarr"), is_zarr("b.tif")
+    (True, False)
+    """
+    return Path(path).suffix.lower() == ZARR_SUFFIX
+
+
+def _zarr_major(zarr) -> int:
+    return int(zarr.__version__.split(".")[0])
+
+
+def _is_zarr_folder(folder: Path) -> bool:
+    return any((folder / f).exists() for f in (".zgroup", ".zarray", "zarr.json"))
+
+
+def _attrs(node) -> dict:
+    attrs = dict(node.attrs)
+    return {**attrs, **attrs.get("ome", {})}  # OME-Zarr 0.5 nests its keys under "ome"
+
+
+def _arrays_in(group) -> list[str]:
+    names = []
+    for name, node in group.members(max_depth=None) if hasattr(group, "members") else group.items():
+        if hasattr(node, "shape") and hasattr(node, "chunks"):
+            names.append(str(name))
+    return sorted(names)
+
+
+def _voxel_from_multiscales(ms: dict) -> tuple[float, float, float] | None:
+    axes = ms.get("axes") or []
+    names = [a.get("name") if isinstance(a, dict) else a for a in axes]
+    scale = None
+    for t in (ms.get("datasets") or [{}])[0].get("coordinateTransformations", []):
+        if t.get("type") == "scale":
+            scale = t.get("scale")
+    if scale is None or len(scale) != len(names):
+        return None
+    voxel = []
+    for axis in "zyx":
+        if axis not in names:
+            return None
+        i = names.index(axis)
+        factor = nm_per_unit(axes[i].get("unit")) if isinstance(axes[i], dict) else None
+        if factor is None:
+            return None
+        voxel.append(round(float(scale[i]) * factor, 6))
+    return tuple(voxel)
+
+
+def split_zarr(spec: str | os.PathLike) -> tuple[Path, str]:
+    """``"vol.zarr:name"`` -> ``(Path("vol.zarr"), "name")``; a bare ``vol.zarr`` has name ``""``.
+
+    Examples
+    --------
+    >>> split_zarr("out/pred.zarr:labels"), split_zarr("pred.zarr")
+    ((PosixPath('out/pred.zarr'), 'labels'), (PosixPath('pred.zarr'), ''))
+    """
+    text = os.fspath(spec)
+    match = re.match(r"^(.*\.zarr):(.+)$", text, flags=re.IGNORECASE)
+    if match:
+        return Path(match.group(1)), match.group(2).strip("/")
+    return Path(text), ""
+
+
+class ZarrImage:
+    """A zarr array or OME-Zarr image opened for lazy reading (see the module docstring).
+
+    Raises
+    ------
+    VolumeError
+        No zarr there, a group without an array (the message lists the arrays it holds), an
+        array with more than three axes of size > 1, or an image its writer did not finish.
+    """
+
+    def __init__(self, spec: str | os.PathLike):
+        self.name = os.fspath(spec)
+        path, inner = split_zarr(spec)
+        zarr = import_zarr(path)
+        if not path.exists():
+            raise VolumeError(f"{path}: no such file or folder")
+        try:
+            root = zarr.open(store=str(path), mode="r")
+        except Exception as err:
+            raise VolumeError(f"{path}: holds no zarr array or group ({err.__class__.__name__})") from None
+        node = root
+        if inner:
+            try:
+                node = root[inner]
+            except KeyError:
+                raise VolumeError(f"{path}: no array or image {inner!r}; arrays in it: "
+                                  f"{_arrays_in(root) if not hasattr(root, 'shape') else []}") from None
+        self.voxel_size = None
+        attrs = _attrs(node)
+        self.state = attrs.get(STATE_KEY)
+        if not hasattr(node, "shape"):  # a group: an OME-Zarr image, else name one of its arrays
+            multiscales = attrs.get("multiscales")
+            if not multiscales:
+                arrays = _arrays_in(node)
+                where = f"{path}:{inner}" if inner else f"{path}"
+                hint = (f"; name one as '{path}:ARRAY' (arrays in it: {arrays})" if arrays
+                        else " (an empty or unfinished zarr)")
+                raise VolumeError(f"{where}: is a zarr group without an array or OME-Zarr multiscales{hint}")
+            ms = multiscales[0]
+            try:
+                node = node[ms["datasets"][0]["path"]]
+            except (KeyError, IndexError, TypeError):
+                raise VolumeError(f"{path}: OME-Zarr multiscales names no readable dataset") from None
+            self.voxel_size = _voxel_from_multiscales(ms)
+        else:
+            voxel = attrs.get("voxel_size")
+            if voxel is not None and len(voxel) == 3:
+                self.voxel_size = tuple(float(v) for v in voxel)
+        if isinstance(self.state, dict) and not self.state.get("complete", True):
+            raise VolumeError(f"{path}: incomplete: its writer stopped before every slice was written "
+                              f"(killed or failed run); rerun the command that writes it (prediction "
+                              f"resumes) or delete it")
+        self.array = node
+        shape = tuple(int(s) for s in node.shape)
+        self._lead = 0
+        while len(shape) - self._lead > 3 and shape[self._lead] == 1:  # t = 1, c = 1 of OME-Zarr images
+            self._lead += 1
+        self.shape = shape[self._lead:]
+        if len(self.shape) > 3:
+            raise VolumeError(f"{self.name}: a volume has at most 3 axes of size > 1, got shape {shape}")
+        self.dtype = np.dtype(node.dtype)
+
+    def _index(self, *parts) -> tuple:
+        return (0,) * self._lead + parts
+
+    def read(self, z0: int, z1: int) -> np.ndarray:
+        """Slices ``z0:z1`` (only their chunks are decoded)."""
+        if len(self.shape) == 3:
+            return np.asarray(self.array[self._index(slice(z0, z1))])
+        return np.asarray(self.array[self._index()])[None]
+
+    def read_region(self, z0: int, z1: int, y: slice, x: slice) -> np.ndarray:
+        """Slices ``z0:z1`` cropped to ``[y, x]`` (only the chunks they touch are decoded)."""
+        if len(self.shape) == 3:
+            return np.asarray(self.array[self._index(slice(z0, z1), y, x)])
+        return np.asarray(self.array[self._index(y, x)])[None]
+
+
+def multiscales(name: str, ndim: int, voxel_size) -> dict:
+    """OME-Zarr 0.4 ``multiscales`` metadata of one full-resolution array ``0``.
+
+    Examples
+    --------
+    >>> ms = multiscales("pred", 3, (30.0, 6.0, 6.0))
+    >>> [a["unit"] for a in ms["axes"]], ms["datasets"][0]["coordinateTransformations"][0]["scale"]
+    (['nanometer', 'nanometer', 'nanometer'], [30.0, 6.0, 6.0])
+    """
+    space = [{"name": a, "type": "space", **({"unit": "nanometer"} if voxel_size is not None else {})}
+             for a in "zyx"]
+    axes = ([{"name": "c", "type": "channel"}] if ndim == 4 else []) + space
+    scale = ([1.0] if ndim == 4 else []) + [float(v) for v in (voxel_size if voxel_size is not None else (1, 1, 1))]
+    return {"version": "0.4", "name": name, "axes": axes,
+            "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}]}
+
+
+def check_zarr_output(path: Path, inner: str) -> None:
+    """Raise VolumeError unless ``path`` (``:inner``) can be written as a zarr image.
+
+    An existing folder must already be a zarr (a folder of anything else is never replaced).
+    """
+    if path.exists() and not path.is_dir():
+        raise VolumeError(f"{path}: exists and is a file, not a zarr folder")
+    if path.is_dir() and any(path.iterdir()) and not _is_zarr_folder(path):
+        raise VolumeError(f"{path}: exists and is not a zarr (no .zgroup/.zarray/zarr.json); "
+                          f"refusing to replace it")
+
+
+class ZarrOutput:
+    """An OME-Zarr image being written, slice blocks in any order, resumable (module docstring).
+
+    Use :meth:`create` (new, or resumed when ``job`` matches what is there) in the process
+    that plans the writing and :meth:`attach` in workers that write blocks of it; call
+    :meth:`finish` once every slice is written.
+    """
+
+    def __init__(self, spec, array, folder: Path, shape, dtype, done: set[int]):
+        self.spec, self.array, self.folder = os.fspath(spec), array, folder
+        self.shape, self.dtype, self.done = tuple(shape), np.dtype(dtype), done
+        self.nz = self.shape[-3]
+
+    # ----------------------------------------------------------------- opening
+
+    @classmethod
+    def create(cls, spec, shape, dtype, voxel_size=None, job: str | None = None) -> "ZarrOutput":
+        """Start writing ``spec``, or resume it when it holds the same ``job``, shape and dtype."""
+        path, inner = split_zarr(spec)
+        zarr = import_zarr(path)
+        check_zarr_output(path, inner)
+        folder = path / inner if inner else path
+        shape, dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+        state = {"complete": False, "job": job, "shape": list(shape), "dtype": dtype.str}
+        previous = cls._state_of(zarr, folder)
+        if job is not None and previous is not None and all(previous.get(k) == state[k]
+                                                            for k in ("job", "shape", "dtype")):
+            group = zarr.open_group(str(folder), mode="r+")
+            done = set(range(shape[-3])) if previous.get("complete") else cls._marked(folder)
+            return cls(spec, group["0"], folder, shape, dtype, done)
+        if folder.exists():
+            shutil.rmtree(folder)
+        fmt = {"zarr_format": 2} if _zarr_major(zarr) >= 3 else {}
+        root = zarr.open_group(str(path), mode="a", **fmt)
+        group = root.require_group(inner) if inner else root
+        chunks = (1,) * (len(shape) - 2) + tuple(min(n, TILE) for n in shape[-2:])
+        create = group.create_array if hasattr(group, "create_array") else group.create_dataset
+        array = create("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0, overwrite=True)
+        group.attrs.update({"multiscales": [multiscales(inner or path.stem, len(shape), voxel_size)],
+                            STATE_KEY: state})
+        (folder / DONE_FOLDER).mkdir(exist_ok=True)
+        return cls(spec, array, folder, shape, dtype, set())
+
+    @classmethod
+    def attach(cls, spec) -> "ZarrOutput":
+        """Open an image :meth:`create` started, to write blocks of it (in a worker)."""
+        path, inner = split_zarr(spec)
+        zarr = import_zarr(path)
+        folder = path / inner if inner else path
+        state = cls._state_of(zarr, folder)
+        if state is None:
+            raise VolumeError(f"{spec}: not an image started by this library (no {STATE_KEY} attribute)")
+        group = zarr.open_group(str(folder), mode="r+")
+        return cls(spec, group["0"], folder, state["shape"], state["dtype"], set())
+
+    @staticmethod
+    def _state_of(zarr, folder: Path) -> dict | None:
+        if not folder.is_dir() or not _is_zarr_folder(folder):
+            return None
+        try:
+            state = dict(zarr.open_group(str(folder), mode="r").attrs).get(STATE_KEY)
+        except Exception:
+            return None
+        return state if isinstance(state, dict) else None
+
+    @staticmethod
+    def _marked(folder: Path) -> set[int]:
+        done: set[int] = set()
+        marks = folder / DONE_FOLDER
+        for f in marks.iterdir() if marks.is_dir() else ():
+            match = re.fullmatch(r"(\d+)-(\d+)", f.name)
+            if match:
+                done.update(range(int(match.group(1)), int(match.group(2))))
+        return done
+
+    # ----------------------------------------------------------------- writing
+
+    def is_written(self, z0: int, z1: int) -> bool:
+        """Whether slices ``z0:z1`` were written and marked (by this run or a resumed one)."""
+        return all(z in self.done for z in range(z0, z1))
+
+    def write_at(self, block: np.ndarray, z0: int) -> None:
+        """Write ``block`` (``(n, Y, X)`` or ``(C, n, Y, X)``, stored dtype) at slice ``z0``, then mark it."""
+        n = block.shape[-3]
+        self.array[..., z0:z0 + n, :, :] = block
+        (self.folder / DONE_FOLDER).mkdir(exist_ok=True)
+        (self.folder / DONE_FOLDER / f"{z0}-{z0 + n}").touch()  # after the chunks: a kill before it redoes them
+        self.done.update(range(z0, z0 + n))
+
+    def finish(self) -> None:
+        """Mark the image complete; VolumeError if a slice is not written (checked on disk)."""
+        missing = sorted(set(range(self.nz)) - (self.done | self._marked(self.folder)))
+        if missing:
+            raise VolumeError(f"{self.spec}: {len(missing)} of {self.nz} slices not written (first {missing[0]})")
+        zarr = import_zarr(self.spec)
+        group = zarr.open_group(str(self.folder), mode="r+")
+        state = dict(dict(group.attrs)[STATE_KEY], complete=True)
+        group.attrs.update({STATE_KEY: state})
+        shutil.rmtree(self.folder / DONE_FOLDER, ignore_errors=True)
+        self.done = set(range(self.nz))

@@ -1,0 +1,339 @@
+"""Export a trained U-Net as a bioimage.io model package (spec 0.5), runnable outside this library.
+
+:func:`export_bioimageio` is what ``python -m emseg_tutorial export`` runs. The package (a
+folder, or a ``.zip`` ready for the BioImage Model Zoo, which ilastik, deepImageJ, Fiji,
+napari and QuPath run) holds
+
+* ``rdf.yaml``: name, description, authors, citations (the paper: Roy & Chakraborty,
+  arXiv:2004.02748, 2020; and this package), licence BSD-3-Clause, input and output axes,
+  the preprocessing and the weights;
+* two weight formats of the same network, :class:`ProbabilityUNet` (the U-Net followed by
+  a softmax, so the output is class probabilities): ``weights.pt`` (``pytorch_state_dict``,
+  the architecture imported from this library) and ``weights.torchscript.pt``
+  (TorchScript, traced: plain ``torch.jit.load``, no library needed; heights and widths
+  multiples of ``2 ** depth``, as the rdf's input axes say);
+* ``test_input.npy`` / ``test_output.npy``: a synthetic FIBSEM-like twin (as float32
+  intensities) and what this library predicts for it;
+* ``cover.png`` (the twin, the prediction) and ``README.md``, the model card.
+
+**Normalisation.** The network saw ``(unit - mean) / std``, ``unit`` being the volume
+scaled to [0, 1] between its 0.5th and 99.5th percentiles and clipped, ``mean`` and ``std``
+those of the *whole volume* (:class:`~emseg_tutorial.data.normalize.Normalizer`). The rdf
+says the same as ``scale_range`` (percentiles 0.5 and 99.5) + ``clip`` (0, 1) +
+``zero_mean_unit_variance``, each over the axes ``batch, y, x``: a consumer that passes the
+whole stack as one batch of slices (``batch`` = z) normalises exactly as this library does;
+one that passes one slice at a time normalises per slice, which the model card warns about.
+(uint8 volumes are divided by 255 in this library instead of percentile-scaled; after the
+standardisation the two differ only in the clipped 1 % of voxels.)
+
+**Validation** runs offline: :func:`validate_package` checks the rdf against the spec with
+``perform_io_checks=False`` (no download, no hash of remote files: every file of the package
+is local and hashed when written).
+
+Examples
+--------
+>>> import os, tempfile
+>>> from emseg_tutorial.models import UNet2d
+>>> from emseg_tutorial.train import save_checkpoint
+>>> folder = tempfile.mkdtemp()
+>>> save_checkpoint(os.path.join(folder, "m.pt"), UNet2d(out_channels=2, depth=2, base_width=4))
+>>> rdf = export_bioimageio(os.path.join(folder, "m.pt"), os.path.join(folder, "pkg"), shape=(2, 32, 32))
+>>> os.path.basename(rdf), validate_package(rdf)
+('rdf.yaml', 'valid-format')
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.normalize import PERCENTILES
+from ..data.synthetic import make_volume
+from ..models import build
+from ..train import load_checkpoint
+from .tiled import predict_probabilities
+
+PAPER = ("Roy, A. G. & Chakraborty, S. (2020). Class-imbalanced semantic segmentation of 3D electron "
+         "microscopy and unsupervised domain adaptation. arXiv:2004.02748")
+PAPER_URL = "https://arxiv.org/abs/2004.02748"
+PAPER_DOI = "10.48550/arXiv.2004.02748"
+PACKAGE_URL = "https://github.com/emseg-tutorial/emseg-tutorial"
+EXTRA_HINT = "pip install 'emseg-tutorial[scale]'"
+CLASS_NAMES = {2: ["boundary", "other"], 4: ["boundary", "cytoplasm", "mitochondria", "glia"],
+               3: ["boundary", "cytoplasm", "mitochondria"]}
+
+
+class ProbabilityUNet(nn.Module):
+    """The exported network: a U-Net of this library followed by a softmax over classes.
+
+    Built from the U-Net's constructor arguments (what the rdf's architecture gives), so
+    the ``pytorch_state_dict`` weights load with ``ProbabilityUNet(**kwargs)``.
+
+    Examples
+    --------
+    >>> net = ProbabilityUNet(out_channels=2, depth=2, base_width=4)
+    >>> net(torch.zeros(1, 1, 16, 16)).sum(1).allclose(torch.ones(1, 16, 16))
+    True
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.unet = build("unet2d", kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.unet(x), dim=1)
+
+
+def import_spec():
+    """The ``bioimageio.spec`` package, else a one-line ValueError naming the ``scale`` extra."""
+    try:
+        import bioimageio.spec as spec
+    except ImportError:
+        raise ValueError(f"export needs bioimageio.spec; install it with {EXTRA_HINT} "
+                         f"(or 'pip install bioimageio.spec')") from None
+    return spec
+
+
+def load_unet(ckpt: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """The U-Net of a checkpoint; ValueError (one line) for anything else (a discriminator, say)."""
+    model, data = load_checkpoint(ckpt)
+    arch = data.get("arch", "unet2d")
+    if arch != "unet2d":
+        raise ValueError(f"{ckpt}: holds a {arch!r} network, not a segmentation U-Net; export the U-Net "
+                         f"checkpoint (model.pt), not the adversarial discriminator")
+    return model, data
+
+
+def _script(net: ProbabilityUNet, example: torch.Tensor):
+    """TorchScript of ``net``, traced on ``example``.
+
+    Traced rather than scripted (the U-Net's forward checks its input with Python values
+    TorchScript does not type); the trace is valid for any batch size and for heights and
+    widths that are multiples of ``2 ** depth`` (no padding branch), which is what the rdf's
+    input axes allow.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarning: the input checks are constants in the trace
+        return torch.jit.trace(net, example, check_trace=False)
+
+
+def _cover(path: Path, image: np.ndarray, probs: np.ndarray) -> None:
+    """Cover image, 2:1: the middle slice of the twin, and its boundary probability."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    z = image.shape[0] // 2
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3), dpi=100)
+    axes[0].imshow(image[z], cmap="gray")
+    axes[1].imshow(probs[0, z], cmap="magma", vmin=0, vmax=1)
+    for ax, title in zip(axes, ("input (synthetic twin)", "P(boundary)")):
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.9, wspace=0.05)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _model_card(kwargs: dict, classes: list[str], config: dict) -> str:
+    return f"""# EM membrane / organelle segmentation U-Net (emseg-tutorial)
+
+A 2D U-Net trained with the class-imbalance-aware losses of Roy & Chakraborty (2020,
+[arXiv:2004.02748]({PAPER_URL})), exported by the `emseg-tutorial` package ({PACKAGE_URL}).
+
+* **Input**: one EM slice per batch entry, axes `batch, channel (1), y, x`, any size
+  (multiples of {2 ** kwargs.get("depth", 4)} need no padding).
+* **Output**: class probabilities, axes `batch, channel, y, x`; channels: {", ".join(classes)}.
+  Label codes as this package writes them are `argmax + 1`.
+
+## Normalisation: whole-volume statistics
+
+The network was trained on, and must be given, the **whole volume's** normalisation:
+
+1. scale to [0, 1] between the volume's {PERCENTILES[0]}th and {PERCENTILES[1]}th percentiles and clip;
+2. subtract the mean and divide by the standard deviation of the whole scaled volume.
+
+The rdf states this as `scale_range` + `clip` + `zero_mean_unit_variance` over the axes
+`batch, y, x`. Pass the **whole stack as one batch** (batch = z) to reproduce it; tools that
+feed one slice or one tile at a time normalise per slice or per tile instead, which shifts
+the intensities of slices darker or brighter than the stack and can change the result.
+For volumes larger than memory use `python -m emseg_tutorial predict`, which streams
+the same normalisation (two passes over the data).
+
+## Training
+
+Configuration recorded in the checkpoint: `{ {k: config[k] for k in sorted(config)[:12]} }`.
+
+## Limitations
+
+Trained on the data named above (synthetic twins when the checkpoint came from the book's
+CI runs); check the predictions on your own data. Domain shift between microscopes is the
+subject of the paper's adaptation chapter.
+"""
+
+
+def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: str | None = None,
+                      shape: tuple[int, int, int] = (2, 64, 64), seed: int = 0) -> Path:
+    """Write the U-Net of checkpoint ``ckpt`` as a bioimage.io model package.
+
+    Parameters
+    ----------
+    ckpt : str or path
+        A checkpoint written by ``train`` or ``adapt`` (``model.pt``).
+    out : str or path
+        A folder (made if missing; its ``rdf.yaml`` is returned) or a ``.zip`` file.
+    name : str, optional
+        The model's name (letters, digits, ``_+- ()``); default from the checkpoint.
+    shape : tuple of int
+        ``(Z, Y, X)`` of the synthetic twin used as test input.
+    seed : int
+        Seed of the twin.
+
+    Returns
+    -------
+    Path
+        ``rdf.yaml`` in the folder, or the ``.zip``.
+
+    Raises
+    ------
+    ValueError
+        Not a checkpoint, not a U-Net (e.g. an adversarial discriminator), or an invalid
+        package; one line.
+    """
+    spec = import_spec()
+    from bioimageio.spec.model import v0_5 as m
+
+    model, data = load_unet(ckpt)
+    kwargs = dict(model.init_kwargs)
+    classes = CLASS_NAMES.get(kwargs["out_channels"], [f"class{i + 1}" for i in range(kwargs["out_channels"])])
+    net = ProbabilityUNet(**kwargs)
+    net.unet.load_state_dict(model.state_dict())
+    net.eval()
+
+    twin = make_volume("fibsem", tuple(shape), seed=seed)
+    image = twin.image.astype(np.float32) * 16.0 + 1000.0  # float intensities: percentile scaling applies
+    probs = predict_probabilities(model, image, tile=max(shape[1:]), overlap=0, device="cpu")
+    test_in = image[:, None]  # (batch = z, channel, y, x)
+    test_out = probs.transpose(1, 0, 2, 3).astype(np.float32)
+
+    out = Path(out)
+    zipped = out.suffix.lower() == ".zip"
+    work = Path(tempfile.mkdtemp(prefix="emseg-export-"))
+    try:
+        np.save(work / "test_input.npy", test_in)
+        np.save(work / "test_output.npy", test_out)
+        torch.save(net.state_dict(), work / "weights.pt")
+        with torch.no_grad():
+            scripted = _script(net, torch.from_numpy(test_in[:1]))
+        scripted.save(str(work / "weights.torchscript.pt"))
+        _cover(work / "cover.png", image, probs)
+        config = data.get("config") or {}
+        (work / "README.md").write_text(_model_card(kwargs, classes, config))
+
+        multiple = 2 ** kwargs.get("depth", 4)
+        axes_in = [m.BatchAxis(), m.ChannelAxis(channel_names=[m.Identifier("raw")]),
+                   m.SpaceInputAxis(id=m.AxisId("y"), size=m.ParameterizedSize(min=multiple, step=multiple)),
+                   m.SpaceInputAxis(id=m.AxisId("x"), size=m.ParameterizedSize(min=multiple, step=multiple))]
+        joint = [m.AxisId("batch"), m.AxisId("y"), m.AxisId("x")]
+        preprocessing = [
+            m.ScaleRangeDescr(kwargs=m.ScaleRangeKwargs(axes=joint, min_percentile=PERCENTILES[0],
+                                                        max_percentile=PERCENTILES[1])),
+            m.ClipDescr(kwargs=m.ClipKwargs(min=0.0, max=1.0)),
+            m.ZeroMeanUnitVarianceDescr(kwargs=m.ZeroMeanUnitVarianceKwargs(axes=joint)),
+        ]
+        inputs = [m.InputTensorDescr(id=m.TensorId("raw"), axes=axes_in,
+                                     test_tensor=m.FileDescr(source=work / "test_input.npy"),
+                                     data=m.IntervalOrRatioDataDescr(type="float32"),
+                                     preprocessing=preprocessing,
+                                     description="EM slices, the whole stack as one batch (batch = z)")]
+        axes_out = [m.BatchAxis(), m.ChannelAxis(channel_names=[m.Identifier(c) for c in classes]),
+                    m.SpaceOutputAxis(id=m.AxisId("y"), size=m.SizeReference(tensor_id=m.TensorId("raw"),
+                                                                             axis_id=m.AxisId("y"))),
+                    m.SpaceOutputAxis(id=m.AxisId("x"), size=m.SizeReference(tensor_id=m.TensorId("raw"),
+                                                                             axis_id=m.AxisId("x")))]
+        outputs = [m.OutputTensorDescr(id=m.TensorId("probabilities"), axes=axes_out,
+                                       test_tensor=m.FileDescr(source=work / "test_output.npy"),
+                                       data=m.IntervalOrRatioDataDescr(type="float32"),
+                                       description="class probabilities (softmax); codes = argmax + 1")]
+        torch_version = torch.__version__.split("+")[0]
+        weights = m.WeightsDescr(
+            pytorch_state_dict=m.PytorchStateDictWeightsDescr(
+                source=work / "weights.pt", pytorch_version=m.Version(torch_version),
+                architecture=m.ArchitectureFromLibraryDescr(import_from="emseg_tutorial.predict.export",
+                                                            callable=m.Identifier("ProbabilityUNet"),
+                                                            kwargs=kwargs)),
+            torchscript=m.TorchscriptWeightsDescr(source=work / "weights.torchscript.pt",
+                                                  pytorch_version=m.Version(torch_version),
+                                                  parent="pytorch_state_dict"))
+        task = "boundary" if kwargs["out_channels"] == 2 else "multiclass"
+        with spec.validation_context.ValidationContext(perform_io_checks=False):
+            descr = m.ModelDescr(
+                name=name or f"emseg-tutorial U-Net ({task})",
+                description=(f"2D U-Net segmenting {', '.join(classes)} in electron microscopy volumes, trained "
+                             f"with class-imbalance-aware loss weights (Roy & Chakraborty 2020); "
+                             f"whole-volume normalisation (see the model card)."),
+                authors=[m.Author(name="emseg-tutorial developers")],
+                cite=[m.CiteEntry(text=PAPER, doi=m.Doi(PAPER_DOI)),
+                      m.CiteEntry(text="emseg-tutorial: Class-imbalanced semantic segmentation of 3D electron "
+                                       "microscopy and unsupervised domain adaptation, a Jupyter Book tutorial "
+                                       "and its library", url=m.HttpUrl(PACKAGE_URL))],
+                license=m.LicenseId("BSD-3-Clause"),
+                documentation={"source": work / "README.md"},
+                covers=[{"source": work / "cover.png"}],
+                tags=["electron-microscopy", "segmentation", "unet", "2d", "pytorch", "membranes",
+                      "mitochondria", "domain-adaptation"],
+                git_repo=m.HttpUrl(PACKAGE_URL),
+                inputs=inputs, outputs=outputs, weights=weights,
+                config={"emseg_tutorial": {"arch": "unet2d", "model": kwargs, "normalisation": {
+                    "percentiles": list(PERCENTILES), "clip": [0.0, 1.0], "min_std": 1e-3,
+                    "axes": ["batch", "y", "x"], "scope": "whole volume"}}},
+            )
+        if zipped:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            spec.save_bioimageio_package(descr, output_path=out)
+            return out
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"{out}: exists and is not a folder; give a folder or a .zip")
+        out.mkdir(parents=True, exist_ok=True)
+        spec.save_bioimageio_package_as_folder(descr, output_path=out)
+        return out / "rdf.yaml"
+    except Exception as err:
+        if isinstance(err, ValueError) and "\n" not in str(err):
+            raise
+        first = str(err).strip().splitlines()
+        raise ValueError(f"{out}: export failed ({err.__class__.__name__}: {first[0] if first else ''}"
+                         f"{' ...' if len(first) > 1 else ''})") from err
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def validate_package(rdf: str | os.PathLike) -> str:
+    """Validate an exported package offline; returns the status (``"valid-format"``).
+
+    The format is checked (every field, the files present, their sha256) with
+    ``perform_io_checks=False``: nothing is downloaded. What that leaves out is running the
+    model on its test tensors in the bioimage.io way (``bioimageio.core``, not a dependency
+    here); the tests of this library do that part with plain torch.
+
+    Raises
+    ------
+    ValueError
+        The package is not valid; the first error in one line.
+    """
+    spec = import_spec()
+    rdf = Path(rdf)
+    with spec.validation_context.ValidationContext(perform_io_checks=False):
+        descr = spec.load_description(rdf, perform_io_checks=False)
+    summary = descr.validation_summary
+    if summary.status == "failed":
+        errors = [f"{'.'.join(str(p) for p in e.loc)}: {e.msg}" for d in summary.details for e in d.errors]
+        raise ValueError(f"{rdf}: not a valid bioimage.io package: {errors[0] if errors else summary.status}")
+    return summary.status

@@ -1,0 +1,175 @@
+"""OME-Zarr volumes: lazy reading, chunked writing with the voxel size, resumed prediction."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+zarr = pytest.importorskip("zarr")
+
+from emseg_tutorial.cli import main  # noqa: E402
+from emseg_tutorial.data.formats import (VolumeError, check_output_spec, open_volume, open_writers,  # noqa: E402
+                                         read_image, read_labels, read_volume, write_volume)
+from emseg_tutorial.data.zarr_format import DONE_FOLDER, STATE_KEY  # noqa: E402
+from emseg_tutorial.models import UNet2d  # noqa: E402
+from emseg_tutorial.predict import predict_file, predict_probabilities  # noqa: E402
+from emseg_tutorial.train import save_checkpoint  # noqa: E402
+
+RNG = np.random.default_rng(0)
+VOXEL = (30.0, 6.0, 6.0)
+
+
+def _image(shape=(5, 36, 40)):
+    return RNG.integers(0, 255, shape, dtype=np.uint8)
+
+
+def _unet():
+    torch.manual_seed(0)
+    return UNet2d(out_channels=2, depth=2, base_width=4)
+
+
+@pytest.mark.parametrize("spec", ["v.zarr", "group.zarr:raw"])
+def test_round_trip_keeps_values_dtype_and_voxel_size_in_multiscales(tmp_path, spec):
+    image = _image()
+    write_volume(tmp_path / spec if ":" not in spec else f"{tmp_path / spec}", image, VOXEL)
+    data, voxel = read_image(f"{tmp_path / spec}")
+    assert voxel == VOXEL and data.dtype == np.uint8 and np.array_equal(data, image)
+    folder = tmp_path / spec.replace(":", "/")
+    ms = dict(zarr.open_group(str(folder), mode="r").attrs)["multiscales"][0]
+    assert [a["name"] for a in ms["axes"]] == ["z", "y", "x"]
+    assert {a["unit"] for a in ms["axes"]} == {"nanometer"}
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == list(VOXEL)
+    assert zarr.open_array(str(folder / "0"), mode="r").chunks == (1, 36, 40)
+
+
+def test_reading_is_lazy_and_regions_decode_only_their_chunks(tmp_path):
+    image = _image((4, 30, 20))
+    write_volume(tmp_path / "v.zarr", image)
+    with open_volume(tmp_path / "v.zarr") as vol:
+        assert vol.method == "zarr" and vol.shape == image.shape
+        assert np.array_equal(vol.read(1, 3), image[1:3])
+        assert np.array_equal(vol.read_region(slice(0, 4, 2), slice(3, 9), slice(None, None, 2)),
+                              image[0:4:2, 3:9, ::2])
+
+
+def test_probabilities_labels_and_a_plain_array_written_by_someone_else(tmp_path):
+    probs = RNG.random((3, 2, 8, 8)).astype(np.float32)
+    write_volume(tmp_path / "p.zarr", probs, VOXEL)
+    ms = dict(zarr.open_group(str(tmp_path / "p.zarr"), mode="r").attrs)["multiscales"][0]
+    assert [a["name"] for a in ms["axes"]] == ["c", "z", "y", "x"]
+    labels = RNG.integers(1, 5, (2, 8, 8))
+    write_volume(tmp_path / "l.zarr", labels)
+    assert np.array_equal(read_labels(tmp_path / "l.zarr"), labels)
+    plain = zarr.open_array(str(tmp_path / "plain.zarr"), mode="w", shape=(1, 3, 6, 7), chunks=(1, 1, 6, 7),
+                            dtype="uint16")
+    plain[:] = 7
+    plain.attrs["voxel_size"] = [40.0, 4.0, 4.0]
+    data, voxel = read_image(tmp_path / "plain.zarr")  # a leading axis of size 1 (t or c) is dropped
+    assert data.shape == (3, 6, 7) and voxel == (40.0, 4.0, 4.0)
+    assert read_volume(tmp_path / "l.zarr", tmp_path / "l.zarr").image.shape == (2, 8, 8)
+
+
+def test_micrometer_and_angstrom_units_of_an_ome_zarr_are_read_as_nm(tmp_path):
+    write_volume(tmp_path / "v.zarr", _image((2, 8, 8)), VOXEL)
+    group = zarr.open_group(str(tmp_path / "v.zarr"), mode="r+")
+    ms = dict(group.attrs)["multiscales"]
+    for unit, factor in (("micrometer", 1e-3), ("angstrom", 10.0)):
+        for axis in ms[0]["axes"]:
+            axis["unit"] = unit
+        ms[0]["datasets"][0]["coordinateTransformations"][0]["scale"] = [v * factor for v in VOXEL]
+        group.attrs.update({"multiscales": ms})
+        assert read_image(tmp_path / "v.zarr")[1] == pytest.approx(VOXEL)
+
+
+def test_bad_zarr_paths_give_one_line_errors(tmp_path):
+    zarr.open_group(str(tmp_path / "empty.zarr"), mode="w")
+    with pytest.raises(VolumeError, match="group without an array"):
+        open_volume(tmp_path / "empty.zarr")
+    write_volume(f"{tmp_path / 'g.zarr'}:raw", _image((1, 8, 8)))
+    with pytest.raises(VolumeError, match="no array or image 'nope'"):
+        open_volume(f"{tmp_path / 'g.zarr'}:nope")
+    (tmp_path / "not.zarr").mkdir()
+    with pytest.raises(VolumeError, match="holds no zarr"):
+        open_volume(tmp_path / "not.zarr")
+    (tmp_path / "notes.zarr").mkdir()
+    (tmp_path / "notes.zarr" / "mine.txt").write_text("keep me")
+    with pytest.raises(VolumeError, match="not a zarr"):
+        check_output_spec(tmp_path / "notes.zarr")
+    assert (tmp_path / "notes.zarr" / "mine.txt").exists()
+    assert main(["evaluate", "--prediction", str(tmp_path / "empty.zarr"), "--labels", str(tmp_path / "empty.zarr"),
+                 "--task", "boundary"]) == 2
+
+
+def test_an_unfinished_write_is_refused_by_readers(tmp_path):
+    spec = tmp_path / "v.zarr"
+    with pytest.raises(RuntimeError):
+        with open_writers([(spec, (3, 8, 8), np.uint8)]) as (w,):
+            w.write(np.ones((1, 8, 8), np.uint8))
+            raise RuntimeError("killed")
+    with pytest.raises(VolumeError, match="incomplete"):
+        open_volume(spec)
+
+
+class Killed(Exception):
+    pass
+
+
+CALLS = {}  # forward passes per tag (a global: prediction runs a deep copy of the model)
+
+
+class DiesAfter(torch.nn.Module):
+    """The U-Net, but the process 'dies' after ``calls`` forward passes."""
+
+    def __init__(self, net, calls, tag):
+        super().__init__()
+        self.net, self.calls, self.tag = net, calls, tag
+        self.init_kwargs = net.init_kwargs
+        CALLS[tag] = 0
+
+    @property
+    def seen(self):
+        return CALLS[self.tag]
+
+    def forward(self, x):
+        CALLS[self.tag] += 1
+        if CALLS[self.tag] > self.calls:
+            raise Killed
+        return self.net(x)
+
+
+def test_predict_to_zarr_resumes_after_a_kill_and_redoes_unmarked_chunks(tmp_path):
+    image = _image((6, 36, 40))
+    write_volume(tmp_path / "img.zarr", image, VOXEL)
+    out, probs = tmp_path / "pred.zarr", f"{tmp_path / 'probs.zarr'}:p"
+    kwargs = dict(tile=32, overlap=8, batch_size=2)
+    dying = DiesAfter(_unet(), calls=2 * 2, tag="dying")  # 4 tiles a slice, 2 per pass: dies in slice 2
+    with pytest.raises(Killed):
+        predict_file(dying, tmp_path / "img.zarr", out, probs, **kwargs)
+    with pytest.raises(VolumeError, match="incomplete"):
+        read_labels(out)
+    marked = sorted(os.listdir(out / DONE_FOLDER))
+    assert marked and len(marked) < 6
+    # a chunk the killed run wrote but did not mark is garbage on disk: it must be redone, not trusted
+    first_unmarked = max(int(m.split("-")[1]) for m in marked)
+    zarr.open_array(str(out / "0"), mode="r+")[first_unmarked] = 99
+    counting = DiesAfter(_unet(), calls=10**6, tag="resumed")
+    predict_file(counting, tmp_path / "img.zarr", out, probs, **kwargs)
+    expected = predict_probabilities(_unet(), image, **kwargs)
+    assert marked == ["0-1", "1-2"] and counting.seen == 4 * 2  # only slices 2-5 were predicted again
+    assert np.array_equal(read_labels(out), np.argmax(expected, 0) + 1)
+    stored = zarr.open_array(str(tmp_path / "probs.zarr" / "p" / "0"), mode="r")[:]
+    np.testing.assert_allclose(stored, expected, atol=1e-5)
+    assert dict(zarr.open_group(str(out), mode="r").attrs)[STATE_KEY]["complete"] is True
+    again = DiesAfter(_unet(), calls=10**6, tag="again")
+    predict_file(again, tmp_path / "img.zarr", out, **kwargs)  # a finished job: nothing to predict
+    assert again.seen == 0
+
+
+def test_cli_predicts_zarr_to_zarr(tmp_path):
+    write_volume(tmp_path / "img.zarr", _image((2, 24, 24)), VOXEL)
+    save_checkpoint(tmp_path / "m.pt", _unet())
+    assert main(["predict", "--model", str(tmp_path / "m.pt"), "--image", str(tmp_path / "img.zarr"),
+                 "--out", str(tmp_path / "pred.zarr"), "--device", "cpu", "--quiet"]) == 0
+    labels, voxel = read_image(tmp_path / "pred.zarr")
+    assert labels.shape == (2, 24, 24) and voxel == VOXEL
