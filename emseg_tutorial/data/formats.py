@@ -844,19 +844,24 @@ def check_output_folder(folder: str | os.PathLike, label: str | None = None, fil
                         inputs=None) -> Path:
     """Check an output folder and the files a command will write in it, before any work starts.
 
-    The folder must not be a file; it is made (with its parents) when missing; files must be
-    writable in it; none of ``files`` may be an input (``inputs`` as in :func:`check_outputs`).
+    The folder must not be a file; when missing, its nearest existing parent must be a folder
+    (it is made by the first write, so a failed command leaves nothing); files must be writable
+    there; none of ``files`` may be an input (``inputs`` as in :func:`check_outputs`) or a folder.
 
     Returns
     -------
     pathlib.Path
-        The folder, now existing.
+        The folder.
 
     Examples
     --------
     >>> import os, tempfile
-    >>> check_output_folder(os.path.join(tempfile.mkdtemp(), "run"), "--out", ["model.pt"]).is_dir()
-    True
+    >>> check_output_folder(os.path.join(tempfile.mkdtemp(), "run"), "--out", ["model.pt"]).name
+    'run'
+    >>> check_output_folder(__file__, "--out")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial.data.errors.VolumeError: --out .../formats.py: exists and is a file, not a folder
     """
     out = Path(folder)
     who = _who(folder, label)
@@ -865,10 +870,6 @@ def check_output_folder(folder: str | os.PathLike, label: str | None = None, fil
     targets = [(f"{label or 'output'} file", os.fspath(out / name)) for name in files]
     _refuse_same(targets, _labelled(inputs))
     _check_file_target(out / (files[0] if files else ".probe"), who)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise VolumeError(f"{who}: cannot make the folder ({err.strerror or err})") from None
     for name in files:
         if (out / name).is_dir():
             raise VolumeError(f"{who}: {out / name} is a folder; it must be free for the output file")
