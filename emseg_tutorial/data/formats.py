@@ -936,8 +936,8 @@ def _temp_beside(path: Path) -> Path:
 
 def _write_failed(spec, err: OSError) -> VolumeError:
     """The one-line error of a write the system refused (disk full, file too large, ...)."""
-    return VolumeError(f"{os.fspath(spec)}: could not be written ({err.strerror or err}); "
-                       f"any file already there is unchanged")
+    reason = err.strerror if err.strerror else f"disk full or file size limit: {err}"
+    return VolumeError(f"{os.fspath(spec)}: could not be written ({reason}); any file already there is unchanged")
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
