@@ -1,8 +1,11 @@
 """Command line: ``python -m emseg_tutorial COMMAND ...`` (``--help`` on each command).
 
 Each command is a pair of functions registered in :data:`COMMANDS`: one adds its arguments
-to a sub-parser, one runs it. Bad arguments or input exit with status 2 and one line on
-stderr that names the problem; success exits 0.
+to a sub-parser, one runs it. Every command checks its outputs first
+(:func:`~emseg_tutorial.data.formats.check_outputs`, or
+:func:`~emseg_tutorial.data.formats.check_output_folder` for ``train``/``adapt``), before
+reading, training or predicting. Bad arguments or input exit with status 2 and one line on
+stderr that names the argument or file and the problem; success exits 0.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Callable
 
 import numpy as np

@@ -29,7 +29,20 @@ open the spec, read every slice and check the result (:func:`check_image`, :func
 along z to temporary files beside the targets, renamed over them only when everything was
 written: TIFF pages are appended with an ImageJ header for the final shape (so Fiji sees the
 voxel size), ``.npy`` blocks are written at their offset after the header, HDF5 hyperslabs go
-into a dataset chunked by slice. :func:`write_volume` is one such write of a whole array.
+into a dataset chunked by slice. :func:`write_volume` is one such write of a whole array,
+:func:`write_volumes` one commit of several (an image and its labels: both or neither).
+Each output gets its own temporary file (``mkstemp``), whose mode is the old file's or
+``0666`` less the umask; a failed write (a full disk) is a one-line :class:`VolumeError` and
+leaves the old file as it was. An existing HDF5 group is never replaced.
+
+**Checking outputs** before long work: :func:`check_outputs` (every command's one check: a
+known format, a parent that is a writable folder, an existing ``.h5`` that is really HDF5,
+no output the same file or HDF5 dataset as an input or another output, paths resolved) and
+:func:`check_output_folder` (a ``train``/``adapt`` output folder and the files it will hold).
+
+**Damaged files** are refused, never read short: a TIFF whose page chain breaks off (tifffile
+only logs it) names the pages found and announced, a ``.tif``/``.npy`` with fewer bytes than
+its header describes says so. A folder of slices is read in the common dtype of all its slices.
 
 **Stored dtype** (:func:`storage_dtype`, the one rule of every write): uint8, uint16 and
 float32 are stored as they are; bool as uint8; other integers (int64 labels, say) as uint16
