@@ -1,8 +1,11 @@
 """Command line: ``python -m emseg_tutorial COMMAND ...`` (``--help`` on each command).
 
 Each command is a pair of functions registered in :data:`COMMANDS`: one adds its arguments
-to a sub-parser, one runs it. Bad arguments or input exit with status 2 and one line on
-stderr that names the problem; success exits 0.
+to a sub-parser, one runs it. Every command checks its outputs first
+(:func:`~emseg_tutorial.data.formats.check_outputs`, or
+:func:`~emseg_tutorial.data.formats.check_output_folder` for ``train``/``adapt``), before
+reading, training or predicting. Bad arguments or input exit with status 2 and one line on
+stderr that names the argument or file and the problem; success exits 0.
 """
 
 from __future__ import annotations
@@ -17,14 +20,15 @@ import numpy as np
 
 from .adapt import ALL_METHODS, METHODS, run_method
 from .data.errors import VolumeError
-from .data.formats import (check_output_spec, check_pair, open_volume, read_image, read_labels, read_volume,
-                           write_volume)
+from .data.formats import (check_output_folder, check_outputs, check_pair, open_volume, read_image, read_labels,
+                           read_volume, write_volume, write_volumes)
 from .data.histmatch import match_to_source
 from .data.sources import DataSourceError
 from .data.synthetic import DOMAINS, make_volume
 from .data.volume import Volume
 from .labels import TASKS
-from .metrics import evaluate
+from .metrics import MAX_TOLERANCE, check_tolerance, evaluate
+from .models import check_model
 from .paper.stages import adapt_config, train_config
 from .predict import predict_file
 from .presets import PRESETS
@@ -62,6 +66,23 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {2**32 - 1}, got {text}")
+    return value
+
+
+def _tolerance(text: str) -> float:
+    try:
+        return check_tolerance(float(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).replace("tolerance must", "must")) from None
+
+
 # --------------------------------------------------------------------------- synth
 
 
@@ -72,18 +93,16 @@ def add_synth(sub) -> None:
                    help="fibsem: isotropic source, codes 1-4; snemi: anisotropic target, codes 1-3")
     p.add_argument("--shape", type=_positive, nargs=3, metavar=("Z", "Y", "X"), required=True,
                    help="volume shape in voxels (Y and X at least 16)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--image", required=True, help="output image (.tif, FILE.h5:dataset or .npy)")
     p.add_argument("--labels", required=True, help="output labels, codes 1-4 (same formats)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run_synth(args) -> None:
-    for spec in (args.image, args.labels):
-        check_output_spec(spec)
+    check_outputs({"--image": args.image, "--labels": args.labels})
     vol = make_volume(args.domain, tuple(args.shape), seed=args.seed, progress=not args.quiet)
-    write_volume(args.image, vol.image, vol.voxel_size)
-    write_volume(args.labels, vol.labels, vol.voxel_size)
+    write_volumes([(args.image, vol.image), (args.labels, vol.labels)], vol.voxel_size)  # both or neither
     print(f"wrote {args.image} and {args.labels}: {args.domain} twin, shape {vol.shape}, "
           f"voxel {vol.voxel_size} nm, seed {args.seed}")
 
@@ -106,7 +125,7 @@ def add_train(sub) -> None:
     p.add_argument("--jitter", action="store_true", help="random intensity jitter (the paper's M2 -> M3 step)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="sizes (default: EMSEG_PRESET or by hardware)")
     p.add_argument("--steps", type=_positive, help="optimiser steps (default: from the preset)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
     p.add_argument("--out", help="output folder (default: the --resume folder)")
     p.add_argument("--resume", metavar="DIR",
@@ -117,7 +136,8 @@ def add_train(sub) -> None:
 
 def _session(args) -> Session:
     """The run's settings: the flags, else the ``EMSEG_*`` variables (read in one place)."""
-    return from_env(getattr(args, "seed", 0), getattr(args, "preset", None), device=getattr(args, "device", None))
+    return from_env(getattr(args, "seed", 0), getattr(args, "preset", None), device=getattr(args, "device", None),
+                    names={"device": "--device", "preset": "--preset"})
 
 
 def run_train(args) -> None:
@@ -125,10 +145,12 @@ def run_train(args) -> None:
     session = _session(args)
     if args.out is None and args.resume is None:
         raise UsageError("train: give --out DIR (or --resume DIR to continue a run)")
-    out = _output_folder(args.out or args.resume)
+    out = check_output_folder(args.out or args.resume, "--out" if args.out else "--resume",
+                              ["model.pt", "history.json", STATE_FILE],
+                              {"--image": args.image, "--labels": args.labels, "--init": args.init})
     resume = load_training_state(Path(args.resume) / STATE_FILE) if args.resume else None
     vol = read_volume(args.image, args.labels)
-    init = load_checkpoint(args.init)[0] if args.init and resume is None else None
+    init = check_model(load_checkpoint(args.init)[0], classes=None) if args.init and resume is None else None
     config = train_config(session.preset, task=args.task, weights=args.weights, init=bool(args.init),
                           jitter=args.jitter, steps=args.steps, seed=args.seed, device=str(session.device))
     run = train_supervised(vol.image, vol.labels, config, init=init, progress=not args.quiet,
@@ -167,8 +189,8 @@ def add_predict(sub) -> None:
 
 
 def run_predict(args) -> None:
-    for spec in filter(None, (args.out, args.probabilities)):
-        check_output_spec(spec)
+    check_outputs({"--out": args.out, "--probabilities": args.probabilities},
+                  {"--image": args.image, "--model": args.model})
     if args.cluster:
         from .predict.distributed import parse_cluster, predict_distributed
 
@@ -185,7 +207,7 @@ def run_predict(args) -> None:
     with open_volume(args.image) as image:
         model, _ = load_checkpoint(args.model, device=device)
         predict_file(model, image, args.out, args.probabilities, tile=args.tile, overlap=min(32, args.tile // 4),
-                     device=device, progress=not args.quiet)
+                     device=device, progress=not args.quiet, model_name=args.model)
     print(f"wrote {args.out}" + (f" and {args.probabilities}" if args.probabilities else ""))
 
 
@@ -199,7 +221,8 @@ def add_evaluate(sub) -> None:
     p.add_argument("--prediction", required=True, metavar="PRED", help="predicted label codes")
     p.add_argument("--labels", required=True, help="ground-truth codes 0-4 (0 ignored)")
     p.add_argument("--task", choices=TASKS, required=True)
-    p.add_argument("--tolerance", type=float, default=0.0, help="boundary match tolerance in pixels (default 0)")
+    p.add_argument("--tolerance", type=_tolerance, default=0.0,
+                   help=f"boundary match tolerance in pixels, 0 to {MAX_TOLERANCE} (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -248,7 +271,7 @@ def add_adapt(sub) -> None:
                    help="source cross-entropy weight (default by method: 0 for paper, else 1)")
     p.add_argument("--condition-image", choices=("rank", "raw"),
                    help="conditional: image channel rank-normalised per patch (default) or raw")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -256,8 +279,14 @@ def add_adapt(sub) -> None:
 
 def run_adapt(args) -> None:
     session = _session(args)
-    out = _output_folder(args.out)
+    files = ["model.pt", "history.json"] + (["discriminator.pt"] if args.method in METHODS else []) \
+        + (["target_matched.tif"] if args.method == "histmatch" else [])
+    out = check_output_folder(args.out, "--out", files,
+                              {"--model": args.model, "--source-labels": args.source_labels,
+                               "--source-image": args.source_image, "--target-image": args.target_image,
+                               "--eval-labels": args.eval_labels})
     model, ckpt = load_checkpoint(args.model)
+    check_model(model, classes=None)
     if model.init_kwargs.get("out_channels") != 2:
         raise UsageError(f"--model {args.model}: adaptation needs a boundary model (2 classes), "
                          f"this one has {model.init_kwargs.get('out_channels')}")
@@ -284,7 +313,7 @@ def run_adapt(args) -> None:
     source = Volume(source_image if source_image is not None else np.zeros(labels.shape, np.uint8), labels,
                     name=args.source_labels)
     run = run_method(args.method, model, source, target, config_kwargs=config_dict, target_eval=target_eval,
-                     progress=not args.quiet)
+                     progress=not args.quiet, target_name=args.target_image)
     history = {"config": config_dict, "epochs": run.epochs, "seconds": run.seconds}
     written = [out / "model.pt", out / "history.json"]
     save_checkpoint(written[0], run.model, config={"adapt": config_dict, "source": ckpt["config"]}, history=history)
@@ -298,13 +327,6 @@ def run_adapt(args) -> None:
     last = run.epochs[-1]
     print(f"wrote {', '.join(str(w) for w in written)}; target boundary fraction "
           f"{last['target_boundary_fraction']:.3f} (source {last['source_boundary_fraction']:.3f})")
-
-
-def _output_folder(path: str) -> Path:
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
-    return out
 
 
 # --------------------------------------------------------------------------- export

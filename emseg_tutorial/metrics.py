@@ -62,6 +62,8 @@ __all__ = [
     "true_segmentation_from_labels",
     "instance_scores",
     "evaluate",
+    "check_tolerance",
+    "MAX_TOLERANCE",
 ]
 
 SEGMENTATION_METHODS = ("components", "watershed")
@@ -100,15 +102,34 @@ def _check_task(task: str) -> dict[int, str]:
     return _labels.class_names(task)  # raises ValueError naming the valid tasks
 
 
-def _check_tolerance(tolerance: float) -> float:
+#: largest boundary tolerance in pixels: a match farther away is no longer a boundary match, and
+#: the disk footprint of a larger tolerance costs memory as its square (1e9 pixels asked for 22 GB)
+MAX_TOLERANCE = 64
+
+
+def check_tolerance(tolerance: float) -> float:
+    """``tolerance`` as a float after checking ``0 <= tolerance <= MAX_TOLERANCE`` pixels.
+
+    Examples
+    --------
+    >>> check_tolerance(2)
+    2.0
+    >>> check_tolerance(1e9)
+    Traceback (most recent call last):
+    ...
+    ValueError: tolerance must be a number of pixels >= 0 and <= 64, got 1000000000.0
+    """
     if (
         isinstance(tolerance, bool)
         or not isinstance(tolerance, numbers.Real)
         or not math.isfinite(tolerance)
-        or tolerance < 0
+        or not 0 <= tolerance <= MAX_TOLERANCE
     ):
-        raise ValueError(f"tolerance must be a finite number of pixels >= 0, got {tolerance!r}")
+        raise ValueError(f"tolerance must be a number of pixels >= 0 and <= {MAX_TOLERANCE}, got {tolerance!r}")
     return float(tolerance)
+
+
+_check_tolerance = check_tolerance
 
 
 def _plane_structure(ndim: int, connectivity: int) -> np.ndarray:

@@ -103,9 +103,12 @@ def _env(key: str) -> str | None:
     return value or None
 
 
-def _setting(value, key: str, check):
-    """``check(value)`` for an argument, else for the environment variable; errors name the source."""
-    source = "argument"
+def _setting(value, key: str, check, names: dict[str, str] | None = None):
+    """``check(value)`` for an argument, else for the environment variable; errors name the source.
+
+    ``names`` maps a setting to what the caller calls it (the command line: ``--device``).
+    """
+    source = (names or {}).get(key, f"argument {key}")
     if value is None:
         value, source = _env(key), f"environment variable {ENV[key]}"
     if value is None:
@@ -113,7 +116,7 @@ def _setting(value, key: str, check):
     try:
         return check(value)
     except ValueError as err:
-        raise ValueError(f"{err} (from {source} {key}={value!r})") from None
+        raise ValueError(f"{err} (from {source}={value!r})") from None
 
 
 def _data_source(value: str | None) -> str:
@@ -128,18 +131,22 @@ def _widgets(value: str | None) -> str:
 
 
 def from_env(seed: int = 0, preset: str | Preset | None = None, data: str | None = None,
-             device: str | torch.device | None = None) -> Session:
+             device: str | torch.device | None = None, *, names: dict[str, str] | None = None) -> Session:
     """A :class:`Session` from the arguments, filling what is None from the environment.
+
+    ``names`` says how the caller's user calls each setting in messages (the command line
+    passes ``{"device": "--device", "preset": "--preset"}``); by default "argument device".
 
     Raises
     ------
     ValueError
-        An unknown preset, data source or device, naming the argument or variable.
+        An unknown preset, data source or device, in one line naming the argument or variable
+        and the value, e.g. ``unknown device 'bogus'; ... (from --device='bogus')``.
     """
-    preset = preset if isinstance(preset, Preset) else _setting(preset, "preset", get_preset)
+    preset = preset if isinstance(preset, Preset) else _setting(preset, "preset", get_preset, names)
     runs, cache = _env("runs"), _env("cache")
-    return Session(preset=preset, device=_setting(device, "device", pick_device),
-                   data=_setting(data, "data", _data_source), seed=seed, runs=Path(runs or "runs"),
+    return Session(preset=preset, device=_setting(device, "device", pick_device, names),
+                   data=_setting(data, "data", _data_source, names), seed=seed, runs=Path(runs or "runs"),
                    cache=Path(cache) if cache else None, fibsem_image=_env("fibsem_image"),
                    fibsem_labels=_env("fibsem_labels"), progress=_env("progress") != "0")
 

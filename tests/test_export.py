@@ -87,7 +87,7 @@ def test_cli_exports_a_zip_for_the_model_zoo(package, capsys):
 def test_export_refuses_what_is_not_a_unet_checkpoint(tmp_path, capsys):
     (tmp_path / "notes.pt").write_text("not a checkpoint")
     save_checkpoint(tmp_path / "discriminator.pt", PatchDiscriminator(in_channels=2, width=4, depth=2, norm=None))
-    for name, words in (("notes.pt", "notes.pt: holds objects other than tensors"), ("discriminator.pt", "patch_discriminator"),
+    for name, words in (("notes.pt", "notes.pt: not a PyTorch checkpoint"), ("discriminator.pt", "patch_discriminator"),
                         ("missing.pt", "no such checkpoint")):
         assert main(["export", "--model", str(tmp_path / name), "--out", str(tmp_path / "pkg")]) == 2
         err = capsys.readouterr().err.strip()

@@ -51,6 +51,7 @@ import torch
 from ..data.augment import Jitter
 from ..data.formats import check_image, check_labels
 from ..data.patches import PatchSampler
+from .._validate import InputError
 from ..data.volume import Volume
 from ..devices import pick_device, precision, set_seed
 from ..labels import for_task, num_classes
@@ -175,10 +176,41 @@ class AdaptResult:
     snapshots: list[np.ndarray]
 
 
+#: smallest slice side adaptation works on (patches, batch-norm statistics; the book's synth minimum)
+MIN_SLICE = 16
+
+
+def check_slice_size(volume: np.ndarray, name: str, config: AdaptConfig | None = None) -> None:
+    """Raise InputError unless ``volume``'s slices are large enough to adapt with ``config``.
+
+    Each side must be at least :data:`MIN_SLICE` pixels and, for the methods with a
+    discriminator, ``2 ** depth`` (each of its stride-2 layers halves the patch; a smaller one
+    has nothing left to judge).
+
+    Examples
+    --------
+    >>> check_slice_size(np.zeros((1, 1, 1)), "tiny.tif", AdaptConfig())
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial._validate.InputError: tiny.tif: slices of 1 x 1 pixels are too small to adapt to; method 'paper' needs at least 16 x 16 (the discriminator's 4 stride-2 layers)
+    """
+    need, why = MIN_SLICE, "the smallest patch"
+    if config is not None and config.method != "selftrain":
+        depth = int(config.discriminator.get("depth", 4))
+        if 2 ** depth >= need:
+            need, why = 2 ** depth, f"the discriminator's {depth} stride-2 layers"
+    y, x = volume.shape[-2:]
+    if min(y, x) < need:
+        method = f"method {config.method!r}" if config is not None else "adaptation"
+        raise InputError(f"{name}: slices of {y} x {x} pixels are too small to adapt to; {method} needs at least "
+                         f"{need} x {need} ({why})")
+
+
 def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.ndarray, config: AdaptConfig, *,
           source_image: np.ndarray | None = None, source_val: Volume | None = None,
           target_eval: Volume | None = None, snapshot_slice: int | None = None,
-          initial_report: dict | None = None, progress: bool = True) -> AdaptResult:
+          initial_report: dict | None = None, progress: bool = True, target_name: str = "target image"
+          ) -> AdaptResult:
     """Adapt a boundary U-Net (M3) to an unlabelled target volume.
 
     Parameters
@@ -202,9 +234,19 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
         :func:`epoch_report` of ``model`` on the same volumes, when the caller already has it
         (a comparison of many runs from one model computes it once).
     progress : bool
+    target_name : str
+        How messages name the target (its file, say).
+
+    Raises
+    ------
+    InputError
+        Bad volumes, or slices too small to adapt with (:func:`check_slice_size`), before
+        any training.
     """
-    target_image = check_image(target_image, "target image")
+    target_image = check_image(target_image, target_name)
+    check_slice_size(target_image, target_name, config)
     labels = for_task(check_labels(source_labels, "source labels"), "boundary")
+    check_slice_size(labels, "source labels", config)
     needs_image = config.method != "paper" or config.source_weight > 0
     if needs_image and source_image is None:
         raise ValueError(f"method {config.method!r} needs the source image (--source-image), "

@@ -36,7 +36,7 @@ from ..devices import pick_device
 from .adabn import adapt_batchnorm
 from .diagnostics import (add_epoch, boundary_snapshot, epoch_report, label_free_choice, new_history,
                           oracle_choice, source_boundary_prior)
-from .loop import METHODS, AdaptConfig, adapt
+from .loop import METHODS, AdaptConfig, adapt, check_slice_size
 
 ALL_METHODS: tuple[str, ...] = (*METHODS, "adabn", "histmatch")
 DETERMINISTIC = ("adabn", "histmatch")
@@ -85,11 +85,13 @@ def resolve(name: str) -> tuple[str, dict]:
 def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: np.ndarray, *,
                config_kwargs: dict, source_val: Volume | None = None, target_eval: Volume | None = None,
                initial_report: dict | None = None, snapshot_slice: int | None = None,
-               progress: bool = True) -> MethodRun:
+               progress: bool = True, target_name: str = "target image") -> MethodRun:
     """Adapt ``model`` with one method (or variant) and return its :class:`MethodRun`.
 
     ``config_kwargs`` are :class:`~emseg_tutorial.train.AdaptConfig` arguments (the variant's
-    overrides win). ``adabn`` and ``histmatch`` ignore the training settings.
+    overrides win). ``adabn`` and ``histmatch`` ignore the training settings. A target whose
+    slices are too small (:func:`~emseg_tutorial.adapt.loop.check_slice_size`; messages name
+    ``target_name``) is refused before any work.
     """
     method, overrides = resolve(name)
     seed = config_kwargs.get("seed")
@@ -98,10 +100,11 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
         cfg = {**config_kwargs, **overrides, "method": method}
         res = adapt(model, source.labels, target_image, AdaptConfig(**cfg), source_image=source.image,
                     source_val=source_val, target_eval=target_eval, snapshot_slice=snapshot_slice,
-                    initial_report=initial_report, progress=progress)
+                    initial_report=initial_report, progress=progress, target_name=target_name)
         return MethodRun(name, seed, res.history["epochs"], res.snapshots, time.perf_counter() - start, res.model,
                          res.discriminator)
 
+    check_slice_size(np.asarray(target_image), target_name)
     device = pick_device(config_kwargs.get("device"))
     stride = config_kwargs.get("report_stride", 1)
     prior = source_boundary_prior(source.labels)

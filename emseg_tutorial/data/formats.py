@@ -32,7 +32,20 @@ open the spec, read every slice and check the result (:func:`check_image`, :func
 along z to temporary files beside the targets, renamed over them only when everything was
 written: TIFF pages are appended with an ImageJ header for the final shape (so Fiji sees the
 voxel size), ``.npy`` blocks are written at their offset after the header, HDF5 hyperslabs go
-into a dataset chunked by slice. :func:`write_volume` is one such write of a whole array.
+into a dataset chunked by slice. :func:`write_volume` is one such write of a whole array,
+:func:`write_volumes` one commit of several (an image and its labels: both or neither).
+Each output gets its own temporary file (``mkstemp``), whose mode is the old file's or
+``0666`` less the umask; a failed write (a full disk) is a one-line :class:`VolumeError` and
+leaves the old file as it was. An existing HDF5 group is never replaced.
+
+**Checking outputs** before long work: :func:`check_outputs` (every command's one check: a
+known format, a parent that is a writable folder, an existing ``.h5`` that is really HDF5,
+no output the same file or HDF5 dataset as an input or another output, paths resolved) and
+:func:`check_output_folder` (a ``train``/``adapt`` output folder and the files it will hold).
+
+**Damaged files** are refused, never read short: a TIFF whose page chain breaks off (tifffile
+only logs it) names the pages found and announced, a ``.tif``/``.npy`` with fewer bytes than
+its header describes says so. A folder of slices is read in the common dtype of all its slices.
 
 **Stored dtype** (:func:`storage_dtype`, the one rule of every write): uint8, uint16 and
 float32 are stored as they are; bool as uint8; other integers (int64 labels, say) as uint16
@@ -61,6 +74,7 @@ dtype('uint16')
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -85,7 +99,7 @@ NPY_SUFFIX = ".npy"
 
 __all__ = ["LazyVolume", "ArrayVolume", "SliceWriter", "open_volume", "open_dataset", "open_writers",
            "read_image", "read_labels", "read_volume", "read_slice", "write_volume", "check_image",
-           "check_labels", "check_pair", "check_output_spec", "storage_dtype", "atomic_write", "split_spec",
+           "check_labels", "check_pair", "check_output_spec", "check_outputs", "check_output_folder", "write_volumes", "storage_dtype", "atomic_write", "split_spec",
            "natural_key", "VolumeError"]
 
 
@@ -313,6 +327,12 @@ class _MappedVolume(LazyVolume):
     def __init__(self, name, path: Path, offset: int, shape, dtype, voxel_size=None):
         super().__init__(name, shape, np.dtype(dtype), voxel_size)
         self._path, self._offset, self._stored = path, int(offset), np.dtype(dtype)
+        needed = self._offset + int(np.prod(self.shape)) * self._stored.itemsize
+        size = path.stat().st_size
+        if size < needed:
+            raise VolumeError(f"{path}: file is cut short: {size} bytes, but its header describes "
+                              f"{needed} ({self.shape} {self._stored.name} values from byte {self._offset}); "
+                              f"copy or save it again")
 
     def _read(self, z0, z1):
         slice_bytes = self.shape[1] * self.shape[2] * self._stored.itemsize
@@ -357,18 +377,30 @@ class _Hdf5Volume(LazyVolume):
 
 
 class _FolderVolume(LazyVolume):
+    """A folder of 2D slices, one file per slice.
+
+    Every file's header is read when the folder is opened: all slices must have one shape,
+    and the volume's dtype is the common one of all slices (``numpy.result_type``: uint8
+    and uint16 slices give uint16), so the streamed and the in-memory reads give the same
+    values whatever the first slice holds.
+    """
+
     method = "files"
 
     def __init__(self, name, files: list[Path]):
         self._files = files
-        first = read_slice(files[0])
-        super().__init__(name, (len(files),) + first.shape, first.dtype)
+        headers = [_slice_header(f) for f in files]
+        shape = headers[0][0]
+        for f, (other, _) in zip(files, headers):
+            if other != shape:
+                raise VolumeError(f"{f}: slice shape {other} differs from {files[0].name}'s {shape}")
+        super().__init__(name, (len(files),) + shape, np.result_type(*{dt for _, dt in headers}))
 
     def _load(self, f: Path) -> np.ndarray:
         img = read_slice(f)
         if img.shape != self.shape[1:]:
             raise VolumeError(f"{f}: slice shape {img.shape} differs from {self._files[0].name}'s {self.shape[1:]}")
-        return img
+        return img.astype(self.dtype, copy=False)
 
     def _read(self, z0, z1):
         return np.stack([self._load(f) for f in self._files[z0:z1]])
@@ -388,6 +420,22 @@ class _ZarrVolume(LazyVolume):
 
     def _read_region(self, z0, z1, y, x):
         return self._image.read_region(z0, z1, y, x)
+
+
+def _slice_header(f: Path) -> tuple[tuple[int, int], np.dtype]:
+    """Shape and dtype of one slice file, from its header when that is cheap (tif, grey png)."""
+    if f.suffix.lower() == ".png":
+        with open(f, "rb") as fh:
+            head = fh.read(26)
+        if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[25] == 0 and head[24] in (8, 16):
+            width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+            return (height, width), np.dtype(np.uint16 if head[24] == 16 else np.uint8)
+    else:
+        with _open_tiff(f, str(f)) as vol:
+            if vol.shape[0] == 1:
+                return tuple(vol.shape[1:]), vol.dtype
+    img = read_slice(f)  # colour, palette or multi-page: read_slice decides
+    return img.shape, img.dtype
 
 
 def read_slice(f: str | os.PathLike) -> np.ndarray:
@@ -444,15 +492,78 @@ def _ome_voxel_size(tif) -> tuple[float, float, float] | None:
     return tuple(sizes) if all(s is not None for s in sizes) else None
 
 
+class _TiffLog(logging.Handler):
+    """Collects what tifffile logs (it only *logs* a broken page chain, then reads fewer pages)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _tifffile_log() -> Iterator[_TiffLog]:
+    log = logging.getLogger("tifffile")
+    handler = _TiffLog()
+    log.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        log.removeHandler(handler)
+
+
+def _expected_pages(tif) -> int | None:
+    """Pages the file's own metadata announces (ImageJ ``images``, tifffile's shape), or None."""
+    meta = tif.imagej_metadata
+    if meta and meta.get("images"):
+        return int(meta["images"])
+    shaped = tif.shaped_metadata
+    if shaped and shaped[0].get("shape"):
+        shape = list(shaped[0]["shape"])
+        plane = 3 if tif.pages[0].samplesperpixel > 1 else 2  # RGB: (Y, X, S) per page
+        return int(np.prod(shape[:-plane])) if len(shape) > plane else 1
+    return None
+
+
+def _check_not_cut_short(tif, path: Path, log: _TiffLog) -> None:
+    """Refuse a TIFF whose page chain breaks off (a file cut short), naming pages found and expected.
+
+    tifffile only logs a broken page chain and then reads the pages before it; the log is
+    collected by :func:`_tifffile_log` (so nothing reaches stderr) and turned into an error.
+    """
+    broken = [re.sub(r"^<[^>]*>\s*", "", m) for m in log.messages
+              if "invalid page offset" in m or "corrupted" in m or "truncated" in m]
+    if not broken:
+        return
+    broken.sort(key=lambda m: "page offset" not in m)  # the cause first
+    found, expected = len(tif.pages), _expected_pages(tif)
+    says = f"{found} of the {expected} pages its header announces are readable" if expected else \
+        f"{found} pages readable, then a broken page link"
+    raise VolumeError(f"{path}: file is cut short or damaged: {says} (tifffile: {broken[0]}); copy or save it again")
+
+
 def _open_tiff(path: Path, name: str) -> LazyVolume:
     import tifffile
 
+    with _tifffile_log() as log:
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as err:  # tifffile raises many types for broken files
+            raise VolumeError(f"{path}: cannot be read as a TIFF stack ({err.__class__.__name__}: "
+                              f"{str(err).strip().splitlines()[0] if str(err).strip() else ''})") from None
+        try:
+            series = tif.series[0]
+            _check_not_cut_short(tif, path, log)
+        except VolumeError:
+            tif.close()
+            raise
+        except Exception:  # reported below, with the other errors of an unusual layout
+            series = None
     try:
-        tif = tifffile.TiffFile(path)
-    except Exception as err:  # tifffile raises many types for broken files
-        raise VolumeError(f"{path}: cannot be read as a TIFF stack ({err.__class__.__name__}: {err})") from None
-    try:
-        series = tif.series[0]
+        if series is None:
+            series = tif.series[0]
         axes, shape = series.axes, list(series.shape)
         keep = [i for i, (a, n) in enumerate(zip(axes, shape)) if n > 1 or i >= len(shape) - 2]
         if "S" in axes and shape[axes.index("S")] > 1:
@@ -488,7 +599,10 @@ def _open_npy(path: Path, name: str) -> LazyVolume:
                            else np.lib.format.read_array_header_2_0)
             shape, fortran, dtype = read_header(f)
             offset = f.tell()
-        if not fortran and len(shape) in (2, 3) and not dtype.hasobject:
+        if dtype.hasobject:
+            raise VolumeError(f"{path}: holds Python objects (dtype {dtype}), not numbers; save a numeric "
+                              f"array (np.save(path, array.astype(np.float32)))")
+        if not fortran and len(shape) in (2, 3):
             return _MappedVolume(name, path, offset, shape, dtype)
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except VolumeError:
@@ -620,28 +734,202 @@ def read_volume(image: str | os.PathLike, labels: str | os.PathLike | None = Non
 # --------------------------------------------------------------------------- writing
 
 
-def check_output_spec(spec: str | os.PathLike) -> tuple[Path, str | None]:
-    """Check that ``spec`` names a format :func:`write_volume` can write; return its parts.
+def _who(spec, label: str | None) -> str:
+    """How a message names an output or input: ``"--out pred.tif"`` or ``"pred.tif"``."""
+    return f"{label} {os.fspath(spec)}" if label else os.fspath(spec)
 
-    Call it before long work so a typo in an output name fails at once.
+
+def _check_file_target(path: Path, who: str) -> None:
+    """Raise VolumeError unless a file can be written at ``path`` (renamed into place there).
+
+    ``path`` must not be a folder; its nearest existing parent must be a folder (not a file)
+    in which a file can be created (tried with a temporary file, so read-only file systems
+    and permissions are both seen).
+    """
+    if path.is_dir():
+        raise VolumeError(f"{who}: is a folder; name a file inside it")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise VolumeError(f"{who}: {parent} is a file, not a folder, so nothing can be written under it")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".emseg-probe.", dir=parent)
+    except OSError as err:
+        raise VolumeError(f"{who}: cannot write in {parent} ({err.strerror or err})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _hdf5_target_problem(file, dataset: str) -> str | None:
+    """Why ``dataset`` of the open HDF5 ``file`` cannot be (re)written, or None when it can."""
+    import h5py
+
+    try:
+        found = file.get(dataset)
+    except (KeyError, TypeError, ValueError):
+        found = None
+    if found is not None and not isinstance(found, h5py.Dataset):
+        return (f"{dataset!r} is an HDF5 group in the file, not a dataset; it is never replaced "
+                f"(name a new dataset, e.g. '{dataset.rstrip('/')}/pred')")
+    parts = dataset.strip("/").split("/")
+    for i in range(1, len(parts)):
+        above = "/".join(parts[:i])
+        if isinstance(file.get(above), h5py.Dataset):
+            return f"{above!r} is a dataset, so it cannot hold {dataset!r}"
+    return None
+
+
+def check_output_spec(spec: str | os.PathLike, label: str | None = None) -> tuple[Path, str | None]:
+    """Check that ``spec`` names an output :func:`write_volume` can write; return its parts.
+
+    Call it before long work so a typo in an output name fails at once. Checked: a known
+    format (``.tif``, ``FILE.h5:dataset``, ``.npy``), not a folder, a parent that is a folder
+    (or can be made) where files can be written, and for HDF5 an existing file that is really
+    HDF5 whose named object, if any, is a dataset (a group is never deleted).
+
+    Parameters
+    ----------
+    spec : str or path
+        The output spec.
+    label : str, optional
+        The argument it came from (``"--out"``), named in messages.
+
+    Raises
+    ------
+    VolumeError
+        One line naming the output (and ``label``) and the problem.
 
     Examples
     --------
     >>> check_output_spec("out.h5:pred")
     (PosixPath('out.h5'), 'pred')
+    >>> check_output_spec("results", "--out")
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial.data.errors.VolumeError: --out results: has no file suffix; name a .tif, .npy or FILE.h5:DATASET file
     """
     path, dataset = split_spec(spec)
+    who = _who(spec, label)
     suffix = path.suffix.lower()
     if is_zarr(path):
         check_zarr_output(*split_zarr(spec))
         return path, dataset
-    if suffix not in TIFF_SUFFIXES + HDF5_SUFFIXES + (NPY_SUFFIX,):
-        raise VolumeError(f"{path}: unknown output format {suffix!r}; use .tif, FILE.h5:dataset or .npy")
-    if suffix in HDF5_SUFFIXES and dataset is None:
-        raise VolumeError(f"{path}: name the dataset to write as '{path}:DATASET'")
     if path.is_dir():
-        raise VolumeError(f"{path}: is a folder; give a file name")
+        raise VolumeError(f"{who}: is a folder; name a file inside it (.tif, .npy or FILE.h5:DATASET)")
+    if not suffix:
+        raise VolumeError(f"{who}: has no file suffix; name a .tif, .npy or FILE.h5:DATASET file")
+    if suffix not in TIFF_SUFFIXES + HDF5_SUFFIXES + (NPY_SUFFIX,):
+        raise VolumeError(f"{who}: unknown output format {suffix!r}; use .tif, FILE.h5:dataset or .npy")
+    if suffix in HDF5_SUFFIXES and dataset is None:
+        raise VolumeError(f"{who}: name the dataset to write as '{path}:DATASET'")
+    _check_file_target(path, who)
+    if suffix in HDF5_SUFFIXES and path.is_file():
+        h5py = import_h5py(path)
+        if not h5py.is_hdf5(path):
+            raise VolumeError(f"{who}: {path} exists but is not an HDF5 file; remove it or choose another name")
+        try:
+            with h5py.File(path, "r") as f:
+                problem = _hdf5_target_problem(f, dataset)
+        except OSError as err:
+            raise VolumeError(f"{who}: {path} cannot be read as HDF5 ({err})") from None
+        if problem:
+            raise VolumeError(f"{who}: {problem}")
     return path, dataset
+
+
+def _labelled(specs) -> list[tuple[str | None, str]]:
+    """``{label: spec}`` or a sequence of specs (or ``(label, spec)`` pairs) as pairs; None specs dropped."""
+    if specs is None:
+        return []
+    items = specs.items() if isinstance(specs, dict) else (s if isinstance(s, tuple) else (None, s) for s in specs)
+    return [(label, os.fspath(spec)) for label, spec in items if spec is not None]
+
+
+def _same_key(spec: str) -> tuple[str, str | None]:
+    """What two specs share when they name the same data: the resolved file and the dataset."""
+    path, dataset = split_spec(spec)
+    return os.path.realpath(path), dataset.strip("/") if dataset else None
+
+
+def _refuse_same(outputs: list[tuple[str | None, str]], inputs: list[tuple[str | None, str]]) -> None:
+    """Raise VolumeError if an output is an input or another output (resolved paths, HDF5 datasets)."""
+    taken = {_same_key(spec): (label, spec) for label, spec in inputs}
+    for label, spec in outputs:
+        key = _same_key(spec)
+        if key in taken:
+            other, other_spec = taken[key]
+            kind = "input" if (other, other_spec) in inputs else "output"
+            raise VolumeError(f"{_who(spec, label)}: is also the {kind} {_who(other_spec, other)}; writing it "
+                              f"would replace that data; give each output its own file")
+        taken[key] = (label, spec)
+
+
+def check_outputs(outputs, inputs=None) -> None:
+    """Check every output of a command before any work starts (the one check all commands use).
+
+    Each output passes :func:`check_output_spec`, and none may be the same file (or the same
+    HDF5 dataset) as an input or another output: paths are resolved, so ``./a.tif`` and a
+    link to it are the same file.
+
+    Parameters
+    ----------
+    outputs, inputs : dict or sequence
+        ``{label: spec}`` (label = the argument, named in messages) or a sequence of specs;
+        None specs are skipped.
+
+    Raises
+    ------
+    VolumeError
+        The first problem, in one line naming the output.
+
+    Examples
+    --------
+    >>> check_outputs({"--out": "a.tif"}, {"--image": "./a.tif"})
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial.data.errors.VolumeError: --out a.tif: is also the input --image ./a.tif; writing it would replace that data; give each output its own file
+    """
+    outputs, inputs = _labelled(outputs), _labelled(inputs)
+    _refuse_same(outputs, inputs)
+    for label, spec in outputs:
+        check_output_spec(spec, label)
+
+
+def check_output_folder(folder: str | os.PathLike, label: str | None = None, files: Sequence[str] = (),
+                        inputs=None) -> Path:
+    """Check an output folder and the files a command will write in it, before any work starts.
+
+    The folder must not be a file; when missing, its nearest existing parent must be a folder
+    (it is made by the first write, so a failed command leaves nothing); files must be writable
+    there; none of ``files`` may be an input (``inputs`` as in :func:`check_outputs`) or a folder.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> check_output_folder(os.path.join(tempfile.mkdtemp(), "run"), "--out", ["model.pt"]).name
+    'run'
+    >>> check_output_folder(__file__, "--out")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial.data.errors.VolumeError: --out .../formats.py: exists and is a file, not a folder
+    """
+    out = Path(folder)
+    who = _who(folder, label)
+    if out.exists() and not out.is_dir():
+        raise VolumeError(f"{who}: exists and is a file, not a folder")
+    targets = [(f"{label or 'output'} file", os.fspath(out / name)) for name in files]
+    _refuse_same(targets, _labelled(inputs))
+    _check_file_target(out / (files[0] if files else ".probe"), who)
+    for name in files:
+        if (out / name).is_dir():
+            raise VolumeError(f"{who}: {out / name} is a folder; it must be free for the output file")
+    return out
 
 
 _UINT16 = np.iinfo(np.uint16)
@@ -684,14 +972,28 @@ def storage_dtype(dtype, spec: str | os.PathLike, value_range: tuple[float, floa
 
 
 def _temp_beside(path: Path) -> Path:
-    """An empty temporary file in ``path``'s folder (made if missing), with the usual permissions."""
+    """An empty temporary file in ``path``'s folder (made if missing), unique to this call.
+
+    Its mode is what the renamed file should have: an existing ``path``'s own mode, else
+    ``0666`` less the process umask (``mkstemp`` makes ``0600``).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600
+    if path.is_file():
+        mode = path.stat().st_mode & 0o7777
+    else:
+        mask = os.umask(0)
+        os.umask(mask)
+        mode = 0o666 & ~mask
+    os.chmod(tmp, mode)
     return Path(tmp)
+
+
+def _write_failed(spec, err: OSError) -> VolumeError:
+    """The one-line error of a write the system refused (disk full, file too large, ...)."""
+    reason = err.strerror if err.strerror else f"disk full or file size limit: {err}"
+    return VolumeError(f"{os.fspath(spec)}: could not be written ({reason}); any file already there is unchanged")
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
@@ -708,10 +1010,19 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     'done'
     """
     path = Path(path)
-    tmp = _temp_beside(path)
+    try:
+        tmp = _temp_beside(path)
+    except OSError as err:
+        raise _write_failed(path, err) from None
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        raise _write_failed(path, err) from None
+    except RuntimeError as err:  # torch.save reports a failed write as a RuntimeError
+        if "writ" not in str(err).lower():
+            raise
+        raise _write_failed(path, OSError(str(err).splitlines()[0])) from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -744,7 +1055,10 @@ class SliceWriter:
         n = block.shape[-3]
         if self.written + n > self.nz:
             raise ValueError(f"{self.spec}: {self.written + n} slices written, the array has {self.nz}")
-        self._write(self._stored(block), self.written)
+        try:
+            self._write(self._stored(block), self.written)
+        except OSError as err:
+            raise _write_failed(self.spec, err) from None
         self.written += n
 
     def _stored(self, block: np.ndarray) -> np.ndarray:
@@ -819,8 +1133,11 @@ class _NpyWriter(SliceWriter):
 class _Hdf5Writer(SliceWriter):
     def __init__(self, spec, file, dataset: str, shape, dtype, voxel_size):
         super().__init__(spec, shape, dtype)
+        problem = _hdf5_target_problem(file, dataset)
+        if problem:
+            raise VolumeError(f"{spec}: {problem}")
         if dataset in file:
-            del file[dataset]
+            del file[dataset]  # a dataset (never a group): replaced
         chunks = (1,) * (len(self.shape) - 2) + self.shape[-2:]
         self._ds = file.create_dataset(dataset, shape=self.shape, dtype=self.dtype, chunks=chunks,
                                        compression="gzip")
@@ -897,8 +1214,7 @@ def open_writers(targets: Sequence[tuple], voxel_size: tuple[float, float, float
     for target in targets:
         spec, shape, dtype, *rest = target
         specs.append((split_spec(spec), os.fspath(spec), shape, dtype, rest[0] if rest else None))
-    for _, spec, _, _, _ in specs:
-        check_output_spec(spec)
+    check_outputs([spec for _, spec, _, _, _ in specs])  # also: no two targets share a file or dataset
     stored = [storage_dtype(dtype, spec, value_range) for _, spec, _, dtype, value_range in specs]
     tmps: dict[Path, Path] = {}
     h5files: dict[Path, object] = {}
@@ -909,28 +1225,32 @@ def open_writers(targets: Sequence[tuple], voxel_size: tuple[float, float, float
             if is_zarr(path):
                 writers.append(_ZarrWriter(spec, shape, dtype, voxel_size, job))
                 continue
-            if path not in tmps:
-                tmps[path] = _temp_beside(path)
-            tmp = tmps[path]
-            if suffix in TIFF_SUFFIXES:
-                writers.append(_TiffWriter(spec, tmp, shape, dtype, voxel_size))
-            elif suffix == NPY_SUFFIX:
-                writers.append(_NpyWriter(spec, tmp, shape, dtype))
-            else:
-                if path not in h5files:
-                    h5py = import_h5py(path)
-                    if path.exists():
-                        shutil.copyfile(path, tmp)
-                    h5files[path] = h5py.File(tmp, "a")
-                writers.append(_Hdf5Writer(spec, h5files[path], dataset, shape, dtype, voxel_size))
+            try:
+                if path not in tmps:
+                    tmps[path] = _temp_beside(path)
+                tmp = tmps[path]
+                if suffix in TIFF_SUFFIXES:
+                    writers.append(_TiffWriter(spec, tmp, shape, dtype, voxel_size))
+                elif suffix == NPY_SUFFIX:
+                    writers.append(_NpyWriter(spec, tmp, shape, dtype))
+                else:
+                    if path not in h5files:
+                        h5py = import_h5py(path)
+                        if path.exists():
+                            shutil.copyfile(path, tmp)
+                        h5files[path] = h5py.File(tmp, "a")
+                    writers.append(_Hdf5Writer(spec, h5files[path], dataset, shape, dtype, voxel_size))
+            except OSError as err:  # making the temporary file, copying an HDF5 file
+                raise _write_failed(spec, err) from None
         yield writers
         for w in writers:
             if w.written != w.nz:
                 raise ValueError(f"{w.spec}: only {w.written} of {w.nz} slices were written")
-        for w in writers:
-            w.close()
-        for f in h5files.values():
-            f.close()
+        for name, closing in [(w.spec, w) for w in writers] + list(h5files.items()):
+            try:
+                closing.close()
+            except OSError as err:  # the last bytes are written when a file is closed
+                raise _write_failed(name, err) from None
         for path, tmp in tmps.items():
             os.replace(tmp, path)
     finally:
@@ -976,9 +1296,33 @@ def write_volume(spec: str | os.PathLike, data: np.ndarray,
     >>> read_image(path)[1]
     (30.0, 6.0, 6.0)
     """
-    data = np.asarray(data)
-    if data.ndim == 2:
-        data = data[None]
-    value_range = (data.min(), data.max()) if data.dtype.kind in "iu" and data.size else None
-    with open_writers([(spec, data.shape, data.dtype, value_range)], voxel_size) as (writer,):
-        writer.write(data)
+    write_volumes([(spec, data)], voxel_size)
+
+
+def write_volumes(items: Sequence[tuple[str | os.PathLike, np.ndarray]],
+                  voxel_size: tuple[float, float, float] | None = None) -> None:
+    """Write several arrays (an image and its labels, say) as one commit: all files or none.
+
+    Each ``(spec, data)`` is written as :func:`write_volume` would; the targets are renamed
+    into place only when every one was written, so a failure leaves no half pair.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> write_volumes([(os.path.join(d, "i.tif"), np.zeros((1, 4, 4), np.uint8)),
+    ...                (os.path.join(d, "l.tif"), np.ones((1, 4, 4), np.uint8))])
+    >>> sorted(os.listdir(d))
+    ['i.tif', 'l.tif']
+    """
+    arrays, targets = [], []
+    for spec, data in items:
+        data = np.asarray(data)
+        if data.ndim == 2:
+            data = data[None]
+        value_range = (data.min(), data.max()) if data.dtype.kind in "iu" and data.size else None
+        arrays.append(data)
+        targets.append((spec, data.shape, data.dtype, value_range))
+    with open_writers(targets, voxel_size) as writers:
+        for writer, data in zip(writers, arrays):
+            writer.write(data)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -358,6 +359,9 @@ def fetch(name: str, file: str | None = None, *, cache: str | os.PathLike | None
     entry = get_dataset(name)
     remote = entry.file(file)
     target = cache_path(name, remote.name, cache)
+    if target.is_dir():
+        raise DownloadError(f"{name}: {target} is a folder, where the dataset file {remote.name} belongs; "
+                            f"remove or rename that folder (nothing was downloaded)")
     if target.exists():
         if remote.sha256 is None:
             return target
@@ -367,6 +371,15 @@ def fetch(name: str, file: str | None = None, *, cache: str | os.PathLike | None
         target.unlink()
         raise ChecksumError(f"{name}: {target} has sha256 {actual} but the registry expects {remote.sha256}; "
                             f"the file was deleted; {_hint(name, remote, target)}")
+    try:  # a cache that cannot hold the file is the user's to fix, before any download
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".emseg-probe.", dir=target.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise DownloadError(f"{name}: the cache folder {target.parent} cannot be made or written "
+                            f"({err.strerror or err}); set {CACHE_ENV} to a writable folder "
+                            f"(nothing was downloaded)") from None
     import pooch
 
     known = f"sha256:{remote.sha256}" if remote.sha256 else None

@@ -5,8 +5,9 @@ checkpoint rebuilds it with :func:`build` (one table, :data:`ARCHITECTURES`) ins
 unpickling a class.
 """
 
-from .build import ARCHITECTURES, arch_of, build
+from .build import ARCHITECTURES, TASK_CLASSES, arch_of, build, check_model
 from .discriminators import PatchDiscriminator
 from .unet import UNet2d, build_model
 
-__all__ = ["UNet2d", "build_model", "PatchDiscriminator", "ARCHITECTURES", "arch_of", "build"]
+__all__ = ["UNet2d", "build_model", "PatchDiscriminator", "ARCHITECTURES", "arch_of", "build", "check_model",
+           "TASK_CLASSES"]

@@ -132,7 +132,7 @@ def _cover(path: Path, image: np.ndarray, probs: np.ndarray) -> None:
     import matplotlib.pyplot as plt
 
     z = image.shape[0] // 2
-    fig, axes = plt.subplots(1, 2, figsize=(6, 3), dpi=100)
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3), dpi=100, layout="none")
     axes[0].imshow(image[z], cmap="gray")
     axes[1].imshow(probs[0, z], cmap="magma", vmin=0, vmax=1)
     for ax, title in zip(axes, ("input (synthetic twin)", "P(boundary)")):

@@ -53,7 +53,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..data.formats import LazyVolume, check_output_spec, open_volume, open_writers
+from ..data.errors import VolumeError
+from ..data.formats import LazyVolume, check_outputs, open_volume, open_writers
+from ..labels import MAX_CODE
 from ..data.normalize import SAMPLE_BUDGET, Normalizer, streaming_stats
 from ..progress import progress as progress_bar
 from .tiled import check_tiling, predict_slices, prepare_model, probabilities_to_codes, slices_per_step
@@ -98,7 +100,7 @@ class StreamedPrediction(NamedTuple):
 def predict_file(model: torch.nn.Module, image: str | os.PathLike | LazyVolume, out: str | os.PathLike | None = None,
                  probabilities: str | os.PathLike | None = None, *, tile: int = 512, overlap: int = 32,
                  batch_size: int = 4, device: str | torch.device | None = None, progress: bool = False,
-                 sample_budget: int = SAMPLE_BUDGET) -> StreamedPrediction:
+                 sample_budget: int = SAMPLE_BUDGET, model_name: str | None = None) -> StreamedPrediction:
     """Predict a volume on disk slice by slice and write the results as they come.
 
     Parameters
@@ -118,6 +120,8 @@ def predict_file(model: torch.nn.Module, image: str | os.PathLike | LazyVolume, 
     sample_budget : int
         Most voxels used to find the intensity limits of non-uint8 images (see
         :func:`~emseg_tutorial.data.normalize.intensity_limits`).
+    model_name : str, optional
+        How messages name the model; default: its checkpoint file when it was loaded from one.
 
     Returns
     -------
@@ -126,18 +130,25 @@ def predict_file(model: torch.nn.Module, image: str | os.PathLike | LazyVolume, 
     Raises
     ------
     VolumeError
-        Unreadable input, NaN/inf values, or an output name of an unknown format. Outputs
-        are written to temporary files renamed only at the end, so an error leaves none.
+        Unreadable input, NaN/inf values, or an output that cannot be written (unknown format,
+        parent not a writable folder, the same file as the input or as the other output: see
+        :func:`~emseg_tutorial.data.formats.check_outputs`), checked before any prediction.
+        Outputs are written to temporary files renamed only at the end, so an error leaves none.
+    ValueError
+        A model that cannot segment these images (:func:`emseg_tutorial.models.check_model`:
+        input channels, class count, NaN weights), checked before any prediction.
     """
     if out is None and probabilities is None:
         raise ValueError("give at least one output: out (label codes) or probabilities")
-    for spec in filter(None, (out, probabilities)):
-        check_output_spec(spec)
+    source = image.name if isinstance(image, LazyVolume) and image.method != "array" else image
+    check_outputs({"out": out, "probabilities": probabilities},
+                  {"image": source} if not isinstance(source, LazyVolume) else None)
     check_tiling(tile, overlap)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model_name = model_name or getattr(model, "checkpoint", None) or "model"
+    model = prepare_model(model, device, model_name)
     volume = image if isinstance(image, LazyVolume) else open_volume(image)
     try:
-        device = torch.device(device) if device is not None else next(model.parameters()).device
-        model = prepare_model(model, device)
         norm = streaming_stats(volume, sample_budget, progress)
         nz, ny, nx = volume.shape
         step = slices_per_step(volume.shape, tile, batch_size)
@@ -149,6 +160,9 @@ def predict_file(model: torch.nn.Module, image: str | os.PathLike | LazyVolume, 
 
         first = None if _known_classes(model) else predict(0)
         classes = first.shape[0] if first is not None else _known_classes(model)
+        if out is not None and not 2 <= classes <= MAX_CODE:
+            raise VolumeError(f"{model_name}: predicts {classes} classes, but label codes 1-{MAX_CODE} need 2 to "
+                              f"{MAX_CODE}; nothing was written to {out}")
         targets = []
         if out is not None:
             targets.append((out, (nz, ny, nx), np.uint8))

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
                     ) -> tuple[torch.nn.Module, dict]:
     """Rebuild the model of a checkpoint; returns ``(model, checkpoint dict)``.
 
+    The model remembers its file as ``model.checkpoint``, so later checks name it.
+
     Raises
     ------
     ValueError
@@ -72,15 +75,22 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: no such checkpoint file")
+        raise ValueError(f"{path}: no such checkpoint file" if not path.exists() else
+                         f"{path}: is a folder, not a checkpoint file")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if not zipfile.is_zipfile(path) and magic[:1] != b"\x80":  # torch.save: a zip (or, before 1.6, a pickle)
+        raise ValueError(f"{path}: not a PyTorch checkpoint (neither the zip nor the pickle format "
+                         f"torch.save writes)")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError:
-        raise ValueError(f"{path}: holds objects other than tensors and plain data, refused by "
-                         f"torch.load(weights_only=True); only load checkpoints you trust") from None
+    except pickle.UnpicklingError as err:
+        if "weights only" in str(err).lower() or "unsupported global" in str(err).lower():
+            raise ValueError(f"{path}: holds objects other than tensors and plain data, refused by "
+                             f"torch.load(weights_only=True); only load checkpoints you trust") from None
+        raise ValueError(f"{path}: not a readable checkpoint ({_first_line(err)})") from None
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ValueError(f"{path}: not a readable checkpoint ({err.__class__.__name__}: {first})") from None
+        raise ValueError(f"{path}: not a readable checkpoint ({err.__class__.__name__}: {_first_line(err)})") from None
     if not isinstance(ckpt, dict) or not {"model", "state"} <= set(ckpt):
         raise ValueError(f"{path}: not an emseg-tutorial checkpoint (expected keys 'model' and 'state')")
     return restore_model(ckpt, path).to(device), ckpt
@@ -122,21 +132,56 @@ def load_training_state(path: str | os.PathLike) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        first = (str(err).strip().splitlines() or [""])[0]
-        raise ValueError(f"{path}: not a readable training state ({err.__class__.__name__}: {first})") from None
+        raise ValueError(f"{path}: not a readable training state ({err.__class__.__name__}: {_first_line(err)})") from None
     if not isinstance(state, dict) or state.get("kind") != "training-state" or not set(STATE_KEYS) <= set(state):
         raise ValueError(f"{path}: not a training state written by emseg-tutorial")
     return state
 
 
-def restore_model(state: dict, path: str | os.PathLike = "state") -> torch.nn.Module:
-    """The network of a checkpoint or training state, rebuilt from its kind and weights."""
+def restore_model(ckpt: dict, path: str | os.PathLike = "checkpoint") -> torch.nn.Module:
+    """The network of a checkpoint or training state, rebuilt from its kind and weights.
+
+    The model remembers its file as ``model.checkpoint``, so later checks name it.
+    """
     try:
-        model = build(state.get("arch", "unet2d"), state["model"])
-        model.load_state_dict(state["state"])
+        model = build(ckpt.get("arch", "unet2d"), ckpt["model"])
     except (TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{path}: checkpoint does not rebuild its model ({err})") from None
+        raise ValueError(f"{path}: checkpoint does not rebuild its model ({_first_line(err)})") from None
+    if not isinstance(ckpt["state"], dict):
+        raise ValueError(f"{path}: not an emseg-tutorial checkpoint ('state' is not a dict of tensors)")
+    mismatch = _state_mismatch(model.state_dict(), ckpt["state"])
+    if mismatch:
+        raise ValueError(f"{path}: its weights do not fit the network its settings describe "
+                         f"({ckpt['model']}): {mismatch}")
+    try:
+        model.load_state_dict(ckpt["state"])
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{path}: checkpoint does not rebuild its model ({_first_line(err)})") from None
+    model.checkpoint = str(path)  # named by the checks that use the model (models.check_model)
     return model
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else err.__class__.__name__
+
+
+def _state_mismatch(expected: dict, stored: dict) -> str:
+    """One line on how ``stored`` weights differ from a network's ``expected`` ones ('' if they fit)."""
+    missing = [k for k in expected if k not in stored]
+    extra = [k for k in stored if k not in expected]
+    shapes = [k for k in expected if k in stored and hasattr(stored[k], "shape")
+              and tuple(stored[k].shape) != tuple(expected[k].shape)]
+    parts = []
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{len(shapes)} tensors of other shapes (first {k}: {tuple(stored[k].shape)} stored, "
+                     f"{tuple(expected[k].shape)} expected)")
+    if missing:
+        parts.append(f"{len(missing)} missing (first {missing[0]})")
+    if extra:
+        parts.append(f"{len(extra)} unexpected (first {extra[0]})")
+    return "; ".join(parts)
 
 
 def save_json(path: str | os.PathLike, data: dict) -> None:

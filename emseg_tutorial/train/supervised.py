@@ -45,7 +45,7 @@ from ..devices import Precision, pick_device, precision, set_seed, to_device
 from ..labels import for_task, num_classes, TASKS
 from ..losses import dice_loss, weighted_cross_entropy
 from ..metrics import boundary_scores, jaccard_scores
-from ..models import UNet2d, build_model
+from ..models import UNet2d, build_model, check_model
 from ..predict import predict_labels
 from ..progress import progress as progress_bar
 from ..weights import weight_map, parse_weight_scheme
@@ -150,6 +150,7 @@ def _initial_model(config: TrainConfig, init: torch.nn.Module | None) -> torch.n
     n = num_classes(config.task)
     if init is None:
         return UNet2d(in_channels=1, out_channels=n, **config.model)
+    check_model(init, classes=None)  # the head may be replaced below
     model = build_model(init.init_kwargs)
     model.load_state_dict(init.state_dict())
     if model.init_kwargs["out_channels"] != n:
