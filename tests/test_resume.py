@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from emseg_tutorial.cli import main
+from emseg_tutorial.data import patches
 from emseg_tutorial.data.formats import write_volume
 from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.train import TrainConfig, load_checkpoint, load_training_state, train_supervised
@@ -26,8 +27,11 @@ def _same_weights(a, b):
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+@pytest.mark.parametrize("on_device", [False, True], ids=["numpy-sampler", "device-sampler"])
 @pytest.mark.parametrize("jitter", [False, True])
-def test_three_steps_resumed_to_six_equal_six(vol, tmp_path, jitter):
+def test_three_steps_resumed_to_six_equal_six(vol, tmp_path, monkeypatch, jitter, on_device):
+    # the device sampler (CUDA's) runs on the CPU here: its torch stream must resume too
+    monkeypatch.setattr(patches, "samples_on_device", lambda device: on_device)
     full = train_supervised(vol.image, vol.labels, _config(6, jitter=jitter), progress=False)
     state = tmp_path / "state.pt"
     train_supervised(vol.image, vol.labels, _config(3, jitter=jitter), progress=False, checkpoint=state)
