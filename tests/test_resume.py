@@ -44,6 +44,20 @@ def test_three_steps_resumed_to_six_equal_six(vol, tmp_path, monkeypatch, jitter
     assert load_training_state(state)["step"] == 6
 
 
+def test_resume_moves_between_the_numpy_and_the_device_sampler(vol, tmp_path, monkeypatch):
+    """A run started on the CPU may continue on CUDA (and back): the patch stream restarts."""
+    state = tmp_path / "state.pt"
+    train_supervised(vol.image, vol.labels, _config(2), progress=False, checkpoint=state)
+    monkeypatch.setattr(patches, "samples_on_device", lambda device: True)
+    with pytest.warns(RuntimeWarning, match="patch stream starts afresh"):
+        run = train_supervised(vol.image, vol.labels, _config(4), progress=False, checkpoint=state,
+                               resume=load_training_state(state))
+    assert run.history["train"]["step"] == [1, 2, 3, 4]
+    monkeypatch.setattr(patches, "samples_on_device", lambda device: False)
+    with pytest.warns(RuntimeWarning, match="patch stream starts afresh"):
+        train_supervised(vol.image, vol.labels, _config(5), progress=False, resume=load_training_state(state))
+
+
 def test_resume_refuses_other_settings(vol, tmp_path):
     state = tmp_path / "state.pt"
     train_supervised(vol.image, vol.labels, _config(2), progress=False, checkpoint=state)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -293,6 +294,11 @@ def _resume(state: dict, config: TrainConfig, optimizer, scaler, sampler) -> tup
     optimizer.load_state_dict(state["optimizer"])
     if state["scaler"] and scaler.is_enabled():
         scaler.load_state_dict(state["scaler"])
-    sampler.set_state(state["rng"]["sampler"])
+    saved = state["rng"]["sampler"]
+    if isinstance(saved, torch.Tensor) == isinstance(sampler.state(), torch.Tensor):
+        sampler.set_state(saved)
+    else:  # written by the other sampler: the run moved between the CPU and CUDA
+        warnings.warn("resuming on another kind of device: the patch stream starts afresh from the seed",
+                      RuntimeWarning, stacklevel=3)
     torch.set_rng_state(state["rng"]["torch"])
     return int(state["step"]), state["history"]
