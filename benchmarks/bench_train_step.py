@@ -11,7 +11,7 @@ For the preset's U-Net, batch and patch size, on the device present, in one run:
   weighted cross-entropy, backward, Adam) on one batch made beforehand and kept on the
   device: the floor a training loop cannot beat;
 * **training, full**: what :func:`~emseg_tutorial.train.train_supervised` does per step:
-  draw a batch with the trainer's patch sampler (:func:`~emseg_tutorial.data.patches.make_sampler`:
+  draw a batch with the trainer's patch sampler (:func:`~emseg_tutorial.data.device_patches.make_sampler`:
   drawn on the GPU on CUDA, with numpy and copied on the CPU; crops, flips, turns, weight
   map), the same step, keep the loss;
 * **adaptation, bare / full**: the paper's adaptation step
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emseg_tutorial.adapt.loop import AdaptConfig, step_context  # noqa: E402
 from emseg_tutorial.adapt.steps import paper_step  # noqa: E402
-from emseg_tutorial.data.patches import make_sampler  # noqa: E402
+from emseg_tutorial.data.device_patches import make_sampler  # noqa: E402
 from emseg_tutorial.data.synthetic import make_volume  # noqa: E402
 from emseg_tutorial.devices import memory_format, pick_device, precision, to_device  # noqa: E402
 from emseg_tutorial.labels import for_task  # noqa: E402
@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: the best available)")
     parser.add_argument("--steps", type=int, default=10, help="steps per timed block")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved blocks of bare and full steps")
-    parser.add_argument("--channels-last", action="store_true", help="train with channels-last weights (the trainer does on CUDA)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="train with channels-last weights (the trainer does on CUDA)")
     args = parser.parse_args(argv)
 
     preset = get_preset(args.preset)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from emseg_tutorial.adapt.loop import step_context
-from emseg_tutorial.data import patches
+from emseg_tutorial.data import device_patches
 from emseg_tutorial.data.device_patches import DevicePatchSampler
 from emseg_tutorial.data.histmatch import match_to_source, rank_normalize
 from emseg_tutorial.data.patches import PatchSampler, distant_slices
@@ -58,7 +58,7 @@ def test_every_method_runs_and_reports(volumes, method):
 @pytest.mark.parametrize("method", ["selftrain", "conditional"])
 def test_methods_run_with_device_samplers(volumes, monkeypatch, method):
     """CUDA's samplers (drawn on the device, jitter with a torch stream) here on the CPU."""
-    monkeypatch.setattr(patches, "samples_on_device", lambda device: True)
+    monkeypatch.setattr(device_patches, "samples_on_device", lambda device: True)
     src, tgt = volumes
     config = AdaptConfig(method=method, **TINY)
     labels = for_task(src.labels, "boundary")

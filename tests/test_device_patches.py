@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from emseg_tutorial.data import patches
+from emseg_tutorial.data import device_patches
 from emseg_tutorial.data.augment import Jitter
-from emseg_tutorial.data.device_patches import DevicePatchSampler, distant_slices_torch
-from emseg_tutorial.data.patches import PatchSampler, distant_slices, make_sampler
+from emseg_tutorial.data.device_patches import DevicePatchSampler, distant_slices_torch, make_sampler
+from emseg_tutorial.data.patches import PatchSampler, distant_slices
 
 CPU = torch.device("cpu")
 OFF = {"brightness": 0, "contrast": 0, "gamma": 0, "blur": 0, "noise": 0}
@@ -324,8 +324,8 @@ def test_jittered_batches_match_through_the_samplers():
 def test_make_sampler_numpy_on_cpu_device_sampler_where_asked(monkeypatch):
     img, lab, w = _volume((4, 20, 20))
     assert isinstance(make_sampler(img, lab, w, device=CPU, patch=16), PatchSampler)
-    assert patches.samples_on_device(torch.device("cuda")) and not patches.samples_on_device(CPU)
-    monkeypatch.setattr(patches, "samples_on_device", lambda device: True)
+    assert device_patches.samples_on_device(torch.device("cuda")) and not device_patches.samples_on_device(CPU)
+    monkeypatch.setattr(device_patches, "samples_on_device", lambda device: True)
     s = make_sampler(img, lab, w, device=CPU, patch=16, seed=2, mismatch_gap=1)
     assert isinstance(s, DevicePatchSampler) and s.mismatch_gap == 1
     assert set(s.sample(2)) == {"image", "target", "weight", "mismatched", "z", "z_mismatched"}

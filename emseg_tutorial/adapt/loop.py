@@ -50,8 +50,7 @@ import torch
 
 from ..data.augment import Jitter
 from ..data.formats import check_image, check_labels
-from ..data.device_patches import DevicePatchSampler
-from ..data.patches import make_sampler
+from ..data.device_patches import DevicePatchSampler, make_sampler
 from ..data.volume import Volume
 from ..devices import memory_format, pick_device, precision, set_seed
 from ..labels import for_task, num_classes
@@ -245,8 +244,11 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
         add_epoch(history, row)
         snapshots.append(boundary_snapshot(ctx.model, snap_volume, z_snap, device))
     history["seconds"] = time.perf_counter() - start
-    disc = ctx.disc.cpu().to(memory_format=torch.contiguous_format) if ctx.disc is not None else None
-    return AdaptResult(model=ctx.model.cpu().to(memory_format=torch.contiguous_format), discriminator=disc, config=config, history=history,
+    def to_cpu(net: torch.nn.Module) -> torch.nn.Module:  # in the default layout (CUDA trains channels-last)
+        return net.cpu().to(memory_format=torch.contiguous_format)
+
+    disc = to_cpu(ctx.disc) if ctx.disc is not None else None
+    return AdaptResult(model=to_cpu(ctx.model), discriminator=disc, config=config, history=history,
                        snapshots=snapshots)
 
 
@@ -254,7 +256,7 @@ def step_context(model, labels, target_image, config: AdaptConfig, source_image,
     """Samplers, networks and optimisers of one run.
 
     Patches are drawn on the GPU itself on CUDA, with numpy on the CPU
-    (:func:`~emseg_tutorial.data.patches.make_sampler`); the self-training jitter then draws
+    (:func:`~emseg_tutorial.data.device_patches.make_sampler`); the self-training jitter then draws
     from a ``torch.Generator`` on the device, or from a numpy stream.
     """
     with_image = source_image is not None

@@ -12,7 +12,8 @@ become one index tensor per batch and one gather per volume; the jitter is
 same distribution (``tests/test_device_patches.py`` compares them), but not the same numbers for
 a seed: the random streams differ. Nothing is read back to the host while sampling.
 
-:func:`~.patches.make_sampler` picks this sampler on CUDA and the numpy one on the CPU.
+:func:`make_sampler` picks this sampler on CUDA and the numpy one on the CPU (the trainer and the
+adaptation loop call it).
 
 Examples
 --------
@@ -166,3 +167,33 @@ def distant_slices_torch(z: torch.Tensor, depth: int, gap: int, generator: torch
     u = torch.rand(z.shape, generator=generator, device=z.device) * count
     u = torch.minimum(u.long(), count - 1)  # float32 rounding must not reach ``count``
     return torch.where(u < below, u, z + gap + (u - below))
+
+
+def samples_on_device(device: torch.device) -> bool:
+    """Whether :func:`make_sampler` draws patches on ``device`` itself: on CUDA only.
+
+    On a GPU, numpy sampling and the copy of every batch cost more than the network step. On
+    the CPU the step is compute-bound and the numpy sampler is the measured path (the torch one
+    draws the same distribution there, but brings no gain to a step it is a few percent of).
+    """
+    return torch.device(device).type == "cuda"
+
+
+def make_sampler(image: np.ndarray, labels: np.ndarray | None = None, weights: np.ndarray | None = None, *,
+                 device: str | torch.device, **kwargs):
+    """The patch sampler for ``device``: a :class:`~.device_patches.DevicePatchSampler` on CUDA
+    (:func:`samples_on_device`), else a :class:`~.patches.PatchSampler`.
+
+    Both take the same arguments (``kwargs``: ``patch``, ``slices``, ``augment``, ``jitter``,
+    ``seed``, ``mismatch_gap``), return batches with the same keys, shapes and dtypes (tensors on
+    the device, or arrays that :func:`~emseg_tutorial.devices.to_device` copies), and have
+    ``normalizer``, ``state()`` and ``set_state()``.
+
+    Examples
+    --------
+    >>> type(make_sampler(np.zeros((2, 16, 16), np.uint8), patch=16, device="cpu")).__name__
+    'PatchSampler'
+    """
+    if samples_on_device(device):
+        return DevicePatchSampler(image, labels, weights, device=device, **kwargs)
+    return PatchSampler(image, labels, weights, **kwargs)

@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import torch
 
 from .formats import check_image
 from .normalize import Normalizer
@@ -132,39 +131,6 @@ class PatchSampler:
         if self.mismatch_gap is not None:
             out["z_mismatched"] = z_other
         return out
-
-
-def samples_on_device(device: torch.device) -> bool:
-    """Whether :func:`make_sampler` draws patches on ``device`` itself: on CUDA only.
-
-    On a GPU, numpy sampling and the copy of every batch cost more than the network step. On
-    the CPU the step is compute-bound and the numpy sampler is the measured path (the torch one
-    draws the same distribution there, but brings no gain to a step it is a few percent of).
-    """
-    return torch.device(device).type == "cuda"
-
-
-def make_sampler(image: np.ndarray, labels: np.ndarray | None = None, weights: np.ndarray | None = None, *,
-                 device: str | torch.device, **kwargs):
-    """The patch sampler for ``device``: a :class:`~.device_patches.DevicePatchSampler` on CUDA
-    (:func:`samples_on_device`), else a :class:`PatchSampler`.
-
-    Both take the same arguments (``kwargs``: ``patch``, ``slices``, ``augment``, ``jitter``,
-    ``seed``, ``mismatch_gap``), return batches with the same keys, shapes and dtypes (tensors on
-    the device, or arrays that :func:`~emseg_tutorial.devices.to_device` copies), and have
-    ``normalizer``, ``state()`` and ``set_state()``.
-
-    Examples
-    --------
-    >>> img = np.zeros((2, 16, 16), np.uint8)
-    >>> type(make_sampler(img, patch=16, device="cpu")).__name__
-    'PatchSampler'
-    """
-    if samples_on_device(device):
-        from .device_patches import DevicePatchSampler
-
-        return DevicePatchSampler(image, labels, weights, device=device, **kwargs)
-    return PatchSampler(image, labels, weights, **kwargs)
 
 
 def check_gap(depth: int, gap: int) -> None:

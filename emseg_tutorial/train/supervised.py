@@ -5,7 +5,7 @@ One function, :func:`train_supervised`, reads from top to bottom:
 1. labels are reduced to the task (4 classes, or boundary against the rest);
 2. the per-pixel loss weights are computed once for the whole volume (:mod:`..weights`);
 3. the last slices are held out for validation, patches are drawn from the rest (on the GPU
-   itself on CUDA, with numpy on the CPU: :func:`~emseg_tutorial.data.patches.make_sampler`);
+   itself on CUDA, with numpy on the CPU: :func:`~emseg_tutorial.data.device_patches.make_sampler`);
 4. the model is built, or taken from an earlier checkpoint (its head replaced when the number
    of classes changes: the paper's M1 -> M2 transfer);
 5. Adam steps on weighted cross-entropy (mixed precision and channels-last on CUDA only; with
@@ -43,7 +43,7 @@ import torch
 
 from ..data.augment import Jitter
 from ..data.formats import check_labels, check_pair, check_image
-from ..data.patches import make_sampler
+from ..data.device_patches import make_sampler
 from ..devices import (Precision, compile_model, eager_fallback, memory_format, pick_device, precision,
                        set_seed, to_device)
 from ..labels import for_task, num_classes, TASKS
@@ -204,7 +204,7 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     sampler = make_sampler(image, labels, weights, device=device, patch=config.patch, slices=train_z,
                            jitter=Jitter() if config.jitter else None, seed=config.seed)
 
-    model = (restore_model(resume) if resume is not None else _initial_model(config, init))
+    model = restore_model(resume) if resume is not None else _initial_model(config, init)
     model = model.to(device, memory_format=memory_format(device))
     net = compile_model(model) if compile else model  # what steps; ``model`` holds the weights
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
