@@ -11,8 +11,9 @@ For the preset's U-Net, batch and patch size, on the device present, in one run:
   weighted cross-entropy, backward, Adam) on one batch made beforehand and kept on the
   device: the floor a training loop cannot beat;
 * **training, full**: what :func:`~emseg_tutorial.train.train_supervised` does per step:
-  draw a batch with the patch sampler (crops, flips, turns, weight map), copy it to the
-  device, the same step, keep the loss;
+  draw a batch with the trainer's patch sampler (:func:`~emseg_tutorial.data.device_patches.make_sampler`:
+  drawn on the GPU on CUDA, with numpy and copied on the CPU; crops, flips, turns, weight
+  map), the same step, keep the loss;
 * **adaptation, bare / full**: the paper's adaptation step
   (:func:`~emseg_tutorial.adapt.steps.paper_step`: U-Net on target patches, one
   discriminator step, one generator step) with fixed device batches, and with the samplers.
@@ -38,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emseg_tutorial.adapt.loop import AdaptConfig, step_context  # noqa: E402
 from emseg_tutorial.adapt.steps import paper_step  # noqa: E402
-from emseg_tutorial.data.patches import PatchSampler  # noqa: E402
+from emseg_tutorial.data.device_patches import make_sampler  # noqa: E402
 from emseg_tutorial.data.synthetic import make_volume  # noqa: E402
-from emseg_tutorial.devices import pick_device, precision, to_device  # noqa: E402
+from emseg_tutorial.devices import memory_format, pick_device, precision, to_device  # noqa: E402
 from emseg_tutorial.labels import for_task  # noqa: E402
 from emseg_tutorial.models import UNet2d  # noqa: E402
 from emseg_tutorial.presets import get_preset  # noqa: E402
@@ -76,10 +77,10 @@ def compare(bare, full, *, steps: int, rounds: int, device: torch.device) -> tup
 
 def training_pair(volume, preset, device, channels_last: bool):
     labels = for_task(volume.labels, "boundary")
-    sampler = PatchSampler(volume.image, labels, weight_map(labels, "distance"), patch=preset.patch, seed=0)
-    model = UNet2d(out_channels=2, **preset.model).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    sampler = make_sampler(volume.image, labels, weight_map(labels, "distance"), device=device,
+                           patch=preset.patch, seed=0)
+    layout = torch.channels_last if channels_last else memory_format(device)  # the trainer's: CUDA's
+    model = UNet2d(out_channels=2, **preset.model).to(device, memory_format=layout)
     optimizer = torch.optim.Adam(model.parameters(), lr=preset.lr)
     amp = precision(device)
     scaler = amp.grad_scaler()
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: the best available)")
     parser.add_argument("--steps", type=int, default=10, help="steps per timed block")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved blocks of bare and full steps")
-    parser.add_argument("--channels-last", action="store_true", help="train with channels-last weights")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="train with channels-last weights (the trainer does on CUDA)")
     args = parser.parse_args(argv)
 
     preset = get_preset(args.preset)

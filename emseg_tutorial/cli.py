@@ -154,7 +154,7 @@ def run_train(args) -> None:
     config = train_config(session.preset, task=args.task, weights=args.weights, init=bool(args.init),
                           jitter=args.jitter, steps=args.steps, seed=args.seed, device=str(session.device))
     run = train_supervised(vol.image, vol.labels, config, init=init, progress=not args.quiet,
-                           checkpoint=out / STATE_FILE, resume=resume)
+                           checkpoint=out / STATE_FILE, resume=resume, compile=session.compile)
     save_checkpoint(out / "model.pt", run.model, config=config.to_dict(), history=run.history)
     save_json(out / "history.json", run.history)
     last = run.history["val"][-1] if run.history["val"] else None

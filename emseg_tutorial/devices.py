@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import random
 import sys
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,14 +110,60 @@ def precision(device: torch.device | str) -> Precision:
     return Precision(device.type, amp_dtype(device.type, bf16))
 
 
-def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-    """A sampled batch as tensors on ``device`` (pinned, non-blocking copies on CUDA)."""
+def to_device(batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
+    """A sampled batch as tensors on ``device``.
+
+    Arrays (from :class:`~emseg_tutorial.data.patches.PatchSampler`) are copied, pinned and
+    non-blocking on CUDA; tensors (from
+    :class:`~emseg_tutorial.data.device_patches.DevicePatchSampler`) pass through untouched
+    when they are on ``device`` already.
+
+    Examples
+    --------
+    >>> t = torch.zeros(2)
+    >>> to_device({"a": t}, torch.device("cpu"))["a"] is t
+    True
+    """
     cuda = device.type == "cuda"
     out = {}
     for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            out[key] = value.to(device, non_blocking=cuda)  # no-op where it already is
+            continue
         t = torch.from_numpy(value)
         out[key] = (t.pin_memory() if cuda else t).to(device, non_blocking=cuda)
     return out
+
+
+def memory_format(device: torch.device | str) -> torch.memory_format:
+    """How networks lay out images and weights on ``device``: channels-last on CUDA (tensor
+    cores read it without transposes), the default layout elsewhere.
+
+    Examples
+    --------
+    >>> memory_format("cuda"), memory_format("cpu")
+    (torch.channels_last, torch.contiguous_format)
+    """
+    return torch.channels_last if torch.device(device).type == "cuda" else torch.contiguous_format
+
+
+def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile(model)``, or ``model`` itself (with a warning) where compiling fails.
+
+    The compiled module shares ``model``'s parameters; keep ``model`` for saving and for
+    :func:`eager_fallback`, since compilation errors may also surface at the first call.
+    """
+    try:
+        return torch.compile(model)
+    except Exception as err:  # noqa: BLE001 - any failure means: run eagerly
+        return eager_fallback(model, err)
+
+
+def eager_fallback(model: torch.nn.Module, err: BaseException) -> torch.nn.Module:
+    """Warn that ``torch.compile`` failed (``err``) and return the eager ``model`` to go on with."""
+    warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err).strip()[:200]}); "
+                  "training goes on without compiling", RuntimeWarning, stacklevel=2)
+    return model
 
 
 def set_seed(seed: int) -> None:

@@ -18,6 +18,7 @@ variable                   setting
 ``EMSEG_FIBSEM``           your FIBSEM image, the real-data source (with ``EMSEG_FIBSEM_LABELS``)
 ``EMSEG_PROGRESS``         ``0`` switches progress bars off
 ``EMSEG_WIDGETS``          ``static`` draws widgets as plain figures (the book build)
+``EMSEG_COMPILE``          ``1`` trains through ``torch.compile`` (eager where compiling fails)
 =========================  =====================================================================
 
 Examples
@@ -45,7 +46,7 @@ COLAB_GPU_HINT = ("On Colab, switch on a GPU with Runtime > Change runtime type 
 
 ENV = {"preset": "EMSEG_PRESET", "data": "EMSEG_DATA", "device": "EMSEG_DEVICE", "runs": "EMSEG_RUNS",
        "cache": "EMSEG_CACHE", "fibsem_image": "EMSEG_FIBSEM", "fibsem_labels": "EMSEG_FIBSEM_LABELS",
-       "progress": "EMSEG_PROGRESS", "widgets": "EMSEG_WIDGETS"}
+       "progress": "EMSEG_PROGRESS", "widgets": "EMSEG_WIDGETS", "compile": "EMSEG_COMPILE"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class Session:
         Your FIBSEM volume and labels, the real-data source when both are given.
     progress : bool
         Progress bars on long work.
+    compile : bool
+        Train through ``torch.compile`` (``EMSEG_COMPILE=1``; worth it on a GPU, for long runs).
     """
 
     preset: Preset
@@ -81,6 +84,7 @@ class Session:
     fibsem_image: str | None = None
     fibsem_labels: str | None = None
     progress: bool = True
+    compile: bool = False
 
     def describe(self) -> str:
         """One paragraph for the notebook's first output."""
@@ -148,7 +152,8 @@ def from_env(seed: int = 0, preset: str | Preset | None = None, data: str | None
     return Session(preset=preset, device=_setting(device, "device", pick_device, names),
                    data=_setting(data, "data", _data_source, names), seed=seed, runs=Path(runs or "runs"),
                    cache=Path(cache) if cache else None, fibsem_image=_env("fibsem_image"),
-                   fibsem_labels=_env("fibsem_labels"), progress=_env("progress") != "0")
+                   fibsem_labels=_env("fibsem_labels"), progress=_env("progress") != "0",
+                   compile=_env("compile") == "1")
 
 
 _CURRENT: list[Session] = []

@@ -5,9 +5,13 @@ import numpy as np
 import pytest
 import torch
 
+from emseg_tutorial.adapt.loop import step_context
+from emseg_tutorial.data import device_patches
+from emseg_tutorial.data.device_patches import DevicePatchSampler
 from emseg_tutorial.data.histmatch import match_to_source, rank_normalize
 from emseg_tutorial.data.patches import PatchSampler, distant_slices
 from emseg_tutorial.data.synthetic import make_volume
+from emseg_tutorial.labels import for_task
 from emseg_tutorial.models import UNet2d
 from emseg_tutorial.adapt import METHOD_DEFAULTS, METHODS, AdaptConfig, adapt, adapt_batchnorm
 from emseg_tutorial.adapt import steps as adapt_steps
@@ -49,6 +53,24 @@ def test_every_method_runs_and_reports(volumes, method):
     if method == "conditional":
         assert res.discriminator.init_kwargs["in_channels"] == 3  # image + 2 label channels
         assert {"d_acc_fake_mismatch", "d_acc_fake_target"} <= set(last)
+
+
+@pytest.mark.parametrize("method", ["selftrain", "conditional"])
+def test_methods_run_with_device_samplers(volumes, monkeypatch, method):
+    """CUDA's samplers (drawn on the device, jitter with a torch stream) here on the CPU."""
+    monkeypatch.setattr(device_patches, "samples_on_device", lambda device: True)
+    src, tgt = volumes
+    config = AdaptConfig(method=method, **TINY)
+    labels = for_task(src.labels, "boundary")
+    ctx = step_context(_unet(), labels, tgt.image, config, src.image, torch.device("cpu"), 2)
+    assert isinstance(ctx.source, DevicePatchSampler) and isinstance(ctx.target, DevicePatchSampler)
+    assert isinstance(ctx.rng, torch.Generator)
+    image = ctx.batch(ctx.target)["image"]
+    jittered = adapt_steps.jittered(ctx, image)
+    assert jittered.shape == image.shape and jittered.device == image.device and not torch.equal(jittered, image)
+    net = _unet()
+    res = adapt(net, src.labels, tgt.image, config, source_image=src.image, progress=False)
+    assert _changed(res.model, net) and len(res.history["epochs"]) == 2
 
 
 def test_method_defaults_and_validation():

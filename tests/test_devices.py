@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from emseg_tutorial.devices import Precision, amp_dtype, pick_device, precision, to_device
+from emseg_tutorial.devices import Precision, amp_dtype, memory_format, pick_device, precision, to_device
 from emseg_tutorial.models import UNet2d
 from emseg_tutorial.train.supervised import training_step
 
@@ -39,3 +39,15 @@ def test_training_step_keeps_the_loss_on_the_device():
     p = precision("cpu")
     loss = training_step(model, batch, torch.optim.Adam(model.parameters()), p.grad_scaler(), p)
     assert isinstance(loss, torch.Tensor) and loss.ndim == 0 and not loss.requires_grad
+
+
+def test_to_device_passes_tensors_through_and_copies_arrays():
+    t = torch.arange(4)
+    out = to_device({"t": t, "a": np.ones(3, np.float32)}, torch.device("cpu"))
+    assert out["t"] is t   # a device sampler's batch is not copied again
+    assert isinstance(out["a"], torch.Tensor) and out["a"].dtype == torch.float32
+
+
+def test_memory_format_channels_last_on_cuda_only():
+    assert memory_format("cuda") == torch.channels_last
+    assert memory_format(torch.device("cpu")) == torch.contiguous_format

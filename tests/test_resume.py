@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from emseg_tutorial.cli import main
+from emseg_tutorial.data import device_patches
 from emseg_tutorial.data.formats import write_volume
 from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.train import TrainConfig, load_checkpoint, load_training_state, train_supervised
@@ -26,8 +27,11 @@ def _same_weights(a, b):
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+@pytest.mark.parametrize("on_device", [False, True], ids=["numpy-sampler", "device-sampler"])
 @pytest.mark.parametrize("jitter", [False, True])
-def test_three_steps_resumed_to_six_equal_six(vol, tmp_path, jitter):
+def test_three_steps_resumed_to_six_equal_six(vol, tmp_path, monkeypatch, jitter, on_device):
+    # the device sampler (CUDA's) runs on the CPU here: its torch stream must resume too
+    monkeypatch.setattr(device_patches, "samples_on_device", lambda device: on_device)
     full = train_supervised(vol.image, vol.labels, _config(6, jitter=jitter), progress=False)
     state = tmp_path / "state.pt"
     train_supervised(vol.image, vol.labels, _config(3, jitter=jitter), progress=False, checkpoint=state)
@@ -38,6 +42,20 @@ def test_three_steps_resumed_to_six_equal_six(vol, tmp_path, jitter):
     assert resumed.history["train"]["step"] == list(range(1, 7))
     assert _same_weights(resumed.model, full.model)
     assert load_training_state(state)["step"] == 6
+
+
+def test_resume_moves_between_the_numpy_and_the_device_sampler(vol, tmp_path, monkeypatch):
+    """A run started on the CPU may continue on CUDA (and back): the patch stream restarts."""
+    state = tmp_path / "state.pt"
+    train_supervised(vol.image, vol.labels, _config(2), progress=False, checkpoint=state)
+    monkeypatch.setattr(device_patches, "samples_on_device", lambda device: True)
+    with pytest.warns(RuntimeWarning, match="patch stream starts afresh"):
+        run = train_supervised(vol.image, vol.labels, _config(4), progress=False, checkpoint=state,
+                               resume=load_training_state(state))
+    assert run.history["train"]["step"] == [1, 2, 3, 4]
+    monkeypatch.setattr(device_patches, "samples_on_device", lambda device: False)
+    with pytest.warns(RuntimeWarning, match="patch stream starts afresh"):
+        train_supervised(vol.image, vol.labels, _config(5), progress=False, resume=load_training_state(state))
 
 
 def test_resume_refuses_other_settings(vol, tmp_path):

@@ -81,3 +81,12 @@ def test_only_the_session_reads_the_environment():
         if reads:
             offenders[str(path.relative_to(PACKAGE))] = reads
     assert not offenders, f"EMSEG_* read outside session.py: {offenders}"
+
+
+def test_emseg_compile_switches_torch_compile_on(monkeypatch):
+    monkeypatch.delenv("EMSEG_COMPILE", raising=False)
+    assert from_env(preset="ci", device="cpu").compile is False
+    monkeypatch.setenv("EMSEG_COMPILE", "1")
+    assert from_env(preset="ci", device="cpu").compile is True
+    monkeypatch.setenv("EMSEG_COMPILE", "0")
+    assert from_env(preset="ci", device="cpu").compile is False

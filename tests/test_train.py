@@ -383,3 +383,53 @@ def test_get_stage_continues_an_interrupted_stage(stage_env, tmp_path):
     assert resumed.history["train"]["loss"] == uninterrupted.history["train"]["loss"]
     assert _same_state(_state(resumed.model), _state(uninterrupted.model))
     assert not list((runs / "ci").glob("*.state.pt"))          # done: the state is removed
+
+
+# --------------------------------------------------------------------------- torch.compile
+
+
+def test_compile_that_fails_at_once_falls_back_to_eager(vol, monkeypatch):
+    def broken(model, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed.*no compiler here"):
+        run = train_supervised(vol.image, vol.labels, _config(steps=2), progress=False, compile=True)
+    eager = train_supervised(vol.image, vol.labels, _config(steps=2), progress=False)
+    assert run.history["train"]["loss"] == eager.history["train"]["loss"]
+
+
+def test_compile_that_fails_at_the_first_step_falls_back_to_eager_once(vol, monkeypatch):
+    calls = []
+
+    class FailsWhenCalled(torch.nn.Module):  # what a compiled model that cannot run looks like
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            calls.append(1)
+            raise RuntimeError("inductor: backend compiler failed")
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: FailsWhenCalled(model))
+    with pytest.warns(RuntimeWarning, match="backend compiler failed") as caught:
+        run = train_supervised(vol.image, vol.labels, _config(steps=3), progress=False, compile=True)
+    assert len(calls) == 1 and len([w for w in caught if "torch.compile" in str(w.message)]) == 1
+    eager = train_supervised(vol.image, vol.labels, _config(steps=3), progress=False)
+    assert run.history["train"]["loss"] == eager.history["train"]["loss"]
+    sa, sb = run.model.state_dict(), eager.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_compiled_model_trains_the_model_it_wraps(vol, monkeypatch):
+    wrapped = []
+
+    def fake_compile(model, **kwargs):  # stands for torch.compile: another module, same parameters
+        wrapped.append(model)
+        return torch.nn.Sequential(model)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    run = train_supervised(vol.image, vol.labels, _config(steps=2), progress=False, compile=True)
+    eager = train_supervised(vol.image, vol.labels, _config(steps=2), progress=False)
+    assert len(wrapped) == 1 and run.history["train"]["loss"] == eager.history["train"]["loss"]
+    assert run.model.state_dict().keys() == eager.model.state_dict().keys()   # no wrapper prefix saved

@@ -50,10 +50,10 @@ import torch
 
 from ..data.augment import Jitter
 from ..data.formats import check_image, check_labels
-from ..data.patches import PatchSampler
 from .._validate import InputError
+from ..data.device_patches import DevicePatchSampler, make_sampler
 from ..data.volume import Volume
-from ..devices import pick_device, precision, set_seed
+from ..devices import memory_format, pick_device, precision, set_seed
 from ..labels import for_task, num_classes
 from ..models import PatchDiscriminator
 from ..progress import progress as progress_bar
@@ -286,13 +286,21 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
         add_epoch(history, row)
         snapshots.append(boundary_snapshot(ctx.model, snap_volume, z_snap, device))
     history["seconds"] = time.perf_counter() - start
-    disc = ctx.disc.cpu() if ctx.disc is not None else None
-    return AdaptResult(model=ctx.model.cpu(), discriminator=disc, config=config, history=history,
+    def to_cpu(net: torch.nn.Module) -> torch.nn.Module:  # in the default layout (CUDA trains channels-last)
+        return net.cpu().to(memory_format=torch.contiguous_format)
+
+    disc = to_cpu(ctx.disc) if ctx.disc is not None else None
+    return AdaptResult(model=to_cpu(ctx.model), discriminator=disc, config=config, history=history,
                        snapshots=snapshots)
 
 
 def step_context(model, labels, target_image, config: AdaptConfig, source_image, device, n_classes) -> StepContext:
-    """Samplers, networks and optimisers of one run."""
+    """Samplers, networks and optimisers of one run.
+
+    Patches are drawn on the GPU itself on CUDA, with numpy on the CPU
+    (:func:`~emseg_tutorial.data.device_patches.make_sampler`); the self-training jitter then draws
+    from a ``torch.Generator`` on the device, or from a numpy stream.
+    """
     with_image = source_image is not None
     gap = min(config.mismatch_gap, labels.shape[0] // 2) if config.method == "conditional" else None
     if gap is not None and gap < 1:
@@ -301,14 +309,19 @@ def step_context(model, labels, target_image, config: AdaptConfig, source_image,
     # Source patches are not jittered here: the conditional discriminator would otherwise see
     # blur and noise on source images only, one more way to tell the domains apart.
     weights = weight_map(labels, config.source_weights) if config.source_weight > 0 else None
-    source = PatchSampler(source_image if with_image else np.zeros_like(labels), labels, weights,
+    source = make_sampler(source_image if with_image else np.zeros_like(labels), labels, weights, device=device,
                           patch=config.patch, seed=config.seed, mismatch_gap=gap)
-    target = PatchSampler(target_image, None, patch=config.patch, seed=config.seed + 1)
-    model = copy.deepcopy(model).to(device)
+    target = make_sampler(target_image, None, device=device, patch=config.patch, seed=config.seed + 1)
+    if isinstance(target, DevicePatchSampler):
+        rng = torch.Generator(device=target.device).manual_seed(config.seed + 2)
+    else:
+        rng = np.random.default_rng(config.seed + 2)
+    layout = memory_format(device)
+    model = copy.deepcopy(model).to(device, memory_format=layout)
     disc = None
     if config.method != "selftrain":
         in_channels = n_classes + (1 if config.method == "conditional" else 0)
-        disc = PatchDiscriminator(in_channels=in_channels, **config.discriminator).to(device)
+        disc = PatchDiscriminator(in_channels=in_channels, **config.discriminator).to(device, memory_format=layout)
     amp = precision(device)
     return StepContext(
         model=model, disc=disc, teacher=copy.deepcopy(model) if config.method == "selftrain" else None,
@@ -317,4 +330,4 @@ def step_context(model, labels, target_image, config: AdaptConfig, source_image,
         scaler_g=amp.grad_scaler() if amp.scales_gradients else None,
         scaler_d=amp.grad_scaler() if amp.scales_gradients and disc else None,
         source=source, target=target, config=config, device=device, amp=amp, n_classes=n_classes,
-        jitter=Jitter(), rng=np.random.default_rng(config.seed + 2))
+        jitter=Jitter(), rng=rng)

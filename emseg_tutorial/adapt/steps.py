@@ -42,9 +42,10 @@ import torch
 import torch.nn.functional as F
 
 from ..data.histmatch import rank_normalize
+from ..data.device_patches import DevicePatchSampler
 from ..data.patches import PatchSampler
 from ..data.augment import Jitter
-from ..devices import Precision, to_device
+from ..devices import Precision, memory_format, to_device
 from ..losses import bce_fake, bce_real, entropy_map, weighted_cross_entropy
 
 
@@ -137,23 +138,24 @@ class StepContext:
     opt_d: torch.optim.Optimizer | None
     scaler_g: torch.amp.GradScaler | None
     scaler_d: torch.amp.GradScaler | None
-    source: PatchSampler
-    target: PatchSampler
+    source: PatchSampler | DevicePatchSampler
+    target: PatchSampler | DevicePatchSampler
     config: "AdaptConfig"  # noqa: F821
     device: torch.device
     amp: Precision
     n_classes: int
     jitter: Jitter
-    rng: np.random.Generator
+    rng: np.random.Generator | torch.Generator  # of the self-training jitter: torch with device samplers
 
-    def batch(self, sampler: PatchSampler) -> dict[str, torch.Tensor]:
+    def batch(self, sampler: PatchSampler | DevicePatchSampler) -> dict[str, torch.Tensor]:
+        """A batch on the device (device samplers' batches are there already)."""
         return to_device(sampler.sample(self.config.batch_size), self.device)
 
     def probs(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits, softmax)`` of the U-Net in training mode, float32."""
         self.model.train()
         with self.amp.autocast():
-            logits = self.model(image).float()
+            logits = self.model(image.contiguous(memory_format=memory_format(image.device))).float()
         return logits, torch.softmax(logits, dim=1)
 
     def source_loss(self) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
@@ -229,8 +231,11 @@ def advent_step(ctx: StepContext) -> dict:
 
 
 def jittered(ctx: StepContext, image: torch.Tensor) -> torch.Tensor:
-    """The same standardised target patches with the paper's random intensity jitter."""
+    """The same standardised target patches with the paper's random intensity jitter: on the
+    device with a torch stream (device samplers), else with numpy on the host."""
     norm = ctx.target.normalizer
+    if isinstance(ctx.rng, torch.Generator):
+        return norm.standardize(ctx.jitter.apply_torch(norm.to_unit(image[:, 0]), ctx.rng))[:, None]
     unit = norm.to_unit(image[:, 0].cpu().numpy())
     out = norm.standardize(ctx.jitter(unit, ctx.rng))[:, None]
     return torch.from_numpy(out).to(image.device)

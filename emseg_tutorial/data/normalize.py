@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..progress import progress as progress_bar
 from .errors import VolumeError
@@ -102,13 +103,18 @@ def volume_stats(unit: np.ndarray) -> tuple[float, float]:
 def standardize(unit: np.ndarray, stats: tuple[float, float] | None = None) -> np.ndarray:
     """``(unit - mean) / std`` with the volume's own statistics unless ``stats`` is given.
 
+    A torch tensor (with ``stats``) stays a float32 tensor on its device.
+
     Examples
     --------
     >>> standardize(np.array([0.0, 1.0])).tolist()
     [-1.0, 1.0]
+    >>> standardize(torch.tensor([0.0, 1.0]), (0.5, 0.5)).tolist()
+    [-1.0, 1.0]
     """
     mean, std = stats if stats is not None else volume_stats(unit)
-    return ((unit - mean) / std).astype(np.float32)
+    out = (unit - mean) / std
+    return out.to(torch.float32) if isinstance(out, torch.Tensor) else out.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -157,11 +163,15 @@ class Normalizer:
         return self.standardize(self.unit(block))
 
     def standardize(self, unit: np.ndarray) -> np.ndarray:
-        """``(unit - mean) / std`` of values already in [0, 1] (e.g. jittered patches), float32."""
+        """``(unit - mean) / std`` of values already in [0, 1] (e.g. jittered patches), float32
+        (a torch tensor stays a tensor on its device)."""
         return standardize(unit, self.stats)
 
     def to_unit(self, standardised: np.ndarray) -> np.ndarray:
-        """Undo the standardisation: ``standardised * std + mean`` clipped to [0, 1], float32."""
+        """Undo the standardisation: ``standardised * std + mean`` clipped to [0, 1], float32
+        (a torch tensor stays a tensor on its device)."""
+        if isinstance(standardised, torch.Tensor):
+            return (standardised * self.std + self.mean).clamp(0.0, 1.0).to(torch.float32)
         return np.clip(np.asarray(standardised) * self.std + self.mean, 0.0, 1.0).astype(np.float32)
 
     inverse_unit = to_unit

@@ -87,6 +87,14 @@ class PatchSampler:
         self.jitter = jitter
         self.rng = np.random.default_rng(seed)
 
+    def state(self) -> dict:
+        """The random stream's state, for :meth:`set_state` (a resumed run continues it)."""
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        """Continue the random stream from :meth:`state`."""
+        self.rng.bit_generator.state = state
+
     def _crop(self, volume: np.ndarray, z, y, x) -> np.ndarray:
         py, px = self.patch
         return volume[z[:, None, None], y[:, None, None] + np.arange(py)[None, :, None],

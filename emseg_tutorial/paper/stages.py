@@ -168,8 +168,8 @@ def get_stage(name: str, session: Session | Preset | None = None, *, source: Vol
     session : Session, optional
         Settings of :func:`emseg_tutorial.setup` (default: :func:`~emseg_tutorial.session.current`):
         its preset sizes the run, its device trains, its data source gives the training volume,
-        its ``runs`` folder keeps the result, its ``progress`` shows bars. A bare preset is the
-        current session with that preset.
+        its ``runs`` folder keeps the result, its ``progress`` shows bars, its ``compile`` trains
+        through ``torch.compile``. A bare preset is the current session with that preset.
     source : Volume, optional
         Labelled training volume (default: the source's train split).
     seed : int
@@ -193,7 +193,7 @@ def get_stage(name: str, session: Session | Preset | None = None, *, source: Vol
     state = path.with_name(f"{path.stem}-{key}.state.pt")
     resume = load_training_state(state) if state.is_file() and not retrain else None
     run = train_supervised(source.image, source.labels, config, init=parent.model if parent else None,
-                           progress=session.progress, checkpoint=state, resume=resume)
+                           progress=session.progress, checkpoint=state, resume=resume, compile=session.compile)
     run.history["fingerprint"] = fingerprint
     run.history["stage"] = name
     save_checkpoint(path, run.model, config=config.to_dict(), history=run.history)

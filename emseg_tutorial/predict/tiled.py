@@ -54,9 +54,10 @@ def _starts(n: int, tile: int, overlap: int) -> list[int]:
 
 @torch.no_grad()
 def _forward(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Softmax of ``model`` on ``x``, left on ``device`` (the caller copies the result back once)."""
     with precision(device).autocast():
         logits = model(x.to(device))
-    return torch.softmax(logits.float(), dim=1).cpu()
+    return torch.softmax(logits.float(), dim=1)
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device, name: str | None = None) -> torch.nn.Module:
@@ -96,33 +97,33 @@ def predict_slices(model: torch.nn.Module, x: torch.Tensor, *, tile: int = 512, 
     slice is predicted on its own (a 2D network needs no z context), so any block of slices
     gives the same result as the whole volume. ``model`` must already be on ``device`` and in
     eval mode (:func:`prepare_model`, as :func:`predict_probabilities` and the streamed
-    :func:`~emseg_tutorial.predict.stream.predict_file` do).
+    :func:`~emseg_tutorial.predict.stream.predict_file` do). Probabilities stay on the device
+    until the whole block is done: one copy back to the host per call.
     """
     device = device if device is not None else next(model.parameters()).device
     nz, ny, nx = x.shape
     if ny <= tile and nx <= tile:
         parts = [_forward(model, x[z0:z0 + batch_size, None], device) for z0 in range(0, nz, batch_size)]
-        return torch.cat(parts).permute(1, 0, 2, 3).numpy()
+        return torch.cat(parts).permute(1, 0, 2, 3).cpu().numpy()
     th, tw = min(tile, ny), min(tile, nx)
-    window = _window((th, tw), overlap)
+    window = _window((th, tw), overlap).to(device)
     corners = [(y, x0) for y in _starts(ny, th, overlap) for x0 in _starts(nx, tw, overlap)]
-    out: np.ndarray | None = None
+    out = []
     for z in range(nz):
         acc = norm = None
+        xz = x[z].to(device)  # one copy of the slice; tiles are cut on the device
         for i in range(0, len(corners), batch_size):
             chunk = corners[i:i + batch_size]
-            tiles = torch.stack([x[z, y:y + th, x0:x0 + tw] for y, x0 in chunk])[:, None]
+            tiles = torch.stack([xz[y:y + th, x0:x0 + tw] for y, x0 in chunk])[:, None]
             p = _forward(model, tiles, device)
             if acc is None:
-                acc = torch.zeros((p.shape[1], ny, nx))
-                norm = torch.zeros((ny, nx))
+                acc = torch.zeros((p.shape[1], ny, nx), device=device)
+                norm = torch.zeros((ny, nx), device=device)
             for (y, x0), pt in zip(chunk, p):
                 acc[:, y:y + th, x0:x0 + tw] += pt * window
                 norm[y:y + th, x0:x0 + tw] += window
-        if out is None:
-            out = np.empty((acc.shape[0], nz, ny, nx), np.float32)
-        out[:, z] = (acc / norm).numpy()
-    return out
+        out.append(acc / norm)
+    return torch.stack(out, dim=1).cpu().numpy()
 
 
 def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, tile: int = 512, overlap: int = 32,

@@ -4,10 +4,12 @@ One function, :func:`train_supervised`, reads from top to bottom:
 
 1. labels are reduced to the task (4 classes, or boundary against the rest);
 2. the per-pixel loss weights are computed once for the whole volume (:mod:`..weights`);
-3. the last slices are held out for validation, patches are drawn from the rest;
+3. the last slices are held out for validation, patches are drawn from the rest (on the GPU
+   itself on CUDA, with numpy on the CPU: :func:`~emseg_tutorial.data.device_patches.make_sampler`);
 4. the model is built, or taken from an earlier checkpoint (its head replaced when the number
    of classes changes: the paper's M1 -> M2 transfer);
-5. Adam steps on weighted cross-entropy (mixed precision on CUDA only), with a validation
+5. Adam steps on weighted cross-entropy (mixed precision and channels-last on CUDA only; with
+   ``compile=True`` through ``torch.compile``, eager where that fails), with a validation
    pass every ``val_every`` steps;
 6. the trained model and a history of losses and validation scores are returned.
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -40,8 +43,9 @@ import torch
 
 from ..data.augment import Jitter
 from ..data.formats import check_labels, check_pair, check_image
-from ..data.patches import PatchSampler
-from ..devices import Precision, pick_device, precision, set_seed, to_device
+from ..data.device_patches import make_sampler
+from ..devices import (Precision, compile_model, eager_fallback, memory_format, pick_device, precision,
+                       set_seed, to_device)
 from ..labels import for_task, num_classes, TASKS
 from ..losses import dice_loss, weighted_cross_entropy
 from ..metrics import boundary_scores, jaccard_scores
@@ -161,7 +165,7 @@ def _initial_model(config: TrainConfig, init: torch.nn.Module | None) -> torch.n
 def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig, *,
                      init: torch.nn.Module | None = None, progress: bool = True,
                      checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
-                     resume: dict | None = None) -> TrainResult:
+                     resume: dict | None = None, compile: bool = False) -> TrainResult:
     """Train a U-Net on one labelled volume.
 
     Parameters
@@ -182,6 +186,9 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     resume : dict, optional
         A state from :func:`.checkpoint.load_training_state` of a run with the same config
         (``steps`` aside): training continues from its step.
+    compile : bool
+        Train through ``torch.compile`` (``EMSEG_COMPILE=1`` in a session); if compiling fails,
+        at once or at the first step, a warning says so and training goes on eagerly.
 
     Returns
     -------
@@ -195,10 +202,12 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
 
     weights = weight_map(labels, config.weights)
     train_z, val_z = split_slices(image.shape[0], config.val_slices)
-    sampler = PatchSampler(image, labels, weights, patch=config.patch, slices=train_z,
+    sampler = make_sampler(image, labels, weights, device=device, patch=config.patch, slices=train_z,
                            jitter=Jitter() if config.jitter else None, seed=config.seed)
 
-    model = (restore_model(resume) if resume is not None else _initial_model(config, init)).to(device)
+    model = restore_model(resume) if resume is not None else _initial_model(config, init)
+    model = model.to(device, memory_format=memory_format(device))
+    net = compile_model(model) if compile else model  # what steps; ``model`` holds the weights
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     amp = precision(device)
     scaler = amp.grad_scaler()
@@ -213,14 +222,20 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
         history["seconds"] = time.perf_counter() - start
         save_training_state(checkpoint, model=model, optimizer=optimizer, scaler=scaler, step=step,
                             history=history, config=config.to_dict(),
-                            rng={"sampler": sampler.rng.bit_generator.state, "torch": torch.get_rng_state()})
+                            rng={"sampler": sampler.state(), "torch": torch.get_rng_state()})
 
     losses: list[torch.Tensor] = []  # kept on the device until read
     bar = progress_bar(range(done + 1, config.steps + 1), desc=f"train {config.task}/{config.weights}",
                        enabled=progress, initial=done, total=config.steps)
     for step in bar:
-        batch = to_device(sampler.sample(config.batch_size), device)
-        losses.append(training_step(model, batch, optimizer, scaler, amp, config.loss))
+        batch = to_device(sampler.sample(config.batch_size), device)  # a no-op for device batches
+        try:
+            losses.append(training_step(net, batch, optimizer, scaler, amp, config.loss))
+        except Exception as err:  # a compiled model may fail at its first step: warn, go on eagerly
+            if net is model or step > done + 1:
+                raise
+            net = eager_fallback(model, err)
+            losses.append(training_step(net, batch, optimizer, scaler, amp, config.loss))
         history["train"]["step"].append(step)
         if step % config.val_every == 0 or step == config.steps:  # read the losses (one sync) now and then
             history["train"]["loss"].extend(torch.stack(losses).tolist())
@@ -233,19 +248,22 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
         if checkpoint is not None and (step % every == 0 or step == config.steps):
             save_state(step)
     history["seconds"] = time.perf_counter() - start
-    return TrainResult(model=model.cpu(), config=config, history=history)
+    return TrainResult(model=model.cpu().to(memory_format=torch.contiguous_format), config=config,
+                       history=history)
 
 
 def training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
                   scaler: torch.amp.GradScaler, amp: Precision, loss: str = "ce") -> torch.Tensor:
     """One optimiser step on a batch already on the device; returns the loss, detached, on the device.
 
-    The forward pass runs in ``amp``'s precision; the loss is computed in float32 from the
-    logits: weighted cross-entropy (``batch["weight"]``), soft Dice, or their sum.
+    The forward pass runs in ``amp``'s precision (channels-last images on CUDA); the loss is
+    computed in float32 from the logits: weighted cross-entropy (``batch["weight"]``), soft
+    Dice, or their sum.
     """
     model.train()
+    image = batch["image"]
     with amp.autocast():
-        logits = model(batch["image"])
+        logits = model(image.contiguous(memory_format=memory_format(image.device)))
     logits = logits.float()
     value = logits.new_zeros(())
     terms = loss.split("+")
@@ -277,6 +295,11 @@ def _resume(state: dict, config: TrainConfig, optimizer, scaler, sampler) -> tup
     optimizer.load_state_dict(state["optimizer"])
     if state["scaler"] and scaler.is_enabled():
         scaler.load_state_dict(state["scaler"])
-    sampler.rng.bit_generator.state = state["rng"]["sampler"]
+    saved = state["rng"]["sampler"]
+    if isinstance(saved, torch.Tensor) == isinstance(sampler.state(), torch.Tensor):
+        sampler.set_state(saved)
+    else:  # written by the other sampler: the run moved between the CPU and CUDA
+        warnings.warn("resuming on another kind of device: the patch stream starts afresh from the seed",
+                      RuntimeWarning, stacklevel=3)
     torch.set_rng_state(state["rng"]["torch"])
     return int(state["step"]), state["history"]
