@@ -48,6 +48,7 @@ def test_to_device_passes_tensors_through_and_copies_arrays():
     assert isinstance(out["a"], torch.Tensor) and out["a"].dtype == torch.float32
 
 
-def test_memory_format_channels_last_on_cuda_only():
+def test_memory_format_channels_last_on_cuda_and_cpu():
     assert memory_format("cuda") == torch.channels_last
-    assert memory_format(torch.device("cpu")) == torch.contiguous_format
+    assert memory_format(torch.device("cpu")) == torch.channels_last   # faster oneDNN convolutions
+    assert memory_format("mps") == torch.contiguous_format
