@@ -252,7 +252,9 @@ def add_adapt(sub) -> None:
                        description="Unsupervised adaptation. Writes DIR/model.pt (adapted U-Net, config, history) and "
                                    "DIR/history.json; adversarial methods also DIR/discriminator.pt, histmatch "
                                    "DIR/target_matched.tif (predict that file with DIR/model.pt). Methods: paper "
-                                   "(the paper's Experiment 3), conditional (its future work), adaptsegnet, advent, "
+                                   "(the paper's Experiment 3), conditional-paper (its future work as written: (image, label map) "
+                                   "discriminator, adversarial loss only), conditional (the same discriminator "
+                                   "plus the source loss and rank-normalised images), adaptsegnet, advent, "
                                    "selftrain (mean teacher), adabn (batch-norm statistics), histmatch (no training).")
     p.add_argument("--model", required=True, metavar="CKPT", help="boundary checkpoint to adapt (e.g. M3)")
     p.add_argument("--source-labels", required=True, metavar="LAB", help="source ground truth, codes 1-4 or 1-2")
@@ -268,9 +270,11 @@ def add_adapt(sub) -> None:
     p.add_argument("--lr-g", type=_non_negative, help="U-Net learning rate (default 1e-5)")
     p.add_argument("--adv-weight", type=_non_negative, help="adversarial loss weight (default by method)")
     p.add_argument("--source-weight", type=_non_negative,
-                   help="source cross-entropy weight (default by method: 0 for paper, else 1)")
+                   help="source cross-entropy weight (default by method: 0 for paper and conditional-paper, "
+                        "else 1)")
     p.add_argument("--condition-image", choices=("rank", "raw"),
-                   help="conditional: image channel rank-normalised per patch (default) or raw")
+                   help="conditional methods: image channel rank-normalised per patch or raw (default by "
+                        "method: rank for conditional, raw for conditional-paper)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
     p.add_argument("--out", required=True, help="output folder")

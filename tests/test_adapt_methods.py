@@ -50,7 +50,7 @@ def test_every_method_runs_and_reports(volumes, method):
         assert res.discriminator is None and 0 <= last["pseudo_fraction"] <= 1
     else:
         assert 0 <= last["d_acc_real"] <= 1 and 0 <= last["d_acc_fake"] <= 1
-    if method == "conditional":
+    if method in ("conditional", "conditional-paper"):
         assert res.discriminator.init_kwargs["in_channels"] == 3  # image + 2 label channels
         assert {"d_acc_fake_mismatch", "d_acc_fake_target"} <= set(last)
 
@@ -285,6 +285,8 @@ def test_cli_adapt_every_method(cli_files, method, capsys):
     assert main(args) == 0, capsys.readouterr().err
     history = json.loads((p / "out" / "history.json").read_text())
     assert history["epochs"][-1]["target"]["boundary_jaccard"] is not None
+    if method in METHODS and method != "selftrain":  # the hard-vs-soft probe is in every adversarial history
+        assert 0 <= history["epochs"][-1]["d_acc_target_hard"] <= 1
     model, ckpt = load_checkpoint(p / "out" / "model.pt")
     assert ckpt["config"]["adapt"]["method"] == method
     assert (p / "out" / "discriminator.pt").is_file() == (method in METHODS and method != "selftrain")

@@ -16,14 +16,21 @@ without normalisation (:class:`~emseg_tutorial.models.PatchDiscriminator`); the 
 training mode on target batches, so its batch-norm statistics drift to the target as PyTorch
 does by default (chapter 6 separates this effect with AdaBN).
 
-The other methods (``conditional``, ``adaptsegnet``, ``advent``, ``selftrain``) run in the same
-loop with their own step (:mod:`.steps`); their defaults (source loss weight 1,
-adversarial weight 0.01) are set by :data:`METHOD_DEFAULTS`. AdaBN and histogram matching need
+The generator loss is the non-saturating form, binary cross-entropy of ``D(fake)`` against
+"real" (``-log D``), the usual stand-in for the paper's "maximise L3" (whose literal form,
+``log(1 - D)``, gives a vanishing gradient while the discriminator wins).
+
+The other methods (``conditional-paper``, ``conditional``, ``adaptsegnet``, ``advent``,
+``selftrain``) run in the same loop with their own step (:mod:`.steps`); their defaults are set
+by :data:`METHOD_DEFAULTS`: ``conditional-paper`` is the paper's future work as written
+(adversarial loss only, weight 1, raw image channel), the others keep the source loss (weight 1)
+with an adversarial weight of 0.01, and ``conditional`` also rank-normalises the image channel. AdaBN and histogram matching need
 no training loop (:mod:`.adabn`, :mod:`~emseg_tutorial.data.histmatch`).
 
 After every epoch the trainer records label-free diagnostics (discriminator accuracy on real and
 fake, predicted boundary fraction on the target against the source's, mean prediction entropy
-on the target, source validation Jaccard) and, when a labelled target volume is given for
+on the target, source validation Jaccard, and the hard-vs-soft probe of
+:func:`~.steps.shortcut_probe`: ``d_acc_target_hard`` beside ``d_acc_target_soft``) and, when a labelled target volume is given for
 evaluation, its scores. Those labels only score the model; no update reads them.
 
 Examples
@@ -59,15 +66,20 @@ from ..models import PatchDiscriminator
 from ..progress import progress as progress_bar
 from ..weights import weight_map
 from .diagnostics import add_epoch, boundary_snapshot, epoch_report, new_history, source_boundary_prior
-from .steps import STEPS, StepContext
+from .steps import STEPS, TRUTH_IS_REAL, StepContext, shortcut_probe
 
 #: methods trained by :func:`adapt` (AdaBN and histogram matching need no training loop)
 METHODS = tuple(STEPS)
+#: methods whose discriminator judges (image, label map) pairs
+CONDITIONAL = ("conditional-paper", "conditional")
 
 #: settings that differ by method, used where :class:`AdaptConfig` leaves them ``None``
 METHOD_DEFAULTS: dict[str, dict] = {
     "paper": {"source_weight": 0.0, "adv_weight": 1.0},
-    "conditional": {"source_weight": 1.0, "adv_weight": 0.01},
+    # the paper's future work as written: only the adversarial loss, the image as it is
+    "conditional-paper": {"source_weight": 0.0, "adv_weight": 1.0, "condition_image": "raw"},
+    # the same discriminator with the source loss kept and rank-normalised images
+    "conditional": {"source_weight": 1.0, "adv_weight": 0.01, "condition_image": "rank"},
     "adaptsegnet": {"source_weight": 1.0, "adv_weight": 0.01},
     "advent": {"source_weight": 1.0, "adv_weight": 0.01},
     "selftrain": {"source_weight": 1.0, "adv_weight": 0.01},
@@ -98,10 +110,19 @@ class AdaptConfig:
         Weight-map scheme of that cross-entropy (``"distance"``, as M2 and M3 were trained).
     entropy_weight : float
         ``advent``/``adaptsegnet``: weight of direct entropy minimisation on the target (0: off).
-    condition_image : {"rank", "raw"}
-        ``conditional``: how the discriminator sees the image (see :mod:`.steps`).
+    condition_image : {"rank", "raw"}, optional
+        ``conditional``/``conditional-paper``: how the discriminator sees the image (see
+        :mod:`.steps`; default by method: ``"rank"`` for ``conditional``, ``"raw"`` for
+        ``conditional-paper``).
+    real_smoothing : float
+        ``paper``/conditional methods: label smoothing ``eps`` of the discriminator's real (and
+        wrong-slice) maps, ``one_hot * (1 - eps) + eps / C`` (0: one-hot, as the paper). Removes
+        part of the hard-vs-soft cue (:mod:`.steps`).
+    hard_fake : bool
+        ``paper``/conditional methods: the discriminator sees straight-through hard target
+        predictions, ``one_hot(argmax p) + p - p.detach()``, instead of the softmax.
     mismatch_gap : int
-        ``conditional``: the wrong label map comes from a slice at least this far away (capped at
+        conditional methods: the wrong label map comes from a slice at least this far away (capped at
         half the source depth).
     pseudo_threshold, pseudo_weight, ema_decay : float
         ``selftrain``: teacher confidence needed for a pseudo-label, weight of the pseudo-label
@@ -129,7 +150,9 @@ class AdaptConfig:
     source_weight: float | None = None
     source_weights: str = "distance"
     entropy_weight: float = 0.0
-    condition_image: str = "rank"
+    condition_image: str | None = None
+    real_smoothing: float = 0.0
+    hard_fake: bool = False
     mismatch_gap: int = 8
     pseudo_threshold: float = 0.9
     pseudo_weight: float = 1.0
@@ -146,6 +169,8 @@ class AdaptConfig:
         for key, value in METHOD_DEFAULTS[self.method].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+        if self.condition_image is None:
+            self.condition_image = "rank"  # unused by methods without a conditional discriminator
         for name in ("epochs", "steps_per_epoch", "batch_size", "d_steps", "mismatch_gap", "report_stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -156,6 +181,11 @@ class AdaptConfig:
             raise ValueError(f"adv_weight must be > 0, got {self.adv_weight}")
         if self.condition_image not in ("rank", "raw"):
             raise ValueError(f"condition_image must be 'rank' or 'raw', got {self.condition_image!r}")
+        if not 0 <= self.real_smoothing < 1:
+            raise ValueError(f"real_smoothing must be in [0, 1), got {self.real_smoothing}")
+        if (self.real_smoothing > 0 or self.hard_fake) and self.method not in TRUTH_IS_REAL:
+            raise ValueError(f"real_smoothing and hard_fake apply to discriminators with truth maps as real "
+                             f"({', '.join(TRUTH_IS_REAL)}), not to {self.method!r}")
         if not 0 <= self.pseudo_threshold <= 1 or not 0 <= self.ema_decay <= 1:
             raise ValueError("pseudo_threshold and ema_decay must be in [0, 1], got "
                              f"{self.pseudo_threshold} and {self.ema_decay}")
@@ -276,7 +306,9 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
                 pending.setdefault(key, []).append(value)
         for key, values in pending.items():
             history["train"].setdefault(key, []).extend(torch.stack(values).float().tolist())
+        probe = shortcut_probe(ctx)  # no training, no effect on the run (see its docstring)
         row = report()
+        row.update(zip(probe, torch.stack(list(probe.values())).tolist()) if probe else {})
         recent = slice(-config.steps_per_epoch, None)
         for key, values in history["train"].items():
             if key.startswith("acc_") or key.startswith("pseudo_"):
@@ -302,7 +334,7 @@ def step_context(model, labels, target_image, config: AdaptConfig, source_image,
     from a ``torch.Generator`` on the device, or from a numpy stream.
     """
     with_image = source_image is not None
-    gap = min(config.mismatch_gap, labels.shape[0] // 2) if config.method == "conditional" else None
+    gap = min(config.mismatch_gap, labels.shape[0] // 2) if config.method in CONDITIONAL else None
     if gap is not None and gap < 1:
         raise ValueError(f"the conditional discriminator needs at least 2 source slices, got {labels.shape[0]}")
     # The paper's discriminator needs source label maps only; the image is a placeholder then.
@@ -320,7 +352,7 @@ def step_context(model, labels, target_image, config: AdaptConfig, source_image,
     model = copy.deepcopy(model).to(device, memory_format=layout)
     disc = None
     if config.method != "selftrain":
-        in_channels = n_classes + (1 if config.method == "conditional" else 0)
+        in_channels = n_classes + (1 if config.method in CONDITIONAL else 0)
         disc = PatchDiscriminator(in_channels=in_channels, **config.discriminator).to(device, memory_format=layout)
     amp = precision(device)
     return StepContext(

@@ -4,15 +4,21 @@
 :class:`MethodRun` whose ``epochs`` are the run's per-epoch reports (:mod:`.diagnostics`),
 epoch 0 being the model before adaptation:
 
-* the trained methods (:data:`~.loop.METHODS`: ``paper``, ``conditional``, ``adaptsegnet``,
-  ``advent``, ``selftrain``) run the loop of :mod:`.loop`, one report per epoch;
+* the trained methods (:data:`~.loop.METHODS`: ``paper``, ``conditional-paper``, ``conditional``,
+  ``adaptsegnet``, ``advent``, ``selftrain``) run the loop of :mod:`.loop`, one report per epoch;
 * ``adabn``: the source model with batch-norm statistics re-estimated on the target
   (:mod:`.adabn`); deterministic, one report;
 * ``histmatch``: the source model applied to target volumes whose histogram was matched to the
   source's (:mod:`~emseg_tutorial.data.histmatch`); no training, deterministic, one report.
 
-Variants add settings to a method: ``conditional-raw`` is the conditional discriminator
-without rank-normalised images (the domain shortcut left open).
+Variants add settings to a method (:data:`VARIANTS`; chapter 6 runs them as ablations):
+
+* ``conditional-raw``: ``conditional`` (source loss kept) without rank-normalised images (the
+  domain shortcut left open);
+* ``paper-soft-real``: ``paper`` with label-smoothed real maps (``eps`` = 0.1, a fixed value
+  chosen without looking at any target score): the hard-vs-soft cue weakened;
+* ``paper-hard-fake``: ``paper`` with straight-through hard target predictions: the cue removed,
+  the discriminator sees one-hot maps on both sides.
 
 Examples
 --------
@@ -41,7 +47,11 @@ from .loop import METHODS, AdaptConfig, adapt, check_slice_size
 ALL_METHODS: tuple[str, ...] = (*METHODS, "adabn", "histmatch")
 DETERMINISTIC = ("adabn", "histmatch")
 #: name -> (method, AdaptConfig overrides)
-VARIANTS: dict[str, tuple[str, dict]] = {"conditional-raw": ("conditional", {"condition_image": "raw"})}
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "conditional-raw": ("conditional", {"condition_image": "raw"}),
+    "paper-soft-real": ("paper", {"real_smoothing": 0.1}),
+    "paper-hard-fake": ("paper", {"hard_fake": True}),
+}
 SCORES = ("boundary_jaccard", "boundary_f1", "adapted_rand_error")
 
 

@@ -4,21 +4,45 @@ Every method sees the same things: the U-Net being adapted (``ctx.model``), labe
 patches and unlabelled target patches. They differ in what a discriminator compares and in
 which losses move the U-Net:
 
-==============  ===================================================  =========================
-method          discriminator: real vs fake                          U-Net loss
-==============  ===================================================  =========================
-``paper``       source ground truth (one-hot) vs target softmax      adversarial only (no L1)
-``conditional`` (source image, its truth) vs (source image, truth    source CE + adversarial
-                of a distant slice) and (target image, prediction)
-``adaptsegnet`` source softmax vs target softmax                     source CE + adversarial
-``advent``      source vs target self-information maps               source CE + adversarial
-                (``-p log p`` per class)                             (+ entropy, optional)
-``selftrain``   none: a mean teacher gives confident pseudo-labels   source CE + pseudo-label CE
-==============  ===================================================  =========================
+======================  ===================================================  =========================
+method                  discriminator: real vs fake                          U-Net loss
+======================  ===================================================  =========================
+``paper``               source ground truth (one-hot) vs target softmax      adversarial only (no L1)
+``conditional-paper``   (source image, its truth) vs (source image, truth    adversarial only (no L1)
+                        of a distant slice) and (target image, prediction);
+                        raw image channel: the paper's future work as written
+``conditional``         the same pairs, image channel rank-normalised        source CE + adversarial
+``adaptsegnet``         source softmax vs target softmax                     source CE + adversarial
+``advent``              source vs target self-information maps               source CE + adversarial
+                        (``-p log p`` per class)                             (+ entropy, optional)
+``selftrain``           none: a mean teacher gives confident pseudo-labels   source CE + pseudo-label CE
+======================  ===================================================  =========================
 
 "Source CE" is the supervised loss the paper drops (its L1): the weighted cross-entropy with
 the same distance weights M2 and M3 were trained with. Published methods (AdaptSegNet, Tsai et
 al. 2018; ADVENT, Vu et al. 2019) keep it and give the adversarial term a small weight.
+``conditional`` is the paper's future-work discriminator *plus* those two additions (source CE
+and rank normalisation); ``conditional-paper`` is the recipe the paper proposes, U-Net trained
+only adversarially on raw images.
+
+The U-Net's adversarial loss is the non-saturating binary cross-entropy ``-log D(fake)`` of
+:func:`generator_step` (Goodfellow et al. 2014), not a literal "maximise L3" (``log(1 - D)``,
+whose gradient vanishes while the discriminator wins).
+
+**The hard-vs-soft cue.** Where the real side is one-hot truth (``paper``, both conditional
+methods) and the fake side a softmax, the discriminator can tell them apart by softness alone.
+:func:`shortcut_probe` measures it after every epoch, without training the discriminator: the
+share of *argmax-hardened* target predictions (pairs, for the conditional discriminator) it
+still calls fake (``d_acc_target_hard``) beside the share of the same soft predictions
+(``d_acc_target_soft``). A discriminator that catches soft maps but lets their hardened copies
+pass is judging softness, not structure. Two settings remove the cue:
+
+* ``config.real_smoothing = eps``: real (and wrong-slice) maps become label-smoothed,
+  ``one_hot * (1 - eps) + eps / C`` (chapter 6's ``paper-soft-real`` uses a fixed 0.1, not
+  tuned on the target; a constant smoothing is a weaker cue than one-hot, not none);
+* ``config.hard_fake = True``: the discriminator sees straight-through hard predictions,
+  ``one_hot(argmax p) + p - p.detach()`` (exactly one-hot forward, the softmax's gradient
+  backward; chapter 6's ``paper-hard-fake``).
 
 The discriminator of ``conditional`` sees its image channel **rank-normalised per patch**
 (:func:`~emseg_tutorial.data.histmatch.rank_normalize`) when ``config.condition_image`` is
@@ -29,7 +53,7 @@ shortcut "target image, so fake" without looking at the label map. Chapter 6 run
 Examples
 --------
 >>> sorted(STEPS)
-['adaptsegnet', 'advent', 'conditional', 'paper', 'selftrain']
+['adaptsegnet', 'advent', 'conditional', 'conditional-paper', 'paper', 'selftrain']
 """
 
 from __future__ import annotations
@@ -54,6 +78,31 @@ def one_hot(index: torch.Tensor, n_classes: int) -> torch.Tensor:
     valid = index >= 0
     out = F.one_hot(index.clamp_min(0), n_classes).permute(0, 3, 1, 2).float()
     return out * valid[:, None].float()
+
+
+def harden(probs: torch.Tensor) -> torch.Tensor:
+    """One-hot maps of the argmax of ``(B, C, H, W)`` probabilities.
+
+    Examples
+    --------
+    >>> harden(torch.tensor([[[[0.3]], [[0.7]]]])).flatten().tolist()
+    [0.0, 1.0]
+    """
+    return one_hot(probs.argmax(1), probs.shape[1])
+
+
+class _StraightThrough(torch.autograd.Function):
+    """``one_hot(argmax p) + p - p.detach()`` with an exactly one-hot forward value (the sum
+    rounds to 0.99999994 in float32, a softness cue of its own): hard maps forward, the identity
+    backward."""
+
+    @staticmethod
+    def forward(ctx, probs):
+        return harden(probs)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
 
 
 def self_information(probs: torch.Tensor) -> torch.Tensor:
@@ -166,6 +215,20 @@ class StepContext:
         logits, _ = self.probs(src["image"])
         return self.config.source_weight * weighted_cross_entropy(logits, src["target"], src["weight"]), src, logits
 
+    def real_maps(self, index: torch.Tensor) -> torch.Tensor:
+        """Truth maps as the discriminator's real side: one-hot, label-smoothed by
+        ``config.real_smoothing`` (pixels without a label stay all zero)."""
+        maps = one_hot(index, self.n_classes)
+        eps = self.config.real_smoothing
+        if eps > 0:
+            maps = (maps * (1 - eps) + eps / self.n_classes) * (index >= 0)[:, None].float()
+        return maps
+
+    def fake_maps(self, probs: torch.Tensor) -> torch.Tensor:
+        """Target predictions as the discriminator sees them: the softmax, or straight-through
+        hard maps with ``config.hard_fake`` (one-hot forward, the softmax's gradient backward)."""
+        return _StraightThrough.apply(probs) if self.config.hard_fake else probs
+
     def condition(self, image: torch.Tensor, label_map: torch.Tensor) -> torch.Tensor:
         """The conditional discriminator's input: image channel + label-map channels."""
         if self.config.condition_image == "rank":
@@ -177,27 +240,32 @@ def paper_step(ctx: StepContext) -> dict:
     """The paper's Experiment 3: truth maps real, target predictions fake, no source loss."""
     _, probs = ctx.probs(ctx.batch(ctx.target)["image"])
     for _ in range(ctx.config.d_steps):
-        real = one_hot(ctx.batch(ctx.source)["target"], ctx.n_classes)
-        d_stats = discriminator_step(ctx.disc, ctx.opt_d, real, probs, ctx.scaler_d)
+        real = ctx.real_maps(ctx.batch(ctx.source)["target"])
+        d_stats = discriminator_step(ctx.disc, ctx.opt_d, real, ctx.fake_maps(probs), ctx.scaler_d)
     extra = None
     if ctx.config.source_weight > 0:
         extra, _, _ = ctx.source_loss()
-    return {**d_stats, **generator_step(ctx.disc, ctx.opt_g, probs, ctx.config.adv_weight, ctx.scaler_g, extra)}
+    fake = ctx.fake_maps(probs)
+    return {**d_stats, **generator_step(ctx.disc, ctx.opt_g, fake, ctx.config.adv_weight, ctx.scaler_g, extra)}
 
 
 def conditional_step(ctx: StepContext) -> dict:
-    """The paper's future work: a discriminator on (image, label map) pairs."""
+    """A discriminator on (image, label map) pairs: the paper's future work.
+
+    ``conditional-paper`` runs it as the paper proposes (``source_weight`` 0, ``adv_weight`` 1,
+    raw image channel); ``conditional`` adds the source loss and rank normalisation
+    (:data:`~.loop.METHOD_DEFAULTS`)."""
     loss_src, _, _ = ctx.source_loss()
     tgt = ctx.batch(ctx.target)["image"]
     _, probs = ctx.probs(tgt)
     for _ in range(ctx.config.d_steps):
         src = ctx.batch(ctx.source)
-        real = ctx.condition(src["image"], one_hot(src["target"], ctx.n_classes))
-        wrong = ctx.condition(src["image"], one_hot(src["mismatched"], ctx.n_classes))
-        d_stats = discriminator_step(ctx.disc, ctx.opt_d, real, [wrong, ctx.condition(tgt, probs.detach())],
-                                     ctx.scaler_d)
-    g_stats = generator_step(ctx.disc, ctx.opt_g, ctx.condition(tgt, probs), ctx.config.adv_weight, ctx.scaler_g,
-                             loss_src)
+        real = ctx.condition(src["image"], ctx.real_maps(src["target"]))
+        wrong = ctx.condition(src["image"], ctx.real_maps(src["mismatched"]))
+        fake = ctx.condition(tgt, ctx.fake_maps(probs).detach())
+        d_stats = discriminator_step(ctx.disc, ctx.opt_d, real, [wrong, fake], ctx.scaler_d)
+    g_stats = generator_step(ctx.disc, ctx.opt_g, ctx.condition(tgt, ctx.fake_maps(probs)), ctx.config.adv_weight,
+                             ctx.scaler_g, loss_src)
     d_stats["acc_fake_mismatch"] = d_stats.pop("acc_fake_1")
     d_stats["acc_fake_target"] = d_stats.pop("acc_fake_2")
     return {**d_stats, **g_stats, "loss_source": loss_src.detach()}
@@ -276,8 +344,56 @@ def selftrain_step(ctx: StepContext) -> dict:
 #: method name -> its step
 STEPS: dict[str, Callable[[StepContext], dict]] = {
     "paper": paper_step,
+    "conditional-paper": conditional_step,
     "conditional": conditional_step,
     "adaptsegnet": adaptsegnet_step,
     "advent": advent_step,
     "selftrain": selftrain_step,
 }
+
+#: methods whose discriminator sees one-hot truth as real (where ``real_smoothing`` and
+#: ``hard_fake`` apply)
+TRUTH_IS_REAL = ("paper", "conditional-paper", "conditional")
+
+#: method -> how its discriminator sees a target batch: ``(ctx, image, label maps) -> input``
+TARGET_INPUT: dict[str, Callable[[StepContext, torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "paper": lambda ctx, image, maps: maps,
+    "conditional-paper": lambda ctx, image, maps: ctx.condition(image, maps),
+    "conditional": lambda ctx, image, maps: ctx.condition(image, maps),
+    "adaptsegnet": lambda ctx, image, maps: maps,
+    "advent": lambda ctx, image, maps: self_information(maps),
+}
+
+#: target batches :func:`shortcut_probe` scores
+PROBE_BATCHES = 2
+
+
+@torch.no_grad()
+def shortcut_probe(ctx: StepContext, batches: int = PROBE_BATCHES) -> dict[str, torch.Tensor]:
+    """The hard-vs-soft test of the module docstring, on ``batches`` target batches.
+
+    Returns (as 0-d tensors, read by the loop once per epoch) the share of the discriminator's
+    patch logits that call fake the target predictions made one-hot by their argmax
+    (``d_acc_target_hard``) and the same soft predictions (``d_acc_target_soft``), each as the
+    method's discriminator sees them (:data:`TARGET_INPUT`: pairs with the target image for the
+    conditional methods). Nothing is trained: the U-Net's and discriminator's buffers (batch-norm
+    statistics) and the target sampler's random stream are restored, so a run with the probe
+    trains exactly as one without. The batches are those the next epoch starts with, which the
+    discriminator has not seen yet. Empty for methods without a discriminator.
+    """
+    to_d = TARGET_INPUT.get(ctx.config.method)
+    if to_d is None or ctx.disc is None:
+        return {}
+    state = ctx.target.state()
+    saved = [(net, {k: b.clone() for k, b in net.named_buffers()}) for net in (ctx.model, ctx.disc)]
+    hard, soft = [], []
+    for _ in range(batches):
+        image = ctx.batch(ctx.target)["image"]
+        _, probs = ctx.probs(image)
+        soft.append((ctx.disc(to_d(ctx, image, probs)) < 0).float().mean())
+        hard.append((ctx.disc(to_d(ctx, image, harden(probs))) < 0).float().mean())
+    ctx.target.set_state(state)
+    for net, buffers in saved:
+        for k, b in net.named_buffers():
+            b.copy_(buffers[k])
+    return {"d_acc_target_hard": torch.stack(hard).mean(), "d_acc_target_soft": torch.stack(soft).mean()}

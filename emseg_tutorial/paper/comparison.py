@@ -7,7 +7,8 @@ tables only. Two columns are the main result: the **last** epoch, and the epoch 
 **label-free** rule of :mod:`emseg_tutorial.adapt.diagnostics`. The **oracle** (best epoch by
 target Jaccard) is reported apart, as an upper bound no user without labels can reach.
 Deterministic methods (AdaBN, histogram matching) run once; a variant (an ablation, such as
-``conditional-raw``) runs with the first seed only.
+``conditional-raw`` or the hard-vs-soft ablations ``paper-soft-real`` and ``paper-hard-fake``)
+runs with the first seed only.
 
 Examples
 --------
@@ -169,7 +170,8 @@ def diagnostics_table(comp: Comparison) -> "pandas.DataFrame":
 
     keys = {"target_boundary_fraction": "target boundary fraction", "target_entropy": "target entropy",
             "source_val_boundary_jaccard": "source val boundary J", "d_acc_real": "D acc real",
-            "d_acc_fake": "D acc fake", "d_acc_fake_mismatch": "D acc wrong-slice pairs",
+            "d_acc_fake": "D acc fake", "d_acc_target_hard": "D acc hardened target",
+            "d_acc_fake_mismatch": "D acc wrong-slice pairs",
             "d_acc_fake_target": "D acc target pairs", "pseudo_fraction": "pseudo-labelled fraction"}
     rows = {"source only (M3)": {v: comp.source_only.get(k) for k, v in keys.items()}}
     for name in comp.names:
@@ -228,7 +230,7 @@ def findings(comp: Comparison) -> str:
     lines.append(f"* The label-free rule kept the source model in {kept} of {len(lf)} runs; on average it "
                  f"scores {np.mean(oracle - lf['boundary_jaccard'].to_numpy()):.3f} below the oracle.")
     shortcut = []
-    for name in ("conditional", "conditional-raw"):
+    for name in ("conditional-paper", "conditional", "conditional-raw"):
         runs = comp.of(name)
         if runs:
             tgt = np.mean([r.epochs[-1]["d_acc_fake_target"] for r in runs])
@@ -236,6 +238,16 @@ def findings(comp: Comparison) -> str:
             shortcut.append(f"`{name}` catches {tgt:.2f} of target pairs and {wrong:.2f} of wrong-slice pairs")
     if shortcut:
         lines.append("* Conditional discriminator, last epoch: " + "; ".join(shortcut) + ".")
+    hard = []
+    for name in comp.names:
+        last = [r.epochs[-1] for r in comp.of(name)]
+        if last and last[0].get("d_acc_target_hard") is not None:
+            soft = np.mean([e["d_acc_fake"] for e in last])
+            hardened = np.mean([e["d_acc_target_hard"] for e in last])
+            hard.append(f"`{name}` {soft:.2f} soft, {hardened:.2f} hardened")
+    if hard:
+        lines.append("* Hard-vs-soft probe, last epoch (share of target predictions the discriminator calls fake, "
+                     "as trained on / after argmax): " + "; ".join(hard) + ".")
     paper = comp.of("paper")
     if paper:
         src0 = comp.source_only["source_val_boundary_jaccard"]

@@ -124,7 +124,7 @@ def method_curves(curves: dict[str, np.ndarray], reference: float | None = None,
     return ax.figure
 
 
-def shortcut_figure(comp, names: tuple[str, ...] = ("conditional", "conditional-raw")):
+def shortcut_figure(comp, names: tuple[str, ...] = ("conditional-paper", "conditional", "conditional-raw")):
     """How often the conditional discriminator calls each kind of fake pair fake, per epoch.
 
     Right answers on (target image, prediction) pairs *without* matching skill on (source image,
@@ -135,19 +135,23 @@ def shortcut_figure(comp, names: tuple[str, ...] = ("conditional", "conditional-
     comp : Comparison
         The result of :func:`emseg_tutorial.paper.comparison.compare`, or any object whose
         ``of(name)`` lists runs with ``epochs``: per-epoch dicts (epoch 0 first) holding
-        ``d_acc_real``, ``d_acc_fake_mismatch`` and ``d_acc_fake_target``.
+        ``d_acc_real``, ``d_acc_fake_mismatch`` and ``d_acc_fake_target`` (and, when recorded,
+        ``d_acc_target_hard``: target pairs with argmax-hardened maps, the hard-vs-soft probe).
     names : tuple of str, optional
-        Methods with a conditional discriminator, one panel each.
+        Methods with a conditional discriminator, one panel each (those without runs are left out).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
+    names = [n for n in names if comp.of(n)] or list(names[:1])
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2), sharey=True, squeeze=False)
     for ax, name in zip(axes[0], names):
         runs = comp.of(name)
         for key, label in (("d_acc_real", "real pairs"), ("d_acc_fake_mismatch", "wrong-slice pairs"),
-                           ("d_acc_fake_target", "target pairs")):
+                           ("d_acc_fake_target", "target pairs"), ("d_acc_target_hard", "target pairs, hardened")):
+            if not all(e.get(key) is not None for r in runs for e in r.epochs[1:]):
+                continue
             values = np.array([[e[key] for e in r.epochs[1:]] for r in runs])
             if values.size:
                 ax.plot(np.arange(1, values.shape[1] + 1), values.mean(0), marker="o", label=label)
