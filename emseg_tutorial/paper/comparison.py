@@ -242,12 +242,13 @@ def findings(comp: Comparison) -> str:
     for name in comp.names:
         last = [r.epochs[-1] for r in comp.of(name)]
         if last and last[0].get("d_acc_target_hard") is not None:
-            soft = np.mean([e["d_acc_fake"] for e in last])
+            key = "d_acc_fake_target" if last[0].get("d_acc_fake_target") is not None else "d_acc_fake"
+            soft = np.mean([e[key] for e in last])  # conditional: target pairs only, as the hardened ones
             hardened = np.mean([e["d_acc_target_hard"] for e in last])
             hard.append(f"`{name}` {soft:.2f} soft, {hardened:.2f} hardened")
     if hard:
         lines.append("* Hard-vs-soft probe, last epoch (share of target predictions the discriminator calls fake, "
-                     "as trained on / after argmax): " + "; ".join(hard) + ".")
+                     "as trained on / after argmax; target pairs for the conditional methods): " + "; ".join(hard) + ".")
     paper = comp.of("paper")
     if paper:
         src0 = comp.source_only["source_val_boundary_jaccard"]
