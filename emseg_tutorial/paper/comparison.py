@@ -245,10 +245,10 @@ def findings(comp: Comparison) -> str:
             key = "d_acc_fake_target" if last[0].get("d_acc_fake_target") is not None else "d_acc_fake"
             soft = np.mean([e[key] for e in last])  # conditional: target pairs only, as the hardened ones
             hardened = np.mean([e["d_acc_target_hard"] for e in last])
-            hard.append(f"`{name}` {soft:.2f} soft, {hardened:.2f} hardened")
+            hard.append(f"`{name}` {soft:.2f} / {hardened:.2f}")
     if hard:
         lines.append("* Hard-vs-soft probe, last epoch (share of target predictions the discriminator calls fake, "
-                     "as trained on / after argmax; target pairs for the conditional methods): " + "; ".join(hard) + ".")
+                     "as trained on / after argmax; target pairs for the conditional methods; `paper-hard-fake` trains on hard maps): " + "; ".join(hard) + ".")
     paper = comp.of("paper")
     if paper:
         src0 = comp.source_only["source_val_boundary_jaccard"]
