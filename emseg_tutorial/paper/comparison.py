@@ -248,7 +248,8 @@ def findings(comp: Comparison) -> str:
             hard.append(f"`{name}` {soft:.2f} / {hardened:.2f}")
     if hard:
         lines.append("* Hard-vs-soft probe, last epoch (share of target predictions the discriminator calls fake, "
-                     "as trained on / after argmax; target pairs for the conditional methods; `paper-hard-fake` trains on hard maps): " + "; ".join(hard) + ".")
+                     "as trained on / after argmax; target pairs for the conditional methods; `paper-hard-fake` "
+                     "trains on hard maps): " + "; ".join(hard) + ".")
     paper = comp.of("paper")
     if paper:
         src0 = comp.source_only["source_val_boundary_jaccard"]
