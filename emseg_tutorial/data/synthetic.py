@@ -52,7 +52,8 @@ from typing import Iterator
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.segmentation import find_boundaries
+from scipy.spatial import cKDTree
+from scipy.special import ndtri as ndi_special_ndtri
 
 from ..labels import BOUNDARY, CYTOPLASM, GLIA, MITOCHONDRIA
 from ..progress import progress as progress_bar
@@ -281,104 +282,337 @@ def _make_geometry(p: DomainParams, shape: tuple[int, int, int], rng: np.random.
 
 # --------------------------------------------------------------------------- one sub-slice
 
+#: Node spacing (pixels) of the coarse grid on which cell ids are computed exactly.
+_G = 4
+#: Nodes per side of the tiles that share one list of candidate seeds.
+_TILE = 4
+
 
 def _slice_rng(seed: int, domain: str, s: int) -> np.random.Generator:
     """Random stream of sub-slice ``s``: independent of how the volume is split in blocks."""
     return np.random.default_rng([seed, DOMAINS.index(domain), s + 1_000_000])
 
 
-def _wave_sum(k: np.ndarray, phase: np.ndarray, amp: np.ndarray, s: float, ny: int, nx: int
-              ) -> np.ndarray:
-    """``sum_w amp[w, c] * sin(k_w . (s, y, x) + phase_w)`` on the slice grid: ``(C, Y, X)``.
+def _wave_grid(k: np.ndarray, phase: np.ndarray, amp: np.ndarray, s: float, ys: np.ndarray,
+               xs: np.ndarray) -> np.ndarray:
+    """``sum_w amp[w, c] * sin(k_w . (s, y, x) + phase_w)`` on the grid ``ys x xs``: ``(C, Y, X)``.
 
-    Uses ``sin(a + b) = sin a cos b + cos a sin b`` so the 2D sum is two small matrix products
-    instead of one ``sin`` per wave and pixel.
+    Uses ``sin(a + b) = sin a cos b + cos a sin b``: one matrix product of inner size ``2 W`` per
+    channel instead of one ``sin`` per wave and pixel.
     """
-    ay = k[:, 1, None] * np.arange(ny)[None]  # (W, Y)
-    bx = k[:, 2, None] * np.arange(nx)[None] + (k[:, 0] * s + phase)[:, None]  # (W, X)
-    sy, cy, sx, cx = np.sin(ay), np.cos(ay), np.sin(bx), np.cos(bx)
-    out = np.einsum("wc,wy,wx->cyx", amp, sy, cx, optimize=True)
-    out += np.einsum("wc,wy,wx->cyx", amp, cy, sx, optimize=True)
-    return out.astype(np.float32)
+    ay = k[:, 1, None] * ys[None]  # (W, Y)
+    bx = k[:, 2, None] * xs[None] + (k[:, 0] * s + phase)[:, None]  # (W, X)
+    left = np.concatenate([np.sin(ay), np.cos(ay)]).T.astype(np.float32)  # (Y, 2W)
+    right = np.concatenate([np.cos(bx), np.sin(bx)]).astype(np.float32)  # (2W, X)
+    return np.stack([(left * np.tile(amp[:, c], 2)) @ right for c in range(amp.shape[1])])
 
 
-def _cells(geo: _Geometry, s: int, ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cell id and mitochondrion mask of sub-slice ``s`` before warping."""
-    seeds = geo.seeds(s)
-    yi = np.rint(seeds[:, 0]).astype(int)
-    xi = np.rint(seeds[:, 1]).astype(int)
-    inside = (yi >= 0) & (yi < ny) & (xi >= 0) & (xi < nx)
-    yy, xx = np.mgrid[0:ny, 0:nx]
-
-    # Voronoi fill from in-slice seeds of the ordinary neurites (2D EDT with nearest indices).
-    small = inside & (geo.radius == 0)
-    marker = np.full((ny, nx), -1, dtype=np.int64)
-    marker[yi[small], xi[small]] = np.flatnonzero(small)
-    if small.any():
-        _, (iy, ix) = ndi.distance_transform_edt(marker < 0, return_indices=True)
-        cell = marker[iy, ix]
-    else:
-        cell = np.zeros((ny, nx), dtype=np.int64)
-    # Dendrites are discs painted over the Voronoi fill (seeds outside the slice count too).
-    for i in np.flatnonzero(geo.radius > 0):
-        r = geo.radius[i]
-        cy, cx = seeds[i]
-        y0, y1 = max(int(cy - r), 0), min(int(cy + r) + 2, ny)
-        x0, x1 = max(int(cx - r), 0), min(int(cx + r) + 2, nx)
-        if y0 >= y1 or x0 >= x1:
-            continue
-        disc = (yy[y0:y1, x0:x1] - cy) ** 2 + (xx[y0:y1, x0:x1] - cx) ** 2 <= r * r
-        cell[y0:y1, x0:x1][disc] = i
-
-    mito = np.zeros((ny, nx), dtype=bool)
-    active = np.abs(geo.mito[:, 1] - s) < geo.mito[:, 2]
-    for c, zc, half, rad, dy, dx, _ in geo.mito[active]:
-        r = rad * np.sqrt(max(1.0 - ((s - zc) / half) ** 2, 0.0))
-        if r < 1.0:
-            continue
-        cy, cx = seeds[int(c)] + (dy, dx)
-        y0, y1 = max(int(cy - r), 0), min(int(cy + r) + 2, ny)
-        x0, x1 = max(int(cx - r), 0), min(int(cx + r) + 2, nx)
-        if y0 >= y1 or x0 >= x1:
-            continue
-        disc = (yy[y0:y1, x0:x1] - cy) ** 2 + (xx[y0:y1, x0:x1] - cx) ** 2 <= r * r
-        mito[y0:y1, x0:x1] |= disc & (cell[y0:y1, x0:x1] == int(c))
-    return cell, mito
+def _wave_points(k: np.ndarray, phase: np.ndarray, amp: np.ndarray, s: float, y: np.ndarray,
+                 x: np.ndarray) -> np.ndarray:
+    """The same sum at scattered points ``(y, x)``: ``(C, n)``."""
+    arg = k[:, 0, None] * s + k[:, 1, None] * y[None] + k[:, 2, None] * x[None] + phase[:, None]
+    return amp.T @ np.sin(arg)
 
 
-def _sub_slice(p: DomainParams, geo: _Geometry, s: int, ny: int, nx: int, seed: int
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render sub-slice ``s``: returns ``(clean image float32, class codes, cell ids)``."""
-    cell, mito = _cells(geo, s, ny, nx)
-    yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float32)
-    shift = _wave_sum(geo.warp_k, geo.warp_phase, geo.warp_amp, s, ny, nx)
-    coords = np.stack([yy + shift[0], xx + shift[1]])
-    cell = ndi.map_coordinates(cell, coords, order=0, mode="nearest")
-    mito = ndi.map_coordinates(mito.view(np.uint8), coords, order=0, mode="nearest").astype(bool)
+def _gauss_taps(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """Normalised 1D Gaussian kernel, as :func:`scipy.ndimage.gaussian_filter1d` makes it."""
+    r = int(truncate * sigma + 0.5)
+    w = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    return (w / w.sum()).astype(np.float32)
 
-    wall = find_boundaries(cell, mode="thick")
-    near_wall = ndi.binary_dilation(wall, iterations=1)
-    codes = np.full((ny, nx), CYTOPLASM, dtype=np.uint8)
-    codes[geo.glia[cell]] = GLIA
-    codes[mito & ~near_wall] = MITOCHONDRIA
-    codes[wall] = BOUNDARY
 
-    rng = _slice_rng(seed, p.name, s)
-    it, tx = p.intensity, p.texture
-    shade = 0.06 * _wave_sum(geo.tex_k, geo.tex_phase, geo.tex_amp[:, None], s, ny, nx)[0]
-    fine = ndi.gaussian_filter(rng.standard_normal((ny, nx), dtype=np.float32), 1.0) * 2.5
-    grain = ndi.gaussian_filter(rng.standard_normal((ny, nx), dtype=np.float32), 0.6) * 1.6
-    image = np.full((ny, nx), it["cytoplasm"], dtype=np.float32) + shade + tx["cytoplasm"] * fine
-    is_glia = codes == GLIA
-    image[is_glia] = (it["glia"] + shade + tx["glia"] * grain)[is_glia]
-    is_mito = codes == MITOCHONDRIA
-    # Cristae: stripes across the mitochondrion plus grain.
-    cristae = np.sin(0.9 * (yy[is_mito] + xx[is_mito]) + rng.uniform(0, 2 * np.pi))
-    image[is_mito] = it["mito"] + tx["mito"] * (0.6 * cristae + grain[is_mito])
-    # Membranes: dark lines centred on the walls, a little wider than the label.
-    membrane = np.clip(ndi.gaussian_filter(wall.astype(np.float32), 0.7) * 1.6, 0.0, 1.0)
-    image = image * (1.0 - membrane) + it["membrane"] * membrane
-    return image, codes, cell
+def _conv_axis(a: np.ndarray, taps: np.ndarray, axis: int) -> np.ndarray:
+    """Correlate ``a`` with symmetric ``taps`` along ``axis`` (edges repeated, scipy's ``nearest``)."""
+    r = len(taps) // 2
+    if r == 0:
+        return a
+    a = np.moveaxis(a, axis, 0)
+    out = a * taps[r]
+    for i in range(1, r + 1):
+        w = taps[r + i]
+        out[i:] += w * a[:-i]
+        out[:i] += w * a[:1]
+        out[:-i] += w * a[i:]
+        out[-i:] += w * a[-1:]
+    return np.moveaxis(out, 0, axis)
+
+
+def _blur2d(a: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """Separable blur of the last two axes."""
+    return _conv_axis(_conv_axis(a, taps, -2), taps, -1)
+
+
+#: Gaussian quantiles of 65536 equally likely levels: ``_NORMAL[uint16]`` is a normal draw.
+_NORMAL = ndi_special_ndtri((np.arange(65536) + 0.5) / 65536).astype(np.float32)
+_FINE_TAPS = np.array([1, 4, 6, 4, 1], np.float32) / 16  # binomial, variance 1 (sigma 1.0)
+_GRAIN_TAPS = np.array([0.18, 0.64, 0.18], np.float32)  # variance 0.36 (sigma 0.6)
+# Scales so that the textures keep the standard deviation of version 1's Gaussian-filtered noise.
+_FINE_GAIN = 2.5 * float(np.sum(_gauss_taps(1.0) ** 2) / np.sum(_FINE_TAPS ** 2))
+_GRAIN_GAIN = 1.6 * float(np.sum(_gauss_taps(0.6) ** 2) / np.sum(_GRAIN_TAPS ** 2))
+_MEMBRANE_TAPS = _gauss_taps(0.7, truncate=3.0)
+
+
+def _normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normal float32 draws, several times faster than ``rng.standard_normal``."""
+    n = int(np.prod(shape))
+    return _NORMAL[np.frombuffer(rng.bytes(2 * n), np.uint16)].reshape(shape)
+
+
+def _thick_boundaries(cell: np.ndarray) -> np.ndarray:
+    """Pixels with a 4-neighbour of another id: ``find_boundaries(cell, mode="thick")``."""
+    wall = np.zeros(cell.shape, bool)
+    dy = cell[1:] != cell[:-1]
+    dx = cell[:, 1:] != cell[:, :-1]
+    wall[1:] |= dy
+    wall[:-1] |= dy
+    wall[:, 1:] |= dx
+    wall[:, :-1] |= dx
+    return wall
+
+
+def _dilate_cross(mask: np.ndarray) -> np.ndarray:
+    """Binary dilation by the 4-neighbour cross (one iteration)."""
+    out = mask.copy()
+    out[1:] |= mask[:-1]
+    out[:-1] |= mask[1:]
+    out[:, 1:] |= mask[:, :-1]
+    out[:, :-1] |= mask[:, 1:]
+    return out
+
+
+def _disc_pixels(cy: np.ndarray, cx: np.ndarray, r: np.ndarray, ny: int, nx: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """All pixels of many discs at once: ``(disc index, flat pixel index)``, clipped to the slice.
+
+    Works row by row: each disc row is one run of pixels, so no pixel outside a disc is visited.
+    """
+    y0 = np.maximum(np.ceil(cy - r).astype(np.int64), 0)
+    y1 = np.minimum(np.floor(cy + r).astype(np.int64) + 1, ny)
+    h = np.maximum(y1 - y0, 0)
+    disc = np.repeat(np.arange(len(r)), h)
+    y = y0[disc] + np.arange(len(disc)) - np.repeat(np.cumsum(h) - h, h)
+    half = np.sqrt(np.maximum(r[disc] ** 2 - (y - cy[disc]) ** 2, 0.0))
+    xa = np.maximum(np.ceil(cx[disc] - half).astype(np.int64), 0)
+    xb = np.minimum(np.floor(cx[disc] + half).astype(np.int64), nx - 1)
+    n = np.maximum(xb - xa + 1, 0)
+    start = y * nx + xa
+    pix = np.repeat(start - (np.cumsum(n) - n), n) + np.arange(int(n.sum()))
+    return np.repeat(disc, n), pix
+
+
+class _Renderer:
+    """Renders sub-slices of one volume: the per-volume set-up is done once."""
+
+    def __init__(self, p: DomainParams, geo: _Geometry, shape: tuple[int, int, int], seed: int):
+        self.p, self.geo, self.seed = p, geo, seed
+        _, self.ny, self.nx = shape
+        g, t = _G, _TILE
+        # Node grid covering the slice, padded to whole tiles.
+        self.nby = -(-self.ny // g)
+        self.nbx = -(-self.nx // g)
+        nyn = -(-(self.nby + 1) // t) * t
+        nxn = -(-(self.nbx + 1) // t) * t
+        self.node_y = np.arange(nyn, dtype=np.float64) * g
+        self.node_x = np.arange(nxn, dtype=np.float64) * g
+        self.small = np.flatnonzero(geo.radius == 0)
+        self.dend = np.flatnonzero(geo.radius > 0)
+        self.dmax = float(np.abs(geo.warp_amp).sum(0).max())  # bound on the displacement
+        # Bilinear weights of the g x g pixels of a block from its 4 corner nodes (00, 01, 10, 11).
+        u = np.arange(g) / g
+        wy, wx = np.meshgrid(u, u, indexing="ij")
+        self.weights = np.stack([(1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx],
+                                -1).reshape(g * g, 4)
+        self.k_guess = 12
+
+    # -- cell ids -----------------------------------------------------------------------
+    def _nodes(self, s: int, seeds: np.ndarray):
+        """Displaced node positions, nearest ordinary seed and label (with dendrites) of every node."""
+        geo, t = self.geo, _TILE
+        d = _wave_grid(geo.warp_k, geo.warp_phase, geo.warp_amp, s, self.node_y, self.node_x)
+        qy = self.node_y[:, None] + d[0]
+        qx = self.node_x[None, :] + d[1]
+        nyn, nxn = qy.shape
+        vor = np.zeros((nyn, nxn), np.int64)
+        if len(self.small):
+            sp = seeds[self.small]
+            tree = cKDTree(sp)
+            ty = qy.reshape(nyn // t, t, nxn // t, t).transpose(0, 2, 1, 3).reshape(-1, t * t)
+            tx = qx.reshape(nyn // t, t, nxn // t, t).transpose(0, 2, 1, 3).reshape(-1, t * t)
+            cy, cx = ty.mean(1), tx.mean(1)
+            rad = np.sqrt(((ty - cy[:, None]) ** 2 + (tx - cx[:, None]) ** 2).max(1))
+            centres = np.stack([cy, cx], 1)
+            k = min(self.k_guess, len(sp))
+            dist, idx = tree.query(centres, k=k)
+            dist, idx = dist.reshape(len(cy), k), idx.reshape(len(cy), k)
+            # Every seed that can be nearest to a node of the tile is within d1 + 2 rad of its centre.
+            need = dist[:, 0] + 2 * rad
+            short = np.flatnonzero(dist[:, -1] <= need)
+            kk = k
+            while len(short) and kk < len(sp):  # the few tiles whose list may be too short
+                kk = min(2 * kk, len(sp))
+                d2, i2 = tree.query(centres[short], k=kk)
+                dist = np.pad(dist, ((0, 0), (0, kk - dist.shape[1])), constant_values=np.inf)
+                idx = np.pad(idx, ((0, 0), (0, kk - idx.shape[1])))
+                dist[short], idx[short] = d2.reshape(len(short), kk), i2.reshape(len(short), kk)
+                short = short[dist[short, -1] <= need[short]]
+            keep = dist <= need[:, None]
+            kmax = int(keep.sum(1).max())
+            idx = idx[:, :kmax]
+            # Coordinates relative to the tile centre keep float32 exact enough.
+            ry, rx = (ty - cy[:, None]).astype(np.float32), (tx - cx[:, None]).astype(np.float32)
+            oy = np.where(keep[:, :kmax], sp[idx, 0] - cy[:, None], 1e6).astype(np.float32)
+            ox = np.where(keep[:, :kmax], sp[idx, 1] - cx[:, None], 1e6).astype(np.float32)
+            best = np.full(ty.shape, np.inf, np.float32)
+            arg = np.zeros(ty.shape, np.int64)
+            for j in range(kmax):
+                dd = (ry - oy[:, j, None]) ** 2 + (rx - ox[:, j, None]) ** 2
+                closer = dd < best
+                np.copyto(best, dd, where=closer)
+                np.copyto(arg, idx[:, j, None], where=closer)
+            vor = (self.small[arg].reshape(nyn // t, nxn // t, t, t).transpose(0, 2, 1, 3)
+                   .reshape(nyn, nxn))
+        lab = vor.copy()
+        g, dm = _G, self.dmax
+        for i in self.dend:  # dendrites are discs painted over the cells, later ones on top
+            r = geo.radius[i]
+            c0, c1 = seeds[i]
+            y0, y1 = max(int((c0 - r - dm) // g), 0), min(int((c0 + r + dm) // g) + 2, nyn)
+            x0, x1 = max(int((c1 - r - dm) // g), 0), min(int((c1 + r + dm) // g) + 2, nxn)
+            if y0 >= y1 or x0 >= x1:
+                continue
+            disc = (qy[y0:y1, x0:x1] - c0) ** 2 + (qx[y0:y1, x0:x1] - c1) ** 2 <= r * r
+            lab[y0:y1, x0:x1][disc] = i
+        return qy, qx, vor, lab
+
+    def cells(self, s: int, seeds: np.ndarray) -> np.ndarray:
+        """Cell id (int32) of every pixel of sub-slice ``s``.
+
+        Cells are the Voronoi regions of the ordinary seeds in displaced coordinates
+        ``q = p + warp(p)``, with dendrite discs painted on top. Ids are exact on a node grid
+        every ``_G`` pixels; a block whose four corner nodes agree is filled with that id (cells
+        are convex in ``q``), and in the other blocks every pixel takes the nearest of its corner
+        nodes' seeds, with ``q`` interpolated bilinearly inside the block.
+        """
+        g, nby, nbx = _G, self.nby, self.nbx
+        qy, qx, vor, lab = self._nodes(s, seeds)
+        qy, qx = qy[:nby + 1, :nbx + 1], qx[:nby + 1, :nbx + 1]
+        vor, lab = vor[:nby + 1, :nbx + 1], lab[:nby + 1, :nbx + 1]
+        l00, l01, l10, l11 = lab[:-1, :-1], lab[:-1, 1:], lab[1:, :-1], lab[1:, 1:]
+        cell = np.empty((nby, g, nbx, g), np.int32)
+        cell[...] = l00[:, None, :, None]
+        by, bx = np.nonzero((l00 != l01) | (l00 != l10) | (l00 != l11))
+        if len(by):
+            cy = np.stack([by, by, by + 1, by + 1], 1)
+            cx = np.stack([bx, bx + 1, bx, bx + 1], 1)
+            py, px = qy[cy, cx], qx[cy, cx]  # (m, 4 corners)
+            ry, rx = py[:, :1], px[:, :1]  # relative coordinates keep float32 exact enough
+            py, px = (py - ry).astype(np.float32), (px - rx).astype(np.float32)
+            wt = self.weights.T.astype(np.float32)  # (4 corners, g * g pixels)
+            cand = vor[cy, cx]  # (m, 4 candidates)
+            best = np.repeat(cand[:, :1], g * g, 1)
+            besth = None
+            for c in range(4):
+                sy = (seeds[cand[:, c], 0, None] - ry).astype(np.float32)
+                sx = (seeds[cand[:, c], 1, None] - rx).astype(np.float32)
+                # Squared distances at the corners, interpolated: the quadratic term |q|^2 is common
+                # to all candidates, so comparing these is comparing distances to the bilinear q.
+                h = ((py - sy) ** 2 + (px - sx) ** 2) @ wt  # (m, g * g)
+                if besth is None:
+                    besth = h
+                    continue
+                closer = h < besth
+                np.copyto(besth, h, where=closer)
+                np.copyto(best, cand[:, c, None], where=closer)
+            corner_lab = lab[cy, cx]
+            if len(self.dend):
+                isd = self.geo.radius[corner_lab] > 0
+                rows = np.flatnonzero(isd.any(1))
+                if len(rows):
+                    cl, dy_, dx_ = corner_lab[rows], py[rows], px[rows]
+                    top = np.full((len(rows), g * g), -1, np.int64)
+                    for c in range(4):
+                        lc = cl[:, c]
+                        r2 = (self.geo.radius[lc] ** 2)[:, None]
+                        ey = (seeds[lc, 0, None] - ry[rows]).astype(np.float32)
+                        ex = (seeds[lc, 1, None] - rx[rows]).astype(np.float32)
+                        e = ((dy_ - ey) ** 2 + (dx_ - ex) ** 2 - r2) @ wt
+                        hit = (e <= 0) & isd[rows, c, None] & (lc[:, None] > top)
+                        np.copyto(top, lc[:, None], where=hit)
+                    best[rows] = np.where(top >= 0, top, best[rows])
+            cell[by, :, bx, :] = best.reshape(-1, g, g)
+        return cell.reshape(nby * g, nbx * g)[:self.ny, :self.nx]
+
+    # -- one sub-slice -------------------------------------------------------------------
+    def sub_slice(self, s: int, fine: np.ndarray, grain: np.ndarray, shade: np.ndarray,
+                  want_labels: bool):
+        """Clean image (float32) of sub-slice ``s``, and its codes and cell ids if asked."""
+        p, geo, ny, nx = self.p, self.geo, self.ny, self.nx
+        seeds = geo.seeds(s)
+        cell = self.cells(s, seeds)
+        wall = _thick_boundaries(cell)
+        it, tx = p.intensity, p.texture
+        image = shade + (it["cytoplasm"] + tx["cytoplasm"] * fine)
+        flat = image.reshape(-1)
+        glia_px = None
+        if geo.glia.any():
+            glia_px = np.flatnonzero(geo.glia[cell])
+            flat[glia_px] = shade.reshape(-1)[glia_px] + it["glia"] + tx["glia"] * grain.reshape(-1)[glia_px]
+        # Mitochondria: discs in displaced coordinates, inside their own cell, off the walls.
+        mito_px = np.empty(0, np.int64)
+        m = geo.mito
+        active = np.flatnonzero(np.abs(m[:, 1] - s) < m[:, 2])
+        if len(active):
+            m = m[active]
+            r = m[:, 3] * np.sqrt(np.maximum(1.0 - ((s - m[:, 1]) / m[:, 2]) ** 2, 0.0))
+            cid = m[:, 0].astype(np.int64)
+            ok = r >= 1.0
+            m, r, cid = m[ok], r[ok], cid[ok]
+            qy = seeds[cid, 0] + m[:, 4]
+            qx = seeds[cid, 1] + m[:, 5]
+            # The pixel whose displaced position is the centre: p = q - warp(p), two fixed-point steps.
+            py, px = qy, qx
+            for _ in range(2):
+                w = _wave_points(geo.warp_k, geo.warp_phase, geo.warp_amp, s, py, px)
+                py, px = qy - w[0], qx - w[1]
+            which, pix = _disc_pixels(py, px, r, ny, nx)
+            near_wall = _dilate_cross(wall).reshape(-1)
+            ok = (cell.reshape(-1)[pix] == cid[which]) & ~near_wall[pix]
+            mito_px = pix[ok]
+            if len(mito_px):
+                phase = _slice_rng(self.seed, p.name, s).uniform(0, 2 * np.pi)
+                yy, xx = np.divmod(mito_px, nx)
+                cristae = np.sin(0.9 * (yy + xx).astype(np.float32) + np.float32(phase))
+                flat[mito_px] = it["mito"] + tx["mito"] * (0.6 * cristae + grain.reshape(-1)[mito_px])
+        # Membranes: dark lines centred on the walls, a little wider than the label.
+        membrane = _blur2d(wall.astype(np.float32), _MEMBRANE_TAPS)
+        np.multiply(membrane, 1.6, out=membrane)
+        np.clip(membrane, 0.0, 1.0, out=membrane)
+        image += membrane * (it["membrane"] - image)
+        if not want_labels:
+            return image, None, None
+        codes = np.full((ny, nx), CYTOPLASM, dtype=np.uint8).reshape(-1)
+        if glia_px is not None:
+            codes[glia_px] = GLIA
+        codes[mito_px] = MITOCHONDRIA
+        codes = codes.reshape(ny, nx)
+        codes[wall] = BOUNDARY
+        return image, codes, cell
+
+    def textures(self, z: int):
+        """Fine and grain textures and shading shared by the sub-slices of returned slice ``z``."""
+        p, geo, ny, nx = self.p, self.geo, self.ny, self.nx
+        rng = _slice_rng(self.seed, p.name, 2_000_000 + z)
+        raw = _normal(rng, (ny, nx))
+        # The sub-slices of a section share one texture, scaled like the mean of independent ones.
+        scale = 1.0 / np.sqrt(p.z_factor)
+        fine = _blur2d(raw, _FINE_TAPS)
+        fine *= _FINE_GAIN * scale
+        grain = _blur2d(raw, _GRAIN_TAPS)
+        grain *= _GRAIN_GAIN * scale
+        s = z * p.z_factor + p.z_factor // 2
+        shade = 0.06 * _wave_grid(geo.tex_k, geo.tex_phase, geo.tex_amp[:, None], s,
+                                  np.arange(ny, dtype=np.float64), np.arange(nx, dtype=np.float64))[0]
+        return fine, grain, shade
 
 
 # --------------------------------------------------------------------------- acquisition
@@ -390,38 +624,62 @@ def _smooth_walk(rng: np.random.Generator, n: int, step: float) -> np.ndarray:
     return ndi.gaussian_filter1d(walk - walk.mean(), 1.0, mode="nearest") if n > 1 else walk * 0
 
 
-def _render_block(p: DomainParams, geo: _Geometry, z0: int, z1: int, shape: tuple[int, int, int],
-                  seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Clean image, codes and cell ids of returned slices ``z0:z1`` (float32, uint8, int64)."""
-    _, ny, nx = shape
+def _render_block(rend: _Renderer, z0: int, z1: int, cache: dict
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clean image, codes and cell ids of returned slices ``z0:z1`` (float32, uint8, int64).
+
+    ``cache`` keeps rendered sub-slices between consecutive blocks (the z blur's halo).
+    """
+    p, ny, nx = rend.p, rend.ny, rend.nx
     k = p.z_factor
-    halo = int(np.ceil(4 * p.psf_sigma[0]))
+    ztaps = _gauss_taps(p.psf_sigma[0]) if p.psf_sigma[0] > 0 else np.ones(1, np.float32)
+    halo = len(ztaps) // 2
     subs = range(z0 * k - halo, z1 * k + halo)
-    rendered = [_sub_slice(p, geo, s, ny, nx, seed) for s in subs]
-    image = np.stack([r[0] for r in rendered])
-    if p.psf_sigma[0] > 0:
-        image = ndi.gaussian_filter1d(image, p.psf_sigma[0], axis=0, mode="nearest")
-    image = image[halo: len(subs) - halo]
-    # Section thickness: each returned slice integrates z_factor sub-slices.
-    image = image.reshape(z1 - z0, k, ny, nx).mean(axis=1)
-    centre = [halo + i * k + k // 2 for i in range(z1 - z0)]
-    codes = np.stack([rendered[c][1] for c in centre])
-    cells = np.stack([rendered[c][2] for c in centre])
+    centre = {z * k + k // 2: z for z in range(z0, z1)}
+    tex: dict[int, tuple] = {}
+    images, codes, cells = {}, {}, {}
+    for s in subs:
+        want = s in centre
+        if s in cache and not want:
+            images[s] = cache[s]
+            continue
+        z = s // k
+        if z not in tex:
+            tex = {z: rend.textures(z)}
+        images[s], c, cl = rend.sub_slice(s, *tex[z], want_labels=want)
+        if want:
+            codes[s], cells[s] = c, cl
+    cache.clear()
+    cache.update({s: images[s] for s in subs[len(subs) - 2 * halo:]} if halo else {})
+    out = np.empty((z1 - z0, ny, nx), np.float32)
+    for i, z in enumerate(range(z0, z1)):
+        acc = np.zeros((ny, nx), np.float32)
+        for s in range(z * k, z * k + k):  # section thickness: the mean of z_factor sub-slices
+            for j, w in enumerate(ztaps):
+                acc += (w / k) * images[s + j - halo]
+        out[i] = acc
     if p.psf_sigma[1] > 0:
-        image = ndi.gaussian_filter(image, (0, p.psf_sigma[1], p.psf_sigma[2]))
-    return image, codes, cells
+        out = _blur2d(out, _gauss_taps(p.psf_sigma[1]))
+    ks = sorted(centre)
+    return out, np.stack([codes[s] for s in ks]), np.stack([cells[s] for s in ks]).astype(np.int64)
 
 
 def _acquire(p: DomainParams, image: np.ndarray, z0: int, gain: np.ndarray, offset: np.ndarray,
              seed: int) -> np.ndarray:
     """Intensity curve, drift and noise of slices starting at ``z0``; returns uint8."""
-    out = np.clip(image, 0.0, 1.0) ** p.gamma
+    out = np.clip(image, 0.0, 1.0)
+    if p.gamma != 1.0:
+        out **= np.float32(p.gamma)
     n = image.shape[0]
-    out = offset[z0:z0 + n, None, None] + gain[z0:z0 + n, None, None] * out
+    out *= gain[z0:z0 + n, None, None].astype(np.float32)
+    out += offset[z0:z0 + n, None, None].astype(np.float32)
     for i in range(n):
         rng = _slice_rng(seed, p.name, -1 - (z0 + i))  # distinct from the sub-slice streams
-        out[i] += rng.normal(0.0, p.noise, out[i].shape).astype(np.float32)
-    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+        out[i] += np.float32(p.noise) * _normal(rng, out[i].shape)
+    out *= 255.0
+    np.rint(out, out=out)
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
 
 
 def _misalign(p: DomainParams, rng: np.random.Generator, nz: int) -> np.ndarray:
@@ -494,9 +752,11 @@ def iter_blocks(domain: str, shape, seed: int = 0, block: int = 16
     gain = gain0 * (1.0 + _smooth_walk(rng, nz, p.drift * 2)) if p.drift else np.full(nz, gain0)
     offset = offset0 + _smooth_walk(rng, nz, p.drift) if p.drift else np.full(nz, offset0)
     shifts = _misalign(p, rng, nz)
+    rend = _Renderer(p, geo, shape, int(seed))
+    cache: dict = {}
     for z0 in range(0, nz, block):
         z1 = min(z0 + block, nz)
-        clean, codes, cells = _render_block(p, geo, z0, z1, shape, seed)
+        clean, codes, cells = _render_block(rend, z0, z1, cache)
         image = _acquire(p, clean, z0, gain, offset, seed)
         for i in range(z1 - z0):
             dy, dx = shifts[z0 + i]
