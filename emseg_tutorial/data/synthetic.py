@@ -422,66 +422,95 @@ class _Renderer:
         wy, wx = np.meshgrid(u, u, indexing="ij")
         self.weights = np.stack([(1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx],
                                 -1).reshape(g * g, 4)
-        self.k_guess = 12
+        self._cand = None
 
     # -- cell ids -----------------------------------------------------------------------
+    def _tile_view(self, a: np.ndarray) -> np.ndarray:
+        """Node array ``(NY, NX)`` as ``(tiles, nodes per tile)``."""
+        t = _TILE
+        nyn, nxn = a.shape
+        return a.reshape(nyn // t, t, nxn // t, t).transpose(0, 2, 1, 3).reshape(-1, t * t)
+
+    def _candidates(self, z: int):
+        """Candidate seeds of every node tile, valid for all sub-slices of returned slice ``z``.
+
+        Any seed that can be nearest to a node of a tile, at any of the section's sub-slices, is
+        within ``d1 + 2 (rad + dq + ds)`` of the tile's centre at the middle sub-slice, where
+        ``d1`` is the distance to the nearest seed there, ``rad`` the tile's radius, ``dq`` how far
+        the displaced nodes and ``ds`` how far the seeds move within the section.
+        """
+        if self._cand is not None and self._cand[0] == z:
+            return self._cand[1]
+        geo, k = self.geo, self.p.z_factor
+        subs = np.arange(z * k, z * k + k)
+        sc = z * k + k // 2
+        d = _wave_grid(geo.warp_k, geo.warp_phase, geo.warp_amp, sc, self.node_y, self.node_x)
+        ty = self._tile_view(self.node_y[:, None] + d[0])
+        tx = self._tile_view(self.node_x[None, :] + d[1])
+        cy, cx = ty.mean(1), tx.mean(1)
+        rad = np.sqrt(((ty - cy[:, None]) ** 2 + (tx - cx[:, None]) ** 2).max(1))
+        sp = geo.seeds(sc)[self.small]
+        ds = max(float(np.sqrt(((geo.seeds(s)[self.small] - sp) ** 2).sum(1)).max()) for s in subs)
+        dq = float(np.abs(geo.warp_amp).sum(1) @ np.abs(geo.warp_k[:, 0])) * (k // 2 + 1)
+        tree = cKDTree(sp)
+        centres = np.stack([cy, cx], 1)
+        kk = min(12, len(sp))
+        dist, idx = tree.query(centres, k=kk)
+        dist, idx = dist.reshape(len(cy), kk), idx.reshape(len(cy), kk)
+        need = dist[:, 0] + 2 * (rad + dq + ds)
+        short = np.flatnonzero(dist[:, -1] <= need)
+        while len(short) and kk < len(sp):  # the few tiles whose list may be too short
+            kk = min(2 * kk, len(sp))
+            d2, i2 = tree.query(centres[short], k=kk)
+            dist = np.pad(dist, ((0, 0), (0, kk - dist.shape[1])), constant_values=np.inf)
+            idx = np.pad(idx, ((0, 0), (0, kk - idx.shape[1])))
+            dist[short], idx[short] = d2.reshape(len(short), kk), i2.reshape(len(short), kk)
+            short = short[dist[short, -1] <= need[short]]
+        keep = dist <= need[:, None]
+        kmax = int(keep.sum(1).max())
+        cand = (cy, cx, idx[:, :kmax], keep[:, :kmax])
+        self._cand = (z, cand)
+        return cand
+
     def _nodes(self, s: int, seeds: np.ndarray):
         """Displaced node positions, nearest ordinary seed and label (with dendrites) of every node."""
-        geo, t = self.geo, _TILE
+        geo = self.geo
         d = _wave_grid(geo.warp_k, geo.warp_phase, geo.warp_amp, s, self.node_y, self.node_x)
         qy = self.node_y[:, None] + d[0]
         qx = self.node_x[None, :] + d[1]
         nyn, nxn = qy.shape
         vor = np.zeros((nyn, nxn), np.int64)
         if len(self.small):
+            cy, cx, idx, keep = self._candidates(s // self.p.z_factor)
             sp = seeds[self.small]
-            tree = cKDTree(sp)
-            ty = qy.reshape(nyn // t, t, nxn // t, t).transpose(0, 2, 1, 3).reshape(-1, t * t)
-            tx = qx.reshape(nyn // t, t, nxn // t, t).transpose(0, 2, 1, 3).reshape(-1, t * t)
-            cy, cx = ty.mean(1), tx.mean(1)
-            rad = np.sqrt(((ty - cy[:, None]) ** 2 + (tx - cx[:, None]) ** 2).max(1))
-            centres = np.stack([cy, cx], 1)
-            k = min(self.k_guess, len(sp))
-            dist, idx = tree.query(centres, k=k)
-            dist, idx = dist.reshape(len(cy), k), idx.reshape(len(cy), k)
-            # Every seed that can be nearest to a node of the tile is within d1 + 2 rad of its centre.
-            need = dist[:, 0] + 2 * rad
-            short = np.flatnonzero(dist[:, -1] <= need)
-            kk = k
-            while len(short) and kk < len(sp):  # the few tiles whose list may be too short
-                kk = min(2 * kk, len(sp))
-                d2, i2 = tree.query(centres[short], k=kk)
-                dist = np.pad(dist, ((0, 0), (0, kk - dist.shape[1])), constant_values=np.inf)
-                idx = np.pad(idx, ((0, 0), (0, kk - idx.shape[1])))
-                dist[short], idx[short] = d2.reshape(len(short), kk), i2.reshape(len(short), kk)
-                short = short[dist[short, -1] <= need[short]]
-            keep = dist <= need[:, None]
-            kmax = int(keep.sum(1).max())
-            idx = idx[:, :kmax]
             # Coordinates relative to the tile centre keep float32 exact enough.
-            ry, rx = (ty - cy[:, None]).astype(np.float32), (tx - cx[:, None]).astype(np.float32)
-            oy = np.where(keep[:, :kmax], sp[idx, 0] - cy[:, None], 1e6).astype(np.float32)
-            ox = np.where(keep[:, :kmax], sp[idx, 1] - cx[:, None], 1e6).astype(np.float32)
-            best = np.full(ty.shape, np.inf, np.float32)
-            arg = np.zeros(ty.shape, np.int64)
-            for j in range(kmax):
+            ry = (self._tile_view(qy) - cy[:, None]).astype(np.float32)
+            rx = (self._tile_view(qx) - cx[:, None]).astype(np.float32)
+            oy = np.where(keep, sp[idx, 0] - cy[:, None], 1e6).astype(np.float32)
+            ox = np.where(keep, sp[idx, 1] - cx[:, None], 1e6).astype(np.float32)
+            best = np.full(ry.shape, np.inf, np.float32)
+            arg = np.zeros(ry.shape, np.int64)
+            for j in range(idx.shape[1]):
                 dd = (ry - oy[:, j, None]) ** 2 + (rx - ox[:, j, None]) ** 2
                 closer = dd < best
                 np.copyto(best, dd, where=closer)
                 np.copyto(arg, idx[:, j, None], where=closer)
+            t = _TILE
             vor = (self.small[arg].reshape(nyn // t, nxn // t, t, t).transpose(0, 2, 1, 3)
                    .reshape(nyn, nxn))
-        lab = vor.copy()
-        g, dm = _G, self.dmax
-        for i in self.dend:  # dendrites are discs painted over the cells, later ones on top
-            r = geo.radius[i]
-            c0, c1 = seeds[i]
-            y0, y1 = max(int((c0 - r - dm) // g), 0), min(int((c0 + r + dm) // g) + 2, nyn)
-            x0, x1 = max(int((c1 - r - dm) // g), 0), min(int((c1 + r + dm) // g) + 2, nxn)
-            if y0 >= y1 or x0 >= x1:
-                continue
-            disc = (qy[y0:y1, x0:x1] - c0) ** 2 + (qx[y0:y1, x0:x1] - c1) ** 2 <= r * r
-            lab[y0:y1, x0:x1][disc] = i
+        lab = vor
+        if len(self.dend):
+            # Dendrites are discs painted over the cells, later ones on top: rasterise each disc
+            # (grown by the displacement bound) on the node grid, then test the displaced nodes.
+            g, dm = _G, self.dmax
+            r = geo.radius[self.dend]
+            c = seeds[self.dend]
+            which, pix = _disc_pixels(c[:, 0] / g, c[:, 1] / g, (r + dm) / g + 1, nyn, nxn)
+            hit = ((qy.reshape(-1)[pix] - c[which, 0]) ** 2 + (qx.reshape(-1)[pix] - c[which, 1]) ** 2
+                   <= r[which] ** 2)
+            top = np.full(nyn * nxn, -1, np.int64)
+            np.maximum.at(top, pix[hit], self.dend[which[hit]])
+            lab = np.where(top >= 0, top, vor.reshape(-1)).reshape(nyn, nxn)
         return qy, qx, vor, lab
 
     def cells(self, s: int, seeds: np.ndarray) -> np.ndarray:
@@ -509,20 +538,30 @@ class _Renderer:
             py, px = (py - ry).astype(np.float32), (px - rx).astype(np.float32)
             wt = self.weights.T.astype(np.float32)  # (4 corners, g * g pixels)
             cand = vor[cy, cx]  # (m, 4 candidates)
-            best = np.repeat(cand[:, :1], g * g, 1)
-            besth = None
-            for c in range(4):
-                sy = (seeds[cand[:, c], 0, None] - ry).astype(np.float32)
-                sx = (seeds[cand[:, c], 1, None] - rx).astype(np.float32)
-                # Squared distances at the corners, interpolated: the quadratic term |q|^2 is common
-                # to all candidates, so comparing these is comparing distances to the bilinear q.
-                h = ((py - sy) ** 2 + (px - sx) ** 2) @ wt  # (m, g * g)
-                if besth is None:
-                    besth = h
-                    continue
-                closer = h < besth
-                np.copyto(besth, h, where=closer)
-                np.copyto(best, cand[:, c, None], where=closer)
+            first = cand[:, 0]
+            other = np.where(cand[:, 1] != first, cand[:, 1], np.where(cand[:, 2] != first, cand[:, 2], cand[:, 3]))
+            many = (cand != first[:, None]) & (cand != other[:, None])
+            # Squared distances at the corners, interpolated: the quadratic term |q|^2 is common to
+            # all seeds, so comparing these is comparing distances to the bilinear q. Blocks with
+            # two seeds need one difference; the few with more compare every corner's seed.
+
+            def dist2(ids, rows=slice(None)):
+                sy = (seeds[ids, 0, None] - ry[rows]).astype(np.float32)
+                sx = (seeds[ids, 1, None] - rx[rows]).astype(np.float32)
+                return (py[rows] - sy) ** 2 + (px[rows] - sx) ** 2
+
+            diff = (dist2(other) - dist2(first)) @ wt  # (m, g * g)
+            best = np.where(diff < 0, other[:, None], first[:, None])
+            rows = np.flatnonzero(many.any(1))
+            if len(rows):
+                besth = dist2(cand[rows, 0], rows) @ wt
+                sub = np.repeat(cand[rows, :1], g * g, 1)
+                for c in range(1, 4):
+                    h = dist2(cand[rows, c], rows) @ wt
+                    closer = h < besth
+                    np.copyto(besth, h, where=closer)
+                    np.copyto(sub, cand[rows, c, None], where=closer)
+                best[rows] = sub
             corner_lab = lab[cy, cx]
             if len(self.dend):
                 isd = self.geo.radius[corner_lab] > 0
