@@ -460,57 +460,76 @@ class _Renderer:
         nyn, nxn = a.shape
         return a.reshape(nyn // t, t, nxn // t, t).transpose(0, 2, 1, 3).reshape(-1, t * t)
 
-    def _candidates(self, z: int):
-        """Candidate seeds of every node tile, valid for all sub-slices of returned slice ``z``.
+    def _group(self, s: int) -> int:
+        """Index of the group of sub-slices that share candidate lists (a section, at least 4)."""
+        return s // max(self.p.z_factor, 4)
 
-        Any seed that can be nearest to a node of a tile, at any of the section's sub-slices, is
-        within ``d1 + 2 (rad + dq + ds)`` of the tile's centre at the middle sub-slice, where
-        ``d1`` is the distance to the nearest seed there, ``rad`` the tile's radius, ``dq`` how far
-        the displaced nodes and ``ds`` how far the seeds move within the section.
+    def _candidates(self, grp: int):
+        """Candidate seeds of every node tile, valid for all sub-slices of group ``grp``.
+
+        With ``c`` a tile's centre and ``rad`` its radius at the group's middle sub-slice, ``d1``
+        the distance from ``c`` to the nearest seed there, ``dq`` how far displaced nodes move and
+        ``m_j`` how far seed ``j`` moves within the group, the nearest seed of any node of the tile
+        at any sub-slice of the group is within ``2 (rad + dq) + d1 + m_1 + m_j`` of ``c``. So
+        the lists are exact, and the cell ids do not depend on how sub-slices are grouped.
+        Returns the tile centres, candidate lists and their validity, and the node displacements
+        of the group's sub-slices.
         """
-        if self._cand is not None and self._cand[0] == z:
+        if self._cand is not None and self._cand[0] == grp:
             return self._cand[1]
-        geo, k = self.geo, self.p.z_factor
-        subs = np.arange(z * k, z * k + k)
-        sc = z * k + k // 2
-        d = _wave_grid(geo.warp_k, geo.warp_phase, geo.warp_amp, sc, self.node_y, self.node_x)
+        geo, n = self.geo, max(self.p.z_factor, 4)
+        subs = range(grp * n, grp * n + n)
+        sc = grp * n + n // 2
+        disp = {s: _wave_grid(geo.warp_k, geo.warp_phase, geo.warp_amp, s, self.node_y, self.node_x)
+                for s in subs}
+        d = disp[sc] if sc in disp else _wave_grid(geo.warp_k, geo.warp_phase, geo.warp_amp, sc,
+                                                   self.node_y, self.node_x)
+        dq = max(float(np.sqrt(((disp[s] - d) ** 2).sum(0)).max()) for s in subs)
         ty = self._tile_view(self.node_y[:, None] + d[0])
         tx = self._tile_view(self.node_x[None, :] + d[1])
         cy, cx = ty.mean(1), tx.mean(1)
         rad = np.sqrt(((ty - cy[:, None]) ** 2 + (tx - cx[:, None]) ** 2).max(1))
+        if not len(self.small):
+            cand = (cy, cx, np.zeros((len(cy), 0), np.int64), np.zeros((len(cy), 0), bool), disp)
+            self._cand = (grp, cand)
+            return cand
         sp = geo.seeds(sc)[self.small]
-        ds = max(float(np.sqrt(((geo.seeds(s)[self.small] - sp) ** 2).sum(1)).max()) for s in subs)
-        dq = float(np.abs(geo.warp_amp).sum(1) @ np.abs(geo.warp_k[:, 0])) * (k // 2 + 1)
+        move = np.max([np.sqrt(((geo.seeds(s)[self.small] - sp) ** 2).sum(1)) for s in subs], 0)
         tree = cKDTree(sp)
         centres = np.stack([cy, cx], 1)
         kk = min(12, len(sp))
+        slack = float(move.max())
         dist, idx = tree.query(centres, k=kk)
         dist, idx = dist.reshape(len(cy), kk), idx.reshape(len(cy), kk)
-        need = dist[:, 0] + 2 * (rad + dq + ds)
-        short = np.flatnonzero(dist[:, -1] <= need)
+        need = dist[:, 0] + 2 * (rad + dq) + move[idx[:, 0]]
+        short = np.flatnonzero(dist[:, -1] <= need + slack)
         while len(short) and kk < len(sp):  # the few tiles whose list may be too short
             kk = min(2 * kk, len(sp))
             d2, i2 = tree.query(centres[short], k=kk)
             dist = np.pad(dist, ((0, 0), (0, kk - dist.shape[1])), constant_values=np.inf)
             idx = np.pad(idx, ((0, 0), (0, kk - idx.shape[1])))
             dist[short], idx[short] = d2.reshape(len(short), kk), i2.reshape(len(short), kk)
-            short = short[dist[short, -1] <= need[short]]
-        keep = dist <= need[:, None]
+            short = short[dist[short, -1] <= need[short] + slack]
+        keep = dist - move[idx] <= need[:, None]
+        # Valid candidates first, so the lists can be cut at the longest one.
+        order = np.argsort(~keep, axis=1, kind="stable")
+        keep = np.take_along_axis(keep, order, 1)
+        idx = np.take_along_axis(idx, order, 1)
         kmax = int(keep.sum(1).max())
-        cand = (cy, cx, idx[:, :kmax], keep[:, :kmax])
-        self._cand = (z, cand)
+        cand = (cy, cx, idx[:, :kmax], keep[:, :kmax], disp)
+        self._cand = (grp, cand)
         return cand
 
     def _nodes(self, s: int, seeds: np.ndarray):
         """Displaced node positions, nearest ordinary seed and label (with dendrites) of every node."""
         geo = self.geo
-        d = _wave_grid(geo.warp_k, geo.warp_phase, geo.warp_amp, s, self.node_y, self.node_x)
+        cy, cx, idx, keep, disp = self._candidates(self._group(s))
+        d = disp[s]
         qy = self.node_y[:, None] + d[0]
         qx = self.node_x[None, :] + d[1]
         nyn, nxn = qy.shape
         vor = np.zeros((nyn, nxn), np.int64)
         if len(self.small):
-            cy, cx, idx, keep = self._candidates(s // self.p.z_factor)
             sp = seeds[self.small]
             # Coordinates relative to the tile centre keep float32 exact enough.
             ry = (self._tile_view(qy) - cy[:, None]).astype(np.float32)
