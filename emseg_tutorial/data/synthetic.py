@@ -294,7 +294,7 @@ def _slice_rng(seed: int, domain: str, s: int) -> np.random.Generator:
 
 
 def _wave_grid(k: np.ndarray, phase: np.ndarray, amp: np.ndarray, s: float, ys: np.ndarray,
-               xs: np.ndarray) -> np.ndarray:
+               xs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``sum_w amp[w, c] * sin(k_w . (s, y, x) + phase_w)`` on the grid ``ys x xs``: ``(C, Y, X)``.
 
     Uses ``sin(a + b) = sin a cos b + cos a sin b``: one matrix product of inner size ``2 W`` per
@@ -304,7 +304,12 @@ def _wave_grid(k: np.ndarray, phase: np.ndarray, amp: np.ndarray, s: float, ys: 
     bx = k[:, 2, None] * xs[None] + (k[:, 0] * s + phase)[:, None]  # (W, X)
     left = np.concatenate([np.sin(ay), np.cos(ay)]).T.astype(np.float32)  # (Y, 2W)
     right = np.concatenate([np.cos(bx), np.sin(bx)]).astype(np.float32)  # (2W, X)
-    return np.stack([(left * np.tile(amp[:, c], 2)) @ right for c in range(amp.shape[1])])
+    amp2 = np.tile(amp, (2, 1)).astype(np.float32)  # (2W, C)
+    if out is None:
+        out = np.empty((amp.shape[1], len(ys), len(xs)), np.float32)
+    for c in range(amp.shape[1]):
+        np.matmul(left * amp2[:, c], right, out=out[c])
+    return out
 
 
 def _wave_points(k: np.ndarray, phase: np.ndarray, amp: np.ndarray, s: float, y: np.ndarray,
@@ -321,16 +326,21 @@ def _gauss_taps(sigma: float, truncate: float = 4.0) -> np.ndarray:
     return (w / w.sum()).astype(np.float32)
 
 
-def _conv_axis(a: np.ndarray, taps: np.ndarray, axis: int) -> np.ndarray:
+def _conv_axis(a: np.ndarray, taps: np.ndarray, axis: int, out: np.ndarray | None = None,
+               tmp: np.ndarray | None = None) -> np.ndarray:
     """Correlate ``a`` with symmetric ``taps`` along ``axis`` (edges repeated, scipy's ``nearest``).
 
     The two pixels of each pair of taps are summed before weighting, in place. Along the last
     axis the array is treated as one long row (fast, contiguous), and the ``r`` columns at each
-    edge, where that wraps into the next row, are then computed exactly.
+    edge, where that wraps into the next row, are then computed exactly. ``out`` and ``tmp``
+    are optional buffers of ``a``'s shape (new allocations cost page faults on every call).
     """
     r = len(taps) // 2
     if r == 0:
-        return a
+        if out is None:
+            return a.copy()
+        np.copyto(out, a)
+        return out
     axis = axis % a.ndim
     n = a.shape[axis]
     last = axis == a.ndim - 1
@@ -345,15 +355,17 @@ def _conv_axis(a: np.ndarray, taps: np.ndarray, axis: int) -> np.ndarray:
         idx[0 if last else axis] = slice(start, stop)
         return tuple(idx)
 
-    out = flat * taps[r]
-    tmp = np.empty_like(flat)
+    result = np.empty(a.shape, a.dtype) if out is None else out
+    out = result.reshape(flat.shape)
+    np.multiply(flat, taps[r], out=out)
+    tmp = np.empty(flat.shape, a.dtype) if tmp is None else tmp.reshape(flat.shape)
     for i in range(1, r + 1):
         if length > 2 * i:
             pair = tmp[sl(0, length - 2 * i)]
             np.add(flat[sl(0, length - 2 * i)], flat[sl(2 * i, length)], out=pair)
             pair *= taps[r + i]
             out[sl(i, length - i)] += pair
-    out = out.reshape(a.shape)
+    out = result
     # Pixels within r of an edge, where a partner lies outside (or in the next row): exactly.
     idx = [slice(None)] * a.ndim
     for j in sorted({*range(min(r, n)), *range(max(n - r, 0), n)}):
@@ -366,9 +378,10 @@ def _conv_axis(a: np.ndarray, taps: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-def _blur2d(a: np.ndarray, taps: np.ndarray) -> np.ndarray:
-    """Separable blur of the last two axes."""
-    return _conv_axis(_conv_axis(a, taps, -2), taps, -1)
+def _blur2d(a: np.ndarray, taps: np.ndarray, out: np.ndarray | None = None,
+            tmp: np.ndarray | None = None, mid: np.ndarray | None = None) -> np.ndarray:
+    """Separable blur of the last two axes (optionally into buffers of ``a``'s shape)."""
+    return _conv_axis(_conv_axis(a, taps, -2, out=mid, tmp=tmp), taps, -1, out=out, tmp=tmp)
 
 
 #: Gaussian quantiles of 65536 equally likely levels: ``_NORMAL[uint16]`` is a normal draw.
@@ -387,21 +400,25 @@ def _normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return _NORMAL[np.frombuffer(rng.bytes(2 * n), np.uint16)].reshape(shape)
 
 
-def _thick_boundaries(cell: np.ndarray) -> np.ndarray:
+def _thick_boundaries(cell: np.ndarray, out: np.ndarray | None = None,
+                      tmp: np.ndarray | None = None) -> np.ndarray:
     """Pixels with a 4-neighbour of another id: ``find_boundaries(cell, mode="thick")``."""
-    wall = np.zeros(cell.shape, bool)
-    dy = cell[1:] != cell[:-1]
-    dx = cell[:, 1:] != cell[:, :-1]
+    wall = np.zeros(cell.shape, bool) if out is None else out
+    wall[...] = False
+    tmp = np.empty(cell.shape, bool) if tmp is None else tmp
+    dy = np.not_equal(cell[1:], cell[:-1], out=tmp[1:])
     wall[1:] |= dy
     wall[:-1] |= dy
+    dx = np.not_equal(cell[:, 1:], cell[:, :-1], out=tmp[:, 1:])
     wall[:, 1:] |= dx
     wall[:, :-1] |= dx
     return wall
 
 
-def _dilate_cross(mask: np.ndarray) -> np.ndarray:
+def _dilate_cross(mask: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Binary dilation by the 4-neighbour cross (one iteration)."""
-    out = mask.copy()
+    out = mask.copy() if out is None else out
+    np.copyto(out, mask)
     out[1:] |= mask[:-1]
     out[:-1] |= mask[1:]
     out[:, 1:] |= mask[:, :-1]
@@ -443,6 +460,8 @@ class _Renderer:
         nxn = -(-(self.nbx + 1) // t) * t
         self.node_y = np.arange(nyn, dtype=np.float64) * g
         self.node_x = np.arange(nxn, dtype=np.float64) * g
+        self.ys = np.arange(self.ny, dtype=np.float64)
+        self.xs = np.arange(self.nx, dtype=np.float64)
         self.small = np.flatnonzero(geo.radius == 0)
         self.dend = np.flatnonzero(geo.radius > 0)
         self.dmax = float(np.abs(geo.warp_amp).sum(0).max())  # bound on the displacement
@@ -452,6 +471,14 @@ class _Renderer:
         self.weights = np.stack([(1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx],
                                 -1).reshape(g * g, 4)
         self._cand = None
+        self._buffers: dict = {}
+
+    def buf(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+        """A scratch array kept between calls: fresh large arrays cost page faults every time."""
+        a = self._buffers.get(name)
+        if a is None or a.shape != tuple(shape) or a.dtype != dtype:
+            a = self._buffers[name] = np.empty(shape, dtype)
+        return a
 
     # -- cell ids -----------------------------------------------------------------------
     def _tile_view(self, a: np.ndarray) -> np.ndarray:
@@ -561,7 +588,7 @@ class _Renderer:
             lab = np.where(top >= 0, top, vor.reshape(-1)).reshape(nyn, nxn)
         return qy, qx, vor, lab
 
-    def cells(self, s: int, seeds: np.ndarray) -> np.ndarray:
+    def cells(self, s: int, seeds: np.ndarray, keep: bool = True) -> np.ndarray:
         """Cell id (int32) of every pixel of sub-slice ``s``.
 
         Cells are the Voronoi regions of the ordinary seeds in displaced coordinates
@@ -575,7 +602,8 @@ class _Renderer:
         qy, qx = qy[:nby + 1, :nbx + 1], qx[:nby + 1, :nbx + 1]
         vor, lab = vor[:nby + 1, :nbx + 1], lab[:nby + 1, :nbx + 1]
         l00, l01, l10, l11 = lab[:-1, :-1], lab[:-1, 1:], lab[1:, :-1], lab[1:, 1:]
-        cell = np.empty((nby, g, nbx, g), np.int32)
+        shape = (nby, g, nbx, g)
+        cell = np.empty(shape, np.int32) if keep else self.buf("cells", shape, np.int32)
         cell[...] = l00[:, None, :, None]
         by, bx = np.nonzero((l00 != l01) | (l00 != l10) | (l00 != l11))
         if len(by):
@@ -631,18 +659,22 @@ class _Renderer:
 
     # -- one sub-slice -------------------------------------------------------------------
     def sub_slice(self, s: int, fine: np.ndarray, grain: np.ndarray, shade: np.ndarray,
-                  want_labels: bool):
-        """Clean image (float32) of sub-slice ``s``, and its codes and cell ids if asked."""
+                  want_labels: bool, out: np.ndarray):
+        """Render sub-slice ``s``: clean image into ``out`` (float32), codes and cell ids if asked."""
         p, geo, ny, nx = self.p, self.geo, self.ny, self.nx
         seeds = geo.seeds(s)
-        cell = self.cells(s, seeds)
-        wall = _thick_boundaries(cell)
+        cell = self.cells(s, seeds, keep=want_labels)
+        wall = _thick_boundaries(cell, out=self.buf("wall", (ny, nx), bool),
+                                 tmp=self.buf("btmp", (ny, nx), bool))
         it, tx = p.intensity, p.texture
-        image = shade + (it["cytoplasm"] + tx["cytoplasm"] * fine)
+        image = out
+        np.multiply(fine, np.float32(tx["cytoplasm"]), out=image)
+        image += np.float32(it["cytoplasm"])
+        image += shade
         flat = image.reshape(-1)
         glia_px = None
         if geo.glia.any():
-            glia_px = np.flatnonzero(geo.glia[cell])
+            glia_px = np.flatnonzero(np.take(geo.glia, cell, out=self.buf("btmp", (ny, nx), bool)))
             flat[glia_px] = shade.reshape(-1)[glia_px] + it["glia"] + tx["glia"] * grain.reshape(-1)[glia_px]
         # Mitochondria: discs in displaced coordinates, inside their own cell, off the walls.
         mito_px = np.empty(0, np.int64)
@@ -662,7 +694,7 @@ class _Renderer:
                 w = _wave_points(geo.warp_k, geo.warp_phase, geo.warp_amp, s, py, px)
                 py, px = qy - w[0], qx - w[1]
             which, pix = _disc_pixels(py, px, r, ny, nx)
-            near_wall = _dilate_cross(wall).reshape(-1)
+            near_wall = _dilate_cross(wall, out=self.buf("btmp", (ny, nx), bool)).reshape(-1)
             ok = (cell.reshape(-1)[pix] == cid[which]) & ~near_wall[pix]
             mito_px = pix[ok]
             if len(mito_px):
@@ -671,34 +703,46 @@ class _Renderer:
                 cristae = np.sin(0.9 * (yy + xx).astype(np.float32) + np.float32(phase))
                 flat[mito_px] = it["mito"] + tx["mito"] * (0.6 * cristae + grain.reshape(-1)[mito_px])
         # Membranes: dark lines centred on the walls, a little wider than the label.
-        membrane = _blur2d(wall.astype(np.float32), _MEMBRANE_TAPS)
-        np.multiply(membrane, 1.6, out=membrane)
+        f1, f2, f3 = (self.buf(f"f{i}", (ny, nx)) for i in (1, 2, 3))
+        np.copyto(f1, wall)
+        membrane = _blur2d(f1, _MEMBRANE_TAPS, out=f2, tmp=f3, mid=self.buf("f4", (ny, nx)))
+        np.multiply(membrane, np.float32(1.6), out=membrane)
         np.clip(membrane, 0.0, 1.0, out=membrane)
-        image += membrane * (it["membrane"] - image)
+        np.subtract(np.float32(it["membrane"]), image, out=f1)
+        f1 *= membrane
+        image += f1
         if not want_labels:
-            return image, None, None
+            return None, None
         codes = np.full((ny, nx), CYTOPLASM, dtype=np.uint8).reshape(-1)
         if glia_px is not None:
             codes[glia_px] = GLIA
         codes[mito_px] = MITOCHONDRIA
         codes = codes.reshape(ny, nx)
         codes[wall] = BOUNDARY
-        return image, codes, cell
+        return codes, cell
 
     def textures(self, z: int):
-        """Fine and grain textures and shading shared by the sub-slices of returned slice ``z``."""
+        """Fine and grain textures and shading shared by the sub-slices of returned slice ``z``.
+
+        The texture noise is uniform (cheap to draw); blurred, it is close to Gaussian.
+        """
         p, geo, ny, nx = self.p, self.geo, self.ny, self.nx
         rng = _slice_rng(self.seed, p.name, 2_000_000 + z)
-        raw = _normal(rng, (ny, nx))
-        # The sub-slices of a section share one texture, scaled like the mean of independent ones.
-        scale = 1.0 / np.sqrt(p.z_factor)
-        fine = _blur2d(raw, _FINE_TAPS)
-        fine *= _FINE_GAIN * scale
-        grain = _blur2d(raw, _GRAIN_TAPS)
-        grain *= _GRAIN_GAIN * scale
+        raw = self.buf("raw", (ny, nx))
+        rng.random(dtype=np.float32, out=raw)
+        raw -= np.float32(0.5)
+        # Unit variance, and the sub-slices of a section share one texture, scaled like the mean
+        # of independent ones.
+        raw *= np.float32(np.sqrt(12.0 / p.z_factor))
+        tmp, mid = self.buf("t1", (ny, nx)), self.buf("t2", (ny, nx))
+        fine = _blur2d(raw, _FINE_TAPS, out=self.buf("fine", (ny, nx)), tmp=tmp, mid=mid)
+        fine *= np.float32(_FINE_GAIN)
+        grain = _blur2d(raw, _GRAIN_TAPS, out=self.buf("grain", (ny, nx)), tmp=tmp, mid=mid)
+        grain *= np.float32(_GRAIN_GAIN)
         s = z * p.z_factor + p.z_factor // 2
-        shade = 0.06 * _wave_grid(geo.tex_k, geo.tex_phase, geo.tex_amp[:, None], s,
-                                  np.arange(ny, dtype=np.float64), np.arange(nx, dtype=np.float64))[0]
+        shade = _wave_grid(geo.tex_k, geo.tex_phase, geo.tex_amp[:, None], s, self.ys, self.xs,
+                           out=self.buf("shade", (1, ny, nx)))[0]
+        shade *= np.float32(0.06)
         return fine, grain, shade
 
 
@@ -715,55 +759,66 @@ def _render_block(rend: _Renderer, z0: int, z1: int, cache: dict
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Clean image, codes and cell ids of returned slices ``z0:z1`` (float32, uint8, int64).
 
-    ``cache`` keeps rendered sub-slices between consecutive blocks (the z blur's halo).
+    ``cache`` keeps rendered sub-slices between consecutive blocks (the z blur's halo). The clean
+    image is a scratch buffer of ``rend``, overwritten by the next block.
     """
     p, ny, nx = rend.p, rend.ny, rend.nx
     k = p.z_factor
-    ztaps = _gauss_taps(p.psf_sigma[0]) if p.psf_sigma[0] > 0 else np.ones(1, np.float32)
+    ztaps = _gauss_taps(p.psf_sigma[0], truncate=3.0) if p.psf_sigma[0] > 0 else np.ones(1, np.float32)
     halo = len(ztaps) // 2
     subs = range(z0 * k - halo, z1 * k + halo)
+    first = subs[0]
+    stack = rend.buf("stack", (len(subs), ny, nx))
     centre = {z * k + k // 2: z for z in range(z0, z1)}
     tex: dict[int, tuple] = {}
-    images, codes, cells = {}, {}, {}
+    codes, cells = {}, {}
     for s in subs:
         want = s in centre
         if s in cache and not want:
-            images[s] = cache[s]
+            stack[s - first] = cache[s]
             continue
         z = s // k
         if z not in tex:
             tex = {z: rend.textures(z)}
-        images[s], c, cl = rend.sub_slice(s, *tex[z], want_labels=want)
+        c, cl = rend.sub_slice(s, *tex[z], want_labels=want, out=stack[s - first])
         if want:
             codes[s], cells[s] = c, cl
     cache.clear()
-    cache.update({s: images[s] for s in subs[len(subs) - 2 * halo:]} if halo else {})
-    out = np.empty((z1 - z0, ny, nx), np.float32)
+    cache.update({s: stack[s - first].copy() for s in subs[len(subs) - 2 * halo:]} if halo else {})
+    out = rend.buf("clean", (z1 - z0, ny, nx))
+    tmp = rend.buf("f1", (ny, nx))
     for i, z in enumerate(range(z0, z1)):
-        acc = np.zeros((ny, nx), np.float32)
+        acc = out[i]
+        acc[...] = 0.0
         for s in range(z * k, z * k + k):  # section thickness: the mean of z_factor sub-slices
             for j, w in enumerate(ztaps):
-                acc += (w / k) * images[s + j - halo]
-        out[i] = acc
+                np.multiply(stack[s + j - halo - first], np.float32(w / k), out=tmp)
+                acc += tmp
     if p.psf_sigma[1] > 0:
-        out = _blur2d(out, _gauss_taps(p.psf_sigma[1]))
+        shape = out.shape
+        out = _blur2d(out, _gauss_taps(p.psf_sigma[1], truncate=3.0), out=rend.buf("psf", shape),
+                      tmp=rend.buf("psf_tmp", shape), mid=rend.buf("psf_mid", shape))
     ks = sorted(centre)
     return out, np.stack([codes[s] for s in ks]), np.stack([cells[s] for s in ks]).astype(np.int64)
 
 
 def _acquire(p: DomainParams, image: np.ndarray, z0: int, gain: np.ndarray, offset: np.ndarray,
              seed: int) -> np.ndarray:
-    """Intensity curve, drift and noise of slices starting at ``z0``; returns uint8."""
-    out = np.clip(image, 0.0, 1.0)
+    """Intensity curve, drift and noise of slices starting at ``z0``, in place; returns uint8."""
+    out = np.clip(image, 0.0, 1.0, out=image)
     if p.gamma != 1.0:
         out **= np.float32(p.gamma)
     n = image.shape[0]
     out *= gain[z0:z0 + n, None, None].astype(np.float32)
     out += offset[z0:z0 + n, None, None].astype(np.float32)
+    noise = np.empty(out.shape[1:], np.float32)
     for i in range(n):
         rng = _slice_rng(seed, p.name, -1 - (z0 + i))  # distinct from the sub-slice streams
-        out[i] += np.float32(p.noise) * _normal(rng, out[i].shape)
-    out *= 255.0
+        np.take(_NORMAL, np.frombuffer(rng.bytes(2 * noise.size), np.uint16).reshape(noise.shape),
+                out=noise)
+        noise *= np.float32(p.noise)
+        out[i] += noise
+    out *= np.float32(255.0)
     np.rint(out, out=out)
     np.clip(out, 0, 255, out=out)
     return out.astype(np.uint8)
