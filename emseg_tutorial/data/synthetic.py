@@ -471,6 +471,7 @@ class _Renderer:
         self.weights = np.stack([(1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx],
                                 -1).reshape(g * g, 4)
         self._cand = None
+        self._k = 16
         self._buffers: dict = {}
 
     def buf(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
@@ -524,7 +525,7 @@ class _Renderer:
         move = np.max([np.sqrt(((geo.seeds(s)[self.small] - sp) ** 2).sum(1)) for s in subs], 0)
         tree = cKDTree(sp)
         centres = np.stack([cy, cx], 1)
-        kk = min(12, len(sp))
+        kk = min(self._k, len(sp))
         slack = float(move.max())
         dist, idx = tree.query(centres, k=kk)
         dist, idx = dist.reshape(len(cy), kk), idx.reshape(len(cy), kk)
@@ -538,6 +539,7 @@ class _Renderer:
             dist[short], idx[short] = d2.reshape(len(short), kk), i2.reshape(len(short), kk)
             short = short[dist[short, -1] <= need[short] + slack]
         keep = dist - move[idx] <= need[:, None]
+        self._k = max(8, int(np.percentile(keep.sum(1), 95)) + 4)  # initial list length next time
         # Valid candidates first, so the lists can be cut at the longest one.
         order = np.argsort(~keep, axis=1, kind="stable")
         keep = np.take_along_axis(keep, order, 1)
@@ -588,6 +590,59 @@ class _Renderer:
             lab = np.where(top >= 0, top, vor.reshape(-1)).reshape(nyn, nxn)
         return qy, qx, vor, lab
 
+    def _refine(self, by: np.ndarray, bx: np.ndarray, qy: np.ndarray, qx: np.ndarray,
+                vor: np.ndarray, lab: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        """Cell ids ``(m, g * g)`` of the pixels of the mixed blocks ``(by, bx)``."""
+        g = _G
+        cy = np.stack([by, by, by + 1, by + 1], 1)
+        cx = np.stack([bx, bx + 1, bx, bx + 1], 1)
+        py, px = qy[cy, cx], qx[cy, cx]  # (m, 4 corners)
+        ry, rx = py[:, :1], px[:, :1]  # relative coordinates keep float32 exact enough
+        py, px = (py - ry).astype(np.float32), (px - rx).astype(np.float32)
+        wt = self.weights.T.astype(np.float32)  # (4 corners, g * g pixels)
+        cand = vor[cy, cx].astype(np.int32)  # (m, 4 candidates)
+        first = cand[:, 0]
+        other = np.where(cand[:, 1] != first, cand[:, 1], np.where(cand[:, 2] != first, cand[:, 2], cand[:, 3]))
+        many = (cand != first[:, None]) & (cand != other[:, None])
+        # Squared distances at the corners, interpolated: the quadratic term |q|^2 is common to
+        # all seeds, so comparing these is comparing distances to the bilinear q. Blocks with
+        # two seeds need one difference; the few with more compare every corner's seed.
+
+        def dist2(ids, rows=slice(None)):
+            sy = (seeds[ids, 0, None] - ry[rows]).astype(np.float32)
+            sx = (seeds[ids, 1, None] - rx[rows]).astype(np.float32)
+            return (py[rows] - sy) ** 2 + (px[rows] - sx) ** 2
+
+        diff = (dist2(other) - dist2(first)) @ wt  # (m, g * g)
+        best = np.where(diff < 0, other[:, None], first[:, None])
+        rows = np.flatnonzero(many.any(1))
+        if len(rows):
+            besth = dist2(cand[rows, 0], rows) @ wt
+            sub = np.repeat(cand[rows, :1], g * g, 1)
+            for c in range(1, 4):
+                h = dist2(cand[rows, c], rows) @ wt
+                closer = h < besth
+                np.copyto(besth, h, where=closer)
+                np.copyto(sub, cand[rows, c, None], where=closer)
+            best[rows] = sub
+        corner_lab = lab[cy, cx].astype(np.int32)
+        if len(self.dend):
+            isd = self.geo.radius[corner_lab] > 0
+            rows = np.flatnonzero(isd.any(1))
+            if len(rows):
+                cl, dy_, dx_ = corner_lab[rows], py[rows], px[rows]
+                top = np.full((len(rows), g * g), -1, np.int32)
+                for c in range(4):
+                    lc = cl[:, c]
+                    r2 = (self.geo.radius[lc] ** 2)[:, None]
+                    ey = (seeds[lc, 0, None] - ry[rows]).astype(np.float32)
+                    ex = (seeds[lc, 1, None] - rx[rows]).astype(np.float32)
+                    e = ((dy_ - ey) ** 2 + (dx_ - ex) ** 2 - r2) @ wt
+                    hit = (e <= 0) & isd[rows, c, None] & (lc[:, None] > top)
+                    np.copyto(top, lc[:, None], where=hit)
+                best[rows] = np.where(top >= 0, top, best[rows])
+        return best
+
     def cells(self, s: int, seeds: np.ndarray, keep: bool = True) -> np.ndarray:
         """Cell id (int32) of every pixel of sub-slice ``s``.
 
@@ -607,53 +662,7 @@ class _Renderer:
         cell[...] = l00[:, None, :, None]
         by, bx = np.nonzero((l00 != l01) | (l00 != l10) | (l00 != l11))
         if len(by):
-            cy = np.stack([by, by, by + 1, by + 1], 1)
-            cx = np.stack([bx, bx + 1, bx, bx + 1], 1)
-            py, px = qy[cy, cx], qx[cy, cx]  # (m, 4 corners)
-            ry, rx = py[:, :1], px[:, :1]  # relative coordinates keep float32 exact enough
-            py, px = (py - ry).astype(np.float32), (px - rx).astype(np.float32)
-            wt = self.weights.T.astype(np.float32)  # (4 corners, g * g pixels)
-            cand = vor[cy, cx]  # (m, 4 candidates)
-            first = cand[:, 0]
-            other = np.where(cand[:, 1] != first, cand[:, 1], np.where(cand[:, 2] != first, cand[:, 2], cand[:, 3]))
-            many = (cand != first[:, None]) & (cand != other[:, None])
-            # Squared distances at the corners, interpolated: the quadratic term |q|^2 is common to
-            # all seeds, so comparing these is comparing distances to the bilinear q. Blocks with
-            # two seeds need one difference; the few with more compare every corner's seed.
-
-            def dist2(ids, rows=slice(None)):
-                sy = (seeds[ids, 0, None] - ry[rows]).astype(np.float32)
-                sx = (seeds[ids, 1, None] - rx[rows]).astype(np.float32)
-                return (py[rows] - sy) ** 2 + (px[rows] - sx) ** 2
-
-            diff = (dist2(other) - dist2(first)) @ wt  # (m, g * g)
-            best = np.where(diff < 0, other[:, None], first[:, None])
-            rows = np.flatnonzero(many.any(1))
-            if len(rows):
-                besth = dist2(cand[rows, 0], rows) @ wt
-                sub = np.repeat(cand[rows, :1], g * g, 1)
-                for c in range(1, 4):
-                    h = dist2(cand[rows, c], rows) @ wt
-                    closer = h < besth
-                    np.copyto(besth, h, where=closer)
-                    np.copyto(sub, cand[rows, c, None], where=closer)
-                best[rows] = sub
-            corner_lab = lab[cy, cx]
-            if len(self.dend):
-                isd = self.geo.radius[corner_lab] > 0
-                rows = np.flatnonzero(isd.any(1))
-                if len(rows):
-                    cl, dy_, dx_ = corner_lab[rows], py[rows], px[rows]
-                    top = np.full((len(rows), g * g), -1, np.int64)
-                    for c in range(4):
-                        lc = cl[:, c]
-                        r2 = (self.geo.radius[lc] ** 2)[:, None]
-                        ey = (seeds[lc, 0, None] - ry[rows]).astype(np.float32)
-                        ex = (seeds[lc, 1, None] - rx[rows]).astype(np.float32)
-                        e = ((dy_ - ey) ** 2 + (dx_ - ex) ** 2 - r2) @ wt
-                        hit = (e <= 0) & isd[rows, c, None] & (lc[:, None] > top)
-                        np.copyto(top, lc[:, None], where=hit)
-                    best[rows] = np.where(top >= 0, top, best[rows])
+            best = self._refine(by, bx, qy, qx, vor, lab, seeds)
             cell[by, :, bx, :] = best.reshape(-1, g, g)
         return cell.reshape(nby * g, nbx * g)[:self.ny, :self.nx]
 
