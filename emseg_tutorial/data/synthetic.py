@@ -546,7 +546,8 @@ class _Renderer:
         cy, cx = ty.mean(1), tx.mean(1)
         rad = np.sqrt(((ty - cy[:, None]) ** 2 + (tx - cx[:, None]) ** 2).max(1))
         if not len(self.small):
-            cand = (cy, cx, np.zeros((len(cy), 0), np.int64), np.zeros((len(cy), 0), bool), disp)
+            cand = (cy, cx, np.zeros((len(cy), 0), np.int64), np.zeros((len(cy), 0), bool), disp,
+                    np.arange(len(cy)), np.zeros(0, np.int64))
             self._cand = (grp, cand)
             return cand
         sp = geo.seeds(sc)[self.small]
@@ -572,15 +573,18 @@ class _Renderer:
         order = np.argsort(~keep, axis=1, kind="stable")
         keep = np.take_along_axis(keep, order, 1)
         idx = np.take_along_axis(idx, order, 1)
-        kmax = int(keep.sum(1).max())
-        cand = (cy, cx, idx[:, :kmax], keep[:, :kmax], disp)
+        count = keep.sum(1)
+        kmax = int(count.max())
+        perm = np.argsort(-count, kind="stable")
+        longer = (count[:, None] > np.arange(kmax)).sum(0)  # tiles with more than j candidates
+        cand = (cy, cx, idx[:, :kmax], keep[:, :kmax], disp, perm, longer)
         self._cand = (grp, cand)
         return cand
 
     def _nodes(self, s: int, seeds: np.ndarray):
         """Displaced node positions, nearest ordinary seed and label (with dendrites) of every node."""
         geo = self.geo
-        cy, cx, idx, keep, disp = self._candidates(self._group(s))
+        cy, cx, idx, keep, disp = self._candidates(self._group(s))[:5]
         d = disp[s]
         qy = self.node_y[:, None] + d[0]
         qx = self.node_x[None, :] + d[1]
@@ -588,18 +592,24 @@ class _Renderer:
         vor = np.zeros((nyn, nxn), np.int64)
         if len(self.small):
             sp = seeds[self.small]
+            # Tiles in decreasing order of list length: candidate j is then a prefix of them.
+            perm, longer = self._cand[1][5], self._cand[1][6]
+            cy, cx, idx, keep = cy[perm], cx[perm], idx[perm], keep[perm]
             # Coordinates relative to the tile centre keep float32 exact enough.
-            ry = (self._tile_view(qy) - cy[:, None]).astype(np.float32)
-            rx = (self._tile_view(qx) - cx[:, None]).astype(np.float32)
-            oy = np.where(keep, sp[idx, 0] - cy[:, None], 1e6).astype(np.float32)
-            ox = np.where(keep, sp[idx, 1] - cx[:, None], 1e6).astype(np.float32)
+            ry = (self._tile_view(qy)[perm] - cy[:, None]).astype(np.float32)
+            rx = (self._tile_view(qx)[perm] - cx[:, None]).astype(np.float32)
+            oy = (sp[idx, 0] - cy[:, None]).astype(np.float32)
+            ox = (sp[idx, 1] - cx[:, None]).astype(np.float32)
             best = np.full(ry.shape, np.inf, np.float32)
-            arg = np.zeros(ry.shape, np.int64)
+            arg_sorted = np.zeros(ry.shape, np.int64)
             for j in range(idx.shape[1]):
-                dd = (ry - oy[:, j, None]) ** 2 + (rx - ox[:, j, None]) ** 2
-                closer = dd < best
-                np.copyto(best, dd, where=closer)
-                np.copyto(arg, idx[:, j, None], where=closer)
+                n = longer[j]
+                dd = (ry[:n] - oy[:n, j, None]) ** 2 + (rx[:n] - ox[:n, j, None]) ** 2
+                closer = dd < best[:n]
+                np.copyto(best[:n], dd, where=closer)
+                np.copyto(arg_sorted[:n], idx[:n, j, None], where=closer)
+            arg = np.empty_like(arg_sorted)
+            arg[perm] = arg_sorted
             t = _TILE
             vor = (self.small[arg].reshape(nyn // t, nxn // t, t, t).transpose(0, 2, 1, 3)
                    .reshape(nyn, nxn))
