@@ -758,7 +758,7 @@ class _Renderer:
         flat = image.reshape(-1)
         glia_px = None
         if geo.glia.any():
-            glia_px = np.flatnonzero(np.take(geo.glia, cell, out=self.buf("btmp", (ny, nx), bool)))
+            glia_px = np.flatnonzero(np.take(geo.glia, cell, out=self.buf("btmp", (ny, nx), bool), mode="clip"))
             flat[glia_px] = shade.reshape(-1)[glia_px] + it["glia"] + tx["glia"] * grain.reshape(-1)[glia_px]
         # Mitochondria: discs in displaced coordinates, inside their own cell, off the walls.
         mito_px = np.empty(0, np.int64)
@@ -790,7 +790,7 @@ class _Renderer:
         # min(1.6 * blur(wall), 1) with a 3-tap kernel, looked up from 3 x 3 wall counts.
         f1 = self.buf("f1", (ny, nx))
         index = _membrane_index(wall, self.buf("u1", (ny, nx), np.uint8), self.buf("u2", (ny, nx), np.uint8))
-        membrane = np.take(_MEMBRANE_LUT, index, out=self.buf("f2", (ny, nx)))
+        membrane = np.take(_MEMBRANE_LUT, index, out=self.buf("f2", (ny, nx)), mode="clip")
         np.subtract(np.float32(it["membrane"]), image, out=f1)
         f1 *= membrane
         image += f1
@@ -898,7 +898,7 @@ def _acquire(p: DomainParams, image: np.ndarray, z0: int, gain: np.ndarray, offs
     for i in range(n):
         rng = _slice_rng(seed, p.name, -1 - (z0 + i))  # distinct from the sub-slice streams
         np.take(_NORMAL, np.frombuffer(rng.bytes(2 * noise.size), np.uint16).reshape(noise.shape),
-                out=noise)
+                out=noise, mode="clip")
         noise *= np.float32(p.noise)
         out[i] += noise
     out *= np.float32(255.0)
