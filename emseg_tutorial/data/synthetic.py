@@ -705,16 +705,20 @@ class _Renderer:
             isd = self.geo.radius[corner_lab] > 0
             rows = np.flatnonzero(isd.any(1))
             if len(rows):
-                cl, dy_, dx_ = corner_lab[rows], py[rows], px[rows]
+                # Each dendrite of a block's corners once, in increasing id (later ones on top).
+                cl = np.where(isd[rows], corner_lab[rows], -1)
+                cl.sort(1)
                 top = np.full((len(rows), g * g), -1, np.int32)
                 for c in range(4):
-                    lc = cl[:, c]
+                    sel = np.flatnonzero((cl[:, c] >= 0) & ((cl[:, c] != cl[:, c - 1]) if c else True))
+                    if not len(sel):
+                        continue
+                    lc, rr = cl[sel, c], rows[sel]
                     r2 = (self.geo.radius[lc] ** 2)[:, None]
-                    ey = (seeds[lc, 0, None] - ry[rows]).astype(np.float32)
-                    ex = (seeds[lc, 1, None] - rx[rows]).astype(np.float32)
-                    e = ((dy_ - ey) ** 2 + (dx_ - ex) ** 2 - r2) @ wt
-                    hit = (e <= 0) & isd[rows, c, None] & (lc[:, None] > top)
-                    np.copyto(top, lc[:, None], where=hit)
+                    ey = (seeds[lc, 0, None] - ry[rr]).astype(np.float32)
+                    ex = (seeds[lc, 1, None] - rx[rr]).astype(np.float32)
+                    e = ((py[rr] - ey) ** 2 + (px[rr] - ex) ** 2 - r2) @ wt
+                    top[sel] = np.where(e <= 0, lc[:, None], top[sel])
                 best[rows] = np.where(top >= 0, top, best[rows])
         return best
 
@@ -871,12 +875,24 @@ def _render_block(rend: _Renderer, z0: int, z1: int, cache: dict
     out = rend.buf("clean", (z1 - z0, ny, nx))
     tmp = rend.buf("f1", (ny, nx))
     for i, z in enumerate(range(z0, z1)):
-        acc = out[i]
-        acc[...] = 0.0
-        for s in range(z * k, z * k + k):  # section thickness: the mean of z_factor sub-slices
+        # Section thickness (the mean of z_factor sub-slices) after the z blur: one weight per
+        # sub-slice; sub-slices of equal weight are summed first, then scaled once.
+        weight: dict[int, float] = {}
+        for s in range(z * k, z * k + k):
             for j, w in enumerate(ztaps):
-                np.multiply(stack[s + j - halo - first], np.float32(w / k), out=tmp)
-                acc += tmp
+                weight[s + j - halo] = weight.get(s + j - halo, 0.0) + float(w) / k
+        groups: dict[float, list[int]] = {}
+        for s, w in weight.items():
+            groups.setdefault(round(w, 12), []).append(s - first)
+        acc = out[i]
+        for n, (w, members) in enumerate(groups.items()):
+            part = acc if n == 0 else tmp
+            np.copyto(part, stack[members[0]])
+            for m in members[1:]:
+                part += stack[m]
+            part *= np.float32(w)
+            if n:
+                acc += part
     if p.psf_sigma[1] > 0:
         shape = out.shape
         out = _blur2d(out, _gauss_taps(p.psf_sigma[1], truncate=3.0), out=rend.buf("psf", shape),
@@ -887,21 +903,23 @@ def _render_block(rend: _Renderer, z0: int, z1: int, cache: dict
 
 def _acquire(p: DomainParams, image: np.ndarray, z0: int, gain: np.ndarray, offset: np.ndarray,
              seed: int) -> np.ndarray:
-    """Intensity curve, drift and noise of slices starting at ``z0``, in place; returns uint8."""
+    """Intensity curve, drift and noise of slices starting at ``z0``, in place; returns uint8.
+
+    Computes ``255 * (offset + gain * clip(image, 0, 1) ** gamma + noise * N(0, 1))``, rounded.
+    """
     out = np.clip(image, 0.0, 1.0, out=image)
     if p.gamma != 1.0:
         out **= np.float32(p.gamma)
     n = image.shape[0]
-    out *= gain[z0:z0 + n, None, None].astype(np.float32)
-    out += offset[z0:z0 + n, None, None].astype(np.float32)
+    out *= (255.0 * gain[z0:z0 + n, None, None]).astype(np.float32)
+    out += (255.0 * offset[z0:z0 + n, None, None]).astype(np.float32)
     noise = np.empty(out.shape[1:], np.float32)
+    table = _NORMAL * np.float32(255.0 * p.noise)
     for i in range(n):
         rng = _slice_rng(seed, p.name, -1 - (z0 + i))  # distinct from the sub-slice streams
-        np.take(_NORMAL, np.frombuffer(rng.bytes(2 * noise.size), np.uint16).reshape(noise.shape),
+        np.take(table, np.frombuffer(rng.bytes(2 * noise.size), np.uint16).reshape(noise.shape),
                 out=noise, mode="clip")
-        noise *= np.float32(p.noise)
         out[i] += noise
-    out *= np.float32(255.0)
     np.rint(out, out=out)
     np.clip(out, 0, 255, out=out)
     return out.astype(np.uint8)
