@@ -746,6 +746,30 @@ class _Renderer:
         return cell.reshape(nby * g, nbx * g)[:self.ny, :self.nx]
 
     # -- one sub-slice -------------------------------------------------------------------
+    def _mito(self, s: int, seeds: np.ndarray, cell: np.ndarray, wall: np.ndarray) -> np.ndarray:
+        """Flat indices of the mitochondrion pixels of sub-slice ``s``."""
+        geo, ny, nx = self.geo, self.ny, self.nx
+        m = geo.mito
+        active = np.flatnonzero(np.abs(m[:, 1] - s) < m[:, 2])
+        if not len(active):
+            return np.empty(0, np.int64)
+        m = m[active]
+        r = m[:, 3] * np.sqrt(np.maximum(1.0 - ((s - m[:, 1]) / m[:, 2]) ** 2, 0.0))
+        ok = r >= 1.0
+        m, r = m[ok], r[ok]
+        cid = m[:, 0].astype(np.int64)
+        qy = seeds[cid, 0] + m[:, 4]
+        qx = seeds[cid, 1] + m[:, 5]
+        # The pixel whose displaced position is the centre: p = q - warp(p), two fixed-point steps.
+        py, px = qy, qx
+        for _ in range(2):
+            w = _wave_points(geo.warp_k, geo.warp_phase, geo.warp_amp, s, py, px)
+            py, px = qy - w[0], qx - w[1]
+        which, pix = _disc_pixels(py, px, r, ny, nx)
+        near_wall = _dilate_cross(wall, out=self.buf("btmp", (ny, nx), bool)).reshape(-1)
+        ok = (cell.reshape(-1)[pix] == cid[which]) & ~near_wall[pix]
+        return pix[ok]
+
     def sub_slice(self, s: int, fine: np.ndarray, grain: np.ndarray, shade: np.ndarray,
                   want_labels: bool, out: np.ndarray):
         """Render sub-slice ``s``: clean image into ``out`` (float32), codes and cell ids if asked."""
@@ -765,31 +789,12 @@ class _Renderer:
             glia_px = np.flatnonzero(np.take(geo.glia, cell, out=self.buf("btmp", (ny, nx), bool), mode="clip"))
             flat[glia_px] = shade.reshape(-1)[glia_px] + it["glia"] + tx["glia"] * grain.reshape(-1)[glia_px]
         # Mitochondria: discs in displaced coordinates, inside their own cell, off the walls.
-        mito_px = np.empty(0, np.int64)
-        m = geo.mito
-        active = np.flatnonzero(np.abs(m[:, 1] - s) < m[:, 2])
-        if len(active):
-            m = m[active]
-            r = m[:, 3] * np.sqrt(np.maximum(1.0 - ((s - m[:, 1]) / m[:, 2]) ** 2, 0.0))
-            cid = m[:, 0].astype(np.int64)
-            ok = r >= 1.0
-            m, r, cid = m[ok], r[ok], cid[ok]
-            qy = seeds[cid, 0] + m[:, 4]
-            qx = seeds[cid, 1] + m[:, 5]
-            # The pixel whose displaced position is the centre: p = q - warp(p), two fixed-point steps.
-            py, px = qy, qx
-            for _ in range(2):
-                w = _wave_points(geo.warp_k, geo.warp_phase, geo.warp_amp, s, py, px)
-                py, px = qy - w[0], qx - w[1]
-            which, pix = _disc_pixels(py, px, r, ny, nx)
-            near_wall = _dilate_cross(wall, out=self.buf("btmp", (ny, nx), bool)).reshape(-1)
-            ok = (cell.reshape(-1)[pix] == cid[which]) & ~near_wall[pix]
-            mito_px = pix[ok]
-            if len(mito_px):
-                phase = _slice_rng(self.seed, p.name, s).uniform(0, 2 * np.pi)
-                yy, xx = np.divmod(mito_px, nx)
-                cristae = np.sin(0.9 * (yy + xx).astype(np.float32) + np.float32(phase))
-                flat[mito_px] = it["mito"] + tx["mito"] * (0.6 * cristae + grain.reshape(-1)[mito_px])
+        mito_px = self._mito(s, seeds, cell, wall)
+        if len(mito_px):
+            phase = _slice_rng(self.seed, p.name, s).uniform(0, 2 * np.pi)
+            yy, xx = np.divmod(mito_px, nx)
+            cristae = np.sin(np.float32(0.9) * (yy + xx).astype(np.float32) + np.float32(phase))
+            flat[mito_px] = it["mito"] + tx["mito"] * (0.6 * cristae + grain.reshape(-1)[mito_px])
         # Membranes: dark lines centred on the walls, a little wider than the label:
         # min(1.6 * blur(wall), 1) with a 3-tap kernel, looked up from 3 x 3 wall counts.
         f1 = self.buf("f1", (ny, nx))
