@@ -847,8 +847,8 @@ def _smooth_walk(rng: np.random.Generator, n: int, step: float) -> np.ndarray:
     return ndi.gaussian_filter1d(walk - walk.mean(), 1.0, mode="nearest") if n > 1 else walk * 0
 
 
-def _render_block(rend: _Renderer, z0: int, z1: int, cache: dict
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _render_block(rend: _Renderer, z0: int, z1: int, cache: dict, with_cells: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Clean image, codes and cell ids of returned slices ``z0:z1`` (float32, uint8, int64).
 
     ``cache`` keeps rendered sub-slices between consecutive blocks (the z blur's halo). The clean
@@ -903,7 +903,8 @@ def _render_block(rend: _Renderer, z0: int, z1: int, cache: dict
         out = _blur2d(out, _gauss_taps(p.psf_sigma[1], truncate=3.0), out=rend.buf("psf", shape),
                       tmp=rend.buf("psf_tmp", shape), mid=rend.buf("psf_mid", shape))
     ks = sorted(centre)
-    return out, np.stack([codes[s] for s in ks]), np.stack([cells[s] for s in ks]).astype(np.int64)
+    cells_out = np.stack([cells[s] for s in ks]).astype(np.int64) if with_cells else None
+    return out, np.stack([codes[s] for s in ks]), cells_out
 
 
 def _acquire(p: DomainParams, image: np.ndarray, z0: int, gain: np.ndarray, offset: np.ndarray,
@@ -989,6 +990,11 @@ def iter_blocks(domain: str, shape, seed: int = 0, block: int = 16
     cells : ndarray of int64, (B, Y, X)
         Cell (neurite) id of every pixel, for instance metrics.
     """
+    return _blocks(domain, shape, seed, block, with_cells=True)
+
+
+def _blocks(domain: str, shape, seed: int, block: int, with_cells: bool):
+    """:func:`iter_blocks`; without ``with_cells`` the cells are not assembled (None)."""
     p = domain_params(domain)
     shape = _check_shape(shape)
     if block < 1:
@@ -1004,11 +1010,14 @@ def iter_blocks(domain: str, shape, seed: int = 0, block: int = 16
     cache: dict = {}
     for z0 in range(0, nz, block):
         z1 = min(z0 + block, nz)
-        clean, codes, cells = _render_block(rend, z0, z1, cache)
+        clean, codes, cells = _render_block(rend, z0, z1, cache, with_cells)
         image = _acquire(p, clean, z0, gain, offset, seed)
+        arrays = (image, codes, cells) if with_cells else (image, codes)
         for i in range(z1 - z0):
             dy, dx = shifts[z0 + i]
-            image[i], codes[i], cells[i] = (_shift(a[i], dy, dx) for a in (image, codes, cells))
+            if dy or dx:
+                for a in arrays:
+                    a[i] = _shift(a[i], dy, dx)
         yield z0, image, codes, cells
 
 
@@ -1045,7 +1054,7 @@ def make_volume(domain: str, shape=(32, 256, 256), seed: int = 0, *, with_cells:
     image = np.empty(shape, np.uint8)
     labels = np.empty(shape, np.uint8)
     cells = np.empty(shape, np.int64) if with_cells else None
-    blocks = progress_bar(iter_blocks(domain, shape, seed), total=-(-shape[0] // 16), desc=f"synth {domain}",
+    blocks = progress_bar(_blocks(domain, shape, seed, 16, with_cells), total=-(-shape[0] // 16), desc=f"synth {domain}",
                           unit="block", enabled=progress)
     for z0, im, lab, cel in blocks:
         image[z0:z0 + len(im)] = im
