@@ -667,15 +667,16 @@ class _Renderer:
 
     def _refine(self, by: np.ndarray, bx: np.ndarray, qy: np.ndarray, qx: np.ndarray,
                 vor: np.ndarray, lab: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-        """Cell ids ``(m, g * g)`` of the pixels of the mixed blocks ``(by, bx)``."""
+        """Cell ids ``(m, g * g)`` of the pixels of the mixed blocks ``(by, bx)`` (contiguous node arrays)."""
         g = _G
-        cy = np.stack([by, by, by + 1, by + 1], 1)
-        cx = np.stack([bx, bx + 1, bx, bx + 1], 1)
-        py, px = qy[cy, cx], qx[cy, cx]  # (m, 4 corners)
+        w = qy.shape[1]
+        f = (by * w + bx)[:, None] + np.array([0, 1, w, w + 1])  # flat index of the 4 corners
+        py = np.take(qy.reshape(-1), f, mode="clip")  # (m, 4 corners)
+        px = np.take(qx.reshape(-1), f, mode="clip")
         ry, rx = py[:, :1], px[:, :1]  # relative coordinates keep float32 exact enough
         py, px = (py - ry).astype(np.float32), (px - rx).astype(np.float32)
         wt = self.weights.T.astype(np.float32)  # (4 corners, g * g pixels)
-        cand = vor[cy, cx].astype(np.int32)  # (m, 4 candidates)
+        cand = np.take(vor.reshape(-1), f, mode="clip").astype(np.int32)  # (m, 4 candidates)
         first = cand[:, 0]
         other = np.where(cand[:, 1] != first, cand[:, 1], np.where(cand[:, 2] != first, cand[:, 2], cand[:, 3]))
         many = (cand != first[:, None]) & (cand != other[:, None])
@@ -700,7 +701,7 @@ class _Renderer:
                 np.copyto(besth, h, where=closer)
                 np.copyto(sub, cand[rows, c, None], where=closer)
             best[rows] = sub
-        corner_lab = lab[cy, cx].astype(np.int32)
+        corner_lab = np.take(lab.reshape(-1), f, mode="clip").astype(np.int32)
         if len(self.dend):
             isd = self.geo.radius[corner_lab] > 0
             rows = np.flatnonzero(isd.any(1))
@@ -732,10 +733,9 @@ class _Renderer:
         nodes' seeds, with ``q`` interpolated bilinearly inside the block.
         """
         g, nby, nbx = _G, self.nby, self.nbx
-        qy, qx, vor, lab = self._nodes(s, seeds)
-        qy, qx = qy[:nby + 1, :nbx + 1], qx[:nby + 1, :nbx + 1]
-        vor, lab = vor[:nby + 1, :nbx + 1], lab[:nby + 1, :nbx + 1]
-        l00, l01, l10, l11 = lab[:-1, :-1], lab[:-1, 1:], lab[1:, :-1], lab[1:, 1:]
+        qy, qx, vor, lab = self._nodes(s, seeds)  # node arrays, at least (nby + 1, nbx + 1)
+        l00, l01 = lab[:nby, :nbx], lab[:nby, 1:nbx + 1]
+        l10, l11 = lab[1:nby + 1, :nbx], lab[1:nby + 1, 1:nbx + 1]
         shape = (nby, g, nbx, g)
         cell = np.empty(shape, np.int32) if keep else self.buf("cells", shape, np.int32)
         cell[...] = l00[:, None, :, None]
