@@ -684,9 +684,11 @@ class _Renderer:
         # all seeds, so comparing these is comparing distances to the bilinear q. Blocks with
         # two seeds need one difference; the few with more compare every corner's seed.
 
+        seed_y, seed_x = np.ascontiguousarray(seeds[:, 0]), np.ascontiguousarray(seeds[:, 1])
+
         def dist2(ids, rows=slice(None)):
-            sy = (seeds[ids, 0, None] - ry[rows]).astype(np.float32)
-            sx = (seeds[ids, 1, None] - rx[rows]).astype(np.float32)
+            sy = (np.take(seed_y, ids, mode="clip")[:, None] - ry[rows]).astype(np.float32)
+            sx = (np.take(seed_x, ids, mode="clip")[:, None] - rx[rows]).astype(np.float32)
             return (py[rows] - sy) ** 2 + (px[rows] - sx) ** 2
 
         diff = (dist2(other) - dist2(first)) @ wt  # (m, g * g)
@@ -742,7 +744,9 @@ class _Renderer:
         by, bx = np.nonzero((l00 != l01) | (l00 != l10) | (l00 != l11))
         if len(by):
             best = self._refine(by, bx, qy, qx, vor, lab, seeds)
-            cell[by, :, bx, :] = best.reshape(-1, g, g)
+            # Flat positions of the blocks' pixels in the (nby, g, nbx, g) layout.
+            offsets = (np.arange(g)[:, None] * (nbx * g) + np.arange(g)).ravel()
+            np.put(cell, (by * (g * nbx * g) + bx * g)[:, None] + offsets, best, mode="clip")
         return cell.reshape(nby * g, nbx * g)[:self.ny, :self.nx]
 
     # -- one sub-slice -------------------------------------------------------------------
