@@ -856,12 +856,15 @@ def _render_block(rend: _Renderer, z0: int, z1: int, cache: dict, with_cells: bo
     """Clean image, codes and cell ids of returned slices ``z0:z1`` (float32, uint8, int64).
 
     ``cache`` keeps rendered sub-slices between consecutive blocks (the z blur's halo). The clean
-    image is a scratch buffer of ``rend``, overwritten by the next block.
+    image is a scratch buffer of ``rend``, overwritten by the next block. Without a z blur the
+    sub-slices of a section are summed as they are rendered (memory: the block and two slices).
     """
     p, ny, nx = rend.p, rend.ny, rend.nx
     k = p.z_factor
     ztaps = _gauss_taps(p.psf_sigma[0], truncate=3.0) if p.psf_sigma[0] > 0 else np.ones(1, np.float32)
     halo = len(ztaps) // 2
+    if halo == 0:
+        return _render_sections(rend, z0, z1, with_cells)
     subs = range(z0 * k - halo, z1 * k + halo)
     first = subs[0]
     stack = rend.buf("stack", (len(subs), ny, nx))
@@ -902,13 +905,44 @@ def _render_block(rend: _Renderer, z0: int, z1: int, cache: dict, with_cells: bo
             part *= np.float32(w)
             if n:
                 acc += part
-    if p.psf_sigma[1] > 0:
-        shape = out.shape
-        out = _blur2d(out, _gauss_taps(p.psf_sigma[1], truncate=3.0), out=rend.buf("psf", shape),
-                      tmp=rend.buf("psf_tmp", shape), mid=rend.buf("psf_mid", shape))
+    _psf(rend, out)
     ks = sorted(centre)
     cells_out = np.stack([cells[s] for s in ks]).astype(np.int64) if with_cells else None
     return out, np.stack([codes[s] for s in ks]), cells_out
+
+
+def _render_sections(rend: _Renderer, z0: int, z1: int, with_cells: bool):
+    """:func:`_render_block` without a z blur: each slice is the mean of its section's sub-slices."""
+    p, ny, nx = rend.p, rend.ny, rend.nx
+    k = p.z_factor
+    out = rend.buf("clean", (z1 - z0, ny, nx))
+    sub = rend.buf("sub", (ny, nx))
+    codes, cells = [], []
+    for i, z in enumerate(range(z0, z1)):
+        tex = rend.textures(z)
+        for s in range(z * k, z * k + k):
+            want = s == z * k + k // 2
+            c, cl = rend.sub_slice(s, *tex, want_labels=want, out=out[i] if s == z * k else sub)
+            if s > z * k:
+                out[i] += sub
+            if want:
+                codes.append(c)
+                cells.append(cl)
+        out[i] *= np.float32(1.0 / k)
+    _psf(rend, out)
+    return out, np.stack(codes), np.stack(cells).astype(np.int64) if with_cells else None
+
+
+def _psf(rend: _Renderer, image: np.ndarray) -> None:
+    """The microscope's xy blur, in place, slice by slice."""
+    sigma = rend.p.psf_sigma[1]
+    if sigma <= 0:
+        return
+    taps = _gauss_taps(sigma, truncate=3.0)
+    mid, tmp = rend.buf("psf_mid", image.shape[1:]), rend.buf("psf_tmp", image.shape[1:])
+    for sl in image:
+        _conv_axis(sl, taps, -2, out=mid, tmp=tmp)
+        _conv_axis(mid, taps, -1, out=sl, tmp=tmp)
 
 
 def _acquire(p: DomainParams, image: np.ndarray, z0: int, gain: np.ndarray, offset: np.ndarray,
