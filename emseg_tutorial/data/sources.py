@@ -7,7 +7,10 @@ synthetic twins) and read no environment variable themselves.
 
 ``synthetic`` (the default) makes the twins of :mod:`.synthetic`, sized by the
 preset: the *train* split uses ``preset.seed`` and the *test* split ``preset.seed + 1``, a
-volume no training step ever sees. ``real`` uses downloaded, checksummed datasets
+volume no training step ever sees. With a session, the twins are kept in its runs folder
+(:func:`twin_cache_path`, keyed on domain, shape, seed and
+:data:`~.synthetic.TWIN_VERSION`), so later chapters and runs load them instead of drawing
+them again. ``real`` uses downloaded, checksummed datasets
 (:mod:`.registry`, :mod:`.real`): the SNEMI3D train stack as target and, as source, your
 FIBSEM volume (``EMSEG_FIBSEM`` + ``EMSEG_FIBSEM_LABELS``) or the public 4-class VNC stack;
 there the first 75 % of the slices are the train split and the last 25 % the test split,
@@ -25,13 +28,18 @@ Examples
 from __future__ import annotations
 
 import os
+import zipfile
+from pathlib import Path
 from typing import Protocol, Union
+
+import numpy as np
 
 from ..presets import Preset
 from .errors import DataSourceError  # noqa: F401 (re-exported: the error load_domain raises)
+from .formats import atomic_write
 from .real import FIBSEM_ENV, fibsem_paths, load_real_domain
 from .registry import DATASETS, cache_dir
-from .synthetic import DOMAINS, make_volume
+from .synthetic import DOMAINS, TWIN_VERSION, domain_params, make_volume
 from .volume import Volume
 
 SPLITS = ("train", "test")
@@ -93,7 +101,61 @@ def load_domain(domain: str, settings: Settings, split: str = "train") -> Volume
         return load_real_domain(domain, preset, split, cache=settings.cache,
                                 fibsem=(settings.fibsem_image, settings.fibsem_labels))
     shape = preset.source_shape if domain == "fibsem" else preset.target_shape
-    return make_volume(domain, shape, seed=split_seed(preset, split))
+    seed = split_seed(preset, split)
+    runs = getattr(settings, "runs", None)
+    if runs is None:  # a bare preset: nowhere to keep the volume
+        return make_volume(domain, shape, seed=seed)
+    return cached_twin(domain, shape, seed, runs)
+
+
+def twin_cache_path(runs: str | os.PathLike, domain: str, shape, seed: int,
+                    version: int = TWIN_VERSION) -> Path:
+    """Where :func:`cached_twin` keeps a twin: ``<runs>/twins/<domain>-<Z>x<Y>x<X>-seed<seed>-v<version>.npz``.
+
+    Examples
+    --------
+    >>> twin_cache_path("runs", "snemi", (8, 64, 64), 1).as_posix()
+    'runs/twins/snemi-8x64x64-seed1-v2.npz'
+    """
+    z, y, x = (int(s) for s in shape)
+    return Path(runs) / "twins" / f"{domain}-{z}x{y}x{x}-seed{int(seed)}-v{int(version)}.npz"
+
+
+def _read_twin(path: Path, domain: str, shape, seed: int) -> Volume | None:
+    """The cached twin at ``path``, or None when it is missing, unreadable or not what it says."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            image, labels = f["image"], f["labels"]
+            version = int(f["version"])
+    except (OSError, KeyError, IndexError, ValueError, TypeError, AttributeError, EOFError,
+            zipfile.BadZipFile):
+        return None
+    if (version != TWIN_VERSION or image.shape != tuple(shape) or labels.shape != tuple(shape)
+            or image.dtype != np.uint8 or labels.dtype != np.uint8):
+        return None
+    return Volume(image=image, labels=labels, voxel_size=domain_params(domain).voxel_size,
+                  name=f"synthetic-{domain}-seed{int(seed)}")
+
+
+def cached_twin(domain: str, shape, seed: int, runs: str | os.PathLike) -> Volume:
+    """:func:`~.synthetic.make_volume` kept in ``runs``: loaded when cached, else made and saved.
+
+    The file (:func:`twin_cache_path`) is written atomically; one that cannot be read, or holds
+    something else (another shape, version or dtype), is made again and replaced.
+    """
+    path = twin_cache_path(runs, domain, shape, seed)
+    if path.exists():
+        vol = _read_twin(path, domain, shape, seed)
+        if vol is not None:
+            return vol
+    vol = make_volume(domain, shape, seed=seed)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, image=vol.image, labels=vol.labels, version=np.int64(TWIN_VERSION))
+
+    atomic_write(path, write)
+    return vol
 
 
 def load_pair(settings: Settings, split: str = "train") -> tuple[Volume, Volume]:
