@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from .adapt import ALL_METHODS, METHODS, run_method
+from .adapt.state import load_adaptation_state
 from .data.errors import VolumeError
 from .data.formats import (check_output_folder, check_outputs, check_pair, open_volume, read_image, read_labels,
                            read_volume, write_volume, write_volumes)
@@ -37,8 +38,9 @@ from .train import load_checkpoint, load_training_state, save_checkpoint, save_j
 from .weights import parse_weight_scheme
 
 PROG = "python -m emseg_tutorial"
-#: The resumable training state ``train`` keeps in its output folder.
+#: The resumable states ``train`` and ``adapt`` keep in their output folders.
 STATE_FILE = "state.pt"
+ADAPT_STATE_FILE = "adapt_state.pt"
 
 
 class UsageError(Exception):
@@ -250,7 +252,8 @@ def _fmt(value) -> str:
 def add_adapt(sub) -> None:
     p = sub.add_parser("adapt", help="adapt a boundary model to an unlabelled target volume (Experiment 3 and beyond)",
                        description="Unsupervised adaptation. Writes DIR/model.pt (adapted U-Net, config, history) and "
-                                   "DIR/history.json; adversarial methods also DIR/discriminator.pt, histmatch "
+                                   "DIR/history.json; trained methods keep DIR/adapt_state.pt (to continue: --resume "
+                                   "DIR), adversarial methods also write DIR/discriminator.pt, histmatch "
                                    "DIR/target_matched.tif (predict that file with DIR/model.pt). Methods: paper "
                                    "(the paper's Experiment 3), conditional-paper (its future work as written: (image, label map) "
                                    "discriminator, adversarial loss only), conditional (the same discriminator "
@@ -277,7 +280,10 @@ def add_adapt(sub) -> None:
                         "method: rank for conditional, raw for conditional-paper)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", help="output folder (default: the --resume folder)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the adaptation in DIR (its adapt_state.pt, written after every epoch) up to "
+                        "--epochs; the other settings must be the same")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -285,7 +291,12 @@ def run_adapt(args) -> None:
     session = _session(args)
     files = ["model.pt", "history.json"] + (["discriminator.pt"] if args.method in METHODS else []) \
         + (["target_matched.tif"] if args.method == "histmatch" else [])
-    out = check_output_folder(args.out, "--out", files,
+    if args.out is None and args.resume is None:
+        raise UsageError("adapt: give --out DIR (or --resume DIR to continue a run)")
+    if args.resume and args.method not in METHODS:
+        raise UsageError(f"--resume: method {args.method} runs in one pass; there is nothing to resume")
+    files += [ADAPT_STATE_FILE] if args.method in METHODS else []
+    out = check_output_folder(args.out or args.resume, "--out" if args.out else "--resume", files,
                               {"--model": args.model, "--source-labels": args.source_labels,
                                "--source-image": args.source_image, "--target-image": args.target_image,
                                "--eval-labels": args.eval_labels})
@@ -316,8 +327,11 @@ def run_adapt(args) -> None:
         config_dict = {"method": args.method, "device": str(session.device)}
     source = Volume(source_image if source_image is not None else np.zeros(labels.shape, np.uint8), labels,
                     name=args.source_labels)
+    trained = args.method in METHODS
+    resume = load_adaptation_state(Path(args.resume) / ADAPT_STATE_FILE) if args.resume else None
     run = run_method(args.method, model, source, target, config_kwargs=config_dict, target_eval=target_eval,
-                     progress=not args.quiet, target_name=args.target_image)
+                     progress=not args.quiet, target_name=args.target_image,
+                     checkpoint=out / ADAPT_STATE_FILE if trained else None, resume=resume)
     history = {"config": config_dict, "epochs": run.epochs, "seconds": run.seconds}
     written = [out / "model.pt", out / "history.json"]
     save_checkpoint(written[0], run.model, config={"adapt": config_dict, "source": ckpt["config"]}, history=history)

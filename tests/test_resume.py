@@ -85,3 +85,57 @@ def test_cli_train_resume(vol, tmp_path, monkeypatch, capsys):
     assert _same_weights(full, part) and ckpt["history"]["train"]["step"] == [1, 2, 3, 4]
     assert main(base + ["--steps", "4", "--resume", f"{tmp_path}/nowhere"]) == 2
     assert "no training state" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["paper", "conditional", "selftrain"])
+def test_adaptation_resumed_after_an_epoch_equals_an_uninterrupted_run(tmp_path, method):
+    from emseg_tutorial.adapt import AdaptConfig, adapt
+    from emseg_tutorial.adapt.state import load_adaptation_state
+    from emseg_tutorial.models import UNet2d
+
+    src, tgt = make_volume("fibsem", (6, 48, 48), seed=0), make_volume("snemi", (4, 48, 48), seed=1)
+    torch.manual_seed(0)
+    unet = UNet2d(out_channels=2, **TINY)
+
+    def run(epochs, **kw):
+        cfg = AdaptConfig(method=method, epochs=epochs, steps_per_epoch=2, batch_size=2, patch=32, mismatch_gap=2,
+                          discriminator={"width": 4, "depth": 2}, device="cpu")
+        return adapt(unet, src.labels, tgt.image, cfg, source_image=src.image, progress=False, **kw)
+
+    full = run(2)
+    state = tmp_path / "adapt_state.pt"
+    run(1, checkpoint=state)
+    assert load_adaptation_state(state)["epoch"] == 1
+    resumed = run(2, checkpoint=state, resume=load_adaptation_state(state))
+    assert _same_weights(resumed.model, full.model)
+    assert resumed.history["train"]["step"] == full.history["train"]["step"] == [1, 2, 3, 4]
+    for key in full.history["train"]:
+        assert resumed.history["train"][key] == full.history["train"][key], key
+    assert [e["epoch"] for e in resumed.history["epochs"]] == [0, 1, 2]
+    assert all((a == b).all() for a, b in zip(resumed.snapshots, full.snapshots))
+    with pytest.raises(ValueError, match="past epochs=1"):
+        run(1, resume=load_adaptation_state(state))
+
+
+def test_cli_adapt_resume(tmp_path, monkeypatch, capsys):
+    from emseg_tutorial.models import UNet2d
+    from emseg_tutorial.train import save_checkpoint
+
+    monkeypatch.setenv("EMSEG_PRESET", "ci")
+    src, tgt = make_volume("fibsem", (6, 48, 48), seed=0), make_volume("snemi", (4, 48, 48), seed=1)
+    for name, data in {"s.tif": src.image, "sl.tif": src.labels, "t.tif": tgt.image}.items():
+        write_volume(tmp_path / name, data)
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "m3.pt", UNet2d(out_channels=2, **TINY))
+    base = ["adapt", "--model", f"{tmp_path}/m3.pt", "--source-labels", f"{tmp_path}/sl.tif", "--source-image",
+            f"{tmp_path}/s.tif", "--target-image", f"{tmp_path}/t.tif", "--method", "paper", "--steps", "2",
+            "--device", "cpu", "--quiet"]
+    assert main(base + ["--epochs", "2", "--out", f"{tmp_path}/full"]) == 0, capsys.readouterr().err
+    assert main(base + ["--epochs", "1", "--out", f"{tmp_path}/part"]) == 0
+    assert main(base + ["--epochs", "2", "--resume", f"{tmp_path}/part"]) == 0, capsys.readouterr().err
+    full, _ = load_checkpoint(tmp_path / "full" / "model.pt")
+    part, ckpt = load_checkpoint(tmp_path / "part" / "model.pt")
+    assert _same_weights(full, part) and [e["epoch"] for e in ckpt["history"]["epochs"]] == [0, 1, 2]
+    one_shot = [a if a != "paper" else "adabn" for a in base]
+    assert main(one_shot + ["--resume", f"{tmp_path}/part"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err

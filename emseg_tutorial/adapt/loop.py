@@ -49,6 +49,7 @@ Examples
 from __future__ import annotations
 
 import copy
+import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -66,6 +67,7 @@ from ..models import PatchDiscriminator
 from ..progress import progress as progress_bar
 from ..weights import weight_map
 from .diagnostics import add_epoch, boundary_snapshot, epoch_report, new_history, source_boundary_prior
+from .state import restore, save_adaptation_state
 from .steps import STEPS, TRUTH_IS_REAL, StepContext, shortcut_probe
 
 #: methods trained by :func:`adapt` (AdaBN and histogram matching need no training loop)
@@ -239,8 +241,8 @@ def check_slice_size(volume: np.ndarray, name: str, config: AdaptConfig | None =
 def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.ndarray, config: AdaptConfig, *,
           source_image: np.ndarray | None = None, source_val: Volume | None = None,
           target_eval: Volume | None = None, snapshot_slice: int | None = None,
-          initial_report: dict | None = None, progress: bool = True, target_name: str = "target image"
-          ) -> AdaptResult:
+          initial_report: dict | None = None, progress: bool = True, target_name: str = "target image",
+          checkpoint: str | os.PathLike | None = None, resume: dict | None = None) -> AdaptResult:
     """Adapt a boundary U-Net (M3) to an unlabelled target volume.
 
     Parameters
@@ -266,6 +268,11 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     progress : bool
     target_name : str
         How messages name the target (its file, say).
+    checkpoint : path, optional
+        Where to write the run's resumable state after every epoch (:mod:`.state`).
+    resume : dict, optional
+        A state from :func:`.state.load_adaptation_state` of a run with the same settings
+        (``epochs`` aside): the run continues with the epoch after it.
 
     Raises
     ------
@@ -291,11 +298,15 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     z_snap = snap_volume.shape[0] // 2 if snapshot_slice is None else snapshot_slice
     report = lambda: epoch_report(ctx.model, target_image, source_prior, device, source_val,  # noqa: E731
                                   target_eval, config.report_stride)
-    snapshots = [boundary_snapshot(ctx.model, snap_volume, z_snap, device)]
-    history = new_history(config.to_dict(), initial_report if initial_report is not None else report(), z_snap)
-    start = time.perf_counter()
-    step_fn, step = STEPS[config.method], 0
-    for epoch in range(1, config.epochs + 1):
+    done, step = 0, 0
+    if resume is not None:
+        done, step, history, snapshots = restore(ctx, resume)
+    else:
+        snapshots = [boundary_snapshot(ctx.model, snap_volume, z_snap, device)]
+        history = new_history(config.to_dict(), initial_report if initial_report is not None else report(), z_snap)
+    start = time.perf_counter() - history.get("seconds", 0.0)
+    step_fn = STEPS[config.method]
+    for epoch in range(done + 1, config.epochs + 1):
         bar = progress_bar(range(config.steps_per_epoch), enabled=progress,
                            desc=f"adapt ({config.method}) epoch {epoch}/{config.epochs}")
         pending: dict[str, list[torch.Tensor]] = {}  # step statistics stay on the device until the epoch ends
@@ -317,6 +328,9 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
             bar.set_postfix(d_real=f"{row['d_acc_real']:.2f}", d_fake=f"{row['d_acc_fake']:.2f}")
         add_epoch(history, row)
         snapshots.append(boundary_snapshot(ctx.model, snap_volume, z_snap, device))
+        history["seconds"] = time.perf_counter() - start
+        if checkpoint is not None:
+            save_adaptation_state(checkpoint, ctx, epoch=epoch, step=step, history=history, snapshots=snapshots)
     history["seconds"] = time.perf_counter() - start
     def to_cpu(net: torch.nn.Module) -> torch.nn.Module:  # in the default layout (CUDA trains channels-last)
         return net.cpu().to(memory_format=torch.contiguous_format)

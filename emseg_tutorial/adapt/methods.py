@@ -30,6 +30,7 @@ Examples
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -95,13 +96,15 @@ def resolve(name: str) -> tuple[str, dict]:
 def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: np.ndarray, *,
                config_kwargs: dict, source_val: Volume | None = None, target_eval: Volume | None = None,
                initial_report: dict | None = None, snapshot_slice: int | None = None,
-               progress: bool = True, target_name: str = "target image") -> MethodRun:
+               progress: bool = True, target_name: str = "target image",
+               checkpoint: str | os.PathLike | None = None, resume: dict | None = None) -> MethodRun:
     """Adapt ``model`` with one method (or variant) and return its :class:`MethodRun`.
 
     ``config_kwargs`` are :class:`~emseg_tutorial.train.AdaptConfig` arguments (the variant's
     overrides win). ``adabn`` and ``histmatch`` ignore the training settings. A target whose
     slices are too small (:func:`~emseg_tutorial.adapt.loop.check_slice_size`; messages name
-    ``target_name``) is refused before any work.
+    ``target_name``) is refused before any work. ``checkpoint`` and ``resume`` make a trained
+    method's run resumable (see :func:`~.loop.adapt`); the one-shot methods have nothing to resume.
     """
     method, overrides = resolve(name)
     seed = config_kwargs.get("seed")
@@ -110,10 +113,13 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
         cfg = {**config_kwargs, **overrides, "method": method}
         res = adapt(model, source.labels, target_image, AdaptConfig(**cfg), source_image=source.image,
                     source_val=source_val, target_eval=target_eval, snapshot_slice=snapshot_slice,
-                    initial_report=initial_report, progress=progress, target_name=target_name)
+                    initial_report=initial_report, progress=progress, target_name=target_name,
+                    checkpoint=checkpoint, resume=resume)
         return MethodRun(name, seed, res.history["epochs"], res.snapshots, time.perf_counter() - start, res.model,
                          res.discriminator)
 
+    if resume is not None:
+        raise ValueError(f"{name} has no training to resume: it runs in one pass")
     check_slice_size(np.asarray(target_image), target_name)
     device = pick_device(config_kwargs.get("device"))
     stride = config_kwargs.get("report_stride", 1)

@@ -1,0 +1,124 @@
+"""Resumable adaptation: everything an adaptation run needs to continue after its last epoch.
+
+After every epoch :func:`~.loop.adapt` can write the run's state (the U-Net, the discriminator
+and the mean teacher, both optimisers and gradient scalers, every random stream, the history
+and the snapshots) atomically; a run given that state continues with the next epoch, and gives
+the same result as a run that was never interrupted (bit for bit on the CPU). It loads with
+``torch.load(..., weights_only=True)``, and it is also a checkpoint of the adapted U-Net
+(:func:`emseg_tutorial.train.load_checkpoint` reads it, e.g. to predict with a run cut short).
+
+Examples
+--------
+>>> import os, tempfile
+>>> load_adaptation_state(os.path.join(tempfile.mkdtemp(), "none.pt"))
+Traceback (most recent call last):
+...
+ValueError: ...none.pt: no adaptation state to resume from (no such file)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.formats import atomic_write
+from ..models import arch_of
+from .steps import StepContext
+
+KIND = "adaptation-state"
+#: Settings that may differ between a run and its resumption.
+RESUMABLE_CHANGES = ("epochs", "device")
+
+
+def _rng_state(rng) -> dict | torch.Tensor:
+    return rng.get_state() if isinstance(rng, torch.Generator) else rng.bit_generator.state
+
+
+def _set_rng_state(rng, state) -> None:
+    if isinstance(rng, torch.Generator):
+        rng.set_state(state)
+    else:
+        rng.bit_generator.state = state
+
+
+def _plain(value):
+    """JSON round trip: tuples to lists, numpy scalars to numbers (what ``weights_only`` loads)."""
+    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
+
+def save_adaptation_state(path: str | os.PathLike, ctx: StepContext, *, epoch: int, step: int, history: dict,
+                          snapshots: list[np.ndarray]) -> None:
+    """Write the state of a run after ``epoch`` (see the module docstring), atomically."""
+    def weights(net):
+        return None if net is None else {k: v.detach().cpu() for k, v in net.state_dict().items()}
+
+    def optim(opt):
+        return None if opt is None else opt.state_dict()
+
+    def scaler(s):
+        return s.state_dict() if s is not None and s.is_enabled() else {}
+
+    payload = {"kind": KIND, "epoch": int(epoch), "step": int(step), "config": _plain(ctx.config.to_dict()),
+               # the U-Net as a checkpoint holds it, so load_checkpoint reads this file as well
+               "arch": arch_of(ctx.model), "model": _plain(ctx.model.init_kwargs), "state": weights(ctx.model),
+               "history": _plain(history), "snapshots": [torch.from_numpy(np.asarray(s)) for s in snapshots],
+               "nets": {"disc": weights(ctx.disc), "teacher": weights(ctx.teacher)},
+               "optimizers": {"g": optim(ctx.opt_g), "d": optim(ctx.opt_d)},
+               "scalers": {"g": scaler(ctx.scaler_g), "d": scaler(ctx.scaler_d)},
+               "rng": {"source": ctx.source.state(), "target": ctx.target.state(), "jitter": _rng_state(ctx.rng),
+                       "torch": torch.get_rng_state()}}
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_adaptation_state(path: str | os.PathLike) -> dict:
+    """Read a state written by :func:`save_adaptation_state`; one-line ValueError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no adaptation state to resume from (no such file)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [err.__class__.__name__])[0][:200]
+        raise ValueError(f"{path}: not a readable adaptation state ({err.__class__.__name__}: {first})") from None
+    if not isinstance(state, dict) or state.get("kind") != KIND:
+        raise ValueError(f"{path}: not an adaptation state written by emseg-tutorial")
+    return state
+
+
+def restore(ctx: StepContext, state: dict) -> tuple[int, int, dict, list[np.ndarray]]:
+    """Load ``state`` into a freshly built run; returns ``(epoch, step, history, snapshots)``.
+
+    Raises
+    ------
+    ValueError
+        The state belongs to a run with other settings (only the number of epochs and the
+        device may change), or it is past the run's last epoch.
+    """
+    now = {k: v for k, v in _plain(ctx.config.to_dict()).items() if k not in RESUMABLE_CHANGES}
+    before = {k: v for k, v in state["config"].items() if k not in RESUMABLE_CHANGES}
+    changed = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+    if changed:
+        raise ValueError(f"cannot resume: the saved adaptation has other settings ({', '.join(changed)}); "
+                         f"only {' and '.join(RESUMABLE_CHANGES)} may change")
+    if state["epoch"] > ctx.config.epochs:
+        raise ValueError(f"cannot resume: the saved adaptation is at epoch {state['epoch']}, "
+                         f"past epochs={ctx.config.epochs}")
+    ctx.model.load_state_dict(state["state"])
+    for name, net in (("disc", ctx.disc), ("teacher", ctx.teacher)):
+        if net is not None:
+            net.load_state_dict(state["nets"][name])
+    for key, opt in (("g", ctx.opt_g), ("d", ctx.opt_d)):
+        if opt is not None:
+            opt.load_state_dict(state["optimizers"][key])
+    for key, scaler in (("g", ctx.scaler_g), ("d", ctx.scaler_d)):
+        if scaler is not None and state["scalers"][key]:
+            scaler.load_state_dict(state["scalers"][key])
+    ctx.source.set_state(state["rng"]["source"])
+    ctx.target.set_state(state["rng"]["target"])
+    _set_rng_state(ctx.rng, state["rng"]["jitter"])
+    torch.set_rng_state(state["rng"]["torch"])
+    return int(state["epoch"]), int(state["step"]), state["history"], [s.numpy() for s in state["snapshots"]]
