@@ -18,15 +18,14 @@ ValueError: ...none.pt: no adaptation state to resume from (no such file)
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..data.formats import atomic_write
 from ..models import arch_of
+from ..train.checkpoint import check_resumable, load_state, plain_data
 from .steps import StepContext
 
 KIND = "adaptation-state"
@@ -45,11 +44,6 @@ def _set_rng_state(rng, state) -> None:
         rng.bit_generator.state = state
 
 
-def _plain(value):
-    """JSON round trip: tuples to lists, numpy scalars to numbers (what ``weights_only`` loads)."""
-    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
-
-
 def save_adaptation_state(path: str | os.PathLike, ctx: StepContext, *, epoch: int, step: int, history: dict,
                           snapshots: list[np.ndarray]) -> None:
     """Write the state of a run after ``epoch`` (see the module docstring), atomically."""
@@ -62,10 +56,10 @@ def save_adaptation_state(path: str | os.PathLike, ctx: StepContext, *, epoch: i
     def scaler(s):
         return s.state_dict() if s is not None and s.is_enabled() else {}
 
-    payload = {"kind": KIND, "epoch": int(epoch), "step": int(step), "config": _plain(ctx.config.to_dict()),
+    payload = {"kind": KIND, "epoch": int(epoch), "step": int(step), "config": plain_data(ctx.config.to_dict()),
                # the U-Net as a checkpoint holds it, so load_checkpoint reads this file as well
-               "arch": arch_of(ctx.model), "model": _plain(ctx.model.init_kwargs), "state": weights(ctx.model),
-               "history": _plain(history), "snapshots": [torch.from_numpy(np.asarray(s)) for s in snapshots],
+               "arch": arch_of(ctx.model), "model": plain_data(ctx.model.init_kwargs), "state": weights(ctx.model),
+               "history": plain_data(history), "snapshots": [torch.from_numpy(np.asarray(s)) for s in snapshots],
                "nets": {"disc": weights(ctx.disc), "teacher": weights(ctx.teacher)},
                "optimizers": {"g": optim(ctx.opt_g), "d": optim(ctx.opt_d)},
                "scalers": {"g": scaler(ctx.scaler_g), "d": scaler(ctx.scaler_d)},
@@ -76,17 +70,7 @@ def save_adaptation_state(path: str | os.PathLike, ctx: StepContext, *, epoch: i
 
 def load_adaptation_state(path: str | os.PathLike) -> dict:
     """Read a state written by :func:`save_adaptation_state`; one-line ValueError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no adaptation state to resume from (no such file)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        first = (str(err).strip().splitlines() or [err.__class__.__name__])[0][:200]
-        raise ValueError(f"{path}: not a readable adaptation state ({err.__class__.__name__}: {first})") from None
-    if not isinstance(state, dict) or state.get("kind") != KIND:
-        raise ValueError(f"{path}: not an adaptation state written by emseg-tutorial")
-    return state
+    return load_state(path, KIND, keys=("epoch", "step", "config", "state", "nets"))
 
 
 def restore(ctx: StepContext, state: dict) -> tuple[int, int, dict, list[np.ndarray]]:
@@ -98,12 +82,7 @@ def restore(ctx: StepContext, state: dict) -> tuple[int, int, dict, list[np.ndar
         The state belongs to a run with other settings (only the number of epochs and the
         device may change), or it is past the run's last epoch.
     """
-    now = {k: v for k, v in _plain(ctx.config.to_dict()).items() if k not in RESUMABLE_CHANGES}
-    before = {k: v for k, v in state["config"].items() if k not in RESUMABLE_CHANGES}
-    changed = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
-    if changed:
-        raise ValueError(f"cannot resume: the saved adaptation has other settings ({', '.join(changed)}); "
-                         f"only {' and '.join(RESUMABLE_CHANGES)} may change")
+    check_resumable(state["config"], ctx.config.to_dict(), RESUMABLE_CHANGES, f"epoch {state['epoch']}")
     if state["epoch"] > ctx.config.epochs:
         raise ValueError(f"cannot resume: the saved adaptation is at epoch {state['epoch']}, "
                          f"past epochs={ctx.config.epochs}")

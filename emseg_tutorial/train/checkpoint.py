@@ -38,18 +38,19 @@ from ..data.formats import atomic_write
 from ..models import arch_of, build
 
 
-def _plain(value):
-    """Make ``value`` JSON- and weights_only-safe: tuples to lists, NaN to None."""
+def plain_data(value):
+    """``value`` made JSON- and weights_only-safe: tuples to lists, arrays and numpy scalars to
+    numbers, NaN to None (what checkpoints and resumable states store)."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_data(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_data(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
+        return plain_data(value.tolist())
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-        return _plain(value.item())
+        return plain_data(value.item())
     return value
 
 
@@ -57,8 +58,8 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, config: 
                     history: dict | None = None) -> None:
     """Write ``model`` (constructor kwargs and weights), ``config`` and ``history`` atomically."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"arch": arch_of(model), "model": _plain(model.init_kwargs), "state": state,
-               "config": _plain(config or {}), "history": _plain(history or {})}
+    payload = {"arch": arch_of(model), "model": plain_data(model.init_kwargs), "state": state,
+               "config": plain_data(config or {}), "history": plain_data(history or {})}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -110,32 +111,52 @@ def save_training_state(path: str | os.PathLike, *, model: torch.nn.Module, opti
     generator's ``bit_generator.state`` and ``torch.get_rng_state()``), the number of steps
     done, the history so far and the run's config. It loads with ``weights_only=True``.
     """
-    payload = {"kind": "training-state", "arch": arch_of(model), "model": _plain(model.init_kwargs),
+    payload = {"kind": "training-state", "arch": arch_of(model), "model": plain_data(model.init_kwargs),
                "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "optimizer": optimizer.state_dict(),
                "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else {},
-               "rng": rng, "step": int(step), "history": _plain(history), "config": _plain(config)}
+               "rng": rng, "step": int(step), "history": plain_data(history), "config": plain_data(config)}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def load_training_state(path: str | os.PathLike) -> dict:
-    """Read a state written by :func:`save_training_state` (``weights_only=True``).
+def load_state(path: str | os.PathLike, kind: str = "training-state", keys=STATE_KEYS) -> dict:
+    """Read a resumable state of ``kind`` (``weights_only=True``): a training state written by
+    :func:`save_training_state`, or an adaptation state (:mod:`emseg_tutorial.adapt.state`).
 
     Raises
     ------
     ValueError
-        Missing or unreadable file, or not a training state; one line naming the file.
+        Missing or unreadable file, or not a state of that kind; one line naming the file.
     """
-    path = Path(path)
+    path, what = Path(path), kind.replace("-", " ")
     if not path.is_file():
-        raise ValueError(f"{path}: no training state to resume from (no such file)")
+        raise ValueError(f"{path}: no {what} to resume from (no such file)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"{path}: not a readable training state ({err.__class__.__name__}: {_first_line(err)})") from None
-    if not isinstance(state, dict) or state.get("kind") != "training-state" or not set(STATE_KEYS) <= set(state):
-        raise ValueError(f"{path}: not a training state written by emseg-tutorial")
+        raise ValueError(f"{path}: not a readable {what} ({err.__class__.__name__}: {_first_line(err)})") from None
+    if not isinstance(state, dict) or state.get("kind") != kind or not set(keys) <= set(state):
+        raise ValueError(f"{path}: not a{'n' if what[0] in 'aeiou' else ''} {what} written by emseg-tutorial")
     return state
+
+
+def load_training_state(path: str | os.PathLike) -> dict:
+    """Read a state written by :func:`save_training_state` (see :func:`load_state`)."""
+    return load_state(path)
+
+
+def check_resumable(saved: dict, config: dict, changeable: tuple[str, ...], position: str) -> None:
+    """Raise ValueError unless a saved run's ``config`` equals ``config`` but for ``changeable``.
+
+    ``position`` names where the saved run stands, for the message (``"step 3"``).
+    """
+    plain = plain_data(config)
+    before = {k: v for k, v in saved.items() if k not in changeable}
+    now = {k: v for k, v in plain.items() if k not in changeable}
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    if changed:
+        raise ValueError(f"cannot resume: the saved run (at {position}) has other settings ({', '.join(changed)}); "
+                         f"only {' and '.join(changeable)} may change")
 
 
 def restore_model(ckpt: dict, path: str | os.PathLike = "checkpoint") -> torch.nn.Module:
@@ -186,5 +207,5 @@ def _state_mismatch(expected: dict, stored: dict) -> str:
 
 def save_json(path: str | os.PathLike, data: dict) -> None:
     """Write ``data`` as indented JSON, atomically (NaN becomes null)."""
-    text = json.dumps(_plain(data), indent=1, allow_nan=False)
+    text = json.dumps(plain_data(data), indent=1, allow_nan=False)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))

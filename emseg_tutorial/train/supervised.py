@@ -32,7 +32,6 @@ Examples
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
@@ -53,7 +52,7 @@ from ..models import UNet2d, build_model, check_model
 from ..predict import predict_labels
 from ..progress import progress as progress_bar
 from ..weights import weight_map, parse_weight_scheme
-from .checkpoint import restore_model, save_training_state
+from .checkpoint import check_resumable, restore_model, save_training_state
 
 LOSSES = ("ce", "dice", "ce+dice")
 
@@ -284,12 +283,7 @@ RESUMABLE_CHANGES = ("steps", "device")
 
 def _resume(state: dict, config: TrainConfig, optimizer, scaler, sampler) -> tuple[int, dict]:
     """Load a training state into the optimiser, scaler and random streams; ``(step, history)``."""
-    before = {k: v for k, v in state["config"].items() if k not in RESUMABLE_CHANGES}
-    now = {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k not in RESUMABLE_CHANGES}
-    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-    if changed:
-        raise ValueError(f"cannot resume: the saved run has other settings ({', '.join(changed)}); "
-                         f"only {' and '.join(RESUMABLE_CHANGES)} may change")
+    check_resumable(state["config"], config.to_dict(), RESUMABLE_CHANGES, f"step {state['step']}")
     if state["step"] > config.steps:
         raise ValueError(f"cannot resume: the saved run is at step {state['step']}, past steps={config.steps}")
     optimizer.load_state_dict(state["optimizer"])
