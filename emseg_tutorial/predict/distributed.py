@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ..data.formats import check_output_spec, open_volume, split_spec
-from ..data.normalize import SAMPLE_BUDGET, Normalizer, intensity_limits, merge_moments, slab_moments
+from ..data.normalize import SAMPLE_BUDGET, intensity_limits, merge_moments, slab_moments
 from ..data.zarr_format import ZarrOutput, is_zarr
 from ..models import arch_of, build
 from ..progress import progress as progress_bar
