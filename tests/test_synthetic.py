@@ -38,9 +38,9 @@ def test_class_fractions_in_documented_ranges(fibsem_small, snemi_small):
     # The paper: boundary is about 10 % of the source pixels.
     assert 0.08 <= src["boundary"] <= 0.16
     assert 0.02 <= src["mitochondria"] <= 0.10
-    assert 0.03 <= src["glia"] <= 0.20
-    assert 0.65 <= src["cytoplasm"] <= 0.85
-    assert 0.10 <= tgt["boundary"] <= 0.22
+    assert 0.02 <= src["glia"] <= 0.40  # few, large cells on 128 x 128: wide spread
+    assert 0.50 <= src["cytoplasm"] <= 0.85
+    assert 0.07 <= tgt["boundary"] <= 0.18
     assert tgt["glia"] == 0.0
 
 
@@ -63,12 +63,21 @@ def test_target_drifts_source_is_stable():
     assert slice_means(tgt.image).std() > 2 * slice_means(src.image).std()
 
 
-def test_gap_is_not_only_an_intensity_shift(fibsem_small, snemi_small):
-    # Cells are smaller in the target: more cells per slice area.
-    def cells_per_slice(v):
-        return np.mean([len(np.unique(c)) for c in v.extra["cells"]])
+def test_neurites_have_the_same_physical_size_in_both_twins():
+    """Same tissue lengths in nm: target neurites (6 nm pixels) span about 10 / 6 times the
+    pixels of source cells (10 nm pixels). Equivalent diameter = sqrt(4 area / pi) per cell, on
+    slices that cover the same 1.92 um square."""
 
-    assert cells_per_slice(snemi_small) > 1.3 * cells_per_slice(fibsem_small)
+    def diameter(v):
+        c = v.extra["cells"]
+        return np.mean([np.sqrt(4 * c[z].size / len(np.unique(c[z])) / np.pi) for z in range(len(c))])
+
+    ratios = []
+    for seed in (0, 1):
+        src = make_volume("fibsem", (4, 192, 192), seed=seed, with_cells=True)
+        tgt = make_volume("snemi", (4, 320, 320), seed=seed, with_cells=True)
+        ratios.append(diameter(tgt) / diameter(src))
+    assert 1.3 <= np.mean(ratios) <= 2.2  # pixel-size ratio 10 / 6 = 1.67
 
 
 def test_membranes_are_dark(fibsem_small, snemi_small):

@@ -76,7 +76,7 @@ def test_any_block_size_gives_the_volume(domain, block):
 
 
 def test_version_is_named():
-    assert S.TWIN_VERSION == 2
+    assert S.TWIN_VERSION == 3
     assert "Version 1" in S.__doc__
 
 

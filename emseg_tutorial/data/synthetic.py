@@ -14,10 +14,14 @@ How a volume is made
    a few large neurites (dendrites) drawn as discs over the Voronoi fill. Mitochondria are
    ellipsoids elongated along their neurite; glia are a subset of cells.
 2. **Labels.** Boundary (code 1) marks every pixel with a 4-neighbour of another cell (what
-   ``skimage.segmentation.find_boundaries(mode="thick")`` marks: a wall is 2 pixels wide),
-   cytoplasm 2, mitochondria 3 (kept one pixel away from walls), glia 4.
+   ``skimage.segmentation.find_boundaries(mode="thick")`` marks: a wall is 2 pixels wide, 20 nm
+   at 10 nm pixels; the target grows it to 4 pixels, 24 nm at 6 nm), cytoplasm 2, mitochondria
+   3 (kept one pixel away from walls), glia 4.
 3. **Image.** Each class gets an intensity and its own texture; walls are drawn as dark
-   membranes; then the acquisition is simulated: point-spread blur and noise for FIBSEM;
+   membranes. What makes real EM hard is drawn into the image only (labels never change): cells
+   stain unevenly (a per-cell offset and slow shading), membranes fade along stretches until
+   some look broken, vesicles are dark dots inside cells and mitochondria have a dark rim (both
+   look like bits of wall). Then the acquisition is simulated: point-spread blur and noise for FIBSEM;
    section thickness (the mean of ``z_factor`` isotropic sub-slices, so oblique walls become
    wide and faint), a gamma curve, lower contrast, slice-to-slice drift of brightness and
    contrast, stronger noise and occasional slice misalignment for SNEMI3D.
@@ -25,15 +29,22 @@ How a volume is made
 Difficulty is fixed here
 ------------------------
 The two parameter sets :data:`FIBSEM` and :data:`SNEMI` fix the twins' difficulty; later
-chapters must not change them to reach a number. The domain gap is structural, not only an
-intensity shift: the target has smaller neurites with large dendrites among them, no glia, thin
-but section-blurred oblique membranes, a nonlinear intensity curve, per-slice drift and
-misalignment. Histogram matching removes only part of it (chapter 6 measures how much).
+chapters must not change them to reach a number. Both twins are the same kind of tissue at
+their own pixel size: every tissue length (cell spacing, wiggle, warp, mitochondria, vesicles,
+the wavelengths of the wiggles and of the warp) is the same in nm, so target structures span
+10 / 6 = 1.7 times the pixels of the source's (a test checks the neurite diameters). The domain
+gap is structural, not only an intensity shift: the target has large dendrites among its
+neurites, no glia, thicker (in pixels) and section-blurred oblique membranes, a nonlinear
+intensity curve, per-slice drift and misalignment. Histogram matching removes only part of it
+(chapter 6 measures how much). The source is made hard by what real EM shows (faint and broken
+membranes, wall-like vesicles and mitochondrial rims, uneven staining, noise), never by wrong
+labels.
 
-Documented class fractions (checked by the tests on 12 x 128 x 128 volumes; a larger volume
-lies nearer the middle of each range): source boundary 8-16 % (about 12 %, the paper says about
-10 %), mitochondria 2-10 %, glia 3-20 %, cytoplasm the rest; target boundary 10-22 % (about
-16 %), mitochondria about 2-3 %, no glia.
+Documented class fractions (checked by the tests on 12 x 128 x 128 volumes, where a few large
+cells make them spread; a larger volume lies nearer the middle of each range): source boundary
+8-16 % (about 11.5 %, the paper says about 10 %), mitochondria 2-10 %, glia 2-40 % (about
+15 %), cytoplasm the rest; target boundary 7-18 % (about 12 %: close to the source's, as in
+real pairs), mitochondria about 3 %, no glia.
 
 Rendering works on blocks of slices with per-slice random streams, so a volume of any depth is
 made in bounded memory and the same ``(domain, shape, seed)`` always gives the same volume.
@@ -45,10 +56,10 @@ candidate list per tile of nodes, found once per group of sub-slices with a k-d 
 block whose corner nodes agree is filled at once (Voronoi cells are convex), and only the pixels
 of the other blocks compare the seeds of their corners. Mitochondria and dendrites are drawn as
 batches of discs, walls are neighbour comparisons, blurs are small separable kernels applied in
-place, and scratch arrays are reused between sub-slices. On one core this is about 4 (source,
-500 x 500 slices) and 7 (target, 1024 x 1024) times the cost of drawing Gaussian noise and
-blurring it at the same shape, and 5 and 7 to 8 times faster than version 1
-(``benchmarks/bench_twins.py``).
+place, and scratch arrays are reused between sub-slices. The textures are windows, at a random
+offset per slice, of fields made once per volume, and the z blur stops at 1.5 sigma (one
+sub-slice of halo). ``benchmarks/bench_twins.py`` times it against version 1 in one process.
+Every array belongs to one call (no module-level scratch), so volumes can be made in threads.
 
 Versions
 --------
@@ -62,7 +73,12 @@ count too), mitochondria are moved by the local displacement, textures come from
 shared by the sub-slices of a section (scaled to the same strength), the acquisition noise is
 drawn from a Gaussian table, and the blur kernels stop at 3 sigma (the membrane one at 2). Pixel
 values differ from version 1; class fractions, intensities per class and the look stay within
-about a point of it, and walls move a little more smoothly between source slices.
+about a point of it, and walls move a little more smoothly between source slices. Version 3
+makes the twins physically consistent and harder: target tissue lengths are the source's in nm
+(neurites 2.5 times larger in target pixels than in version 2), target walls are labelled 4
+pixels wide, the source has more noise and both get per-cell staining, faint membranes,
+vesicles and mitochondrial rims (see "How a volume is made"); textures come from a per-volume
+bank, the z and xy blur kernels are shorter and the rounding is folded into the noise.
 
 Examples
 --------
@@ -89,7 +105,7 @@ DOMAINS = ("fibsem", "snemi")
 
 #: Version of the generator: volumes are the same for the same ``(domain, shape, seed)`` within
 #: a version (see "Versions" above); 1 was the generator before this constant existed.
-TWIN_VERSION = 2
+TWIN_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -144,6 +160,24 @@ class DomainParams:
         Probability that a returned slice is shifted against its neighbours.
     misalign_max : int
         Largest shift in pixels of a misaligned slice.
+    wall_width : int
+        Width in pixels of a labelled wall: 2 is ``find_boundaries(mode="thick")``, 4 grows it by
+        one pixel on each side (a membrane of about 20 nm at 6 nm pixels).
+    shading : float
+        Amplitude of the slow shading across the slice (uneven staining).
+    cell_stain : float
+        Standard deviation of a per-cell intensity offset (cells stain differently).
+    membrane_fade : float
+        Largest fraction of a membrane's darkness lost along faint stretches (0: every wall fully
+        dark; 0.8: some stretches keep a fifth of it and look broken). Image only; labels stay.
+    vesicle_density : float
+        Expected vesicles per cell per sub-slice in the cells that hold vesicles (a third).
+    vesicle_radius : tuple of float
+        Range of vesicle radii (pixels); vesicles are dark dots inside cytoplasm (labelled
+        cytoplasm), easy to mistake for membrane fragments.
+    mito_rim : float
+        Darkness of a mitochondrion's outer membrane, 0 to 1 of the way to the membrane
+        intensity: a dark ring that looks like a cell wall.
     """
 
     name: str
@@ -168,6 +202,13 @@ class DomainParams:
     drift: float = 0.0
     misalign_prob: float = 0.0
     misalign_max: int = 0
+    wall_width: int = 2
+    shading: float = 0.06
+    cell_stain: float = 0.0
+    membrane_fade: float = 0.0
+    vesicle_density: float = 0.0
+    vesicle_radius: tuple[float, float] = (1.5, 2.5)
+    mito_rim: float = 0.0
 
 
 #: Source twin: FIBSEM of fly neuropil, 10 nm isotropic, four classes, stable across slices.
@@ -175,37 +216,46 @@ FIBSEM = DomainParams(
     name="fibsem",
     voxel_size=(10.0, 10.0, 10.0),
     z_factor=1,
-    cell_spacing=30.0,
+    cell_spacing=32.0,
     tilt=0.35,
     wiggle=4.0,
     warp=4.0,
     dendrite_fraction=0.0,
     dendrite_radius=(0.0, 0.0),
-    glia_fraction=0.16,
+    glia_fraction=0.13,
     mito_per_cell=1.8,
     mito_radius=(4.0, 7.5),
     mito_length=(10.0, 24.0),
-    intensity={"membrane": 0.16, "cytoplasm": 0.66, "mito": 0.34, "glia": 0.50},
-    texture={"cytoplasm": 0.035, "mito": 0.09, "glia": 0.10},
+    intensity={"membrane": 0.20, "cytoplasm": 0.64, "mito": 0.36, "glia": 0.50},
+    texture={"cytoplasm": 0.045, "mito": 0.09, "glia": 0.10},
     psf_sigma=(0.8, 0.9, 0.9),
-    noise=0.045,
+    noise=0.065,
+    wall_width=2,
+    shading=0.10,
+    cell_stain=0.05,
+    membrane_fade=0.7,
+    vesicle_density=0.06,
+    vesicle_radius=(1.5, 2.5),
+    mito_rim=0.6,
 )
 
 #: Target twin: serial-section SEM of mouse cortex, 6 x 6 x 30 nm, no glia, drifting slices.
+#: Tissue lengths are the source's in nm (so 10 / 6 times as many pixels); the acquisition
+#: (section thickness, gamma, contrast, blur, noise, drift, misalignment) is its own.
 SNEMI = DomainParams(
     name="snemi",
     voxel_size=(30.0, 6.0, 6.0),
     z_factor=5,
-    cell_spacing=20.0,
+    cell_spacing=32.0 * 10 / 6,
     tilt=0.55,
-    wiggle=5.0,
-    warp=3.0,
+    wiggle=4.0 * 10 / 6,
+    warp=4.0 * 10 / 6,
     dendrite_fraction=0.22,
-    dendrite_radius=(22.0, 40.0),
+    dendrite_radius=(55.0, 100.0),
     glia_fraction=0.0,
     mito_per_cell=1.2,
-    mito_radius=(3.5, 6.5),
-    mito_length=(15.0, 40.0),
+    mito_radius=(6.5, 12.5),
+    mito_length=(17.0, 40.0),
     intensity={"membrane": 0.10, "cytoplasm": 0.72, "mito": 0.42, "glia": 0.72},
     texture={"cytoplasm": 0.06, "mito": 0.05, "glia": 0.0},
     psf_sigma=(0.0, 1.2, 1.2),
@@ -215,6 +265,13 @@ SNEMI = DomainParams(
     drift=0.035,
     misalign_prob=0.1,
     misalign_max=6,
+    wall_width=4,
+    shading=0.06,
+    cell_stain=0.05,
+    membrane_fade=0.5,
+    vesicle_density=0.036,
+    vesicle_radius=(2.5, 4.2),
+    mito_rim=0.6,
 )
 
 PARAMS: dict[str, DomainParams] = {"fibsem": FIBSEM, "snemi": SNEMI}
@@ -249,6 +306,8 @@ class _Geometry:
     tex_k: np.ndarray  # (T, 3) wave vectors of the low-frequency shading
     tex_amp: np.ndarray  # (T,)
     tex_phase: np.ndarray  # (T,)
+    stain: np.ndarray  # (N,) float32 intensity offset of each cell
+    vesicle: np.ndarray  # (V, 5): cell, z-centre, radius, dy, dx
 
     def seeds(self, s: float) -> np.ndarray:
         """Seed positions ``(N, 2)`` at sub-slice ``s``."""
@@ -270,7 +329,8 @@ def _make_geometry(p: DomainParams, shape: tuple[int, int, int], rng: np.random.
     origin = rng.uniform(lo, hi, (n, 2)) - velocity * nz / 2
     k = 3
     wiggle_amp = rng.normal(0.0, p.wiggle / np.sqrt(k), (n, 2, k))
-    wiggle_freq = rng.uniform(2 * np.pi / 120, 2 * np.pi / 30, (n, k))
+    scale = 10.0 / p.voxel_size[2]  # lengths below are for 10 nm pixels: the same in nm
+    wiggle_freq = rng.uniform(2 * np.pi / 120, 2 * np.pi / 30, (n, k)) / scale
     wiggle_phase = rng.uniform(0, 2 * np.pi, (n, 2, k))
 
     radius = np.zeros(n)
@@ -302,12 +362,28 @@ def _make_geometry(p: DomainParams, shape: tuple[int, int, int], rng: np.random.
         length = rng.uniform(*wavelength, count)
         return direction * (2 * np.pi / length)[:, None], rng.uniform(0, 2 * np.pi, count)
 
-    warp_k, warp_phase = waves(8, (40.0, 120.0))
+    warp_k, warp_phase = waves(8, (40.0 * scale, 120.0 * scale))
     warp_amp = rng.normal(0.0, p.warp / np.sqrt(8 / 2), (8, 2))
-    tex_k, tex_phase = waves(6, (60.0, 250.0))
+    tex_k, tex_phase = waves(6, (60.0 * scale, 250.0 * scale))
     tex_amp = rng.normal(0.0, 1.0 / np.sqrt(6), 6)
+    stain = rng.normal(0.0, p.cell_stain, n).astype(np.float32) if p.cell_stain else np.zeros(n, np.float32)
+    # Vesicles: small spheres in a third of the cells (boutons), off the neurite axis.
+    vesicle = np.zeros((0, 5))
+    if p.vesicle_density > 0:
+        holders = np.flatnonzero((rng.random(n) < 1 / 3) & ~glia)
+        n_ves = rng.poisson(p.vesicle_density * len(holders) * (nz + 10))
+        vesicle = np.zeros((n_ves, 5))
+        vesicle[:, 0] = rng.choice(holders, n_ves) if len(holders) else 0
+        vesicle[:, 1] = rng.uniform(-5, nz + 5, n_ves)
+        vesicle[:, 2] = rng.uniform(*p.vesicle_radius, n_ves)
+        cell = vesicle[:, 0].astype(np.int64)
+        room = np.maximum(np.where(radius[cell] > 0, radius[cell], p.cell_spacing / 2) - 3, 1)
+        angle = rng.uniform(0, 2 * np.pi, n_ves)
+        off = np.sqrt(rng.uniform(0, 0.6, n_ves)) * room
+        vesicle[:, 3] = off * np.sin(angle)
+        vesicle[:, 4] = off * np.cos(angle)
     return _Geometry(origin, velocity, wiggle_amp, wiggle_freq, wiggle_phase, radius, glia, mito,
-                     warp_k, warp_amp, warp_phase, tex_k, tex_amp, tex_phase)
+                     warp_k, warp_amp, warp_phase, tex_k, tex_amp, tex_phase, stain, vesicle)
 
 
 # --------------------------------------------------------------------------- one sub-slice
@@ -316,6 +392,8 @@ def _make_geometry(p: DomainParams, shape: tuple[int, int, int], rng: np.random.
 _G = 4
 #: Nodes per side of the tiles that share one list of candidate seeds.
 _TILE = 4
+#: Sub-slices (at least) that share one set of candidate lists.
+_GROUP = 8
 
 
 def _slice_rng(seed: int, domain: str, s: int) -> np.random.Generator:
@@ -422,6 +500,12 @@ _GRAIN_TAPS = np.array([0.18, 0.64, 0.18], np.float32)  # variance 0.36 (sigma 0
 _FINE_GAIN = 2.5 * float(np.sum(_gauss_taps(1.0) ** 2) / np.sum(_FINE_TAPS ** 2))
 _GRAIN_GAIN = 1.6 * float(np.sum(_gauss_taps(0.6) ** 2) / np.sum(_GRAIN_TAPS ** 2))
 _MEMBRANE_TAPS = _gauss_taps(0.7, truncate=2.0)
+#: The microscope's blur kernels stop at this many sigmas in xy (5 taps for sigma 0.9) and in z
+#: (3 taps for sigma 0.8: one sub-slice of halo each side).
+_PSF_TRUNCATE = 2.0
+_Z_TRUNCATE = 1.5
+#: Texture fields are this many pixels larger than a slice: the range of the per-slice offsets.
+_BANK_MARGIN = 48
 
 
 def _normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -540,6 +624,7 @@ class _Renderer:
         self._cand = None
         self._k = 16
         self._buffers: dict = {}
+        self._textures: tuple | None = None
 
     def buf(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
         """A scratch array kept between calls: fresh large arrays cost page faults every time."""
@@ -557,7 +642,7 @@ class _Renderer:
 
     def _group(self, s: int) -> int:
         """Index of the group of sub-slices that share candidate lists (a section, at least 4)."""
-        return s // max(self.p.z_factor, 4)
+        return s // max(self.p.z_factor, _GROUP)
 
     def _candidates(self, grp: int):
         """Candidate seeds of every node tile, valid for all sub-slices of group ``grp``.
@@ -572,7 +657,7 @@ class _Renderer:
         """
         if self._cand is not None and self._cand[0] == grp:
             return self._cand[1]
-        geo, n = self.geo, max(self.p.z_factor, 4)
+        geo, n = self.geo, max(self.p.z_factor, _GROUP)
         subs = range(grp * n, grp * n + n)
         sc = grp * n + n // 2
         disp = {s: _wave_grid(geo.warp_k, geo.warp_phase, geo.warp_amp, s, self.node_y, self.node_x)
@@ -752,60 +837,100 @@ class _Renderer:
         return cell.reshape(nby * g, nbx * g)[:self.ny, :self.nx]
 
     # -- one sub-slice -------------------------------------------------------------------
-    def _mito(self, s: int, seeds: np.ndarray, cell: np.ndarray, wall: np.ndarray) -> np.ndarray:
-        """Flat indices of the mitochondrion pixels of sub-slice ``s``."""
+    def _centres(self, s: int, qy: np.ndarray, qx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The pixels whose displaced positions are ``(qy, qx)``: ``p = q - warp(p)``, two
+        fixed-point steps."""
+        geo = self.geo
+        py, px = qy, qx
+        for _ in range(2):
+            w = _wave_points(geo.warp_k, geo.warp_phase, geo.warp_amp, s, py, px)
+            py, px = qy - w[0], qx - w[1]
+        return py, px
+
+    def _mito(self, s: int, seeds: np.ndarray, cell: np.ndarray, near_wall: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Flat indices of the mitochondrion pixels of sub-slice ``s``, and which are on the rim
+        (the outer 28 % of the radius)."""
         geo, ny, nx = self.geo, self.ny, self.nx
         m = geo.mito
         active = np.flatnonzero(np.abs(m[:, 1] - s) < m[:, 2])
         if not len(active):
-            return np.empty(0, np.int64)
+            return np.empty(0, np.int64), np.empty(0, bool)
         m = m[active]
         r = m[:, 3] * np.sqrt(np.maximum(1.0 - ((s - m[:, 1]) / m[:, 2]) ** 2, 0.0))
         ok = r >= 1.0
         m, r = m[ok], r[ok]
         cid = m[:, 0].astype(np.int64)
-        qy = seeds[cid, 0] + m[:, 4]
-        qx = seeds[cid, 1] + m[:, 5]
-        # The pixel whose displaced position is the centre: p = q - warp(p), two fixed-point steps.
-        py, px = qy, qx
-        for _ in range(2):
-            w = _wave_points(geo.warp_k, geo.warp_phase, geo.warp_amp, s, py, px)
-            py, px = qy - w[0], qx - w[1]
+        py, px = self._centres(s, seeds[cid, 0] + m[:, 4], seeds[cid, 1] + m[:, 5])
         which, pix = _disc_pixels(py, px, r, ny, nx)
-        near_wall = _dilate_cross(wall, out=self.buf("btmp", (ny, nx), bool)).reshape(-1)
         ok = (cell.reshape(-1)[pix] == cid[which]) & ~near_wall[pix]
-        return pix[ok]
+        which, pix = which[ok], pix[ok]
+        yy, xx = np.divmod(pix, nx)
+        rim = (yy - py[which]) ** 2 + (xx - px[which]) ** 2 > (0.72 * r[which]) ** 2
+        return pix, rim
+
+    def _vesicles(self, s: int, seeds: np.ndarray, cell: np.ndarray, near_wall: np.ndarray) -> np.ndarray:
+        """Flat indices of the vesicle pixels of sub-slice ``s`` (inside their cell, off walls)."""
+        v = self.geo.vesicle
+        if not len(v):
+            return np.empty(0, np.int64)
+        v = v[np.abs(v[:, 1] - s) < v[:, 2]]
+        r = np.sqrt(np.maximum(v[:, 2] ** 2 - (s - v[:, 1]) ** 2, 0.0))
+        v, r = v[r >= 0.7], r[r >= 0.7]
+        cid = v[:, 0].astype(np.int64)
+        py, px = self._centres(s, seeds[cid, 0] + v[:, 3], seeds[cid, 1] + v[:, 4])
+        which, pix = _disc_pixels(py, px, r, self.ny, self.nx)
+        return pix[(cell.reshape(-1)[pix] == cid[which]) & ~near_wall[pix]]
 
     def sub_slice(self, s: int, fine: np.ndarray, grain: np.ndarray, shade: np.ndarray,
-                  want_labels: bool, out: np.ndarray):
-        """Render sub-slice ``s``: clean image into ``out`` (float32), codes and cell ids if asked."""
+                  fade: np.ndarray | None, want_labels: bool, out: np.ndarray):
+        """Render sub-slice ``s``: clean image into ``out`` (float32), codes and cell ids if asked.
+
+        ``fine``, ``shade`` and ``fade`` may be views; ``grain`` must be contiguous.
+        """
         p, geo, ny, nx = self.p, self.geo, self.ny, self.nx
         seeds = geo.seeds(s)
         cell = self.cells(s, seeds, keep=want_labels)
         wall = _thick_boundaries(cell, out=self.buf("wall", (ny, nx), bool),
                                  tmp=self.buf("btmp", (ny, nx), bool))
+        if p.wall_width >= 4:
+            wall = _dilate_cross(wall.copy(), out=wall)
         it, tx = p.intensity, p.texture
         image = out
         np.multiply(fine, np.float32(tx["cytoplasm"]), out=image)
         image += np.float32(it["cytoplasm"])
         image += shade
         flat = image.reshape(-1)
+        f1 = self.buf("f1", (ny, nx))
         glia_px = None
         if geo.glia.any():
             glia_px = np.flatnonzero(np.take(geo.glia, cell, out=self.buf("btmp", (ny, nx), bool), mode="clip"))
             flat[glia_px] = shade.reshape(-1)[glia_px] + it["glia"] + tx["glia"] * grain.reshape(-1)[glia_px]
-        # Mitochondria: discs in displaced coordinates, inside their own cell, off the walls.
-        mito_px = self._mito(s, seeds, cell, wall)
+        if p.cell_stain:
+            image += np.take(geo.stain, cell, out=f1, mode="clip")
+        near_wall = _dilate_cross(wall, out=self.buf("near", (ny, nx), bool)).reshape(-1)
+        # Vesicles: dark dots, most of the way to the membrane intensity.
+        ves_px = self._vesicles(s, seeds, cell, near_wall)
+        if len(ves_px):
+            flat[ves_px] += np.float32(0.7) * (np.float32(it["membrane"]) - flat[ves_px])
+        # Mitochondria: discs in displaced coordinates, inside their own cell, off the walls,
+        # with an optional dark rim (their outer membrane).
+        mito_px, rim = self._mito(s, seeds, cell, near_wall)
         if len(mito_px):
             phase = _slice_rng(self.seed, p.name, s).uniform(0, 2 * np.pi)
             yy, xx = np.divmod(mito_px, nx)
             cristae = np.sin(np.float32(0.9) * (yy + xx).astype(np.float32) + np.float32(phase))
-            flat[mito_px] = it["mito"] + tx["mito"] * (0.6 * cristae + grain.reshape(-1)[mito_px])
+            value = it["mito"] + tx["mito"] * (0.6 * cristae + grain.reshape(-1)[mito_px])
+            if p.mito_rim:
+                value[rim] += p.mito_rim * (it["membrane"] - value[rim])
+            flat[mito_px] = value
         # Membranes: dark lines centred on the walls, a little wider than the label:
-        # min(1.6 * blur(wall), 1) with a 3-tap kernel, looked up from 3 x 3 wall counts.
-        f1 = self.buf("f1", (ny, nx))
+        # min(1.6 * blur(wall), 1) with a 3-tap kernel, looked up from 3 x 3 wall counts, faded
+        # along faint stretches.
         index = _membrane_index(wall, self.buf("u1", (ny, nx), np.uint8), self.buf("u2", (ny, nx), np.uint8))
         membrane = np.take(_MEMBRANE_LUT, index, out=self.buf("f2", (ny, nx)), mode="clip")
+        if fade is not None:
+            membrane *= fade
         np.subtract(np.float32(it["membrane"]), image, out=f1)
         f1 *= membrane
         image += f1
@@ -822,26 +947,55 @@ class _Renderer:
     def textures(self, z: int):
         """Fine and grain textures and shading shared by the sub-slices of returned slice ``z``.
 
-        The texture noise is uniform (cheap to draw); blurred, it is close to Gaussian.
+        The textures are windows of two fields made once per volume (a bank, :meth:`_bank`),
+        at a random offset per slice: blurred noise shifted by a few pixels is uncorrelated with
+        itself, so neighbouring slices get independent-looking textures for the price of a view.
         """
         p, geo, ny, nx = self.p, self.geo, self.ny, self.nx
-        rng = _slice_rng(self.seed, p.name, 2_000_000 + z)
-        raw = self.buf("raw", (ny, nx))
-        rng.random(dtype=np.float32, out=raw)
-        raw -= np.float32(0.5)
-        # Unit variance, and the sub-slices of a section share one texture, scaled like the mean
-        # of independent ones.
-        raw *= np.float32(np.sqrt(12.0 / p.z_factor))
-        tmp, mid = self.buf("t1", (ny, nx)), self.buf("t2", (ny, nx))
-        fine = _blur2d(raw, _FINE_TAPS, out=self.buf("fine", (ny, nx)), tmp=tmp, mid=mid)
-        fine *= np.float32(_FINE_GAIN)
-        grain = _blur2d(raw, _GRAIN_TAPS, out=self.buf("grain", (ny, nx)), tmp=tmp, mid=mid)
-        grain *= np.float32(_GRAIN_GAIN)
+        fine_bank, grain_bank, fade_bank = self._bank()
+        oy, ox, fy, fx = _slice_rng(self.seed, p.name, 2_000_000 + z).integers(0, _BANK_MARGIN + 1, 4)
+        fine = fine_bank[oy:oy + ny, ox:ox + nx]
+        grain = self.buf("grain", (ny, nx))
+        np.copyto(grain, grain_bank[oy:oy + ny, ox:ox + nx])  # indexed by flat pixel lists
+        fade = None if fade_bank is None else fade_bank[fy:fy + ny, fx:fx + nx]
         s = z * p.z_factor + p.z_factor // 2
         shade = _wave_grid(geo.tex_k, geo.tex_phase, geo.tex_amp[:, None], s, self.ys, self.xs,
                            out=self.buf("shade", (1, ny, nx)))[0]
-        shade *= np.float32(0.06)
-        return fine, grain, shade
+        shade *= np.float32(p.shading)
+        return fine, grain, shade, fade
+
+    def _bank(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The volume's texture fields, ``_BANK_MARGIN`` pixels larger than a slice each way.
+
+        Uniform noise (cheap to draw; blurred, it is close to Gaussian) of unit variance, scaled
+        like the mean of ``z_factor`` independent sub-slice textures, blurred into a fine
+        (sigma 1) and a grain (sigma 0.6) texture; and the membrane fade: ``1 - membrane_fade *
+        clip((z - 0.3) / 1.2, 0, 1)`` with ``z`` smooth unit Gaussian noise of correlation length
+        about 20 nm x 10 (a wall segment), so about a third of the membranes are fainter than
+        drawn and some 7 % lose all of ``membrane_fade``.
+        """
+        if self._textures is None:
+            p, m = self.p, _BANK_MARGIN
+            shape = (self.ny + m, self.nx + m)
+            raw = _slice_rng(self.seed, p.name, 3_000_000).random(shape, dtype=np.float32)
+            raw -= np.float32(0.5)
+            raw *= np.float32(np.sqrt(12.0 / p.z_factor))
+            tmp, mid = np.empty(shape, np.float32), np.empty(shape, np.float32)
+            fine = _blur2d(raw, _FINE_TAPS, tmp=tmp, mid=mid)
+            fine *= np.float32(_FINE_GAIN)
+            grain = _blur2d(raw, _GRAIN_TAPS, tmp=tmp, mid=mid)
+            grain *= np.float32(_GRAIN_GAIN)
+            fade = None
+            if p.membrane_fade:
+                step = 10.0 * 10.0 / p.voxel_size[2]  # 100 nm in pixels
+                coarse = (int(shape[0] / step) + 3, int(shape[1] / step) + 3)
+                noise = _slice_rng(self.seed, p.name, 3_000_001).standard_normal(coarse)
+                z = ndi.gaussian_filter(noise, 0.7)
+                z /= z.std()
+                zoom = ndi.zoom(z.astype(np.float32), step, order=1)[:shape[0], :shape[1]]
+                fade = 1.0 - np.float32(p.membrane_fade) * np.clip((zoom - 0.3) / 1.2, 0, 1)
+            self._textures = (fine, grain, fade)
+        return self._textures
 
 
 # --------------------------------------------------------------------------- acquisition
@@ -863,7 +1017,7 @@ def _render_block(rend: _Renderer, z0: int, z1: int, cache: dict, with_cells: bo
     """
     p, ny, nx = rend.p, rend.ny, rend.nx
     k = p.z_factor
-    ztaps = _gauss_taps(p.psf_sigma[0], truncate=3.0) if p.psf_sigma[0] > 0 else np.ones(1, np.float32)
+    ztaps = _gauss_taps(p.psf_sigma[0], truncate=_Z_TRUNCATE) if p.psf_sigma[0] > 0 else np.ones(1, np.float32)
     halo = len(ztaps) // 2
     if halo == 0:
         return _render_sections(rend, z0, z1, with_cells)
@@ -940,7 +1094,7 @@ def _psf(rend: _Renderer, image: np.ndarray) -> None:
     sigma = rend.p.psf_sigma[1]
     if sigma <= 0:
         return
-    taps = _gauss_taps(sigma, truncate=3.0)
+    taps = _gauss_taps(sigma, truncate=_PSF_TRUNCATE)
     mid, tmp = rend.buf("psf_mid", image.shape[1:]), rend.buf("psf_tmp", image.shape[1:])
     for sl in image:
         _conv_axis(sl, taps, -2, out=mid, tmp=tmp)
@@ -951,23 +1105,23 @@ def _acquire(p: DomainParams, image: np.ndarray, z0: int, gain: np.ndarray, offs
              seed: int) -> np.ndarray:
     """Intensity curve, drift and noise of slices starting at ``z0``, in place; returns uint8.
 
-    Computes ``255 * (offset + gain * clip(image, 0, 1) ** gamma + noise * N(0, 1))``, rounded.
+    Computes ``255 * (offset + gain * clip(image, 0, 1) ** gamma + noise * N(0, 1))``, rounded
+    (half up) and clipped to [0, 255].
     """
     out = np.clip(image, 0.0, 1.0, out=image)
     if p.gamma != 1.0:
         out **= np.float32(p.gamma)
     n = image.shape[0]
     out *= (255.0 * gain[z0:z0 + n, None, None]).astype(np.float32)
-    out += (255.0 * offset[z0:z0 + n, None, None]).astype(np.float32)
     noise = np.empty(out.shape[1:], np.float32)
-    table = _NORMAL * np.float32(255.0 * p.noise)
     for i in range(n):
+        # The offset (and 0.5, so that truncation rounds) rides on the noise table: one pass.
+        table = _NORMAL * np.float32(255.0 * p.noise) + np.float32(255.0 * offset[z0 + i] + 0.5)
         rng = _slice_rng(seed, p.name, -1 - (z0 + i))  # distinct from the sub-slice streams
         np.take(table, np.frombuffer(rng.bytes(2 * noise.size), np.uint16).reshape(noise.shape),
                 out=noise, mode="clip")
         out[i] += noise
-    np.rint(out, out=out)
-    np.clip(out, 0, 255, out=out)
+    np.clip(out, 0, 255.49, out=out)
     return out.astype(np.uint8)
 
 
