@@ -138,3 +138,49 @@ def test_gamma_one_and_zero_are_valid():
     x = _patches()
     for g in (0, 1):
         np.testing.assert_allclose(_only("gamma", g)(x, np.random.default_rng(0)), x, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- how the ranges are fixed
+
+
+def test_default_ranges_follow_the_source_rule():
+    """The defaults are the rule of the module docstring on the source twin, rounded (within
+    25 %, averaged over two seeds): no target setting enters."""
+    from emseg_tutorial.data.synthetic import FIBSEM, make_volume
+
+    rules = [Jitter.from_source(make_volume("fibsem", (6, 256, 256), seed=s).image, FIBSEM.psf_sigma[1])
+             for s in (0, 1)]
+    default = Jitter()
+    for name in ("brightness", "contrast", "gamma", "blur", "noise"):
+        rule = np.mean([getattr(r, name) for r in rules])
+        assert abs(getattr(default, name) - rule) <= 0.25 * rule, name
+
+
+def test_from_source_checks_its_input():
+    with pytest.raises(ValueError, match="standard deviation"):
+        Jitter.from_source(np.full((16, 16), 0.5), 1.0)
+    with pytest.raises(ValueError, match="psf_sigma"):
+        Jitter.from_source(np.random.default_rng(0).random((16, 16)), -1.0)
+
+
+def test_unlike_excludes_the_target_settings():
+    from emseg_tutorial.data.synthetic import SNEMI
+
+    j = Jitter.unlike()
+    lo_g, hi_g = j.gamma_centre / j.gamma, j.gamma_centre * j.gamma
+    assert not lo_g <= SNEMI.gamma <= hi_g and hi_g < 1
+    assert j.contrast_centre - j.contrast > 1 > SNEMI.contrast[1]
+    assert j.blur == 0 and j.noise == 0
+    g = np.exp(j.draw(500, lambda lo, hi: np.random.default_rng(1).uniform(lo, hi, 500),
+                      lambda: np.ones(500, bool))["log_gamma"])
+    assert lo_g - 1e-6 <= g.min() and g.max() <= hi_g + 1e-6
+
+
+def test_named_jitters():
+    from emseg_tutorial.data.augment import get_jitter
+
+    assert get_jitter(False) is None and get_jitter(None) is None
+    assert get_jitter(True) == Jitter() == get_jitter("default")
+    assert get_jitter("unlike") == Jitter.unlike()
+    with pytest.raises(ValueError, match="jitter must be"):
+        get_jitter("sideways")

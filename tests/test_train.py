@@ -433,3 +433,15 @@ def test_compiled_model_trains_the_model_it_wraps(vol, monkeypatch):
     eager = train_supervised(vol.image, vol.labels, _config(steps=2), progress=False)
     assert len(wrapped) == 1 and run.history["train"]["loss"] == eager.history["train"]["loss"]
     assert run.model.state_dict().keys() == eager.model.state_dict().keys()   # no wrapper prefix saved
+
+
+def test_a_named_jitter_is_part_of_the_config():
+    from emseg_tutorial.paper.stages import STAGES, stage_config
+
+    preset = get_preset("ci")
+    m3, unlike = stage_config("m3", preset), stage_config("m3_unlike", preset)
+    assert m3.jitter is True and unlike.jitter == "unlike" and STAGES["m3_unlike"].init == "m2"
+    assert unlike.steps == m3.steps == budget_steps(preset, "jitter")
+    assert m3.to_dict() != unlike.to_dict()  # so the two checkpoints and cache keys differ
+    with pytest.raises(ValueError, match="jitter must be"):
+        experiment_config(preset, task="boundary", weights="distance", jitter="sideways")

@@ -6,12 +6,33 @@ list the transforms; this module uses the usual ones for EM, each drawn independ
 every patch and applied with probability ``p`` to [0, 1] intensities:
 
 * brightness: ``x + b``, ``b ~ U(-brightness, brightness)``;
-* contrast: ``(x - mean) * c + mean``, ``c ~ U(1 - contrast, 1 + contrast)``;
-* gamma: ``x ** g``, ``log g ~ U(-log gamma, log gamma)``;
+* contrast: ``(x - mean) * c + mean``, ``c ~ U(c0 - contrast, c0 + contrast)`` (``c0`` is
+  ``contrast_centre``, 1 by default);
+* gamma: ``x ** g``, ``log g ~ U(log g0 - log gamma, log g0 + log gamma)`` (``g0`` is
+  ``gamma_centre``, 1 by default);
 * blur: Gaussian of ``sigma ~ U(0, blur)`` pixels;
 * noise: additive Gaussian of standard deviation ``U(0, noise)``.
 
-The result is clipped to [0, 1]. :meth:`Jitter.apply_torch` is the same jitter on torch tensors
+The result is clipped to [0, 1].
+
+How the default ranges are fixed
+--------------------------------
+Without looking at the target: the ranges follow one rule from the *source* image alone
+(:meth:`Jitter.from_source`). With ``sd`` the standard deviation of the source's [0, 1]
+intensities, ``n`` its pixel noise (robust estimate from neighbouring-pixel differences) and
+``b`` its point-spread blur in pixels (the source twin's 0.9):
+
+* brightness ``sd`` and gamma ``log(0.5 - sd) / log(0.5)``: either moves mid-grey by one ``sd``;
+* contrast ``2 sd``: the spread of intensities changes by up to twice the source's own relative
+  spread;
+* blur ``2 b``: at most twice the source's own blur;
+* noise ``1.5 n``: at most one and a half times the source's own noise.
+
+On the source twin (version 3) the rule gives the defaults below after rounding; a test checks
+it. The target's settings play no part (they may or may not fall in these ranges; chapter 4
+reports which). :meth:`Jitter.unlike` is the opposite on purpose: an ablation whose ranges
+exclude the target twin's settings (it knows them, for that reason only), to show what a
+jitter that points the wrong way does. :meth:`Jitter.apply_torch` is the same jitter on torch tensors
 (drawn with a ``torch.Generator`` on the tensors' device, for
 :class:`~emseg_tutorial.data.device_patches.DevicePatchSampler`); both draw their parameters
 with :meth:`Jitter.draw`, the one definition of the ranges and probabilities.
@@ -42,16 +63,20 @@ class Jitter:
     ----------
     brightness, contrast, gamma, blur, noise : float
         Ranges of the five transforms (see the module docstring); 0 switches one off.
+    contrast_centre, gamma_centre : float
+        Centres of the contrast and gamma ranges (1: symmetric around no change).
     p : float
         Probability that each transform is applied to a patch.
     """
 
     brightness: float = 0.15
-    contrast: float = 0.35
-    gamma: float = 1.8
-    blur: float = 1.5
-    noise: float = 0.08
+    contrast: float = 0.3
+    gamma: float = 1.5
+    blur: float = 1.8
+    noise: float = 0.1
     p: float = 0.8
+    contrast_centre: float = 1.0
+    gamma_centre: float = 1.0
 
     def __post_init__(self):
         for name, value in asdict(self).items():
@@ -61,6 +86,62 @@ class Jitter:
             raise ValueError(f"jitter p must be in [0, 1], got {self.p}")
         if self.gamma and self.gamma < 1:
             raise ValueError(f"jitter gamma is a range factor >= 1 (or 0 for off), got {self.gamma}")
+        if self.contrast_centre <= 0 or self.gamma_centre <= 0:
+            raise ValueError("jitter contrast_centre and gamma_centre must be > 0, got "
+                             f"{self.contrast_centre} and {self.gamma_centre}")
+
+    @classmethod
+    def from_source(cls, image: np.ndarray, psf_sigma: float, p: float = 0.8) -> "Jitter":
+        """The ranges the rule of the module docstring gives for a source image.
+
+        Parameters
+        ----------
+        image : ndarray
+            Source slices ``(Z, Y, X)`` or ``(Y, X)``, uint8 or [0, 1] floats.
+        psf_sigma : float
+            The source's point-spread blur in pixels.
+        p : float
+            Probability of each transform.
+
+        Examples
+        --------
+        >>> rng = np.random.default_rng(0)
+        >>> j = Jitter.from_source(rng.normal(0.5, 0.1, (64, 64)).clip(0, 1), psf_sigma=1.0)
+        >>> round(j.brightness, 2), round(j.blur, 1), 0.13 < j.noise < 0.17
+        (0.1, 2.0, True)
+        """
+        x = np.asarray(image, dtype=np.float32)
+        if np.asarray(image).dtype == np.uint8:
+            x = x / np.float32(255.0)
+        if x.ndim not in (2, 3) or x.size < 16:
+            raise ValueError(f"image must be 2D or 3D with some pixels, got shape {x.shape}")
+        if psf_sigma < 0:
+            raise ValueError(f"psf_sigma must be >= 0, got {psf_sigma}")
+        sd = float(x.std())
+        if not 0 < sd < 0.5:
+            raise ValueError(f"the image's standard deviation must be in (0, 0.5) of its range, got {sd:.3f}")
+        diff = np.diff(x, axis=-1)
+        noise = float(1.4826 * np.median(np.abs(diff - np.median(diff))) / np.sqrt(2.0))
+        return cls(brightness=sd, contrast=2 * sd, gamma=float(np.log(0.5 - sd) / np.log(0.5)),
+                   blur=2 * float(psf_sigma), noise=1.5 * noise, p=p)
+
+    @classmethod
+    def unlike(cls) -> "Jitter":
+        """A jitter deliberately unlike the target twin: an ablation, not a default.
+
+        The target twin darkens mid-tones (gamma 1.6), lowers contrast (gain 0.7), blurs
+        (sigma 1.2) and adds noise (0.07); this jitter only brightens mid-tones (gamma 0.54 to
+        0.78), only raises contrast (1.15 to 1.45 times), never blurs, never adds noise and
+        does not shift brightness.
+
+        Examples
+        --------
+        >>> j = Jitter.unlike()
+        >>> j.blur, j.noise, j.gamma_centre * j.gamma < 1, j.contrast_centre - j.contrast > 1
+        (0.0, 0.0, True, True)
+        """
+        return cls(brightness=0.0, contrast=0.15, contrast_centre=1.3, gamma=1.2, gamma_centre=0.65,
+                   blur=0.0, noise=0.0)
 
     def draw(self, n: int, uniform, coin) -> dict:
         """Per-patch parameters of the five transforms: the one definition of their ranges.
@@ -82,10 +163,11 @@ class Jitter:
         if self.blur:
             out["sigma"] = uniform(0, self.blur) * coin()
         if self.gamma:
-            out["log_gamma"] = uniform(-np.log(self.gamma), np.log(self.gamma))
+            centre = np.log(self.gamma_centre)
+            out["log_gamma"] = uniform(centre - np.log(self.gamma), centre + np.log(self.gamma))
             out["gamma_on"] = coin()
         if self.contrast:
-            out["contrast"] = uniform(1 - self.contrast, 1 + self.contrast)
+            out["contrast"] = uniform(self.contrast_centre - self.contrast, self.contrast_centre + self.contrast)
             out["contrast_on"] = coin()
         if self.brightness:
             on = coin()
@@ -147,6 +229,28 @@ class Jitter:
         if "noise_sd" in d:
             x = x + col(d["noise_sd"]) * torch.randn(x.shape, generator=generator, device=device)
         return x.clamp(0.0, 1.0)
+
+
+#: Named jitter configurations (what ``TrainConfig.jitter`` may name; ``True`` is ``"default"``).
+JITTERS: dict[str, Jitter] = {"default": Jitter(), "unlike": Jitter.unlike()}
+
+
+def get_jitter(spec: bool | str | None) -> Jitter | None:
+    """The jitter a training config names: ``False``/``None`` none, ``True`` the default, or a
+    name of :data:`JITTERS`.
+
+    Examples
+    --------
+    >>> get_jitter(False) is None, get_jitter(True) == Jitter(), get_jitter("unlike").blur
+    (True, True, 0.0)
+    """
+    if spec is None or spec is False:
+        return None
+    if spec is True:
+        return JITTERS["default"]
+    if isinstance(spec, str) and spec in JITTERS:
+        return JITTERS[spec]
+    raise ValueError(f"jitter must be True, False or one of {sorted(JITTERS)}, got {spec!r}")
 
 
 #: Blur of at most this sigma (pixels) is skipped: the patch is left as it is.

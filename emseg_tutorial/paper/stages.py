@@ -20,6 +20,7 @@ stage              task        weights         starts at  jitter   paper
 ``m2_unweighted``  boundary    none            ``m1``     no       baseline
 ``m2_border``      boundary    border          ``m1``     no       U-Net border weights (beyond)
 ``m3``             boundary    distance        ``m2``     yes      jitter fine-tuning (M3)
+``m3_unlike``      boundary    distance        ``m2``     unlike   ablation: jitter unlike target
 =================  ==========  ==============  =========  =======  ===============================
 
 Runs are saved in the session's ``runs`` folder (``EMSEG_RUNS``, default ``./runs``) as
@@ -65,7 +66,7 @@ class Stage:
     task: str
     weights: str
     init: str | None = None
-    jitter: bool = False
+    jitter: bool | str = False  # True: the default jitter; a str: a name of data.augment.JITTERS
     description: str = ""
 
     @property
@@ -73,7 +74,7 @@ class Stage:
         return budget_of(self.task, init=self.init is not None, jitter=self.jitter)
 
 
-def budget_of(task: str, *, init: bool, jitter: bool) -> str:
+def budget_of(task: str, *, init: bool, jitter: bool | str) -> str:
     """Which of the paper's budgets a run has: ``jitter`` for the M2 -> M3 fine-tuning, ``exp1``
     for 4 classes, ``exp2`` for the boundary task from an earlier model, else ``exp2_scratch``."""
     if jitter:
@@ -109,10 +110,12 @@ STAGES: dict[str, Stage] = {
     "m2_unweighted": Stage("boundary", "none", "m1", description="boundary from M1, every pixel weight 1"),
     "m2_border": Stage("boundary", "border", "m1", description="boundary from M1, U-Net border weights"),
     "m3": Stage("boundary", "distance", "m2", jitter=True, description="M2 fine-tuned with random jitter"),
+    "m3_unlike": Stage("boundary", "distance", "m2", jitter="unlike",
+                       description="ablation: M2 fine-tuned with a jitter unlike the target (Jitter.unlike)"),
 }
 
 
-def train_config(preset: Preset, *, task: str, weights: str, init: bool = False, jitter: bool = False,
+def train_config(preset: Preset, *, task: str, weights: str, init: bool = False, jitter: bool | str = False,
                  steps: int | None = None, seed: int = 0, device: str | None = None,
                  **overrides) -> TrainConfig:
     """A :class:`~emseg_tutorial.train.TrainConfig` sized by ``preset`` for one of the paper's stages.

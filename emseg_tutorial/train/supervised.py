@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ..data.augment import Jitter
+from ..data.augment import get_jitter
 from ..data.formats import check_labels, check_pair, check_image
 from ..data.device_patches import make_sampler
 from ..devices import (Precision, compile_model, eager_fallback, memory_format, pick_device, precision,
@@ -76,8 +76,10 @@ class TrainConfig:
         Steps between validation passes (one more runs at the end).
     val_slices : float
         Fraction of slices (at the end of the stack) held out for validation.
-    jitter : bool
-        Random intensity jitter of every patch (the paper's M2 -> M3 step).
+    jitter : bool or str
+        Random intensity jitter of every patch (the paper's M2 -> M3 step): ``True`` the
+        default :class:`~emseg_tutorial.data.augment.Jitter`, or a name of
+        :data:`~emseg_tutorial.data.augment.JITTERS` (``"unlike"``: the ablation).
     seed : int
         Seed of weights initialisation and patch sampling.
     model : dict
@@ -96,7 +98,7 @@ class TrainConfig:
     lr: float = 1e-4
     val_every: int = 50
     val_slices: float = 0.15
-    jitter: bool = False
+    jitter: bool | str = False
     seed: int = 0
     model: dict = field(default_factory=lambda: {"depth": 4, "base_width": 16, "norm": "batch"})
     device: str | None = None
@@ -112,6 +114,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        get_jitter(self.jitter)  # a known jitter or none
         if not 0 <= self.val_slices < 1:
             raise ValueError(f"val_slices must be in [0, 1), got {self.val_slices}")
 
@@ -202,7 +205,7 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     weights = weight_map(labels, config.weights)
     train_z, val_z = split_slices(image.shape[0], config.val_slices)
     sampler = make_sampler(image, labels, weights, device=device, patch=config.patch, slices=train_z,
-                           jitter=Jitter() if config.jitter else None, seed=config.seed)
+                           jitter=get_jitter(config.jitter), seed=config.seed)
 
     model = restore_model(resume) if resume is not None else _initial_model(config, init)
     model = model.to(device, memory_format=memory_format(device))
