@@ -57,8 +57,10 @@ block whose corner nodes agree is filled at once (Voronoi cells are convex), and
 of the other blocks compare the seeds of their corners. Mitochondria and dendrites are drawn as
 batches of discs, walls are neighbour comparisons, blurs are small separable kernels applied in
 place, and scratch arrays are reused between sub-slices. The textures are windows, at a random
-offset per slice, of fields made once per volume, and the z blur stops at 1.5 sigma (one
-sub-slice of halo). ``benchmarks/bench_twins.py`` times it against version 1 in one process.
+offset per slice, of fields made once per volume; cytoplasm and glia are one lookup in per-cell
+tables (intensity with staining, texture gain, label code); the membrane strength is one lookup
+by pixel kind (wall, beside a wall, elsewhere) before the microscope's blur; a z blur, where a
+domain has one, stops at 1.5 sigma (one sub-slice of halo). ``benchmarks/bench_twins.py`` times it against version 1 in one process.
 Every array belongs to one call (no module-level scratch), so volumes can be made in threads.
 
 Versions
@@ -78,7 +80,9 @@ makes the twins physically consistent and harder: target tissue lengths are the 
 (neurites 2.5 times larger in target pixels than in version 2), target walls are labelled 4
 pixels wide, the source has more noise and both get per-cell staining, faint membranes,
 vesicles and mitochondrial rims (see "How a volume is made"); textures come from a per-volume
-bank, the z and xy blur kernels are shorter and the rounding is folded into the noise.
+bank, the xy blur kernel is shorter, the rounding is folded into the noise, membranes are
+drawn at two levels (on and beside the wall) and the source has no z blur (its xy blur and
+10 nm sampling already soften oblique walls; the z blur cost two extra sub-slices per block).
 
 Examples
 --------
@@ -228,7 +232,7 @@ FIBSEM = DomainParams(
     mito_length=(10.0, 24.0),
     intensity={"membrane": 0.20, "cytoplasm": 0.64, "mito": 0.36, "glia": 0.50},
     texture={"cytoplasm": 0.045, "mito": 0.09, "glia": 0.10},
-    psf_sigma=(0.8, 0.9, 0.9),
+    psf_sigma=(0.0, 0.9, 0.9),
     noise=0.065,
     wall_width=2,
     shading=0.10,
@@ -499,7 +503,6 @@ _GRAIN_TAPS = np.array([0.18, 0.64, 0.18], np.float32)  # variance 0.36 (sigma 0
 # Scales so that the textures keep the standard deviation of version 1's Gaussian-filtered noise.
 _FINE_GAIN = 2.5 * float(np.sum(_gauss_taps(1.0) ** 2) / np.sum(_FINE_TAPS ** 2))
 _GRAIN_GAIN = 1.6 * float(np.sum(_gauss_taps(0.6) ** 2) / np.sum(_GRAIN_TAPS ** 2))
-_MEMBRANE_TAPS = _gauss_taps(0.7, truncate=2.0)
 #: The microscope's blur kernels stop at this many sigmas in xy (5 taps for sigma 0.9) and in z
 #: (3 taps for sigma 0.8: one sub-slice of halo each side).
 _PSF_TRUNCATE = 2.0
@@ -514,41 +517,10 @@ def _normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return _NORMAL[np.frombuffer(rng.bytes(2 * n), np.uint16)].reshape(shape)
 
 
-def _membrane_lut() -> np.ndarray:
-    """Membrane strength ``min(1.6 * blur(wall), 1)`` for every 3 x 3 wall pattern count.
-
-    With the 3-tap kernel ``(w1, w0, w1)`` the blurred wall at a pixel is
-    ``w0^2 c + w0 w1 n4 + w1^2 nd`` (``c`` the pixel, ``n4`` its walled 4-neighbours, ``nd`` its
-    walled diagonal neighbours), so it is a table lookup at ``c * 25 + n4 * 5 + nd``.
-    """
-    w1, w0 = (float(t) for t in _MEMBRANE_TAPS[:2])
-    c, n4, nd = np.meshgrid(np.arange(2), np.arange(5), np.arange(5), indexing="ij")
-    return np.minimum(1.6 * (w0 * w0 * c + w0 * w1 * n4 + w1 * w1 * nd), 1.0).astype(np.float32).ravel()
-
-
-_MEMBRANE_LUT = _membrane_lut()
-
-
-def _membrane_index(wall: np.ndarray, out: np.ndarray, tmp: np.ndarray) -> np.ndarray:
-    """``c * 25 + n4 * 5 + nd`` (uint8) of every pixel of a 2D wall mask, edges repeated."""
-    w = wall.view(np.uint8)
-    v = tmp  # walled pixels above and below
-    v[1:-1] = w[:-2]
-    v[1:-1] += w[2:]
-    v[0] = w[0] + w[1]
-    v[-1] = w[-2] + w[-1]
-    out[...] = v  # n4 = v + walled pixels left and right
-    out[:, 1:] += w[:, :-1]
-    out[:, :-1] += w[:, 1:]
-    out[:, 0] += w[:, 0]
-    out[:, -1] += w[:, -1]
-    out *= 5
-    out[:, 1:] += v[:, :-1]  # nd: the vertical counts left and right
-    out[:, :-1] += v[:, 1:]
-    out[:, 0] += v[:, 0]
-    out[:, -1] += v[:, -1]
-    out += w * np.uint8(25)
-    return out
+#: Membrane strength by pixel kind: 0 away from walls, on a 4-neighbour of a wall, on a wall
+#: (what a 3-tap Gaussian of sigma 0.7 over the wall mask, times 1.6 and capped at 1, gives on
+#: and beside a 2-pixel wall; the microscope's blur smooths it afterwards).
+_MEMBRANE_LEVELS = np.array([0.0, 0.32, 1.0], np.float32)
 
 
 def _thick_boundaries(cell: np.ndarray, out: np.ndarray | None = None,
@@ -615,6 +587,7 @@ class _Renderer:
         self.xs = np.arange(self.nx, dtype=np.float64)
         self.small = np.flatnonzero(geo.radius == 0)
         self.dend = np.flatnonzero(geo.radius > 0)
+        self.small32 = self.small.astype(np.int32)
         self.dmax = float(np.abs(geo.warp_amp).sum(0).max())  # bound on the displacement
         # Bilinear weights of the g x g pixels of a block from its 4 corner nodes (00, 01, 10, 11).
         u = np.arange(g) / g
@@ -625,6 +598,12 @@ class _Renderer:
         self._k = 16
         self._buffers: dict = {}
         self._textures: tuple | None = None
+        self.keep_cells = True  # False: cell ids live in a scratch buffer (not returned by blocks)
+        # Per-cell tables: intensity (class mean plus staining), texture gain and label code.
+        it, tx = p.intensity, p.texture
+        self.cell_base = np.where(geo.glia, it["glia"], it["cytoplasm"]).astype(np.float32) + geo.stain
+        self.cell_texture = np.where(geo.glia, tx["glia"], tx["cytoplasm"]).astype(np.float32)
+        self.cell_code = np.where(geo.glia, GLIA, CYTOPLASM).astype(np.uint8)
 
     def buf(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
         """A scratch array kept between calls: fresh large arrays cost page faults every time."""
@@ -713,7 +692,7 @@ class _Renderer:
         qy = self.node_y[:, None] + d[0]
         qx = self.node_x[None, :] + d[1]
         nyn, nxn = qy.shape
-        vor = np.zeros((nyn, nxn), np.int64)
+        vor = np.zeros((nyn, nxn), np.int32)
         if len(self.small):
             sp = seeds[self.small]
             # Tiles in decreasing order of list length: candidate j is then a prefix of them.
@@ -735,7 +714,7 @@ class _Renderer:
             arg = np.empty_like(arg_sorted)
             arg[perm] = arg_sorted
             t = _TILE
-            vor = (self.small[arg].reshape(nyn // t, nxn // t, t, t).transpose(0, 2, 1, 3)
+            vor = (self.small32[arg].reshape(nyn // t, nxn // t, t, t).transpose(0, 2, 1, 3)
                    .reshape(nyn, nxn))
         lab = vor
         if len(self.dend):
@@ -747,7 +726,7 @@ class _Renderer:
             which, pix = _disc_pixels(c[:, 0] / g, c[:, 1] / g, (r + dm) / g + 1, nyn, nxn)
             hit = ((qy.reshape(-1)[pix] - c[which, 0]) ** 2 + (qx.reshape(-1)[pix] - c[which, 1]) ** 2
                    <= r[which] ** 2)
-            top = np.full(nyn * nxn, -1, np.int64)
+            top = np.full(nyn * nxn, -1, np.int32)
             np.maximum.at(top, pix[hit], self.dend[which[hit]])
             lab = np.where(top >= 0, top, vor.reshape(-1)).reshape(nyn, nxn)
         return qy, qx, vor, lab
@@ -886,28 +865,24 @@ class _Renderer:
                   fade: np.ndarray | None, want_labels: bool, out: np.ndarray):
         """Render sub-slice ``s``: clean image into ``out`` (float32), codes and cell ids if asked.
 
-        ``fine``, ``shade`` and ``fade`` may be views; ``grain`` must be contiguous.
+        ``fine``, ``grain``, ``shade`` and ``fade`` may be views.
         """
         p, geo, ny, nx = self.p, self.geo, self.ny, self.nx
         seeds = geo.seeds(s)
-        cell = self.cells(s, seeds, keep=want_labels)
+        cell = self.cells(s, seeds, keep=want_labels and self.keep_cells)
         wall = _thick_boundaries(cell, out=self.buf("wall", (ny, nx), bool),
                                  tmp=self.buf("btmp", (ny, nx), bool))
         if p.wall_width >= 4:
             wall = _dilate_cross(wall.copy(), out=wall)
         it, tx = p.intensity, p.texture
-        image = out
-        np.multiply(fine, np.float32(tx["cytoplasm"]), out=image)
-        image += np.float32(it["cytoplasm"])
+        # Cytoplasm and glia: each cell's own intensity (class and staining) and texture gain.
+        image = np.take(self.cell_base, cell, out=out, mode="clip")
+        f1 = self.buf("f1", (ny, nx))
+        np.take(self.cell_texture, cell, out=f1, mode="clip")
+        f1 *= fine
+        image += f1
         image += shade
         flat = image.reshape(-1)
-        f1 = self.buf("f1", (ny, nx))
-        glia_px = None
-        if geo.glia.any():
-            glia_px = np.flatnonzero(np.take(geo.glia, cell, out=self.buf("btmp", (ny, nx), bool), mode="clip"))
-            flat[glia_px] = shade.reshape(-1)[glia_px] + it["glia"] + tx["glia"] * grain.reshape(-1)[glia_px]
-        if p.cell_stain:
-            image += np.take(geo.stain, cell, out=f1, mode="clip")
         near_wall = _dilate_cross(wall, out=self.buf("near", (ny, nx), bool)).reshape(-1)
         # Vesicles: dark dots, most of the way to the membrane intensity.
         ves_px = self._vesicles(s, seeds, cell, near_wall)
@@ -920,15 +895,15 @@ class _Renderer:
             phase = _slice_rng(self.seed, p.name, s).uniform(0, 2 * np.pi)
             yy, xx = np.divmod(mito_px, nx)
             cristae = np.sin(np.float32(0.9) * (yy + xx).astype(np.float32) + np.float32(phase))
-            value = it["mito"] + tx["mito"] * (0.6 * cristae + grain.reshape(-1)[mito_px])
+            value = it["mito"] + tx["mito"] * (0.6 * cristae + grain[yy, xx])
             if p.mito_rim:
                 value[rim] += p.mito_rim * (it["membrane"] - value[rim])
             flat[mito_px] = value
-        # Membranes: dark lines centred on the walls, a little wider than the label:
-        # min(1.6 * blur(wall), 1) with a 3-tap kernel, looked up from 3 x 3 wall counts, faded
-        # along faint stretches.
-        index = _membrane_index(wall, self.buf("u1", (ny, nx), np.uint8), self.buf("u2", (ny, nx), np.uint8))
-        membrane = np.take(_MEMBRANE_LUT, index, out=self.buf("f2", (ny, nx)), mode="clip")
+        # Membranes: dark lines centred on the walls, a little wider than the label (one level
+        # on the wall, a lower one beside it), faded along faint stretches.
+        index = np.add(wall.view(np.uint8), near_wall.reshape(ny, nx).view(np.uint8),
+                       out=self.buf("u1", (ny, nx), np.uint8))
+        membrane = np.take(_MEMBRANE_LEVELS, index, out=self.buf("f2", (ny, nx)), mode="clip")
         if fade is not None:
             membrane *= fade
         np.subtract(np.float32(it["membrane"]), image, out=f1)
@@ -936,9 +911,7 @@ class _Renderer:
         image += f1
         if not want_labels:
             return None, None
-        codes = np.full((ny, nx), CYTOPLASM, dtype=np.uint8).reshape(-1)
-        if glia_px is not None:
-            codes[glia_px] = GLIA
+        codes = np.take(self.cell_code, cell, mode="clip").reshape(-1)
         codes[mito_px] = MITOCHONDRIA
         codes = codes.reshape(ny, nx)
         codes[wall] = BOUNDARY
@@ -955,8 +928,7 @@ class _Renderer:
         fine_bank, grain_bank, fade_bank = self._bank()
         oy, ox, fy, fx = _slice_rng(self.seed, p.name, 2_000_000 + z).integers(0, _BANK_MARGIN + 1, 4)
         fine = fine_bank[oy:oy + ny, ox:ox + nx]
-        grain = self.buf("grain", (ny, nx))
-        np.copyto(grain, grain_bank[oy:oy + ny, ox:ox + nx])  # indexed by flat pixel lists
+        grain = grain_bank[oy:oy + ny, ox:ox + nx]
         fade = None if fade_bank is None else fade_bank[fy:fy + ny, fx:fx + nx]
         s = z * p.z_factor + p.z_factor // 2
         shade = _wave_grid(geo.tex_k, geo.tex_phase, geo.tex_amp[:, None], s, self.ys, self.xs,
@@ -1201,6 +1173,7 @@ def _blocks(domain: str, shape, seed: int, block: int, with_cells: bool):
     offset = offset0 + _smooth_walk(rng, nz, p.drift) if p.drift else np.full(nz, offset0)
     shifts = _misalign(p, rng, nz)
     rend = _Renderer(p, geo, shape, int(seed))
+    rend.keep_cells = with_cells
     cache: dict = {}
     for z0 in range(0, nz, block):
         z1 = min(z0 + block, nz)
