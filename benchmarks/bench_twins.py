@@ -3,21 +3,24 @@
 Usage::
 
     python benchmarks/bench_twins.py [--fibsem Z Y X] [--snemi Z Y X] [--repeats N]
-                                     [--reference REV] [--quick]
+                                     [--reference REV] [--v2 REV | --no-v2] [--quick]
 
 In one process, for each domain and shape:
 
-* the current ``make_volume`` (``TWIN_VERSION`` 2),
+* the current ``make_volume`` (``TWIN_VERSION`` 3),
 * the generator of version 1, read from git history (``git show REV:emseg_tutorial/data/
   synthetic.py``, default the commit before the fast renderer) into a temporary module of the
-  package, so both run on the same machine, libraries and load,
+  package, so all run on the same machine, libraries and load,
+* the generator of version 2 the same way (``--v2``, default the last commit with it; skipped
+  with ``--no-v2``),
 * the floor: drawing float32 Gaussian noise and blurring it (``scipy.ndimage.gaussian_filter``,
   sigma 1) slice by slice at the same shape,
 
 are timed (best of ``--repeats``, ``time.perf_counter``; the three are interleaved so a change
 of load hits them alike), and the script prints seconds, seconds per slice, old / new and
-new / floor, and the class fractions of both versions (a sanity check: the volumes differ pixel
-by pixel, their statistics should not). Run it on a quiet machine with one thread
+new / floor (and v2 / new), and the class fractions of every version (a sanity check: the
+volumes differ pixel by pixel; version 3 also changes the physics on purpose, so the target's
+boundary fraction and image statistics move: see the module docstring of the generator). Run it on a quiet machine with one thread
 (``OMP_NUM_THREADS=1``); the load average is printed before and after. ``--quick`` uses tiny
 shapes to check that the script works. Nothing is enforced: it prints a table and exits 0.
 """
@@ -44,15 +47,17 @@ from emseg_tutorial.labels import class_fractions  # noqa: E402
 
 #: The last commit with the version-1 generator.
 REFERENCE = "f34760b"
+#: The last commit with the version-2 generator.
+REFERENCE_V2 = "1e9e24c"
 
 
-def load_old(rev: str):
+def load_old(rev: str, tag: str = "old"):
     """The module ``emseg_tutorial/data/synthetic.py`` at ``rev``, imported beside the current one."""
     code = subprocess.run(["git", "show", f"{rev}:emseg_tutorial/data/synthetic.py"], cwd=ROOT,
                           check=True, capture_output=True, text=True).stdout
-    tmp = Path(tempfile.mkdtemp()) / "_old_synthetic.py"
+    tmp = Path(tempfile.mkdtemp()) / f"_{tag}_synthetic.py"
     tmp.write_text(code)
-    name = "emseg_tutorial.data._old_synthetic"  # inside the package: its relative imports work
+    name = f"emseg_tutorial.data._{tag}_synthetic"  # inside the package: its relative imports work
     spec = importlib.util.spec_from_file_location(name, tmp)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -83,39 +88,47 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reference", default=REFERENCE, help="git revision of the old generator")
+    ap.add_argument("--v2", default=REFERENCE_V2, help="git revision of the version-2 generator")
+    ap.add_argument("--no-v2", action="store_true", help="do not time version 2")
     ap.add_argument("--quick", action="store_true", help="tiny shapes, one repeat: check the script")
     args = ap.parse_args(argv)
     shapes = {"fibsem": tuple(args.fibsem), "snemi": tuple(args.snemi)}
     if args.quick:
         shapes, args.repeats = {"fibsem": (4, 64, 64), "snemi": (2, 96, 96)}, 1
     old = load_old(args.reference)
-    print(f"twins benchmark: TWIN_VERSION {new.TWIN_VERSION} against {args.reference} (version 1); "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
+    v2 = None if args.no_v2 else load_old(args.v2, "v2")
+    print(f"twins benchmark: TWIN_VERSION {new.TWIN_VERSION} against {args.reference} (version 1)"
+          + ("" if v2 is None else f" and {args.v2} (version 2)")
+          + f"; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
           f"load average {os.getloadavg()[0]:.2f}")
-    for m in (old, new):  # warm up imports and caches
+    gens = {"v1": old, **({} if v2 is None else {"v2": v2}), "new": new}
+    for m in gens.values():  # warm up imports and caches
         m.make_volume("snemi", (2, 48, 48), seed=args.seed)
     rows = []
     for domain, shape in shapes.items():
-        t_old = t_new = t_floor = np.inf
-        v_old = v_new = None
-        for _ in range(args.repeats):
-            t, v_old = best_of(lambda: old.make_volume(domain, shape, seed=args.seed), 1)
-            t_old = min(t_old, t)
-            t, v_new = best_of(lambda: new.make_volume(domain, shape, seed=args.seed), 1)
-            t_new = min(t_new, t)
+        best = {k: np.inf for k in (*gens, "floor")}
+        vols = {}
+        for _ in range(args.repeats):  # interleaved: a change of load hits all alike
+            for key, m in gens.items():
+                t, vols[key] = best_of(lambda: m.make_volume(domain, shape, seed=args.seed), 1)
+                best[key] = min(best[key], t)
             t, _ = best_of(lambda: floor(shape, args.seed), 1)
-            t_floor = min(t_floor, t)
-        rows.append((domain, shape, t_old, t_new, t_floor))
-        for name, v in (("old", v_old), ("new", v_new)):
+            best["floor"] = min(best["floor"], t)
+        rows.append((domain, shape, best))
+        for key, v in vols.items():
             frac = class_fractions(v.labels)
-            print(f"  {domain} {name}: " + ", ".join(f"{k} {100 * x:.1f} %" for k, x in frac.items())
+            print(f"  {domain} {key:3s}: " + ", ".join(f"{k} {100 * x:.1f} %" for k, x in frac.items())
                   + f"; image mean {v.image.mean():.1f}, std {v.image.std():.1f}")
     print()
-    print(f"{'domain':7s} {'shape':>16s} {'old s':>8s} {'new s':>8s} {'floor s':>8s} "
-          f"{'old/slice':>10s} {'new/slice':>10s} {'old/new':>8s} {'new/floor':>9s}")
-    for domain, shape, t_old, t_new, t_floor in rows:
-        print(f"{domain:7s} {'x'.join(map(str, shape)):>16s} {t_old:8.2f} {t_new:8.2f} {t_floor:8.3f} "
-              f"{t_old / shape[0]:10.4f} {t_new / shape[0]:10.4f} {t_old / t_new:8.1f} {t_new / t_floor:9.1f}")
+    has_v2 = v2 is not None
+    print(f"{'domain':7s} {'shape':>16s} {'v1 s':>8s} " + (f"{'v2 s':>8s} " if has_v2 else "")
+          + f"{'new s':>8s} {'floor s':>8s} {'new/slice':>10s} {'v1/new':>7s} "
+          + (f"{'v2/new':>7s} " if has_v2 else "") + f"{'new/floor':>9s}")
+    for domain, shape, b in rows:
+        print(f"{domain:7s} {'x'.join(map(str, shape)):>16s} {b['v1']:8.2f} "
+              + (f"{b['v2']:8.2f} " if has_v2 else "")
+              + f"{b['new']:8.3f} {b['floor']:8.3f} {b['new'] / shape[0]:10.4f} {b['v1'] / b['new']:7.1f} "
+              + (f"{b['v2'] / b['new']:7.1f} " if has_v2 else "") + f"{b['new'] / b['floor']:9.1f}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

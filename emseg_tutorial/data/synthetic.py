@@ -149,7 +149,8 @@ class DomainParams:
     intensity : dict
         Mean intensity in [0, 1] of ``membrane``, ``cytoplasm``, ``mito``, ``glia``.
     texture : dict
-        Amplitude of the fine texture of each class.
+        Amplitude of the fine texture of ``cytoplasm`` (glia share it: they differ by intensity)
+        and of ``mito``.
     psf_sigma : tuple of float
         ``(z, y, x)`` Gaussian blur of the microscope, in sub-slices / pixels.
     noise : float
@@ -231,7 +232,7 @@ FIBSEM = DomainParams(
     mito_radius=(4.0, 7.5),
     mito_length=(10.0, 24.0),
     intensity={"membrane": 0.20, "cytoplasm": 0.64, "mito": 0.36, "glia": 0.50},
-    texture={"cytoplasm": 0.045, "mito": 0.09, "glia": 0.10},
+    texture={"cytoplasm": 0.045, "mito": 0.09},
     psf_sigma=(0.0, 0.9, 0.9),
     noise=0.065,
     wall_width=2,
@@ -261,7 +262,7 @@ SNEMI = DomainParams(
     mito_radius=(6.5, 12.5),
     mito_length=(17.0, 40.0),
     intensity={"membrane": 0.10, "cytoplasm": 0.72, "mito": 0.42, "glia": 0.72},
-    texture={"cytoplasm": 0.06, "mito": 0.05, "glia": 0.0},
+    texture={"cytoplasm": 0.06, "mito": 0.05},
     psf_sigma=(0.0, 1.2, 1.2),
     noise=0.07,
     gamma=1.6,
@@ -508,7 +509,7 @@ _GRAIN_GAIN = 1.6 * float(np.sum(_gauss_taps(0.6) ** 2) / np.sum(_GRAIN_TAPS ** 
 _PSF_TRUNCATE = 2.0
 _Z_TRUNCATE = 1.5
 #: Texture fields are this many pixels larger than a slice: the range of the per-slice offsets.
-_BANK_MARGIN = 48
+_BANK_MARGIN = 32
 
 
 def _normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -599,10 +600,9 @@ class _Renderer:
         self._buffers: dict = {}
         self._textures: tuple | None = None
         self.keep_cells = True  # False: cell ids live in a scratch buffer (not returned by blocks)
-        # Per-cell tables: intensity (class mean plus staining), texture gain and label code.
+        # Per-cell tables: intensity (class mean plus staining) and label code.
         it, tx = p.intensity, p.texture
         self.cell_base = np.where(geo.glia, it["glia"], it["cytoplasm"]).astype(np.float32) + geo.stain
-        self.cell_texture = np.where(geo.glia, tx["glia"], tx["cytoplasm"]).astype(np.float32)
         self.cell_code = np.where(geo.glia, GLIA, CYTOPLASM).astype(np.uint8)
 
     def buf(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
@@ -827,14 +827,15 @@ class _Renderer:
         return py, px
 
     def _mito(self, s: int, seeds: np.ndarray, cell: np.ndarray, near_wall: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
-        """Flat indices of the mitochondrion pixels of sub-slice ``s``, and which are on the rim
-        (the outer 28 % of the radius)."""
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Flat indices of the mitochondrion pixels of sub-slice ``s``, which are on the rim
+        (the outer 28 % of the radius), and their rows and columns."""
         geo, ny, nx = self.geo, self.ny, self.nx
         m = geo.mito
         active = np.flatnonzero(np.abs(m[:, 1] - s) < m[:, 2])
         if not len(active):
-            return np.empty(0, np.int64), np.empty(0, bool)
+            empty = np.empty(0, np.int64)
+            return empty, np.empty(0, bool), empty, empty
         m = m[active]
         r = m[:, 3] * np.sqrt(np.maximum(1.0 - ((s - m[:, 1]) / m[:, 2]) ** 2, 0.0))
         ok = r >= 1.0
@@ -846,7 +847,7 @@ class _Renderer:
         which, pix = which[ok], pix[ok]
         yy, xx = np.divmod(pix, nx)
         rim = (yy - py[which]) ** 2 + (xx - px[which]) ** 2 > (0.72 * r[which]) ** 2
-        return pix, rim
+        return pix, rim, yy, xx
 
     def _vesicles(self, s: int, seeds: np.ndarray, cell: np.ndarray, near_wall: np.ndarray) -> np.ndarray:
         """Flat indices of the vesicle pixels of sub-slice ``s`` (inside their cell, off walls)."""
@@ -875,13 +876,11 @@ class _Renderer:
         if p.wall_width >= 4:
             wall = _dilate_cross(wall.copy(), out=wall)
         it, tx = p.intensity, p.texture
-        # Cytoplasm and glia: each cell's own intensity (class and staining) and texture gain.
+        # Cytoplasm and glia: each cell's own intensity (class and staining), one texture.
         image = np.take(self.cell_base, cell, out=out, mode="clip")
-        f1 = self.buf("f1", (ny, nx))
-        np.take(self.cell_texture, cell, out=f1, mode="clip")
-        f1 *= fine
-        image += f1
+        image += fine
         image += shade
+        f1 = self.buf("f1", (ny, nx))
         flat = image.reshape(-1)
         near_wall = _dilate_cross(wall, out=self.buf("near", (ny, nx), bool)).reshape(-1)
         # Vesicles: dark dots, most of the way to the membrane intensity.
@@ -890,10 +889,9 @@ class _Renderer:
             flat[ves_px] += np.float32(0.7) * (np.float32(it["membrane"]) - flat[ves_px])
         # Mitochondria: discs in displaced coordinates, inside their own cell, off the walls,
         # with an optional dark rim (their outer membrane).
-        mito_px, rim = self._mito(s, seeds, cell, near_wall)
+        mito_px, rim, yy, xx = self._mito(s, seeds, cell, near_wall)
         if len(mito_px):
             phase = _slice_rng(self.seed, p.name, s).uniform(0, 2 * np.pi)
-            yy, xx = np.divmod(mito_px, nx)
             cristae = np.sin(np.float32(0.9) * (yy + xx).astype(np.float32) + np.float32(phase))
             value = it["mito"] + tx["mito"] * (0.6 * cristae + grain[yy, xx])
             if p.mito_rim:
@@ -942,8 +940,8 @@ class _Renderer:
         Uniform noise (cheap to draw; blurred, it is close to Gaussian) of unit variance, scaled
         like the mean of ``z_factor`` independent sub-slice textures, blurred into a fine
         (sigma 1) and a grain (sigma 0.6) texture; and the membrane fade: ``1 - membrane_fade *
-        clip((z - 0.3) / 1.2, 0, 1)`` with ``z`` smooth unit Gaussian noise of correlation length
-        about 20 nm x 10 (a wall segment), so about a third of the membranes are fainter than
+        clip((z - 0.3) / 1.2, 0, 1)`` with ``z`` smooth noise of unit variance (plane waves 120 to
+        300 nm long: about a wall segment), so about a third of the membranes are fainter than
         drawn and some 7 % lose all of ``membrane_fade``.
         """
         if self._textures is None:
@@ -954,18 +952,24 @@ class _Renderer:
             raw *= np.float32(np.sqrt(12.0 / p.z_factor))
             tmp, mid = np.empty(shape, np.float32), np.empty(shape, np.float32)
             fine = _blur2d(raw, _FINE_TAPS, tmp=tmp, mid=mid)
-            fine *= np.float32(_FINE_GAIN)
+            fine *= np.float32(_FINE_GAIN * p.texture["cytoplasm"])  # the texture of cytoplasm and glia
             grain = _blur2d(raw, _GRAIN_TAPS, tmp=tmp, mid=mid)
             grain *= np.float32(_GRAIN_GAIN)
             fade = None
             if p.membrane_fade:
-                step = 10.0 * 10.0 / p.voxel_size[2]  # 100 nm in pixels
-                coarse = (int(shape[0] / step) + 3, int(shape[1] / step) + 3)
-                noise = _slice_rng(self.seed, p.name, 3_000_001).standard_normal(coarse)
-                z = ndi.gaussian_filter(noise, 0.7)
-                z /= z.std()
-                zoom = ndi.zoom(z.astype(np.float32), step, order=1)[:shape[0], :shape[1]]
-                fade = 1.0 - np.float32(p.membrane_fade) * np.clip((zoom - 0.3) / 1.2, 0, 1)
+                # Smooth noise: 24 plane waves of random direction, 120 to 300 nm long.
+                rng, w = _slice_rng(self.seed, p.name, 3_000_001), 24
+                angle = rng.uniform(0, 2 * np.pi, w)
+                length = rng.uniform(120.0, 300.0, w) / p.voxel_size[2]
+                k = np.stack([np.zeros(w), np.sin(angle), np.cos(angle)], 1) * (2 * np.pi / length)[:, None]
+                amp = np.full((w, 1), np.sqrt(2.0 / w))
+                z = _wave_grid(k, rng.uniform(0, 2 * np.pi, w), amp, 0.0, np.arange(shape[0], dtype=float),
+                               np.arange(shape[1], dtype=float))[0]
+                z -= np.float32(0.3)
+                np.clip(z, 0, 1.2, out=z)
+                z *= np.float32(-p.membrane_fade / 1.2)
+                z += np.float32(1.0)
+                fade = z
             self._textures = (fine, grain, fade)
         return self._textures
 
@@ -1056,7 +1060,8 @@ def _render_sections(rend: _Renderer, z0: int, z1: int, with_cells: bool):
             if want:
                 codes.append(c)
                 cells.append(cl)
-        out[i] *= np.float32(1.0 / k)
+        if k > 1:
+            out[i] *= np.float32(1.0 / k)
     _psf(rend, out)
     return out, np.stack(codes), np.stack(cells).astype(np.int64) if with_cells else None
 
@@ -1078,10 +1083,11 @@ def _acquire(p: DomainParams, image: np.ndarray, z0: int, gain: np.ndarray, offs
     """Intensity curve, drift and noise of slices starting at ``z0``, in place; returns uint8.
 
     Computes ``255 * (offset + gain * clip(image, 0, 1) ** gamma + noise * N(0, 1))``, rounded
-    (half up) and clipped to [0, 255].
+    (half up) and clipped to [0, 255] (without a gamma curve, only the result is clipped).
     """
-    out = np.clip(image, 0.0, 1.0, out=image)
-    if p.gamma != 1.0:
+    out = image
+    if p.gamma != 1.0:  # without a curve the final clip is enough
+        np.clip(image, 0.0, 1.0, out=image)
         out **= np.float32(p.gamma)
     n = image.shape[0]
     out *= (255.0 * gain[z0:z0 + n, None, None]).astype(np.float32)
