@@ -233,7 +233,7 @@ FIBSEM = DomainParams(
     mito_length=(10.0, 24.0),
     intensity={"membrane": 0.20, "cytoplasm": 0.64, "mito": 0.36, "glia": 0.50},
     texture={"cytoplasm": 0.045, "mito": 0.09},
-    psf_sigma=(0.0, 0.9, 0.9),
+    psf_sigma=(0.0, 0.7, 0.7),
     noise=0.065,
     wall_width=2,
     shading=0.10,
@@ -806,7 +806,13 @@ class _Renderer:
         l10, l11 = lab[1:nby + 1, :nbx], lab[1:nby + 1, 1:nbx + 1]
         shape = (nby, g, nbx, g)
         cell = np.empty(shape, np.int32) if keep else self.buf("cells", shape, np.int32)
-        cell[...] = l00[:, None, :, None]
+        # Every block takes its first corner's id: the g ids of a block row are copied as one
+        # 16-byte item (g = 4 int32), four times faster than broadcasting int32s.
+        if g * cell.itemsize == 16:
+            row = np.repeat(np.ascontiguousarray(l00, dtype=cell.dtype)[..., None], g, -1).view("V16")  # (nby, nbx, 1)
+            cell.view("V16")[...] = row[:, None]
+        else:
+            cell[...] = l00[:, None, :, None]
         by, bx = np.nonzero((l00 != l01) | (l00 != l10) | (l00 != l11))
         if len(by):
             best = self._refine(by, bx, qy, qx, vor, lab, seeds)
@@ -912,7 +918,10 @@ class _Renderer:
         codes = np.take(self.cell_code, cell, mode="clip").reshape(-1)
         codes[mito_px] = MITOCHONDRIA
         codes = codes.reshape(ny, nx)
-        codes[wall] = BOUNDARY
+        # codes[wall] = BOUNDARY as byte arithmetic (a boolean-mask write is several times slower).
+        over = np.subtract(codes, np.uint8(BOUNDARY), out=self.buf("u2", (ny, nx), np.uint8))
+        over *= wall.view(np.uint8)
+        codes -= over
         return codes, cell
 
     def textures(self, z: int):
