@@ -20,7 +20,7 @@ How the default ranges are fixed
 Without looking at the target: the ranges follow one rule from the *source* image alone
 (:meth:`Jitter.from_source`). With ``sd`` the standard deviation of the source's [0, 1]
 intensities, ``n`` its pixel noise (robust estimate from neighbouring-pixel differences) and
-``b`` its point-spread blur in pixels (the source twin's 0.9):
+``b`` its point-spread blur in pixels (the source twin's 0.7):
 
 * brightness ``sd`` and gamma ``log(0.5 - sd) / log(0.5)``: either moves mid-grey by one ``sd``;
 * contrast ``2 sd``: the spread of intensities changes by up to twice the source's own relative
@@ -72,8 +72,8 @@ class Jitter:
     brightness: float = 0.15
     contrast: float = 0.3
     gamma: float = 1.5
-    blur: float = 1.8
-    noise: float = 0.1
+    blur: float = 1.4
+    noise: float = 0.13
     p: float = 0.8
     contrast_centre: float = 1.0
     gamma_centre: float = 1.0
