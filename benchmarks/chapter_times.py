@@ -11,7 +11,8 @@ default the chapters run in book order and share one fresh runs folder, as ``mak
 them (a chapter reuses the stages an earlier one trained); with ``--alone`` every chapter gets
 its own fresh runs folder and retrains what it needs, the time a student sees when opening
 one chapter on its own. The record for the preset (machine, UTC date, mode, seconds per
-chapter) replaces the previous one in the file; the chapters' opening tables and the
+chapter) replaces the previous one in the file (with ``--chapters``, only those chapters' times
+change when the machine and mode are the same); the chapters' opening tables and the
 instructor guide read it (:mod:`emseg_tutorial.timings`). A chapter that fails stops the
 script with exit status 1 and nothing is written.
 """
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path.stem}: {seconds[path.stem]:.1f} s", flush=True)
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     record_timings(args.out, args.preset, seconds, machine=args.machine or default_machine(), date=date,
-                   mode="alone" if args.alone else "book")
+                   mode="alone" if args.alone else "book", merge=bool(args.chapters))
     print(f"wrote the {args.preset} record to {args.out}")
     return 0
 

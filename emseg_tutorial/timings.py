@@ -138,12 +138,19 @@ def book_time_table(source: str | Path | Mapping | None = None) -> pd.DataFrame:
 
 
 def record_timings(path: str | Path, preset: str, seconds: Mapping[str, float], *, machine: str, date: str,
-                   mode: str = "book") -> dict:
-    """Write (or replace) the record of ``preset`` in the timings file at ``path``; return the data."""
+                   mode: str = "book", merge: bool = False) -> dict:
+    """Write the record of ``preset`` in the timings file at ``path``; return the whole data.
+
+    The preset's previous record is replaced, or, with ``merge``, kept for the chapters not in
+    ``seconds`` when it was measured on the same machine in the same mode (a rerun of a few
+    chapters).
+    """
     path = Path(path)
     data = load_timings(path) if path.is_file() else {"presets": {}}
-    data["presets"][preset] = {"machine": machine, "date": date, "mode": mode,
-                               "seconds": {k: round(float(v), 1) for k, v in seconds.items()}}
+    old = data["presets"].get(preset) or {}
+    kept = dict(old.get("seconds", {})) if merge and (old.get("machine"), old.get("mode")) == (machine, mode) else {}
+    kept.update({k: round(float(v), 1) for k, v in seconds.items()})
+    data["presets"][preset] = {"machine": machine, "date": date, "mode": mode, "seconds": kept}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return data
