@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..adapt.diagnostics import boundary_snapshot, epoch_report, source_boundary_prior
+from ..adapt.loop import METHODS
 from ..adapt.methods import ALL_METHODS, DETERMINISTIC, VARIANTS, MethodRun, resolve, run_method
 from ..data.sources import load_domain
 from ..data.volume import Volume
 from ..session import Session, current
+from .runs import adaptation_fingerprint, load_run, save_run, saved_state, unit_path
 from .stages import adapt_config, get_stage
 
 SCORES = ("boundary_jaccard", "boundary_f1", "adapted_rand_error")
@@ -35,7 +37,11 @@ SCORES = ("boundary_jaccard", "boundary_f1", "adapted_rand_error")
 
 @dataclass
 class Comparison:
-    """All runs of a comparison, the source-only report and what the pictures need."""
+    """All runs of a comparison, the source-only report and what the pictures need.
+
+    ``seconds`` is the time this call took; ``reused`` counts the runs read back from the runs
+    folder instead of run (:mod:`.runs`).
+    """
 
     runs: list[MethodRun]
     source_only: dict
@@ -45,6 +51,7 @@ class Comparison:
     preset: str
     seconds: float
     settings: dict = field(default_factory=dict)
+    reused: int = 0
 
     def of(self, name: str) -> list[MethodRun]:
         return [r for r in self.runs if r.name == name]
@@ -67,6 +74,12 @@ def compare(names: list[str] | None = None, session: Session | None = None, *,
         the run lengths come from ``session.preset.comparison``.
     seeds : list of int, optional
         Default ``range(preset.comparison["seeds"])``. Deterministic methods run once.
+
+    Notes
+    -----
+    Every (method, seed) run is one unit of the session's runs folder (:mod:`.runs`): a
+    finished one is read back, an interrupted trained one continues from its last epoch, so a
+    dropped session loses at most one epoch of one run. ``make book`` starts from an empty folder.
     """
     session = session or current()
     preset, progress = session.preset, session.progress
@@ -77,7 +90,8 @@ def compare(names: list[str] | None = None, session: Session | None = None, *,
     n_seeds, eval_stride = c.pop("seeds"), c.pop("eval_stride", 1)
     seeds = list(seeds if seeds is not None else range(n_seeds))
     start = time.perf_counter()
-    m3 = get_stage("m3", session).model
+    m3_stage = get_stage("m3", session)
+    m3 = m3_stage.model
     source = load_domain("fibsem", session, "train")
     target = load_domain("snemi", session, "train")
     source_val = load_domain("fibsem", session, "test")
@@ -90,20 +104,34 @@ def compare(names: list[str] | None = None, session: Session | None = None, *,
     stride = c.get("report_stride", 1)
     initial = epoch_report(m3, target.image, prior, device, source_val, target_eval, stride)
     z = target_eval.shape[0] // 2
-    runs = []
+    volumes = {"source": source, "target": target, "source_val": source_val, "target_eval": target_eval}
+    runs, reused = [], 0
     for name in names:
-        method = resolve(name)[0]
+        method, overrides = resolve(name)
         for seed in ([None] if method in DETERMINISTIC else seeds[:1] if name in VARIANTS else seeds):
             kwargs = ({"report_stride": stride, "device": str(device)} if seed is None else
                       adapt_config(session, method, seed, **c).to_dict())
-            runs.append(run_method(name, m3, source, target.image, config_kwargs=kwargs, source_val=source_val,
-                                   target_eval=target_eval, initial_report=initial, snapshot_slice=z,
-                                   progress=progress))
-            runs[-1].model = runs[-1].discriminator = None  # the tables need reports, not weights
+            # each (method, seed) is its own unit in the runs folder: read back, continued or run
+            fingerprint = adaptation_fingerprint(name, {**kwargs, **overrides}, model=m3_stage.history["fingerprint"],
+                                                 volumes=volumes, extra={"snapshot_slice": z})
+            record = unit_path(session, name, seed, fingerprint, "run.pt")
+            run = load_run(record, fingerprint)
+            if run is not None:
+                reused += 1
+            else:
+                state = unit_path(session, name, seed, fingerprint, "state.pt") if method in METHODS else None
+                run = run_method(name, m3, source, target.image, config_kwargs=kwargs, source_val=source_val,
+                                 target_eval=target_eval, initial_report=initial, snapshot_slice=z,
+                                 progress=progress, checkpoint=state, resume=saved_state(state) if state else None)
+                run.model = run.discriminator = None  # the tables need reports, not weights
+                save_run(record, run, fingerprint)
+                if state is not None:
+                    state.unlink(missing_ok=True)
+            runs.append(run)
     return Comparison(runs=runs, source_only=initial, snapshot_slice=z, target_eval=target_eval,
                       source_only_snapshot=boundary_snapshot(m3, target_eval.image, z, device), preset=preset.name,
                       seconds=time.perf_counter() - start,
-                      settings={"seeds": seeds, "eval_stride": eval_stride, **c})
+                      settings={"seeds": seeds, "eval_stride": eval_stride, **c}, reused=reused)
 
 
 def _mean_sd(values: list[float], deterministic: bool) -> str:
