@@ -5,12 +5,15 @@ This is the top of the library's layers: it may use everything below (data, mode
 adapt, predict, the session); nothing below imports it.
 """
 
-from .comparison import Comparison, compare, comparison_table, diagnostics_table, findings, selection_table
-from .scores import adaptation_summary, adaptation_table, score, scores_table, validation_curve
+from .comparison import (Comparison, compare, comparison_numbers, comparison_table, diagnostics_table, findings,
+                         selection_table, spread_note)
+from .scores import (adaptation_findings, adaptation_numbers, adaptation_summary, adaptation_table, score,
+                     scores_table, validation_curve)
 from .stages import (PAPER_ITERATIONS, STAGES, Stage, adapt_config, budget_steps, get_stage, run_adaptation,
                      stage_config, train_config)
 
 __all__ = ["PAPER_ITERATIONS", "STAGES", "Stage", "adapt_config", "budget_steps", "get_stage", "run_adaptation",
            "stage_config", "train_config", "score", "scores_table", "validation_curve", "adaptation_table",
            "adaptation_summary", "Comparison", "compare", "comparison_table", "selection_table",
-           "diagnostics_table", "findings"]
+           "diagnostics_table", "findings", "spread_note", "comparison_numbers", "adaptation_findings",
+           "adaptation_numbers"]
