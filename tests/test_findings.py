@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from emseg_tutorial.paper import comparison as C
-from emseg_tutorial.paper.scores import adaptation_findings, adaptation_numbers
+from emseg_tutorial.paper.adaptation import adaptation_findings, adaptation_numbers
 
 
 def _epoch(epoch, j=0.4, src_j=0.8, frac=0.12, entropy=0.5, prior=0.12, **extra):

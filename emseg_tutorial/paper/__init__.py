@@ -1,5 +1,7 @@
 """The paper itself: its stages and budgets (:mod:`.stages`), the scores and tables of its
-experiments (:mod:`.scores`) and chapter 6's comparison of adaptation methods (:mod:`.comparison`).
+experiments (:mod:`.scores`), chapter 5's run in sentences (:mod:`.adaptation`), chapter 6's
+comparison of adaptation methods (:mod:`.comparison`) and the runs folder that keeps chapter 5
+and 6 runs (:mod:`.runs`).
 
 This is the top of the library's layers: it may use everything below (data, models, train,
 adapt, predict, the session); nothing below imports it.
@@ -7,8 +9,8 @@ adapt, predict, the session); nothing below imports it.
 
 from .comparison import (Comparison, compare, comparison_numbers, comparison_table, diagnostics_table, findings,
                          selection_table, spread_note)
-from .scores import (adaptation_findings, adaptation_numbers, adaptation_summary, adaptation_table, score,
-                     scores_table, validation_curve)
+from .adaptation import adaptation_findings, adaptation_numbers
+from .scores import adaptation_summary, adaptation_table, score, scores_table, validation_curve
 from .stages import (PAPER_ITERATIONS, STAGES, Stage, adapt_config, budget_steps, get_stage, run_adaptation,
                      stage_config, train_config)
 
