@@ -79,3 +79,14 @@ def test_comparison_findings_and_numbers():
     assert (n["best_last"], n["best_last_j"]) == ("adabn", 0.5)
     assert n["adaptsegnet_j"] == pytest.approx(0.44) and n["paper_j"] == pytest.approx(0.2)
     assert all(type(v) in (int, float, str) for v in n.values())
+
+
+def test_glue_numbers_glues_every_value_under_its_key(monkeypatch):
+    import myst_nb
+
+    from emseg_tutorial.paper import glue_numbers
+
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.update({name: (value, display)}))
+    assert glue_numbers("ch5", {"j_last": 0.31, "preset": "cpu"}) == ["ch5_j_last", "ch5_preset"]
+    assert glued == {"ch5_j_last": (0.31, False), "ch5_preset": ("cpu", False)}

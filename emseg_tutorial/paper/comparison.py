@@ -351,8 +351,8 @@ def findings(comp: Comparison) -> str:
             shortcut.append(f"`{name}` catches {tgt:.2f} of target pairs and {wrong:.2f} of wrong-slice pairs "
                             f"(it judges {judge})")
     if shortcut:
-        lines.append("* Conditional discriminator, last epoch: " + "; ".join(shortcut) + f" (a gap above {DOMAIN_GAP} "
-                     "reads as judging the domain).")
+        lines.append(f"* Conditional discriminator, last epoch (catching target pairs more often than wrong-slice "
+                     f"pairs by over {DOMAIN_GAP} reads as judging the domain): " + "; ".join(shortcut) + ".")
     hard = []
     for name in comp.names:
         last = [r.epochs[-1] for r in comp.of(name)]
