@@ -90,3 +90,13 @@ def test_glue_numbers_glues_every_value_under_its_key(monkeypatch):
     monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.update({name: (value, display)}))
     assert glue_numbers("ch5", {"j_last": 0.31, "preset": "cpu"}) == ["ch5_j_last", "ch5_preset"]
     assert glued == {"ch5_j_last": (0.31, False), "ch5_preset": ("cpu", False)}
+
+
+def test_conditional_findings_name_the_domain_shortcut_only_past_the_gap():
+    comp = _comparison()
+    for name, (tgt, wrong) in {"conditional": (0.9, 0.4), "conditional-paper": (0.3, 0.35)}.items():
+        last = _epoch(1, d_acc_fake_target=tgt, d_acc_fake_mismatch=wrong)
+        comp.runs.append(C.MethodRun(name, 0, [_epoch(0), last], [], 1.0))
+    text = C.findings(comp)
+    assert "`conditional` catches 0.90 of target pairs and 0.40 of wrong-slice pairs (the domain shortcut" in text
+    assert "`conditional-paper` catches 0.30 of target pairs and 0.35 of wrong-slice pairs (no sign" in text

@@ -346,13 +346,13 @@ def findings(comp: Comparison) -> str:
         if runs:
             tgt = np.mean([r.epochs[-1]["d_acc_fake_target"] for r in runs])
             wrong = np.mean([r.epochs[-1]["d_acc_fake_mismatch"] for r in runs])
-            judge = ("the domain more than the pairing" if tgt - wrong > DOMAIN_GAP else
-                     "the pairing as much as the domain")
+            judge = ("the domain shortcut: target pairs are the easier fakes" if tgt - wrong > DOMAIN_GAP else
+                     "no sign of the domain shortcut")
             shortcut.append(f"`{name}` catches {tgt:.2f} of target pairs and {wrong:.2f} of wrong-slice pairs "
-                            f"(it judges {judge})")
+                            f"({judge})")
     if shortcut:
         lines.append(f"* Conditional discriminator, last epoch (catching target pairs more often than wrong-slice "
-                     f"pairs by over {DOMAIN_GAP} reads as judging the domain): " + "; ".join(shortcut) + ".")
+                     f"pairs by over {DOMAIN_GAP} reads as the domain shortcut): " + "; ".join(shortcut) + ".")
     hard = []
     for name in comp.names:
         last = [r.epochs[-1] for r in comp.of(name)]
