@@ -1,11 +1,16 @@
 """The paper itself: its stages and budgets (:mod:`.stages`), the scores and tables of its
-experiments (:mod:`.scores`) and chapter 6's comparison of adaptation methods (:mod:`.comparison`).
+experiments (:mod:`.scores`), chapter 5's run in sentences (:mod:`.adaptation`), chapter 6's
+comparison of adaptation methods (:mod:`.comparison`) and the runs folder that keeps chapter 5
+and 6 runs (:mod:`.runs`); :mod:`.glue` hands their numbers to the book's prose.
 
 This is the top of the library's layers: it may use everything below (data, models, train,
 adapt, predict, the session); nothing below imports it.
 """
 
-from .comparison import Comparison, compare, comparison_table, diagnostics_table, findings, selection_table
+from .comparison import (Comparison, compare, comparison_numbers, comparison_table, diagnostics_table, findings,
+                         selection_table, spread_note)
+from .adaptation import adaptation_findings, adaptation_numbers
+from .glue import glue_numbers
 from .scores import adaptation_summary, adaptation_table, score, scores_table, validation_curve
 from .stages import (PAPER_ITERATIONS, STAGES, Stage, adapt_config, budget_steps, get_stage, run_adaptation,
                      stage_config, train_config)
@@ -13,4 +18,5 @@ from .stages import (PAPER_ITERATIONS, STAGES, Stage, adapt_config, budget_steps
 __all__ = ["PAPER_ITERATIONS", "STAGES", "Stage", "adapt_config", "budget_steps", "get_stage", "run_adaptation",
            "stage_config", "train_config", "score", "scores_table", "validation_curve", "adaptation_table",
            "adaptation_summary", "Comparison", "compare", "comparison_table", "selection_table",
-           "diagnostics_table", "findings"]
+           "diagnostics_table", "findings", "spread_note", "comparison_numbers", "adaptation_findings",
+           "adaptation_numbers", "glue_numbers"]

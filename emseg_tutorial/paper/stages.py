@@ -26,7 +26,9 @@ Runs are saved in the session's ``runs`` folder (``EMSEG_RUNS``, default ``./run
 ``<preset>/<stage>-seed<seed>.pt``. A later chapter that needs a stage loads it when its config,
 code version and training volume match, and trains it otherwise; a stage interrupted mid-training (a dropped Colab session) continues
 from its last saved state (``<stage>-seed<seed>-<key>.state.pt``, every validation interval).
-Point ``EMSEG_RUNS`` at a persistent folder (Google Drive on Colab) and a new runtime reuses
+Chapter 5's adaptation (:func:`run_adaptation`) is kept the same way, under
+``<preset>/adapt/`` (:mod:`.runs`): continued from its last epoch when interrupted, read back
+when finished. Point ``EMSEG_RUNS`` at a persistent folder (Google Drive on Colab) and a new runtime reuses
 the earlier chapters' models. ``make book`` and ``make test`` empty that folder first, so every
 number in a build comes from models trained in that build.
 
@@ -38,7 +40,6 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ from ..presets import Preset
 from ..session import Session, current
 from ..train import (TrainConfig, TrainResult, load_checkpoint, load_training_state, save_checkpoint,
                      train_supervised)
+from .runs import adaptation_fingerprint, digest, fingerprint_key, saved_state, unit_path
 
 #: Training lengths the paper reports, in its "iterations": Experiment 1 (M1), Experiment 2
 #: from M1 (M2; the ratio baselines get the same budget), Experiment 2 from scratch, and the
@@ -149,11 +151,9 @@ def _session(settings: Session | Preset | None) -> Session:
 
 def _fingerprint(config: TrainConfig, volume: Volume, parent: TrainResult | None) -> dict:
     """What a saved run must match to be reused: config, code version, data and its parent's."""
-    digest = hashlib.blake2b(volume.image.tobytes(), digest_size=16)
-    digest.update(volume.labels.tobytes())
     config = {k: v for k, v in config.to_dict().items() if k != "device"}  # same run on any device
     fp = {"config": config, "version": __version__, "data": f"{volume.name}{volume.shape}",
-          "digest": digest.hexdigest(), "init": parent.history["fingerprint"] if parent else None}
+          "digest": digest(volume.image, volume.labels), "init": parent.history["fingerprint"] if parent else None}
     return json.loads(json.dumps(fp, default=str))
 
 
@@ -189,8 +189,7 @@ def get_stage(name: str, session: Session | Preset | None = None, *, source: Vol
         if ckpt.get("history", {}).get("fingerprint") == fingerprint:
             return TrainResult(model=model, config=config, history=ckpt["history"])
     # An interrupted run of the same stage (same fingerprint) left its state here: continue it.
-    key = hashlib.blake2b(json.dumps(fingerprint, sort_keys=True).encode(), digest_size=6).hexdigest()
-    state = path.with_name(f"{path.stem}-{key}.state.pt")
+    state = path.with_name(f"{path.stem}-{fingerprint_key(fingerprint)}.state.pt")
     resume = load_training_state(state) if state.is_file() and not retrain else None
     run = train_supervised(source.image, source.labels, config, init=parent.model if parent else None,
                            progress=session.progress, checkpoint=state, resume=resume, compile=session.compile)
@@ -215,20 +214,35 @@ def adapt_config(session: Session | Preset | None = None, method: str = "paper",
 
 
 def run_adaptation(session: Session | Preset | None = None, method: str = "paper", *, seed: int = 0,
-                   **overrides) -> AdaptResult:
+                   retrain: bool = False, **overrides) -> AdaptResult:
     """Adapt M3 to the target twin and score every epoch on the held-out target volume.
 
     The U-Net adapts on the target's *train* split (images only). The *test* split's labels
     score it after each epoch and are read nowhere else; the source's test split measures how
     far the network drifts from the source.
+
+    The run is kept in the session's runs folder (:mod:`.runs`): its state is written after
+    every epoch, a later call with the same settings, code version, volumes and M3 continues an
+    interrupted run from its last epoch (the same result, bit for bit on a CPU, as a run never
+    interrupted) and reads a finished one back instead of training it again. ``retrain``
+    starts afresh.
+
+    Examples
+    --------
+    >>> import inspect
+    >>> "retrain" in inspect.signature(run_adaptation).parameters
+    True
     """
     session = _session(session)
     m3 = get_stage("m3", session)
     source = load_domain("fibsem", session, "train")
     target = load_domain("snemi", session, "train")
+    source_val, target_eval = load_domain("fibsem", session, "test"), load_domain("snemi", session, "test")
     config = adapt_config(session, method, seed, **overrides)
+    fingerprint = adaptation_fingerprint(method, config.to_dict(), model=m3.history["fingerprint"],
+                                         volumes={"source": source, "target": target, "source_val": source_val,
+                                                  "target_eval": target_eval})
+    state = unit_path(session, method, seed, fingerprint, "state.pt")
     return adapt(m3.model, source.labels, target.image, config, source_image=source.image,
-                 source_val=load_domain("fibsem", session, "test"),
-                 target_eval=load_domain("snemi", session, "test"), progress=session.progress)
-
-
+                 source_val=source_val, target_eval=target_eval, progress=session.progress,
+                 checkpoint=state, resume=None if retrain else saved_state(state))
