@@ -6,11 +6,13 @@ adapt, predict, the session); nothing below imports it.
 """
 
 from .comparison import Comparison, compare, comparison_table, diagnostics_table, findings, selection_table
-from .scores import adaptation_summary, adaptation_table, score, scores_table, validation_curve
-from .stages import (PAPER_ITERATIONS, STAGES, Stage, adapt_config, budget_steps, get_stage, run_adaptation,
-                     stage_config, train_config)
+from .scores import (adaptation_summary, adaptation_table, pixel_scores, ratio_findings, score, scores_table,
+                     seed_scores, seed_table, stage_label, transfer_findings, validation_curve, weighting_findings)
+from .stages import (PAPER_ITERATIONS, STAGES, WEIGHTING_STAGES, Stage, adapt_config, budget_steps, get_stage,
+                     run_adaptation, stage_config, train_config)
 
-__all__ = ["PAPER_ITERATIONS", "STAGES", "Stage", "adapt_config", "budget_steps", "get_stage", "run_adaptation",
+__all__ = ["PAPER_ITERATIONS", "STAGES", "WEIGHTING_STAGES", "Stage", "adapt_config", "budget_steps", "get_stage", "run_adaptation",
            "stage_config", "train_config", "score", "scores_table", "validation_curve", "adaptation_table",
            "adaptation_summary", "Comparison", "compare", "comparison_table", "selection_table",
-           "diagnostics_table", "findings"]
+           "diagnostics_table", "findings", "pixel_scores", "seed_scores", "seed_table", "stage_label",
+           "weighting_findings", "ratio_findings", "transfer_findings"]
