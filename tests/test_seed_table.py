@@ -107,3 +107,15 @@ def test_ratio_and_transfer_findings():
     text = scores.transfer_findings(m2, scratch, preset="cpu")
     assert "At the cpu preset" in text and "lower than the scratch model at step 80" in text
     assert "0.850, higher than the transferred one" in text
+
+
+def test_experiment1_and_target_findings():
+    table = pd.DataFrame({"J boundary": [0.8, 0.81], "J mitochondrion": [0.9, 0.8], "mean_jaccard": [0.88, 0.85]},
+                         index=["M1", "plain"])
+    text = scores.experiment1_findings(table, weighted="M1", plain="plain", preset="cpu")
+    assert "at the cpu preset" in text and "higher: **M1** (by 0.030)" in text
+    assert "mitochondrion (+0.100)" in text and "boundary (-0.010)" in text and "above the paper's 0.72" in text
+    target = pd.DataFrame({"boundary_jaccard": [0.25, 0.43, 0.40]}, index=["m2", "m3", "m3_distance10"])
+    text = scores.target_findings(target, preset="ci")
+    assert "at the ci preset" in text and "Jitter raised the score from 0.250 (M2) to 0.430 (M3)" in text
+    assert "0.030 below M3" in text

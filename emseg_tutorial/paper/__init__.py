@@ -6,8 +6,9 @@ adapt, predict, the session); nothing below imports it.
 """
 
 from .comparison import Comparison, compare, comparison_table, diagnostics_table, findings, selection_table
-from .scores import (adaptation_summary, adaptation_table, pixel_scores, ratio_findings, score, scores_table,
-                     seed_scores, seed_table, stage_label, transfer_findings, validation_curve, weighting_findings)
+from .scores import (adaptation_summary, adaptation_table, experiment1_findings, pixel_scores, ratio_findings, score, scores_table,
+                     seed_scores, seed_table, stage_label, target_findings, transfer_findings, validation_curve,
+                     weighting_findings)
 from .stages import (PAPER_ITERATIONS, STAGES, WEIGHTING_STAGES, Stage, adapt_config, budget_steps, get_stage,
                      run_adaptation, stage_config, train_config)
 
@@ -15,4 +16,5 @@ __all__ = ["PAPER_ITERATIONS", "STAGES", "WEIGHTING_STAGES", "Stage", "adapt_con
            "stage_config", "train_config", "score", "scores_table", "validation_curve", "adaptation_table",
            "adaptation_summary", "Comparison", "compare", "comparison_table", "selection_table",
            "diagnostics_table", "findings", "pixel_scores", "seed_scores", "seed_table", "stage_label",
-           "weighting_findings", "ratio_findings", "transfer_findings"]
+           "weighting_findings", "ratio_findings", "transfer_findings", "experiment1_findings",
+           "target_findings"]

@@ -340,3 +340,47 @@ def transfer_findings(m2_history: dict, scratch_history: dict, *, preset: str,
             f"({v_sc[near]:.3f}); with its whole budget of {s_sc[-1]} steps the scratch model reaches "
             f"{v_sc[-1]:.3f}, {compare(v_sc[-1], v_m2[-1])} the transferred one. These are single runs (seed 0): "
             f"weigh the differences against the seed spreads of the weighting table.")
+
+
+def experiment1_findings(table: "pandas.DataFrame", *, weighted: str, plain: str, preset: str,
+                         paper: float = 0.72) -> str:
+    """Entropy weights against none, and against the paper's M1, as Markdown sentences.
+
+    ``table`` is :func:`scores_table` of the held-out source volume with rows ``weighted`` and
+    ``plain`` (columns ``mean_jaccard`` and ``J <class>``).
+    """
+    w, p = table.loc[weighted], table.loc[plain]
+    classes = [c for c in table.columns if c.startswith("J ") and np.isfinite(w[c]) and np.isfinite(p[c])]
+    gains = {c[2:]: float(w[c] - p[c]) for c in classes}
+    winner = weighted if w["mean_jaccard"] > p["mean_jaccard"] else plain
+    lines = [f"**Findings of this build** (at the {preset} preset, one seed, held-out source volume):", "",
+             f"* Mean Jaccard: {weighted} {w['mean_jaccard']:.3f}, {plain} {p['mean_jaccard']:.3f}; "
+             f"higher: **{winner}** (by {abs(w['mean_jaccard'] - p['mean_jaccard']):.3f})."]
+    if gains:
+        best, worst = max(gains, key=gains.get), min(gains, key=gains.get)
+        lines.append(f"* Largest difference in favour of the weights: {best} ({gains[best]:+.3f}); "
+                     f"least favourable: {worst} ({gains[worst]:+.3f}).")
+    side = "above" if w["mean_jaccard"] >= paper else "below"
+    lines.append(f"* {weighted} is {side} the paper's {paper:g} (a mean over four classes on its real FIBSEM "
+                 f"volume) by {abs(w['mean_jaccard'] - paper):.3f}.")
+    return "\n".join(lines)
+
+
+def target_findings(table: "pandas.DataFrame", *, preset: str, column: str = "boundary_jaccard") -> str:
+    """Source models on the target before adaptation: what jitter did (M2 -> M3) and how M3 built from
+    the 10:1 distance map compares with M3, as Markdown sentences.
+
+    ``table`` has one row per stage (``m2``, ``m3`` and optionally ``m3_distance10``) and the
+    column ``column``.
+    """
+    v = table[column]
+    lines = [f"**Findings of this build** (at the {preset} preset, one seed, {column.replace('_', ' ')} on "
+             f"held-out target slices, before any adaptation):", ""]
+    if "m2" in v and "m3" in v:
+        verb = "raised" if v["m3"] > v["m2"] else "lowered" if v["m3"] < v["m2"] else "left"
+        lines.append(f"* Jitter {verb} the score from {v['m2']:.3f} (M2) to {v['m3']:.3f} (M3).")
+    if "m3" in v and "m3_distance10" in v:
+        diff = v["m3_distance10"] - v["m3"]
+        lines.append(f"* M3 built from the 10:1 distance map scores {v['m3_distance10']:.3f}, "
+                     f"{abs(diff):.3f} {'above' if diff > 0 else 'below' if diff < 0 else 'level with'} M3.")
+    return "\n".join(lines)
