@@ -91,7 +91,10 @@ def test_weighting_findings_weighs_differences_against_seed_noise():
     text = scores.weighting_findings(noisy, preset="cpu")
     assert "not by more than the seed noise" in text and "within the seed noise" in text
     lost = _table({"m2": 0.70, "m2_ratio2": 0.74, "m2_ratio5": 0.70, "m2_ratio10": 0.60}, [0.01] * 4)
-    assert "does not beat every fixed ratio" in scores.weighting_findings(lost, preset="gpu")
+    assert "scores below `m2_ratio2` by more than the seed noise" in scores.weighting_findings(lost, preset="gpu")
+    tied = _table({"m2": 0.70, "m2_ratio2": 0.72, "m2_ratio5": 0.70, "m2_ratio10": 0.60}, [0.05] * 4)
+    assert "no higher than `m2_ratio2`, `m2_ratio5`, but within the seed noise" in scores.weighting_findings(
+        tied, preset="gpu")
     one = _table({"m2": 0.70, "m2_ratio2": 0.74}, [np.nan] * 2, n=1)
     assert "spread is unknown" in scores.weighting_findings(one, preset="ci")
 

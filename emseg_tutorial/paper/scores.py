@@ -272,11 +272,15 @@ def weighting_findings(table: "pandas.DataFrame", *, reference: str = "m2", colu
             lines.append(f"* With one seed per weighting the spread is unknown: no difference can be "
                          "weighed against seed noise.")
         else:
-            beats, clear = [], []
+            beats, clear, lower, clearly_lower = [], [], [], []
             for other in [s for s in table.index if STAGES.get(s) and STAGES[s].weights.startswith("ratio:")]:
                 diff, se = _difference(table, reference, other, column)
                 beats.append(diff > 0)
                 clear.append(diff > 2 * se)
+                if diff <= 0:
+                    lower.append(f"`{other}`")
+                    if diff < -2 * se:
+                        clearly_lower.append(f"`{other}`")
                 verdict = ("larger than the seed noise" if abs(diff) > 2 * se
                            else "within the seed noise")
                 lines.append(f"* `{reference}` minus `{other}` ({table.loc[other, 'weights']}): {diff:+.3f} "
@@ -287,8 +291,12 @@ def weighting_findings(table: "pandas.DataFrame", *, reference: str = "m2", colu
                 elif all(beats):
                     summary = ("has a higher mean than every fixed ratio, but not by more than the seed noise "
                                "against all of them")
+                elif clearly_lower:
+                    summary = (f"scores below {', '.join(clearly_lower)} by more than the seed noise, "
+                               "unlike the paper's finding")
                 else:
-                    summary = "does not beat every fixed ratio, unlike the paper's finding"
+                    summary = (f"has a mean no higher than {', '.join(lower)}, but within the seed noise: "
+                               "these seeds cannot tell them apart")
                 lines.append(f"* The paper's smoothed distance map (`{reference}`) {summary} "
                              f"(at the {preset} preset; {n} seeds make this a rough check, not a test).")
     return "\n".join(lines)
