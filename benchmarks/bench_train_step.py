@@ -41,7 +41,7 @@ from emseg_tutorial.adapt.loop import AdaptConfig, step_context  # noqa: E402
 from emseg_tutorial.adapt.steps import paper_step  # noqa: E402
 from emseg_tutorial.data.device_patches import make_sampler  # noqa: E402
 from emseg_tutorial.data.synthetic import make_volume  # noqa: E402
-from emseg_tutorial.devices import memory_format, pick_device, precision, to_device  # noqa: E402
+from emseg_tutorial.devices import adam, memory_format, pick_device, precision, to_device  # noqa: E402
 from emseg_tutorial.labels import for_task  # noqa: E402
 from emseg_tutorial.models import UNet2d  # noqa: E402
 from emseg_tutorial.presets import get_preset  # noqa: E402
@@ -81,7 +81,7 @@ def training_pair(volume, preset, device, channels_last: bool):
                            patch=preset.patch, seed=0)
     layout = torch.channels_last if channels_last else memory_format(device)  # the trainer's: CUDA's
     model = UNet2d(out_channels=2, **preset.model).to(device, memory_format=layout)
-    optimizer = torch.optim.Adam(model.parameters(), lr=preset.lr)
+    optimizer = adam(model.parameters(), preset.lr, device)
     amp = precision(device)
     scaler = amp.grad_scaler()
     fixed = to_device(sampler.sample(preset.batch_size), device)

@@ -31,7 +31,8 @@ Examples
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -73,6 +74,9 @@ class Session:
         Progress bars on long work.
     compile : bool
         Train through ``torch.compile`` (``EMSEG_COMPILE=1``; worth it on a GPU, for long runs).
+    started : float
+        ``time.perf_counter()`` when the session was made (:meth:`elapsed`): a chapter's last cell
+        reports its own running time from it.
     """
 
     preset: Preset
@@ -85,6 +89,11 @@ class Session:
     fibsem_labels: str | None = None
     progress: bool = True
     compile: bool = False
+    started: float = field(default_factory=time.perf_counter, compare=False, repr=False)
+
+    def elapsed(self) -> float:
+        """Seconds since the session was made (since ``setup()`` in a chapter's first cell)."""
+        return time.perf_counter() - self.started
 
     def describe(self) -> str:
         """One paragraph for the notebook's first output."""

@@ -207,6 +207,30 @@ def _step_without_zero_grad(disc, optimizer, real, fake):
     return {"loss_d": loss.item(), "acc_real": (lr > 0).float().mean().item(), "acc_fake": (lf < 0).float().mean().item()}
 
 
+def _generator_step_scoring_fake(disc, optimizer, fake):
+    from emseg_tutorial.losses import bce_fake
+
+    for p in disc.parameters():
+        p.requires_grad_(False)
+    loss = -bce_fake(disc(fake))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    for p in disc.parameters():
+        p.requires_grad_(True)
+    return {"loss_g": loss.item()}
+
+
+def _generator_step_with_disc_gradients(disc, optimizer, fake):
+    from emseg_tutorial.losses import bce_real
+
+    loss = bce_real(disc(fake))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return {"loss_g": loss.item()}
+
+
 def _raises(*args):
     raise ValueError("shapes do not match")
 
@@ -231,6 +255,12 @@ WRONG = [
     (labs.check_diagnosis, (lambda h: set(),), "Rule to revisit"),
     (labs.check_diagnosis, (lambda h: "entropy collapse",), "set of warning names"),
     (labs.check_jaccard, (_raises,), "raised ValueError: shapes do not match"),
+    (labs.check_smoothed_distance, (lambda b, s: __import__("scipy.ndimage").ndimage.distance_transform_edt(b),),
+     "smooth it"),
+    (labs.check_smoothed_distance, (lambda b, s: __import__("scipy.ndimage").ndimage.distance_transform_edt(~b),),
+     "non-wall pixel to the nearest wall"),
+    (labs.check_generator_step, (_generator_step_scoring_fake,), "bce_real"),
+    (labs.check_generator_step, (_generator_step_with_disc_gradients,), "gradients reached the discriminator"),
     (labs.check_jaccard, (42,), "expected a function"),
 ]
 
@@ -244,7 +274,8 @@ def test_wrong_answers_fail_with_a_hint(check, args, expected, capsys):
 
 
 CHECKS = [labs.check_class_fractions, labs.check_label_entropy, labs.check_ratio_for_share,
-          labs.check_jaccard, labs.check_ratio_weight_map, labs.check_discriminator_step, labs.check_diagnosis]
+          labs.check_jaccard, labs.check_ratio_weight_map, labs.check_discriminator_step, labs.check_diagnosis,
+          labs.check_smoothed_distance, labs.check_generator_step]
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)

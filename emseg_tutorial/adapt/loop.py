@@ -61,7 +61,7 @@ from ..data.formats import check_image, check_labels
 from .._validate import InputError
 from ..data.device_patches import DevicePatchSampler, make_sampler
 from ..data.volume import Volume
-from ..devices import memory_format, pick_device, precision, set_seed
+from ..devices import adam, memory_format, pick_device, precision, set_seed
 from ..labels import for_task, num_classes
 from ..models import PatchDiscriminator
 from ..progress import progress as progress_bar
@@ -371,8 +371,8 @@ def step_context(model, labels, target_image, config: AdaptConfig, source_image,
     amp = precision(device)
     return StepContext(
         model=model, disc=disc, teacher=copy.deepcopy(model) if config.method == "selftrain" else None,
-        opt_g=torch.optim.Adam(model.parameters(), lr=config.lr_g, betas=(0.9, 0.99)),
-        opt_d=torch.optim.Adam(disc.parameters(), lr=config.lr_d, betas=(0.9, 0.99)) if disc else None,
+        opt_g=adam(model.parameters(), config.lr_g, device, betas=(0.9, 0.99)),
+        opt_d=adam(disc.parameters(), config.lr_d, device, betas=(0.9, 0.99)) if disc else None,
         scaler_g=amp.grad_scaler() if amp.scales_gradients else None,
         scaler_d=amp.grad_scaler() if amp.scales_gradients and disc else None,
         source=source, target=target, config=config, device=device, amp=amp, n_classes=n_classes,

@@ -38,8 +38,8 @@ Examples
 from ._compare import call, close_number, compare_arrays, fail, require_answer, require_function
 from .checks import (check_class_fractions, check_constant_prediction, check_jaccard, check_label_entropy,
                      check_rarest_class, check_ratio_for_share, check_ratio_prediction, check_ratio_weight_map,
-                     exercise_check)
-from .checks_adapt import check_diagnosis, check_discriminator_step
+                     check_smoothed_distance, exercise_check)
+from .checks_adapt import check_diagnosis, check_discriminator_step, check_generator_step
 from .checks_beyond import check_distant_slices, check_label_free_choice
 from .result import CheckResult
 from .student import find_exercises, strip_solutions, student_notebook, write_student_versions
@@ -49,6 +49,6 @@ __all__ = [
     "call", "close_number", "compare_arrays", "fail", "require_answer", "require_function",
     "check_class_fractions", "check_rarest_class", "check_label_entropy", "check_ratio_for_share",
     "check_jaccard", "check_constant_prediction", "check_ratio_weight_map", "check_ratio_prediction",
-    "check_discriminator_step", "check_diagnosis", "check_distant_slices", "check_label_free_choice",
+    "check_smoothed_distance", "check_generator_step", "check_discriminator_step", "check_diagnosis", "check_distant_slices", "check_label_free_choice",
     "strip_solutions", "student_notebook", "write_student_versions", "find_exercises",
 ]

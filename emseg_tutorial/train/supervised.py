@@ -43,7 +43,7 @@ import torch
 from ..data.augment import Jitter
 from ..data.formats import check_labels, check_pair, check_image
 from ..data.device_patches import make_sampler
-from ..devices import (Precision, compile_model, eager_fallback, memory_format, pick_device, precision,
+from ..devices import (Precision, adam, compile_model, eager_fallback, memory_format, pick_device, precision,
                        set_seed, to_device)
 from ..labels import for_task, num_classes, TASKS
 from ..losses import dice_loss, focal_loss, weighted_cross_entropy
@@ -208,7 +208,7 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     model = restore_model(resume) if resume is not None else _initial_model(config, init)
     model = model.to(device, memory_format=memory_format(device))
     net = compile_model(model) if compile else model  # what steps; ``model`` holds the weights
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = adam(model.parameters(), config.lr, device)
     amp = precision(device)
     scaler = amp.grad_scaler()
     history: dict = {"train": {"step": [], "loss": []}, "val": [], "val_slices": val_z.tolist()}
