@@ -35,6 +35,7 @@ from .predict import predict_file
 from .presets import PRESETS
 from .session import Session, from_env
 from .train import load_checkpoint, load_training_state, save_checkpoint, save_json, train_supervised
+from .train.supervised import LOSSES
 from .weights import parse_weight_scheme
 
 PROG = "python -m emseg_tutorial"
@@ -123,6 +124,9 @@ def add_train(sub) -> None:
     p.add_argument("--weights", required=True, metavar="{entropy,distance,distance:R,ratio:R,border,none}",
                    help="per-pixel loss weights; ratio:R and distance:R give boundary R times the mean "
                         "weight of the rest")
+    p.add_argument("--loss", choices=LOSSES, default="ce",
+                   help="ce: weighted cross-entropy (the paper's, default); dice: soft Dice; ce+dice: their sum; "
+                        "focal: focal loss (gamma 2) weighted by --weights")
     p.add_argument("--init", metavar="CKPT", help="start from this checkpoint (head replaced if the class count differs)")
     p.add_argument("--jitter", action="store_true", help="random intensity jitter (the paper's M2 -> M3 step)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="sizes (default: EMSEG_PRESET or by hardware)")
@@ -154,7 +158,8 @@ def run_train(args) -> None:
     vol = read_volume(args.image, args.labels)
     init = check_model(load_checkpoint(args.init)[0], classes=None) if args.init and resume is None else None
     config = train_config(session.preset, task=args.task, weights=args.weights, init=bool(args.init),
-                          jitter=args.jitter, steps=args.steps, seed=args.seed, device=str(session.device))
+                          jitter=args.jitter, steps=args.steps, seed=args.seed, device=str(session.device),
+                          loss=args.loss)
     run = train_supervised(vol.image, vol.labels, config, init=init, progress=not args.quiet,
                            checkpoint=out / STATE_FILE, resume=resume, compile=session.compile)
     save_checkpoint(out / "model.pt", run.model, config=config.to_dict(), history=run.history)

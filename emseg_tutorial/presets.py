@@ -54,6 +54,11 @@ class Preset:
         ``report_stride`` (every n-th slice for the label-free diagnostics) and ``eval_stride``
         (every n-th slice of the held-out target volume is scored, the same slices for every
         method and the source model).
+    weighting : dict
+        Chapter 4's seed table of Experiment 2's weightings: ``seeds`` (fine-tuning seeds per
+        weighting, from one M1) and ``eval_stride`` (every n-th slice of the held-out source
+        volume is scored, with pixel scores only, so the extra runs cost training steps and
+        little else).
     seed : int
         Seed of the training volumes; ``seed + 1`` makes the held-out evaluation volumes.
     """
@@ -73,6 +78,7 @@ class Preset:
     comparison: dict = field(default_factory=lambda: {"seeds": 3, "epochs": 4, "steps_per_epoch": 40,
                                                       "batch_size": 8, "lr_g": 1e-4, "report_stride": 1,
                                                       "eval_stride": 1})
+    weighting: dict = field(default_factory=lambda: {"seeds": 3, "eval_stride": 2})
     seed: int = 0
 
     def to_dict(self) -> dict:

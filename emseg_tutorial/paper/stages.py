@@ -7,7 +7,7 @@ runs, also used by ``python -m emseg_tutorial train``) and :func:`adapt_config` 
 Each stage is one supervised run of :func:`~emseg_tutorial.train.train_supervised`:
 
 =================  ==========  ==============  =========  =======  ===============================
-stage              task        weights         starts at  jitter   paper
+stage              task        weights (loss)  starts at  jitter   paper
 =================  ==========  ==============  =========  =======  ===============================
 ``m1``             multiclass  entropy         scratch    no       Experiment 1 (M1)
 ``m1_unweighted``  multiclass  none            scratch    no       baseline
@@ -19,8 +19,18 @@ stage              task        weights         starts at  jitter   paper
 ``m2_distance10``  boundary    distance:10     ``m1``     no       Fig. 5c, 10:1 smoothed distance
 ``m2_unweighted``  boundary    none            ``m1``     no       baseline
 ``m2_border``      boundary    border          ``m1``     no       U-Net border weights (beyond)
+``m2_entropy``     boundary    entropy         ``m1``     no       Experiment 1's map on walls
+``m2_dice``        boundary    none (Dice)     ``m1``     no       soft Dice loss (beyond)
+``m2_focal``       boundary    none (focal)    ``m1``     no       focal loss, gamma 2 (beyond)
+``m3_distance10``  boundary    distance:10     see right  yes      M3 from ``m2_distance10``
 ``m3``             boundary    distance        ``m2``     yes      jitter fine-tuning (M3)
 =================  ==========  ==============  =========  =======  ===============================
+
+The weightings of Experiment 2 (every stage from ``m1`` to the boundary task, listed in
+:data:`WEIGHTING_STAGES`) are also trained with further seeds for chapter 4's seed table
+(:func:`~emseg_tutorial.paper.scores.seed_scores`): ``get_stage(name, seed=s, init_seed=0)``
+keeps M1 fixed (seed 0) and varies only the fine-tuning seed, i.e. the new output layer's
+initialisation and the stream of training patches (crops, flips, turns).
 
 Runs are saved in the session's ``runs`` folder (``EMSEG_RUNS``, default ``./runs``) as
 ``<preset>/<stage>-seed<seed>.pt``. A later chapter that needs a stage loads it when its config,
@@ -69,6 +79,7 @@ class Stage:
     init: str | None = None
     jitter: bool = False
     description: str = ""
+    loss: str = "ce"
 
     @property
     def budget(self) -> str:
@@ -110,8 +121,19 @@ STAGES: dict[str, Stage] = {
     "m2_distance10": Stage("boundary", "distance:10", "m1", description="boundary from M1, smoothed distance at 10:1"),
     "m2_unweighted": Stage("boundary", "none", "m1", description="boundary from M1, every pixel weight 1"),
     "m2_border": Stage("boundary", "border", "m1", description="boundary from M1, U-Net border weights"),
+    "m2_entropy": Stage("boundary", "entropy", "m1", description="boundary from M1, 5x5 label-entropy weights"),
+    "m2_dice": Stage("boundary", "none", "m1", loss="dice", description="boundary from M1, soft Dice loss"),
+    "m2_focal": Stage("boundary", "none", "m1", loss="focal", description="boundary from M1, focal loss (gamma 2)"),
+    "m3_distance10": Stage("boundary", "distance:10", "m2_distance10", jitter=True,
+                           description="M2 with 10:1 smoothed distance weights, fine-tuned with random jitter"),
     "m3": Stage("boundary", "distance", "m2", jitter=True, description="M2 fine-tuned with random jitter"),
 }
+
+
+#: Experiment 2's weightings under one budget (boundary task, from M1), in table order: the
+#: paper's map, its 10:1 reading, the paper's ratio baselines, and the baselines beyond it.
+WEIGHTING_STAGES: tuple[str, ...] = ("m2", "m2_distance10", "m2_ratio2", "m2_ratio5", "m2_ratio10", "m2_entropy",
+                                     "m2_border", "m2_dice", "m2_focal", "m2_unweighted")
 
 
 def train_config(preset: Preset, *, task: str, weights: str, init: bool = False, jitter: bool = False,
@@ -138,8 +160,9 @@ def stage_config(name: str, session: Session | Preset | None = None, seed: int =
         raise ValueError(f"unknown stage {name!r}; expected one of {sorted(STAGES)}")
     session = _session(session)
     s = STAGES[name]
+    overrides = {"loss": s.loss} if s.loss != "ce" else {}
     return train_config(session.preset, task=s.task, weights=s.weights, init=s.init is not None,
-                        jitter=s.jitter, seed=seed, device=str(session.device))
+                        jitter=s.jitter, seed=seed, device=str(session.device), **overrides)
 
 
 def _session(settings: Session | Preset | None) -> Session:
@@ -158,7 +181,7 @@ def _fingerprint(config: TrainConfig, volume: Volume, parent: TrainResult | None
 
 
 def get_stage(name: str, session: Session | Preset | None = None, *, source: Volume | None = None,
-              seed: int = 0, retrain: bool = False) -> TrainResult:
+              seed: int = 0, init_seed: int | None = None, retrain: bool = False) -> TrainResult:
     """Return the trained model of stage ``name``, training it (and its parents) if needed.
 
     Parameters
@@ -173,7 +196,10 @@ def get_stage(name: str, session: Session | Preset | None = None, *, source: Vol
     source : Volume, optional
         Labelled training volume (default: the source's train split).
     seed : int
-        Training seed.
+        Training seed of this stage (weights of a new output layer, patch stream).
+    init_seed : int, optional
+        Seed of the stages it starts from (default: ``seed``). Chapter 4's seed table passes
+        ``init_seed=0``: one M1, several fine-tuning seeds.
     retrain : bool
         Train even when a matching saved run exists.
     """
@@ -181,7 +207,8 @@ def get_stage(name: str, session: Session | Preset | None = None, *, source: Vol
     source = source if source is not None else load_domain("fibsem", session, "train")
     config = stage_config(name, session, seed)
     stage = STAGES[name]
-    parent = get_stage(stage.init, session, source=source, seed=seed) if stage.init else None
+    parent_seed = seed if init_seed is None else init_seed
+    parent = get_stage(stage.init, session, source=source, seed=parent_seed) if stage.init else None
     fingerprint = _fingerprint(config, source, parent)
     path = Path(session.runs) / session.preset.name / f"{name}-seed{seed}.pt"
     if path.is_file() and not retrain:

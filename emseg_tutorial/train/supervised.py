@@ -46,7 +46,7 @@ from ..data.device_patches import make_sampler
 from ..devices import (Precision, adam, compile_model, eager_fallback, memory_format, pick_device, precision,
                        set_seed, to_device)
 from ..labels import for_task, num_classes, TASKS
-from ..losses import dice_loss, weighted_cross_entropy
+from ..losses import dice_loss, focal_loss, weighted_cross_entropy
 from ..metrics import boundary_scores, jaccard_scores
 from ..models import UNet2d, build_model, check_model
 from ..predict import predict_labels
@@ -54,7 +54,7 @@ from ..progress import progress as progress_bar
 from ..weights import weight_map, parse_weight_scheme
 from .checkpoint import check_resumable, restore_model, save_training_state
 
-LOSSES = ("ce", "dice", "ce+dice")
+LOSSES = ("ce", "dice", "ce+dice", "focal")
 
 
 @dataclass
@@ -66,8 +66,9 @@ class TrainConfig:
     task : {"multiclass", "boundary"}
     weights : str
         Loss weights: ``entropy``, ``distance``, ``ratio:R``, ``border`` or ``none``.
-    loss : {"ce", "dice", "ce+dice"}
-        Weighted cross-entropy (the paper's), soft Dice, or their sum.
+    loss : {"ce", "dice", "ce+dice", "focal"}
+        Weighted cross-entropy (the paper's), soft Dice, their sum, or the focal loss
+        (:func:`~emseg_tutorial.losses.focal_loss`, gamma 2, weighted by the same map).
     steps, batch_size, patch : int
         Optimiser steps, patches per step, patch side in pixels.
     lr : float
@@ -257,7 +258,7 @@ def training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], optimi
 
     The forward pass runs in ``amp``'s precision (channels-last images on CUDA); the loss is
     computed in float32 from the logits: weighted cross-entropy (``batch["weight"]``), soft
-    Dice, or their sum.
+    Dice, their sum, or the weighted focal loss.
     """
     model.train()
     image = batch["image"]
@@ -270,6 +271,8 @@ def training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], optimi
         value = value + weighted_cross_entropy(logits, batch["target"], batch.get("weight"))
     if "dice" in terms:
         value = value + dice_loss(logits, batch["target"])
+    if "focal" in terms:
+        value = value + focal_loss(logits, batch["target"], batch.get("weight"))
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(value).backward()
     scaler.step(optimizer)
