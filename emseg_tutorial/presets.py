@@ -93,8 +93,8 @@ PRESETS: dict[str, Preset] = {
                  comparison={"seeds": 3, "epochs": 2, "steps_per_epoch": 2, "batch_size": 2, "lr_g": 1e-4,
                              "report_stride": 2, "eval_stride": 2}),
     # A timed class (laptop CPU or Colab T4): cpu's U-Net, 192 x 192 slices, 2 optimiser steps of 8
-    # patches of 96 x 96 per paper iteration (a step costs about 0.56x a cpu step, and there are half
-    # as many), shorter adaptation, a comparison over 3 seeds of 2 epochs of 8 steps.
+    # patches of 96 x 96 per paper iteration (a step sees 0.56x the pixels of a cpu step, and there are
+    # half as many), shorter adaptation, a comparison over 3 seeds of 2 epochs of 8 steps.
     "lab": Preset(name="lab", source_shape=(32, 192, 192), target_shape=(24, 192, 192),
                   model={"depth": 4, "base_width": 16, "norm": "batch"}, patch=96, batch_size=8,
                   steps_per_iteration=2.0, lr=5e-4, val_every=20, adapt_epochs=4, adapt_steps_per_epoch=20,
