@@ -98,6 +98,14 @@ def test_grading_a_small_notebook_in_a_kernel(tmp_path, capsys):
     assert not (folder / "runs").exists() and sorted(p.name for p in folder.iterdir()) == ["01_small.ipynb"]
 
 
+def test_a_notebook_without_its_check_cells_is_named_not_run(tmp_path):
+    nb = new_notebook(cells=[new_code_cell("x = 1", metadata={"tags": ["exercise"]})])  # its check was deleted
+    nbformat.write(nb, tmp_path / "03_broken.ipynb")
+    book = grade_folder(tmp_path)
+    assert book.total == 0 and "not graded" in book.notebooks["03_broken.ipynb"]["error"]
+    assert "03_broken.ipynb: not graded: solution cells [0] are not followed" in book.table()
+
+
 def _expected_exercises(paths) -> int:
     return sum(len(find_exercises(nbformat.read(p, as_version=4))) for p in paths)
 

@@ -92,7 +92,7 @@ class Gradebook:
                   g.message if len(g.message) <= width else g.message[:width - 1] + "…") for g in self.grades]
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows]
-        errors = [f"{name}: stopped early: {info['error']}" for name, info in self.notebooks.items() if info["error"]]
+        errors = [f"{name}: {info['error']}" for name, info in self.notebooks.items() if info["error"]]
         return "\n".join([*lines, *errors, self.summary()])
 
     def to_dict(self) -> dict:
@@ -178,7 +178,8 @@ def execute(nb: nbformat.NotebookNode, workdir: Path, env: dict[str, str], timeo
     try:
         client.execute(env=env, stderr=subprocess.DEVNULL)  # the kernel's own log lines, not the cells' output
     except (CellTimeoutError, DeadKernelError) as error:
-        return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        return f"stopped early: {type(error).__name__}: {first}"
     return None
 
 
@@ -194,12 +195,15 @@ def grade_folder(directory: str | Path, *, timeout: float = 600.0, runs: str | P
     runs : str or Path, optional
         ``EMSEG_RUNS`` for the run (default: a fresh temporary folder, removed afterwards).
 
+    A notebook whose exercise cells have no check after them (a student deleted it) is not run:
+    the gradebook names it, with the reason, and has no rows for it.
+
     Raises
     ------
     FileNotFoundError
         When ``directory`` holds no notebook.
     ValueError
-        When a notebook cannot be read or its exercise cells have no check after them.
+        When a notebook cannot be read.
     """
     directory = Path(directory)
     paths = [directory] if directory.suffix == ".ipynb" else sorted(directory.glob("*.ipynb"))
@@ -211,12 +215,16 @@ def grade_folder(directory: str | Path, *, timeout: float = 600.0, runs: str | P
             notebooks[path] = nbformat.read(path, as_version=4)
         except Exception as error:  # noqa: BLE001 - any unreadable file: one clear line
             raise ValueError(f"{path}: not a readable notebook ({type(error).__name__}: {error})") from error
-        find_exercises(notebooks[path])  # a broken exercise structure fails before any long run
     book = Gradebook(directory=str(directory), preset=GRADING_ENV["EMSEG_PRESET"])
     with tempfile.TemporaryDirectory(prefix="emseg-grade-") as tmp:
         env = {**os.environ, **GRADING_ENV, "EMSEG_RUNS": str(runs or Path(tmp) / "runs"),
                "PYTHONPATH": os.pathsep.join(filter(None, [_library_root(), os.environ.get("PYTHONPATH")]))}
         for path, nb in notebooks.items():
+            try:
+                find_exercises(nb)
+            except ValueError as error:
+                book.notebooks[path.name] = {"seconds": 0.0, "error": f"not graded: {error}"}
+                continue
             start = time.perf_counter()
             stopped = execute(nb, Path(tmp), env, timeout)
             book.notebooks[path.name] = {"seconds": round(time.perf_counter() - start, 1), "error": stopped}
