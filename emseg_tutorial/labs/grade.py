@@ -169,7 +169,14 @@ def _library_root() -> str:
 
 
 def execute(nb: nbformat.NotebookNode, workdir: Path, env: dict[str, str], timeout: float) -> str | None:
-    """Run ``nb`` in place in a fresh kernel (errors kept as outputs); the reason it stopped early, or None."""
+    """Run ``nb`` in place in a fresh kernel, errors kept as outputs, with ``workdir`` as the
+    working folder, ``env`` as the kernel's environment and ``timeout`` seconds per cell.
+
+    Returns
+    -------
+    str or None
+        Why the run stopped before the last cell (a cell timed out, the kernel died), or None.
+    """
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -186,6 +193,9 @@ def execute(nb: nbformat.NotebookNode, workdir: Path, env: dict[str, str], timeo
 def grade_folder(directory: str | Path, *, timeout: float = 600.0, runs: str | Path | None = None) -> Gradebook:
     """Execute every notebook of ``directory`` (name order) at the ``ci`` preset and grade it.
 
+    A notebook whose exercise cells have no check after them (a student deleted it) is not run:
+    the gradebook names it, with the reason, and has no rows for it.
+
     Parameters
     ----------
     directory : str or Path
@@ -194,9 +204,6 @@ def grade_folder(directory: str | Path, *, timeout: float = 600.0, runs: str | P
         Seconds one cell may run.
     runs : str or Path, optional
         ``EMSEG_RUNS`` for the run (default: a fresh temporary folder, removed afterwards).
-
-    A notebook whose exercise cells have no check after them (a student deleted it) is not run:
-    the gradebook names it, with the reason, and has no rows for it.
 
     Raises
     ------
