@@ -10,7 +10,7 @@ CPU, whatever the variables say.
 =========================  =====================================================================
 variable                   setting
 =========================  =====================================================================
-``EMSEG_PRESET``           ``ci``, ``cpu`` or ``gpu`` (default: ``gpu`` with CUDA, else ``cpu``)
+``EMSEG_PRESET``           ``ci``, ``lab``, ``cpu`` or ``gpu`` (default: ``gpu`` with CUDA, else ``cpu``)
 ``EMSEG_DATA``             ``synthetic`` (default) or ``real``
 ``EMSEG_DEVICE``           ``cpu``, ``cuda``, ``mps`` (default: the best available)
 ``EMSEG_RUNS``             folder of trained stages shared between chapters (default ``runs``)
