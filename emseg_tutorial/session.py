@@ -206,6 +206,25 @@ def setup(seed: int = 0, preset: str | Preset | None = None, data: str | None = 
     return session
 
 
+def child_environment(**settings: object) -> dict[str, str]:
+    """This process's environment with session settings for a child process (a notebook kernel).
+
+    Keyword names are the :class:`Session` settings of :data:`ENV` (``preset``, ``runs``,
+    ``progress``, ``widgets``, ...); each becomes its ``EMSEG_*`` variable, so the names of the
+    variables stay in this module.
+
+    Examples
+    --------
+    >>> env = child_environment(preset="ci", progress=0)
+    >>> env["EMSEG_PRESET"], env["EMSEG_PROGRESS"]
+    ('ci', '0')
+    """
+    unknown = sorted(set(settings) - set(ENV))
+    if unknown:
+        raise ValueError(f"unknown session settings {unknown}; expected some of {sorted(ENV)}")
+    return {**os.environ, **{ENV[key]: str(value) for key, value in settings.items()}}
+
+
 def widgets_static() -> bool:
     """Whether the explorers draw plain figures (``EMSEG_WIDGETS=static``) instead of sliders.
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import nbformat
 
+from ..session import child_environment
 from .result import MARKS
 from .student import find_exercises
 
@@ -49,7 +50,8 @@ HEADING = re.compile(r"^#{1,6}\s*Exercise\s+(\d+(?:\.\d+)*)", re.MULTILINE)
 VERDICT = re.compile(rf"^([{''.join(MARKS.values())}]) ([^:\n]+): ?(.*)$", re.MULTILINE)
 STATUS = {mark: status for status, mark in MARKS.items()}
 #: The settings every graded notebook runs with.
-GRADING_ENV = {"EMSEG_PRESET": "ci", "EMSEG_PROGRESS": "0", "EMSEG_WIDGETS": "static", "MPLBACKEND": "Agg"}
+#: Session settings of a graded kernel (:func:`~emseg_tutorial.session.child_environment`).
+GRADING = {"preset": "ci", "progress": 0, "widgets": "static"}
 
 
 @dataclass(frozen=True)
@@ -222,10 +224,10 @@ def grade_folder(directory: str | Path, *, timeout: float = 600.0, runs: str | P
             notebooks[path] = nbformat.read(path, as_version=4)
         except Exception as error:  # noqa: BLE001 - any unreadable file: one clear line
             raise ValueError(f"{path}: not a readable notebook ({type(error).__name__}: {error})") from error
-    book = Gradebook(directory=str(directory), preset=GRADING_ENV["EMSEG_PRESET"])
+    book = Gradebook(directory=str(directory), preset=GRADING["preset"])
     with tempfile.TemporaryDirectory(prefix="emseg-grade-") as tmp:
-        env = {**os.environ, **GRADING_ENV, "EMSEG_RUNS": str(runs or Path(tmp) / "runs"),
-               "PYTHONPATH": os.pathsep.join(filter(None, [_library_root(), os.environ.get("PYTHONPATH")]))}
+        env = child_environment(**GRADING, runs=runs or Path(tmp) / "runs")
+        env.update(MPLBACKEND="Agg", PYTHONPATH=os.pathsep.join(filter(None, [_library_root(), env.get("PYTHONPATH")])))
         for path, nb in notebooks.items():
             try:
                 find_exercises(nb)

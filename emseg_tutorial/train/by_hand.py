@@ -56,7 +56,7 @@ def library_step(model: torch.nn.Module, batch: dict, lr: float, *, seed: int = 
     copy_ = copy.deepcopy(model).cpu()
     tensors = {k: torch.as_tensor(batch[k]) for k in ("image", "target", "weight") if k in batch}
     optimizer = torch.optim.Adam(copy_.parameters(), lr=lr)
-    amp = precision("cpu")
+    amp = precision("cpu", "float32")  # the by-hand step is plain float32
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         value = training_step(copy_, tensors, optimizer, amp.grad_scaler(), amp, loss)

@@ -8,7 +8,7 @@ One function, :func:`train_supervised`, reads from top to bottom:
    itself on CUDA, with numpy on the CPU: :func:`~emseg_tutorial.data.device_patches.make_sampler`);
 4. the model is built, or taken from an earlier checkpoint (its head replaced when the number
    of classes changes: the paper's M1 -> M2 transfer);
-5. Adam steps on weighted cross-entropy (mixed precision and channels-last on CUDA only; with
+5. Adam steps on weighted cross-entropy (mixed precision where the device runs it natively, channels-last; with
    ``compile=True`` through ``torch.compile``, eager where that fails), with a validation
    pass every ``val_every`` steps;
 6. the trained model and a history of losses and validation scores are returned.
@@ -43,7 +43,7 @@ import torch
 from ..data.augment import Jitter
 from ..data.formats import check_labels, check_pair, check_image
 from ..data.device_patches import make_sampler
-from ..devices import (Precision, adam, compile_model, eager_fallback, memory_format, pick_device, precision,
+from ..devices import (Precision, adam, check_precision, compile_model, eager_fallback, memory_format, pick_device, precision,
                        set_seed, to_device)
 from ..labels import for_task, num_classes, TASKS
 from ..losses import dice_loss, focal_loss, weighted_cross_entropy
@@ -86,6 +86,9 @@ class TrainConfig:
         from the task).
     device : str, optional
         ``cpu``, ``cuda``, ``mps``; default: the best available.
+    precision : {"auto", "float32", "bfloat16", "float16"}
+        Autocast dtype (:func:`~emseg_tutorial.devices.precision`): ``auto`` is bfloat16 on
+        recent GPUs and on CPUs with native bfloat16, float16 on older GPUs, else float32.
     """
 
     task: str = "multiclass"
@@ -101,8 +104,10 @@ class TrainConfig:
     seed: int = 0
     model: dict = field(default_factory=lambda: {"depth": 4, "base_width": 16, "norm": "batch"})
     device: str | None = None
+    precision: str = "auto"
 
     def __post_init__(self):
+        check_precision(self.precision)
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         parse_weight_scheme(self.weights)
@@ -209,7 +214,7 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     model = model.to(device, memory_format=memory_format(device))
     net = compile_model(model) if compile else model  # what steps; ``model`` holds the weights
     optimizer = adam(model.parameters(), config.lr, device)
-    amp = precision(device)
+    amp = precision(device, config.precision)
     scaler = amp.grad_scaler()
     history: dict = {"train": {"step": [], "loss": []}, "val": [], "val_slices": val_z.tolist()}
     done = 0
