@@ -26,6 +26,7 @@ from .data.formats import (check_output_folder, check_outputs, check_pair, open_
 from .data.histmatch import match_to_source
 from .data.sources import DataSourceError
 from .data.synthetic import DOMAINS, make_volume
+from .devices import PRECISIONS
 from .data.volume import Volume
 from .labels import TASKS
 from .metrics import MAX_TOLERANCE, check_tolerance, evaluate
@@ -133,11 +134,18 @@ def add_train(sub) -> None:
     p.add_argument("--steps", type=_positive, help="optimiser steps (default: from the preset)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
+    _add_precision(p)
     p.add_argument("--out", help="output folder (default: the --resume folder)")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the run in DIR (its state.pt, written every validation interval) up to "
                         "--steps; the other settings must be the same")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_precision(p) -> None:
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="autocast dtype: auto (default) is bfloat16 on recent GPUs and on CPUs with native "
+                        "bfloat16, float16 on older GPUs, else float32")
 
 
 def _session(args) -> Session:
@@ -159,7 +167,7 @@ def run_train(args) -> None:
     init = check_model(load_checkpoint(args.init)[0], classes=None) if args.init and resume is None else None
     config = train_config(session.preset, task=args.task, weights=args.weights, init=bool(args.init),
                           jitter=args.jitter, steps=args.steps, seed=args.seed, device=str(session.device),
-                          loss=args.loss)
+                          loss=args.loss, precision=args.precision)
     run = train_supervised(vol.image, vol.labels, config, init=init, progress=not args.quiet,
                            checkpoint=out / STATE_FILE, resume=resume, compile=session.compile)
     save_checkpoint(out / "model.pt", run.model, config=config.to_dict(), history=run.history)
@@ -285,6 +293,7 @@ def add_adapt(sub) -> None:
                         "method: rank for conditional, raw for conditional-paper)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
+    _add_precision(p)
     p.add_argument("--out", help="output folder (default: the --resume folder)")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the adaptation in DIR (its adapt_state.pt, written after every epoch) up to "
@@ -326,6 +335,7 @@ def run_adapt(args) -> None:
     overrides = {k: v for k, v in (("epochs", args.epochs), ("steps_per_epoch", args.steps), ("lr_g", args.lr_g),
                                    ("adv_weight", args.adv_weight), ("source_weight", args.source_weight),
                                    ("condition_image", args.condition_image)) if v is not None}
+    overrides["precision"] = args.precision
     if args.method in METHODS:
         config_dict = adapt_config(session, args.method, args.seed, **overrides).to_dict()
     else:
