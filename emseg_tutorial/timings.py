@@ -1,8 +1,9 @@
 """How long each chapter runs at each preset, read from the book's measurement file.
 
-``benchmarks/chapter_times.py`` executes the chapters at one preset and writes what it measured
-into ``book/_data/timings.json``; the chapters' opening tables and the instructor guide read
-that file through :func:`chapter_time_table` and :func:`book_time_table`, so no running time is
+``benchmarks/chapter_times.py`` executes the chapters at one preset (or reads a ``make book``
+log) and writes what it measured into ``emseg_tutorial/_data/timings.json``, a file installed
+with the package, so a chapter opened on Colab shows the same table; the chapters' opening
+tables and the instructor guide read that file through :func:`chapter_time_table` and :func:`book_time_table`, so no running time is
 ever typed into the book. A preset that was never measured shows as "not measured".
 
 The file holds one record per preset::
@@ -20,7 +21,7 @@ Examples
 >>> data = {"presets": {"ci": {"machine": "laptop", "date": "2026-01-01", "mode": "book",
 ...                            "seconds": {"03_experiment1": 21.0}}}}
 >>> chapter_time_table("03_experiment1", data)["time"].tolist()
-['21 s', 'not measured', 'not measured']
+['21 s', 'not measured', 'not measured', 'not measured']
 """
 
 from __future__ import annotations
@@ -35,19 +36,22 @@ __all__ = ["PRESETS", "TIMINGS_FILE", "find_timings", "load_timings", "format_se
            "book_time_table", "record_timings"]
 
 #: The presets a table shows, in order.
-PRESETS = ("ci", "cpu", "gpu")
-#: Where the measurements live, relative to the repository root.
-TIMINGS_FILE = Path("book") / "_data" / "timings.json"
+PRESETS = ("ci", "lab", "cpu", "gpu")
+#: Where the measurements live, relative to the repository root (package data: installed too).
+TIMINGS_FILE = Path("emseg_tutorial") / "_data" / "timings.json"
+#: The installed copy this package reads by default.
+PACKAGE_TIMINGS = Path(__file__).resolve().parent / "_data" / "timings.json"
 NOT_MEASURED = "not measured"
 
 
 def find_timings(start: str | Path | None = None) -> Path | None:
-    """The measurement file seen from ``start`` (default: the working folder) or a folder above it.
-
-    A chapter runs with ``book/`` as its working folder, the scripts from the repository root;
-    both find ``book/_data/timings.json``. ``None`` when there is none (e.g. on Colab).
+    """The measurement file: the package's own (``start`` None), or the first
+    ``emseg_tutorial/_data/timings.json`` or ``_data/timings.json`` in ``start`` or a folder
+    above it. ``None`` when there is none.
     """
-    here = Path(start or Path.cwd()).resolve()
+    if start is None:
+        return PACKAGE_TIMINGS if PACKAGE_TIMINGS.is_file() else None
+    here = Path(start).resolve()
     for folder in (here, *here.parents):
         for candidate in (folder / TIMINGS_FILE, folder / "_data" / "timings.json"):
             if candidate.is_file():
@@ -152,5 +156,7 @@ def record_timings(path: str | Path, preset: str, seconds: Mapping[str, float], 
     kept.update({k: round(float(v), 1) for k, v in seconds.items()})
     data["presets"][preset] = {"machine": machine, "date": date, "mode": mode, "seconds": kept}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)  # never a half-written file
     return data
