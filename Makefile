@@ -19,8 +19,8 @@ help:
 	@echo "make book   build the HTML book in _build/html (runs every chapter)"
 	@echo "make test   unit tests, doctests and every notebook (nbval)"
 	@echo "make unit   unit tests and doctests only"
-	@echo "make labs   student notebooks (solutions replaced by stubs) in labs_student/"
-	@echo "make clean  remove _build and labs_student (keeps .venv)"
+	@echo "make labs   student notebooks (solutions replaced by stubs) in book/student/"
+	@echo "make clean  remove _build (keeps .venv)"
 
 $(PY):
 	$(PYTHON) -c "import sys; assert sys.version_info >= (3, 10), 'Python >= 3.10 needed, found ' + sys.version"
@@ -42,7 +42,7 @@ RUNS := $(CURDIR)/_build/runs
 test: $(STAMP)
 	rm -rf $(RUNS)-test
 	EMSEG_RUNS=$(RUNS)-test EMSEG_PROGRESS=0 $(PY) -m pytest --doctest-modules emseg_tutorial tests \
-		--nbval-lax --nbval-cell-timeout=3600 book $(PYTEST_ARGS)
+		--nbval-lax --nbval-cell-timeout=3600 book --ignore=book/student $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(PY) -m pytest --doctest-modules emseg_tutorial tests $(PYTEST_ARGS)
@@ -53,10 +53,11 @@ book: $(STAMP)
 	@echo "open _build/html/index.html"
 
 # The committed chapters are the instructor version; students get copies with every solution
-# (### BEGIN SOLUTION ... ### END SOLUTION) replaced by a stub. See book/labs/instructor.md.
+# (### BEGIN SOLUTION ... ### END SOLUTION) replaced by a stub, committed in book/student/ (what the
+# launch buttons open; tests/test_labs.py fails while they are out of date). See book/labs/instructor.md.
 labs: $(STAMP)
-	rm -rf labs_student
-	$(PY) -m emseg_tutorial.labs student book labs_student
+	rm -f book/student/*.ipynb
+	$(PY) -m emseg_tutorial.labs student book book/student
 
 clean:
-	rm -rf _build labs_student
+	rm -rf _build

@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_train_step.py [--preset ci|cpu|gpu] [--device cpu|cuda] [--steps N]
-                                          [--rounds R] [--channels-last]
+                                          [--rounds R] [--channels-last] [--precision P]
 
 For the preset's U-Net, batch and patch size, on the device present, in one run:
 
@@ -16,7 +16,10 @@ For the preset's U-Net, batch and patch size, on the device present, in one run:
   map), the same step, keep the loss;
 * **adaptation, bare / full**: the paper's adaptation step
   (:func:`~emseg_tutorial.adapt.steps.paper_step`: U-Net on target patches, one
-  discriminator step, one generator step) with fixed device batches, and with the samplers.
+  discriminator step, one generator step) with fixed device batches, and with the samplers;
+* **precision**: the bare training step in float32 against the same step in ``--precision``
+  (default ``auto``: bfloat16 on CUDA and on CPUs with native bfloat16), its ratio the
+  speed-up mixed precision gives on this machine.
 
 Bare and full steps alternate in ``--rounds`` blocks of ``--steps`` steps (machines here are
 noisy: interleaving exposes both to the same load), after warm-up steps. The script prints
@@ -41,7 +44,7 @@ from emseg_tutorial.adapt.loop import AdaptConfig, step_context  # noqa: E402
 from emseg_tutorial.adapt.steps import paper_step  # noqa: E402
 from emseg_tutorial.data.device_patches import make_sampler  # noqa: E402
 from emseg_tutorial.data.synthetic import make_volume  # noqa: E402
-from emseg_tutorial.devices import memory_format, pick_device, precision, to_device  # noqa: E402
+from emseg_tutorial.devices import PRECISIONS, adam, memory_format, pick_device, precision, to_device  # noqa: E402
 from emseg_tutorial.labels import for_task  # noqa: E402
 from emseg_tutorial.models import UNet2d  # noqa: E402
 from emseg_tutorial.presets import get_preset  # noqa: E402
@@ -75,14 +78,14 @@ def compare(bare, full, *, steps: int, rounds: int, device: torch.device) -> tup
     return statistics.median(times["bare"]), statistics.median(times["full"])
 
 
-def training_pair(volume, preset, device, channels_last: bool):
+def training_pair(volume, preset, device, channels_last: bool, mode: str = "auto"):
     labels = for_task(volume.labels, "boundary")
     sampler = make_sampler(volume.image, labels, weight_map(labels, "distance"), device=device,
                            patch=preset.patch, seed=0)
     layout = torch.channels_last if channels_last else memory_format(device)  # the trainer's: CUDA's
     model = UNet2d(out_channels=2, **preset.model).to(device, memory_format=layout)
-    optimizer = torch.optim.Adam(model.parameters(), lr=preset.lr)
-    amp = precision(device)
+    optimizer = adam(model.parameters(), preset.lr, device)
+    amp = precision(device, mode)
     scaler = amp.grad_scaler()
     fixed = to_device(sampler.sample(preset.batch_size), device)
     losses = []
@@ -97,10 +100,17 @@ def training_pair(volume, preset, device, channels_last: bool):
     return bare, full
 
 
-def adaptation_pair(source, target, preset, device):
+def precision_pair(volume, preset, device, mode: str):
+    """Bare training steps in float32 and in ``mode``, on two copies of the same start."""
+    float32, _ = training_pair(volume, preset, device, False, "float32")
+    mixed, _ = training_pair(volume, preset, device, False, mode)
+    return float32, mixed
+
+
+def adaptation_pair(source, target, preset, device, mode: str = "auto"):
     model = UNet2d(out_channels=2, **preset.model)
     config = AdaptConfig(method="paper", batch_size=preset.batch_size, patch=preset.patch,
-                         discriminator=dict(preset.discriminator), device=str(device))
+                         discriminator=dict(preset.discriminator), device=str(device), precision=mode)
     ctx = step_context(model, for_task(source.labels, "boundary"), target.image, config, None, device, 2)
     sampled = ctx.batch
     fixed = {id(ctx.source): sampled(ctx.source), id(ctx.target): sampled(ctx.target)}
@@ -125,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved blocks of bare and full steps")
     parser.add_argument("--channels-last", action="store_true",
                         help="train with channels-last weights (the trainer does on CUDA)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="autocast dtype of the steps (default: the trainer's, auto)")
     args = parser.parse_args(argv)
 
     preset = get_preset(args.preset)
@@ -135,10 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     target = make_volume("snemi", (depth,) + preset.target_shape[1:], seed=1)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"preset {preset.name}: U-Net {preset.model}, batch {preset.batch_size} x {preset.patch}^2, "
-          f"{precision(device).dtype or torch.float32} on {name}")
-    rows = {"training step": training_pair(source, preset, device, args.channels_last),
-            "adaptation step (paper)": adaptation_pair(source, target, preset, device)}
-    print(f"{'':26s} {'bare ms':>9s} {'full ms':>9s} {'full / bare':>12s}")
+          f"{precision(device, args.precision).dtype or torch.float32} on {name}")
+    rows = {"training step": training_pair(source, preset, device, args.channels_last, args.precision),
+            "adaptation step (paper)": adaptation_pair(source, target, preset, device, args.precision),
+            "bare step, float32 -> P": precision_pair(source, preset, device, args.precision)}
+    print(f"{'':26s} {'bare ms':>9s} {'full ms':>9s} {'full / bare':>12s}   (last row: float32 ms, P ms, P / float32)")
     for label, (bare, full) in rows.items():
         b, f = compare(bare, full, steps=args.steps, rounds=args.rounds, device=device)
         print(f"{label:26s} {b:9.1f} {f:9.1f} {f / b:12.3f}")

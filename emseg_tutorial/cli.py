@@ -26,6 +26,7 @@ from .data.formats import (check_output_folder, check_outputs, check_pair, open_
 from .data.histmatch import match_to_source
 from .data.sources import DataSourceError
 from .data.synthetic import DOMAINS, make_volume
+from .devices import PRECISIONS
 from .data.volume import Volume
 from .labels import TASKS
 from .metrics import MAX_TOLERANCE, check_tolerance, evaluate
@@ -35,6 +36,7 @@ from .predict import predict_file
 from .presets import PRESETS
 from .session import Session, from_env
 from .train import load_checkpoint, load_training_state, save_checkpoint, save_json, train_supervised
+from .train.supervised import LOSSES
 from .weights import parse_weight_scheme
 
 PROG = "python -m emseg_tutorial"
@@ -123,17 +125,27 @@ def add_train(sub) -> None:
     p.add_argument("--weights", required=True, metavar="{entropy,distance,distance:R,ratio:R,border,none}",
                    help="per-pixel loss weights; ratio:R and distance:R give boundary R times the mean "
                         "weight of the rest")
+    p.add_argument("--loss", choices=LOSSES, default="ce",
+                   help="ce: weighted cross-entropy (the paper's, default); dice: soft Dice; ce+dice: their sum; "
+                        "focal: focal loss (gamma 2) weighted by --weights")
     p.add_argument("--init", metavar="CKPT", help="start from this checkpoint (head replaced if the class count differs)")
     p.add_argument("--jitter", action="store_true", help="random intensity jitter (the paper's M2 -> M3 step)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="sizes (default: EMSEG_PRESET or by hardware)")
     p.add_argument("--steps", type=_positive, help="optimiser steps (default: from the preset)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
+    _add_precision(p)
     p.add_argument("--out", help="output folder (default: the --resume folder)")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the run in DIR (its state.pt, written every validation interval) up to "
                         "--steps; the other settings must be the same")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_precision(p) -> None:
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="autocast dtype: auto (default) is bfloat16 on recent GPUs and on CPUs with native "
+                        "bfloat16, float16 on older GPUs, else float32")
 
 
 def _session(args) -> Session:
@@ -154,7 +166,8 @@ def run_train(args) -> None:
     vol = read_volume(args.image, args.labels)
     init = check_model(load_checkpoint(args.init)[0], classes=None) if args.init and resume is None else None
     config = train_config(session.preset, task=args.task, weights=args.weights, init=bool(args.init),
-                          jitter=args.jitter, steps=args.steps, seed=args.seed, device=str(session.device))
+                          jitter=args.jitter, steps=args.steps, seed=args.seed, device=str(session.device),
+                          loss=args.loss, precision=args.precision)
     run = train_supervised(vol.image, vol.labels, config, init=init, progress=not args.quiet,
                            checkpoint=out / STATE_FILE, resume=resume, compile=session.compile)
     save_checkpoint(out / "model.pt", run.model, config=config.to_dict(), history=run.history)
@@ -280,6 +293,7 @@ def add_adapt(sub) -> None:
                         "method: rank for conditional, raw for conditional-paper)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
+    _add_precision(p)
     p.add_argument("--out", help="output folder (default: the --resume folder)")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the adaptation in DIR (its adapt_state.pt, written after every epoch) up to "
@@ -321,6 +335,7 @@ def run_adapt(args) -> None:
     overrides = {k: v for k, v in (("epochs", args.epochs), ("steps_per_epoch", args.steps), ("lr_g", args.lr_g),
                                    ("adv_weight", args.adv_weight), ("source_weight", args.source_weight),
                                    ("condition_image", args.condition_image)) if v is not None}
+    overrides["precision"] = args.precision
     if args.method in METHODS:
         config_dict = adapt_config(session, args.method, args.seed, **overrides).to_dict()
     else:

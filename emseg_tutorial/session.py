@@ -10,7 +10,7 @@ CPU, whatever the variables say.
 =========================  =====================================================================
 variable                   setting
 =========================  =====================================================================
-``EMSEG_PRESET``           ``ci``, ``cpu`` or ``gpu`` (default: ``gpu`` with CUDA, else ``cpu``)
+``EMSEG_PRESET``           ``ci``, ``lab``, ``cpu`` or ``gpu`` (default: ``gpu`` with CUDA, else ``cpu``)
 ``EMSEG_DATA``             ``synthetic`` (default) or ``real``
 ``EMSEG_DEVICE``           ``cpu``, ``cuda``, ``mps`` (default: the best available)
 ``EMSEG_RUNS``             folder of trained stages shared between chapters (default ``runs``)
@@ -31,7 +31,8 @@ Examples
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -73,6 +74,9 @@ class Session:
         Progress bars on long work.
     compile : bool
         Train through ``torch.compile`` (``EMSEG_COMPILE=1``; worth it on a GPU, for long runs).
+    started : float
+        ``time.perf_counter()`` when the session was made (:meth:`elapsed`): a chapter's last cell
+        reports its own running time from it.
     """
 
     preset: Preset
@@ -85,6 +89,11 @@ class Session:
     fibsem_labels: str | None = None
     progress: bool = True
     compile: bool = False
+    started: float = field(default_factory=time.perf_counter, compare=False, repr=False)
+
+    def elapsed(self) -> float:
+        """Seconds since the session was made (since ``setup()`` in a chapter's first cell)."""
+        return time.perf_counter() - self.started
 
     def describe(self) -> str:
         """One paragraph for the notebook's first output."""
@@ -195,6 +204,25 @@ def setup(seed: int = 0, preset: str | Preset | None = None, data: str | None = 
         print(session.describe())
         show_markdown(describe_source(session))
     return session
+
+
+def child_environment(**settings: object) -> dict[str, str]:
+    """This process's environment with session settings for a child process (a notebook kernel).
+
+    Keyword names are the :class:`Session` settings of :data:`ENV` (``preset``, ``runs``,
+    ``progress``, ``widgets``, ...); each becomes its ``EMSEG_*`` variable, so the names of the
+    variables stay in this module.
+
+    Examples
+    --------
+    >>> env = child_environment(preset="ci", progress=0)
+    >>> env["EMSEG_PRESET"], env["EMSEG_PROGRESS"]
+    ('ci', '0')
+    """
+    unknown = sorted(set(settings) - set(ENV))
+    if unknown:
+        raise ValueError(f"unknown session settings {unknown}; expected some of {sorted(ENV)}")
+    return {**os.environ, **{ENV[key]: str(value) for key, value in settings.items()}}
 
 
 def widgets_static() -> bool:

@@ -22,6 +22,7 @@ function                           weights
 :func:`smoothed_distance_map`      distance transform of the boundary mask, Gaussian-smoothed
 :func:`distance_weight_map`        Experiment 2: ``w_min + scale * S / max(S)``
 :func:`ratio_weight_map`           the paper's 2:1, 5:1, 10:1 baselines
+:func:`distance_readings`          the readings of the paper's distance map, side by side
 :func:`border_weight_map`          U-Net (Ronneberger et al. 2015) separation weights
 :func:`weight_map`                 one of the above by name (``--weights`` on the command line)
 =================================  ==========================================================
@@ -62,6 +63,8 @@ __all__ = [
     "ratio_weight_map",
     "border_weight_map",
     "class_ratio",
+    "distance_readings",
+    "DISTANCE_READINGS",
     "weight_map",
     "parse_weight_scheme",
     "WEIGHT_SCHEMES",
@@ -405,11 +408,13 @@ def distance_weight_map(boundary: npt.ArrayLike, sigma: float = 10.0, *, w_min: 
     Boundary pixels and the pixels next to walls get the highest weight, thick walls and
     junctions most; the weight falls off smoothly (like a Gaussian of the distance to the
     nearest wall, width ``sigma``) to ``w_min`` in cell interiors; no labelled pixel gets 0.
-    Alternatives the book shows: the EDT of the *non*-boundary pixels (distance to the nearest
-    wall) is 0 on the boundary and largest in cell centres -- the opposite of what class
-    imbalance needs; a decaying transform of it, ``w_min + scale * exp(-d^2 / 2 sigma^2)``,
-    is close to the map used here but ignores wall thickness; :func:`border_weight_map`
-    weights only narrow gaps between cells.
+    Other readings of the paper's words, built side by side by :func:`distance_readings` and
+    shown with their boundary : rest weight ratios in chapter 2: ``ratio`` (above; the
+    ``distance:R`` scheme); the EDT of the *non*-boundary pixels (distance to the nearest
+    wall), which is 0 on the boundary and largest in cell centres -- the opposite of what
+    class imbalance needs; a decaying transform of it, ``w_min + scale * exp(-d^2 / 2 sigma^2)``,
+    which ignores wall thickness; and :func:`border_weight_map`, which weights only narrow gaps
+    between cells.
 
     Examples
     --------
@@ -440,6 +445,79 @@ def _distance_weight_map(is_boundary: np.ndarray, labelled: np.ndarray, sigma: f
     if ratio is not None:
         weights = _apply_ratio(weights, _as_3d(is_boundary), _as_3d(labelled), ratio)
     return _finish(weights, labelled, normalize, is_boundary.shape)
+
+
+def _wall_distance(is_boundary: np.ndarray) -> np.ndarray:
+    """Distance (pixels) of every pixel to the nearest boundary pixel of its slice, 0 on walls;
+    a slice without boundary gets ``inf``."""
+    mask = _as_3d(is_boundary)
+    d = np.full(mask.shape, np.inf, dtype=np.float32)
+    for z, plane in enumerate(mask):
+        if plane.any():
+            d[z] = ndi.distance_transform_edt(~plane)
+    return d.reshape(is_boundary.shape)
+
+
+#: The readings of the paper's distance-transform weights built by :func:`distance_readings`.
+DISTANCE_READINGS = ("distance", "distance:10", "distance to wall", "wall proximity", "border")
+
+
+def distance_readings(boundary: npt.ArrayLike, sigma: float = 10.0) -> dict[str, np.ndarray]:
+    """Every reading of the paper's "distance transform" weights, one map per reading.
+
+    The paper (Sec. 4.2, Fig. 3, Fig. 5c) names a Gaussian-smoothed distance transform of the
+    boundary map and a "10:1 smoothed distance transform" but not the transform's direction or
+    how it becomes a weight. The readings, all ``w_min = 1``, ``scale = 9`` affine maps of
+    their quantity and normalised to mean 1 per slice, like every map of this module:
+
+    ``distance``
+        The library's (and M2's): EDT *inside* the walls, Gaussian-smoothed
+        (:func:`distance_weight_map`).
+    ``distance:10``
+        The same, boundary pixels rescaled to a 10:1 mean ratio (``ratio=10``).
+    ``distance to wall``
+        ``d``, the EDT of the non-boundary pixels (distance to the nearest wall): 0 on the
+        walls, largest in cell centres.
+    ``wall proximity``
+        ``exp(-d^2 / 2 sigma^2)``: highest on and near every wall, whatever its thickness.
+    ``border``
+        :func:`border_weight_map`, the U-Net's separation weights (a distance reading too:
+        distances to the two nearest cells).
+
+    Parameters
+    ----------
+    boundary : array_like, shape (Y, X) or (Z, Y, X)
+        Class codes (``1`` boundary, ``0`` unlabelled, others the rest) or a bool mask.
+    sigma : float, optional
+        Gaussian width in pixels of ``distance``, ``distance:10`` and ``wall proximity``.
+
+    Returns
+    -------
+    dict of str to ndarray of float32
+        Keys :data:`DISTANCE_READINGS`; compare them with :func:`class_ratio`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.full((9, 9), 2, dtype=np.uint8); labels[:, 4] = 1
+    >>> maps = distance_readings(labels, sigma=2)
+    >>> round(class_ratio(maps["distance to wall"], labels), 2)  # walls lighter than the rest
+    0.15
+    """
+    is_boundary, labelled = _boundary_masks(boundary)
+    sigma = check_number(sigma, "sigma")
+    d = _wall_distance(is_boundary)
+    finite = np.where(np.isfinite(d), d, 0.0)
+    peak = _as_3d(finite).max(axis=(1, 2))
+    to_wall = 1.0 + 9.0 * _as_3d(finite) / np.where(peak > 0, peak, 1.0)[:, None, None]
+    proximity = 1.0 + 9.0 * np.exp(-(d.astype(np.float64) ** 2) / (2 * sigma**2))
+    return {
+        "distance": _distance_weight_map(is_boundary, labelled, sigma),
+        "distance:10": _distance_weight_map(is_boundary, labelled, sigma, ratio=10.0),
+        "distance to wall": _finish(to_wall.reshape(d.shape), labelled, True, d.shape),
+        "wall proximity": _finish(proximity, labelled, True, d.shape),
+        "border": _border_weight_map(is_boundary, labelled),
+    }
 
 
 def ratio_weight_map(boundary: npt.ArrayLike, ratio: float, *, normalize: bool = True

@@ -6,7 +6,8 @@ preset first). Without either, or when the build is older than ``_toc.yml``, the
 skipped, with the reason. For every page of
 ``_toc.yml`` the DOM after loading must hold no Python traceback and no failed exercise check;
 the experiment chapters must show their figures and tables; the notebook pages must carry the
-Binder and Colab launch buttons. One screenshot goes to ``_build/screenshots/``.
+Binder and Colab launch buttons, pointing at the student version (``book/student/<name>.ipynb``).
+One screenshot goes to ``_build/screenshots/``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+
+from emseg_tutorial.booktools import student_path
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -140,9 +143,12 @@ def test_notebook_pages_have_launch_buttons(page, doms):
     if page not in doms:
         pytest.fail(f"{page} not built")
     links = doms[page][1].links
-    notebook = f"{page}.ipynb"
-    assert any("mybinder.org" in h and notebook in h for h in links), f"{page}: no Binder launch link"
-    assert any("colab.research.google.com" in h and notebook in h for h in links), f"{page}: no Colab launch link"
+    notebook = student_path(page)  # book/student/<name>.ipynb: the launch buttons open the student version
+    assert (ROOT / notebook).exists(), f"{notebook} missing: run `make labs`"
+    for service, host in (("Binder", "mybinder.org"), ("Colab", "colab.research.google.com")):
+        launch = [h for h in links if host in h]
+        assert launch, f"{page}: no {service} launch link"
+        assert all(h.endswith(notebook) for h in launch), f"{page}: {service} opens {launch}, not {notebook}"
 
 
 def test_screenshot_of_an_experiment_chapter(tmp_path):

@@ -191,3 +191,26 @@ def test_evaluate_bad_input_exits_2(case, match, synth, bad_files, capsys):
             "code7": ["--prediction", bad_files["code7"], "--labels", lab, "--task", "multiclass"]}[case]
     _fails_with_one_line(["evaluate", *argv, "--json"], capsys, match)
     assert capsys.readouterr().out == ""
+
+
+def test_train_accepts_focal_loss(synth, tmp_path, capsys):
+    img, lab = synth
+    out = tmp_path / "focal"
+    assert main(["train", "--image", str(img), "--labels", str(lab), "--task", "boundary", "--weights", "none",
+                 "--loss", "focal", "--steps", "2", "--device", "cpu", "--out", str(out), "--quiet"]) == 0
+    _, ckpt = load_checkpoint(out / "model.pt")
+    assert ckpt["config"]["loss"] == "focal"
+    assert all(np.isfinite(json.loads((out / "history.json").read_text())["train"]["loss"]))
+    _fails_with_one_line(["train", "--image", img, "--labels", lab, "--task", "boundary", "--weights", "none",
+                          "--loss", "hinge", "--steps", "1", "--out", tmp_path / "bad"], capsys)
+
+
+def test_train_precision_is_a_setting_of_the_run(synth, tmp_path, capsys):
+    img, lab = synth
+    out = tmp_path / "fp32"
+    assert main(["train", "--image", str(img), "--labels", str(lab), "--task", "boundary", "--weights", "none",
+                 "--precision", "float32", "--steps", "2", "--device", "cpu", "--out", str(out), "--quiet"]) == 0
+    _, ckpt = load_checkpoint(out / "model.pt")
+    assert ckpt["config"]["precision"] == "float32"
+    _fails_with_one_line(["train", "--image", img, "--labels", lab, "--task", "boundary", "--weights", "none",
+                          "--precision", "fp8", "--steps", "1", "--out", tmp_path / "bad"], capsys)

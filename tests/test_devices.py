@@ -12,18 +12,51 @@ from emseg_tutorial.train.supervised import training_step
 @pytest.mark.parametrize("device_type, bf16, dtype, scales", [
     ("cuda", True, torch.bfloat16, False),    # A100 / H100 / L4: bfloat16, no scaler needed
     ("cuda", False, torch.float16, True),     # T4 / V100: float16 with a gradient scaler
-    ("cpu", True, None, False), ("mps", False, None, False),
+    ("cpu", True, torch.bfloat16, False),     # AVX512-BF16 / AMX CPUs: bfloat16
+    ("cpu", False, None, False), ("mps", True, None, False),
 ])
 def test_precision_rules(device_type, bf16, dtype, scales):
     p = Precision(device_type, amp_dtype(device_type, bf16))
     assert p.dtype == dtype and p.scales_gradients == scales and p.enabled == (dtype is not None)
 
 
-def test_cpu_runs_in_float32():
-    p = precision("cpu")
+def test_cpu_runs_in_float32_when_asked_or_without_native_bf16(monkeypatch):
+    p = precision("cpu", "float32")
     assert p.dtype is None and not p.grad_scaler().is_enabled()
     with p.autocast():
         assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float32
+    import emseg_tutorial.devices as devices
+
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    assert precision("cpu").dtype is None
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    assert precision("cpu").dtype == torch.bfloat16 and not precision("cpu").scales_gradients
+
+
+def test_precision_settings_are_checked():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        precision("cpu", "half")
+    with pytest.raises(ValueError, match="needs CUDA"):
+        precision("cpu", "float16")
+    from emseg_tutorial.adapt import AdaptConfig
+    from emseg_tutorial.train import TrainConfig
+
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="fp8")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        AdaptConfig(precision="fp8")
+
+
+def test_bfloat16_training_on_cpu_keeps_float32_weights_and_learns():
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 16, 16)
+    batch = {"image": x, "target": (x[:, 0] > 0.5).long(), "weight": torch.ones(4, 16, 16)}
+    model = UNet2d(out_channels=2, depth=2, base_width=4)
+    p = precision("cpu", "bfloat16")
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    losses = [float(training_step(model, batch, opt, p.grad_scaler(), p)) for _ in range(30)]
+    assert all(w.dtype == torch.float32 for w in model.parameters())
+    assert losses[-1] < 0.5 * losses[0]
 
 
 def test_unknown_device_is_a_clear_error():

@@ -104,6 +104,20 @@ def test_repository_url_is_one_setting():
         assert set(urls) <= {url}, f"{name} uses {sorted(set(urls) - {url})}, _config.yml says {url}"
 
 
+def test_install_lines_pin_the_release_of_this_version():
+    """Every chapter and student notebook installs git tag v<__version__>, the one version setting."""
+    from emseg_tutorial import __version__
+    from emseg_tutorial.booktools import install_refs, release_tag
+
+    assert release_tag() == f"v{__version__}"
+    assert _pyproject()["project"]["dynamic"] == ["version"]  # pyproject.toml reads __version__
+    refs = install_refs(ROOT)
+    assert any(name.startswith("student/") for name in refs), "no student notebooks in book/student/"
+    for name, found in refs.items():
+        assert found and set(found) == {release_tag()}, (
+            f"{name} installs {found}, expected @{release_tag()}: run `python -m emseg_tutorial.booktools repository`")
+
+
 def test_sync_repository_url_rewrites_a_fork(tmp_path):
     from emseg_tutorial.booktools import main, repository_mentions
 
@@ -112,9 +126,36 @@ def test_sync_repository_url_rewrites_a_fork(tmp_path):
     fork = "https://github.com/someone/em-labs"
     (tmp_path / "_config.yml").write_text(config.replace(_config()["repository"]["url"], fork))
     assert main(["repository", "--root", str(tmp_path)]) == 0
-    assert {u for urls in repository_mentions(tmp_path).values() for u in urls} == {fork}
+    mentions = repository_mentions(tmp_path)
+    assert "student/01_data.ipynb" in mentions  # the student versions follow
+    assert {u for urls in mentions.values() for u in urls} == {fork}
     assert f"git clone {fork} && cd em-labs" in (tmp_path / "book" / "intro.md").read_text()
     assert main(["repository", "--root", str(tmp_path / "nowhere")]) == 2
+
+
+def test_launch_buttons_open_the_student_notebooks():
+    """The Sphinx extension in booktools rewrites the theme's launch URLs to book/student/."""
+    from types import SimpleNamespace
+
+    from emseg_tutorial.booktools import point_launch_buttons_at_students
+
+    config = _config()
+    assert "emseg_tutorial.booktools" in config["sphinx"]["extra_extensions"]
+    assert "book/student/*" in config["exclude_patterns"]  # the instructor versions are the book
+    binder = "https://mybinder.org/v2/gh/o/r/main?urlpath=tree/book/03_experiment1.ipynb"
+    colab = "https://colab.research.google.com/github/o/r/blob/main/book/03_experiment1.ipynb"
+    other = {"type": "link", "url": "https://example.org/book/03_experiment1.ipynb#top"}
+    context = {"header_buttons": [
+        {"label": "download-buttons", "buttons": [dict(other)]},
+        {"label": "launch-buttons", "buttons": [{"url": binder}, {"url": colab}, {"type": "javascript"}]}]}
+    point_launch_buttons_at_students(SimpleNamespace(srcdir=str(ROOT)), "book/03_experiment1", "page.html",
+                                     context, None)
+    launch = [b.get("url") for b in context["header_buttons"][1]["buttons"]]
+    assert launch == [binder.replace("book/03", "book/student/03"), colab.replace("book/03", "book/student/03"), None]
+    assert context["header_buttons"][0]["buttons"] == [other]  # only the launch group changes
+    missing = {"header_buttons": [{"label": "launch-buttons", "buttons": [{"url": colab}]}]}
+    point_launch_buttons_at_students(SimpleNamespace(srcdir=str(ROOT)), "book/intro", "page.html", missing, None)
+    assert missing["header_buttons"][0]["buttons"][0]["url"] == colab  # no student version: unchanged
 
 
 def test_colab_cpu_user_is_told_how_to_get_a_gpu(monkeypatch):

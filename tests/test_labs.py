@@ -114,9 +114,8 @@ def test_student_stubs_are_reported_not_done(path, context, capsys):
 
 def test_make_labs_writes_student_notebooks_without_solutions(tmp_path):
     makefile = (ROOT / "Makefile").read_text()
-    assert "-m emseg_tutorial.labs student book labs_student" in makefile
-    assert "labs_student/" in (ROOT / ".gitignore").read_text()
-    out = tmp_path / "labs_student"
+    assert "-m emseg_tutorial.labs student book book/student" in makefile
+    out = tmp_path / "student"
     done = subprocess.run([sys.executable, "-m", "emseg_tutorial.labs", "student", "book", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -135,6 +134,16 @@ def test_make_labs_writes_student_notebooks_without_solutions(tmp_path):
                 body = instructor.cells[i].source.split(BEGIN)[1].split(END)[0]
                 for line in filter(None, (ln.strip() for ln in body.splitlines())):
                     assert line not in student.cells[i].source, f"{path.name}: {line!r} leaked"
+
+
+def test_committed_student_notebooks_are_up_to_date(tmp_path):
+    """book/student/ is what `make labs` writes from the chapters, byte for byte."""
+    committed = ROOT / "book" / "student"
+    written = labs.write_student_versions(ROOT / "book", tmp_path)
+    assert sorted(p.name for p in committed.glob("*.ipynb")) == [p.name for p in written], (
+        "book/student/ does not hold one student notebook per chapter: run `make labs`")
+    stale = [p.name for p in written if (committed / p.name).read_bytes() != p.read_bytes()]
+    assert not stale, f"book/student/ is out of date for {stale}: run `make labs` and commit book/student/"
 
 
 def test_strip_solutions_stubs():
@@ -207,6 +216,30 @@ def _step_without_zero_grad(disc, optimizer, real, fake):
     return {"loss_d": loss.item(), "acc_real": (lr > 0).float().mean().item(), "acc_fake": (lf < 0).float().mean().item()}
 
 
+def _generator_step_scoring_fake(disc, optimizer, fake):
+    from emseg_tutorial.losses import bce_fake
+
+    for p in disc.parameters():
+        p.requires_grad_(False)
+    loss = -bce_fake(disc(fake))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    for p in disc.parameters():
+        p.requires_grad_(True)
+    return {"loss_g": loss.item()}
+
+
+def _generator_step_with_disc_gradients(disc, optimizer, fake):
+    from emseg_tutorial.losses import bce_real
+
+    loss = bce_real(disc(fake))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return {"loss_g": loss.item()}
+
+
 def _raises(*args):
     raise ValueError("shapes do not match")
 
@@ -231,6 +264,12 @@ WRONG = [
     (labs.check_diagnosis, (lambda h: set(),), "Rule to revisit"),
     (labs.check_diagnosis, (lambda h: "entropy collapse",), "set of warning names"),
     (labs.check_jaccard, (_raises,), "raised ValueError: shapes do not match"),
+    (labs.check_smoothed_distance, (lambda b, s: __import__("scipy.ndimage").ndimage.distance_transform_edt(b),),
+     "smooth it"),
+    (labs.check_smoothed_distance, (lambda b, s: __import__("scipy.ndimage").ndimage.distance_transform_edt(~b),),
+     "non-wall pixel to the nearest wall"),
+    (labs.check_generator_step, (_generator_step_scoring_fake,), "bce_real"),
+    (labs.check_generator_step, (_generator_step_with_disc_gradients,), "gradients reached the discriminator"),
     (labs.check_jaccard, (42,), "expected a function"),
 ]
 
@@ -244,7 +283,8 @@ def test_wrong_answers_fail_with_a_hint(check, args, expected, capsys):
 
 
 CHECKS = [labs.check_class_fractions, labs.check_label_entropy, labs.check_ratio_for_share,
-          labs.check_jaccard, labs.check_ratio_weight_map, labs.check_discriminator_step, labs.check_diagnosis]
+          labs.check_jaccard, labs.check_ratio_weight_map, labs.check_discriminator_step, labs.check_diagnosis,
+          labs.check_smoothed_distance, labs.check_generator_step]
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)

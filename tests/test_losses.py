@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emseg_tutorial.losses import (bce_fake, bce_real, codes_to_index, dice_loss, entropy_map,
-                                   weighted_cross_entropy)
+from emseg_tutorial.losses import (IGNORE_INDEX, bce_fake, bce_real, codes_to_index, dice_loss, entropy_map,
+                                   focal_loss, weighted_cross_entropy)
 
 
 def _batch(seed=0, n=2, c=4, h=9, w=11):
@@ -163,3 +163,50 @@ def test_bce_helpers_match_torch():
     # a discriminator that says "real" everywhere: small real loss, large fake loss
     sure = torch.full((4,), 10.0)
     assert bce_real(sure) < 1e-3 < bce_fake(sure)
+
+
+# ---------------------------------------------------------------------------------- focal loss
+def test_focal_at_gamma_zero_is_weighted_cross_entropy():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 5, 6)
+    target = torch.randint(-1, 3, (2, 5, 6))
+    weights = torch.rand(2, 5, 6) * 4
+    for w in (None, weights):
+        assert torch.allclose(focal_loss(logits, target, w, gamma=0.0),
+                              weighted_cross_entropy(logits, target, w), atol=1e-6)
+
+
+def test_focal_down_weights_easy_pixels():
+    # pixel 0 is easy (p = 0.95), pixel 1 hard (p = 0.5): focal keeps most of the hard term only
+    logits = torch.tensor([[[[3.0, 0.0]], [[0.0, 0.0]]]])
+    target = torch.tensor([[[0, 1]]])
+    p = torch.tensor([torch.sigmoid(torch.tensor(3.0)).item(), 0.5])
+    ce = -p.log()
+    expected = ((1 - p) ** 2 * ce).sum() / 2
+    assert torch.isclose(focal_loss(logits, target), expected, atol=1e-6)
+    easy_share_ce = ce[0] / ce.sum()
+    easy_share_focal = ((1 - p[0]) ** 2 * ce[0]) / ((1 - p) ** 2 * ce).sum()
+    assert easy_share_focal < 0.01 * easy_share_ce
+    assert focal_loss(logits, target) < weighted_cross_entropy(logits, target)
+
+
+def test_focal_ignores_unlabelled_pixels_and_has_grads():
+    torch.manual_seed(1)
+    logits = torch.randn(1, 2, 4, 4, requires_grad=True)
+    target = torch.randint(0, 2, (1, 4, 4))
+    target[0, 0] = IGNORE_INDEX
+    other = logits.detach().clone()
+    other[0, :, 0] = 50.0  # unlabelled row changed: loss unchanged
+    assert torch.isclose(focal_loss(logits, target), focal_loss(other, target))
+    focal_loss(logits, target).backward()
+    assert torch.isfinite(logits.grad).all() and (logits.grad[0, :, 0] == 0).all()
+    none = torch.full((1, 4, 4), IGNORE_INDEX)
+    assert focal_loss(logits, none).item() == 0.0
+
+
+def test_focal_checks_gamma_and_shapes():
+    logits, target = torch.zeros(1, 2, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match="gamma"):
+        focal_loss(logits, target, gamma=-1)
+    with pytest.raises(ValueError, match="weights"):
+        focal_loss(logits, target, torch.ones(1, 2, 3))

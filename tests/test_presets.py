@@ -63,3 +63,47 @@ def test_splits_differ_and_real_is_reported(monkeypatch, tmp_path):
         load_domain("snemi", from_env(preset="ci", data="real"))
     with pytest.raises(ValueError, match="split"):
         load_domain("snemi", ci, split="val")
+
+
+def test_lab_preset_sits_between_ci_and_cpu(monkeypatch):
+    """``lab`` (a timed class): chosen by name only, smaller than cpu, larger than ci, same U-Net as cpu."""
+    from emseg_tutorial.paper.stages import PAPER_ITERATIONS, budget_steps
+
+    monkeypatch.setenv("EMSEG_PRESET", "lab")
+    assert from_env().preset.name == "lab"
+    assert presets.default_preset_name() in ("cpu", "gpu")  # never a default
+    ci, lab, cpu = (presets.PRESETS[n] for n in ("ci", "lab", "cpu"))
+    size = lambda s: s[0] * s[1] * s[2]  # noqa: E731
+    for shape in ("source_shape", "target_shape"):
+        assert size(getattr(ci, shape)) < size(getattr(lab, shape)) < size(getattr(cpu, shape))
+    assert lab.model == cpu.model
+    pixels = lambda p, steps: steps * p.batch_size * p.patch ** 2  # noqa: E731 - training cost ~ pixels seen
+    for budget in PAPER_ITERATIONS:
+        assert (pixels(ci, budget_steps(ci, budget)) < pixels(lab, budget_steps(lab, budget))
+                < pixels(cpu, budget_steps(cpu, budget)))
+    assert ([budget_steps(lab, b) for b in ("exp1", "exp2", "exp2_scratch", "jitter")] == [240, 40, 180, 20])
+
+
+@pytest.mark.parametrize("name", sorted(presets.PRESETS))
+def test_every_preset_sizes_every_stage_adaptation_and_comparison(name):
+    """Configs build for every stage, adaptation and comparison, and the sizes fit together."""
+    from emseg_tutorial.adapt.methods import METHODS
+    from emseg_tutorial.paper.stages import STAGES, adapt_config, stage_config
+
+    preset = presets.get_preset(name)
+    session = from_env(preset=name, device="cpu")
+    depth = preset.model["depth"]
+    assert preset.patch % 2 ** (depth - 1) == 0, "patches must halve cleanly at every U-Net level"
+    assert preset.patch <= min(preset.source_shape[1:] + preset.target_shape[1:])
+    for stage in STAGES:
+        config = stage_config(stage, session)
+        assert config.steps >= 1 and config.patch == preset.patch and config.model == preset.model
+    comparison = dict(preset.comparison)
+    assert set(comparison) == set(presets.PRESETS["cpu"].comparison)
+    seeds, eval_stride = comparison.pop("seeds"), comparison.pop("eval_stride")
+    assert seeds >= 2 and 1 <= eval_stride < preset.target_shape[0]
+    assert comparison["report_stride"] < preset.target_shape[0]
+    for method in METHODS:  # the trained ones (adabn and histmatch take no config)
+        adapt_config(session, method, 0)
+        adapt_config(session, method, 0, **comparison)
+    assert adapt_config(session).epochs == preset.adapt_epochs >= 2

@@ -100,6 +100,12 @@ def test_loss_dice_alone_is_only_dice(vol):
     assert both == pytest.approx(ce + dice, rel=1e-5)
 
 
+def test_loss_focal_is_below_ce_on_the_same_batch(vol):
+    ce, focal = _first_loss(vol, "ce"), _first_loss(vol, "focal")
+    # same first batch and network; (1 - p)^2 < 1 on every pixel
+    assert 0 < focal < ce
+
+
 def test_loss_decreases_on_an_easy_volume(vol):
     run = _train(vol, task="boundary", weights="none", steps=30, lr=1e-2, val_slices=0)
     loss = run.history["train"]["loss"]

@@ -169,3 +169,17 @@ def test_comparison_figures_take_plain_data_or_any_comparison_like_object():
         "conditional", "histmatch", "source only (M3)"]
     assert isinstance(viz.shortcut_figure(comp, names=("conditional",)), Figure)
     plt.close("all")
+
+
+def test_pipeline_figure_follows_the_stage_table():
+    from emseg_tutorial.paper.stages import PAPER_ITERATIONS
+
+    fig = viz.pipeline_figure()
+    assert isinstance(fig, Figure)
+    text = " ".join(t.get_text() for t in fig.axes[0].texts)
+    for stage in ("M1", "M2", "M3", "adaptation"):
+        assert stage in text
+    for budget in ("exp1", "exp2", "jitter"):
+        assert f"{PAPER_ITERATIONS[budget]} paper iterations" in text
+    assert "entropy" in text and "distance" in text and "no source loss" in text
+    plt.close(fig)

@@ -15,7 +15,9 @@ from skimage.filters.rank import entropy as rank_entropy
 from emseg_tutorial import weights as W
 from emseg_tutorial.weights import (
     border_weight_map,
+    DISTANCE_READINGS,
     class_ratio,
+    distance_readings,
     distance_weight_map,
     entropy_weight_map,
     label_entropy,
@@ -369,3 +371,34 @@ def test_weight_map_refuses_bool_masks():
     with pytest.raises(ValueError, match="labels: .*got dtype bool"):
         weight_map(mask, "ratio:5")
     assert ratio_weight_map(mask, 5).shape == mask.shape
+
+
+# ------------------------------------------------------------------------ distance readings
+def test_distance_readings_side_by_side():
+    labels = np.full((2, 20, 24), 2, dtype=np.uint8)
+    labels[:, :, 8] = 1
+    labels[:, 10, :] = 1
+    labels[1, :2] = 0                                        # some unlabelled pixels
+    maps = distance_readings(labels, sigma=3)
+    assert tuple(maps) == DISTANCE_READINGS
+    for name, w in maps.items():
+        assert w.shape == labels.shape and w.dtype == np.float32, name
+        assert (w[labels == 0] == 0).all() and (w[labels > 0] > 0).all(), name
+        np.testing.assert_allclose(w.reshape(2, -1).sum(1) / (labels > 0).reshape(2, -1).sum(1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(maps["distance"], distance_weight_map(labels, 3))
+    np.testing.assert_array_equal(maps["distance:10"], distance_weight_map(labels, 3, ratio=10))
+    np.testing.assert_array_equal(maps["border"], border_weight_map(labels))
+    ratios = {k: class_ratio(v, labels) for k, v in maps.items()}
+    assert ratios["distance:10"] == pytest.approx(10, rel=1e-2)     # exactly 10 in each slice
+    assert ratios["distance to wall"] < 1 < ratios["wall proximity"]          # opposite directions
+    # a 3D result is the stack of the 2D results
+    for name, w in distance_readings(labels[1], sigma=3).items():
+        np.testing.assert_allclose(w, maps[name][1], rtol=1e-6)
+
+
+def test_distance_readings_without_walls_and_bad_sigma():
+    labels = np.full((6, 6), 2, dtype=np.uint8)
+    for w in distance_readings(labels, sigma=2).values():
+        np.testing.assert_allclose(w, 1)
+    with pytest.raises(ValueError, match="sigma"):
+        distance_readings(labels, sigma=0)

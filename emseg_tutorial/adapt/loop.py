@@ -61,7 +61,7 @@ from ..data.formats import check_image, check_labels
 from .._validate import InputError
 from ..data.device_patches import DevicePatchSampler, make_sampler
 from ..data.volume import Volume
-from ..devices import memory_format, pick_device, precision, set_seed
+from ..devices import adam, check_precision, memory_format, pick_device, precision, set_seed
 from ..labels import for_task, num_classes
 from ..models import PatchDiscriminator
 from ..progress import progress as progress_bar
@@ -139,6 +139,8 @@ class AdaptConfig:
         :class:`~emseg_tutorial.models.PatchDiscriminator` keyword arguments (``in_channels``
         is set from the method).
     device : str, optional
+    precision : {"auto", "float32", "bfloat16", "float16"}
+        Autocast dtype of both networks (:func:`~emseg_tutorial.devices.precision`).
     """
 
     method: str = "paper"
@@ -164,8 +166,10 @@ class AdaptConfig:
     seed: int = 0
     discriminator: dict = field(default_factory=lambda: {"width": 32, "depth": 4, "norm": None})
     device: str | None = None
+    precision: str = "auto"
 
     def __post_init__(self):
+        check_precision(self.precision)
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         for key, value in METHOD_DEFAULTS[self.method].items():
@@ -368,11 +372,11 @@ def step_context(model, labels, target_image, config: AdaptConfig, source_image,
     if config.method != "selftrain":
         in_channels = n_classes + (1 if config.method in CONDITIONAL else 0)
         disc = PatchDiscriminator(in_channels=in_channels, **config.discriminator).to(device, memory_format=layout)
-    amp = precision(device)
+    amp = precision(device, config.precision)
     return StepContext(
         model=model, disc=disc, teacher=copy.deepcopy(model) if config.method == "selftrain" else None,
-        opt_g=torch.optim.Adam(model.parameters(), lr=config.lr_g, betas=(0.9, 0.99)),
-        opt_d=torch.optim.Adam(disc.parameters(), lr=config.lr_d, betas=(0.9, 0.99)) if disc else None,
+        opt_g=adam(model.parameters(), config.lr_g, device, betas=(0.9, 0.99)),
+        opt_d=adam(disc.parameters(), config.lr_d, device, betas=(0.9, 0.99)) if disc else None,
         scaler_g=amp.grad_scaler() if amp.scales_gradients else None,
         scaler_d=amp.grad_scaler() if amp.scales_gradients and disc else None,
         source=source, target=target, config=config, device=device, amp=amp, n_classes=n_classes,

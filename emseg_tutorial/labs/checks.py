@@ -27,12 +27,13 @@ import numpy as np
 
 from ..labels import class_fractions
 from ..metrics import confusion_matrix, jaccard_from_confusion, mean_jaccard
-from ..weights import label_entropy, ratio_weight_map
+from ..weights import label_entropy, ratio_weight_map, smoothed_distance_map
 from ._compare import (Verdict, as_number, call, close_number, compare_arrays, describe_input, fail, matches,
                        require_answer, require_function)
 from .result import CheckResult
 
 __all__ = ["check_class_fractions", "check_rarest_class", "check_label_entropy", "check_ratio_for_share",
+           "check_smoothed_distance",
            "check_jaccard", "check_constant_prediction", "check_ratio_weight_map", "check_ratio_prediction"]
 
 
@@ -188,6 +189,49 @@ def check_ratio_for_share(func: Callable[[float, float], float]) -> str:
                  f"{got:.1%} of the loss, not {share:.0%}. Hint: solve r f / (r f + 1 - f) = share for r.")
     return ("with your ratios the walls carry exactly the shares asked for, measured with "
             "weights.ratio_weight_map (e.g. f = 0.1 and half the loss: r = 9, the inverse frequency).")
+
+
+def _distance_cases() -> list[tuple[np.ndarray, float]]:
+    rng = np.random.default_rng(11)
+    walls = np.zeros((12, 14), bool)
+    walls[:, 4:7] = True                     # a thick vertical wall
+    walls[8:10, :] = True                    # a thinner horizontal one, crossing it
+    spots = rng.random((9, 10)) < 0.3        # scattered wall pixels
+    return [(walls, 0.0), (walls, 2.0), (spots, 1.5)]
+
+
+@exercise_check("smoothed distance map")
+def check_smoothed_distance(func: Callable[[np.ndarray, float], np.ndarray]) -> str:
+    """Check ``func(boundary, sigma)`` (a 2D bool wall mask) against
+    :func:`emseg_tutorial.weights.smoothed_distance_map`: the distance of every wall pixel to
+    the nearest non-wall pixel, 0 elsewhere, smoothed by a Gaussian of ``sigma`` (``0``: none)."""
+    from scipy import ndimage as ndi
+
+    require_function(func)
+    for boundary, sigma in _distance_cases():
+        expected = smoothed_distance_map(boundary, sigma)
+        got = call(func, boundary.copy(), sigma)
+        problem = compare_arrays(got, expected, atol=1e-4)
+        if problem is None:
+            continue
+        raw = smoothed_distance_map(boundary, 0)
+        inverted = ndi.distance_transform_edt(~boundary)
+        if sigma > 0 and matches(got, raw, atol=1e-4):
+            hint = "that is the raw distance transform: smooth it with a Gaussian of the given sigma"
+        elif matches(got, inverted, atol=1e-4) or (sigma > 0 and matches(
+                got, ndi.gaussian_filter(inverted, sigma), atol=1e-4)):
+            hint = ("that is the distance of every non-wall pixel to the nearest wall; the paper's map "
+                    "measures, on the walls, the distance to the nearest non-wall pixel "
+                    "(distance_transform_edt of the wall mask itself)")
+        elif sigma > 0 and matches(got, ndi.gaussian_filter(raw, sigma, mode="constant"), atol=1e-4):
+            hint = "scipy's default border mode 'reflect' is the library's; do not pad with zeros"
+        elif sigma > 0 and matches(got, ndi.gaussian_filter(boundary.astype(float), sigma), atol=1e-4):
+            hint = "smooth the distance transform, not the wall mask itself"
+        else:
+            hint = "D = ndimage.distance_transform_edt(boundary); then ndimage.gaussian_filter(D, sigma)"
+        fail(f"on a wall mask of shape {boundary.shape} with sigma={sigma:g}: {problem}. Hint: {hint}.")
+    return ("your map matches weights.smoothed_distance_map on three small wall masks (raw, "
+            "sigma 2 on crossing walls, sigma 1.5 on scattered wall pixels).")
 
 
 # --------------------------------------------------------------------------------------

@@ -1,10 +1,15 @@
-"""Checks for the exercises of chapter 5: one discriminator step, and reading the diagnostics.
+"""Checks for the exercises of chapter 5: one discriminator step, the generator step, and
+reading the diagnostics.
 
 Examples
 --------
 >>> from emseg_tutorial.adapt.steps import discriminator_step
 >>> bool(check_discriminator_step(discriminator_step))
 ✓ one discriminator step: ...
+True
+>>> from emseg_tutorial.adapt.steps import generator_step
+>>> bool(check_generator_step(generator_step))
+✓ the generator step of the paper: ...
 True
 >>> from emseg_tutorial.adapt.diagnostics import adaptation_warnings
 >>> bool(check_diagnosis(adaptation_warnings))
@@ -24,11 +29,11 @@ import torch
 from ..losses import bce_fake, bce_real
 from ..models import PatchDiscriminator
 from ..adapt.diagnostics import MAX_SOURCE_DROP, PRIOR_FACTOR, WARNINGS, adaptation_warnings
-from ..adapt.steps import discriminator_step, one_hot
+from ..adapt.steps import discriminator_step, generator_step, one_hot
 from ._compare import as_number, call, fail, require_function
 from .checks import exercise_check
 
-__all__ = ["check_discriminator_step", "check_diagnosis"]
+__all__ = ["check_discriminator_step", "check_generator_step", "check_diagnosis"]
 
 
 def _players(seed: int = 0) -> tuple[PatchDiscriminator, torch.nn.Module, torch.Tensor, torch.Tensor]:
@@ -114,6 +119,63 @@ def _compare_steps(func: Callable[..., Mapping[str, float]]) -> str:
                  "batches and take a single optimizer step.")
     return ("two steps match adapt.steps.discriminator_step (loss, accuracies and updated "
             "weights), and no gradient reached the U-Net.")
+
+
+@exercise_check("the generator step of the paper")
+def check_generator_step(func: Callable[..., Mapping[str, float]]) -> str:
+    """Check ``func(disc, optimizer, fake) -> {"loss_g": ...}`` against
+    :func:`emseg_tutorial.adapt.steps.generator_step`: two steps on a tiny U-Net stand-in from
+    the same seed must give the same adversarial loss and U-Net weights, leave the
+    discriminator's weights untouched, put no gradient on it, and leave it trainable."""
+    require_function(func)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _compare_generator_steps(func)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _compare_generator_steps(func: Callable[..., Mapping[str, float]]) -> str:
+    disc, unet, image, _ = _players(seed=1)
+    disc_start = copy.deepcopy(disc)
+    ref_disc, ref_unet, unet_start = copy.deepcopy(disc), copy.deepcopy(unet), copy.deepcopy(unet)
+    opt = torch.optim.Adam(unet.parameters(), lr=1e-2)
+    ref_opt = torch.optim.Adam(ref_unet.parameters(), lr=1e-2)
+    for step in (1, 2):
+        expected = float(generator_step(ref_disc, ref_opt, torch.softmax(ref_unet(image), dim=1))["loss_g"])
+        fake = torch.softmax(unet(image), dim=1)
+        got = call(func, disc, opt, fake)
+        if not isinstance(got, Mapping) or "loss_g" not in got or as_number(got["loss_g"]) is None:
+            fail(f'return a dict with the adversarial loss as a number under "loss_g", got {got!r:.80}.')
+        loss = as_number(got["loss_g"])
+        if any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in disc.parameters()):
+            fail("gradients reached the discriminator: switch them off while the U-Net steps "
+                 "(p.requires_grad_(False) for its parameters, then back to True).")
+        if not all(p.requires_grad for p in disc.parameters()):
+            fail("the discriminator stays frozen after your step: give its parameters "
+                 "requires_grad_(True) back, or the next discriminator step cannot learn.")
+        if not _same_parameters(disc, disc_start):
+            fail("the discriminator's weights changed: this step moves the U-Net only.")
+        if step == 1 and not math.isclose(loss, expected, rel_tol=1e-4, abs_tol=1e-6):
+            with torch.no_grad():
+                as_fake = float(bce_fake(disc_start(torch.softmax(unet_start(image), dim=1))))
+            if math.isclose(abs(loss), as_fake, rel_tol=1e-4):
+                hint = ("you scored the predictions against the *fake* target; the U-Net wants D to call "
+                        "them real: bce_real(disc(fake))")
+            else:
+                hint = "the loss is bce_real(disc(fake)), the non-saturating -log D(fake)"
+            fail(f"the adversarial loss is {loss:.5g}, expected {expected:.5g}. Hint: {hint}.")
+        if not _same_parameters(unet, ref_unet):
+            if _same_parameters(unet, unet_start):
+                fail("the U-Net's weights did not change: call loss.backward() and optimizer.step().")
+            if step == 2:
+                fail("the second step differs from the reference: call optimizer.zero_grad() before "
+                     "loss.backward(), or gradients add up from step to step.")
+            fail("after one step the U-Net's weights differ from the reference: one loss, one "
+                 "backward pass, one optimizer step.")
+    return ("two steps match adapt.steps.generator_step: the U-Net moved only through the "
+            "discriminator's verdict, and the discriminator was left untouched and trainable.")
 
 
 def _epoch(**changes: float | None) -> dict[str, float | None]:

@@ -23,19 +23,28 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..adapt.diagnostics import boundary_snapshot, epoch_report, source_boundary_prior
+from ..adapt.diagnostics import PRIOR_FACTOR, boundary_snapshot, epoch_report, source_boundary_prior
+from ..adapt.loop import METHOD_DEFAULTS, METHODS, AdaptConfig
 from ..adapt.methods import ALL_METHODS, DETERMINISTIC, VARIANTS, MethodRun, resolve, run_method
 from ..data.sources import load_domain
 from ..data.volume import Volume
 from ..session import Session, current
+from .runs import adaptation_fingerprint, load_run, save_run, saved_state, unit_path
 from .stages import adapt_config, get_stage
 
 SCORES = ("boundary_jaccard", "boundary_f1", "adapted_rand_error")
+#: A conditional discriminator that catches this much larger a share of target pairs than of
+#: wrong-slice pairs is read as telling the domains apart rather than judging the pairing.
+DOMAIN_GAP = 0.2
 
 
 @dataclass
 class Comparison:
-    """All runs of a comparison, the source-only report and what the pictures need."""
+    """All runs of a comparison, the source-only report and what the pictures need.
+
+    ``seconds`` is the time this call took; ``reused`` counts the runs read back from the runs
+    folder instead of run (:mod:`.runs`).
+    """
 
     runs: list[MethodRun]
     source_only: dict
@@ -45,6 +54,7 @@ class Comparison:
     preset: str
     seconds: float
     settings: dict = field(default_factory=dict)
+    reused: int = 0
 
     def of(self, name: str) -> list[MethodRun]:
         return [r for r in self.runs if r.name == name]
@@ -67,6 +77,12 @@ def compare(names: list[str] | None = None, session: Session | None = None, *,
         the run lengths come from ``session.preset.comparison``.
     seeds : list of int, optional
         Default ``range(preset.comparison["seeds"])``. Deterministic methods run once.
+
+    Notes
+    -----
+    Every (method, seed) run is one unit of the session's runs folder (:mod:`.runs`): a
+    finished one is read back, an interrupted trained one continues from its last epoch, so a
+    dropped session loses at most one epoch of one run. ``make book`` starts from an empty folder.
     """
     session = session or current()
     preset, progress = session.preset, session.progress
@@ -77,7 +93,8 @@ def compare(names: list[str] | None = None, session: Session | None = None, *,
     n_seeds, eval_stride = c.pop("seeds"), c.pop("eval_stride", 1)
     seeds = list(seeds if seeds is not None else range(n_seeds))
     start = time.perf_counter()
-    m3 = get_stage("m3", session).model
+    m3_stage = get_stage("m3", session)
+    m3 = m3_stage.model
     source = load_domain("fibsem", session, "train")
     target = load_domain("snemi", session, "train")
     source_val = load_domain("fibsem", session, "test")
@@ -90,20 +107,34 @@ def compare(names: list[str] | None = None, session: Session | None = None, *,
     stride = c.get("report_stride", 1)
     initial = epoch_report(m3, target.image, prior, device, source_val, target_eval, stride)
     z = target_eval.shape[0] // 2
-    runs = []
+    volumes = {"source": source, "target": target, "source_val": source_val, "target_eval": target_eval}
+    runs, reused = [], 0
     for name in names:
-        method = resolve(name)[0]
+        method, overrides = resolve(name)
         for seed in ([None] if method in DETERMINISTIC else seeds[:1] if name in VARIANTS else seeds):
             kwargs = ({"report_stride": stride, "device": str(device)} if seed is None else
                       adapt_config(session, method, seed, **c).to_dict())
-            runs.append(run_method(name, m3, source, target.image, config_kwargs=kwargs, source_val=source_val,
-                                   target_eval=target_eval, initial_report=initial, snapshot_slice=z,
-                                   progress=progress))
-            runs[-1].model = runs[-1].discriminator = None  # the tables need reports, not weights
+            # each (method, seed) is its own unit in the runs folder: read back, continued or run
+            fingerprint = adaptation_fingerprint(name, {**kwargs, **overrides}, model=m3_stage.history["fingerprint"],
+                                                 volumes=volumes, extra={"snapshot_slice": z})
+            record = unit_path(session, name, seed, fingerprint, "run.pt")
+            run = load_run(record, fingerprint)
+            if run is not None:
+                reused += 1
+            else:
+                state = unit_path(session, name, seed, fingerprint, "state.pt") if method in METHODS else None
+                run = run_method(name, m3, source, target.image, config_kwargs=kwargs, source_val=source_val,
+                                 target_eval=target_eval, initial_report=initial, snapshot_slice=z,
+                                 progress=progress, checkpoint=state, resume=saved_state(state) if state else None)
+                run.model = run.discriminator = None  # the tables need reports, not weights
+                save_run(record, run, fingerprint)
+                if state is not None:
+                    state.unlink(missing_ok=True)
+            runs.append(run)
     return Comparison(runs=runs, source_only=initial, snapshot_slice=z, target_eval=target_eval,
                       source_only_snapshot=boundary_snapshot(m3, target_eval.image, z, device), preset=preset.name,
                       seconds=time.perf_counter() - start,
-                      settings={"seeds": seeds, "eval_stride": eval_stride, **c})
+                      settings={"seeds": seeds, "eval_stride": eval_stride, **c}, reused=reused)
 
 
 def _mean_sd(values: list[float], deterministic: bool) -> str:
@@ -129,7 +160,8 @@ def scores_long(comp: Comparison) -> "pandas.DataFrame":
 def comparison_table(comp: Comparison, selections: tuple[str, ...] = ("last", "label-free")) -> "pandas.DataFrame":
     """Mean ± sd over seeds of target boundary Jaccard, F1 and adapted Rand error.
 
-    One row per method after a ``source only (M3)`` row; columns ``<score> (<selection>)``.
+    One row per method after a ``source only (M3)`` row; columns ``<score> (<selection>)``. The
+    spread is over adaptation seeds from one source model (:func:`spread_note` says so in words).
     """
     import pandas as pd
 
@@ -143,7 +175,7 @@ def comparison_table(comp: Comparison, selections: tuple[str, ...] = ("last", "l
         rows[name] = {f"{short[k]} ({s})": _mean_sd(sub[sub["selection"] == s][k].tolist(), det)
                       for s in selections for k in SCORES}
     table = pd.DataFrame(rows).T
-    table.index.name = f"method (n = {len(comp.settings.get('seeds', []))} seeds)"
+    table.index.name = f"method (n = {len(comp.settings.get('seeds', []))} adaptation seeds, one M3)"
     return table
 
 
@@ -194,6 +226,58 @@ def best_method(comp: Comparison, selection: str = "label-free") -> tuple[str, f
     return str(means.idxmax()), float(means.max())
 
 
+def spread_note(comp: Comparison) -> str:
+    """What the ± and "every run" of this comparison cover, in one sentence (the table's caption).
+
+    The seeds vary only the adaptation (discriminator initialisation, patch draws, jitter); every
+    run starts from the same source model, trained once with one seed, so the spread says
+    nothing about how a differently trained M3 would fare.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> spread_note(SimpleNamespace(settings={"seeds": [0, 1, 2]}, preset="cpu"))[:60]
+    'Mean ± sample standard deviation over n = 3 adaptation seeds'
+    """
+    seeds = list(comp.settings.get("seeds", []))
+    return (f"Mean ± sample standard deviation over n = {len(seeds)} adaptation seeds "
+            f"({', '.join(str(s) for s in seeds)}) at the `{comp.preset}` preset, every run starting from the same "
+            "source model M3 (trained once, with one seed): the ± covers the adaptation's own randomness "
+            "(discriminator initialisation, patch draws), not the source model's training nor the choice of "
+            "volumes. Deterministic methods run once; ablations run with the first seed only.")
+
+
+def comparison_numbers(comp: Comparison) -> dict[str, float | int | str]:
+    """The numbers chapter 6's text quotes, as plain Python values (for ``myst_nb.glue``).
+
+    ``preset``, ``n_seeds``, ``runs``, ``updates`` (U-Net updates per trained run), ``lr_ratio``
+    (the comparison's U-Net learning rate over chapter 5's), ``source_j`` (M3 on the target),
+    ``best_last`` / ``best_last_j`` and ``best_label_free`` / ``best_label_free_j`` (the best
+    method's name and mean target Jaccard), ``<method>_j`` (mean last-epoch target Jaccard of
+    every method that ran, ``-`` in names read as ``_``), ``label_free_kept`` (runs where the
+    label-free rule kept M3), ``label_free_runs`` and ``oracle_gap`` (mean oracle minus
+    label-free Jaccard).
+    """
+    long = scores_long(comp)
+    last = long[long["selection"] == "last"]
+    lf = long[long["selection"] == "label-free"]
+    oracle = long[long["selection"] == "oracle"]["boundary_jaccard"].to_numpy()
+    s = comp.settings
+    numbers = {"preset": comp.preset, "n_seeds": len(s.get("seeds", [])), "runs": len(comp.runs),
+               "updates": int(s.get("epochs", 0) * s.get("steps_per_epoch", 0)),
+               "lr_ratio": float(s["lr_g"] / AdaptConfig().lr_g) if "lr_g" in s else 1.0,
+               "source_j": float(comp.source_only["target"]["boundary_jaccard"]),
+               "label_free_kept": int((lf["epoch"] == 0).sum()), "label_free_runs": int(len(lf)),
+               "oracle_gap": float(np.mean(oracle - lf["boundary_jaccard"].to_numpy()))}
+    for selection in ("last", "label-free"):
+        name, value = best_method(comp, selection)
+        key = selection.replace("-", "_")
+        numbers[f"best_{key}"], numbers[f"best_{key}_j"] = name, float(value)
+    for name, value in last.groupby("method")["boundary_jaccard"].mean().items():
+        numbers[f"{name.replace('-', '_')}_j"] = float(value)
+    return numbers
+
+
 def _verdict(values: list[float], reference: float) -> str:
     """'better in every run', 'worse in every run' or 'mixed' against ``reference``."""
     if all(v > reference for v in values):
@@ -211,8 +295,9 @@ def findings(comp: Comparison) -> str:
     """
     base = comp.source_only["target"]["boundary_jaccard"]
     long = scores_long(comp)
-    lines = [f"**Findings of this run** ({comp.preset} preset, source model target boundary Jaccard "
-             f"{base:.3f}):", ""]
+    n_seeds = len(comp.settings.get("seeds", []))
+    lines = [f"**Findings of this run** (`{comp.preset}` preset, source model target boundary Jaccard "
+             f"{base:.3f}; \"every run\" and the spread are over {n_seeds} adaptation seeds from one M3):", ""]
     for name in comp.names:
         last = long[(long["method"] == name) & (long["selection"] == "last")]["boundary_jaccard"].tolist()
         verdict = ("deterministic, one run" if resolve(name)[0] in DETERMINISTIC else
@@ -224,20 +309,50 @@ def findings(comp: Comparison) -> str:
             lines.append(f"* Best mean target Jaccard, {selection}: **`{name}`** at {value:.3f}.")
         else:
             lines.append(f"* Best mean target Jaccard, {selection}: no method beats the source model.")
+    means = long[long["selection"] == "last"].groupby("method")["boundary_jaccard"]
+    ranked = means.mean().sort_values(ascending=False)
+    if len(ranked) > 1:
+        (first, a), (second, b) = list(ranked.items())[:2]
+        sd = means.std(ddof=1).reindex([first, second]).dropna()
+        if len(sd):
+            within = "within" if a - b <= sd.max() else "beyond"
+            lines.append(f"* Last epoch, `{first}` leads `{second}` by {a - b:.3f}, {within} the larger of their "
+                         f"seed standard deviations ({sd.max():.3f}).")
+    if "adabn" in comp.names:
+        adabn = ranked["adabn"]
+        trained = [n for n in comp.names if resolve(n)[0] in METHODS and n not in VARIANTS]
+        better = [f"`{n}`" for n in trained if ranked[n] > adabn]
+        lines.append(f"* Trained methods above AdaBN ({adabn:.3f}, no gradient step) at the last epoch: "
+                     + (", ".join(better) if better else "none") + ".")
+    src0 = comp.source_only["source_val_boundary_jaccard"]
+    kept_source = [n for n in comp.names if resolve(n)[0] in METHODS and n not in VARIANTS
+                   and METHOD_DEFAULTS[resolve(n)[0]]["source_weight"] > 0]
+    if kept_source and src0 is not None:
+        moved = [f"`{n}` {np.mean([r.epochs[-1]['source_val_boundary_jaccard'] for r in comp.of(n)]):.3f}"
+                 for n in kept_source]
+        lines.append(f"* With the source loss kept, source validation Jaccard goes from {src0:.3f} (M3) to: "
+                     + "; ".join(moved) + ".")
     lf = long[long["selection"] == "label-free"]
     kept = int((lf["epoch"] == 0).sum())
     oracle = long[long["selection"] == "oracle"]["boundary_jaccard"].to_numpy()
+    gap = float(np.mean(oracle - lf["boundary_jaccard"].to_numpy()))
+    against = (f"{gap:.3f} below the oracle" if gap >= 0 else
+               f"{-gap:.3f} above the oracle (which picks among adapted epochs only, never M3)")
     lines.append(f"* The label-free rule kept the source model in {kept} of {len(lf)} runs; on average it "
-                 f"scores {np.mean(oracle - lf['boundary_jaccard'].to_numpy()):.3f} below the oracle.")
+                 f"scores {against}.")
     shortcut = []
     for name in ("conditional-paper", "conditional", "conditional-raw"):
         runs = comp.of(name)
         if runs:
             tgt = np.mean([r.epochs[-1]["d_acc_fake_target"] for r in runs])
             wrong = np.mean([r.epochs[-1]["d_acc_fake_mismatch"] for r in runs])
-            shortcut.append(f"`{name}` catches {tgt:.2f} of target pairs and {wrong:.2f} of wrong-slice pairs")
+            judge = ("the domain shortcut: target pairs are the easier fakes" if tgt - wrong > DOMAIN_GAP else
+                     "no sign of the domain shortcut")
+            shortcut.append(f"`{name}` catches {tgt:.2f} of target pairs and {wrong:.2f} of wrong-slice pairs "
+                            f"({judge})")
     if shortcut:
-        lines.append("* Conditional discriminator, last epoch: " + "; ".join(shortcut) + ".")
+        lines.append(f"* Conditional discriminator, last epoch (catching target pairs more often than wrong-slice "
+                     f"pairs by over {DOMAIN_GAP} reads as the domain shortcut): " + "; ".join(shortcut) + ".")
     hard = []
     for name in comp.names:
         last = [r.epochs[-1] for r in comp.of(name)]
@@ -255,7 +370,11 @@ def findings(comp: Comparison) -> str:
         src0 = comp.source_only["source_val_boundary_jaccard"]
         src1 = np.mean([r.epochs[-1]["source_val_boundary_jaccard"] for r in paper])
         frac = np.mean([r.epochs[-1]["target_boundary_fraction"] for r in paper])
+        prior = comp.source_only["source_boundary_fraction"]
+        ratio = frac / prior if prior > 0 else float("nan")
+        walls = ("its walls vanish" if ratio < 1 / PRIOR_FACTOR else "its walls spread" if ratio > PRIOR_FACTOR
+                 else "its walls stay within the label-free band")
         lines.append(f"* `paper`: source validation Jaccard {src0:.3f} -> {src1:.3f}; predicted target boundary "
                      f"fraction {comp.source_only['target_boundary_fraction']:.3f} -> {frac:.3f} "
-                     f"(source labels: {comp.source_only['source_boundary_fraction']:.3f}).")
+                     f"(source labels: {prior:.3f}; {walls}, the band being a factor {PRIOR_FACTOR}).")
     return "\n".join(lines)

@@ -7,7 +7,7 @@ runs, also used by ``python -m emseg_tutorial train``) and :func:`adapt_config` 
 Each stage is one supervised run of :func:`~emseg_tutorial.train.train_supervised`:
 
 =================  ==========  ==============  =========  =======  ===============================
-stage              task        weights         starts at  jitter   paper
+stage              task        weights (loss)  starts at  jitter   paper
 =================  ==========  ==============  =========  =======  ===============================
 ``m1``             multiclass  entropy         scratch    no       Experiment 1 (M1)
 ``m1_unweighted``  multiclass  none            scratch    no       baseline
@@ -19,15 +19,27 @@ stage              task        weights         starts at  jitter   paper
 ``m2_distance10``  boundary    distance:10     ``m1``     no       Fig. 5c, 10:1 smoothed distance
 ``m2_unweighted``  boundary    none            ``m1``     no       baseline
 ``m2_border``      boundary    border          ``m1``     no       U-Net border weights (beyond)
+``m2_entropy``     boundary    entropy         ``m1``     no       Experiment 1's map on walls
+``m2_dice``        boundary    none (Dice)     ``m1``     no       soft Dice loss (beyond)
+``m2_focal``       boundary    none (focal)    ``m1``     no       focal loss, gamma 2 (beyond)
+``m3_distance10``  boundary    distance:10     see right  yes      M3 from ``m2_distance10``
 ``m3``             boundary    distance        ``m2``     yes      jitter fine-tuning (M3)
 ``m3_unlike``      boundary    distance        ``m2``     unlike   ablation: jitter unlike target
 =================  ==========  ==============  =========  =======  ===============================
+
+The weightings of Experiment 2 (every stage from ``m1`` to the boundary task, listed in
+:data:`WEIGHTING_STAGES`) are also trained with further seeds for chapter 4's seed table
+(:func:`~emseg_tutorial.paper.scores.seed_scores`): ``get_stage(name, seed=s, init_seed=0)``
+keeps M1 fixed (seed 0) and varies only the fine-tuning seed, i.e. the new output layer's
+initialisation and the stream of training patches (crops, flips, turns).
 
 Runs are saved in the session's ``runs`` folder (``EMSEG_RUNS``, default ``./runs``) as
 ``<preset>/<stage>-seed<seed>.pt``. A later chapter that needs a stage loads it when its config,
 code version and training volume match, and trains it otherwise; a stage interrupted mid-training (a dropped Colab session) continues
 from its last saved state (``<stage>-seed<seed>-<key>.state.pt``, every validation interval).
-Point ``EMSEG_RUNS`` at a persistent folder (Google Drive on Colab) and a new runtime reuses
+Chapter 5's adaptation (:func:`run_adaptation`) is kept the same way, under
+``<preset>/adapt/`` (:mod:`.runs`): continued from its last epoch when interrupted, read back
+when finished. Point ``EMSEG_RUNS`` at a persistent folder (Google Drive on Colab) and a new runtime reuses
 the earlier chapters' models. ``make book`` and ``make test`` empty that folder first, so every
 number in a build comes from models trained in that build.
 
@@ -39,7 +51,6 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +63,7 @@ from ..presets import Preset
 from ..session import Session, current
 from ..train import (TrainConfig, TrainResult, load_checkpoint, load_training_state, save_checkpoint,
                      train_supervised)
+from .runs import adaptation_fingerprint, digest, fingerprint_key, saved_state, unit_path
 
 #: Training lengths the paper reports, in its "iterations": Experiment 1 (M1), Experiment 2
 #: from M1 (M2; the ratio baselines get the same budget), Experiment 2 from scratch, and the
@@ -68,6 +80,7 @@ class Stage:
     init: str | None = None
     jitter: bool | str = False  # True: the default jitter; a str: a name of data.augment.JITTERS
     description: str = ""
+    loss: str = "ce"
 
     @property
     def budget(self) -> str:
@@ -109,10 +122,21 @@ STAGES: dict[str, Stage] = {
     "m2_distance10": Stage("boundary", "distance:10", "m1", description="boundary from M1, smoothed distance at 10:1"),
     "m2_unweighted": Stage("boundary", "none", "m1", description="boundary from M1, every pixel weight 1"),
     "m2_border": Stage("boundary", "border", "m1", description="boundary from M1, U-Net border weights"),
+    "m2_entropy": Stage("boundary", "entropy", "m1", description="boundary from M1, 5x5 label-entropy weights"),
+    "m2_dice": Stage("boundary", "none", "m1", loss="dice", description="boundary from M1, soft Dice loss"),
+    "m2_focal": Stage("boundary", "none", "m1", loss="focal", description="boundary from M1, focal loss (gamma 2)"),
+    "m3_distance10": Stage("boundary", "distance:10", "m2_distance10", jitter=True,
+                           description="M2 with 10:1 smoothed distance weights, fine-tuned with random jitter"),
     "m3": Stage("boundary", "distance", "m2", jitter=True, description="M2 fine-tuned with random jitter"),
     "m3_unlike": Stage("boundary", "distance", "m2", jitter="unlike",
                        description="ablation: M2 fine-tuned with a jitter unlike the target (Jitter.unlike)"),
 }
+
+
+#: Experiment 2's weightings under one budget (boundary task, from M1), in table order: the
+#: paper's map, its 10:1 reading, the paper's ratio baselines, and the baselines beyond it.
+WEIGHTING_STAGES: tuple[str, ...] = ("m2", "m2_distance10", "m2_ratio2", "m2_ratio5", "m2_ratio10", "m2_entropy",
+                                     "m2_border", "m2_dice", "m2_focal", "m2_unweighted")
 
 
 def train_config(preset: Preset, *, task: str, weights: str, init: bool = False, jitter: bool | str = False,
@@ -139,8 +163,9 @@ def stage_config(name: str, session: Session | Preset | None = None, seed: int =
         raise ValueError(f"unknown stage {name!r}; expected one of {sorted(STAGES)}")
     session = _session(session)
     s = STAGES[name]
+    overrides = {"loss": s.loss} if s.loss != "ce" else {}
     return train_config(session.preset, task=s.task, weights=s.weights, init=s.init is not None,
-                        jitter=s.jitter, seed=seed, device=str(session.device))
+                        jitter=s.jitter, seed=seed, device=str(session.device), **overrides)
 
 
 def _session(settings: Session | Preset | None) -> Session:
@@ -152,16 +177,14 @@ def _session(settings: Session | Preset | None) -> Session:
 
 def _fingerprint(config: TrainConfig, volume: Volume, parent: TrainResult | None) -> dict:
     """What a saved run must match to be reused: config, code version, data and its parent's."""
-    digest = hashlib.blake2b(volume.image.tobytes(), digest_size=16)
-    digest.update(volume.labels.tobytes())
     config = {k: v for k, v in config.to_dict().items() if k != "device"}  # same run on any device
     fp = {"config": config, "version": __version__, "data": f"{volume.name}{volume.shape}",
-          "digest": digest.hexdigest(), "init": parent.history["fingerprint"] if parent else None}
+          "digest": digest(volume.image, volume.labels), "init": parent.history["fingerprint"] if parent else None}
     return json.loads(json.dumps(fp, default=str))
 
 
 def get_stage(name: str, session: Session | Preset | None = None, *, source: Volume | None = None,
-              seed: int = 0, retrain: bool = False) -> TrainResult:
+              seed: int = 0, init_seed: int | None = None, retrain: bool = False) -> TrainResult:
     """Return the trained model of stage ``name``, training it (and its parents) if needed.
 
     Parameters
@@ -176,7 +199,10 @@ def get_stage(name: str, session: Session | Preset | None = None, *, source: Vol
     source : Volume, optional
         Labelled training volume (default: the source's train split).
     seed : int
-        Training seed.
+        Training seed of this stage (weights of a new output layer, patch stream).
+    init_seed : int, optional
+        Seed of the stages it starts from (default: ``seed``). Chapter 4's seed table passes
+        ``init_seed=0``: one M1, several fine-tuning seeds.
     retrain : bool
         Train even when a matching saved run exists.
     """
@@ -184,7 +210,8 @@ def get_stage(name: str, session: Session | Preset | None = None, *, source: Vol
     source = source if source is not None else load_domain("fibsem", session, "train")
     config = stage_config(name, session, seed)
     stage = STAGES[name]
-    parent = get_stage(stage.init, session, source=source, seed=seed) if stage.init else None
+    parent_seed = seed if init_seed is None else init_seed
+    parent = get_stage(stage.init, session, source=source, seed=parent_seed) if stage.init else None
     fingerprint = _fingerprint(config, source, parent)
     path = Path(session.runs) / session.preset.name / f"{name}-seed{seed}.pt"
     if path.is_file() and not retrain:
@@ -192,8 +219,7 @@ def get_stage(name: str, session: Session | Preset | None = None, *, source: Vol
         if ckpt.get("history", {}).get("fingerprint") == fingerprint:
             return TrainResult(model=model, config=config, history=ckpt["history"])
     # An interrupted run of the same stage (same fingerprint) left its state here: continue it.
-    key = hashlib.blake2b(json.dumps(fingerprint, sort_keys=True).encode(), digest_size=6).hexdigest()
-    state = path.with_name(f"{path.stem}-{key}.state.pt")
+    state = path.with_name(f"{path.stem}-{fingerprint_key(fingerprint)}.state.pt")
     resume = load_training_state(state) if state.is_file() and not retrain else None
     run = train_supervised(source.image, source.labels, config, init=parent.model if parent else None,
                            progress=session.progress, checkpoint=state, resume=resume, compile=session.compile)
@@ -218,20 +244,35 @@ def adapt_config(session: Session | Preset | None = None, method: str = "paper",
 
 
 def run_adaptation(session: Session | Preset | None = None, method: str = "paper", *, seed: int = 0,
-                   **overrides) -> AdaptResult:
+                   retrain: bool = False, **overrides) -> AdaptResult:
     """Adapt M3 to the target twin and score every epoch on the held-out target volume.
 
     The U-Net adapts on the target's *train* split (images only). The *test* split's labels
     score it after each epoch and are read nowhere else; the source's test split measures how
     far the network drifts from the source.
+
+    The run is kept in the session's runs folder (:mod:`.runs`): its state is written after
+    every epoch, a later call with the same settings, code version, volumes and M3 continues an
+    interrupted run from its last epoch (the same result, bit for bit on a CPU, as a run never
+    interrupted) and reads a finished one back instead of training it again. ``retrain``
+    starts afresh.
+
+    Examples
+    --------
+    >>> import inspect
+    >>> "retrain" in inspect.signature(run_adaptation).parameters
+    True
     """
     session = _session(session)
     m3 = get_stage("m3", session)
     source = load_domain("fibsem", session, "train")
     target = load_domain("snemi", session, "train")
+    source_val, target_eval = load_domain("fibsem", session, "test"), load_domain("snemi", session, "test")
     config = adapt_config(session, method, seed, **overrides)
+    fingerprint = adaptation_fingerprint(method, config.to_dict(), model=m3.history["fingerprint"],
+                                         volumes={"source": source, "target": target, "source_val": source_val,
+                                                  "target_eval": target_eval})
+    state = unit_path(session, method, seed, fingerprint, "state.pt")
     return adapt(m3.model, source.labels, target.image, config, source_image=source.image,
-                 source_val=load_domain("fibsem", session, "test"),
-                 target_eval=load_domain("snemi", session, "test"), progress=session.progress)
-
-
+                 source_val=source_val, target_eval=target_eval, progress=session.progress,
+                 checkpoint=state, resume=None if retrain else saved_state(state))

@@ -25,7 +25,7 @@ import torch
 
 from ..data.formats import check_image
 from ..data.normalize import Normalizer
-from ..devices import precision
+from ..devices import inference_precision
 from ..models import check_model
 from ..progress import progress as progress_bar
 
@@ -55,7 +55,7 @@ def _starts(n: int, tile: int, overlap: int) -> list[int]:
 @torch.no_grad()
 def _forward(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Softmax of ``model`` on ``x``, left on ``device`` (the caller copies the result back once)."""
-    with precision(device).autocast():
+    with inference_precision(device).autocast():
         logits = model(x.to(device))
     return torch.softmax(logits.float(), dim=1)
 

@@ -8,7 +8,7 @@ One function, :func:`train_supervised`, reads from top to bottom:
    itself on CUDA, with numpy on the CPU: :func:`~emseg_tutorial.data.device_patches.make_sampler`);
 4. the model is built, or taken from an earlier checkpoint (its head replaced when the number
    of classes changes: the paper's M1 -> M2 transfer);
-5. Adam steps on weighted cross-entropy (mixed precision and channels-last on CUDA only; with
+5. Adam steps on weighted cross-entropy (mixed precision where the device runs it natively, channels-last; with
    ``compile=True`` through ``torch.compile``, eager where that fails), with a validation
    pass every ``val_every`` steps;
 6. the trained model and a history of losses and validation scores are returned.
@@ -43,10 +43,10 @@ import torch
 from ..data.augment import get_jitter
 from ..data.formats import check_labels, check_pair, check_image
 from ..data.device_patches import make_sampler
-from ..devices import (Precision, compile_model, eager_fallback, memory_format, pick_device, precision,
+from ..devices import (Precision, adam, check_precision, compile_model, eager_fallback, memory_format, pick_device, precision,
                        set_seed, to_device)
 from ..labels import for_task, num_classes, TASKS
-from ..losses import dice_loss, weighted_cross_entropy
+from ..losses import dice_loss, focal_loss, weighted_cross_entropy
 from ..metrics import boundary_scores, jaccard_scores
 from ..models import UNet2d, build_model, check_model
 from ..predict import predict_labels
@@ -54,7 +54,7 @@ from ..progress import progress as progress_bar
 from ..weights import weight_map, parse_weight_scheme
 from .checkpoint import check_resumable, restore_model, save_training_state
 
-LOSSES = ("ce", "dice", "ce+dice")
+LOSSES = ("ce", "dice", "ce+dice", "focal")
 
 
 @dataclass
@@ -66,8 +66,9 @@ class TrainConfig:
     task : {"multiclass", "boundary"}
     weights : str
         Loss weights: ``entropy``, ``distance``, ``ratio:R``, ``border`` or ``none``.
-    loss : {"ce", "dice", "ce+dice"}
-        Weighted cross-entropy (the paper's), soft Dice, or their sum.
+    loss : {"ce", "dice", "ce+dice", "focal"}
+        Weighted cross-entropy (the paper's), soft Dice, their sum, or the focal loss
+        (:func:`~emseg_tutorial.losses.focal_loss`, gamma 2, weighted by the same map).
     steps, batch_size, patch : int
         Optimiser steps, patches per step, patch side in pixels.
     lr : float
@@ -87,6 +88,9 @@ class TrainConfig:
         from the task).
     device : str, optional
         ``cpu``, ``cuda``, ``mps``; default: the best available.
+    precision : {"auto", "float32", "bfloat16", "float16"}
+        Autocast dtype (:func:`~emseg_tutorial.devices.precision`): ``auto`` is bfloat16 on
+        recent GPUs and on CPUs with native bfloat16, float16 on older GPUs, else float32.
     """
 
     task: str = "multiclass"
@@ -102,8 +106,10 @@ class TrainConfig:
     seed: int = 0
     model: dict = field(default_factory=lambda: {"depth": 4, "base_width": 16, "norm": "batch"})
     device: str | None = None
+    precision: str = "auto"
 
     def __post_init__(self):
+        check_precision(self.precision)
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         parse_weight_scheme(self.weights)
@@ -210,8 +216,8 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     model = restore_model(resume) if resume is not None else _initial_model(config, init)
     model = model.to(device, memory_format=memory_format(device))
     net = compile_model(model) if compile else model  # what steps; ``model`` holds the weights
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    amp = precision(device)
+    optimizer = adam(model.parameters(), config.lr, device)
+    amp = precision(device, config.precision)
     scaler = amp.grad_scaler()
     history: dict = {"train": {"step": [], "loss": []}, "val": [], "val_slices": val_z.tolist()}
     done = 0
@@ -260,7 +266,7 @@ def training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], optimi
 
     The forward pass runs in ``amp``'s precision (channels-last images on CUDA); the loss is
     computed in float32 from the logits: weighted cross-entropy (``batch["weight"]``), soft
-    Dice, or their sum.
+    Dice, their sum, or the weighted focal loss.
     """
     model.train()
     image = batch["image"]
@@ -273,6 +279,8 @@ def training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], optimi
         value = value + weighted_cross_entropy(logits, batch["target"], batch.get("weight"))
     if "dice" in terms:
         value = value + dice_loss(logits, batch["target"])
+    if "focal" in terms:
+        value = value + focal_loss(logits, batch["target"], batch.get("weight"))
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(value).backward()
     scaler.step(optimizer)

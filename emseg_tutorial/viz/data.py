@@ -1,4 +1,4 @@
-"""Figures of chapter 1 (``book/01_data.ipynb``): the two domains, their slices, classes, intensities and drift.
+"""Figures of chapter 1 (``book/01_data.ipynb``): the pipeline, the two domains, their slices, classes, intensities and drift.
 
 Examples
 --------
@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from ..adapt.loop import METHOD_DEFAULTS
 from ..data.stats import slice_means, slice_stds
 from ..data.volume import Volume
 from ..labels import class_fractions, class_names
+from ..paper.stages import PAPER_ITERATIONS, STAGES
 from .common import LABEL_COLORS, gray, label_legend, overlay
 
+_WEIGHT_NAMES = {"entropy": "5x5 label entropy", "distance": "smoothed distance\n(σ = 10)"}
+
 __all__ = ["reslice", "show_domains", "neighbour_slices", "class_fraction_bars", "intensity_histograms",
-           "slice_drift"]
+           "slice_drift", "pipeline_figure"]
 
 
 def reslice(ax, volume: Volume, y: int | None = None, title: str | None = None) -> None:
@@ -198,4 +203,48 @@ def slice_drift(volumes: dict[str, Volume], ax=None):
     ax.set_xlabel("depth (nm)")
     ax.set_ylabel("slice mean intensity")
     ax.legend(fontsize=8)
+    return fig
+
+
+def pipeline_figure():
+    """The paper's pipeline, M1 -> M2 -> M3 -> adaptation, with each step's data, weights and loss.
+
+    Drawn from the library's own tables (:data:`emseg_tutorial.paper.stages.STAGES`,
+    :data:`~emseg_tutorial.paper.stages.PAPER_ITERATIONS` and the ``paper`` method's
+    defaults in :data:`emseg_tutorial.adapt.loop.METHOD_DEFAULTS`), so it changes when they do.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    def trained(name: str, title: str) -> tuple[str, str]:
+        s = STAGES[name]
+        task = "4 classes" if s.task == "multiclass" else "boundary vs rest"
+        start = f"from {s.init.upper()}" if s.init else "from scratch"
+        weights = _WEIGHT_NAMES.get(s.weights, s.weights)
+        extra = "\n+ intensity jitter" if s.jitter else ""
+        body = (f"source, {task}\n{start}{extra}\nweights: {weights}\n"
+                f"loss: weighted CE\n{PAPER_ITERATIONS[s.budget]} paper iterations")
+        return title, body
+
+    paper = METHOD_DEFAULTS["paper"]
+    supervised = "no source loss" if paper["source_weight"] == 0 else "source loss kept"
+    steps = [trained("m1", "M1  (Exp. 1)"), trained("m2", "M2  (Exp. 2)"),
+             trained("m3", "M3  (jitter)"),
+             ("adaptation  (Exp. 3)", f"unlabelled target images\nfrom M3\nD: source truth real,\n"
+                                           f"target prediction fake\nloss: fool D ({supervised})")]
+    fig, ax = plt.subplots(figsize=(11, 3.2))
+    ax.set_xlim(0, 11)
+    ax.set_ylim(0, 3.2)
+    ax.axis("off")
+    colours = ["#fde0c5", "#fde0c5", "#fde0c5", "#e5d8f0"]
+    for i, ((title, body), colour) in enumerate(zip(steps, colours)):
+        x = 0.2 + i * 2.75
+        ax.add_patch(FancyBboxPatch((x, 0.2), 2.25, 2.5, boxstyle="round,pad=0.05", fc=colour, ec="k", lw=0.8))
+        ax.text(x + 1.125, 2.45, title, ha="center", va="center", fontsize=9, fontweight="bold")
+        ax.text(x + 1.125, 1.25, body, ha="center", va="center", fontsize=8, linespacing=1.4)
+        if i:
+            ax.add_patch(FancyArrowPatch((x - 0.45, 1.45), (x - 0.05, 1.45), arrowstyle="-|>",
+                                         mutation_scale=12, color="k", lw=1.2))
+    ax.set_title("The paper's pipeline: each model starts from the one before", fontsize=10)
     return fig

@@ -20,7 +20,8 @@ import numpy as np
 from ..data.normalize import to_unit_range
 from .common import gray, label_legend, moving_average, overlay
 
-__all__ = ["training_curves", "boundary_errors", "prediction_panels", "score_bars", "jitter_examples"]
+__all__ = ["training_curves", "boundary_errors", "prediction_panels", "score_bars", "seed_score_bars",
+           "jitter_examples"]
 
 
 def training_curves(histories: dict[str, dict], score: str = "mean_jaccard", smooth: int = 20):
@@ -152,6 +153,59 @@ def score_bars(table, column: str, ax=None, reference: float | None = None, refe
         ax.text(reference, len(table) - 0.4, f" {reference_label} {reference:g}", fontsize=8, va="bottom")
     ax.set_xlim(0, 1)
     ax.set_xlabel(column.replace("_", " "))
+    return fig
+
+
+def seed_score_bars(long, column: str = "boundary_jaccard", ax=None, reference: float | None = None,
+                    reference_label: str = "paper"):
+    """Mean over seeds (bar), ± one standard deviation (error bar) and every seed (dots), per run.
+
+    Parameters
+    ----------
+    long : pandas.DataFrame
+        One row per (run, seed): columns ``stage``, ``seed``, ``column`` and optionally
+        ``weights`` (used as the label), as from :func:`emseg_tutorial.paper.seed_scores`.
+    column : str
+        The score to draw, in [0, 1].
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (default: a new figure).
+    reference : float, optional
+        A published value, drawn as a dashed line.
+    reference_label : str, optional
+        Text next to ``reference``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib; matplotlib.use("Agg"); import pandas as pd
+    >>> long = pd.DataFrame({"stage": ["a", "a", "b"], "seed": [0, 1, 0], "boundary_jaccard": [.5, .7, .4]})
+    >>> fig = seed_score_bars(long)
+    >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    ['a (n=2)', 'b (n=1)']
+    """
+    order = list(dict.fromkeys(long["stage"]))
+    groups = long.groupby("stage", sort=False)[column]
+    mean, sd, n = (groups.mean().reindex(order), groups.std(ddof=1).reindex(order).fillna(0.0),
+                   groups.count().reindex(order))
+    labels = (long.groupby("stage", sort=False)["weights"].first().reindex(order)
+              if "weights" in long.columns else mean.index.to_series())
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 0.45 * len(order) + 1))
+    y = np.arange(len(order))[::-1]
+    ax.barh(y, mean.to_numpy(), xerr=sd.to_numpy(), color="C0", alpha=0.6, capsize=3)
+    for yi, name in zip(y, order):
+        values = long.loc[long["stage"] == name, column].to_numpy(dtype=float)
+        ax.plot(values, np.full(values.shape, yi), "o", color="k", ms=3)
+        ax.text(1.0, yi, f" {mean[name]:.3f} ± {sd[name]:.3f}", va="center", fontsize=8,
+                transform=ax.get_yaxis_transform())
+    ax.set_yticks(y, [f"{labels[name]} (n={n[name]})" for name in order])
+    if reference is not None:
+        ax.axvline(reference, color="k", ls="--", lw=1)
+        ax.text(reference, len(order) - 0.6, f" {reference_label} {reference:g}", fontsize=8, va="bottom")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"{column.replace('_', ' ')}: mean ± sd over seeds, dots: single seeds")
     return fig
 
 

@@ -1,0 +1,241 @@
+"""Grading: run a folder of student notebooks and read every exercise check's verdict.
+
+``python -m emseg_tutorial.labs grade DIR`` executes each notebook of ``DIR`` from top to bottom
+at the ``ci`` preset (a fresh ``EMSEG_RUNS`` folder shared by the notebooks of one run, so a
+later chapter reuses what an earlier one trained; progress bars off; widgets drawn as figures),
+with the library that runs the grader, and prints one row per exercise and a total.
+
+An exercise is found the way :func:`~emseg_tutorial.labs.student.find_exercises` finds it: its
+exercise cells (solution markers, or the ``exercise`` tag of a student version) and the check
+cell after them (``labs.check_<name>(...)``). It is named by the nearest ``### Exercise N.M``
+heading above it (else by its check). Its verdict is what the check printed
+(:class:`~emseg_tutorial.labs.result.CheckResult`: ``✓`` passed, ``✗`` failed, ``…`` not done);
+an exception in the check cell is ``not done`` when it is ``NotImplementedError`` (an untouched
+stub) and ``failed`` otherwise, as is a check cell that printed no verdict (it did not run, or
+the notebook stopped before it). An exercise whose own cell raised ``NotImplementedError`` is
+``not done`` unless its check passed.
+
+Examples
+--------
+>>> from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+>>> nb = new_notebook(cells=[
+...     new_markdown_cell("### Exercise 1.1: shares"),
+...     new_code_cell("### BEGIN SOLUTION\\nx = 1\\n### END SOLUTION"),
+...     new_code_cell("labs.check_x(x)", outputs=[new_output("stream", name="stdout", text="✓ x: right.\\n")])])
+>>> [(g.exercise, g.check, g.status) for g in grade_executed(nb, "demo.ipynb")]
+[('1.1', 'check_x', 'passed')]
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from ..session import child_environment
+from .result import MARKS
+from .student import find_exercises
+
+#: An exercise heading in a markdown cell: ``### Exercise 2.3: ...`` (the number is kept).
+HEADING = re.compile(r"^#{1,6}\s*Exercise\s+(\d+(?:\.\d+)*)", re.MULTILINE)
+#: A check's printed verdict: a mark, the check's title, a colon.
+VERDICT = re.compile(rf"^([{''.join(MARKS.values())}]) ([^:\n]+): ?(.*)$", re.MULTILINE)
+STATUS = {mark: status for status, mark in MARKS.items()}
+#: The settings every graded notebook runs with.
+#: Session settings of a graded kernel (:func:`~emseg_tutorial.session.child_environment`).
+GRADING = {"preset": "ci", "progress": 0, "widgets": "static"}
+
+
+@dataclass(frozen=True)
+class ExerciseGrade:
+    """The verdict on one exercise of one notebook."""
+
+    notebook: str
+    exercise: str
+    check: str
+    status: str
+    message: str
+
+
+@dataclass
+class Gradebook:
+    """Every exercise of a folder of notebooks, graded; :meth:`table` prints it, :meth:`to_dict` stores it."""
+
+    directory: str
+    grades: list[ExerciseGrade] = field(default_factory=list)
+    notebooks: dict[str, dict] = field(default_factory=dict)
+    preset: str = "ci"
+
+    def count(self, status: str) -> int:
+        """Number of exercises with verdict ``status``."""
+        return sum(g.status == status for g in self.grades)
+
+    @property
+    def total(self) -> int:
+        return len(self.grades)
+
+    def summary(self) -> str:
+        """``total: 5 / 12 passed (2 failed, 5 not done)``."""
+        return (f"total: {self.count('passed')} / {self.total} passed "
+                f"({self.count('failed')} failed, {self.count('not done')} not done)")
+
+    def table(self, width: int = 60) -> str:
+        """One row per exercise (notebook, exercise, check, verdict, message) and the total."""
+        rows = [("notebook", "exercise", "check", "verdict", "message")]
+        rows += [(g.notebook, g.exercise, g.check, g.status,
+                  g.message if len(g.message) <= width else g.message[:width - 1] + "…") for g in self.grades]
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows]
+        errors = [f"{name}: {info['error']}" for name, info in self.notebooks.items() if info["error"]]
+        return "\n".join([*lines, *errors, self.summary()])
+
+    def to_dict(self) -> dict:
+        """A gradebook record (JSON-ready)."""
+        from .. import __version__
+
+        return {"directory": self.directory, "preset": self.preset, "library_version": __version__,
+                "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "passed": self.count("passed"), "failed": self.count("failed"),
+                "not_done": self.count("not done"), "total": self.total,
+                "score": self.count("passed") / self.total if self.total else 0.0,
+                "notebooks": self.notebooks, "exercises": [asdict(g) for g in self.grades]}
+
+
+def _output_text(outputs: list) -> str:
+    parts = []
+    for out in outputs:
+        if out.get("output_type") == "stream":
+            parts.append(out.get("text", ""))
+        elif out.get("output_type") in ("display_data", "execute_result"):
+            parts.append(out.get("data", {}).get("text/plain", ""))
+    return "".join(parts)
+
+
+def verdict(outputs: list) -> tuple[str, str]:
+    """``(status, message)`` of a check cell from its outputs.
+
+    Examples
+    --------
+    >>> from nbformat.v4 import new_output
+    >>> verdict([new_output("stream", name="stdout", text="… shares: not done yet: fill in f\\n")])
+    ('not done', 'not done yet: fill in f')
+    >>> verdict([new_output("error", ename="NotImplementedError", evalue="exercise", traceback=[])])
+    ('not done', 'NotImplementedError: exercise')
+    >>> verdict([])
+    ('failed', 'the check printed no verdict (the cell did not run)')
+    """
+    error = next((o for o in outputs if o.get("output_type") == "error"), None)
+    if error is not None:
+        status = "not done" if error.get("ename") == "NotImplementedError" else "failed"
+        return status, f"{error.get('ename')}: {error.get('evalue')}"
+    text = _output_text(outputs)
+    match = VERDICT.search(text)
+    if match is None:
+        return "failed", "the check printed no verdict (the cell did not run)"
+    message = [match.group(3).strip()]
+    for line in text[match.end():].splitlines()[1:]:  # the message wraps onto lines indented by two spaces
+        if not line.startswith("  "):
+            break
+        message.append(line.strip())
+    return STATUS[match.group(1)], " ".join(message)
+
+
+def grade_executed(nb: nbformat.NotebookNode, name: str) -> list[ExerciseGrade]:
+    """Grade every exercise of an executed notebook ``nb`` (called ``name`` in the rows)."""
+    grades, previous = [], -1
+    for ex in find_exercises(nb):
+        first = ex.solution_cells[0]
+        numbers = [m.group(1) for c in nb.cells[previous + 1:first] if c.cell_type == "markdown"
+                   for m in HEADING.finditer(c.source)]
+        status, message = verdict(nb.cells[ex.check_cell].get("outputs", []))
+        stub_raised = any(o.get("output_type") == "error" and o.get("ename") == "NotImplementedError"
+                          for i in ex.solution_cells for o in nb.cells[i].get("outputs", []))
+        if stub_raised and status != "passed":
+            status, message = "not done", "the exercise cell still raises NotImplementedError"
+        grades.append(ExerciseGrade(name, numbers[-1] if numbers else ex.check, ex.check, status, message))
+        previous = ex.check_cell
+    return grades
+
+
+def _library_root() -> str:
+    """The folder holding the ``emseg_tutorial`` package that runs the grader."""
+    return str(Path(__file__).resolve().parents[2])
+
+
+def execute(nb: nbformat.NotebookNode, workdir: Path, env: dict[str, str], timeout: float) -> str | None:
+    """Run ``nb`` in place in a fresh kernel, errors kept as outputs, with ``workdir`` as the
+    working folder, ``env`` as the kernel's environment and ``timeout`` seconds per cell.
+
+    Returns
+    -------
+    str or None
+        Why the run stopped before the last cell (a cell timed out, the kernel died), or None.
+    """
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(workdir)}})
+    try:
+        client.execute(env=env, stderr=subprocess.DEVNULL)  # the kernel's own log lines, not the cells' output
+    except (CellTimeoutError, DeadKernelError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        return f"stopped early: {type(error).__name__}: {first}"
+    return None
+
+
+def grade_folder(directory: str | Path, *, timeout: float = 600.0, runs: str | Path | None = None) -> Gradebook:
+    """Execute every notebook of ``directory`` (name order) at the ``ci`` preset and grade it.
+
+    A notebook whose exercise cells have no check after them (a student deleted it) is not run:
+    the gradebook names it, with the reason, and has no rows for it.
+
+    Parameters
+    ----------
+    directory : str or Path
+        A folder of (student) notebooks, or one notebook.
+    timeout : float
+        Seconds one cell may run.
+    runs : str or Path, optional
+        ``EMSEG_RUNS`` for the run (default: a fresh temporary folder, removed afterwards).
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``directory`` holds no notebook.
+    ValueError
+        When a notebook cannot be read.
+    """
+    directory = Path(directory)
+    paths = [directory] if directory.suffix == ".ipynb" else sorted(directory.glob("*.ipynb"))
+    if not paths:
+        raise FileNotFoundError(f"no notebooks in {directory}")
+    notebooks = {}
+    for path in paths:
+        try:
+            notebooks[path] = nbformat.read(path, as_version=4)
+        except Exception as error:  # noqa: BLE001 - any unreadable file: one clear line
+            raise ValueError(f"{path}: not a readable notebook ({type(error).__name__}: {error})") from error
+    book = Gradebook(directory=str(directory), preset=GRADING["preset"])
+    with tempfile.TemporaryDirectory(prefix="emseg-grade-") as tmp:
+        env = child_environment(**GRADING, runs=runs or Path(tmp) / "runs")
+        env.update(MPLBACKEND="Agg", PYTHONPATH=os.pathsep.join(filter(None, [_library_root(), env.get("PYTHONPATH")])))
+        for path, nb in notebooks.items():
+            try:
+                find_exercises(nb)
+            except ValueError as error:
+                book.notebooks[path.name] = {"seconds": 0.0, "error": f"not graded: {error}"}
+                continue
+            start = time.perf_counter()
+            stopped = execute(nb, Path(tmp), env, timeout)
+            book.notebooks[path.name] = {"seconds": round(time.perf_counter() - start, 1), "error": stopped}
+            book.grades += grade_executed(nb, path.name)
+    return book

@@ -1,0 +1,138 @@
+"""The grader: verdicts read from check outputs, exercises named by their headings, and whole
+runs: the instructor notebooks score full marks, the untouched student notebooks zero.
+
+The two whole runs execute every chapter at the ``ci`` preset in a kernel (about a minute or two
+each on 2 cores); each runs once per test session (module-scoped fixtures) and is marked
+``slow`` (``make test`` runs it; ``-m "not slow"`` leaves it out).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from emseg_tutorial.labs.__main__ import main
+from emseg_tutorial.labs.grade import grade_executed, grade_folder, verdict
+from emseg_tutorial.labs.student import find_exercises
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "book").glob("*.ipynb"))
+STUDENT = ROOT / "book" / "student"
+
+
+def _stdout(text: str) -> list:
+    return [new_output("stream", name="stdout", text=text)]
+
+
+@pytest.mark.parametrize("outputs, expected", [
+    (_stdout("✓ class shares: match the library on 3 label arrays.\n"), ("passed", "match the library on 3 label arrays.")),
+    (_stdout("some progress line\n✗ Jaccard: you returned recall\n  (TP / row sum). Hint: divide by\n  the union.\nnext\n"),
+     ("failed", "you returned recall (TP / row sum). Hint: divide by the union.")),
+    (_stdout("… shares: not done yet: replace the stub\n"), ("not done", "not done yet: replace the stub")),
+    ([new_output("error", ename="NotImplementedError", evalue="exercise: complete f", traceback=[])],
+     ("not done", "NotImplementedError: exercise: complete f")),
+    ([new_output("error", ename="NameError", evalue="name 'f' is not defined", traceback=[])],
+     ("failed", "NameError: name 'f' is not defined")),
+    ([new_output("execute_result", data={"text/plain": "CheckResult(...)"}, execution_count=1)],
+     ("failed", "the check printed no verdict (the cell did not run)")),
+], ids=["passed", "failed-wrapped", "not-done", "stub-raised", "error", "no-verdict"])
+def test_verdict_from_check_outputs(outputs, expected):
+    assert verdict(outputs) == expected
+
+
+def _exercise(number: str | None, check: str, output: str) -> list:
+    cells = [new_markdown_cell(f"Some text.\n\n### Exercise {number}: a title\n\nDo it.")] if number else []
+    return cells + [new_code_cell(f"### BEGIN SOLUTION\nx = 1\n### END SOLUTION", metadata={"tags": ["solution"]}),
+                    new_code_cell(f"labs.{check}(x)", outputs=_stdout(output))]
+
+
+def test_exercises_are_named_by_the_nearest_heading_or_their_check():
+    nb = new_notebook(cells=[new_markdown_cell("### Exercise 9.9: an old heading, before the first check"),
+                             *_exercise("2.1", "check_a", "✓ a: fine\n"),
+                             *_exercise("2.3", "check_new_one", "✗ new: wrong\n"),   # a newly added exercise
+                             *_exercise(None, "check_c", "… c: not done yet\n")])    # no heading of its own
+    grades = grade_executed(nb, "02.ipynb")
+    assert [(g.exercise, g.check, g.status) for g in grades] == [
+        ("2.1", "check_a", "passed"), ("2.3", "check_new_one", "failed"), ("check_c", "check_c", "not done")]
+
+
+def test_cli_refuses_bad_input(tmp_path, capsys):
+    assert main(["grade", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["grade", str(tmp_path)]) == 2
+    assert "no notebooks" in capsys.readouterr().err
+    (tmp_path / "broken.ipynb").write_text("{not json")
+    assert main(["grade", str(tmp_path)]) == 2
+    assert "not a readable notebook" in capsys.readouterr().err
+    assert main(["grade", str(tmp_path), "--timeout", "0"]) == 2
+    assert main(["grade", str(tmp_path), "--json", str(tmp_path / "book.json")]) == 2
+    assert "among the notebooks" in capsys.readouterr().err
+
+
+def test_grading_a_small_notebook_in_a_kernel(tmp_path, capsys):
+    """One real kernel run: a wrong answer fails, a right one passes, a cell that still raises the
+    stub's NotImplementedError is not done (its check then fails on a missing name)."""
+    ratio = "def ratio_for_share(f, s):\n    return {}\n"
+    cells = [new_code_cell("from emseg_tutorial import labs")]
+    for number, body in (("1.1", "(1 - f) / f"), ("1.2", "s * (1 - f) / (f * (1 - s))")):
+        cells += [new_markdown_cell(f"### Exercise {number}: a ratio"),
+                  new_code_cell(ratio.format(body), metadata={"tags": ["exercise"]}),
+                  new_code_cell("labs.check_ratio_for_share(ratio_for_share)")]
+    cells += [new_markdown_cell("### Exercise 1.3: not started"),
+              new_code_cell('raise NotImplementedError("exercise: complete f")', metadata={"tags": ["exercise"]}),
+              new_code_cell("labs.check_ratio_for_share(undefined_name)")]
+    folder = tmp_path / "alice"
+    folder.mkdir()
+    nbformat.write(new_notebook(cells=cells), folder / "01_small.ipynb")
+    assert main(["grade", str(folder), "--timeout", "120", "--json", str(tmp_path / "alice.json")]) == 0
+    table = capsys.readouterr().out
+    assert "total: 1 / 3 passed (1 failed, 1 not done)" in table, table
+    record = json.loads((tmp_path / "alice.json").read_text())
+    assert [e["status"] for e in record["exercises"]] == ["failed", "passed", "not done"]
+    assert record["preset"] == "ci" and record["total"] == 3 and record["score"] == pytest.approx(1 / 3)
+    assert record["notebooks"]["01_small.ipynb"]["error"] is None
+    assert not (folder / "runs").exists() and sorted(p.name for p in folder.iterdir()) == ["01_small.ipynb"]
+
+
+def test_a_notebook_without_its_check_cells_is_named_not_run(tmp_path):
+    nb = new_notebook(cells=[new_code_cell("x = 1", metadata={"tags": ["exercise"]})])  # its check was deleted
+    nbformat.write(nb, tmp_path / "03_broken.ipynb")
+    book = grade_folder(tmp_path)
+    assert book.total == 0 and "not graded" in book.notebooks["03_broken.ipynb"]["error"]
+    assert "03_broken.ipynb: not graded: solution cells [0] are not followed" in book.table()
+
+
+def _expected_exercises(paths) -> int:
+    return sum(len(find_exercises(nbformat.read(p, as_version=4))) for p in paths)
+
+
+@pytest.fixture(scope="module")
+def instructor_grades():
+    return grade_folder(ROOT / "book", timeout=900)
+
+
+@pytest.fixture(scope="module")
+def student_grades():
+    return grade_folder(STUDENT, timeout=900)
+
+
+@pytest.mark.slow
+def test_instructor_notebooks_score_full_marks(instructor_grades):
+    book = instructor_grades
+    assert book.total == _expected_exercises(CHAPTERS) > 0
+    assert all(info["error"] is None for info in book.notebooks.values()), book.notebooks
+    assert book.count("passed") == book.total, book.table()
+    assert {g.notebook for g in book.grades} <= {p.name for p in CHAPTERS}
+
+
+@pytest.mark.slow
+def test_untouched_student_notebooks_score_zero(student_grades):
+    book = student_grades
+    assert book.total == _expected_exercises(sorted(STUDENT.glob("*.ipynb"))) == _expected_exercises(CHAPTERS)
+    assert book.count("passed") == 0, book.table()
+    assert book.count("not done") == book.total, book.table()  # stubs run through: nothing fails
+    assert book.to_dict()["score"] == 0.0
