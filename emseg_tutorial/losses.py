@@ -105,17 +105,21 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor,
     """
     _check_pair(logits, target)
     ce = F.cross_entropy(logits, target, reduction="none", ignore_index=IGNORE_INDEX)
-    labelled = (target != IGNORE_INDEX).to(ce.dtype)
+    return _weighted_mean(ce, target, weights)
+
+
+def _weighted_mean(per_pixel: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``per_pixel`` losses weighted by ``weights`` (default 1) over labelled pixels."""
+    labelled = (target != IGNORE_INDEX).to(per_pixel.dtype)
     if weights is None:
         w = labelled
     else:
         if tuple(weights.shape) != tuple(target.shape):
             raise ValueError(f"weights must have the target's shape {tuple(target.shape)}, "
                              f"got {tuple(weights.shape)}")
-        w = weights.to(ce.dtype) * labelled
-    total = w.sum()
+        w = weights.to(per_pixel.dtype) * labelled
     # clamp instead of an `if total == 0` test: no host-device sync, and 0 / tiny == 0 with grad
-    return (w * ce).sum() / total.clamp_min(torch.finfo(ce.dtype).tiny)
+    return (w * per_pixel).sum() / w.sum().clamp_min(torch.finfo(per_pixel.dtype).tiny)
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
@@ -174,15 +178,7 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor
     safe = torch.where(target == IGNORE_INDEX, 0, target)
     log_pt = log_p.gather(1, safe.unsqueeze(1)).squeeze(1)
     focal = -((1 - log_pt.exp()).clamp_min(0) ** gamma) * log_pt
-    labelled = (target != IGNORE_INDEX).to(focal.dtype)
-    if weights is None:
-        w = labelled
-    else:
-        if tuple(weights.shape) != tuple(target.shape):
-            raise ValueError(f"weights must have the target's shape {tuple(target.shape)}, "
-                             f"got {tuple(weights.shape)}")
-        w = weights.to(focal.dtype) * labelled
-    return (w * focal).sum() / w.sum().clamp_min(torch.finfo(focal.dtype).tiny)
+    return _weighted_mean(focal, target, weights)
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0,
