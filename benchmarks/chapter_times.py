@@ -37,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from emseg_tutorial.presets import PRESETS  # noqa: E402
 from emseg_tutorial.timings import TIMINGS_FILE, record_timings  # noqa: E402
 
 
@@ -80,7 +81,7 @@ def times_from_log(text: str) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", required=True, choices=["ci", "cpu", "gpu", "lab"])
+    parser.add_argument("--preset", required=True, choices=sorted(PRESETS))
     parser.add_argument("--chapters", nargs="*", help="notebook names without .ipynb (default: all)")
     parser.add_argument("--alone", action="store_true", help="a fresh runs folder for every chapter")
     parser.add_argument("--machine", default=None, help="how the table names this machine")

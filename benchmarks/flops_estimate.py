@@ -12,8 +12,8 @@ For each preset, in one run:
   on the CPU (convolutions and matrix products; elementwise work and Adam are left out);
 * the optimiser steps the book trains: every stage of :data:`~emseg_tutorial.paper.STAGES`
   once, the extra seeds of the weighting comparison, chapter 5's adaptation and chapter 6's
-  comparison (every trained method and variant x seeds; AdaBN and histogram matching train
-  nothing), with adaptation steps of chapter 6 counted at its own batch size;
+  comparison (every trained method x seeds, every ablation variant once; AdaBN and histogram
+  matching train nothing), with adaptation steps of chapter 6 counted at its own batch size;
 * the total, and the seconds it would take at each ``--tflops NAME=T`` *sustained* rate.
 
 This is an **estimate**, not a measurement: sustained rates are assumptions given on the
@@ -82,10 +82,10 @@ def book_steps(preset) -> dict[str, int]:
     seeds = preset.weighting["seeds"] - 1  # seed 0 is the stage itself
     supervised += seeds * sum(budget_steps(preset, STAGES[n].budget) for n in WEIGHTING_STAGES)
     c = preset.comparison
-    trained = [m for m in (*ALL_METHODS, *VARIANTS) if m in METHODS or m in VARIANTS]
+    runs = c["seeds"] * sum(m in METHODS for m in ALL_METHODS) + len(VARIANTS)  # ablations: one seed
     return {"supervised": supervised,
             "adaptation (chapter 5)": preset.adapt_epochs * preset.adapt_steps_per_epoch,
-            "adaptation (chapter 6)": len(trained) * c["seeds"] * c["epochs"] * c["steps_per_epoch"]}
+            "adaptation (chapter 6)": runs * c["epochs"] * c["steps_per_epoch"]}
 
 
 def _duration(seconds: float) -> str:
@@ -98,7 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tflops", nargs="+", default=["T4=16", "H100=200"],
                         help="NAME=T: sustained TFLOP/s assumed for a card")
     args = parser.parse_args(argv)
-    rates = {name: float(t) for name, t in (item.split("=") for item in args.tflops)}
+    rates = {}
+    for item in args.tflops:
+        name, _, value = item.partition("=")
+        try:
+            rates[name] = float(value)
+        except ValueError:
+            parser.error(f"--tflops expects NAME=TFLOPS such as T4=16, got {item!r}")
     print("ESTIMATE from FLOP counts (convolutions and matmuls only); sustained rates assumed: "
           + ", ".join(f"{k} {v:g} TFLOP/s" for k, v in rates.items()))
     for name in args.presets:

@@ -145,7 +145,8 @@ def add_train(sub) -> None:
 def _add_precision(p) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="autocast dtype: auto (default) is bfloat16 on recent GPUs and on CPUs with native "
-                        "bfloat16, float16 on older GPUs, else float32")
+                        "bfloat16, float16 on older GPUs, else float32 (adapt: adabn and histmatch always run "
+                        "in float32)")
 
 
 def _session(args) -> Session:

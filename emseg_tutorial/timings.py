@@ -133,9 +133,10 @@ def book_time_table(source: str | Path | Mapping | None = None) -> pd.DataFrame:
     table = pd.DataFrame({p: [format_seconds(_record(data, p).get("seconds", {}).get(c)) for c in chapters]
                           for p in PRESETS}, index=chapters)
     totals = {}
-    for p in PRESETS:
+    for p in PRESETS:  # a total only where every chapter was measured
         seconds = _record(data, p).get("seconds", {})
-        totals[p] = format_seconds(sum(seconds.values())) if seconds else NOT_MEASURED
+        totals[p] = format_seconds(sum(seconds.values())) if seconds and set(seconds) >= set(chapters) \
+            else NOT_MEASURED
     table.loc["whole book"] = totals
     table.index.name = "chapter"
     return table

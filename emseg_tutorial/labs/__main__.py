@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 
+from ..data.formats import atomic_write
 from .grade import grade_folder
 from .student import find_exercises, write_student_versions
 
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(book.table())
                 if args.json:
-                    Path(args.json).write_text(record + "\n")
+                    atomic_write(args.json, lambda tmp: Path(tmp).write_text(record + "\n"))
         else:
             paths = [args.source] if args.source.suffix == ".ipynb" else sorted(args.source.glob("*.ipynb"))
             for path in paths:

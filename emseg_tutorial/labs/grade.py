@@ -29,7 +29,6 @@ Examples
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
 import subprocess
@@ -49,7 +48,6 @@ HEADING = re.compile(r"^#{1,6}\s*Exercise\s+(\d+(?:\.\d+)*)", re.MULTILINE)
 #: A check's printed verdict: a mark, the check's title, a colon.
 VERDICT = re.compile(rf"^([{''.join(MARKS.values())}]) ([^:\n]+): ?(.*)$", re.MULTILINE)
 STATUS = {mark: status for status, mark in MARKS.items()}
-#: The settings every graded notebook runs with.
 #: Session settings of a graded kernel (:func:`~emseg_tutorial.session.child_environment`).
 GRADING = {"preset": "ci", "progress": 0, "widgets": "static"}
 

@@ -83,7 +83,6 @@ def adaptation_findings(history: dict, preset: str) -> str:
     (True, True)
     """
     n = adaptation_numbers(history)
-    first, last = history["epochs"][0], history["epochs"][-1]
     found = adaptation_warnings(history)
     lines = [f"**Findings of this run** (`{preset}` preset, {n['epochs']} epoch{'s' * (n['epochs'] != 1)}; target scores on the held-out "
              "target volume, read by no update):", ""]

@@ -34,7 +34,7 @@ keeps M1 fixed (seed 0) and varies only the fine-tuning seed, i.e. the new outpu
 initialisation and the stream of training patches (crops, flips, turns).
 
 Runs are saved in the session's ``runs`` folder (``EMSEG_RUNS``, default ``./runs``) as
-``<preset>/<stage>-seed<seed>.pt``. A later chapter that needs a stage loads it when its config,
+``<preset>/<stage>-seed<seed>.pt`` (``-init<seed>`` added for a run started from another seed's parent). A later chapter that needs a stage loads it when its config,
 code version and training volume match, and trains it otherwise; a stage interrupted mid-training (a dropped Colab session) continues
 from its last saved state (``<stage>-seed<seed>-<key>.state.pt``, every validation interval).
 Chapter 5's adaptation (:func:`run_adaptation`) is kept the same way, under
@@ -163,9 +163,8 @@ def stage_config(name: str, session: Session | Preset | None = None, seed: int =
         raise ValueError(f"unknown stage {name!r}; expected one of {sorted(STAGES)}")
     session = _session(session)
     s = STAGES[name]
-    overrides = {"loss": s.loss} if s.loss != "ce" else {}
     return train_config(session.preset, task=s.task, weights=s.weights, init=s.init is not None,
-                        jitter=s.jitter, seed=seed, device=str(session.device), **overrides)
+                        jitter=s.jitter, seed=seed, device=str(session.device), loss=s.loss)
 
 
 def _session(settings: Session | Preset | None) -> Session:
@@ -213,7 +212,8 @@ def get_stage(name: str, session: Session | Preset | None = None, *, source: Vol
     parent_seed = seed if init_seed is None else init_seed
     parent = get_stage(stage.init, session, source=source, seed=parent_seed) if stage.init else None
     fingerprint = _fingerprint(config, source, parent)
-    path = Path(session.runs) / session.preset.name / f"{name}-seed{seed}.pt"
+    parent_tag = "" if parent_seed == seed else f"-init{parent_seed}"  # a seed table's runs from one M1
+    path = Path(session.runs) / session.preset.name / f"{name}-seed{seed}{parent_tag}.pt"
     if path.is_file() and not retrain:
         model, ckpt = load_checkpoint(path)
         if ckpt.get("history", {}).get("fingerprint") == fingerprint:

@@ -22,7 +22,7 @@ import copy
 
 import torch
 
-from ..devices import precision
+from ..devices import adam, precision
 from .supervised import training_step
 
 __all__ = ["library_step", "parameter_difference"]
@@ -55,7 +55,7 @@ def library_step(model: torch.nn.Module, batch: dict, lr: float, *, seed: int = 
     """
     copy_ = copy.deepcopy(model).cpu()
     tensors = {k: torch.as_tensor(batch[k]) for k in ("image", "target", "weight") if k in batch}
-    optimizer = torch.optim.Adam(copy_.parameters(), lr=lr)
+    optimizer = adam(copy_.parameters(), lr, "cpu")
     amp = precision("cpu", "float32")  # the by-hand step is plain float32
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

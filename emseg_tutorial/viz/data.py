@@ -19,10 +19,11 @@ from ..adapt.loop import METHOD_DEFAULTS
 from ..data.stats import slice_means, slice_stds
 from ..data.volume import Volume
 from ..labels import class_fractions, class_names
-from ..paper.stages import PAPER_ITERATIONS, STAGES
+from ..paper.stages import PAPER_ITERATIONS, STAGES  # drawn by pipeline_figure
 from .common import LABEL_COLORS, gray, label_legend, overlay
 
 _WEIGHT_NAMES = {"entropy": "5x5 label entropy", "distance": "smoothed distance\n(σ = 10)"}
+_LOSS_NAMES = {"ce": "weighted CE", "dice": "soft Dice", "ce+dice": "weighted CE + Dice", "focal": "weighted focal"}
 
 __all__ = ["reslice", "show_domains", "neighbour_slices", "class_fraction_bars", "intensity_histograms",
            "slice_drift", "pipeline_figure"]
@@ -224,7 +225,7 @@ def pipeline_figure():
         weights = _WEIGHT_NAMES.get(s.weights, s.weights)
         extra = "\n+ intensity jitter" if s.jitter else ""
         body = (f"source, {task}\n{start}{extra}\nweights: {weights}\n"
-                f"loss: weighted CE\n{PAPER_ITERATIONS[s.budget]} paper iterations")
+                f"loss: {_LOSS_NAMES.get(s.loss, s.loss)}\n{PAPER_ITERATIONS[s.budget]} paper iterations")
         return title, body
 
     paper = METHOD_DEFAULTS["paper"]
