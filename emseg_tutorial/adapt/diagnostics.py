@@ -130,6 +130,22 @@ def add_epoch(history: dict, report: dict) -> dict:
 # --------------------------------------------------------------------------- judging a report
 
 
+def boundary_band(fraction: float, prior: float, prior_factor: float = PRIOR_FACTOR) -> str:
+    """Where a predicted boundary ``fraction`` sits against the source labels' ``prior``:
+    ``"vanish"`` (below ``prior / prior_factor``), ``"spread"`` (above ``prior * prior_factor``)
+    or ``"within"``; ``"within"`` when there is no prior (``prior <= 0``).
+
+    Examples
+    --------
+    >>> boundary_band(0.05, 0.11), boundary_band(0.12, 0.11), boundary_band(0.2, 0.11)
+    ('vanish', 'within', 'spread')
+    """
+    if prior <= 0:
+        return "within"
+    ratio = fraction / prior
+    return "vanish" if ratio < 1 / prior_factor else "spread" if ratio > prior_factor else "within"
+
+
 def warnings_of(report: Mapping, before: Mapping, *, accuracy: float = DISCRIMINATOR_WINS,
                 prior_factor: float = PRIOR_FACTOR, entropy_drop: float = ENTROPY_DROP,
                 max_source_drop: float = MAX_SOURCE_DROP) -> set[str]:
@@ -139,8 +155,7 @@ def warnings_of(report: Mapping, before: Mapping, *, accuracy: float = DISCRIMIN
     real, fake = report.get("d_acc_real"), report.get("d_acc_fake")
     if real is not None and fake is not None and min(real, fake) >= accuracy:
         found.add("discriminator wins")
-    prior = report["source_boundary_fraction"]
-    if prior > 0 and not 1 / prior_factor <= report["target_boundary_fraction"] / prior <= prior_factor:
+    if boundary_band(report["target_boundary_fraction"], report["source_boundary_fraction"], prior_factor) != "within":
         found.add("boundary fraction")
     if report["target_entropy"] < entropy_drop * before["target_entropy"]:
         found.add("entropy collapse")

@@ -9,7 +9,7 @@ thresholds are those of :mod:`emseg_tutorial.adapt.diagnostics`, plus the probe'
 
 from __future__ import annotations
 
-from ..adapt.diagnostics import (DISCRIMINATOR_WINS, ENTROPY_DROP, MAX_SOURCE_DROP, PRIOR_FACTOR, WARNINGS,
+from ..adapt.diagnostics import (DISCRIMINATOR_WINS, boundary_band, ENTROPY_DROP, MAX_SOURCE_DROP, PRIOR_FACTOR, WARNINGS,
                                  adaptation_warnings, label_free_choice, oracle_choice)
 
 #: Chapter 5's reading of the hard-vs-soft probe: a discriminator that calls this much larger a
@@ -105,8 +105,8 @@ def adaptation_findings(history: dict, preset: str) -> str:
                  f"value before adaptation ({'a collapse' if 'entropy collapse' in found else 'no collapse'}: "
                  f"the warning fires below {ENTROPY_DROP:.0%}).")
     ratio = n["fraction_last"] / n["source_fraction"] if n["source_fraction"] > 0 else float("nan")
-    where = ("walls vanish" if ratio < 1 / PRIOR_FACTOR else "walls spread" if ratio > PRIOR_FACTOR
-             else "within the allowed band")
+    band = boundary_band(n["fraction_last"], n["source_fraction"])
+    where = "within the allowed band" if band == "within" else f"walls {band}"
     lines.append(f"* Predicted target boundary fraction {_moved(n['fraction_before'], n['fraction_last'])}; the source "
                  f"labels have {n['source_fraction']:.3f}, a ratio of {ratio:.2f} ({where}: the band is "
                  f"1/{PRIOR_FACTOR} to {PRIOR_FACTOR}).")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..adapt.diagnostics import PRIOR_FACTOR, boundary_snapshot, epoch_report, source_boundary_prior
+from ..adapt.diagnostics import PRIOR_FACTOR, boundary_band, boundary_snapshot, epoch_report, source_boundary_prior
 from ..adapt.loop import METHOD_DEFAULTS, METHODS, AdaptConfig
 from ..adapt.methods import ALL_METHODS, DETERMINISTIC, VARIANTS, MethodRun, resolve, run_method
 from ..data.sources import load_domain
@@ -371,9 +371,8 @@ def findings(comp: Comparison) -> str:
         src1 = np.mean([r.epochs[-1]["source_val_boundary_jaccard"] for r in paper])
         frac = np.mean([r.epochs[-1]["target_boundary_fraction"] for r in paper])
         prior = comp.source_only["source_boundary_fraction"]
-        ratio = frac / prior if prior > 0 else float("nan")
-        walls = ("its walls vanish" if ratio < 1 / PRIOR_FACTOR else "its walls spread" if ratio > PRIOR_FACTOR
-                 else "its walls stay within the label-free band")
+        band = boundary_band(frac, prior)
+        walls = "its walls stay within the label-free band" if band == "within" else f"its walls {band}"
         lines.append(f"* `paper`: source validation Jaccard {src0:.3f} -> {src1:.3f}; predicted target boundary "
                      f"fraction {comp.source_only['target_boundary_fraction']:.3f} -> {frac:.3f} "
                      f"(source labels: {prior:.3f}; {walls}, the band being a factor {PRIOR_FACTOR}).")
