@@ -29,7 +29,7 @@ from ..adapt.methods import ALL_METHODS, DETERMINISTIC, VARIANTS, MethodRun, res
 from ..data.sources import load_domain
 from ..data.volume import Volume
 from ..session import Session, current
-from .runs import adaptation_fingerprint, load_run, save_run, saved_state, unit_path
+from .runs import adaptation_fingerprint, load_run, save_run, saved_state, unit_path, volume_digests
 from .stages import adapt_config, get_stage
 
 SCORES = ("boundary_jaccard", "boundary_f1", "adapted_rand_error")
@@ -107,7 +107,8 @@ def compare(names: list[str] | None = None, session: Session | None = None, *,
     stride = c.get("report_stride", 1)
     initial = epoch_report(m3, target.image, prior, device, source_val, target_eval, stride)
     z = target_eval.shape[0] // 2
-    volumes = {"source": source, "target": target, "source_val": source_val, "target_eval": target_eval}
+    digests = volume_digests({"source": source, "target": target, "source_val": source_val,
+                              "target_eval": target_eval})  # once, not per run
     runs, reused = [], 0
     for name in names:
         method, overrides = resolve(name)
@@ -116,7 +117,7 @@ def compare(names: list[str] | None = None, session: Session | None = None, *,
                       adapt_config(session, method, seed, **c).to_dict())
             # each (method, seed) is its own unit in the runs folder: read back, continued or run
             fingerprint = adaptation_fingerprint(name, {**kwargs, **overrides}, model=m3_stage.history["fingerprint"],
-                                                 volumes=volumes, extra={"snapshot_slice": z})
+                                                 digests=digests, extra={"snapshot_slice": z})
             record = unit_path(session, name, seed, fingerprint, "run.pt")
             run = load_run(record, fingerprint)
             if run is not None:

@@ -78,8 +78,15 @@ def _volume_digest(volume: Volume | np.ndarray | None, labels: bool) -> str | No
     return f"array{tuple(volume.shape)}:{digest(volume)}"
 
 
+def volume_digests(volumes: dict[str, Volume | np.ndarray | None]) -> dict[str, str | None]:
+    """The digest of every volume a run reads, by role (see :func:`adaptation_fingerprint`);
+    compute them once for many runs over the same volumes."""
+    return {k: _volume_digest(v, labels=k != "target") for k, v in volumes.items()}
+
+
 def adaptation_fingerprint(name: str, config: dict, *, model: object,
-                           volumes: dict[str, Volume | np.ndarray | None], extra: dict | None = None) -> dict:
+                           volumes: dict[str, Volume | np.ndarray | None] | None = None,
+                           digests: dict[str, str | None] | None = None, extra: dict | None = None) -> dict:
     """What a saved adaptation unit must match to be reused or continued.
 
     Parameters
@@ -95,11 +102,13 @@ def adaptation_fingerprint(name: str, config: dict, *, model: object,
         Every volume the run reads, by role. A :class:`~emseg_tutorial.data.volume.Volume` counts
         with its labels, except under the key ``"target"`` (the unlabelled target: only its image
         is read); a bare array counts as it is.
+    digests : dict, optional
+        :func:`volume_digests` of the volumes, computed beforehand, in place of ``volumes``.
     extra : dict, optional
         Anything else the result depends on (the snapshot slice, say).
     """
     fp = {"name": name, "config": {k: v for k, v in config.items() if k != "device"}, "version": __version__,
-          "model": model, "data": {k: _volume_digest(v, labels=k != "target") for k, v in volumes.items()},
+          "model": model, "data": digests if digests is not None else volume_digests(volumes or {}),
           "extra": extra or {}}
     return json.loads(json.dumps(fp, default=str, sort_keys=True))
 
