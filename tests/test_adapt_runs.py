@@ -97,6 +97,7 @@ def test_compare_resumes_each_method_and_seed_and_reuses_finished_ones(tmp_path,
     assert not list(folder.glob("*.state.pt"))              # finished units keep their record only
     for a, b in zip(full.runs, resumed.runs):
         assert (a.name, a.seed) == (b.name, b.seed) and _same_epochs(a.epochs, b.epochs)
+        assert len(a.snapshots) == len(b.snapshots) == 1        # the last epoch's, the one drawn
         assert all((x == y).all() for x, y in zip(a.snapshots, b.snapshots))
 
     def refuse(*args, **kwargs):

@@ -992,20 +992,21 @@ def _smooth_walk(rng: np.random.Generator, n: int, step: float) -> np.ndarray:
     return ndi.gaussian_filter1d(walk - walk.mean(), 1.0, mode="nearest") if n > 1 else walk * 0
 
 
-def _render_block(rend: _Renderer, z0: int, z1: int, cache: dict, with_cells: bool = True
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _render_block(rend: _Renderer, z0: int, z1: int, cache: dict, with_cells: bool = True,
+                  codes_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Clean image, codes and cell ids of returned slices ``z0:z1`` (float32, uint8, int64).
 
     ``cache`` keeps rendered sub-slices between consecutive blocks (the z blur's halo). The clean
     image is a scratch buffer of ``rend``, overwritten by the next block. Without a z blur the
     sub-slices of a section are summed as they are rendered (memory: the block and two slices).
+    The codes are written into ``codes_out`` (uint8, ``(z1 - z0, Y, X)``) when given.
     """
     p, ny, nx = rend.p, rend.ny, rend.nx
     k = p.z_factor
     ztaps = _gauss_taps(p.psf_sigma[0], truncate=_Z_TRUNCATE) if p.psf_sigma[0] > 0 else np.ones(1, np.float32)
     halo = len(ztaps) // 2
     if halo == 0:
-        return _render_sections(rend, z0, z1, with_cells)
+        return _render_sections(rend, z0, z1, with_cells, codes_out)
     subs = range(z0 * k - halo, z1 * k + halo)
     first = subs[0]
     stack = rend.buf("stack", (len(subs), ny, nx))
@@ -1049,10 +1050,10 @@ def _render_block(rend: _Renderer, z0: int, z1: int, cache: dict, with_cells: bo
     _psf(rend, out)
     ks = sorted(centre)
     cells_out = np.stack([cells[s] for s in ks]).astype(np.int64) if with_cells else None
-    return out, np.stack([codes[s] for s in ks]), cells_out
+    return out, np.stack([codes[s] for s in ks], out=codes_out), cells_out
 
 
-def _render_sections(rend: _Renderer, z0: int, z1: int, with_cells: bool):
+def _render_sections(rend: _Renderer, z0: int, z1: int, with_cells: bool, codes_out: np.ndarray | None = None):
     """:func:`_render_block` without a z blur: each slice is the mean of its section's sub-slices."""
     p, ny, nx = rend.p, rend.ny, rend.nx
     k = p.z_factor
@@ -1072,7 +1073,7 @@ def _render_sections(rend: _Renderer, z0: int, z1: int, with_cells: bool):
         if k > 1:
             out[i] *= np.float32(1.0 / k)
     _psf(rend, out)
-    return out, np.stack(codes), np.stack(cells).astype(np.int64) if with_cells else None
+    return out, np.stack(codes, out=codes_out), np.stack(cells).astype(np.int64) if with_cells else None
 
 
 def _psf(rend: _Renderer, image: np.ndarray) -> None:
@@ -1088,8 +1089,9 @@ def _psf(rend: _Renderer, image: np.ndarray) -> None:
 
 
 def _acquire(p: DomainParams, image: np.ndarray, z0: int, gain: np.ndarray, offset: np.ndarray,
-             seed: int) -> np.ndarray:
-    """Intensity curve, drift and noise of slices starting at ``z0``, in place; returns uint8.
+             seed: int, out_u8: np.ndarray | None = None) -> np.ndarray:
+    """Intensity curve, drift and noise of slices starting at ``z0``, in place; returns uint8
+    (written into ``out_u8`` when given: no block-sized temporary).
 
     Computes ``255 * (offset + gain * clip(image, 0, 1) ** gamma + noise * N(0, 1))``, rounded
     (half up) and clipped to [0, 255] (without a gamma curve, only the result is clipped).
@@ -1109,7 +1111,10 @@ def _acquire(p: DomainParams, image: np.ndarray, z0: int, gain: np.ndarray, offs
                 out=noise, mode="clip")
         out[i] += noise
     np.clip(out, 0, 255.49, out=out)
-    return out.astype(np.uint8)
+    if out_u8 is None:
+        return out.astype(np.uint8)
+    np.copyto(out_u8, out, casting="unsafe")  # truncation, as astype
+    return out_u8
 
 
 def _misalign(p: DomainParams, rng: np.random.Generator, nz: int) -> np.ndarray:
@@ -1174,8 +1179,11 @@ def iter_blocks(domain: str, shape, seed: int = 0, block: int = 16
     return _blocks(domain, shape, seed, block, with_cells=True)
 
 
-def _blocks(domain: str, shape, seed: int, block: int, with_cells: bool):
-    """:func:`iter_blocks`; without ``with_cells`` the cells are not assembled (None)."""
+def _blocks(domain: str, shape, seed: int, block: int, with_cells: bool,
+            out: tuple[np.ndarray, np.ndarray] | None = None):
+    """:func:`iter_blocks`; without ``with_cells`` the cells are not assembled (None). With
+    ``out`` (uint8 image and labels of the whole ``shape``) every block is written in place
+    there and the yielded arrays are views of it (no block-sized copies)."""
     p = domain_params(domain)
     shape = _check_shape(shape)
     if block < 1:
@@ -1192,8 +1200,9 @@ def _blocks(domain: str, shape, seed: int, block: int, with_cells: bool):
     cache: dict = {}
     for z0 in range(0, nz, block):
         z1 = min(z0 + block, nz)
-        clean, codes, cells = _render_block(rend, z0, z1, cache, with_cells)
-        image = _acquire(p, clean, z0, gain, offset, seed)
+        dst = (None, None) if out is None else (out[0][z0:z1], out[1][z0:z1])
+        clean, codes, cells = _render_block(rend, z0, z1, cache, with_cells, codes_out=dst[1])
+        image = _acquire(p, clean, z0, gain, offset, seed, out_u8=dst[0])
         arrays = (image, codes, cells) if with_cells else (image, codes)
         for i in range(z1 - z0):
             dy, dx = shifts[z0 + i]
@@ -1236,13 +1245,11 @@ def make_volume(domain: str, shape=(32, 256, 256), seed: int = 0, *, with_cells:
     image = np.empty(shape, np.uint8)
     labels = np.empty(shape, np.uint8)
     cells = np.empty(shape, np.int64) if with_cells else None
-    blocks = progress_bar(_blocks(domain, shape, seed, 16, with_cells), total=-(-shape[0] // 16), desc=f"synth {domain}",
-                          unit="block", enabled=progress)
-    for z0, im, lab, cel in blocks:
-        image[z0:z0 + len(im)] = im
-        labels[z0:z0 + len(im)] = lab
+    blocks = progress_bar(_blocks(domain, shape, seed, 16, with_cells, out=(image, labels)),
+                          total=-(-shape[0] // 16), desc=f"synth {domain}", unit="block", enabled=progress)
+    for z0, _, _, cel in blocks:  # image and labels are written in place
         if cells is not None:
-            cells[z0:z0 + len(im)] = cel
+            cells[z0:z0 + len(cel)] = cel
     extra = {"cells": cells} if with_cells else {}
     return Volume(image=image, labels=labels, voxel_size=domain_params(domain).voxel_size,
                   name=f"synthetic-{domain}-seed{seed}", extra=extra)

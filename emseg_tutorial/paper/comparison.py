@@ -127,7 +127,8 @@ def compare(names: list[str] | None = None, session: Session | None = None, *,
                 run = run_method(name, m3, source, target.image, config_kwargs=kwargs, source_val=source_val,
                                  target_eval=target_eval, initial_report=initial, snapshot_slice=z,
                                  progress=progress, checkpoint=state, resume=saved_state(state) if state else None)
-                run.model = run.discriminator = None  # the tables need reports, not weights
+                run.model = run.discriminator = None  # the tables need reports, not weights,
+                run.snapshots = run.snapshots[-1:]  # and the figure the last epoch's snapshot only
                 save_run(record, run, fingerprint)
                 if state is not None:
                     state.unlink(missing_ok=True)
