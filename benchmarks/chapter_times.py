@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from emseg_tutorial.presets import PRESETS  # noqa: E402
+from emseg_tutorial.session import child_environment  # noqa: E402
 from emseg_tutorial.timings import TIMINGS_FILE, record_timings  # noqa: E402
 
 
@@ -50,21 +51,16 @@ def default_machine() -> str:
 
 
 def run_chapter(path: Path, env: dict[str, str], timeout: int) -> float:
-    """Execute one notebook in ``book/``; return its wall-clock seconds."""
+    """Execute one notebook in ``book/`` in a kernel with environment ``env``; return its
+    wall-clock seconds."""
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    saved = dict(os.environ)
-    os.environ.update(env)  # the kernel inherits this process's environment
-    try:
-        start = time.perf_counter()
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
-        return time.perf_counter() - start
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
+    return time.perf_counter() - start
 
 
 EXECUTED = re.compile(r"(\d\d_\w+)\.ipynb: Executed notebook in ([0-9.]+) seconds")
@@ -108,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as shared:
         for path in paths:
             runs = tempfile.mkdtemp(dir=shared) if args.alone else shared
-            env = {"EMSEG_PRESET": args.preset, "EMSEG_RUNS": runs, "EMSEG_PROGRESS": "0"}
+            env = child_environment(preset=args.preset, runs=runs, progress=0)
             try:
                 seconds[path.stem] = run_chapter(path, env, args.timeout)
             except Exception as error:  # noqa: BLE001 - report and stop, write nothing

@@ -60,6 +60,11 @@ def test_comparison_tables():
     assert sel.loc["adaptsegnet", "epochs (oracle)"] == "1, 1, 2"
     assert sel.loc["adaptsegnet", "J (oracle)"] == pytest.approx(np.mean([0.45, 0.47, 0.46]))
     assert C.best_method(comp, "last") == ("adabn", 0.5)
+    # a one-seed ablation scoring higher is reported only when asked for
+    comp.runs.append(C.MethodRun("paper-hard-fake", 0, [_epoch(0, target_j=0.40), _epoch(1, target_j=0.9)], [], 1.0))
+    assert C.best_method(comp, "last") == ("adabn", 0.5)
+    assert C.best_method(comp, "last", ablations=True) == ("paper-hard-fake", 0.9)
+    assert "`adaptsegnet` leads" not in C.findings(comp) and "`paper-hard-fake` leads" not in C.findings(comp)
     curves = C.epoch_curves(comp)
     assert curves["adaptsegnet"].shape == (3, 3) and curves["adabn"].shape == (1, 2)
 

@@ -93,6 +93,8 @@ Examples
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -110,6 +112,9 @@ DOMAINS = ("fibsem", "snemi")
 #: Version of the generator: volumes are the same for the same ``(domain, shape, seed)`` within
 #: a version (see "Versions" above); 1 was the generator before this constant existed.
 TWIN_VERSION = 3
+
+#: Slices per rendered block (a thread renders whole blocks; memory: a block and its halo).
+_BLOCK = 16
 
 
 @dataclass(frozen=True)
@@ -601,7 +606,7 @@ class _Renderer:
         self._textures: tuple | None = None
         self.keep_cells = True  # False: cell ids live in a scratch buffer (not returned by blocks)
         # Per-cell tables: intensity (class mean plus staining) and label code.
-        it, tx = p.intensity, p.texture
+        it = p.intensity
         self.cell_base = np.where(geo.glia, it["glia"], it["cytoplasm"]).astype(np.float32) + geo.stain
         self.cell_code = np.where(geo.glia, GLIA, CYTOPLASM).astype(np.uint8)
 
@@ -1179,41 +1184,86 @@ def iter_blocks(domain: str, shape, seed: int = 0, block: int = 16
     return _blocks(domain, shape, seed, block, with_cells=True)
 
 
-def _blocks(domain: str, shape, seed: int, block: int, with_cells: bool,
-            out: tuple[np.ndarray, np.ndarray] | None = None):
-    """:func:`iter_blocks`; without ``with_cells`` the cells are not assembled (None). With
-    ``out`` (uint8 image and labels of the whole ``shape``) every block is written in place
-    there and the yielded arrays are views of it (no block-sized copies)."""
+@dataclass(frozen=True)
+class _Plan:
+    """What every slice of one volume shares: parameters, geometry, drift and misalignment."""
+
+    p: DomainParams
+    shape: tuple[int, int, int]
+    seed: int
+    geo: _Geometry
+    gain: np.ndarray
+    offset: np.ndarray
+    shifts: np.ndarray
+
+
+def _plan(domain: str, shape, seed: int) -> _Plan:
     p = domain_params(domain)
     shape = _check_shape(shape)
-    if block < 1:
-        raise ValueError(f"block must be >= 1, got {block}")
     nz, ny, nx = shape
     rng = np.random.default_rng([int(seed), DOMAINS.index(domain), nz, ny, nx])
     geo = _make_geometry(p, shape, rng)
     offset0, gain0 = p.contrast
     gain = gain0 * (1.0 + _smooth_walk(rng, nz, p.drift * 2)) if p.drift else np.full(nz, gain0)
     offset = offset0 + _smooth_walk(rng, nz, p.drift) if p.drift else np.full(nz, offset0)
-    shifts = _misalign(p, rng, nz)
-    rend = _Renderer(p, geo, shape, int(seed))
+    return _Plan(p, shape, int(seed), geo, gain, offset, _misalign(p, rng, nz))
+
+
+def _render_range(plan: _Plan, starts, block: int, with_cells: bool,
+                  out: tuple[np.ndarray, np.ndarray] | None = None):
+    """Yield ``(z0, image, codes, cells)`` for the blocks starting at ``starts`` (increasing).
+
+    A block's pixels depend only on the plan and its slices, never on which blocks were
+    rendered before it (the z blur's halo is rendered again after a gap), so disjoint ranges
+    may be rendered by different threads, each with its own renderer.
+    """
+    p, nz = plan.p, plan.shape[0]
+    rend = _Renderer(p, plan.geo, plan.shape, plan.seed)
     rend.keep_cells = with_cells
     cache: dict = {}
-    for z0 in range(0, nz, block):
+    for z0 in starts:
         z1 = min(z0 + block, nz)
         dst = (None, None) if out is None else (out[0][z0:z1], out[1][z0:z1])
         clean, codes, cells = _render_block(rend, z0, z1, cache, with_cells, codes_out=dst[1])
-        image = _acquire(p, clean, z0, gain, offset, seed, out_u8=dst[0])
+        image = _acquire(p, clean, z0, plan.gain, plan.offset, plan.seed, out_u8=dst[0])
         arrays = (image, codes, cells) if with_cells else (image, codes)
         for i in range(z1 - z0):
-            dy, dx = shifts[z0 + i]
+            dy, dx = plan.shifts[z0 + i]
             if dy or dx:
                 for a in arrays:
                     a[i] = _shift(a[i], dy, dx)
         yield z0, image, codes, cells
 
 
+def _blocks(domain: str, shape, seed: int, block: int, with_cells: bool,
+            out: tuple[np.ndarray, np.ndarray] | None = None):
+    """:func:`iter_blocks`; without ``with_cells`` the cells are not assembled (None). With
+    ``out`` (uint8 image and labels of the whole ``shape``) every block is written in place
+    there and the yielded arrays are views of it (no block-sized copies)."""
+    plan = _plan(domain, shape, seed)
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    return _render_range(plan, range(0, plan.shape[0], block), block, with_cells, out)
+
+
+def default_workers() -> int:
+    """Threads :func:`make_volume` renders with by default: the CPUs this process may use, at
+    most 4 (numpy releases the GIL in the heavy array operations, so threads share the work).
+
+    Examples
+    --------
+    >>> 1 <= default_workers() <= 4
+    True
+    """
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        usable = os.cpu_count() or 1
+    return max(1, min(usable, 4))
+
+
 def make_volume(domain: str, shape=(32, 256, 256), seed: int = 0, *, with_cells: bool = False,
-                progress: bool = False) -> Volume:
+                progress: bool = False, workers: int | None = None) -> Volume:
     """Generate a labelled synthetic EM volume of one domain.
 
     Parameters
@@ -1229,6 +1279,10 @@ def make_volume(domain: str, shape=(32, 256, 256), seed: int = 0, *, with_cells:
         Also return the cell (neurite) ids in ``Volume.extra["cells"]``.
     progress : bool
         Show a progress bar over slice blocks.
+    workers : int, optional
+        Threads rendering slice blocks side by side (default :func:`default_workers`). The
+        volume is the same for any number (each thread renders its own run of blocks, and a
+        block depends only on its slices); 1 renders in this thread.
 
     Returns
     -------
@@ -1241,15 +1295,30 @@ def make_volume(domain: str, shape=(32, 256, 256), seed: int = 0, *, with_cells:
     >>> v.voxel_size
     (30.0, 6.0, 6.0)
     """
-    shape = _check_shape(shape)
+    plan = _plan(domain, shape, seed)
+    shape = plan.shape
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     image = np.empty(shape, np.uint8)
     labels = np.empty(shape, np.uint8)
     cells = np.empty(shape, np.int64) if with_cells else None
-    blocks = progress_bar(_blocks(domain, shape, seed, 16, with_cells, out=(image, labels)),
-                          total=-(-shape[0] // 16), desc=f"synth {domain}", unit="block", enabled=progress)
-    for z0, _, _, cel in blocks:  # image and labels are written in place
-        if cells is not None:
-            cells[z0:z0 + len(cel)] = cel
+    starts = list(range(0, shape[0], _BLOCK))
+    runs = [r.tolist() for r in np.array_split(starts, min(workers, len(starts)))]  # consecutive blocks each
+    with progress_bar(None, total=len(starts), desc=f"synth {domain}", unit="block", enabled=progress) as bar:
+
+        def render(run: list[int]) -> None:
+            for z0, _, _, cel in _render_range(plan, run, _BLOCK, with_cells, out=(image, labels)):
+                if cells is not None:  # image and labels are written in place
+                    cells[z0:z0 + len(cel)] = cel
+                bar.update(1)
+
+        if len(runs) == 1:
+            render(runs[0])
+        else:
+            with ThreadPoolExecutor(len(runs)) as pool:
+                for done in [pool.submit(render, run) for run in runs]:
+                    done.result()  # re-raises a worker's error
     extra = {"cells": cells} if with_cells else {}
     return Volume(image=image, labels=labels, voxel_size=domain_params(domain).voxel_size,
                   name=f"synthetic-{domain}-seed{seed}", extra=extra)

@@ -221,9 +221,14 @@ def epoch_curves(comp: Comparison, key: str = "boundary_jaccard") -> dict[str, n
     return {name: np.array([[e["target"][key] for e in r.epochs] for r in comp.of(name)]) for name in comp.names}
 
 
-def best_method(comp: Comparison, selection: str = "label-free") -> tuple[str, float]:
-    """The method with the highest mean target boundary Jaccard under ``selection``."""
+def best_method(comp: Comparison, selection: str = "label-free", *, ablations: bool = False) -> tuple[str, float]:
+    """The method with the highest mean target boundary Jaccard under ``selection``.
+
+    The ablations (:data:`~emseg_tutorial.adapt.methods.VARIANTS`) run with one seed to probe a
+    mechanism, not to compete: they are left out unless ``ablations``.
+    """
     long = scores_long(comp)
+    long = long if ablations else long[~long["method"].isin(list(VARIANTS))]
     means = long[long["selection"] == selection].groupby("method")["boundary_jaccard"].mean()
     return str(means.idxmax()), float(means.max())
 
@@ -313,8 +318,9 @@ def findings(comp: Comparison) -> str:
             lines.append(f"* Best mean target Jaccard, {selection}: no method beats the source model.")
     means = long[long["selection"] == "last"].groupby("method")["boundary_jaccard"]
     ranked = means.mean().sort_values(ascending=False)
-    if len(ranked) > 1:
-        (first, a), (second, b) = list(ranked.items())[:2]
+    contenders = ranked.drop([n for n in VARIANTS if n in ranked.index])  # not the one-seed ablations
+    if len(contenders) > 1:
+        (first, a), (second, b) = list(contenders.items())[:2]
         sd = means.std(ddof=1).reindex([first, second]).dropna()
         if len(sd):
             within = "within" if a - b <= sd.max() else "beyond"

@@ -21,7 +21,8 @@ import torch
 from ..data.sources import load_domain
 from ..data.volume import Volume
 from ..labels import for_task
-from ..metrics import boundary_scores, evaluate, jaccard_scores
+from .. import metrics
+from ..metrics import evaluate
 from ..predict import predict_probabilities, probabilities_to_codes
 from ..session import Session, current
 from .stages import STAGES, _session, get_stage
@@ -122,12 +123,8 @@ def pixel_scores(model: torch.nn.Module, volume: Volume, task: str, *, stride: i
         raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
     image, labels = volume.image[::stride], for_task(volume.labels[::stride], task)
     probs = predict_probabilities(model, image, device=device if device is not None else current().device)
-    codes = probabilities_to_codes(probs)
-    jac = jaccard_scores(codes, labels, task)
-    present = [v for v in jac.values() if v is not None and v == v]
-    out = {"mean_jaccard": float(np.mean(present)) if present else float("nan")}
-    b = boundary_scores(codes, labels)
-    out.update({k: b[k] for k in ("boundary_jaccard", "boundary_precision", "boundary_recall", "boundary_f1")})
+    out = metrics.pixel_scores(probabilities_to_codes(probs), labels, task)
+    del out["jaccard"]  # one row of the seed table: summary scores only
     return out
 
 
@@ -216,7 +213,8 @@ def seed_table(long: "pandas.DataFrame", columns: Sequence[str] | None = None) -
     order = list(dict.fromkeys(long["stage"]))
     groups = long.groupby("stage", sort=False)
     table = pd.DataFrame(index=pd.Index(order, name="stage"))
-    table["weights"] = groups["weights"].first().reindex(order)
+    table["weights"] = (groups["weights"].first().reindex(order) if "weights" in long.columns
+                        else table.index.to_series())  # without labels, the stage names
     table["n"] = groups["seed"].nunique().reindex(order).astype(int)
     for c in columns:
         table[f"{c} mean"] = groups[c].mean().reindex(order).astype(float)
@@ -269,7 +267,7 @@ def weighting_findings(table: "pandas.DataFrame", *, reference: str = "m2", colu
                  f"lowest: `{mean.idxmin()}` at {mean.min():.3f} ± {sd[mean.idxmin()]:.3f}.")
     if reference in table.index:
         if n < 2:
-            lines.append(f"* With one seed per weighting the spread is unknown: no difference can be "
+            lines.append("* With one seed per weighting the spread is unknown: no difference can be "
                          "weighed against seed noise.")
         else:
             beats, clear, lower, clearly_lower = [], [], [], []

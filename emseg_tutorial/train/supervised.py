@@ -47,7 +47,7 @@ from ..devices import (Precision, adam, check_precision, compile_model, eager_fa
                        set_seed, to_device)
 from ..labels import for_task, num_classes, TASKS
 from ..losses import dice_loss, focal_loss, weighted_cross_entropy
-from ..metrics import boundary_scores, jaccard_scores
+from ..metrics import pixel_scores
 from ..models import UNet2d, build_model, check_model
 from ..predict import predict_labels
 from ..progress import progress as progress_bar
@@ -149,13 +149,10 @@ def split_slices(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
 
 def validate(model: torch.nn.Module, image: np.ndarray, labels: np.ndarray, task: str,
              device: torch.device) -> dict:
-    """Scores of ``model`` on whole slices: per-class and mean Jaccard, boundary Jaccard and F1."""
-    pred = predict_labels(model, image, device=device)
-    jac = jaccard_scores(pred, labels, task)
-    scores = [v for v in jac.values() if v == v]
-    b = boundary_scores(pred, labels)
-    return {"mean_jaccard": float(np.mean(scores)) if scores else float("nan"), "jaccard": jac,
-            "boundary_jaccard": b["boundary_jaccard"], "boundary_f1": b["boundary_f1"]}
+    """Scores of ``model`` on whole slices: per-class and mean Jaccard, boundary Jaccard and F1
+    (of :func:`~emseg_tutorial.metrics.pixel_scores`)."""
+    s = pixel_scores(predict_labels(model, image, device=device), labels, task)
+    return {k: s[k] for k in ("mean_jaccard", "jaccard", "boundary_jaccard", "boundary_f1")}
 
 
 def _initial_model(config: TrainConfig, init: torch.nn.Module | None) -> torch.nn.Module:

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..data.normalize import to_unit_range
+from ..paper.scores import seed_table
 from .common import gray, label_legend, moving_average, overlay
 
 __all__ = ["training_curves", "boundary_errors", "prediction_panels", "score_bars", "seed_score_bars",
@@ -186,12 +187,10 @@ def seed_score_bars(long, column: str = "boundary_jaccard", ax=None, reference: 
     >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
     ['a (n=2)', 'b (n=1)']
     """
-    order = list(dict.fromkeys(long["stage"]))
-    groups = long.groupby("stage", sort=False)[column]
-    mean, sd, n = (groups.mean().reindex(order), groups.std(ddof=1).reindex(order).fillna(0.0),
-                   groups.count().reindex(order))
-    labels = (long.groupby("stage", sort=False)["weights"].first().reindex(order)
-              if "weights" in long.columns else mean.index.to_series())
+    table = seed_table(long, [column])  # the numbers the chapter's table prints
+    order = list(table.index)
+    mean, sd, n, labels = (table[f"{column} mean"], table[f"{column} sd"].fillna(0.0), table["n"],
+                           table["weights"])
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 0.45 * len(order) + 1))
     y = np.arange(len(order))[::-1]
     ax.barh(y, mean.to_numpy(), xerr=sd.to_numpy(), color="C0", alpha=0.6, capsize=3)
