@@ -19,6 +19,8 @@ variable                   setting
 ``EMSEG_PROGRESS``         ``0`` switches progress bars off
 ``EMSEG_WIDGETS``          ``static`` draws widgets as plain figures (the book build)
 ``EMSEG_COMPILE``          ``1`` trains through ``torch.compile`` (eager where compiling fails)
+``EMSEG_PRECISION``        ``auto`` (default), ``float32``, ``bfloat16`` or ``float16``: the
+                           autocast dtype of the chapters' training and adaptation
 =========================  =====================================================================
 
 Examples
@@ -38,7 +40,7 @@ from pathlib import Path
 import torch
 
 from .data.sources import DATA_SOURCES, describe_source
-from .devices import on_colab, pick_device, set_seed
+from .devices import check_precision, on_colab, pick_device, set_seed
 from .presets import Preset, get_preset
 from .style import use_book_style
 
@@ -47,7 +49,8 @@ COLAB_GPU_HINT = ("On Colab, switch on a GPU with Runtime > Change runtime type 
 
 ENV = {"preset": "EMSEG_PRESET", "data": "EMSEG_DATA", "device": "EMSEG_DEVICE", "runs": "EMSEG_RUNS",
        "cache": "EMSEG_CACHE", "fibsem_image": "EMSEG_FIBSEM", "fibsem_labels": "EMSEG_FIBSEM_LABELS",
-       "progress": "EMSEG_PROGRESS", "widgets": "EMSEG_WIDGETS", "compile": "EMSEG_COMPILE"}
+       "progress": "EMSEG_PROGRESS", "widgets": "EMSEG_WIDGETS", "compile": "EMSEG_COMPILE",
+       "precision": "EMSEG_PRECISION"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,10 @@ class Session:
         Progress bars on long work.
     compile : bool
         Train through ``torch.compile`` (``EMSEG_COMPILE=1``; worth it on a GPU, for long runs).
+    precision : {"auto", "float32", "bfloat16", "float16"}
+        Autocast dtype of the stages' training and the adaptation runs
+        (:func:`~emseg_tutorial.devices.precision`; ``EMSEG_PRECISION``). ``auto`` is bfloat16
+        where the device runs it natively; ``float32`` reproduces a CPU without bfloat16.
     started : float
         ``time.perf_counter()`` when the session was made (:meth:`elapsed`): a chapter's last cell
         reports its own running time from it.
@@ -89,6 +96,7 @@ class Session:
     fibsem_labels: str | None = None
     progress: bool = True
     compile: bool = False
+    precision: str = "auto"
     started: float = field(default_factory=time.perf_counter, compare=False, repr=False)
 
     def elapsed(self) -> float:
@@ -139,6 +147,10 @@ def _data_source(value: str | None) -> str:
     return value
 
 
+def _precision(value: str | None) -> str:
+    return check_precision((value or "auto").lower())
+
+
 def _widgets(value: str | None) -> str:
     return "static" if (value or "").lower() == "static" else "interactive"
 
@@ -162,7 +174,7 @@ def from_env(seed: int = 0, preset: str | Preset | None = None, data: str | None
                    data=_setting(data, "data", _data_source, names), seed=seed, runs=Path(runs or "runs"),
                    cache=Path(cache) if cache else None, fibsem_image=_env("fibsem_image"),
                    fibsem_labels=_env("fibsem_labels"), progress=_env("progress") != "0",
-                   compile=_env("compile") == "1")
+                   compile=_env("compile") == "1", precision=_setting(None, "precision", _precision, names))
 
 
 _CURRENT: list[Session] = []

@@ -90,3 +90,17 @@ def test_emseg_compile_switches_torch_compile_on(monkeypatch):
     assert from_env(preset="ci", device="cpu").compile is True
     monkeypatch.setenv("EMSEG_COMPILE", "0")
     assert from_env(preset="ci", device="cpu").compile is False
+
+
+def test_emseg_precision_reaches_training_and_adaptation(monkeypatch):
+    monkeypatch.delenv("EMSEG_PRECISION", raising=False)
+    session = from_env(preset="ci", device="cpu")
+    assert session.precision == "auto" and stages.stage_config("m1", session).precision == "auto"
+    monkeypatch.setenv("EMSEG_PRECISION", "Float32")
+    session = from_env(preset="ci", device="cpu")
+    assert session.precision == "float32"
+    assert stages.stage_config("m2", session).precision == "float32"
+    assert stages.adapt_config(session, "paper").precision == "float32"
+    monkeypatch.setenv("EMSEG_PRECISION", "half")
+    with pytest.raises(ValueError, match="EMSEG_PRECISION='half'"):
+        from_env(preset="ci", device="cpu")

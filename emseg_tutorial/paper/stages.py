@@ -164,7 +164,8 @@ def stage_config(name: str, session: Session | Preset | None = None, seed: int =
     session = _session(session)
     s = STAGES[name]
     return train_config(session.preset, task=s.task, weights=s.weights, init=s.init is not None,
-                        jitter=s.jitter, seed=seed, device=str(session.device), loss=s.loss)
+                        jitter=s.jitter, seed=seed, device=str(session.device), loss=s.loss,
+                        precision=session.precision)
 
 
 def _session(settings: Session | Preset | None) -> Session:
@@ -235,7 +236,7 @@ def adapt_config(session: Session | Preset | None = None, method: str = "paper",
     """An :class:`~emseg_tutorial.adapt.AdaptConfig` sized by the session's preset, on its device."""
     session = _session(session)
     preset = session.preset
-    kwargs = dict(method=method, device=str(session.device), epochs=preset.adapt_epochs,
+    kwargs = dict(method=method, device=str(session.device), precision=session.precision, epochs=preset.adapt_epochs,
                   steps_per_epoch=preset.adapt_steps_per_epoch,
                   batch_size=preset.batch_size, patch=preset.patch, seed=seed,
                   discriminator=dict(preset.discriminator))
