@@ -4,9 +4,9 @@ Everything runs on the CPU; CUDA (and Apple's MPS) are used when present. Mixed 
 (``precision="auto"``, the default of every trainer): on CUDA bfloat16 where the GPU supports
 it (Ampere and later: A100, H100, L4), else float16 with a gradient scaler (T4, V100); on a CPU
 with native bfloat16 instructions (AVX512-BF16 or AMX: recent Xeon and EPYC) bfloat16 autocast,
-which oneDNN's convolutions run in about half the float32 time (a cpu-preset U-Net step: 0.53x,
-measured interleaved on a 2-core AVX512-BF16 machine, ``benchmarks/bench_train_step.py
---precision``); float32 on every other CPU and on MPS. ``precision="float32"`` turns it off.
+which oneDNN's convolutions run in well under the float32 time (a cpu-preset U-Net step on 96²
+patches: 0.62x, on 128² patches 0.53x, measured interleaved on a 2-core AVX512-BF16 machine,
+``benchmarks/bench_train_step.py --precision``); float32 on every other CPU and on MPS. ``precision="float32"`` turns it off.
 See :class:`Precision`.
 
 Examples

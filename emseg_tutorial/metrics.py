@@ -17,7 +17,9 @@ Three families of scores:
   :func:`instance_scores`: cells cut out by the boundaries, compared with the adapted Rand
   error and the variation of information of :mod:`skimage.metrics` (the SNEMI3D scores).
 
-:func:`evaluate` runs all three and returns a JSON-ready ``dict`` (``evaluate --json``).
+:func:`evaluate` runs all three and returns a JSON-ready ``dict`` (``evaluate --json``);
+:func:`pixel_scores` is its cheap part (the first two, no cells), for validation passes and
+many runs.
 
 Inputs are checked once, by the public function they enter: class codes with
 :func:`emseg_tutorial.labels.check_codes` (the library's one label check: integers or
@@ -61,6 +63,7 @@ __all__ = [
     "segment_from_boundary",
     "true_segmentation_from_labels",
     "instance_scores",
+    "pixel_scores",
     "evaluate",
     "check_tolerance",
     "MAX_TOLERANCE",

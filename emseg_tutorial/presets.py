@@ -5,8 +5,9 @@ code path (the whole test suite, all notebooks included, in about 15 minutes on 
 ``lab`` is for a timed class (a 3-hour lab on a laptop CPU or a Colab T4), chosen by the
 instructor, never a default: the same U-Net as ``cpu`` trained for half as many steps on smaller
 patches and volumes, so every chapter's training is a short wait and students spend the session
-reading and on the exercises; ``cpu`` is the default without CUDA (the whole book in about 20
-minutes on a 2-core laptop, with results worth reading); ``gpu`` is the default with CUDA and
+reading and on the exercises; ``cpu`` is the default without CUDA (the whole book within 20
+minutes on a 2-core laptop, with results worth reading: the measured times are in
+``emseg_tutorial/_data/timings.json``); ``gpu`` is the default with CUDA and
 runs at the paper's scale (too long for a timed lab, even on a T4).
 
 A preset is plain data. Which one a run uses is decided by :func:`emseg_tutorial.setup`
@@ -111,7 +112,7 @@ PRESETS: dict[str, Preset] = {
     # iteration. 96 x 96 patches, not 128 x 128: a step costs 0.56x the arithmetic, and with
     # the seeds of chapter 4's table the book fits its time budget; measured on the held-out
     # source (one seed, twins version 3), M1's mean Jaccard 0.739 against 0.747 and M2's
-    # boundary Jaccard 0.811 against 0.821 (benchmarks/chapter_times.py has the times).
+    # boundary Jaccard 0.811 against 0.821 (the chapters' times: emseg_tutorial/_data/timings.json).
     "cpu": Preset(name="cpu", source_shape=(48, 256, 256), target_shape=(32, 256, 256),
                   model={"depth": 4, "base_width": 16, "norm": "batch"}, patch=96, batch_size=8,
                   steps_per_iteration=4.0, lr=5e-4, val_every=40,

@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 
 from .data.sources import DATA_SOURCES, describe_source
-from .devices import check_precision, on_colab, pick_device, set_seed
+from .devices import check_precision, on_colab, pick_device, precision, set_seed
 from .presets import Preset, get_preset
 from .style import use_book_style
 
@@ -105,7 +105,8 @@ class Session:
 
     def describe(self) -> str:
         """One paragraph for the notebook's first output."""
-        lines = [f"preset: {self.preset.name}   data: {self.data}   device: {self.device}   seed: {self.seed}"]
+        lines = [f"preset: {self.preset.name}   data: {self.data}   device: {self.device}   seed: {self.seed}"
+                 + ("" if self.precision == "auto" else f"   precision: {self.precision}")]
         if self.device.type == "cpu" and on_colab():
             lines.append(COLAB_GPU_HINT)
         elif self.device.type == "cpu":
@@ -147,8 +148,10 @@ def _data_source(value: str | None) -> str:
     return value
 
 
-def _precision(value: str | None) -> str:
-    return check_precision((value or "auto").lower())
+def _precision(value: str | None, device: torch.device) -> str:
+    mode = check_precision((value or "auto").lower())
+    precision(device, mode)  # float16 needs CUDA: say so now, not at the first training step
+    return mode
 
 
 def _widgets(value: str | None) -> str:
@@ -170,11 +173,12 @@ def from_env(seed: int = 0, preset: str | Preset | None = None, data: str | None
     """
     preset = preset if isinstance(preset, Preset) else _setting(preset, "preset", get_preset, names)
     runs, cache = _env("runs"), _env("cache")
-    return Session(preset=preset, device=_setting(device, "device", pick_device, names),
+    device = _setting(device, "device", pick_device, names)
+    return Session(preset=preset, device=device,
                    data=_setting(data, "data", _data_source, names), seed=seed, runs=Path(runs or "runs"),
                    cache=Path(cache) if cache else None, fibsem_image=_env("fibsem_image"),
                    fibsem_labels=_env("fibsem_labels"), progress=_env("progress") != "0",
-                   compile=_env("compile") == "1", precision=_setting(None, "precision", _precision, names))
+                   compile=_env("compile") == "1", precision=_setting(None, "precision", lambda v: _precision(v, device), names))
 
 
 _CURRENT: list[Session] = []

@@ -474,3 +474,19 @@ def test_grow_cells_stays_in_its_slice():
     seg[0, 0, 0] = 1                                              # slice 1 has no cell: stays 0
     grown = metrics.grow_cells(seg)
     assert grown[0].tolist() == [[1, 1, 1, 1, 1]] and not grown[1].any()
+
+
+@pytest.mark.parametrize("task", ["multiclass", "boundary"])
+def test_pixel_scores_are_evaluates_pixel_part(task):
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 5, (3, 20, 24)).astype(np.uint8)
+    prediction = rng.integers(1, 5, (3, 20, 24)).astype(np.uint8)
+    pix = metrics.pixel_scores(prediction, labels, task, tolerance=1)
+    full = metrics.evaluate(prediction, labels, task, tolerance=1)
+    assert pix["jaccard"] == metrics.jaccard_scores(prediction, labels, task) == full["jaccard"]
+    assert pix["mean_jaccard"] == pytest.approx(full["mean_jaccard"])
+    b = metrics.boundary_scores(prediction, labels, tolerance=1)
+    for key in ("boundary_jaccard", "boundary_precision", "boundary_recall", "boundary_f1"):
+        assert pix[key] == b[key] == full[key]
+    with pytest.raises(ValueError, match="task"):
+        metrics.pixel_scores(prediction, labels, "instances")

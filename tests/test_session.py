@@ -101,6 +101,10 @@ def test_emseg_precision_reaches_training_and_adaptation(monkeypatch):
     assert session.precision == "float32"
     assert stages.stage_config("m2", session).precision == "float32"
     assert stages.adapt_config(session, "paper").precision == "float32"
+    assert "precision: float32" in session.describe()
     monkeypatch.setenv("EMSEG_PRECISION", "half")
     with pytest.raises(ValueError, match="EMSEG_PRECISION='half'"):
+        from_env(preset="ci", device="cpu")
+    monkeypatch.setenv("EMSEG_PRECISION", "float16")  # needs CUDA: refused at once, not mid-training
+    with pytest.raises(ValueError, match="float16.*needs CUDA.*EMSEG_PRECISION"):
         from_env(preset="ci", device="cpu")

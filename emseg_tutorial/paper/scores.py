@@ -117,7 +117,8 @@ def stage_label(name: str) -> str:
 
 def pixel_scores(model: torch.nn.Module, volume: Volume, task: str, *, stride: int = 1,
                  device: str | torch.device | None = None) -> dict:
-    """Pixel scores only (Jaccard per class and mean, boundary precision, recall, F1) on every
+    """Pixel scores only (mean Jaccard over the classes; boundary Jaccard, precision, recall and
+    F1: :func:`~emseg_tutorial.metrics.pixel_scores` without the per-class dict) on every
     ``stride``-th slice of ``volume``: the cheap part of :func:`score`, for many runs."""
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
         raise ValueError(f"stride must be an integer >= 1, got {stride!r}")

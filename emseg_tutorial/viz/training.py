@@ -189,8 +189,8 @@ def seed_score_bars(long, column: str = "boundary_jaccard", ax=None, reference: 
     """
     table = seed_table(long, [column])  # the numbers the chapter's table prints
     order = list(table.index)
-    mean, sd, n, labels = (table[f"{column} mean"], table[f"{column} sd"].fillna(0.0), table["n"],
-                           table["weights"])
+    mean, sd, labels = table[f"{column} mean"], table[f"{column} sd"].fillna(0.0), table["weights"]
+    n = long.groupby("stage", sort=False)[column].count()  # the seeds this score is defined for
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 0.45 * len(order) + 1))
     y = np.arange(len(order))[::-1]
     ax.barh(y, mean.to_numpy(), xerr=sd.to_numpy(), color="C0", alpha=0.6, capsize=3)
