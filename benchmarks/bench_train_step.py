@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_train_step.py [--preset ci|cpu|gpu] [--device cpu|cuda] [--steps N]
+    python benchmarks/bench_train_step.py [--preset ci|lab|cpu|gpu] [--device cpu|cuda] [--steps N]
                                           [--rounds R] [--channels-last] [--precision P]
 
 For the preset's U-Net, batch and patch size, on the device present, in one run:
@@ -35,7 +35,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,7 +46,7 @@ from emseg_tutorial.data.synthetic import make_volume  # noqa: E402
 from emseg_tutorial.devices import PRECISIONS, adam, memory_format, pick_device, precision, to_device  # noqa: E402
 from emseg_tutorial.labels import for_task  # noqa: E402
 from emseg_tutorial.models import UNet2d  # noqa: E402
-from emseg_tutorial.presets import get_preset  # noqa: E402
+from emseg_tutorial.presets import PRESETS, get_preset  # noqa: E402
 from emseg_tutorial.train.supervised import training_step  # noqa: E402
 from emseg_tutorial.weights import weight_map  # noqa: E402
 
@@ -129,7 +128,7 @@ def adaptation_pair(source, target, preset, device, mode: str = "auto"):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="ci", choices=("ci", "cpu", "gpu"))
+    parser.add_argument("--preset", default="ci", choices=sorted(PRESETS))
     parser.add_argument("--device", default=None, help="cpu or cuda (default: the best available)")
     parser.add_argument("--steps", type=int, default=10, help="steps per timed block")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved blocks of bare and full steps")
