@@ -9,5 +9,5 @@ another fully unlabelled biomedical 3D image stack".
 from .presets import get_preset
 from .session import Session, setup
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["setup", "Session", "get_preset", "__version__"]
