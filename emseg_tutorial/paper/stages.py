@@ -7,9 +7,10 @@ runs, also used by ``python -m emseg_tutorial train``) and :func:`adapt_config` 
 The builders are the one place a config gets its sizes: every size comes from the preset
 (:mod:`emseg_tutorial.presets`); the configs have none of their own.
 
-Every function here that trains, loads or sizes for a run takes the :class:`~emseg_tutorial.Session`
+Every function here that trains, loads or sizes for a run takes the :class:`~emseg_tutorial.session.Session`
 of :func:`emseg_tutorial.setup` as an argument; none falls back to a global one (a missing or
 wrong one is a ``TypeError``).
+
 Each stage is one supervised run of :func:`~emseg_tutorial.train.train_supervised`:
 
 =================  ==========  ==============  =========  =======  ===============================
@@ -180,7 +181,7 @@ def stage_config(name: str, session: Session, seed: int = 0) -> TrainConfig:
 
 
 def _session(session: Session) -> Session:
-    """``session``, checked: a :class:`~emseg_tutorial.Session`, never a global one in its place.
+    """``session``, checked: a :class:`~emseg_tutorial.session.Session`, never a global one in its place.
 
     Raises
     ------
