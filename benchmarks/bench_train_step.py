@@ -39,14 +39,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emseg_tutorial.adapt.loop import AdaptConfig, step_context  # noqa: E402
+from emseg_tutorial.adapt.loop import step_context  # noqa: E402
 from emseg_tutorial.adapt.steps import paper_step  # noqa: E402
 from emseg_tutorial.data.device_patches import make_sampler  # noqa: E402
 from emseg_tutorial.data.synthetic import make_volume  # noqa: E402
 from emseg_tutorial.devices import PRECISIONS, adam, memory_format, pick_device, precision, to_device  # noqa: E402
 from emseg_tutorial.labels import for_task  # noqa: E402
 from emseg_tutorial.models import UNet2d  # noqa: E402
+from emseg_tutorial.paper.stages import adapt_config  # noqa: E402
 from emseg_tutorial.presets import PRESETS, get_preset  # noqa: E402
+from emseg_tutorial.session import Session  # noqa: E402
 from emseg_tutorial.train.supervised import training_step  # noqa: E402
 from emseg_tutorial.weights import weight_map  # noqa: E402
 
@@ -108,8 +110,8 @@ def precision_pair(volume, preset, device, mode: str):
 
 def adaptation_pair(source, target, preset, device, mode: str = "auto"):
     model = UNet2d(out_channels=2, **preset.model)
-    config = AdaptConfig(method="paper", batch_size=preset.batch_size, patch=preset.patch,
-                         discriminator=dict(preset.discriminator), device=str(device), precision=mode)
+    session = Session(preset=preset, device=torch.device(device), precision=mode, progress=False)
+    config = adapt_config(session, "paper")
     ctx = step_context(model, for_task(source.labels, "boundary"), target.image, config, None, device, 2)
     sampled = ctx.batch
     fixed = {id(ctx.source): sampled(ctx.source), id(ctx.target): sampled(ctx.target)}

@@ -79,13 +79,13 @@ def adaptation_step_flops(preset, batch: int | None = None) -> float:
 def book_steps(preset) -> dict[str, int]:
     """Optimiser steps of the book at ``preset``, by kind."""
     supervised = sum(budget_steps(preset, s.budget) for s in STAGES.values())
-    seeds = preset.weighting["seeds"] - 1  # seed 0 is the stage itself
+    seeds = preset.weighting.seeds - 1  # seed 0 is the stage itself
     supervised += seeds * sum(budget_steps(preset, STAGES[n].budget) for n in WEIGHTING_STAGES)
     c = preset.comparison
-    runs = c["seeds"] * sum(m in METHODS for m in ALL_METHODS) + len(VARIANTS)  # ablations: one seed
+    runs = c.seeds * sum(m in METHODS for m in ALL_METHODS) + len(VARIANTS)  # ablations: one seed
     return {"supervised": supervised,
             "adaptation (chapter 5)": preset.adapt_epochs * preset.adapt_steps_per_epoch,
-            "adaptation (chapter 6)": runs * c["epochs"] * c["steps_per_epoch"]}
+            "adaptation (chapter 6)": runs * c.epochs * c.steps_per_epoch}
 
 
 def _duration(seconds: float) -> str:
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = book_steps(preset)
         per = {"supervised": training_step_flops(preset),
                "adaptation (chapter 5)": adaptation_step_flops(preset),
-               "adaptation (chapter 6)": adaptation_step_flops(preset, preset.comparison["batch_size"])}
+               "adaptation (chapter 6)": adaptation_step_flops(preset, preset.comparison.batch_size)}
         total = sum(steps[k] * per[k] for k in steps)
         print(f"\n{name}: " + ", ".join(f"{k} {steps[k]} steps x {per[k] / 1e9:.1f} GFLOP" for k in steps))
         print(f"  total {total / 1e12:.1f} TFLOP -> " + ", ".join(

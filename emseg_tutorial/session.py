@@ -3,7 +3,8 @@
 :func:`setup` is the fixed opening of every notebook (seed, device, preset, data source, figure
 style). It returns a :class:`Session`, and that object is what every loader and trainer below
 uses: chapters pass it on (``load_pair(session)``, ``get_stage("m1", session)``), the command
-line builds one from its flags, and nothing deeper reads the environment again. So
+line builds one from its flags, and nothing deeper reads the environment again. There is no
+global "current" session to fall back on: a function that needs the settings takes the session. So
 ``setup(data="real")`` really loads real data and ``setup(device="cpu")`` really trains on the
 CPU, whatever the variables say.
 
@@ -26,8 +27,8 @@ variable                   setting
 Examples
 --------
 >>> s = setup(seed=1, preset="ci", device="cpu", verbose=False)
->>> s.preset.name, s.device.type, current() is s
-('ci', 'cpu', True)
+>>> s.preset.name, s.device.type
+('ci', 'cpu')
 """
 
 from __future__ import annotations
@@ -181,16 +182,6 @@ def from_env(seed: int = 0, preset: str | Preset | None = None, data: str | None
                    compile=_env("compile") == "1", precision=_setting(None, "precision", lambda v: _precision(v, device), names))
 
 
-_CURRENT: list[Session] = []
-
-
-def current() -> Session:
-    """The session of the last :func:`setup` call, else one read from the environment."""
-    if not _CURRENT:
-        _CURRENT.append(from_env())
-    return _CURRENT[-1]
-
-
 def setup(seed: int = 0, preset: str | Preset | None = None, data: str | None = None,
           device: str | None = None, verbose: bool = True) -> Session:
     """Seed everything, pick the device, read the preset and data source, style figures.
@@ -210,12 +201,11 @@ def setup(seed: int = 0, preset: str | Preset | None = None, data: str | None = 
     Returns
     -------
     Session
-        Pass it to the loaders and trainers; :func:`current` returns it too.
+        Pass it to the loaders and trainers (nothing keeps it for them).
     """
     session = from_env(seed, preset, data, device)
     set_seed(seed)
     use_book_style()
-    _CURRENT[:] = [session]
     if verbose:
         print(session.describe())
         show_markdown(describe_source(session))

@@ -21,3 +21,42 @@ def snemi_small():
     from emseg_tutorial.data.synthetic import make_volume
 
     return make_volume("snemi", (12, 128, 128), seed=0, with_cells=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Configs from a preset (issue 21, item 3: the preset builds every config). TrainConfig and
+# AdaptConfig have no sizes of their own, so tests build them as the library does, through
+# emseg_tutorial.paper.stages.train_config / adapt_config at the ``ci`` preset on the CPU; a
+# test shrinks a size by naming it (``ci_adapt_config("paper", patch=32)``).
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def ci_session():
+    """A :class:`~emseg_tutorial.Session` at the ``ci`` preset on the CPU, without progress bars."""
+    import torch
+
+    from emseg_tutorial.presets import get_preset
+    from emseg_tutorial.session import Session
+
+    return Session(preset=get_preset("ci"), device=torch.device("cpu"), progress=False)
+
+
+@pytest.fixture(scope="session")
+def ci_train_config(ci_session):
+    """``ci_train_config(task="multiclass", weights="entropy", **fields)``: a ci-sized TrainConfig."""
+    from emseg_tutorial.paper.stages import train_config
+
+    def build(task="multiclass", weights="entropy", **fields):
+        return train_config(ci_session.preset, task=task, weights=weights, device="cpu", **fields)
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def ci_adapt_config(ci_session):
+    """``ci_adapt_config(method="paper", **fields)``: a ci-sized AdaptConfig on the CPU."""
+    from emseg_tutorial.paper.stages import adapt_config
+
+    def build(method="paper", **fields):
+        return adapt_config(ci_session, method, **fields)
+
+    return build

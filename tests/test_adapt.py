@@ -11,7 +11,7 @@ from emseg_tutorial.data.formats import write_volume
 from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.models import PatchDiscriminator, UNet2d, build
 from emseg_tutorial.adapt import steps as adapt_module
-from emseg_tutorial.adapt import AdaptConfig, adapt, one_hot
+from emseg_tutorial.adapt import adapt, one_hot
 from emseg_tutorial.train import load_checkpoint, save_checkpoint
 
 TINY = dict(epochs=2, steps_per_epoch=2, batch_size=2, patch=32, discriminator={"width": 4, "depth": 2})
@@ -54,14 +54,14 @@ def test_one_hot():
 
 @pytest.mark.parametrize("kwargs, match", [({"method": "magic"}, "method"), ({"epochs": 0}, "epochs"),
                                            ({"lr_g": -1}, "lr_g"), ({"adv_weight": 0}, "adv_weight")])
-def test_config_validation(kwargs, match):
+def test_config_validation(kwargs, match, ci_adapt_config):
     with pytest.raises(ValueError, match=match):
-        AdaptConfig(**kwargs)
+        ci_adapt_config(**kwargs)
 
 
-def test_end_to_end_history_and_snapshots(volumes):
+def test_end_to_end_history_and_snapshots(volumes, ci_adapt_config):
     src, tgt = volumes
-    res = adapt(_unet(), src.labels, tgt.image, AdaptConfig(**TINY), source_val=src, target_eval=tgt,
+    res = adapt(_unet(), src.labels, tgt.image, ci_adapt_config(**TINY), source_val=src, target_eval=tgt,
                 progress=False)
     h = res.history
     assert [e["epoch"] for e in h["epochs"]] == [0, 1, 2]
@@ -75,16 +75,16 @@ def test_end_to_end_history_and_snapshots(volumes):
     assert h["epochs"][0]["source_boundary_fraction"] == pytest.approx((src.labels == 1).mean())
 
 
-def test_model_argument_is_left_untouched(volumes):
+def test_model_argument_is_left_untouched(volumes, ci_adapt_config):
     src, tgt = volumes
     net = _unet()
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    res = adapt(net, src.labels, tgt.image, AdaptConfig(**TINY), progress=False)
+    res = adapt(net, src.labels, tgt.image, ci_adapt_config(**TINY), progress=False)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert any(not torch.equal(before[k], v) for k, v in res.model.state_dict().items())
 
 
-def test_discriminator_sees_one_hot_truth_as_real_and_softmax_as_fake(volumes, monkeypatch):
+def test_discriminator_sees_one_hot_truth_as_real_and_softmax_as_fake(volumes, monkeypatch, ci_adapt_config):
     src, tgt = volumes
     seen = []
     real_step = adapt_module.discriminator_step
@@ -94,7 +94,7 @@ def test_discriminator_sees_one_hot_truth_as_real_and_softmax_as_fake(volumes, m
         return real_step(disc, opt, real, fake, scaler)
 
     monkeypatch.setattr(adapt_module, "discriminator_step", spy)
-    adapt(_unet(), src.labels, tgt.image, AdaptConfig(**TINY), progress=False)
+    adapt(_unet(), src.labels, tgt.image, ci_adapt_config(**TINY), progress=False)
     assert len(seen) == 4
     for real, fake in seen:
         assert set(torch.unique(real).tolist()) <= {0.0, 1.0}
@@ -105,17 +105,17 @@ def test_discriminator_sees_one_hot_truth_as_real_and_softmax_as_fake(volumes, m
     assert 0 < float(torch.cat([r[:, 0] for r, _ in seen]).mean()) < 0.5
 
 
-def test_unet_update_does_not_depend_on_source_labels(volumes):
+def test_unet_update_does_not_depend_on_source_labels(volumes, ci_adapt_config):
     # With the discriminator frozen (lr_d = 0), whatever the source labels say can only reach the
     # U-Net through a path the paper's method must not have.
     src, tgt = volumes
-    cfg = AdaptConfig(**{**TINY, "lr_d": 0.0})
+    cfg = ci_adapt_config(**{**TINY, "lr_d": 0.0})
     shuffled = np.ascontiguousarray(src.labels[:, ::-1, ::-1][[2, 0, 1]])
     a = adapt(_unet(), src.labels, tgt.image, cfg, progress=False).model.state_dict()
     b = adapt(_unet(), shuffled, tgt.image, cfg, progress=False).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     # ... while the discriminator, when it learns, does read them.
-    cfg = AdaptConfig(**TINY)
+    cfg = ci_adapt_config(**TINY)
     da = adapt(_unet(), src.labels, tgt.image, cfg, progress=False).discriminator.state_dict()
     db = adapt(_unet(), shuffled, tgt.image, cfg, progress=False).discriminator.state_dict()
     assert any(not torch.equal(da[k], db[k]) for k in da)
@@ -135,16 +135,16 @@ def test_generator_step_moves_only_the_unet():
     assert any(not torch.equal(g_before[k], v) for k, v in net.state_dict().items())
 
 
-def test_same_seed_same_adaptation(volumes):
+def test_same_seed_same_adaptation(volumes, ci_adapt_config):
     src, tgt = volumes
-    a = adapt(_unet(), src.labels, tgt.image, AdaptConfig(**TINY), progress=False)
-    b = adapt(_unet(), src.labels, tgt.image, AdaptConfig(**TINY), progress=False)
+    a = adapt(_unet(), src.labels, tgt.image, ci_adapt_config(**TINY), progress=False)
+    b = adapt(_unet(), src.labels, tgt.image, ci_adapt_config(**TINY), progress=False)
     assert a.history["train"]["loss_g"] == b.history["train"]["loss_g"]
 
 
-def test_history_and_checkpoint_round_trip(volumes, tmp_path):
+def test_history_and_checkpoint_round_trip(volumes, tmp_path, ci_adapt_config):
     src, tgt = volumes
-    res = adapt(_unet(), src.labels, tgt.image, AdaptConfig(**TINY), target_eval=tgt, progress=False)
+    res = adapt(_unet(), src.labels, tgt.image, ci_adapt_config(**TINY), target_eval=tgt, progress=False)
     save_checkpoint(tmp_path / "a.pt", res.model, config=res.config.to_dict(), history=res.history)
     model, ckpt = load_checkpoint(tmp_path / "a.pt")
     x = torch.rand(1, 1, 32, 32)

@@ -13,7 +13,7 @@ from emseg_tutorial.data.patches import PatchSampler, distant_slices
 from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.labels import for_task
 from emseg_tutorial.models import UNet2d
-from emseg_tutorial.adapt import METHOD_DEFAULTS, METHODS, AdaptConfig, adapt, adapt_batchnorm
+from emseg_tutorial.adapt import METHOD_DEFAULTS, METHODS, adapt, adapt_batchnorm
 from emseg_tutorial.adapt import steps as adapt_steps
 from emseg_tutorial.adapt.adabn import batchnorm_layers, normalised_statistics
 
@@ -37,10 +37,10 @@ def _changed(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_runs_and_reports(volumes, method):
+def test_every_method_runs_and_reports(volumes, method, ci_adapt_config):
     src, tgt = volumes
     net = _unet()
-    res = adapt(net, src.labels, tgt.image, AdaptConfig(method=method, **TINY), source_image=src.image,
+    res = adapt(net, src.labels, tgt.image, ci_adapt_config(method=method, **TINY), source_image=src.image,
                 source_val=src, target_eval=tgt, progress=False)
     assert [e["epoch"] for e in res.history["epochs"]] == [0, 1]
     assert _changed(net, res.model)
@@ -56,11 +56,11 @@ def test_every_method_runs_and_reports(volumes, method):
 
 
 @pytest.mark.parametrize("method", ["selftrain", "conditional"])
-def test_methods_run_with_device_samplers(volumes, monkeypatch, method):
+def test_methods_run_with_device_samplers(volumes, monkeypatch, method, ci_adapt_config):
     """CUDA's samplers (drawn on the device, jitter with a torch stream) here on the CPU."""
     monkeypatch.setattr(device_patches, "samples_on_device", lambda device: True)
     src, tgt = volumes
-    config = AdaptConfig(method=method, **TINY)
+    config = ci_adapt_config(method=method, **TINY)
     labels = for_task(src.labels, "boundary")
     ctx = step_context(_unet(), labels, tgt.image, config, src.image, torch.device("cpu"), 2)
     assert isinstance(ctx.source, DevicePatchSampler) and isinstance(ctx.target, DevicePatchSampler)
@@ -73,37 +73,37 @@ def test_methods_run_with_device_samplers(volumes, monkeypatch, method):
     assert _changed(res.model, net) and len(res.history["epochs"]) == 2
 
 
-def test_method_defaults_and_validation():
-    assert AdaptConfig(method="paper").source_weight == 0 and AdaptConfig(method="paper").adv_weight == 1
-    assert AdaptConfig(method="adaptsegnet").source_weight == 1
-    assert AdaptConfig(method="advent", adv_weight=0.5).adv_weight == 0.5  # explicit wins
+def test_method_defaults_and_validation(ci_adapt_config):
+    assert ci_adapt_config(method="paper").source_weight == 0 and ci_adapt_config(method="paper").adv_weight == 1
+    assert ci_adapt_config(method="adaptsegnet").source_weight == 1
+    assert ci_adapt_config(method="advent", adv_weight=0.5).adv_weight == 0.5  # explicit wins
     assert set(METHOD_DEFAULTS) == set(METHODS)
     with pytest.raises(ValueError, match="condition_image"):
-        AdaptConfig(method="conditional", condition_image="blur")
+        ci_adapt_config(method="conditional", condition_image="blur")
     with pytest.raises(ValueError, match="pseudo_threshold"):
-        AdaptConfig(method="selftrain", pseudo_threshold=1.5)
+        ci_adapt_config(method="selftrain", pseudo_threshold=1.5)
 
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "paper"])
-def test_methods_other_than_paper_need_the_source_image(volumes, method):
+def test_methods_other_than_paper_need_the_source_image(volumes, method, ci_adapt_config):
     src, tgt = volumes
     with pytest.raises(ValueError, match="needs the source image"):
-        adapt(_unet(), src.labels, tgt.image, AdaptConfig(method=method, **TINY), progress=False)
+        adapt(_unet(), src.labels, tgt.image, ci_adapt_config(method=method, **TINY), progress=False)
 
 
 @pytest.mark.parametrize("method", ["adaptsegnet", "selftrain"])
-def test_source_loss_reaches_the_unet(volumes, method):
+def test_source_loss_reaches_the_unet(volumes, method, ci_adapt_config):
     # Unlike the paper's method (tests/test_adapt.py), methods that keep the source loss read the
     # source labels in the U-Net's update even when the discriminator does not learn.
     src, tgt = volumes
-    cfg = AdaptConfig(method=method, lr_d=0.0, **TINY)
+    cfg = ci_adapt_config(method=method, lr_d=0.0, **TINY)
     shuffled = np.ascontiguousarray(src.labels[::-1, ::-1, ::-1])
     a = adapt(_unet(), src.labels, tgt.image, cfg, source_image=src.image, progress=False).model
     b = adapt(_unet(), shuffled, tgt.image, cfg, source_image=src.image, progress=False).model
     assert _changed(a, b)
 
 
-def test_conditional_discriminator_inputs(volumes, monkeypatch):
+def test_conditional_discriminator_inputs(volumes, monkeypatch, ci_adapt_config):
     src, tgt = volumes
     seen = []
     real_step = adapt_steps.discriminator_step
@@ -113,7 +113,7 @@ def test_conditional_discriminator_inputs(volumes, monkeypatch):
         return real_step(disc, opt, real, fake, scaler)
 
     monkeypatch.setattr(adapt_steps, "discriminator_step", spy)
-    adapt(_unet(), src.labels, tgt.image, AdaptConfig(method="conditional", **TINY), source_image=src.image,
+    adapt(_unet(), src.labels, tgt.image, ci_adapt_config(method="conditional", **TINY), source_image=src.image,
           progress=False)
     assert len(seen) == 2
     for real, (wrong, target) in seen:
@@ -127,14 +127,14 @@ def test_conditional_discriminator_inputs(volumes, monkeypatch):
         assert ((target[:, 1:] > 0) & (target[:, 1:] < 1)).float().mean() > 0.99
 
 
-def test_conditional_raw_image_is_not_rank_normalised(volumes, monkeypatch):
+def test_conditional_raw_image_is_not_rank_normalised(volumes, monkeypatch, ci_adapt_config):
     src, tgt = volumes
     calls = []
     monkeypatch.setattr(adapt_steps, "rank_normalize", lambda x: calls.append(1) or x)
-    adapt(_unet(), src.labels, tgt.image, AdaptConfig(method="conditional", condition_image="raw", **TINY),
+    adapt(_unet(), src.labels, tgt.image, ci_adapt_config(method="conditional", condition_image="raw", **TINY),
           source_image=src.image, progress=False)
     assert not calls
-    adapt(_unet(), src.labels, tgt.image, AdaptConfig(method="conditional", **TINY), source_image=src.image,
+    adapt(_unet(), src.labels, tgt.image, ci_adapt_config(method="conditional", **TINY), source_image=src.image,
           progress=False)
     assert calls
 

@@ -7,7 +7,7 @@ import torch
 
 from emseg_tutorial.adapt import loop
 from emseg_tutorial.paper import comparison, runs as saved, stages
-from emseg_tutorial.presets import get_preset
+from emseg_tutorial.presets import ComparisonSize, get_preset
 from emseg_tutorial.session import from_env
 from emseg_tutorial.train.checkpoint import plain_data
 
@@ -15,8 +15,8 @@ TINY = dataclasses.replace(
     get_preset("ci"), source_shape=(6, 48, 48), target_shape=(4, 48, 48),
     model={"depth": 2, "base_width": 4, "norm": "batch"}, patch=32, batch_size=2, steps_per_iteration=0.025,
     val_every=100, adapt_epochs=2, adapt_steps_per_epoch=2, discriminator={"width": 4, "depth": 2, "norm": None},
-    comparison={"seeds": 2, "epochs": 2, "steps_per_epoch": 2, "batch_size": 2, "lr_g": 1e-4, "report_stride": 2,
-                "eval_stride": 2})
+    comparison=ComparisonSize(seeds=2, epochs=2, steps_per_epoch=2, batch_size=2, lr_g=1e-4, report_stride=2,
+                              eval_stride=2))
 
 
 def _session(folder):
@@ -118,5 +118,5 @@ def test_a_changed_setting_is_another_unit_and_a_broken_record_is_rerun(tmp_path
     with pytest.warns(RuntimeWarning, match="not a readable adaptation run"):
         assert comparison.compare(["adabn"], session).reused == 0
     assert comparison.compare(["adabn"], session).reused == 1
-    longer = dataclasses.replace(TINY, comparison={**TINY.comparison, "report_stride": 1})
+    longer = dataclasses.replace(TINY, comparison=dataclasses.replace(TINY.comparison, report_stride=1))
     assert comparison.compare(["adabn"], session.replace(preset=longer)).reused == 0

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from emseg_tutorial.adapt import METHODS, VARIANTS, AdaptConfig, adapt, resolve
+from emseg_tutorial.adapt import METHODS, VARIANTS, adapt, resolve
 from emseg_tutorial.adapt import loop as adapt_loop
 from emseg_tutorial.adapt import steps as adapt_steps
 from emseg_tutorial.adapt.loop import step_context
@@ -29,15 +29,16 @@ def _unet(seed=0):
     return UNet2d(out_channels=2, depth=2, base_width=4)
 
 
-def _run(volumes, method, **kwargs):
+def _run(volumes, configs, method, **kwargs):
+    """Adapt with ``method`` on the tiny volumes; ``configs`` is conftest's ``ci_adapt_config``."""
     src, tgt = volumes
-    return adapt(_unet(), src.labels, tgt.image, AdaptConfig(method=method, **{**TINY, **kwargs}),
+    return adapt(_unet(), src.labels, tgt.image, configs(method, **{**TINY, **kwargs}),
                  source_image=src.image, progress=False)
 
 
 @pytest.mark.parametrize("method", ADVERSARIAL)
-def test_every_adversarial_history_has_the_shortcut_probe(volumes, method):
-    res = _run(volumes, method)
+def test_every_adversarial_history_has_the_shortcut_probe(volumes, method, ci_adapt_config):
+    res = _run(volumes, ci_adapt_config, method)
     for e in res.history["epochs"][1:]:
         for key in ("d_acc_target_hard", "d_acc_target_soft", "d_acc_fake"):
             assert 0 <= e[key] <= 1, key
@@ -45,22 +46,22 @@ def test_every_adversarial_history_has_the_shortcut_probe(volumes, method):
         assert 0 <= res.history["epochs"][-1]["d_acc_fake_target"] <= 1
 
 
-def test_no_probe_without_a_discriminator(volumes):
-    assert "d_acc_target_hard" not in _run(volumes, "selftrain", epochs=1).history["epochs"][-1]
+def test_no_probe_without_a_discriminator(volumes, ci_adapt_config):
+    assert "d_acc_target_hard" not in _run(volumes, ci_adapt_config, "selftrain", epochs=1).history["epochs"][-1]
 
 
 @pytest.mark.parametrize("method", ["paper", "conditional-paper"])
-def test_probe_with_device_samplers(volumes, monkeypatch, method):
+def test_probe_with_device_samplers(volumes, monkeypatch, method, ci_adapt_config):
     monkeypatch.setattr(device_patches, "samples_on_device", lambda device: True)
-    last = _run(volumes, method, epochs=1).history["epochs"][-1]
+    last = _run(volumes, ci_adapt_config, method, epochs=1).history["epochs"][-1]
     assert 0 <= last["d_acc_target_hard"] <= 1 and 0 <= last["d_acc_target_soft"] <= 1
 
 
 @pytest.mark.parametrize("method", ["paper", "conditional"])
-def test_probe_does_not_change_the_run(volumes, monkeypatch, method):
-    a = _run(volumes, method)
+def test_probe_does_not_change_the_run(volumes, ci_adapt_config, monkeypatch, method):
+    a = _run(volumes, ci_adapt_config, method)
     monkeypatch.setattr(adapt_loop, "shortcut_probe", lambda ctx: {})
-    b = _run(volumes, method)
+    b = _run(volumes, ci_adapt_config, method)
     for x, y in ((a.model, b.model), (a.discriminator, b.discriminator)):
         sa, sb = x.state_dict(), y.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -73,10 +74,10 @@ class _SoftnessJudge(torch.nn.Module):
         return (x[:, -2:].amax(1, keepdim=True) - 0.999) * 100
 
 
-def test_probe_catches_a_discriminator_that_judges_softness(volumes):
+def test_probe_catches_a_discriminator_that_judges_softness(volumes, ci_adapt_config):
     src, tgt = volumes
     for method in ("paper", "conditional-paper"):
-        config = AdaptConfig(method=method, **TINY)
+        config = ci_adapt_config(method=method, **TINY)
         ctx = step_context(_unet(), for_task(src.labels, "boundary"), tgt.image, config, src.image,
                            torch.device("cpu"), 2)
         ctx.disc = _SoftnessJudge()
@@ -84,10 +85,10 @@ def test_probe_catches_a_discriminator_that_judges_softness(volumes):
         assert probe["d_acc_target_soft"] > 0.95 and probe["d_acc_target_hard"] == 0.0
 
 
-def test_real_smoothing_and_hard_fake_maps(volumes):
+def test_real_smoothing_and_hard_fake_maps(volumes, ci_adapt_config):
     src, tgt = volumes
     labels = for_task(src.labels, "boundary")
-    ctx = step_context(_unet(), labels, tgt.image, AdaptConfig(real_smoothing=0.1, hard_fake=True, **TINY), None,
+    ctx = step_context(_unet(), labels, tgt.image, ci_adapt_config(real_smoothing=0.1, hard_fake=True, **TINY), None,
                        torch.device("cpu"), 2)
     index = torch.tensor([[[0, 1, -1]]])
     np.testing.assert_allclose(ctx.real_maps(index)[0, :, 0].T.tolist(), [[0.95, 0.05], [0.05, 0.95], [0, 0]])
@@ -102,7 +103,7 @@ def test_real_smoothing_and_hard_fake_maps(volumes):
     torch.testing.assert_close(g_st, g_soft)  # straight through: the softmax's gradient
 
 
-def test_hard_fake_discriminator_sees_one_hot_on_both_sides(volumes, monkeypatch):
+def test_hard_fake_discriminator_sees_one_hot_on_both_sides(volumes, monkeypatch, ci_adapt_config):
     seen = []
     real_step = adapt_steps.discriminator_step
 
@@ -111,41 +112,41 @@ def test_hard_fake_discriminator_sees_one_hot_on_both_sides(volumes, monkeypatch
         return real_step(disc, opt, real, fake, scaler)
 
     monkeypatch.setattr(adapt_steps, "discriminator_step", spy)
-    _run(volumes, "paper", hard_fake=True, epochs=1)
+    _run(volumes, ci_adapt_config, "paper", hard_fake=True, epochs=1)
     for real, fake in seen:
         assert set(torch.unique(real).tolist()) <= {0.0, 1.0} and set(torch.unique(fake).tolist()) <= {0.0, 1.0}
     seen.clear()
-    _run(volumes, "paper", real_smoothing=0.1, epochs=1)
+    _run(volumes, ci_adapt_config, "paper", real_smoothing=0.1, epochs=1)
     for real, _ in seen:  # every labelled pixel smoothed (0.95 / 0.05), none one-hot
         values = torch.unique(real[real > 0])
         torch.testing.assert_close(values, torch.tensor([0.05, 0.95]))
 
 
-def test_variants_and_validation():
+def test_variants_and_validation(ci_adapt_config):
     assert resolve("paper-soft-real") == ("paper", {"real_smoothing": 0.1})
     assert resolve("paper-hard-fake") == ("paper", {"hard_fake": True})
     assert {"conditional-raw", "paper-soft-real", "paper-hard-fake"} <= set(VARIANTS)
     with pytest.raises(ValueError, match="real_smoothing"):
-        AdaptConfig(method="paper", real_smoothing=1.0)
+        ci_adapt_config(method="paper", real_smoothing=1.0)
     with pytest.raises(ValueError, match="truth maps as real"):
-        AdaptConfig(method="adaptsegnet", hard_fake=True)
+        ci_adapt_config(method="adaptsegnet", hard_fake=True)
 
 
-def test_conditional_paper_is_the_paper_recipe():
-    cfg = AdaptConfig(method="conditional-paper")
+def test_conditional_paper_is_the_paper_recipe(ci_adapt_config):
+    cfg = ci_adapt_config(method="conditional-paper")
     assert (cfg.source_weight, cfg.adv_weight, cfg.condition_image) == (0.0, 1.0, "raw")
-    cfg = AdaptConfig(method="conditional")
+    cfg = ci_adapt_config(method="conditional")
     assert (cfg.source_weight, cfg.adv_weight, cfg.condition_image) == (1.0, 0.01, "rank")
-    assert AdaptConfig(method="conditional-paper", condition_image="rank").condition_image == "rank"
+    assert ci_adapt_config(method="conditional-paper", condition_image="rank").condition_image == "rank"
 
 
-def test_conditional_paper_unet_update_reads_no_source_labels(volumes, monkeypatch):
+def test_conditional_paper_unet_update_reads_no_source_labels(volumes, monkeypatch, ci_adapt_config):
     # No source loss: with the discriminator frozen, the source labels cannot reach the U-Net;
     # its image channel is not rank-normalised.
     src, tgt = volumes
     calls = []
     monkeypatch.setattr(adapt_steps, "rank_normalize", lambda x: calls.append(1) or x)
-    cfg = AdaptConfig(method="conditional-paper", lr_d=0.0, **TINY)
+    cfg = ci_adapt_config(method="conditional-paper", lr_d=0.0, **TINY)
     shuffled = np.ascontiguousarray(src.labels[::-1, ::-1, ::-1])
     a = adapt(_unet(), src.labels, tgt.image, cfg, source_image=src.image, progress=False)
     b = adapt(_unet(), shuffled, tgt.image, cfg, source_image=src.image, progress=False)

@@ -33,18 +33,16 @@ def test_cpu_runs_in_float32_when_asked_or_without_native_bf16(monkeypatch):
     assert precision("cpu").dtype == torch.bfloat16 and not precision("cpu").scales_gradients
 
 
-def test_precision_settings_are_checked():
+def test_precision_settings_are_checked(ci_train_config, ci_adapt_config):
     with pytest.raises(ValueError, match="precision must be one of"):
         precision("cpu", "half")
     with pytest.raises(ValueError, match="needs CUDA"):
         precision("cpu", "float16")
-    from emseg_tutorial.adapt import AdaptConfig
-    from emseg_tutorial.train import TrainConfig
 
     with pytest.raises(ValueError, match="precision must be one of"):
-        TrainConfig(precision="fp8")
+        ci_train_config(precision="fp8")
     with pytest.raises(ValueError, match="precision must be one of"):
-        AdaptConfig(precision="fp8")
+        ci_adapt_config(precision="fp8")
 
 
 def test_bfloat16_training_on_cpu_keeps_float32_weights_and_learns():

@@ -1,5 +1,7 @@
 """Runs that survive a disconnect: a resumed run equals an uninterrupted one, bit for bit on CPU."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -7,7 +9,9 @@ from emseg_tutorial.cli import main
 from emseg_tutorial.data import device_patches
 from emseg_tutorial.data.formats import write_volume
 from emseg_tutorial.data.synthetic import make_volume
-from emseg_tutorial.train import TrainConfig, load_checkpoint, load_training_state, train_supervised
+from emseg_tutorial.paper.stages import train_config
+from emseg_tutorial.presets import get_preset
+from emseg_tutorial.train import load_checkpoint, load_training_state, train_supervised
 
 TINY = {"depth": 2, "base_width": 4, "norm": "batch"}
 
@@ -18,8 +22,9 @@ def vol():
 
 
 def _config(steps, **kw):
-    return TrainConfig(task="boundary", weights="distance", steps=steps, batch_size=2, patch=32, val_every=2,
-                       model=dict(TINY), device="cpu", **kw)
+    """A tiny boundary run from the ci preset (library builder), its sizes shrunk by name."""
+    return train_config(get_preset("ci"), task="boundary", weights="distance", steps=steps, batch_size=2, patch=32,
+                        val_every=2, model=dict(TINY), device="cpu", **kw)
 
 
 def _same_weights(a, b):
@@ -62,7 +67,7 @@ def test_resume_refuses_other_settings(vol, tmp_path):
     state = tmp_path / "state.pt"
     train_supervised(vol.image, vol.labels, _config(2), progress=False, checkpoint=state)
     with pytest.raises(ValueError, match="other settings.*weights"):
-        train_supervised(vol.image, vol.labels, TrainConfig(**{**_config(4).to_dict(), "weights": "none"}),
+        train_supervised(vol.image, vol.labels, dataclasses.replace(_config(4), weights="none"),
                          progress=False, resume=load_training_state(state))
     with pytest.raises(ValueError, match="past steps=1"):
         train_supervised(vol.image, vol.labels, _config(1), progress=False, resume=load_training_state(state))
@@ -88,8 +93,8 @@ def test_cli_train_resume(vol, tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("method", ["paper", "conditional", "selftrain"])
-def test_adaptation_resumed_after_an_epoch_equals_an_uninterrupted_run(tmp_path, method):
-    from emseg_tutorial.adapt import AdaptConfig, adapt
+def test_adaptation_resumed_after_an_epoch_equals_an_uninterrupted_run(tmp_path, method, ci_adapt_config):
+    from emseg_tutorial.adapt import adapt
     from emseg_tutorial.adapt.state import load_adaptation_state
     from emseg_tutorial.models import UNet2d
 
@@ -98,8 +103,8 @@ def test_adaptation_resumed_after_an_epoch_equals_an_uninterrupted_run(tmp_path,
     unet = UNet2d(out_channels=2, **TINY)
 
     def run(epochs, **kw):
-        cfg = AdaptConfig(method=method, epochs=epochs, steps_per_epoch=2, batch_size=2, patch=32, mismatch_gap=2,
-                          discriminator={"width": 4, "depth": 2}, device="cpu")
+        cfg = ci_adapt_config(method, epochs=epochs, steps_per_epoch=2, batch_size=2, patch=32, mismatch_gap=2,
+                              discriminator={"width": 4, "depth": 2})
         return adapt(unet, src.labels, tgt.image, cfg, source_image=src.image, progress=False, **kw)
 
     full = run(2)

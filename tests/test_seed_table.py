@@ -24,15 +24,15 @@ def tiny_session(tmp_path):
     return from_env(preset=preset, device="cpu").replace(runs=tmp_path, progress=False)
 
 
-def test_new_stages_and_their_configs():
+def test_new_stages_and_their_configs(ci_session):
     assert set(WEIGHTING_STAGES) <= set(STAGES) and len(WEIGHTING_STAGES) == 10
-    assert stage_config("m2_focal", get_preset("ci")).loss == "focal"
-    assert stage_config("m2_dice", get_preset("ci")).loss == "dice"
-    assert stage_config("m2", get_preset("ci")).loss == "ce"
-    assert stage_config("m2_entropy", get_preset("ci")).weights == "entropy"
+    assert stage_config("m2_focal", ci_session).loss == "focal"
+    assert stage_config("m2_dice", ci_session).loss == "dice"
+    assert stage_config("m2", ci_session).loss == "ce"
+    assert stage_config("m2_entropy", ci_session).weights == "entropy"
     m3d = STAGES["m3_distance10"]
     assert (m3d.init, m3d.jitter, m3d.weights, m3d.budget) == ("m2_distance10", True, "distance:10", "jitter")
-    cpu = get_preset("cpu")
+    cpu = ci_session.replace(preset=get_preset("cpu"))
     assert all(stage_config(n, cpu).steps == 80 for n in WEIGHTING_STAGES)     # one budget for all
     assert scores.stage_label("m2_dice") == "Dice loss" and scores.stage_label("m2") == "distance"
 
@@ -71,7 +71,7 @@ def test_seed_scores_and_table(tiny_session, monkeypatch):
     with pytest.raises(ValueError, match="unknown stage"):
         scores.seed_scores(["m9"], tiny_session, volume=test)
     with pytest.raises(ValueError, match="stride"):
-        scores.pixel_scores(None, test, "boundary", stride=0)
+        scores.pixel_scores(None, test, "boundary", stride=0, device="cpu")
 
 
 def _table(means, sds, n=3):

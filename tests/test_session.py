@@ -8,8 +8,9 @@ import torch
 
 import emseg_tutorial
 from emseg_tutorial.data import load_domain, sources
-from emseg_tutorial.paper import stages
-from emseg_tutorial.session import current, from_env, setup
+from emseg_tutorial.paper import comparison, scores, stages
+from emseg_tutorial.presets import get_preset
+from emseg_tutorial.session import from_env, setup
 
 PACKAGE = Path(emseg_tutorial.__file__).parent
 
@@ -30,8 +31,6 @@ def test_setup_device_governs_where_stages_train(monkeypatch):
     session = setup(preset="ci", device="cpu", verbose=False)         # ...but the user asked for the CPU
     assert stages.stage_config("m1", session).device == "cpu"
     assert stages.adapt_config(session).device == "cpu"
-    assert current() is session
-    assert stages.stage_config("m1").device == "cpu"                  # default: the current session
 
 
 def test_setup_preset_governs_sizes():
@@ -108,3 +107,56 @@ def test_emseg_precision_reaches_training_and_adaptation(monkeypatch):
     monkeypatch.setenv("EMSEG_PRECISION", "float16")  # needs CUDA: refused at once, not mid-training
     with pytest.raises(ValueError, match="float16.*needs CUDA.*EMSEG_PRECISION"):
         from_env(preset="ci", device="cpu")
+
+
+# A chapter's session, not a global one: every paper function that trains, loads or sizes a run
+# takes the session as an argument and refuses to run without one.
+PAPER_CALLS = {
+    "stage_config": lambda s: stages.stage_config("m1", s),
+    "get_stage": lambda s: stages.get_stage("m1", s),
+    "adapt_config": lambda s: stages.adapt_config(s, "paper"),
+    "run_adaptation": lambda s: stages.run_adaptation(s, "paper"),
+    "compare": lambda s: comparison.compare(["adabn"], s),
+    "seed_scores": lambda s: scores.seed_scores(["m2"], s),
+}
+
+
+@pytest.fixture
+def nothing_loads(monkeypatch):
+    """Any volume load or training fails the test: a refusal must come before any work."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("work started without a session")
+
+    for module in (stages, comparison, scores):
+        monkeypatch.setattr(module, "load_domain", forbidden)
+    monkeypatch.setattr(stages, "train_supervised", forbidden)
+
+
+@pytest.mark.parametrize("call", PAPER_CALLS)
+@pytest.mark.parametrize("stand_in", [None, "preset"])
+def test_paper_functions_refuse_to_run_without_a_session(call, stand_in, nothing_loads):
+    setup(preset="ci", device="cpu", verbose=False)   # a session made earlier is no stand-in either
+    value = get_preset("ci") if stand_in == "preset" else None
+    with pytest.raises(TypeError, match="expected a Session"):
+        PAPER_CALLS[call](value)
+
+
+def test_paper_functions_have_no_default_session():
+    import inspect
+
+    from emseg_tutorial import session as session_module
+
+    assert not hasattr(session_module, "current")   # no global session below the chapters
+    for module in (stages, comparison, scores):
+        for name, fn in inspect.getmembers(module, inspect.isfunction):
+            if fn.__module__ != module.__name__:
+                continue
+            params = inspect.signature(fn).parameters
+            if "session" in params:
+                assert params["session"].default is inspect.Parameter.empty, f"{module.__name__}.{name}"
+            if name in ("score", "pixel_scores"):   # the device is the caller's (session.device)
+                assert params["device"].default is inspect.Parameter.empty, name
+    with pytest.raises(TypeError, match="session"):   # left out: Python's own TypeError
+        stages.get_stage("m1")
+    with pytest.raises(TypeError, match="session"):
+        comparison.compare(["adabn"])

@@ -15,7 +15,7 @@ from emseg_tutorial.data.volume import Volume
 from emseg_tutorial.models import UNet2d
 from emseg_tutorial.presets import get_preset
 from emseg_tutorial.paper.stages import budget_steps, train_config as experiment_config
-from emseg_tutorial.train import (TrainConfig, load_checkpoint, save_checkpoint, save_json,
+from emseg_tutorial.train import (load_checkpoint, save_checkpoint, save_json,
                                   split_slices, train_supervised)
 from emseg_tutorial.train.supervised import _initial_model
 
@@ -28,9 +28,10 @@ def vol():
 
 
 def _config(**kwargs):
+    """A tiny run built as the library builds one: from the ci preset, its sizes shrunk by name."""
     base = dict(task="multiclass", weights="entropy", steps=4, batch_size=2, patch=32, val_every=2,
                 model=dict(TINY_MODEL), device="cpu")
-    return TrainConfig(**{**base, **kwargs})
+    return experiment_config(get_preset("ci"), **{**base, **kwargs})
 
 
 def _train(vol, **kwargs):
@@ -154,7 +155,7 @@ def test_init_model_replaces_head_and_keeps_the_rest(vol):
 )
 def test_train_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        TrainConfig(**kwargs)
+        _config(**kwargs)
 
 
 @pytest.mark.parametrize(
@@ -444,8 +445,9 @@ def test_compiled_model_trains_the_model_it_wraps(vol, monkeypatch):
 def test_a_named_jitter_is_part_of_the_config():
     from emseg_tutorial.paper.stages import STAGES, stage_config
 
-    preset = get_preset("ci")
-    m3, unlike = stage_config("m3", preset), stage_config("m3_unlike", preset)
+    session = from_env(preset="ci", device="cpu")
+    preset = session.preset
+    m3, unlike = stage_config("m3", session), stage_config("m3_unlike", session)
     assert m3.jitter is True and unlike.jitter == "unlike" and STAGES["m3_unlike"].init == "m2"
     assert unlike.steps == m3.steps == budget_steps(preset, "jitter")
     assert m3.to_dict() != unlike.to_dict()  # so the two checkpoints and cache keys differ

@@ -39,7 +39,7 @@ Examples
 >>> from emseg_tutorial.models import UNet2d
 >>> from emseg_tutorial.data.synthetic import make_volume
 >>> src, tgt = make_volume("fibsem", (3, 48, 48)), make_volume("snemi", (3, 48, 48))
->>> cfg = AdaptConfig(epochs=1, steps_per_epoch=2, batch_size=2, patch=32,
+>>> cfg = AdaptConfig(epochs=1, steps_per_epoch=2, batch_size=2, patch=32, report_stride=1,
 ...                   discriminator={"width": 4, "depth": 2})
 >>> res = adapt(UNet2d(out_channels=2, depth=2, base_width=4), src.labels, tgt.image, cfg, progress=False)
 >>> [e["epoch"] for e in res.history["epochs"]]
@@ -51,7 +51,7 @@ from __future__ import annotations
 import copy
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -88,9 +88,17 @@ METHOD_DEFAULTS: dict[str, dict] = {
 }
 
 
-@dataclass
+@dataclass(kw_only=True)
 class AdaptConfig:
     """Settings of one adaptation run (stored with the adapted model).
+
+    The sizes (``epochs``, ``steps_per_epoch``, ``batch_size``, ``patch``, ``report_stride``,
+    ``discriminator``) have no default: they come from a preset, through
+    :func:`emseg_tutorial.paper.stages.adapt_config` (chapter 6 adds its
+    :class:`~emseg_tutorial.presets.ComparisonSize`), so a size is written in one place only
+    (:mod:`emseg_tutorial.presets`). The fields with a default are the adversarial training's
+    own choices, the same at every preset (the learning rates of the module docstring, the
+    methods' weights, the seed, the best device, ``auto`` precision).
 
     Attributes
     ----------
@@ -101,7 +109,7 @@ class AdaptConfig:
     batch_size, patch : int
         Target patches (and source patches) per step and their side.
     lr_g, lr_d : float
-        Adam learning rates of the U-Net and the discriminator.
+        Adam learning rates of the U-Net (1e-5) and the discriminator (1e-4, the paper's).
     adv_weight : float, optional
         Weight of the adversarial loss in the U-Net's update (default by method: 1 for
         ``paper``, 0.01 where the source loss is kept).
@@ -144,10 +152,10 @@ class AdaptConfig:
     """
 
     method: str = "paper"
-    epochs: int = 4
-    steps_per_epoch: int = 50
-    batch_size: int = 8
-    patch: int = 128
+    epochs: int
+    steps_per_epoch: int
+    batch_size: int
+    patch: int
     lr_g: float = 1e-5
     lr_d: float = 1e-4
     adv_weight: float | None = None
@@ -162,9 +170,9 @@ class AdaptConfig:
     pseudo_weight: float = 1.0
     ema_decay: float = 0.99
     d_steps: int = 1
-    report_stride: int = 1
+    report_stride: int
     seed: int = 0
-    discriminator: dict = field(default_factory=lambda: {"width": 32, "depth": 4, "norm": None})
+    discriminator: dict
     device: str | None = None
     precision: str = "auto"
 
@@ -225,7 +233,9 @@ def check_slice_size(volume: np.ndarray, name: str, config: AdaptConfig | None =
 
     Examples
     --------
-    >>> check_slice_size(np.zeros((1, 1, 1)), "tiny.tif", AdaptConfig())
+    >>> cfg = AdaptConfig(epochs=1, steps_per_epoch=1, batch_size=1, patch=16, report_stride=1,
+    ...                   discriminator={"width": 4, "depth": 4})
+    >>> check_slice_size(np.zeros((1, 1, 1)), "tiny.tif", cfg)
     Traceback (most recent call last):
     ...
     emseg_tutorial._validate.InputError: tiny.tif: slices of 1 x 1 pixels are too small to adapt to; method 'paper' needs at least 16 x 16 (the discriminator's 4 stride-2 layers)

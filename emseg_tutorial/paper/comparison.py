@@ -19,7 +19,8 @@ True
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -28,9 +29,9 @@ from ..adapt.loop import METHOD_DEFAULTS, METHODS, AdaptConfig
 from ..adapt.methods import ALL_METHODS, DETERMINISTIC, VARIANTS, MethodRun, resolve, run_method
 from ..data.sources import load_domain
 from ..data.volume import Volume
-from ..session import Session, current
+from ..session import Session
 from .runs import adaptation_fingerprint, load_run, save_run, saved_state, unit_path, volume_digests
-from .stages import adapt_config, get_stage
+from .stages import _session, adapt_config, get_stage
 
 SCORES = ("boundary_jaccard", "boundary_f1", "adapted_rand_error")
 #: A conditional discriminator that catches this much larger a share of target pairs than of
@@ -64,19 +65,18 @@ class Comparison:
         return list(dict.fromkeys(r.name for r in self.runs))
 
 
-def compare(names: list[str] | None = None, session: Session | None = None, *,
-            seeds: list[int] | None = None) -> Comparison:
+def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[int] | None = None) -> Comparison:
     """Run every method (or variant) in ``names`` at every seed from M3; see the module docstring.
 
     Parameters
     ----------
-    names : list of str, optional
-        Methods and variants (default: :data:`ALL_METHODS`).
-    session : Session, optional
-        Settings of :func:`emseg_tutorial.setup` (default: :func:`~emseg_tutorial.session.current`);
-        the run lengths come from ``session.preset.comparison``.
-    seeds : list of int, optional
-        Default ``range(preset.comparison["seeds"])``. Deterministic methods run once.
+    names : sequence of str or None
+        Methods and variants (None: :data:`ALL_METHODS`).
+    session : Session
+        Settings of :func:`emseg_tutorial.setup`; the run lengths come from
+        ``session.preset.comparison`` (a :class:`~emseg_tutorial.presets.ComparisonSize`).
+    seeds : sequence of int, optional
+        Default ``range(preset.comparison.seeds)``. Deterministic methods run once.
 
     Notes
     -----
@@ -84,14 +84,14 @@ def compare(names: list[str] | None = None, session: Session | None = None, *,
     finished one is read back, an interrupted trained one continues from its last epoch, so a
     dropped session loses at most one epoch of one run. ``make book`` starts from an empty folder.
     """
-    session = session or current()
+    session = _session(session)
     preset, progress = session.preset, session.progress
     names = list(names or ALL_METHODS)
     for n in names:
         resolve(n)
-    c = dict(preset.comparison)
-    n_seeds, eval_stride = c.pop("seeds"), c.pop("eval_stride", 1)
-    seeds = list(seeds if seeds is not None else range(n_seeds))
+    size = preset.comparison
+    c, eval_stride = size.adapt_settings(), size.eval_stride
+    seeds = list(seeds if seeds is not None else range(size.seeds))
     start = time.perf_counter()
     m3_stage = get_stage("m3", session)
     m3 = m3_stage.model
@@ -104,7 +104,7 @@ def compare(names: list[str] | None = None, session: Session | None = None, *,
                              target_eval.voxel_size, f"{target_eval.name}[::{eval_stride}]")
     device = session.device
     prior = source_boundary_prior(source.labels)
-    stride = c.get("report_stride", 1)
+    stride = c["report_stride"]
     initial = epoch_report(m3, target.image, prior, device, source_val, target_eval, stride)
     z = target_eval.shape[0] // 2
     digests = volume_digests({"source": source, "target": target, "source_val": source_val,
@@ -255,6 +255,10 @@ def spread_note(comp: Comparison) -> str:
             "volumes. Deterministic methods run once; ablations run with the first seed only.")
 
 
+#: :class:`AdaptConfig`'s defaults (its training choices; the sizes have none): chapter 5's ``lr_g``
+_ADAPT_DEFAULTS = {f.name: f.default for f in fields(AdaptConfig)}
+
+
 def comparison_numbers(comp: Comparison) -> dict[str, float | int | str]:
     """The numbers chapter 6's text quotes, as plain Python values (for ``myst_nb.glue``).
 
@@ -273,7 +277,7 @@ def comparison_numbers(comp: Comparison) -> dict[str, float | int | str]:
     s = comp.settings
     numbers = {"preset": comp.preset, "n_seeds": len(s.get("seeds", [])), "runs": len(comp.runs),
                "updates": int(s.get("epochs", 0) * s.get("steps_per_epoch", 0)),
-               "lr_ratio": float(s["lr_g"] / AdaptConfig().lr_g) if "lr_g" in s else 1.0,
+               "lr_ratio": float(s["lr_g"] / _ADAPT_DEFAULTS["lr_g"]) if "lr_g" in s else 1.0,
                "source_j": float(comp.source_only["target"]["boundary_jaccard"]),
                "label_free_kept": int((lf["epoch"] == 0).sum()), "label_free_runs": int(len(lf)),
                "oracle_gap": float(np.mean(oracle - lf["boundary_jaccard"].to_numpy()))}

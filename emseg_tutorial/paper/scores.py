@@ -24,18 +24,18 @@ from ..labels import for_task
 from .. import metrics
 from ..metrics import evaluate
 from ..predict import predict_probabilities, probabilities_to_codes
-from ..session import Session, current
+from ..session import Session
 from .stages import STAGES, _session, get_stage
 
 
-def score(model: torch.nn.Module, volume: Volume, task: str, *, tolerance: float = 0.0,
-          return_prediction: bool = False, device: str | torch.device | None = None):
+def score(model: torch.nn.Module, volume: Volume, task: str, *, device: str | torch.device,
+          tolerance: float = 0.0, return_prediction: bool = False):
     """Predict ``volume`` with ``model`` and score it against its labels (:func:`~.metrics.evaluate`).
 
-    Prediction runs on ``device`` (default: the current session's, so a GPU when there is one).
+    Prediction runs on ``device`` (a chapter passes ``session.device``).
     Returns the scores dict, or ``(scores, codes, probabilities)`` with ``return_prediction``.
     """
-    probs = predict_probabilities(model, volume.image, device=device if device is not None else current().device)
+    probs = predict_probabilities(model, volume.image, device=device)
     codes = probabilities_to_codes(probs)
     scores = evaluate(codes, for_task(volume.labels, task), task, tolerance=tolerance)
     return (scores, codes, probs) if return_prediction else scores
@@ -115,21 +115,21 @@ def stage_label(name: str) -> str:
     return loss if stage.weights == "none" else f"{loss}, {stage.weights}"
 
 
-def pixel_scores(model: torch.nn.Module, volume: Volume, task: str, *, stride: int = 1,
-                 device: str | torch.device | None = None) -> dict:
+def pixel_scores(model: torch.nn.Module, volume: Volume, task: str, *, device: str | torch.device,
+                 stride: int = 1) -> dict:
     """Pixel scores only (mean Jaccard over the classes; boundary Jaccard, precision, recall and
     F1: :func:`~emseg_tutorial.metrics.pixel_scores` without the per-class dict) on every
     ``stride``-th slice of ``volume``: the cheap part of :func:`score`, for many runs."""
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
         raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
     image, labels = volume.image[::stride], for_task(volume.labels[::stride], task)
-    probs = predict_probabilities(model, image, device=device if device is not None else current().device)
+    probs = predict_probabilities(model, image, device=device)
     out = metrics.pixel_scores(probabilities_to_codes(probs), labels, task)
     del out["jaccard"]  # one row of the seed table: summary scores only
     return out
 
 
-def seed_scores(names: Sequence[str], session: Session | None = None, *, seeds: Sequence[int] | None = None,
+def seed_scores(names: Sequence[str], session: Session, *, seeds: Sequence[int] | None = None,
                 stride: int | None = None, volume: Volume | None = None, init_seed: int = 0,
                 task: str = "boundary") -> "pandas.DataFrame":
     """Train (or load) every stage of ``names`` with every seed and score each on held-out slices.
@@ -139,14 +139,15 @@ def seed_scores(names: Sequence[str], session: Session | None = None, *, seeds: 
     names : sequence of str
         Stages (:data:`~emseg_tutorial.paper.stages.STAGES`), e.g.
         :data:`~emseg_tutorial.paper.stages.WEIGHTING_STAGES`.
-    session : Session, optional
-        Default: the current one. Its preset's ``weighting`` gives the defaults below.
+    session : Session
+        Settings of :func:`emseg_tutorial.setup`. Its preset's ``weighting`` (a
+        :class:`~emseg_tutorial.presets.WeightingSize`) gives the defaults below.
     seeds : sequence of int, optional
-        Training seeds (default ``range(preset.weighting["seeds"])``). Seed 0 is the run the
+        Training seeds (default ``range(preset.weighting.seeds)``). Seed 0 is the run the
         rest of the book uses, so it is loaded, not trained again.
     stride : int, optional
         Score every ``stride``-th slice of the held-out volume (default
-        ``preset.weighting["eval_stride"]``); the same slices for every run.
+        ``preset.weighting.eval_stride``); the same slices for every run.
     volume : Volume, optional
         Labelled held-out volume (default: the source's test split).
     init_seed : int
@@ -164,9 +165,9 @@ def seed_scores(names: Sequence[str], session: Session | None = None, *, seeds: 
     import pandas as pd
 
     session = _session(session)
-    settings = session.preset.weighting
-    seeds = list(range(settings["seeds"])) if seeds is None else [int(s) for s in seeds]
-    stride = settings["eval_stride"] if stride is None else stride
+    size = session.preset.weighting
+    seeds = list(range(size.seeds)) if seeds is None else [int(s) for s in seeds]
+    stride = size.eval_stride if stride is None else stride
     if not seeds:
         raise ValueError("seeds must name at least one seed")
     for name in names:

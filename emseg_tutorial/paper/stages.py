@@ -4,6 +4,13 @@ Everything the paper prescribes about *how long* and *with what* to train lives 
 the trainers: the iteration budgets it reports (:data:`PAPER_ITERATIONS`), the stages that
 use them (:data:`STAGES`), and the two config builders, :func:`train_config` (supervised
 runs, also used by ``python -m emseg_tutorial train``) and :func:`adapt_config` (adaptation).
+The builders are the one place a config gets its sizes: every size comes from the preset
+(:mod:`emseg_tutorial.presets`); the configs have none of their own.
+
+Every function here that trains, loads or sizes for a run takes the :class:`~emseg_tutorial.session.Session`
+of :func:`emseg_tutorial.setup` as an argument; none falls back to a global one (a missing or
+wrong one is a ``TypeError``).
+
 Each stage is one supervised run of :func:`~emseg_tutorial.train.train_supervised`:
 
 =================  ==========  ==============  =========  =======  ===============================
@@ -60,7 +67,7 @@ from ..adapt import AdaptConfig, AdaptResult, adapt
 from ..data.sources import load_domain
 from ..data.volume import Volume
 from ..presets import Preset
-from ..session import Session, current
+from ..session import Session
 from ..train import (TrainConfig, TrainResult, load_checkpoint, load_training_state, save_checkpoint,
                      train_supervised)
 from .runs import adaptation_fingerprint, digest, fingerprint_key, saved_state, unit_path
@@ -144,6 +151,11 @@ def train_config(preset: Preset, *, task: str, weights: str, init: bool = False,
                  **overrides) -> TrainConfig:
     """A :class:`~emseg_tutorial.train.TrainConfig` sized by ``preset`` for one of the paper's stages.
 
+    ``steps`` defaults to the run's paper budget (:func:`budget_of`, :func:`budget_steps`);
+    ``batch_size``, ``patch``, ``lr``, ``val_every`` and ``model`` are the preset's. Any other
+    :class:`~emseg_tutorial.train.TrainConfig` field may be given in ``overrides`` (``loss``,
+    ``precision``; a test may shrink a size there too).
+
     Examples
     --------
     >>> from emseg_tutorial.presets import get_preset
@@ -151,28 +163,43 @@ def train_config(preset: Preset, *, task: str, weights: str, init: bool = False,
     80
     """
     budget = budget_of(task, init=init, jitter=jitter)
-    return TrainConfig(task=task, weights=weights, jitter=jitter, seed=seed, device=device,
-                       steps=budget_steps(preset, budget) if steps is None else steps,
-                       batch_size=preset.batch_size, patch=preset.patch, val_every=preset.val_every,
-                       model=dict(preset.model), **{"lr": preset.lr, **overrides})
+    sizes = dict(steps=budget_steps(preset, budget) if steps is None else steps, batch_size=preset.batch_size,
+                 patch=preset.patch, lr=preset.lr, val_every=preset.val_every, model=dict(preset.model))
+    return TrainConfig(task=task, weights=weights, jitter=jitter, seed=seed, device=device, **{**sizes, **overrides})
 
 
-def stage_config(name: str, session: Session | Preset | None = None, seed: int = 0) -> TrainConfig:
-    """The :class:`~emseg_tutorial.train.TrainConfig` of stage ``name`` (on the session's device)."""
+def stage_config(name: str, session: Session, seed: int = 0) -> TrainConfig:
+    """The :class:`~emseg_tutorial.train.TrainConfig` of stage ``name``, sized by the session's
+    preset, on its device and at its precision."""
+    session = _session(session)
     if name not in STAGES:
         raise ValueError(f"unknown stage {name!r}; expected one of {sorted(STAGES)}")
-    session = _session(session)
     s = STAGES[name]
     return train_config(session.preset, task=s.task, weights=s.weights, init=s.init is not None,
                         jitter=s.jitter, seed=seed, device=str(session.device), loss=s.loss,
                         precision=session.precision)
 
 
-def _session(settings: Session | Preset | None) -> Session:
-    """The session to run with: given, else the current one (a bare preset replaces its preset)."""
-    if isinstance(settings, Preset):
-        return current().replace(preset=settings)
-    return settings or current()
+def _session(session: Session) -> Session:
+    """``session``, checked: a :class:`~emseg_tutorial.session.Session`, never a global one in its place.
+
+    Raises
+    ------
+    TypeError
+        For anything else (None, a bare preset), in one line saying how to make one.
+
+    Examples
+    --------
+    >>> from emseg_tutorial.presets import get_preset
+    >>> _session(get_preset("ci"))
+    Traceback (most recent call last):
+    ...
+    TypeError: expected a Session (session = emseg_tutorial.setup(...)), got Preset; a preset alone says nothing of the device, data or runs folder
+    """
+    if not isinstance(session, Session):
+        hint = "; a preset alone says nothing of the device, data or runs folder" if isinstance(session, Preset) else ""
+        raise TypeError(f"expected a Session (session = emseg_tutorial.setup(...)), got {type(session).__name__}{hint}")
+    return session
 
 
 def _fingerprint(config: TrainConfig, volume: Volume, parent: TrainResult | None) -> dict:
@@ -183,7 +210,7 @@ def _fingerprint(config: TrainConfig, volume: Volume, parent: TrainResult | None
     return json.loads(json.dumps(fp, default=str))
 
 
-def get_stage(name: str, session: Session | Preset | None = None, *, source: Volume | None = None,
+def get_stage(name: str, session: Session, *, source: Volume | None = None,
               seed: int = 0, init_seed: int | None = None, retrain: bool = False) -> TrainResult:
     """Return the trained model of stage ``name``, training it (and its parents) if needed.
 
@@ -191,11 +218,11 @@ def get_stage(name: str, session: Session | Preset | None = None, *, source: Vol
     ----------
     name : str
         A key of :data:`STAGES`.
-    session : Session, optional
-        Settings of :func:`emseg_tutorial.setup` (default: :func:`~emseg_tutorial.session.current`):
-        its preset sizes the run, its device trains, its data source gives the training volume,
-        its ``runs`` folder keeps the result, its ``progress`` shows bars, its ``compile`` trains
-        through ``torch.compile``. A bare preset is the current session with that preset.
+    session : Session
+        Settings of :func:`emseg_tutorial.setup`: its preset sizes the run, its device trains,
+        its data source gives the training volume, its ``runs`` folder keeps the result, its
+        ``progress`` shows bars, its ``compile`` trains through ``torch.compile``
+        (``session.replace(preset=...)`` for another preset).
     source : Volume, optional
         Labelled training volume (default: the source's train split).
     seed : int
@@ -231,20 +258,31 @@ def get_stage(name: str, session: Session | Preset | None = None, *, source: Vol
     return run
 
 
-def adapt_config(session: Session | Preset | None = None, method: str = "paper", seed: int = 0,
-                 **overrides) -> AdaptConfig:
-    """An :class:`~emseg_tutorial.adapt.AdaptConfig` sized by the session's preset, on its device."""
+def adapt_config(session: Session, method: str = "paper", seed: int = 0, **overrides) -> AdaptConfig:
+    """An :class:`~emseg_tutorial.adapt.AdaptConfig` sized by the session's preset, on its device.
+
+    The sizes are chapter 5's (``adapt_epochs``, ``adapt_steps_per_epoch``,
+    ``adapt_report_stride``, ``batch_size``, ``patch``, ``discriminator`` of the preset);
+    ``overrides`` replace any field (chapter 6 passes its
+    :meth:`~emseg_tutorial.presets.ComparisonSize.adapt_settings`).
+
+    Examples
+    --------
+    >>> from emseg_tutorial.session import from_env
+    >>> adapt_config(from_env(preset="ci", device="cpu"), "paper").steps_per_epoch
+    3
+    """
     session = _session(session)
     preset = session.preset
     kwargs = dict(method=method, device=str(session.device), precision=session.precision, epochs=preset.adapt_epochs,
-                  steps_per_epoch=preset.adapt_steps_per_epoch,
+                  steps_per_epoch=preset.adapt_steps_per_epoch, report_stride=preset.adapt_report_stride,
                   batch_size=preset.batch_size, patch=preset.patch, seed=seed,
                   discriminator=dict(preset.discriminator))
     kwargs.update(overrides)
     return AdaptConfig(**kwargs)
 
 
-def run_adaptation(session: Session | Preset | None = None, method: str = "paper", *, seed: int = 0,
+def run_adaptation(session: Session, method: str = "paper", *, seed: int = 0,
                    retrain: bool = False, **overrides) -> AdaptResult:
     """Adapt M3 to the target twin and score every epoch on the held-out target volume.
 

@@ -23,7 +23,7 @@ Examples
 --------
 >>> from emseg_tutorial.data.synthetic import make_volume
 >>> vol = make_volume("fibsem", (4, 64, 64), seed=0)
->>> cfg = TrainConfig(task="boundary", weights="distance", steps=2, batch_size=2, patch=32,
+>>> cfg = TrainConfig(task="boundary", weights="distance", steps=2, batch_size=2, patch=32, lr=5e-4,
 ...                   val_every=2, model={"depth": 2, "base_width": 4})
 >>> run = train_supervised(vol.image, vol.labels, cfg, progress=False)
 >>> [v["step"] for v in run.history["val"]]
@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -57,24 +57,33 @@ from .checkpoint import check_resumable, restore_model, save_training_state
 LOSSES = ("ce", "dice", "ce+dice", "focal")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig:
     """Settings of one supervised run (stored in the checkpoint).
+
+    The fields without a default are the run's sizes and its stage: they come from a preset,
+    through :func:`emseg_tutorial.paper.stages.train_config` (and ``stage_config``), so a size
+    is written in one place only (:mod:`emseg_tutorial.presets`). The fields with a default
+    are not sizes and are the same at every preset: the paper's loss, the validation split,
+    no jitter, seed 0, the best device, ``auto`` precision.
 
     Attributes
     ----------
     task : {"multiclass", "boundary"}
     weights : str
         Loss weights: ``entropy``, ``distance``, ``ratio:R``, ``border`` or ``none``.
-    loss : {"ce", "dice", "ce+dice", "focal"}
-        Weighted cross-entropy (the paper's), soft Dice, their sum, or the focal loss
-        (:func:`~emseg_tutorial.losses.focal_loss`, gamma 2, weighted by the same map).
     steps, batch_size, patch : int
         Optimiser steps, patches per step, patch side in pixels.
     lr : float
-        Adam learning rate (the paper: 1e-4).
+        Adam learning rate.
     val_every : int
         Steps between validation passes (one more runs at the end).
+    model : dict
+        :class:`~emseg_tutorial.models.UNet2d` keyword arguments (``out_channels`` is set
+        from the task).
+    loss : {"ce", "dice", "ce+dice", "focal"}
+        Weighted cross-entropy (the paper's, the default), soft Dice, their sum, or the focal
+        loss (:func:`~emseg_tutorial.losses.focal_loss`, gamma 2, weighted by the same map).
     val_slices : float
         Fraction of slices (at the end of the stack) held out for validation.
     jitter : bool or str
@@ -83,9 +92,6 @@ class TrainConfig:
         :data:`~emseg_tutorial.data.augment.JITTERS` (``"unlike"``: the ablation).
     seed : int
         Seed of weights initialisation and patch sampling.
-    model : dict
-        :class:`~emseg_tutorial.models.UNet2d` keyword arguments (``out_channels`` is set
-        from the task).
     device : str, optional
         ``cpu``, ``cuda``, ``mps``; default: the best available.
     precision : {"auto", "float32", "bfloat16", "float16"}
@@ -93,18 +99,18 @@ class TrainConfig:
         recent GPUs and on CPUs with native bfloat16, float16 on older GPUs, else float32.
     """
 
-    task: str = "multiclass"
-    weights: str = "entropy"
+    task: str
+    weights: str
     loss: str = "ce"
-    steps: int = 200
-    batch_size: int = 8
-    patch: int = 128
-    lr: float = 1e-4
-    val_every: int = 50
+    steps: int
+    batch_size: int
+    patch: int
+    lr: float
+    val_every: int
     val_slices: float = 0.15
     jitter: bool | str = False
     seed: int = 0
-    model: dict = field(default_factory=lambda: {"depth": 4, "base_width": 16, "norm": "batch"})
+    model: dict
     device: str | None = None
     precision: str = "auto"
 
