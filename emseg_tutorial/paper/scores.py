@@ -32,10 +32,12 @@ def score(model: torch.nn.Module, volume: Volume, task: str, *, tolerance: float
           return_prediction: bool = False, device: str | torch.device | None = None):
     """Predict ``volume`` with ``model`` and score it against its labels (:func:`~.metrics.evaluate`).
 
-    Prediction runs on ``device`` (default: the current session's, so a GPU when there is one).
+    Prediction runs on ``device`` (default: the current session's, so a GPU when there is one),
+    standardised with ``volume.normalizer`` (what ``predict`` of the volume's file computes).
     Returns the scores dict, or ``(scores, codes, probabilities)`` with ``return_prediction``.
     """
-    probs = predict_probabilities(model, volume.image, device=device if device is not None else current().device)
+    probs = predict_probabilities(model, volume.image, normalizer=volume.normalizer,
+                                  device=device if device is not None else current().device)
     codes = probabilities_to_codes(probs)
     scores = evaluate(codes, for_task(volume.labels, task), task, tolerance=tolerance)
     return (scores, codes, probs) if return_prediction else scores
@@ -119,11 +121,13 @@ def pixel_scores(model: torch.nn.Module, volume: Volume, task: str, *, stride: i
                  device: str | torch.device | None = None) -> dict:
     """Pixel scores only (mean Jaccard over the classes; boundary Jaccard, precision, recall and
     F1: :func:`~emseg_tutorial.metrics.pixel_scores` without the per-class dict) on every
-    ``stride``-th slice of ``volume``: the cheap part of :func:`score`, for many runs."""
+    ``stride``-th slice of ``volume``: the cheap part of :func:`score`, for many runs. The slices
+    are standardised with the whole volume's normaliser, so each is predicted as in :func:`score`."""
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
         raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
     image, labels = volume.image[::stride], for_task(volume.labels[::stride], task)
-    probs = predict_probabilities(model, image, device=device if device is not None else current().device)
+    probs = predict_probabilities(model, image, normalizer=volume.normalizer,
+                                  device=device if device is not None else current().device)
     out = metrics.pixel_scores(probabilities_to_codes(probs), labels, task)
     del out["jaccard"]  # one row of the seed table: summary scores only
     return out
