@@ -187,14 +187,16 @@ def _train_config(preset, steps):
 def test_training_validation_equals_predict_and_evaluate_on_the_held_out_slices():
     preset = PRESETS["ci"]
     vol = drifting(make_volume("fibsem", (8, 96, 96), seed=2), 1.0, 0.4)
-    run = train_supervised(vol.image, vol.labels, _train_config(preset, preset.val_every), progress=False)
+    steps = 2 * preset.val_every  # two validations; the model predicts both classes by then
+    run = train_supervised(vol.image, vol.labels, _train_config(preset, steps), progress=False)
     _, val_z = split_slices(vol.shape[0], 0.25)
     assert run.history["val_slices"] == val_z.tolist()
-    _differs(run.model, vol.image[val_z], vol.normalizer)
     codes = predict_labels(run.model, vol.image[val_z], normalizer=vol.normalizer, device=CPU)
+    own = predict_labels(run.model, vol.image[val_z], device=CPU)  # the held-out slices on their own
+    assert (codes != own).mean() > 0.01, "the fixture does not drift enough to test anything"
     expected = metrics.evaluate(codes, for_task(vol.labels[val_z], "boundary"), "boundary")
     last = run.history["val"][-1]
-    assert last["step"] == preset.val_every
+    assert last["step"] == steps
     for key in ("mean_jaccard", "boundary_jaccard", "boundary_f1"):
         assert last[key] == pytest.approx(expected[key], abs=1e-12), key
     assert last["jaccard"] == pytest.approx(expected["jaccard"], abs=1e-12)
@@ -250,3 +252,21 @@ def test_adaptation_report_and_snapshots_equal_predict_and_evaluate_from_the_cli
                                atol=1e-6)
     np.testing.assert_allclose(res.snapshots[-1],
                                predict_probabilities(res.model, eval_volume.image)[BOUNDARY - 1, z], atol=1e-6)
+
+
+def test_adabn_run_scores_and_pictures_a_thinned_eval_volume_with_its_whole_normalizer(target, source):
+    from emseg_tutorial.adapt import run_method
+
+    eval_volume = drifting(make_volume("snemi", (6, 48, 48), seed=4), 0.5, 1.0).take(slice(None, None, 2))
+    net = _unet()
+    _differs(net, eval_volume.image, eval_volume.normalizer)  # the thinned slices on their own
+    run = run_method("adabn", net, source, target.image, config_kwargs={"report_stride": 2, "device": "cpu"},
+                     source_val=source, target_eval=eval_volume, progress=False)
+    stats = normalised_statistics(run.model, target.image, normalizer=target.normalizer)
+    np.testing.assert_allclose(stats["mean"], 0, atol=1e-4)  # adapted to the target as its reports see it
+    z = eval_volume.shape[0] // 2
+    for model, snap in zip((net, run.model), run.snapshots):
+        probs = predict_probabilities(model, eval_volume.image, normalizer=eval_volume.normalizer)
+        np.testing.assert_allclose(snap, probs[BOUNDARY - 1, z], atol=1e-5)
+    codes = predict_labels(run.model, eval_volume.image, normalizer=eval_volume.normalizer)
+    assert run.epochs[-1]["target"] == metrics.evaluate(codes, for_task(eval_volume.labels, "boundary"), "boundary")
