@@ -42,7 +42,10 @@ import torch
 
 from ..progress import progress as progress_bar
 from .errors import VolumeError
-from .formats import LazyVolume
+
+# The streaming functions read any LazyVolume (``shape``, ``dtype``, ``name``, ``read(z0, z1)``,
+# :mod:`.formats`); it is named in annotations only, not imported: the formats module builds
+# Volumes, and a Volume carries its Normalizer (:mod:`.volume`).
 
 #: Most voxels the percentile pass keeps in memory (16 Mi voxels: 16 MB for uint8 input).
 SAMPLE_BUDGET = 1 << 24
