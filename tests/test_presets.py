@@ -194,8 +194,8 @@ def test_chapter4_and_chapter6_runs_take_the_presets_sizes(monkeypatch, tmp_path
     runs = []
     monkeypatch.setattr(comparison, "get_stage", lambda name, s: m3)
     monkeypatch.setattr(comparison, "load_domain", lambda *a, **k: vol)
-    monkeypatch.setattr(comparison, "epoch_report", lambda *a: {})
-    monkeypatch.setattr(comparison, "boundary_snapshot", lambda *a: None)
+    monkeypatch.setattr(comparison, "epoch_report", lambda *a, **k: {})
+    monkeypatch.setattr(comparison, "boundary_snapshot", lambda *a, **k: None)
     monkeypatch.setattr(comparison, "save_run", lambda *a: None)
 
     def run_method(name, model, source, target_image, *, config_kwargs, target_eval, **kwargs):

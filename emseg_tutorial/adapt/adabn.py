@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..data.formats import check_image
-from ..data.normalize import Normalizer
+from ..data.normalize import Normalizer, normalizer_of
 from ..models import UNet2d
 from ..progress import progress as progress_bar
 
@@ -134,8 +134,8 @@ def _one_pass_bytes(model: torch.nn.Module, image_shape: tuple[int, ...]) -> int
 
 
 @torch.no_grad()
-def adapt_batchnorm(model: torch.nn.Module, image: np.ndarray, *, batch_size: int = 4,
-                    device: str | torch.device | None = None, progress: bool = False,
+def adapt_batchnorm(model: torch.nn.Module, image: np.ndarray, *, normalizer: Normalizer | None = None,
+                    batch_size: int = 4, device: str | torch.device | None = None, progress: bool = False,
                     memory_budget: int = MEMORY_BUDGET) -> torch.nn.Module:
     """A copy of ``model`` whose batch-norm statistics are those of ``image`` (AdaBN).
 
@@ -144,7 +144,12 @@ def adapt_batchnorm(model: torch.nn.Module, image: np.ndarray, *, batch_size: in
     model : torch.nn.Module
         A source-trained network with batch-norm layers (left untouched).
     image : ndarray, (Z, Y, X)
-        Unlabelled target volume, standardised as at prediction time.
+        Unlabelled target volume, standardised with ``normalizer`` as at prediction time.
+    normalizer : Normalizer, optional
+        The target volume's normaliser (:attr:`Volume.normalizer
+        <emseg_tutorial.data.volume.Volume.normalizer>`), the one its predictions and reports
+        use; pass it when ``image`` is part of the volume. Default: ``image``'s own
+        (:func:`~emseg_tutorial.data.normalize.normalizer_of`).
     batch_size : int
         Slices per forward pass (memory only; the result does not depend on it).
     device : str or torch.device, optional
@@ -168,7 +173,7 @@ def adapt_batchnorm(model: torch.nn.Module, image: np.ndarray, *, batch_size: in
     layers = batchnorm_layers(model)
     if not layers:
         raise ValueError("the model has no batch-norm layers: AdaBN has nothing to adapt")
-    x = torch.from_numpy(Normalizer.from_volume(image)(image))
+    x = torch.from_numpy(normalizer_of(image, normalizer)(image))
     batches = [x[z0:z0 + batch_size, None].to(device) for z0 in range(0, x.shape[0], batch_size)]
     needed = _one_pass_bytes(model, image.shape)
     if needed is not None and needed <= memory_budget:
@@ -179,9 +184,11 @@ def adapt_batchnorm(model: torch.nn.Module, image: np.ndarray, *, batch_size: in
 
 
 @torch.no_grad()
-def normalised_statistics(model: torch.nn.Module, image: np.ndarray, *, batch_size: int = 4) -> dict:
+def normalised_statistics(model: torch.nn.Module, image: np.ndarray, *, normalizer: Normalizer | None = None,
+                          batch_size: int = 4) -> dict:
     """Per-channel mean and variance, over ``image``, of what each batch-norm layer outputs
-    *before* its affine scale and shift (eval mode). AdaBN makes them 0 and 1.
+    *before* its affine scale and shift (eval mode). AdaBN makes them 0 and 1 (with the same
+    ``normalizer`` as :func:`adapt_batchnorm`; default: ``image``'s own).
 
     Returns ``{"mean": ndarray, "var": ndarray}``, all layers' channels concatenated.
     """
@@ -201,7 +208,8 @@ def normalised_statistics(model: torch.nn.Module, image: np.ndarray, *, batch_si
             sums["ss"] = sums["ss"] + (z * z).sum(1)
         handles.append(layer.register_forward_pre_hook(record))
     try:
-        x = torch.from_numpy(Normalizer.from_volume(image)(check_image(image, "image")))
+        image = check_image(image, "image")
+        x = torch.from_numpy(normalizer_of(image, normalizer)(image))
         for z0 in range(0, x.shape[0], batch_size):
             model(x[z0:z0 + batch_size, None].to(device))
     finally:

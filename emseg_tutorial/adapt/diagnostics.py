@@ -49,10 +49,11 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from ..data.normalize import Normalizer, normalizer_of
 from ..data.volume import Volume
 from ..labels import BOUNDARY, class_fractions, for_task
 from ..metrics import boundary_scores, evaluate
-from ..predict import predict_probabilities, probabilities_to_codes
+from ..predict import predict_labels, predict_probabilities, probabilities_to_codes
 
 #: Source validation boundary Jaccard may fall at most this much.
 MAX_SOURCE_DROP = 0.05
@@ -77,34 +78,62 @@ def source_boundary_prior(labels: np.ndarray) -> float:
     return class_fractions(labels, "boundary")["boundary"]
 
 
+def target_diagnostics(probabilities: np.ndarray) -> dict:
+    """``target_boundary_fraction`` and ``target_entropy`` (mean entropy over the pixels, in
+    units of ``log C``) of target probabilities ``(C, Z, Y, X)``: the label-free part of
+    :func:`epoch_report`.
+
+    Examples
+    --------
+    >>> target_diagnostics(np.full((2, 1, 2, 2), 0.5))
+    {'target_boundary_fraction': 1.0, 'target_entropy': 1.0}
+    """
+    p = np.clip(probabilities, 1e-7, 1.0)
+    entropy = float((-(p * np.log(p)).sum(0) / np.log(probabilities.shape[0])).mean())
+    codes = probabilities_to_codes(probabilities)
+    return {"target_boundary_fraction": float((codes == BOUNDARY).mean()), "target_entropy": entropy}
+
+
 def epoch_report(model: torch.nn.Module, target_image: np.ndarray, source_prior: float, device: torch.device,
-                 source_val: Volume | None = None, target_eval: Volume | None = None, stride: int = 1) -> dict:
+                 source_val: Volume | None = None, target_eval: Volume | None = None, stride: int = 1, *,
+                 normalizer: Normalizer | None = None) -> dict:
     """Label-free diagnostics on the target (and source validation / target scores when given).
 
     ``stride`` thins the target and source-validation slices of the diagnostics (not the
-    target evaluation volume, which is scored whole). The discriminator entries
-    (``d_acc_real``, ``d_acc_fake``) are None here; the loop fills them from its steps.
+    target evaluation volume, which is scored whole). Every slice is standardised with its
+    whole volume's normaliser: ``normalizer`` for ``target_image`` (default: computed from the
+    whole ``target_image``; the adaptation loop computes it once per run and passes it),
+    :attr:`Volume.normalizer <emseg_tutorial.data.volume.Volume.normalizer>` for
+    ``source_val`` and ``target_eval``. So ``stride`` changes which slices are scored, never
+    how a slice is predicted. The discriminator entries (``d_acc_real``, ``d_acc_fake``) are
+    None here; the loop fills them from its steps.
     """
-    probs = predict_probabilities(model, target_image[::stride], device=device)
-    p = np.clip(probs, 1e-7, 1.0)
-    entropy = float((-(p * np.log(p)).sum(0) / np.log(probs.shape[0])).mean())
-    codes = probabilities_to_codes(probs)
-    report = {"target_boundary_fraction": float((codes == BOUNDARY).mean()), "source_boundary_fraction": source_prior,
-              "target_entropy": entropy, "source_val_boundary_jaccard": None, "target": None,
+    target_norm = normalizer_of(target_image, normalizer)  # of the whole volume, before thinning
+    probs = predict_probabilities(model, target_image[::stride], normalizer=target_norm, device=device)
+    found = target_diagnostics(probs)
+    report = {"target_boundary_fraction": found["target_boundary_fraction"], "source_boundary_fraction": source_prior,
+              "target_entropy": found["target_entropy"], "source_val_boundary_jaccard": None, "target": None,
               "d_acc_real": None, "d_acc_fake": None}
     if source_val is not None:
-        src = probabilities_to_codes(predict_probabilities(model, source_val.image[::stride], device=device))
+        src = predict_labels(model, source_val.image[::stride], normalizer=source_val.normalizer, device=device)
         report["source_val_boundary_jaccard"] = boundary_scores(src, for_task(source_val.labels[::stride], "boundary"))[
             "boundary_jaccard"]
     if target_eval is not None:
-        pred = probabilities_to_codes(predict_probabilities(model, target_eval.image, device=device))
+        pred = predict_labels(model, target_eval.image, normalizer=target_eval.normalizer, device=device)
         report["target"] = evaluate(pred, for_task(target_eval.labels, "boundary"), "boundary")
     return report
 
 
-def boundary_snapshot(model: torch.nn.Module, volume: np.ndarray, z: int, device: torch.device) -> np.ndarray:
-    """Boundary probability of one slice (the paper's Fig. 6 pictures)."""
-    probs = predict_probabilities(model, volume[z:z + 1], device=device)
+def boundary_snapshot(model: torch.nn.Module, volume: np.ndarray, z: int, device: torch.device, *,
+                      normalizer: Normalizer | None = None) -> np.ndarray:
+    """Boundary probability of slice ``z`` of ``volume`` (the paper's Fig. 6 pictures).
+
+    The slice is standardised with the whole volume's ``normalizer`` (default: computed from
+    the whole ``volume``), so the picture is that slice of the whole-volume prediction the
+    scores beside it come from.
+    """
+    norm = normalizer_of(volume, normalizer)
+    probs = predict_probabilities(model, volume[z:z + 1], normalizer=norm, device=device)
     return probs[BOUNDARY - 1, 0]
 
 

@@ -58,6 +58,7 @@ import torch
 
 from ..data.augment import Jitter
 from ..data.formats import check_image, check_labels
+from ..data.normalize import Normalizer
 from .._validate import InputError
 from ..data.device_patches import DevicePatchSampler, make_sampler
 from ..data.volume import Volume
@@ -308,15 +309,17 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     ctx = step_context(model, labels, target_image, config, source_image, device, n_classes)
     source_prior = source_boundary_prior(labels)
 
-    snap_volume = target_eval.image if target_eval is not None else target_image
+    target_norm = Normalizer.from_volume(target_image)  # the target's one normaliser, for every report
+    snap_volume, snap_norm = ((target_eval.image, target_eval.normalizer) if target_eval is not None
+                              else (target_image, target_norm))
     z_snap = snap_volume.shape[0] // 2 if snapshot_slice is None else snapshot_slice
     report = lambda: epoch_report(ctx.model, target_image, source_prior, device, source_val,  # noqa: E731
-                                  target_eval, config.report_stride)
+                                  target_eval, config.report_stride, normalizer=target_norm)
     done, step = 0, 0
     if resume is not None:
         done, step, history, snapshots = restore(ctx, resume)
     else:
-        snapshots = [boundary_snapshot(ctx.model, snap_volume, z_snap, device)]
+        snapshots = [boundary_snapshot(ctx.model, snap_volume, z_snap, device, normalizer=snap_norm)]
         history = new_history(config.to_dict(), initial_report if initial_report is not None else report(), z_snap)
     start = time.perf_counter() - history.get("seconds", 0.0)
     step_fn = STEPS[config.method]
@@ -341,7 +344,7 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
         if row.get("d_acc_real") is not None:
             bar.set_postfix(d_real=f"{row['d_acc_real']:.2f}", d_fake=f"{row['d_acc_fake']:.2f}")
         add_epoch(history, row)
-        snapshots.append(boundary_snapshot(ctx.model, snap_volume, z_snap, device))
+        snapshots.append(boundary_snapshot(ctx.model, snap_volume, z_snap, device, normalizer=snap_norm))
         history["seconds"] = time.perf_counter() - start
         if checkpoint is not None:
             save_adaptation_state(checkpoint, ctx, epoch=epoch, step=step, history=history, snapshots=snapshots)

@@ -140,6 +140,6 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
     snaps = []
     if eval_volume is not None:
         z = eval_volume.shape[0] // 2 if snapshot_slice is None else snapshot_slice
-        snaps = [boundary_snapshot(model, target_eval.image, z, device),
-                 boundary_snapshot(adapted, eval_volume.image, z, device)]
+        snaps = [boundary_snapshot(model, target_eval.image, z, device, normalizer=target_eval.normalizer),
+                 boundary_snapshot(adapted, eval_volume.image, z, device, normalizer=eval_volume.normalizer)]
     return MethodRun(name, None, history["epochs"], snaps, time.perf_counter() - start, adapted)

@@ -34,6 +34,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .normalize import Normalizer
 from .patches import PatchSampler, check_gap
 
 
@@ -42,7 +43,7 @@ class DevicePatchSampler:
 
     Parameters
     ----------
-    image, labels, weights, patch, slices, augment, seed, mismatch_gap
+    image, labels, weights, patch, slices, augment, seed, mismatch_gap, normalizer
         As :class:`~.patches.PatchSampler` (same checks, same normaliser).
     jitter : Jitter or callable, optional
         Intensity augmentation of the [0, 1] patches: a :class:`~.augment.Jitter` (its
@@ -61,9 +62,10 @@ class DevicePatchSampler:
 
     def __init__(self, image: np.ndarray, labels: np.ndarray | None = None, weights: np.ndarray | None = None,
                  patch: int = 128, slices=None, augment: bool = True, jitter: Callable | None = None,
-                 seed: int = 0, mismatch_gap: int | None = None, *, device: str | torch.device = "cpu"):
+                 seed: int = 0, mismatch_gap: int | None = None, *, device: str | torch.device = "cpu",
+                 normalizer: Normalizer | None = None):
         host = PatchSampler(image, labels, weights, patch=patch, slices=slices, augment=augment,
-                            seed=seed, mismatch_gap=mismatch_gap)  # the same checks and statistics
+                            seed=seed, mismatch_gap=mismatch_gap, normalizer=normalizer)  # the same checks and statistics
         self.device = torch.device(device)
         self.normalizer = host.normalizer
         self.patch = host.patch

@@ -1,5 +1,12 @@
 """Intensity normalisation: raw values to [0, 1], then standardised, in memory or slice by slice.
 
+A :class:`Normalizer` belongs to a *volume*: it is computed once, from the whole volume, where
+the volume enters (:attr:`Volume.normalizer <.volume.Volume.normalizer>`, the trainer, the
+adaptation loop, the streamed ``predict``), and every prediction of that volume or of any part
+of it (held-out slices, every n-th slice, one slice) is standardised with it, so a score does
+not depend on which slices were predicted together. A function given a plain array and no
+normaliser computes the array's own (:func:`normalizer_of`): the one documented fallback.
+
 What the network sees is ``(unit - mean) / std``, where ``unit`` is the image scaled to
 [0, 1] (uint8 divided by 255; any other dtype scaled between its 0.5th and 99.5th percentiles
 and clipped, robust to a few hot pixels) and ``mean``, ``std`` are those of the whole
@@ -35,7 +42,10 @@ import torch
 
 from ..progress import progress as progress_bar
 from .errors import VolumeError
-from .formats import LazyVolume
+
+# The streaming functions read any LazyVolume (``shape``, ``dtype``, ``name``, ``read(z0, z1)``,
+# :mod:`.formats`); it is named in annotations only, not imported: the formats module builds
+# Volumes, and a Volume carries its Normalizer (:mod:`.volume`).
 
 #: Most voxels the percentile pass keeps in memory (16 Mi voxels: 16 MB for uint8 input).
 SAMPLE_BUDGET = 1 << 24
@@ -90,14 +100,15 @@ def to_unit_range(image: np.ndarray) -> np.ndarray:
 
 
 def volume_stats(unit: np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation (at least 1e-3) of a [0, 1] volume.
+    """Mean and standard deviation (at least 1e-3) of a [0, 1] volume, accumulated in float64
+    (as :func:`streaming_stats` merges them, so both give the same normaliser to float rounding).
 
     Examples
     --------
     >>> volume_stats(np.array([0.0, 1.0]))
     (0.5, 0.5)
     """
-    return float(unit.mean()), max(float(unit.std()), MIN_STD)
+    return float(unit.mean(dtype=np.float64)), max(float(unit.std(dtype=np.float64)), MIN_STD)
 
 
 def standardize(unit: np.ndarray, stats: tuple[float, float] | None = None) -> np.ndarray:
@@ -174,7 +185,28 @@ class Normalizer:
             return (standardised * self.std + self.mean).clamp(0.0, 1.0).to(torch.float32)
         return np.clip(np.asarray(standardised) * self.std + self.mean, 0.0, 1.0).astype(np.float32)
 
-    inverse_unit = to_unit
+
+def normalizer_of(image: np.ndarray, normalizer: Normalizer | None = None) -> Normalizer:
+    """``normalizer`` when given, else the normaliser of ``image`` itself: the one fallback of
+    every prediction function handed a plain array.
+
+    Pass the whole volume's normaliser whenever ``image`` is part of a volume (held-out slices,
+    every n-th slice, one slice); computed from the part, the numbers depend on the part.
+
+    Examples
+    --------
+    >>> img = np.array([[[0, 255]], [[255, 255]]], np.uint8)
+    >>> normalizer_of(img[1:]).mean, normalizer_of(img[1:], Normalizer.from_volume(img)).mean
+    (1.0, 0.75)
+    """
+    return Normalizer.from_volume(image) if normalizer is None else check_normalizer(normalizer)
+
+
+def check_normalizer(normalizer: Normalizer) -> Normalizer:
+    """``normalizer``, or a TypeError naming the argument when it is not a :class:`Normalizer`."""
+    if not isinstance(normalizer, Normalizer):
+        raise TypeError(f"normalizer must be a Normalizer (e.g. Volume.normalizer), got {type(normalizer).__name__}")
+    return normalizer
 
 
 def _blocks(volume: LazyVolume, indices, progress: bool, desc: str):

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .formats import check_image
-from .normalize import Normalizer
+from .normalize import Normalizer, normalizer_of
 
 
 def codes_to_index(labels: np.ndarray) -> np.ndarray:
@@ -57,12 +57,15 @@ class PatchSampler:
         Also return ``mismatched``: the labels of the same crop in a slice at least this many
         slices away (:func:`distant_slices`), the "wrong label map" of the conditional
         discriminator. Needs ``labels``.
+    normalizer : Normalizer, optional
+        The volume's normaliser, shared with whatever else predicts this volume (the trainer
+        passes the one its validation uses); default: ``image``'s own.
     """
 
     def __init__(self, image: np.ndarray, labels: np.ndarray | None = None, weights: np.ndarray | None = None,
                  patch: int = 128, slices=None, augment: bool = True,
                  jitter: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
-                 seed: int = 0, mismatch_gap: int | None = None):
+                 seed: int = 0, mismatch_gap: int | None = None, *, normalizer: Normalizer | None = None):
         image = check_image(image, "image")
         if labels is not None and labels.shape != image.shape:
             raise ValueError(f"labels shape {labels.shape} does not match image shape {image.shape}")
@@ -70,7 +73,7 @@ class PatchSampler:
             raise ValueError(f"weights shape {weights.shape} does not match image shape {image.shape}")
         if patch < 8:
             raise ValueError(f"patch must be at least 8 pixels, got {patch}")
-        self.normalizer = Normalizer.from_volume(image)
+        self.normalizer = normalizer_of(image, normalizer)
         self.unit = self.normalizer.unit(image)
         self.target = None if labels is None else codes_to_index(labels)
         self.weights = weights

@@ -1,10 +1,14 @@
-"""The :class:`Volume` container: an image stack, its labels and its voxel size."""
+"""The :class:`Volume` container: an image stack, its labels, its voxel size and its normaliser."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # imported where first needed: a Volume without predictions needs no torch
+    from .normalize import Normalizer
 
 
 @dataclass
@@ -23,12 +27,16 @@ class Volume:
         Where the volume came from (file name or generator), for messages and titles.
     extra : dict
         Anything else a source provides (for example synthetic cell ids).
+    normalizer : Normalizer
+        The volume's one intensity normaliser (see the property); not a constructor argument.
 
     Examples
     --------
     >>> v = Volume(np.zeros((2, 4, 4), np.uint8), voxel_size=(30.0, 6.0, 6.0))
     >>> v.shape, v.anisotropy
     ((2, 4, 4), 5.0)
+    >>> v.slices(1, 2).normalizer is v.normalizer   # a part is standardised as the whole
+    True
     """
 
     image: np.ndarray
@@ -49,7 +57,46 @@ class Volume:
             return None
         return float(self.voxel_size[0]) / float(self.voxel_size[1])
 
+    @property
+    def normalizer(self) -> Normalizer:
+        """The :class:`~.normalize.Normalizer` of the whole image, computed on first use and kept.
+
+        Every prediction of this volume, or of slices of it (:meth:`slices`, :meth:`take`),
+        passes it on, so scores do not depend on which slices were predicted together. Computed
+        once: an image changed in place afterwards keeps the old normaliser.
+        """
+        norm = self.__dict__.get("_normalizer")
+        if norm is None:
+            from .normalize import Normalizer
+
+            norm = self.__dict__["_normalizer"] = Normalizer.from_volume(self.image)
+        return norm
+
+    def take(self, index, name: str | None = None) -> "Volume":
+        """The sub-volume of slices ``index`` (a slice or integer indices), with this volume's
+        normaliser: what held-out or every n-th slices of it are predicted with.
+
+        Examples
+        --------
+        >>> v = Volume(np.arange(4 * 2 * 2, dtype=np.uint8).reshape(4, 2, 2), name="v")
+        >>> part = v.take(slice(None, None, 2))
+        >>> part.shape, part.name, part.normalizer == v.normalizer
+        ((2, 2, 2), 'v[::2]', True)
+        """
+        if name is None:
+            name = f"{self.name}[{_index_text(index)}]"
+        labels = None if self.labels is None else self.labels[index]
+        part = Volume(self.image[index], labels, self.voxel_size, name)
+        part.__dict__["_normalizer"] = self.normalizer
+        return part
+
     def slices(self, start: int, stop: int) -> "Volume":
-        """The sub-volume of slices ``start:stop`` (views, not copies)."""
-        labels = None if self.labels is None else self.labels[start:stop]
-        return Volume(self.image[start:stop], labels, self.voxel_size, f"{self.name}[{start}:{stop}]")
+        """The sub-volume of slices ``start:stop`` (views, not copies), with this volume's normaliser."""
+        return self.take(slice(start, stop), f"{self.name}[{start}:{stop}]")
+
+
+def _index_text(index) -> str:
+    if isinstance(index, slice):
+        parts = ["" if v is None else str(v) for v in (index.start, index.stop)]
+        return ":".join(parts) + ("" if index.step is None else f":{index.step}")
+    return ",".join(str(int(i)) for i in np.atleast_1d(index))

@@ -100,12 +100,12 @@ def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[in
     source_val = load_domain("fibsem", session, "test")
     target_eval = load_domain("snemi", session, "test")
     if eval_stride > 1:
-        target_eval = Volume(target_eval.image[::eval_stride], target_eval.labels[::eval_stride],
-                             target_eval.voxel_size, f"{target_eval.name}[::{eval_stride}]")
+        target_eval = target_eval.take(slice(None, None, eval_stride))  # with the whole test volume's normaliser
     device = session.device
     prior = source_boundary_prior(source.labels)
-    stride = c["report_stride"]
-    initial = epoch_report(m3, target.image, prior, device, source_val, target_eval, stride)
+    stride = size.report_stride
+    initial = epoch_report(m3, target.image, prior, device, source_val, target_eval, stride,
+                           normalizer=target.normalizer)
     z = target_eval.shape[0] // 2
     digests = volume_digests({"source": source, "target": target, "source_val": source_val,
                               "target_eval": target_eval})  # once, not per run
@@ -134,7 +134,8 @@ def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[in
                     state.unlink(missing_ok=True)
             runs.append(run)
     return Comparison(runs=runs, source_only=initial, snapshot_slice=z, target_eval=target_eval,
-                      source_only_snapshot=boundary_snapshot(m3, target_eval.image, z, device), preset=preset.name,
+                      source_only_snapshot=boundary_snapshot(m3, target_eval.image, z, device,
+                                                            normalizer=target_eval.normalizer), preset=preset.name,
                       seconds=time.perf_counter() - start,
                       settings={"seeds": seeds, "eval_stride": eval_stride, **c}, reused=reused)
 

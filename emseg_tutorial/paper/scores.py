@@ -32,10 +32,11 @@ def score(model: torch.nn.Module, volume: Volume, task: str, *, device: str | to
           tolerance: float = 0.0, return_prediction: bool = False):
     """Predict ``volume`` with ``model`` and score it against its labels (:func:`~.metrics.evaluate`).
 
-    Prediction runs on ``device`` (a chapter passes ``session.device``).
+    Prediction runs on ``device`` (a chapter passes ``session.device``), standardised with
+    ``volume.normalizer`` (what ``predict`` of the volume's file computes).
     Returns the scores dict, or ``(scores, codes, probabilities)`` with ``return_prediction``.
     """
-    probs = predict_probabilities(model, volume.image, device=device)
+    probs = predict_probabilities(model, volume.image, normalizer=volume.normalizer, device=device)
     codes = probabilities_to_codes(probs)
     scores = evaluate(codes, for_task(volume.labels, task), task, tolerance=tolerance)
     return (scores, codes, probs) if return_prediction else scores
@@ -119,11 +120,12 @@ def pixel_scores(model: torch.nn.Module, volume: Volume, task: str, *, device: s
                  stride: int = 1) -> dict:
     """Pixel scores only (mean Jaccard over the classes; boundary Jaccard, precision, recall and
     F1: :func:`~emseg_tutorial.metrics.pixel_scores` without the per-class dict) on every
-    ``stride``-th slice of ``volume``: the cheap part of :func:`score`, for many runs."""
+    ``stride``-th slice of ``volume``: the cheap part of :func:`score`, for many runs. The slices
+    are standardised with the whole volume's normaliser, so each is predicted as in :func:`score`."""
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
         raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
     image, labels = volume.image[::stride], for_task(volume.labels[::stride], task)
-    probs = predict_probabilities(model, image, device=device)
+    probs = predict_probabilities(model, image, normalizer=volume.normalizer, device=device)
     out = metrics.pixel_scores(probabilities_to_codes(probs), labels, task)
     del out["jaccard"]  # one row of the seed table: summary scores only
     return out

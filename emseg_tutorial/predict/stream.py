@@ -56,7 +56,7 @@ import torch
 from ..data.errors import VolumeError
 from ..data.formats import LazyVolume, check_outputs, open_volume, open_writers
 from ..labels import MAX_CODE
-from ..data.normalize import SAMPLE_BUDGET, Normalizer, streaming_stats
+from ..data.normalize import SAMPLE_BUDGET, Normalizer, check_normalizer, streaming_stats
 from ..progress import progress as progress_bar
 from .tiled import check_tiling, predict_slices, prepare_model, probabilities_to_codes, slices_per_step
 
@@ -100,7 +100,8 @@ class StreamedPrediction(NamedTuple):
 def predict_file(model: torch.nn.Module, image: str | os.PathLike | LazyVolume, out: str | os.PathLike | None = None,
                  probabilities: str | os.PathLike | None = None, *, tile: int = 512, overlap: int = 32,
                  batch_size: int = 4, device: str | torch.device | None = None, progress: bool = False,
-                 sample_budget: int = SAMPLE_BUDGET, model_name: str | None = None) -> StreamedPrediction:
+                 sample_budget: int = SAMPLE_BUDGET, model_name: str | None = None,
+                 normalizer: Normalizer | None = None) -> StreamedPrediction:
     """Predict a volume on disk slice by slice and write the results as they come.
 
     Parameters
@@ -122,6 +123,12 @@ def predict_file(model: torch.nn.Module, image: str | os.PathLike | LazyVolume, 
         :func:`~emseg_tutorial.data.normalize.intensity_limits`).
     model_name : str, optional
         How messages name the model; default: its checkpoint file when it was loaded from one.
+    normalizer : Normalizer, optional
+        The volume's normaliser, when already known (e.g. :attr:`Volume.normalizer
+        <emseg_tutorial.data.volume.Volume.normalizer>` of the volume the file holds); default:
+        the file's own, from :func:`~emseg_tutorial.data.normalize.streaming_stats` (two reading
+        passes; the same numbers as :meth:`~emseg_tutorial.data.normalize.Normalizer.from_volume`
+        of the array, to float rounding, when it has at most ``sample_budget`` voxels).
 
     Returns
     -------
@@ -144,12 +151,14 @@ def predict_file(model: torch.nn.Module, image: str | os.PathLike | LazyVolume, 
     check_outputs({"out": out, "probabilities": probabilities},
                   {"image": source} if not isinstance(source, LazyVolume) else None)
     check_tiling(tile, overlap)
+    if normalizer is not None:
+        check_normalizer(normalizer)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model_name = model_name or getattr(model, "checkpoint", None) or "model"
     model = prepare_model(model, device, model_name)
     volume = image if isinstance(image, LazyVolume) else open_volume(image)
     try:
-        norm = streaming_stats(volume, sample_budget, progress)
+        norm = streaming_stats(volume, sample_budget, progress) if normalizer is None else normalizer
         nz, ny, nx = volume.shape
         step = slices_per_step(volume.shape, tile, batch_size)
 

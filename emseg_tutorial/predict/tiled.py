@@ -14,6 +14,15 @@ Examples
 >>> probs = predict_probabilities(net, np.zeros((2, 50, 70), np.uint8), tile=32, overlap=8)
 >>> probs.shape, bool(np.allclose(probs.sum(0), 1, atol=1e-5))
 ((2, 2, 50, 70), True)
+
+A part of a volume is predicted with the whole volume's normaliser, as the whole:
+
+>>> from emseg_tutorial.data.normalize import Normalizer
+>>> image = np.random.default_rng(0).integers(0, 255, (3, 32, 32), dtype=np.uint8)
+>>> whole = predict_probabilities(net.eval(), image)
+>>> part = predict_probabilities(net, image[1:2], normalizer=Normalizer.from_volume(image))
+>>> bool(np.allclose(part[:, 0], whole[:, 1], atol=1e-6))
+True
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import numpy as np
 import torch
 
 from ..data.formats import check_image
-from ..data.normalize import Normalizer
+from ..data.normalize import Normalizer, normalizer_of
 from ..devices import inference_precision
 from ..models import check_model
 from ..progress import progress as progress_bar
@@ -126,9 +135,9 @@ def predict_slices(model: torch.nn.Module, x: torch.Tensor, *, tile: int = 512, 
     return torch.stack(out, dim=1).cpu().numpy()
 
 
-def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, tile: int = 512, overlap: int = 32,
-                          batch_size: int = 4, device: str | torch.device | None = None,
-                          progress: bool = False) -> np.ndarray:
+def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, normalizer: Normalizer | None = None,
+                          tile: int = 512, overlap: int = 32, batch_size: int = 4,
+                          device: str | torch.device | None = None, progress: bool = False) -> np.ndarray:
     """Class probabilities of every pixel of a ``(Z, Y, X)`` volume: ``(C, Z, Y, X)`` float32.
 
     The whole volume is in memory; for stacks larger than memory use the streamed
@@ -139,8 +148,14 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, tile: in
     model : torch.nn.Module
         A network mapping ``(N, 1, H, W)`` to ``(N, C, H, W)`` logits for any ``H, W``.
     image : ndarray, (Z, Y, X) or (Y, X)
-        Raw intensities; scaled to [0, 1] and standardised with the volume's own statistics
-        (as in training).
+        Raw intensities, scaled to [0, 1] and standardised with ``normalizer``.
+    normalizer : Normalizer, optional
+        The normaliser of the volume ``image`` belongs to (:attr:`Volume.normalizer
+        <emseg_tutorial.data.volume.Volume.normalizer>`; the trainer's and the streamed
+        ``predict``'s are the same numbers). Pass it whenever ``image`` is part of a volume
+        (held-out slices, every n-th slice, one slice): each slice is then predicted exactly as
+        in the whole volume. Default: ``image``'s own
+        (:func:`~emseg_tutorial.data.normalize.normalizer_of`), right only for a whole volume.
     tile : int
         Largest slice side sent through the network at once; larger slices are tiled.
     overlap : int
@@ -156,7 +171,7 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, tile: in
     check_tiling(tile, overlap)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = prepare_model(model, device)
-    x = torch.from_numpy(Normalizer.from_volume(image)(image))
+    x = torch.from_numpy(normalizer_of(image, normalizer)(image))
     step = slices_per_step(x.shape, tile, batch_size)
     out: np.ndarray | None = None
     for z0 in progress_bar(range(0, x.shape[0], step), desc="predict", unit="slice" if step == 1 else "batch",
@@ -174,7 +189,9 @@ def probabilities_to_codes(probabilities: np.ndarray) -> np.ndarray:
     return (np.argmax(probabilities, axis=0) + 1).astype(np.uint8)
 
 
-def predict_labels(model: torch.nn.Module, image: np.ndarray, **kwargs) -> np.ndarray:
-    """Label codes of a volume (see :func:`predict_probabilities` for the arguments)."""
-    return probabilities_to_codes(predict_probabilities(model, image, **kwargs))
+def predict_labels(model: torch.nn.Module, image: np.ndarray, *, normalizer: Normalizer | None = None,
+                   **kwargs) -> np.ndarray:
+    """Label codes of a volume (see :func:`predict_probabilities` for the arguments; pass the
+    whole volume's ``normalizer`` when ``image`` is part of it)."""
+    return probabilities_to_codes(predict_probabilities(model, image, normalizer=normalizer, **kwargs))
 

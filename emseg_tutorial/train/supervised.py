@@ -43,6 +43,7 @@ import torch
 from ..data.augment import get_jitter
 from ..data.formats import check_labels, check_pair, check_image
 from ..data.device_patches import make_sampler
+from ..data.normalize import Normalizer
 from ..devices import (Precision, adam, check_precision, compile_model, eager_fallback, memory_format, pick_device, precision,
                        set_seed, to_device)
 from ..labels import for_task, num_classes, TASKS
@@ -154,10 +155,15 @@ def split_slices(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def validate(model: torch.nn.Module, image: np.ndarray, labels: np.ndarray, task: str,
-             device: torch.device) -> dict:
+             device: torch.device, *, normalizer: Normalizer) -> dict:
     """Scores of ``model`` on whole slices: per-class and mean Jaccard, boundary Jaccard and F1
-    (of :func:`~emseg_tutorial.metrics.pixel_scores`)."""
-    s = pixel_scores(predict_labels(model, image, device=device), labels, task)
+    (of :func:`~emseg_tutorial.metrics.pixel_scores`).
+
+    ``image`` is the held-out slices of a volume and ``normalizer`` that whole volume's (the one
+    the training patches were standardised with), so the scores are those of ``predict`` of the
+    whole volume, evaluated on these slices.
+    """
+    s = pixel_scores(predict_labels(model, image, normalizer=normalizer, device=device), labels, task)
     return {k: s[k] for k in ("mean_jaccard", "jaccard", "boundary_jaccard", "boundary_f1")}
 
 
@@ -212,9 +218,10 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     device = pick_device(config.device)
 
     weights = weight_map(labels, config.weights)
+    normalizer = Normalizer.from_volume(image)  # the volume's one: training patches and validation
     train_z, val_z = split_slices(image.shape[0], config.val_slices)
     sampler = make_sampler(image, labels, weights, device=device, patch=config.patch, slices=train_z,
-                           jitter=get_jitter(config.jitter), seed=config.seed)
+                           jitter=get_jitter(config.jitter), seed=config.seed, normalizer=normalizer)
 
     model = restore_model(resume) if resume is not None else _initial_model(config, init)
     model = model.to(device, memory_format=memory_format(device))
@@ -253,7 +260,7 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
             losses.clear()
 
         if len(val_z) and (step % config.val_every == 0 or step == config.steps):
-            scores = validate(model, image[val_z], labels[val_z], config.task, device)
+            scores = validate(model, image[val_z], labels[val_z], config.task, device, normalizer=normalizer)
             history["val"].append({"step": step, **scores})
             bar.set_postfix(val_jaccard=f"{scores['mean_jaccard']:.3f}")
         if checkpoint is not None and (step % every == 0 or step == config.steps):
