@@ -9,7 +9,7 @@ from emseg_tutorial.adapt import loop
 from emseg_tutorial.paper import comparison, runs as saved, stages
 from emseg_tutorial.presets import get_preset
 from emseg_tutorial.session import from_env
-from emseg_tutorial.train.checkpoint import plain_data
+from emseg_tutorial.store import plain_data
 
 TINY = dataclasses.replace(
     get_preset("ci"), source_shape=(6, 48, 48), target_shape=(4, 48, 48),

@@ -1,4 +1,4 @@
-"""Volume files (data/formats.py): in-memory round trips in every format, lazy reading and
+"""Volume files (data/specs, readers, tiff, outputs, writers): in-memory round trips in every format, lazy reading and
 slice-by-slice writing, one stored dtype for every writer, and a clear error for every bad input."""
 
 import os
@@ -10,9 +10,11 @@ import tifffile
 
 from emseg_tutorial import labels as label_codes
 from emseg_tutorial._validate import InputError
-from emseg_tutorial.data.formats import (ArrayVolume, VolumeError, check_labels, open_volume, open_writers,
-                                         read_image, read_labels, read_volume, split_spec, storage_dtype,
-                                         write_volume)
+from emseg_tutorial.data.errors import VolumeError
+from emseg_tutorial.data.readers import ArrayVolume, open_volume, read_image, read_labels, read_volume
+from emseg_tutorial.data.specs import split_spec
+from emseg_tutorial.data.writers import open_writers, storage_dtype, write_volume
+from emseg_tutorial.labels import check_labels
 
 RNG = np.random.default_rng(0)
 IMAGE = RNG.integers(0, 255, (3, 20, 24), dtype=np.uint8)
@@ -394,7 +396,7 @@ def test_every_label_reader_agrees_with_check_codes(tmp_path, case):
         with pytest.raises(VolumeError) as info:
             read_labels(path)
         assert "lab.npy" in str(info.value) and len(str(info.value).splitlines()) == 1
-        with pytest.raises(VolumeError):
+        with pytest.raises(InputError):
             check_labels(array, "labels")
     else:
         got = read_labels(path)

@@ -103,7 +103,7 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_graph_sees_function_level_and_relative_imports():
     graph = import_graph()
-    assert f"{PACKAGE}.data.formats" in graph[f"{PACKAGE}.data.real"]
+    assert f"{PACKAGE}.data.readers" in graph[f"{PACKAGE}.data.real"]
     assert f"{PACKAGE}.data.real" in graph[f"{PACKAGE}.data.sources"]   # imported inside load_domain
     assert f"{PACKAGE}.data.errors" in graph[f"{PACKAGE}.data.registry"]
 

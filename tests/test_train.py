@@ -15,8 +15,8 @@ from emseg_tutorial.data.volume import Volume
 from emseg_tutorial.models import UNet2d
 from emseg_tutorial.presets import get_preset
 from emseg_tutorial.paper.stages import budget_steps, train_config as experiment_config
-from emseg_tutorial.train import (TrainConfig, load_checkpoint, save_checkpoint, save_json,
-                                  split_slices, train_supervised)
+from emseg_tutorial.store import load_checkpoint, save_checkpoint, save_json
+from emseg_tutorial.train import TrainConfig, split_slices, train_supervised
 from emseg_tutorial.train.supervised import _initial_model
 
 TINY_MODEL = {"depth": 2, "base_width": 4}

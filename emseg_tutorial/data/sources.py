@@ -35,8 +35,8 @@ from typing import Protocol, Union
 import numpy as np
 
 from ..presets import Preset
+from ..store import atomic_write
 from .errors import DataSourceError  # noqa: F401 (re-exported: the error load_domain raises)
-from .formats import atomic_write
 from .real import FIBSEM_ENV, fibsem_paths, load_real_domain
 from .registry import DATASETS, cache_dir
 from .synthetic import DOMAINS, TWIN_VERSION, domain_params, make_volume

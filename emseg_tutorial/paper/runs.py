@@ -48,10 +48,9 @@ import torch
 from .. import __version__
 from ..adapt.methods import MethodRun
 from ..adapt.state import load_adaptation_state
-from ..data.formats import atomic_write
 from ..data.volume import Volume
 from ..session import Session
-from ..train.checkpoint import load_state, plain_data
+from ..store import atomic_write, load_state, plain_data
 
 RUN_KIND = "adaptation-run"
 

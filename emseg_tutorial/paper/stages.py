@@ -61,8 +61,8 @@ from ..data.sources import load_domain
 from ..data.volume import Volume
 from ..presets import Preset
 from ..session import Session, current
-from ..train import (TrainConfig, TrainResult, load_checkpoint, load_training_state, save_checkpoint,
-                     train_supervised)
+from ..store import load_checkpoint, load_training_state, save_checkpoint
+from ..train import TrainConfig, TrainResult, train_supervised
 from .runs import adaptation_fingerprint, digest, fingerprint_key, saved_state, unit_path
 
 #: Training lengths the paper reports, in its "iterations": Experiment 1 (M1), Experiment 2
