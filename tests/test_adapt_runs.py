@@ -120,3 +120,27 @@ def test_a_changed_setting_is_another_unit_and_a_broken_record_is_rerun(tmp_path
     assert comparison.compare(["adabn"], session).reused == 1
     longer = dataclasses.replace(TINY, comparison={**TINY.comparison, "report_stride": 1})
     assert comparison.compare(["adabn"], session.replace(preset=longer)).reused == 0
+
+
+def test_reused_adaptations_say_so_and_edited_source_runs_them_again(tmp_path, monkeypatch, capsys):
+    from emseg_tutorial import _source
+
+    session = _session(tmp_path).replace(progress=True)
+    stages.run_adaptation(session, "paper")
+    comparison.compare(["adabn"], session)
+    capsys.readouterr()
+    stages.run_adaptation(session, "paper")
+    comparison.compare(["adabn"], session)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("reused")]
+    state, = (tmp_path / TINY.name / "adapt").glob("paper-seed0-*.state.pt")
+    record, = (tmp_path / TINY.name / "adapt").glob("adabn-*.run.pt")
+    assert f"reused adaptation paper (seed 0) from {state}" in lines
+    assert f"reused adabn from {record}" in lines
+    assert "reused m3 (seed 0) from " + str(tmp_path / TINY.name / "m3-seed0.pt") in lines
+
+    real = _source.source_hash
+    monkeypatch.setattr(_source, "source_hash", lambda modules=None: real(modules)[::-1])  # the code changed
+    assert comparison.compare(["adabn"], session).reused == 0
+    stages.run_adaptation(session, "paper")
+    assert "reused adaptation" not in capsys.readouterr().out   # the stages retrained by compare are reused
+    assert len(list((tmp_path / TINY.name / "adapt").glob("paper-seed0-*.state.pt"))) == 2
