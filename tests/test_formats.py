@@ -417,3 +417,33 @@ def test_read_region_reads_a_hyperslab(tmp_path):
         with open_volume(spec) as vol:
             np.testing.assert_array_equal(vol.read_region(*region), STACK[region])
             np.testing.assert_array_equal(vol.read_region(slice(None, None, -2)), STACK[::-2])
+
+
+def test_a_refused_write_of_any_file_is_one_write_error_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    from emseg_tutorial.models import UNet2d
+    from emseg_tutorial.store import WriteError, atomic_write, save_checkpoint
+
+    target = tmp_path / "note.txt"
+    target.write_text("old")
+
+    def full(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(WriteError, match=r"note\.txt: could not be written \(No space left on device\); any file"):
+        atomic_write(target, full)
+    assert target.read_text() == "old"
+    model = tmp_path / "m.pt"
+    save_checkpoint(model, UNet2d(out_channels=2, depth=1, base_width=2))
+    before = model.read_bytes()
+
+    def failing_save(obj, f):
+        raise RuntimeError("[enforce fail at inline_container.cc] . unexpected pos; PytorchStreamWriter failed writing file")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(WriteError, match=r"m\.pt: could not be written"):
+        save_checkpoint(model, UNet2d(out_channels=2, depth=1, base_width=2))
+    assert model.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "note.txt"]

@@ -235,3 +235,16 @@ def test_metrics_import_without_torch():
     code = "import emseg_tutorial.metrics, sys; assert 'torch' not in sys.modules, 'torch imported'"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT.parent, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_package_names_are_imported_when_first_used():
+    code = ("import sys, emseg_tutorial\n"
+            "assert 'emseg_tutorial.session' not in sys.modules and 'torch' not in sys.modules\n"
+            "assert 'load_checkpoint' in dir(emseg_tutorial)\n"
+            "from emseg_tutorial import load_checkpoint, setup\n"
+            "import emseg_tutorial.store, emseg_tutorial.session\n"
+            "assert load_checkpoint is emseg_tutorial.store.load_checkpoint and setup is emseg_tutorial.session.setup\n"
+            "try:\n    emseg_tutorial.no_such_name\nexcept AttributeError:\n    pass\n"
+            "else:\n    raise AssertionError('no AttributeError')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT.parent, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
