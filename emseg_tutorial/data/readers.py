@@ -26,13 +26,16 @@ open the spec, read every slice and check the result (:func:`emseg_tutorial._val
 Examples
 --------
 >>> import os, tempfile
->>> p = os.path.join(tempfile.mkdtemp(), "v.npy")
->>> np.save(p, np.arange(24, dtype=np.uint8).reshape(2, 3, 4))
->>> with open_volume(p) as v:
-...     v.method, v.shape, v.voxel_size, v.read(1, 2)[0, 0].tolist()
-('memmap', (2, 3, 4), None, [12, 13, 14, 15])
->>> read_image(p)[0].shape
-(2, 3, 4)
+>>> folder = tempfile.mkdtemp()
+>>> np.save(os.path.join(folder, "img.npy"), np.zeros((2, 3, 4), np.float32))
+>>> np.save(os.path.join(folder, "lab.npy"), np.ones((2, 3, 4), np.uint8))
+>>> vol = read_volume(os.path.join(folder, "img.npy"), os.path.join(folder, "lab.npy"))
+>>> vol.shape, vol.labels.dtype, vol.name
+((2, 3, 4), dtype('uint8'), 'img.npy')
+>>> read_labels(os.path.join(folder, "img.npy"))  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+emseg_tutorial.data.errors.VolumeError: .../img.npy: every pixel is 0 (unlabelled); nothing to train or evaluate on
 """
 
 from __future__ import annotations
