@@ -9,8 +9,6 @@ The names below are imported when first used (PEP 562), so ``import emseg_tutori
 (pure functions on arrays) does not load PyTorch.
 """
 
-from importlib import import_module
-
 __version__ = "0.2.0"
 
 #: Public name -> the module that defines it.
@@ -21,6 +19,8 @@ __all__ = ["setup", "Session", "get_preset", "load_checkpoint", "__version__"]
 
 def __getattr__(name: str):
     if name in _LAZY:
+        from importlib import import_module
+
         value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value  # the next lookup finds it directly
         return value
