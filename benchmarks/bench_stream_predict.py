@@ -6,7 +6,7 @@ Usage::
                                               [--depth D] [--width W] [--folder DIR] [--keep]
 
 1. A made-up ``Z x Y x X`` uint8 tif (default 200 x 2048 x 2048, 800 MiB) is written slice by
-   slice with :func:`emseg_tutorial.data.formats.open_writers` (never held in memory): smooth
+   slice with :func:`emseg_tutorial.data.writers.open_writers` (never held in memory): smooth
    noise, a low-resolution random field interpolated in x, y and z plus fine grain.
 2. A small untrained :class:`~emseg_tutorial.models.UNet2d` (depth 2, width 4 by default)
    segments it through :func:`emseg_tutorial.predict.stream.predict_file`, the path of
@@ -41,7 +41,7 @@ from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emseg_tutorial.data.formats import open_writers  # noqa: E402
+from emseg_tutorial.data.writers import open_writers  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -83,7 +83,8 @@ def worker(args) -> None:
     """One measured prediction; prints a JSON line."""
     import torch
 
-    from emseg_tutorial.data.formats import read_image, write_volume
+    from emseg_tutorial.data.readers import read_image
+    from emseg_tutorial.data.writers import write_volume
     from emseg_tutorial.predict import predict_probabilities, probabilities_to_codes
     from emseg_tutorial.predict import predict_file
 

@@ -4,10 +4,28 @@ The library behind the emseg-tutorial Jupyter Book, which reproduces Roy & Chakr
 "Semantic segmentation of highly class imbalanced fully labelled 3D volumetric biomedical
 images and unsupervised domain adaptation of the pre-trained segmentation network to segment
 another fully unlabelled biomedical 3D image stack".
+
+The names below are imported when first used (PEP 562), so ``import emseg_tutorial.metrics``
+(pure functions on arrays) does not load PyTorch.
 """
 
-from .presets import get_preset
-from .session import Session, setup
-
 __version__ = "0.2.0"
-__all__ = ["setup", "Session", "get_preset", "__version__"]
+
+#: Public name -> the module that defines it.
+_LAZY = {"setup": "session", "Session": "session", "get_preset": "presets", "load_checkpoint": "store"}
+
+__all__ = ["setup", "Session", "get_preset", "load_checkpoint", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # the next lookup finds it directly
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

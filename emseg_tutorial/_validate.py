@@ -1,4 +1,5 @@
-"""Input checks shared by the pure core (labels, weights, metrics) and the data readers.
+"""Input checks shared by the pure core (labels, weights, metrics), the data readers, the trainers,
+the samplers and the predictors.
 
 Every check raises :class:`InputError` (a ``ValueError``) whose message starts with the name of
 the argument or file and says what was expected and what arrived. Checks run once, where data
@@ -69,3 +70,39 @@ def check_number(value, name: str, *, minimum: float = 0.0, strict: bool = True)
         bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
         raise InputError(f"{name} must be a finite number {bound}, got {value!r}")
     return value
+
+
+def check_image(data: npt.ArrayLike, name: str = "image") -> np.ndarray:
+    """``data`` as a ``(Z, Y, X)`` image after checking it: 2D or 3D, not empty, real numbers, no
+    NaN or infinity. A 2D image becomes ``(1, Y, X)``.
+
+    The image check of the trainers, samplers, predictors and readers (the readers turn its
+    :class:`InputError` into a :class:`~emseg_tutorial.data.errors.VolumeError` naming the file).
+
+    Examples
+    --------
+    >>> check_image(np.zeros((4, 5))).shape
+    (1, 4, 5)
+    >>> check_image(np.array([[np.nan]]), "img.tif")
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial._validate.InputError: img.tif: 1 values are NaN or infinite
+    """
+    data = check_volume_array(data, name)
+    check_real_dtype(data, name)
+    check_finite(data, name)
+    return data[None] if data.ndim == 2 else data
+
+
+def check_pair(image: np.ndarray, labels: np.ndarray, image_name: str = "image",
+               labels_name: str = "labels") -> None:
+    """Raise :class:`InputError` unless ``image`` and ``labels`` have the same shape (names both).
+
+    Examples
+    --------
+    >>> check_pair(np.zeros((1, 2, 2)), np.zeros((1, 2, 3)), "img.tif", "lab.tif")
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial._validate.InputError: lab.tif: shape (1, 2, 3) does not match img.tif's shape (1, 2, 2) (they must have the same shape)
+    """
+    check_same_shape(image, labels, image_name, labels_name)

@@ -2,8 +2,8 @@
 
 Each command is a pair of functions registered in :data:`COMMANDS`: one adds its arguments
 to a sub-parser, one runs it. Every command checks its outputs first
-(:func:`~emseg_tutorial.data.formats.check_outputs`, or
-:func:`~emseg_tutorial.data.formats.check_output_folder` for ``train``/``adapt``), before
+(:func:`~emseg_tutorial.data.outputs.check_outputs`, or
+:func:`~emseg_tutorial.data.outputs.check_output_folder` for ``train``/``adapt``), before
 reading, training or predicting. Bad arguments or input exit with status 2 and one line on
 stderr that names the argument or file and the problem; success exits 0.
 """
@@ -21,8 +21,10 @@ import numpy as np
 from .adapt import ALL_METHODS, METHODS, run_method
 from .adapt.state import load_adaptation_state
 from .data.errors import VolumeError
-from .data.formats import (check_output_folder, check_outputs, check_pair, open_volume, read_image, read_labels,
-                           read_volume, write_volume, write_volumes)
+from ._validate import check_pair
+from .data.outputs import check_output_folder, check_outputs
+from .data.readers import open_volume, read_image, read_labels, read_volume
+from .data.writers import write_volume, write_volumes
 from .data.histmatch import match_to_source
 from .data.sources import DataSourceError
 from .data.synthetic import DOMAINS, make_volume
@@ -35,7 +37,8 @@ from .paper.stages import adapt_config, train_config
 from .predict import predict_file
 from .presets import PRESETS
 from .session import Session, from_env
-from .train import load_checkpoint, load_training_state, save_checkpoint, save_json, train_supervised
+from .store import load_checkpoint, load_training_state, save_checkpoint, save_json
+from .train import train_supervised
 from .train.supervised import LOSSES
 from .weights import parse_weight_scheme
 

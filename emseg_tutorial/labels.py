@@ -82,6 +82,26 @@ def check_codes(labels: npt.ArrayLike, name: str = "labels", *, max_code: int = 
     return labels.astype(np.uint8, copy=False)
 
 
+def check_labels(data: npt.ArrayLike, name: str = "labels", max_code: int = MAX_CODE) -> np.ndarray:
+    """``data`` as ``(Z, Y, X)`` uint8 label codes after :func:`check_codes`; a 2D array becomes ``(1, Y, X)``.
+
+    The label check of the trainers, the adaptation loop and the readers (which turn its
+    :class:`~emseg_tutorial._validate.InputError` into a :class:`~emseg_tutorial.data.errors.VolumeError`
+    naming the file).
+
+    Examples
+    --------
+    >>> check_labels(np.array([[0, 1], [2, 4]])).shape
+    (1, 2, 2)
+    >>> check_labels(np.array([[5]]))
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial._validate.InputError: labels: codes must be 0-4 (0 unlabelled, 1 boundary, 2 cytoplasm, 3 mitochondria, 4 glia); found 5
+    """
+    codes = check_codes(data, name, max_code=max_code)
+    return codes[None] if codes.ndim == 2 else codes
+
+
 def class_names(task: str) -> dict[int, str]:
     """Return ``{code: name}`` for ``task`` (``"multiclass"`` or ``"boundary"``)."""
     if task == "multiclass":

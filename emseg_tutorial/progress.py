@@ -6,10 +6,15 @@ caller asks (``enabled=False``: the command line's ``--quiet``, or a session who
 ``make test`` so the rendered book and CI logs carry no half-drawn bars), and, for text bars,
 when the output is not a terminal.
 
+:func:`note` prints the one line that says a cached result was reused (or a run continued)
+and from where, under the same switch.
+
 Examples
 --------
 >>> sum(progress(range(3), desc="demo", enabled=False))
 3
+>>> note("reused m1 (seed 0) from runs/ci/m1-seed0.pt")
+reused m1 (seed 0) from runs/ci/m1-seed0.pt
 """
 
 from __future__ import annotations
@@ -26,3 +31,9 @@ def progress(iterable: Iterable[T], *, desc: str, enabled: bool = True, **kwargs
     if not enabled:
         return tqdm(iterable, desc=desc, disable=True, **kwargs)
     return tqdm(iterable, desc=desc, mininterval=2.0, disable=None, **kwargs)
+
+
+def note(line: str, *, enabled: bool = True) -> None:
+    """Print one line (what was reused or continued, and from where) unless notes are off."""
+    if enabled:
+        print(line, flush=True)

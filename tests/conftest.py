@@ -60,3 +60,21 @@ def ci_adapt_config(ci_session):
         return adapt_config(ci_session, method, **fields)
 
     return build
+
+
+@pytest.fixture
+def edit_source(monkeypatch):
+    """``edit_source("emseg_tutorial.losses")``: from then on the package-source hash answers as if
+    that module had been edited (every hash covering it changes, the others stay)."""
+    from emseg_tutorial import _source
+
+    real = _source.source_hash
+
+    def edit(module: str) -> None:
+        def edited(modules=None):
+            touched = modules is None or module == modules or module.startswith(modules + ".")
+            return "eeeeee" + real(modules)[6:] if touched else real(modules)
+
+        monkeypatch.setattr(_source, "source_hash", edited)
+
+    return edit

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from emseg_tutorial.cli import main
-from emseg_tutorial.data.formats import write_volume
+from emseg_tutorial.data.writers import write_volume
 from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.models import PatchDiscriminator, UNet2d, build
 from emseg_tutorial.adapt import steps as adapt_module
 from emseg_tutorial.adapt import adapt, one_hot
-from emseg_tutorial.train import load_checkpoint, save_checkpoint
+from emseg_tutorial.store import load_checkpoint, save_checkpoint
 
 TINY = dict(epochs=2, steps_per_epoch=2, batch_size=2, patch=32, discriminator={"width": 4, "depth": 2})
 

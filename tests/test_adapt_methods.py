@@ -259,8 +259,8 @@ def test_rank_normalize_equalises_histograms():
 
 @pytest.fixture()
 def cli_files(volumes, tmp_path, monkeypatch):
-    from emseg_tutorial.data.formats import write_volume
-    from emseg_tutorial.train import save_checkpoint
+    from emseg_tutorial.data.writers import write_volume
+    from emseg_tutorial.store import save_checkpoint
 
     monkeypatch.setenv("EMSEG_PRESET", "ci")
     src, tgt = volumes
@@ -275,8 +275,8 @@ def test_cli_adapt_every_method(cli_files, method, capsys):
     import json
 
     from emseg_tutorial.cli import main
-    from emseg_tutorial.data.formats import read_image
-    from emseg_tutorial.train import load_checkpoint
+    from emseg_tutorial.data.readers import read_image
+    from emseg_tutorial.store import load_checkpoint
 
     p = cli_files
     args = ["adapt", "--model", f"{p}/m3.pt", "--source-labels", f"{p}/sl.tif", "--source-image", f"{p}/s.tif",

@@ -9,7 +9,7 @@ from emseg_tutorial.adapt import loop
 from emseg_tutorial.paper import comparison, runs as saved, stages
 from emseg_tutorial.presets import ComparisonSize, get_preset
 from emseg_tutorial.session import from_env
-from emseg_tutorial.train.checkpoint import plain_data
+from emseg_tutorial.store import plain_data
 
 TINY = dataclasses.replace(
     get_preset("ci"), source_shape=(6, 48, 48), target_shape=(4, 48, 48),
@@ -120,3 +120,24 @@ def test_a_changed_setting_is_another_unit_and_a_broken_record_is_rerun(tmp_path
     assert comparison.compare(["adabn"], session).reused == 1
     longer = dataclasses.replace(TINY, comparison=dataclasses.replace(TINY.comparison, report_stride=1))
     assert comparison.compare(["adabn"], session.replace(preset=longer)).reused == 0
+
+
+def test_reused_adaptations_say_so_and_edited_source_runs_them_again(tmp_path, edit_source, capsys):
+    session = _session(tmp_path).replace(progress=True)
+    stages.run_adaptation(session, "paper")
+    comparison.compare(["adabn"], session)
+    capsys.readouterr()
+    stages.run_adaptation(session, "paper")
+    comparison.compare(["adabn"], session)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("reused")]
+    state, = (tmp_path / TINY.name / "adapt").glob("paper-seed0-*.state.pt")
+    record, = (tmp_path / TINY.name / "adapt").glob("adabn-*.run.pt")
+    assert f"reused adaptation paper (seed 0) from {state}" in lines
+    assert f"reused adabn from {record}" in lines
+    assert "reused m3 (seed 0) from " + str(tmp_path / TINY.name / "m3-seed0.pt") in lines
+
+    edit_source("emseg_tutorial.losses")
+    assert comparison.compare(["adabn"], session).reused == 0
+    stages.run_adaptation(session, "paper")
+    assert "reused adaptation" not in capsys.readouterr().out   # the stages retrained by compare are reused
+    assert len(list((tmp_path / TINY.name / "adapt").glob("paper-seed0-*.state.pt"))) == 2

@@ -24,13 +24,14 @@ import torch
 from emseg_tutorial import cli
 from emseg_tutorial.cli import main
 from emseg_tutorial.data.errors import DownloadError, VolumeError
-from emseg_tutorial.data.formats import (check_outputs, open_volume, open_writers, read_image, read_labels,
-                                         read_volume, write_volume)
+from emseg_tutorial.data.outputs import check_outputs
+from emseg_tutorial.data.readers import open_volume, read_image, read_labels, read_volume
+from emseg_tutorial.data.writers import open_writers, write_volume
 from emseg_tutorial.data.registry import cache_path, fetch
 from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.models import UNet2d
 from emseg_tutorial.predict import predict_file, predict_probabilities
-from emseg_tutorial.train import load_checkpoint, save_checkpoint
+from emseg_tutorial.store import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from emseg_tutorial.cli import main
-from emseg_tutorial.data.formats import read_volume
+from emseg_tutorial.data.readers import read_volume
 
 
 def test_synth_end_to_end(tmp_path):

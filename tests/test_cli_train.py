@@ -8,9 +8,10 @@ import tifffile
 import torch
 
 from emseg_tutorial.cli import main
-from emseg_tutorial.data.formats import read_labels, write_volume
+from emseg_tutorial.data.readers import read_labels
+from emseg_tutorial.data.writers import write_volume
 from emseg_tutorial.models import UNet2d
-from emseg_tutorial.train import load_checkpoint
+from emseg_tutorial.store import load_checkpoint
 
 SCORE_KEYS = {"jaccard", "mean_jaccard", "boundary_jaccard", "boundary_f1", "adapted_rand_error", "voi_split",
               "voi_merge"}

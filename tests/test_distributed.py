@@ -12,11 +12,12 @@ pytest.importorskip("distributed")
 zarr = pytest.importorskip("zarr")
 
 from emseg_tutorial.cli import main  # noqa: E402
-from emseg_tutorial.data.formats import read_image, read_labels, write_volume  # noqa: E402
+from emseg_tutorial.data.readers import read_image, read_labels  # noqa: E402
+from emseg_tutorial.data.writers import write_volume
 from emseg_tutorial.models import UNet2d  # noqa: E402
 from emseg_tutorial.predict import predict_file  # noqa: E402
 from emseg_tutorial.predict.distributed import parse_cluster, predict_distributed  # noqa: E402
-from emseg_tutorial.train import save_checkpoint  # noqa: E402
+from emseg_tutorial.store import save_checkpoint  # noqa: E402
 
 VOXEL = (30.0, 6.0, 6.0)
 

@@ -15,7 +15,7 @@ from emseg_tutorial.data.normalize import Normalizer  # noqa: E402
 from emseg_tutorial.models import PatchDiscriminator, UNet2d  # noqa: E402
 from emseg_tutorial.predict import predict_probabilities  # noqa: E402
 from emseg_tutorial.predict.export import ProbabilityUNet, export_bioimageio, validate_package  # noqa: E402
-from emseg_tutorial.train import save_checkpoint  # noqa: E402
+from emseg_tutorial.store import save_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")

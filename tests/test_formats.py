@@ -1,4 +1,4 @@
-"""Volume files (data/formats.py): in-memory round trips in every format, lazy reading and
+"""Volume files (data/specs, readers, tiff, outputs, writers): in-memory round trips in every format, lazy reading and
 slice-by-slice writing, one stored dtype for every writer, and a clear error for every bad input."""
 
 import os
@@ -10,9 +10,11 @@ import tifffile
 
 from emseg_tutorial import labels as label_codes
 from emseg_tutorial._validate import InputError
-from emseg_tutorial.data.formats import (ArrayVolume, VolumeError, check_labels, open_volume, open_writers,
-                                         read_image, read_labels, read_volume, split_spec, storage_dtype,
-                                         write_volume)
+from emseg_tutorial.data.errors import VolumeError
+from emseg_tutorial.data.readers import ArrayVolume, open_volume, read_image, read_labels, read_volume
+from emseg_tutorial.data.specs import split_spec
+from emseg_tutorial.data.writers import open_writers, storage_dtype, write_volume
+from emseg_tutorial.labels import check_labels
 
 RNG = np.random.default_rng(0)
 IMAGE = RNG.integers(0, 255, (3, 20, 24), dtype=np.uint8)
@@ -394,7 +396,7 @@ def test_every_label_reader_agrees_with_check_codes(tmp_path, case):
         with pytest.raises(VolumeError) as info:
             read_labels(path)
         assert "lab.npy" in str(info.value) and len(str(info.value).splitlines()) == 1
-        with pytest.raises(VolumeError):
+        with pytest.raises(InputError):
             check_labels(array, "labels")
     else:
         got = read_labels(path)
@@ -415,3 +417,33 @@ def test_read_region_reads_a_hyperslab(tmp_path):
         with open_volume(spec) as vol:
             np.testing.assert_array_equal(vol.read_region(*region), STACK[region])
             np.testing.assert_array_equal(vol.read_region(slice(None, None, -2)), STACK[::-2])
+
+
+def test_a_refused_write_of_any_file_is_one_write_error_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    from emseg_tutorial.models import UNet2d
+    from emseg_tutorial.store import WriteError, atomic_write, save_checkpoint
+
+    target = tmp_path / "note.txt"
+    target.write_text("old")
+
+    def full(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(WriteError, match=r"note\.txt: could not be written \(No space left on device\); any file"):
+        atomic_write(target, full)
+    assert target.read_text() == "old"
+    model = tmp_path / "m.pt"
+    save_checkpoint(model, UNet2d(out_channels=2, depth=1, base_width=2))
+    before = model.read_bytes()
+
+    def failing_save(obj, f):
+        raise RuntimeError("[enforce fail at inline_container.cc] . unexpected pos; PytorchStreamWriter failed writing file")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(WriteError, match=r"m\.pt: could not be written"):
+        save_checkpoint(model, UNet2d(out_channels=2, depth=1, base_width=2))
+    assert model.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "note.txt"]

@@ -20,7 +20,8 @@ from emseg_tutorial.adapt.diagnostics import (boundary_snapshot, epoch_report, s
                                               target_diagnostics)
 from emseg_tutorial.cli import main
 from emseg_tutorial.data.device_patches import DevicePatchSampler
-from emseg_tutorial.data.formats import ArrayVolume, write_volume
+from emseg_tutorial.data.readers import ArrayVolume
+from emseg_tutorial.data.writers import write_volume
 from emseg_tutorial.data.normalize import Normalizer, normalizer_of, streaming_stats
 from emseg_tutorial.data.patches import PatchSampler
 from emseg_tutorial.data.synthetic import make_volume
@@ -30,7 +31,8 @@ from emseg_tutorial.models import UNet2d
 from emseg_tutorial.paper import pixel_scores, score
 from emseg_tutorial.predict import predict_file, predict_labels, predict_probabilities
 from emseg_tutorial.presets import PRESETS
-from emseg_tutorial.train import TrainConfig, save_checkpoint, split_slices, train_supervised
+from emseg_tutorial.store import save_checkpoint
+from emseg_tutorial.train import TrainConfig, split_slices, train_supervised
 
 CPU = torch.device("cpu")
 

@@ -9,12 +9,14 @@ import tifffile
 import torch
 
 from emseg_tutorial.cli import main
-from emseg_tutorial.data.formats import ArrayVolume, SliceWriter, VolumeError, read_image, read_labels, write_volume
+from emseg_tutorial.data.errors import VolumeError
+from emseg_tutorial.data.readers import ArrayVolume, read_image, read_labels
+from emseg_tutorial.data.writers import SliceWriter, write_volume
 from emseg_tutorial.data.normalize import Normalizer, intensity_limits, streaming_stats, to_unit_range, volume_stats
 from emseg_tutorial.models import UNet2d
 from emseg_tutorial.predict import predict_probabilities
 from emseg_tutorial.predict import predict_file
-from emseg_tutorial.train import save_checkpoint
+from emseg_tutorial.store import save_checkpoint
 
 RNG = np.random.default_rng(0)
 

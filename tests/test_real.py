@@ -13,7 +13,8 @@ import tifffile
 from skimage.segmentation import find_boundaries
 
 from emseg_tutorial.data import registry
-from emseg_tutorial.data.formats import VolumeError, write_volume
+from emseg_tutorial.data.errors import VolumeError
+from emseg_tutorial.data.writers import write_volume
 from emseg_tutorial.data.real import (crop_region, isbi_codes, load_fibsem, load_isbi, load_lucchi, load_snemi,
                                       load_vnc, lucchi_codes, neuron_ids_to_codes, split_range, vnc_codes,
                                       vnc_codes_from_layers)

@@ -7,11 +7,12 @@ import torch
 
 from emseg_tutorial.cli import main
 from emseg_tutorial.data import device_patches
-from emseg_tutorial.data.formats import write_volume
+from emseg_tutorial.data.writers import write_volume
 from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.paper.stages import train_config
 from emseg_tutorial.presets import get_preset
-from emseg_tutorial.train import load_checkpoint, load_training_state, train_supervised
+from emseg_tutorial.store import load_checkpoint, load_training_state
+from emseg_tutorial.train import train_supervised
 
 TINY = {"depth": 2, "base_width": 4, "norm": "batch"}
 
@@ -124,7 +125,7 @@ def test_adaptation_resumed_after_an_epoch_equals_an_uninterrupted_run(tmp_path,
 
 def test_cli_adapt_resume(tmp_path, monkeypatch, capsys):
     from emseg_tutorial.models import UNet2d
-    from emseg_tutorial.train import save_checkpoint
+    from emseg_tutorial.store import save_checkpoint
 
     monkeypatch.setenv("EMSEG_PRESET", "ci")
     src, tgt = make_volume("fibsem", (6, 48, 48), seed=0), make_volume("snemi", (4, 48, 48), seed=1)

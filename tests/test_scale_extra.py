@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from emseg_tutorial.cli import main
-from emseg_tutorial.data.formats import VolumeError, open_volume, write_volume
+from emseg_tutorial.data.errors import VolumeError
+from emseg_tutorial.data.readers import open_volume
+from emseg_tutorial.data.writers import write_volume
 
 
 @pytest.fixture
@@ -22,7 +24,7 @@ def test_each_feature_names_the_extra(no_scale_extra, tmp_path, capsys):
     with pytest.raises(VolumeError, match=r"emseg-tutorial\[scale\]"):
         write_volume(tmp_path / "w.zarr", np.zeros((1, 4, 4), np.uint8))
     from emseg_tutorial.models import UNet2d
-    from emseg_tutorial.train import save_checkpoint
+    from emseg_tutorial.store import save_checkpoint
 
     save_checkpoint(tmp_path / "m.pt", UNet2d(out_channels=2, depth=2, base_width=4))
     write_volume(tmp_path / "img.npy", np.zeros((1, 16, 16), np.uint8))

@@ -15,8 +15,8 @@ from emseg_tutorial.data.volume import Volume
 from emseg_tutorial.models import UNet2d
 from emseg_tutorial.presets import get_preset
 from emseg_tutorial.paper.stages import budget_steps, train_config as experiment_config
-from emseg_tutorial.train import (load_checkpoint, save_checkpoint, save_json,
-                                  split_slices, train_supervised)
+from emseg_tutorial.store import load_checkpoint, save_checkpoint, save_json
+from emseg_tutorial.train import split_slices, train_supervised
 from emseg_tutorial.train.supervised import _initial_model
 
 TINY_MODEL = {"depth": 2, "base_width": 4}
@@ -453,3 +453,26 @@ def test_a_named_jitter_is_part_of_the_config():
     assert m3.to_dict() != unlike.to_dict()  # so the two checkpoints and cache keys differ
     with pytest.raises(ValueError, match="jitter must be"):
         experiment_config(preset, task="boundary", weights="distance", jitter="sideways")
+
+
+def test_a_reused_stage_says_what_and_from_where(stage_env, capsys):
+    session, source, calls, runs = stage_env
+    session = session.replace(progress=True)
+    experiments.get_stage("m1", session, source=source)
+    assert calls == ["multiclass"] and "reused" not in capsys.readouterr().out
+    experiments.get_stage("m1", session, source=source)
+    assert calls == ["multiclass"]
+    assert capsys.readouterr().out == f"reused m1 (seed 0) from {runs / session.preset.name / 'm1-seed0.pt'}\n"
+
+
+def test_edited_source_retrains_the_stage(stage_env, edit_source, capsys):
+    session, source, calls, _ = stage_env
+    session = session.replace(progress=True)
+    first = experiments.get_stage("m1", session, source=source)
+    edit_source("emseg_tutorial.losses")
+    again = experiments.get_stage("m1", session, source=source)
+    assert calls == ["multiclass", "multiclass"]
+    assert again.history["fingerprint"]["source"] != first.history["fingerprint"]["source"]
+    assert "reused" not in capsys.readouterr().out
+    experiments.get_stage("m1", session, source=source)             # the retrained run is reused
+    assert calls == ["multiclass", "multiclass"] and "reused m1 (seed 0)" in capsys.readouterr().out

@@ -161,3 +161,36 @@ def test_a_cache_of_another_version_is_not_used(tmp_path, count_makes):
     np.savez(path, image=zeros, labels=zeros + 1, version=S.TWIN_VERSION - 1)
     vol = cached_twin("snemi", shape, 0, tmp_path)
     assert len(count_makes) == 1 and vol.image.any()
+
+
+# --------------------------------------------------------------------------- keyed by the twins' source
+
+
+def test_a_reused_twin_says_so_and_edited_twin_code_redraws_it(tmp_path, count_makes, capsys, edit_source):
+    settings = _Settings(tmp_path)
+    load_domain("snemi", settings, "test")
+    assert len(count_makes) == 1 and "reused" not in capsys.readouterr().out
+    load_domain("snemi", settings, "test")
+    path = twin_cache_path(tmp_path, "snemi", settings.preset.target_shape, settings.preset.seed + 1)
+    z, y, x = settings.preset.target_shape
+    assert capsys.readouterr().out == f"reused twin snemi {z}x{y}x{x} (seed {settings.preset.seed + 1}) from {path}\n"
+    assert len(count_makes) == 1
+
+    edit_source("emseg_tutorial.losses")
+    load_domain("snemi", settings, "test")
+    assert len(count_makes) == 1                      # the twins' own code is unchanged: reused
+    capsys.readouterr()
+    edit_source(sources.TWIN_MODULES + ".render")     # a module of the twins edited
+    load_domain("snemi", settings, "test")
+    assert len(count_makes) == 2 and capsys.readouterr().out == ""   # drawn again
+    assert str(np.load(path)["source"]) == sources.twin_source()   # the file now holds the new hash
+    load_domain("snemi", settings, "test")
+    assert len(count_makes) == 2
+
+
+def test_a_session_without_progress_reuses_quietly(tmp_path, count_makes, capsys):
+    settings = _Settings(tmp_path)
+    settings.progress = False
+    load_domain("fibsem", settings, "test")
+    load_domain("fibsem", settings, "test")
+    assert len(count_makes) == 1 and capsys.readouterr().out == ""

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from emseg_tutorial.data.formats import read_image, write_volume
+from emseg_tutorial.data.readers import read_image
+from emseg_tutorial.data.writers import write_volume
 from emseg_tutorial.data.units import to_nm
 
 VOXEL_NM = (30.0, 6.0, 6.0)

@@ -9,12 +9,14 @@ import torch
 zarr = pytest.importorskip("zarr")
 
 from emseg_tutorial.cli import main  # noqa: E402
-from emseg_tutorial.data.formats import (VolumeError, check_output_spec, open_volume, open_writers,  # noqa: E402
-                                         read_image, read_labels, read_volume, write_volume)
+from emseg_tutorial.data.errors import VolumeError  # noqa: E402
+from emseg_tutorial.data.outputs import check_output_spec
+from emseg_tutorial.data.readers import open_volume, read_image, read_labels, read_volume
+from emseg_tutorial.data.writers import open_writers, write_volume
 from emseg_tutorial.data.zarr_format import DONE_FOLDER, STATE_KEY  # noqa: E402
 from emseg_tutorial.models import UNet2d  # noqa: E402
 from emseg_tutorial.predict import predict_file, predict_probabilities  # noqa: E402
-from emseg_tutorial.train import save_checkpoint  # noqa: E402
+from emseg_tutorial.store import save_checkpoint  # noqa: E402
 
 RNG = np.random.default_rng(0)
 VOXEL = (30.0, 6.0, 6.0)

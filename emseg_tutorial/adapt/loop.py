@@ -57,8 +57,9 @@ import numpy as np
 import torch
 
 from ..data.augment import Jitter
-from ..data.formats import check_image, check_labels
+from .._validate import check_image
 from ..data.normalize import Normalizer
+from ..labels import check_labels
 from .._validate import InputError
 from ..data.device_patches import DevicePatchSampler, make_sampler
 from ..data.volume import Volume

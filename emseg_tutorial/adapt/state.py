@@ -5,7 +5,7 @@ and the mean teacher, both optimisers and gradient scalers, every random stream,
 and the snapshots) atomically; a run given that state continues with the next epoch, and gives
 the same result as a run that was never interrupted (bit for bit on the CPU). It loads with
 ``torch.load(..., weights_only=True)``, and it is also a checkpoint of the adapted U-Net
-(:func:`emseg_tutorial.train.load_checkpoint` reads it, e.g. to predict with a run cut short).
+(:func:`emseg_tutorial.store.load_checkpoint` reads it, e.g. to predict with a run cut short).
 
 Examples
 --------
@@ -23,9 +23,8 @@ import os
 import numpy as np
 import torch
 
-from ..data.formats import atomic_write
 from ..models import arch_of
-from ..train.checkpoint import check_resumable, load_state, plain_data
+from ..store import atomic_write, check_resumable, load_state, plain_data
 from .steps import StepContext
 
 KIND = "adaptation-state"

@@ -1,7 +1,8 @@
 """Volumes: synthetic twins, volume files, normalisation, public datasets and the data-source switch."""
 
 from .errors import ChecksumError, DataSourceError, DownloadError, VolumeError
-from .formats import open_volume, open_writers, read_image, read_labels, read_volume, write_volume
+from .readers import open_volume, read_image, read_labels, read_volume
+from .writers import open_writers, write_volume
 from .normalize import Normalizer
 from .registry import DATASETS, fetch
 from .sources import describe_source, load_domain, load_pair

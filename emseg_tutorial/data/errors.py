@@ -7,7 +7,7 @@
   ``RuntimeError``), with :class:`DownloadError` (a dataset file is neither cached nor
   downloadable) and :class:`ChecksumError` (a file has the wrong SHA256) below it.
 
-Readers (:mod:`.formats`), the registry, the real-data loaders and the source switch all raise
+Readers (:mod:`.readers`), writers (:mod:`.writers`), the registry, the real-data loaders and the source switch all raise
 these, so none of them has to import another to name an error.
 
 Examples
@@ -18,9 +18,12 @@ Examples
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 from .._validate import InputError
 
-__all__ = ["VolumeError", "DataSourceError", "DownloadError", "ChecksumError"]
+__all__ = ["VolumeError", "DataSourceError", "DownloadError", "ChecksumError", "as_volume_error"]
 
 
 class VolumeError(InputError):
@@ -40,3 +43,26 @@ class DownloadError(DataSourceError):
 
 class ChecksumError(DownloadError):
     """A dataset file does not have the SHA256 checksum the registry expects (it was deleted)."""
+
+
+@contextmanager
+def as_volume_error() -> Iterator[None]:
+    """Turn the :class:`~emseg_tutorial._validate.InputError` of a shared check into a VolumeError.
+
+    The readers run the core's array checks inside it, so a bad file is a VolumeError whose
+    message starts with the file.
+
+    Examples
+    --------
+    >>> with as_volume_error():
+    ...     raise InputError("img.tif: is empty")
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial.data.errors.VolumeError: img.tif: is empty
+    """
+    try:
+        yield
+    except VolumeError:
+        raise
+    except InputError as err:
+        raise VolumeError(str(err)) from None

@@ -14,7 +14,7 @@ and clipped, robust to a few hot pixels) and ``mean``, ``std`` are those of the 
 numbers (the percentile limits, or None for uint8, the mean and the standard deviation):
 
 * :meth:`Normalizer.from_volume` computes them from an array in memory;
-* :func:`streaming_stats` computes them from a :class:`~.formats.LazyVolume` one slice at a
+* :func:`streaming_stats` computes them from a :class:`~.readers.LazyVolume` one slice at a
   time (:func:`intensity_limits` from a bounded sample, then mean and variance merged slice by
   slice in float64), the same numbers to float rounding;
 * :meth:`Normalizer.unit` scales a block to [0, 1], calling the normaliser standardises it,
@@ -44,7 +44,7 @@ from ..progress import progress as progress_bar
 from .errors import VolumeError
 
 # The streaming functions read any LazyVolume (``shape``, ``dtype``, ``name``, ``read(z0, z1)``,
-# :mod:`.formats`); it is named in annotations only, not imported: the formats module builds
+# :mod:`.readers`); it is named in annotations only, not imported: the readers build
 # Volumes, and a Volume carries its Normalizer (:mod:`.volume`).
 
 #: Most voxels the percentile pass keeps in memory (16 Mi voxels: 16 MB for uint8 input).
@@ -227,7 +227,7 @@ def intensity_limits(volume: LazyVolume, sample_budget: int = SAMPLE_BUDGET,
 
     Examples
     --------
-    >>> from emseg_tutorial.data.formats import ArrayVolume
+    >>> from emseg_tutorial.data.readers import ArrayVolume
     >>> intensity_limits(ArrayVolume(np.arange(1000.0).reshape(10, 10, 10)))
     (4.995, 994.005)
     """
@@ -253,7 +253,7 @@ def streaming_stats(volume: LazyVolume, sample_budget: int = SAMPLE_BUDGET, prog
 
     Examples
     --------
-    >>> from emseg_tutorial.data.formats import ArrayVolume
+    >>> from emseg_tutorial.data.readers import ArrayVolume
     >>> img = np.random.default_rng(0).normal(100, 20, (4, 16, 16))
     >>> norm = streaming_stats(ArrayVolume(img))
     >>> np.allclose(norm.stats, Normalizer.from_volume(img).stats)
@@ -272,7 +272,7 @@ def slab_moments(volume: LazyVolume, z0: int, z1: int, limits: tuple[float, floa
 
     Examples
     --------
-    >>> from emseg_tutorial.data.formats import ArrayVolume
+    >>> from emseg_tutorial.data.readers import ArrayVolume
     >>> slab_moments(ArrayVolume(np.array([[[0, 255]], [[255, 255]]], np.uint8)), 0, 2, None)
     [(2, 0.5, 0.5), (2, 1.0, 0.0)]
     """

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from .formats import check_image
+from .._validate import check_image
 from .normalize import Normalizer, normalizer_of
 
 

@@ -40,7 +40,8 @@ from skimage.segmentation import find_boundaries
 from ..labels import BOUNDARY, CYTOPLASM, GLIA, MITOCHONDRIA, UNLABELLED
 from ..presets import Preset
 from .errors import VolumeError
-from .formats import natural_key, open_dataset, read_volume
+from .readers import open_dataset, read_volume
+from .specs import natural_key
 from .registry import DATASETS, fetch
 from .volume import Volume
 
@@ -296,13 +297,13 @@ def load_fibsem(image: str | os.PathLike, labels: str | os.PathLike | None = Non
 
     The labels must already hold this project's codes (0 unlabelled, 1 boundary, 2 cytoplasm,
     3 mitochondria, 4 glia) and match the image's shape; every check is
-    :func:`~emseg_tutorial.data.formats.read_volume`'s and raises a
+    :func:`~emseg_tutorial.data.readers.read_volume`'s and raises a
     :class:`~emseg_tutorial.data.errors.VolumeError` naming the file.
 
     Examples
     --------
     >>> import os, tempfile
-    >>> from emseg_tutorial.data.formats import write_volume
+    >>> from emseg_tutorial.data.writers import write_volume
     >>> d = tempfile.mkdtemp()
     >>> write_volume(os.path.join(d, "img.tif"), np.zeros((2, 8, 8), np.uint8), (10.0, 10.0, 10.0))
     >>> write_volume(os.path.join(d, "lab.tif"), np.full((2, 8, 8), 2, np.uint8))

@@ -9,8 +9,10 @@ synthetic twins) and read no environment variable themselves.
 preset: the *train* split uses ``preset.seed`` and the *test* split ``preset.seed + 1``, a
 volume no training step ever sees. With a session, the twins are kept in its runs folder
 (:func:`twin_cache_path`, keyed on domain, shape, seed and
-:data:`~.synthetic.TWIN_VERSION`), so later chapters and runs load them instead of drawing
-them again. ``real`` uses downloaded, checksummed datasets
+:data:`~.synthetic.TWIN_VERSION`; the file also holds the hash of the twins' own source,
+:func:`twin_source`, and one drawn by other code is drawn again), so later chapters and runs
+load them instead of drawing them again, saying so in one line when the session's
+``progress`` is on. ``real`` uses downloaded, checksummed datasets
 (:mod:`.registry`, :mod:`.real`): the SNEMI3D train stack as target and, as source, your
 FIBSEM volume (``EMSEG_FIBSEM`` + ``EMSEG_FIBSEM_LABELS``) or the public 4-class VNC stack;
 there the first 75 % of the slices are the train split and the last 25 % the test split,
@@ -34,9 +36,11 @@ from typing import Protocol, Union
 
 import numpy as np
 
+from .. import _source
 from ..presets import Preset
+from ..progress import note
+from ..store import atomic_write
 from .errors import DataSourceError  # noqa: F401 (re-exported: the error load_domain raises)
-from .formats import atomic_write
 from .real import FIBSEM_ENV, fibsem_paths, load_real_domain
 from .registry import DATASETS, cache_dir
 from .synthetic import DOMAINS, TWIN_VERSION, domain_params, make_volume
@@ -105,7 +109,23 @@ def load_domain(domain: str, settings: Settings, split: str = "train") -> Volume
     runs = getattr(settings, "runs", None)
     if runs is None:  # a bare preset: nowhere to keep the volume
         return make_volume(domain, shape, seed=seed)
-    return cached_twin(domain, shape, seed, runs)
+    return cached_twin(domain, shape, seed, runs, progress=getattr(settings, "progress", True))
+
+
+#: The modules that draw the twins (a module or a package: every module under this name).
+TWIN_MODULES = f"{__package__}.synthetic"
+
+
+def twin_source() -> str:
+    """Hash of the twins' source (:data:`TWIN_MODULES`): a cached twin drawn by other code is drawn
+    again, while edits elsewhere in the package (``losses.py``, say) keep the cache.
+
+    Examples
+    --------
+    >>> len(twin_source())
+    12
+    """
+    return _source.source_hash(TWIN_MODULES)
 
 
 def twin_cache_path(runs: str | os.PathLike, domain: str, shape, seed: int,
@@ -127,32 +147,37 @@ def _read_twin(path: Path, domain: str, shape, seed: int) -> Volume | None:
         with np.load(path, allow_pickle=False) as f:
             image, labels = f["image"], f["labels"]
             version = int(f["version"])
+            source = str(f["source"]) if "source" in f.files else None
     except (OSError, KeyError, IndexError, ValueError, TypeError, AttributeError, EOFError,
             zipfile.BadZipFile):
         return None
-    if (version != TWIN_VERSION or image.shape != tuple(shape) or labels.shape != tuple(shape)
+    if (version != TWIN_VERSION or source != twin_source() or image.shape != tuple(shape) or labels.shape != tuple(shape)
             or image.dtype != np.uint8 or labels.dtype != np.uint8):
         return None
     return Volume(image=image, labels=labels, voxel_size=domain_params(domain).voxel_size,
                   name=f"synthetic-{domain}-seed{int(seed)}")
 
 
-def cached_twin(domain: str, shape, seed: int, runs: str | os.PathLike) -> Volume:
+def cached_twin(domain: str, shape, seed: int, runs: str | os.PathLike, *, progress: bool = True) -> Volume:
     """:func:`~.synthetic.make_volume` kept in ``runs``: loaded when cached, else made and saved.
 
     The file (:func:`twin_cache_path`) is written atomically; one that cannot be read, or holds
-    something else (another shape, version or dtype), is made again and replaced.
+    something else (another shape, version, dtype or twin source, :func:`twin_source`), is made
+    again and replaced. A twin read back says so in one line (when ``progress``).
     """
     path = twin_cache_path(runs, domain, shape, seed)
     if path.exists():
         vol = _read_twin(path, domain, shape, seed)
         if vol is not None:
+            z, y, x = vol.shape
+            note(f"reused twin {domain} {z}x{y}x{x} (seed {int(seed)}) from {path}", enabled=progress)
             return vol
     vol = make_volume(domain, shape, seed=seed)
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
-            np.savez(f, image=vol.image, labels=vol.labels, version=np.int64(TWIN_VERSION))
+            np.savez(f, image=vol.image, labels=vol.labels, version=np.int64(TWIN_VERSION),
+                     source=np.str_(twin_source()))
 
     atomic_write(path, write)
     return vol

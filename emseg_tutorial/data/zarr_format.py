@@ -1,9 +1,9 @@
-"""OME-Zarr and zarr volumes: the zarr side of :mod:`~emseg_tutorial.data.formats`.
+"""OME-Zarr and zarr volumes: the zarr side of the readers and writers (:mod:`.readers`, :mod:`.writers`).
 
 Specs: ``vol.zarr`` is an OME-Zarr image (a group whose ``multiscales`` metadata names its
 arrays; the first, full-resolution one is read) or a bare zarr array; ``vol.zarr:name`` is
-the image or array ``name`` inside the group ``vol.zarr``. :mod:`.formats` wraps the two
-classes here in its :class:`~.formats.LazyVolume` and :class:`~.formats.SliceWriter`, so
+the image or array ``name`` inside the group ``vol.zarr``. :mod:`.readers` and :mod:`.writers` wrap the two
+classes here in a :class:`~.readers.LazyVolume` and a :class:`~.writers.SliceWriter`, so
 every reader and writer of the library accepts zarr.
 
 **Reading** is lazy: a read of slices ``z0:z1`` decodes only their chunks. The voxel size

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nbformat
 
-from ..data.formats import atomic_write
+from ..store import atomic_write
 from .grade import grade_folder
 from .student import find_exercises, write_student_versions
 

@@ -2,7 +2,7 @@
 
 A checkpoint stores ``{"arch": model.arch, "model": model.init_kwargs, ...}``;
 :func:`build` turns that pair back into a freshly initialised network of the right class, so
-:func:`emseg_tutorial.train.load_checkpoint` reads the U-Nets *and* the discriminators the
+:func:`emseg_tutorial.store.load_checkpoint` reads the U-Nets *and* the discriminators the
 command line writes.
 
 Examples
@@ -83,7 +83,7 @@ def check_model(model: nn.Module, name: str | None = None, classes: Sequence[int
     model : torch.nn.Module
     name : str, optional
         How messages name it; default: the file it was loaded from
-        (:func:`~emseg_tutorial.train.load_checkpoint` notes it as ``model.checkpoint``), else "model".
+        (:func:`~emseg_tutorial.store.load_checkpoint` notes it as ``model.checkpoint``), else "model".
     classes : sequence of int, optional
         Allowed class counts.
 

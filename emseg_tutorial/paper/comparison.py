@@ -119,14 +119,15 @@ def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[in
             fingerprint = adaptation_fingerprint(name, {**kwargs, **overrides}, model=m3_stage.history["fingerprint"],
                                                  digests=digests, extra={"snapshot_slice": z})
             record = unit_path(session, name, seed, fingerprint, "run.pt")
-            run = load_run(record, fingerprint)
+            run = load_run(record, fingerprint, progress=progress)
             if run is not None:
                 reused += 1
             else:
                 state = unit_path(session, name, seed, fingerprint, "state.pt") if method in METHODS else None
+                resume = saved_state(state, f"{name} (seed {seed})", progress=progress) if state else None
                 run = run_method(name, m3, source, target.image, config_kwargs=kwargs, source_val=source_val,
                                  target_eval=target_eval, initial_report=initial, snapshot_slice=z,
-                                 progress=progress, checkpoint=state, resume=saved_state(state) if state else None)
+                                 progress=progress, checkpoint=state, resume=resume)
                 run.model = run.discriminator = None  # the tables need reports, not weights,
                 run.snapshots = run.snapshots[-1:]  # and the figure the last epoch's snapshot only
                 save_run(record, run, fingerprint)

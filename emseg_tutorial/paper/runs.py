@@ -3,8 +3,8 @@
 Chapter 5's run (:func:`.stages.run_adaptation`) and every (method, seed) run of chapter 6's
 comparison (:func:`.comparison.compare`) is one *unit*. Its **fingerprint**
 (:func:`adaptation_fingerprint`) holds what its result depends on: the method or variant, its
-settings (the device aside: the same run on any device), the library version, the source
-model's own fingerprint (M3's, from :func:`.stages.get_stage`) and a digest of every volume the
+settings (the device aside: the same run on any device), a hash of the package source
+(:func:`~emseg_tutorial._source.source_hash`), the source model's own fingerprint (M3's, from :func:`.stages.get_stage`) and a digest of every volume the
 run reads. A short hash of it names the unit's files, kept under ``<runs>/<preset>/adapt/``
 (:func:`unit_path`):
 
@@ -19,8 +19,8 @@ run reads. A short hash of it names the unit's files, kept under ``<runs>/<prese
     at the ``gpu`` preset every epoch's 1024 x 1024 snapshot would make 0.4 GB of records).
     It replaces the unit's state.
 
-Any change of settings, code version, data or source model gives another key, hence a fresh
-run; ``make book`` and ``make test`` start from an empty runs folder.
+Any change of settings, package source, data or source model gives another key, hence a fresh
+run; every reuse or continuation says so in one line (what, and the file it came from); ``make book`` and ``make test`` start from an empty runs folder.
 
 Examples
 --------
@@ -45,13 +45,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__
+from .. import _source
 from ..adapt.methods import MethodRun
 from ..adapt.state import load_adaptation_state
-from ..data.formats import atomic_write
 from ..data.volume import Volume
+from ..progress import note
 from ..session import Session
-from ..train.checkpoint import load_state, plain_data
+from ..store import atomic_write, load_state, plain_data
 
 RUN_KIND = "adaptation-run"
 
@@ -109,7 +109,7 @@ def adaptation_fingerprint(name: str, config: dict, *, model: object,
     extra : dict, optional
         Anything else the result depends on (the snapshot slice, say).
     """
-    fp = {"name": name, "config": {k: v for k, v in config.items() if k != "device"}, "version": __version__,
+    fp = {"name": name, "config": {k: v for k, v in config.items() if k != "device"}, "source": _source.source_hash(),
           "model": model, "data": digests if digests is not None else volume_digests(volumes or {}),
           "extra": extra or {}}
     return json.loads(json.dumps(fp, default=str, sort_keys=True))
@@ -126,19 +126,30 @@ def unit_path(session: Session, name: str, seed: int | None, fingerprint: dict, 
     return Path(session.runs) / session.preset.name / "adapt" / f"{name}{seed_part}-{fingerprint_key(fingerprint)}.{suffix}"
 
 
-def saved_state(path: str | os.PathLike) -> dict | None:
+def saved_state(path: str | os.PathLike, what: str = "adaptation", *, epochs: int | None = None,
+                progress: bool = True) -> dict | None:
     """The adaptation state at ``path`` to continue from, or None when there is none.
 
-    A file that does not read as a state (cut off by a full disk, say) is reported with a
-    ``RuntimeWarning`` and ignored: the unit then runs from the start and overwrites it.
+    A state found is announced in one line (:func:`~emseg_tutorial.progress.note`, when
+    ``progress``): "reused WHAT from PATH" when it holds the last of ``epochs`` (the run is read
+    back, not trained), else "continuing WHAT from PATH (epoch e of n)". A file that does not
+    read as a state (cut off by a full disk, say) is reported with a ``RuntimeWarning`` and
+    ignored: the unit then runs from the start and overwrites it.
     """
     if not Path(path).is_file():
         return None
     try:
-        return load_adaptation_state(path)
+        state = load_adaptation_state(path)
     except ValueError as err:
         warnings.warn(f"{err}; the run starts again", RuntimeWarning, stacklevel=2)
         return None
+    done = int(state["epoch"])
+    if epochs is not None and done >= epochs:
+        note(f"reused {what} from {path}", enabled=progress)
+    else:
+        note(f"continuing {what} from {path} (epoch {done}{'' if epochs is None else f' of {epochs}'})",
+             enabled=progress)
+    return state
 
 
 def save_run(path: str | os.PathLike, run: MethodRun, fingerprint: dict) -> None:
@@ -149,9 +160,10 @@ def save_run(path: str | os.PathLike, run: MethodRun, fingerprint: dict) -> None
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def load_run(path: str | os.PathLike, fingerprint: dict) -> MethodRun | None:
+def load_run(path: str | os.PathLike, fingerprint: dict, *, progress: bool = True) -> MethodRun | None:
     """The :class:`~emseg_tutorial.adapt.MethodRun` saved at ``path`` when it has ``fingerprint``, else None.
 
+    A run read back says so in one line ("reused paper (seed 0) from PATH", when ``progress``).
     An unreadable file is reported with a ``RuntimeWarning`` and ignored, like :func:`saved_state`.
     """
     if not Path(path).is_file():
@@ -163,5 +175,7 @@ def load_run(path: str | os.PathLike, fingerprint: dict) -> MethodRun | None:
         return None
     if saved["fingerprint"] != fingerprint:
         return None
+    seed = "" if saved["seed"] is None else f" (seed {saved['seed']})"
+    note(f"reused {saved['name']}{seed} from {path}", enabled=progress)
     return MethodRun(saved["name"], saved["seed"], saved["epochs"], [s.numpy() for s in saved["snapshots"]],
                      saved["seconds"])

@@ -41,9 +41,12 @@ keeps M1 fixed (seed 0) and varies only the fine-tuning seed, i.e. the new outpu
 initialisation and the stream of training patches (crops, flips, turns).
 
 Runs are saved in the session's ``runs`` folder (``EMSEG_RUNS``, default ``./runs``) as
-``<preset>/<stage>-seed<seed>.pt`` (``-init<seed>`` added for a run started from another seed's parent). A later chapter that needs a stage loads it when its config,
-code version and training volume match, and trains it otherwise; a stage interrupted mid-training (a dropped Colab session) continues
-from its last saved state (``<stage>-seed<seed>-<key>.state.pt``, every validation interval).
+``<preset>/<stage>-seed<seed>.pt`` (``-init<seed>`` added for a run started from another seed's parent).
+A later chapter that needs a stage loads it when its config, the package source
+(:func:`~emseg_tutorial._source.source_hash`: edit any module and the stages train again) and
+its training volume match, and says so in one line ("reused m1 (seed 0) from
+runs/ci/m1-seed0.pt", when the session's ``progress`` is on); it trains it otherwise. A stage
+interrupted mid-training (a dropped Colab session) continues from its last saved state (``<stage>-seed<seed>-<key>.state.pt``, every validation interval).
 Chapter 5's adaptation (:func:`run_adaptation`) is kept the same way, under
 ``<preset>/adapt/`` (:mod:`.runs`): continued from its last epoch when interrupted, read back
 when finished. Point ``EMSEG_RUNS`` at a persistent folder (Google Drive on Colab) and a new runtime reuses
@@ -62,14 +65,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import __version__
+from .. import _source
 from ..adapt import AdaptConfig, AdaptResult, adapt
 from ..data.sources import load_domain
 from ..data.volume import Volume
 from ..presets import Preset
+from ..progress import note
 from ..session import Session
-from ..train import (TrainConfig, TrainResult, load_checkpoint, load_training_state, save_checkpoint,
-                     train_supervised)
+from ..store import load_checkpoint, load_training_state, save_checkpoint
+from ..train import TrainConfig, TrainResult, train_supervised
 from .runs import adaptation_fingerprint, digest, fingerprint_key, saved_state, unit_path
 
 #: Training lengths the paper reports, in its "iterations": Experiment 1 (M1), Experiment 2
@@ -203,9 +207,10 @@ def _session(session: Session) -> Session:
 
 
 def _fingerprint(config: TrainConfig, volume: Volume, parent: TrainResult | None) -> dict:
-    """What a saved run must match to be reused: config, code version, data and its parent's."""
+    """What a saved run must match to be reused: config, the package source
+    (:func:`~emseg_tutorial._source.source_hash`), data and its parent's."""
     config = {k: v for k, v in config.to_dict().items() if k != "device"}  # same run on any device
-    fp = {"config": config, "version": __version__, "data": f"{volume.name}{volume.shape}",
+    fp = {"config": config, "source": _source.source_hash(), "data": f"{volume.name}{volume.shape}",
           "digest": digest(volume.image, volume.labels), "init": parent.history["fingerprint"] if parent else None}
     return json.loads(json.dumps(fp, default=str))
 
@@ -242,13 +247,17 @@ def get_stage(name: str, session: Session, *, source: Volume | None = None,
     fingerprint = _fingerprint(config, source, parent)
     parent_tag = "" if parent_seed == seed else f"-init{parent_seed}"  # a seed table's runs from one M1
     path = Path(session.runs) / session.preset.name / f"{name}-seed{seed}{parent_tag}.pt"
+    what = f"{name} (seed {seed}{'' if parent_seed == seed else f', from seed {parent_seed}'})"
     if path.is_file() and not retrain:
         model, ckpt = load_checkpoint(path)
         if ckpt.get("history", {}).get("fingerprint") == fingerprint:
+            note(f"reused {what} from {path}", enabled=session.progress)
             return TrainResult(model=model, config=config, history=ckpt["history"])
     # An interrupted run of the same stage (same fingerprint) left its state here: continue it.
     state = path.with_name(f"{path.stem}-{fingerprint_key(fingerprint)}.state.pt")
     resume = load_training_state(state) if state.is_file() and not retrain else None
+    if resume is not None:
+        note(f"continuing {what} from {state} (step {resume['step']} of {config.steps})", enabled=session.progress)
     run = train_supervised(source.image, source.labels, config, init=parent.model if parent else None,
                            progress=session.progress, checkpoint=state, resume=resume, compile=session.compile)
     run.history["fingerprint"] = fingerprint
@@ -291,7 +300,7 @@ def run_adaptation(session: Session, method: str = "paper", *, seed: int = 0,
     far the network drifts from the source.
 
     The run is kept in the session's runs folder (:mod:`.runs`): its state is written after
-    every epoch, a later call with the same settings, code version, volumes and M3 continues an
+    every epoch, a later call with the same settings, package source, volumes and M3 continues an
     interrupted run from its last epoch (the same result, bit for bit on a CPU, as a run never
     interrupted) and reads a finished one back instead of training it again. ``retrain``
     starts afresh.
@@ -312,6 +321,8 @@ def run_adaptation(session: Session, method: str = "paper", *, seed: int = 0,
                                          volumes={"source": source, "target": target, "source_val": source_val,
                                                   "target_eval": target_eval})
     state = unit_path(session, method, seed, fingerprint, "state.pt")
+    resume = None if retrain else saved_state(state, f"adaptation {method} (seed {seed})", epochs=config.epochs,
+                                              progress=session.progress)
     return adapt(m3.model, source.labels, target.image, config, source_image=source.image,
                  source_val=source_val, target_eval=target_eval, progress=session.progress,
-                 checkpoint=state, resume=None if retrain else saved_state(state))
+                 checkpoint=state, resume=resume)

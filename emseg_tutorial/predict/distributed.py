@@ -38,7 +38,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.formats import check_output_spec, open_volume, split_spec
+from ..data.outputs import check_output_spec
+from ..data.readers import open_volume
+from ..data.specs import split_spec
 from ..data.normalize import SAMPLE_BUDGET, intensity_limits, merge_moments, slab_moments
 from ..data.zarr_format import ZarrOutput, is_zarr
 from ..models import arch_of, build

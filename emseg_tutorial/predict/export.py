@@ -34,7 +34,7 @@ Examples
 --------
 >>> import os, tempfile
 >>> from emseg_tutorial.models import UNet2d
->>> from emseg_tutorial.train import save_checkpoint
+>>> from emseg_tutorial.store import save_checkpoint
 >>> folder = tempfile.mkdtemp()
 >>> save_checkpoint(os.path.join(folder, "m.pt"), UNet2d(out_channels=2, depth=2, base_width=4))
 >>> rdf = export_bioimageio(os.path.join(folder, "m.pt"), os.path.join(folder, "pkg"), shape=(2, 32, 32))
@@ -57,7 +57,7 @@ from torch import nn
 from ..data.normalize import PERCENTILES
 from ..data.synthetic import make_volume
 from ..models import build
-from ..train import load_checkpoint
+from ..store import load_checkpoint
 from .tiled import predict_probabilities
 
 PAPER = ("Roy, A. G. & Chakraborty, S. (2020). Class-imbalanced semantic segmentation of 3D electron "

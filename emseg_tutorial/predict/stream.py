@@ -2,7 +2,7 @@
 
 :func:`predict_file` is what ``python -m emseg_tutorial predict`` runs. It makes three kinds
 of pass over the input, each reading one slice (or one batch of small slices) at a time
-through :func:`~emseg_tutorial.data.formats.open_volume`:
+through :func:`~emseg_tutorial.data.readers.open_volume`:
 
 1. **Intensity limits** (only for images that are not uint8): the 0.5th and 99.5th
    percentiles that :func:`~emseg_tutorial.data.normalize.to_unit_range` uses, computed from a
@@ -17,7 +17,7 @@ through :func:`~emseg_tutorial.data.formats.open_volume`:
    :func:`~emseg_tutorial.predict.predict_slices` (the same tiling, overlap and blending as the
    in-memory :func:`~emseg_tutorial.predict.predict_probabilities`); the label codes and, if
    asked, the probabilities are appended to the outputs
-   (:func:`~emseg_tutorial.data.formats.open_writers`: temporary files renamed at the end).
+   (:func:`~emseg_tutorial.data.writers.open_writers`: temporary files renamed at the end).
    A zarr output is written chunk by chunk in place instead and **resumes**: run the same
    prediction again after a kill and the slices already written (and marked) are skipped,
    the rest, including chunks the killed run left unmarked, are predicted again
@@ -32,7 +32,8 @@ Examples
 --------
 >>> import os, tempfile
 >>> import numpy as np
->>> from emseg_tutorial.data.formats import read_labels, write_volume
+>>> from emseg_tutorial.data.readers import read_labels
+>>> from emseg_tutorial.data.writers import write_volume
 >>> from emseg_tutorial.models import UNet2d
 >>> folder = tempfile.mkdtemp()
 >>> image = np.random.default_rng(0).integers(0, 255, (3, 40, 40), dtype=np.uint8)
@@ -54,7 +55,9 @@ import numpy as np
 import torch
 
 from ..data.errors import VolumeError
-from ..data.formats import LazyVolume, check_outputs, open_volume, open_writers
+from ..data.outputs import check_outputs
+from ..data.readers import LazyVolume, open_volume
+from ..data.writers import open_writers
 from ..labels import MAX_CODE
 from ..data.normalize import SAMPLE_BUDGET, Normalizer, check_normalizer, streaming_stats
 from ..progress import progress as progress_bar
@@ -73,7 +76,7 @@ def job_key(model: torch.nn.Module, volume: LazyVolume, norm: Normalizer, **sett
 
     Examples
     --------
-    >>> from emseg_tutorial.data.formats import ArrayVolume
+    >>> from emseg_tutorial.data.readers import ArrayVolume
     >>> vol = ArrayVolume(np.zeros((1, 4, 4), np.uint8))
     >>> net = torch.nn.Conv2d(1, 2, 1)
     >>> len(job_key(net, vol, Normalizer(None, 0.0, 1.0), tile=512))
@@ -139,7 +142,7 @@ def predict_file(model: torch.nn.Module, image: str | os.PathLike | LazyVolume, 
     VolumeError
         Unreadable input, NaN/inf values, or an output that cannot be written (unknown format,
         parent not a writable folder, the same file as the input or as the other output: see
-        :func:`~emseg_tutorial.data.formats.check_outputs`), checked before any prediction.
+        :func:`~emseg_tutorial.data.outputs.check_outputs`), checked before any prediction.
         Outputs are written to temporary files renamed only at the end, so an error leaves none.
     ValueError
         A model that cannot segment these images (:func:`emseg_tutorial.models.check_model`:

@@ -32,7 +32,7 @@ import copy
 import numpy as np
 import torch
 
-from ..data.formats import check_image
+from .._validate import check_image
 from ..data.normalize import Normalizer, normalizer_of
 from ..devices import inference_precision
 from ..models import check_model

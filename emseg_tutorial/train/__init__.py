@@ -1,12 +1,11 @@
-"""Supervised training (Experiments 1 and 2, the jitter step) and checkpoints.
+"""Supervised training (Experiments 1 and 2, the jitter step).
 
 The trainer knows nothing of the paper's stages or presets: it takes a
 :class:`TrainConfig`. :mod:`emseg_tutorial.paper.stages` builds those configs from the
-paper's budgets; adaptation lives in :mod:`emseg_tutorial.adapt`.
+paper's budgets; adaptation lives in :mod:`emseg_tutorial.adapt`; checkpoints and resumable
+training states in :mod:`emseg_tutorial.store`.
 """
 
-from .checkpoint import load_checkpoint, load_training_state, save_checkpoint, save_json, save_training_state
 from .supervised import TrainConfig, TrainResult, split_slices, train_supervised, validate
 
-__all__ = ["TrainConfig", "TrainResult", "train_supervised", "split_slices", "validate",
-           "save_checkpoint", "load_checkpoint", "save_json", "save_training_state", "load_training_state"]
+__all__ = ["TrainConfig", "TrainResult", "train_supervised", "split_slices", "validate"]

@@ -41,7 +41,8 @@ import numpy as np
 import torch
 
 from ..data.augment import get_jitter
-from ..data.formats import check_labels, check_pair, check_image
+from .._validate import check_image, check_pair
+from ..labels import check_labels
 from ..data.device_patches import make_sampler
 from ..data.normalize import Normalizer
 from ..devices import (Precision, adam, check_precision, compile_model, eager_fallback, memory_format, pick_device, precision,
@@ -53,7 +54,7 @@ from ..models import UNet2d, build_model, check_model
 from ..predict import predict_labels
 from ..progress import progress as progress_bar
 from ..weights import weight_map, parse_weight_scheme
-from .checkpoint import check_resumable, restore_model, save_training_state
+from ..store import check_resumable, restore_model, save_training_state
 
 LOSSES = ("ce", "dice", "ce+dice", "focal")
 
@@ -197,11 +198,11 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     progress : bool
         Show a progress bar.
     checkpoint : path, optional
-        Where to write the resumable training state (:func:`.checkpoint.save_training_state`).
+        Where to write the resumable training state (:func:`emseg_tutorial.store.save_training_state`).
     checkpoint_every : int, optional
         Steps between two states (default ``config.val_every``); one is also written at the end.
     resume : dict, optional
-        A state from :func:`.checkpoint.load_training_state` of a run with the same config
+        A state from :func:`emseg_tutorial.store.load_training_state` of a run with the same config
         (``steps`` aside): training continues from its step.
     compile : bool
         Train through ``torch.compile`` (``EMSEG_COMPILE=1`` in a session); if compiling fails,

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.formats import atomic_write
 from ..models import arch_of, build
+from .atomic import atomic_write
 
 
 def plain_data(value):
