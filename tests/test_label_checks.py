@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from emseg_tutorial import labels as L
-from emseg_tutorial import metrics
+from emseg_tutorial import metrics, segmentation
 from emseg_tutorial import weights as W
 
 ARRAYS = {
@@ -121,7 +121,7 @@ def test_each_weights_function_checks_labels_once(count_checks, call):
     (lambda: metrics.jaccard_scores(LAB, LAB, "boundary"), ["prediction", "labels"]),
     (lambda: metrics.boundary_scores(LAB, LAB), ["prediction", "labels"]),
     (lambda: metrics.confusion_matrix(LAB, LAB, 4), ["prediction", "labels"]),
-    (lambda: metrics.true_segmentation_from_labels(LAB), ["labels"]),
+    (lambda: segmentation.true_segmentation_from_labels(LAB), ["labels"]),
 ])
 def test_metrics_check_codes_once(count_checks, call, expected):
     call()
