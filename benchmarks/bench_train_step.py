@@ -48,7 +48,7 @@ from emseg_tutorial.labels import for_task  # noqa: E402
 from emseg_tutorial.models import UNet2d  # noqa: E402
 from emseg_tutorial.presets import PRESETS, get_preset  # noqa: E402
 from emseg_tutorial.train.supervised import training_step  # noqa: E402
-from emseg_tutorial.weights import weight_map  # noqa: E402
+from emseg_tutorial.weight_schemes import weight_map  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

@@ -37,7 +37,7 @@ from .presets import PRESETS
 from .session import Session, from_env
 from .train import load_checkpoint, load_training_state, save_checkpoint, save_json, train_supervised
 from .train.supervised import LOSSES
-from .weights import parse_weight_scheme
+from .weight_schemes import parse_weight_scheme
 
 PROG = "python -m emseg_tutorial"
 #: The resumable states ``train`` and ``adapt`` keep in their output folders.

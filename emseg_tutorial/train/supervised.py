@@ -51,7 +51,7 @@ from ..metrics import pixel_scores
 from ..models import UNet2d, build_model, check_model
 from ..predict import predict_labels
 from ..progress import progress as progress_bar
-from ..weights import weight_map, parse_weight_scheme
+from ..weight_schemes import parse_weight_scheme, weight_map
 from .checkpoint import check_resumable, restore_model, save_training_state
 
 LOSSES = ("ce", "dice", "ce+dice", "focal")
