@@ -402,11 +402,11 @@ def distance_weight_map(boundary: npt.ArrayLike, sigma: float = 10.0, *, w_min: 
     nearest wall, width ``sigma``) to ``w_min`` in cell interiors; no labelled pixel gets 0.
     Other readings of the paper's words, built side by side by
     :func:`emseg_tutorial.viz.weights.distance_readings` and shown with their boundary : rest
-    weight ratios in chapter 2: ``ratio`` (above; the ``distance:R`` scheme); the EDT of the *non*-boundary pixels (distance to the nearest
-    wall), which is 0 on the boundary and largest in cell centres -- the opposite of what
-    class imbalance needs; a decaying transform of it, ``w_min + scale * exp(-d^2 / 2 sigma^2)``,
-    which ignores wall thickness; and :func:`border_weight_map`, which weights only narrow gaps
-    between cells.
+    weight ratios in chapter 2: ``ratio`` (above; the ``distance:R`` scheme); the EDT of the
+    *non*-boundary pixels (distance to the nearest wall), which is 0 on the boundary and largest
+    in cell centres -- the opposite of what class imbalance needs; a decaying transform of it,
+    ``w_min + scale * exp(-d^2 / 2 sigma^2)``, which ignores wall thickness; and
+    :func:`border_weight_map`, which weights only narrow gaps between cells.
 
     Examples
     --------
