@@ -25,6 +25,8 @@ function                           weights
 :func:`ratio_weight_map`           the paper's 2:1, 5:1, 10:1 baselines
 :func:`border_weight_map`          U-Net (Ronneberger et al. 2015) separation weights
 :func:`class_ratio`                mean boundary weight over mean weight of the rest
+:func:`boundary_masks`             boundary and labelled pixels of codes or a mask (to build maps)
+:func:`rescale_to_mean_one`        a map of your own, finished like these (``normalize=True``)
 =================================  ==========================================================
 
 The paper says *which* quantity drives each map but not how it becomes a weight without
@@ -63,6 +65,8 @@ __all__ = [
     "ratio_weight_map",
     "border_weight_map",
     "class_ratio",
+    "boundary_masks",
+    "rescale_to_mean_one",
 ]
 
 
@@ -660,3 +664,56 @@ def class_ratio(weights: npt.ArrayLike, boundary: npt.ArrayLike) -> float:
         return float("nan")
     return float(weights[is_boundary].mean(dtype=np.float64)
                  / weights[rest].mean(dtype=np.float64))
+
+
+def boundary_masks(boundary: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(is_boundary, is_labelled)`` of class codes or a bool mask, as every map here reads them.
+
+    Parameters
+    ----------
+    boundary : array_like, shape (Y, X) or (Z, Y, X)
+        Bool mask (``True`` = boundary, every pixel labelled) or class codes (``1`` boundary,
+        ``0`` unlabelled), checked with :func:`~emseg_tutorial.labels.check_codes`.
+
+    Returns
+    -------
+    is_boundary, is_labelled : ndarray of bool, same shape as ``boundary``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> [m.astype(int).tolist() for m in boundary_masks(np.array([[0, 1, 2]]))]
+    [[[0, 1, 0]], [[0, 1, 1]]]
+    """
+    return _boundary_masks(boundary)
+
+
+def rescale_to_mean_one(weights: npt.ArrayLike, labelled: npt.ArrayLike) -> np.ndarray:
+    """Zero the unlabelled pixels of a weight map and rescale each slice to mean 1 over the rest.
+
+    What ``normalize=True`` does to every map of this module, for maps built elsewhere (chapter
+    2's readings of the distance map); a slice whose weights sum to 0 is left as it is.
+
+    Parameters
+    ----------
+    weights : array_like of float, shape (Y, X) or (Z, Y, X)
+        A weight map (not changed: the result is a new array).
+    labelled : array_like of bool, same shape
+        Labelled pixels (e.g. the second mask of :func:`boundary_masks`).
+
+    Returns
+    -------
+    ndarray of float32, same shape
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rescale_to_mean_one(np.array([[1.0, 3.0, 5.0]]), np.array([[True, True, False]]))
+    array([[0.5, 1.5, 0. ]], dtype=float32)
+    """
+    weights = check_volume_array(weights, "weights")
+    labelled = check_volume_array(labelled, "labelled")
+    if labelled.dtype != bool:
+        raise ValueError(f"labelled must be a bool mask, got dtype {labelled.dtype}")
+    check_same_shape(weights, labelled, "weights", "labelled")
+    return _finish(weights.astype(np.float32, copy=True), labelled, True, weights.shape)

@@ -19,12 +19,12 @@ from scipy import ndimage as ndi
 
 from .._validate import check_number
 from ..labels import BOUNDARY
-from ..weights import (_as_3d, _border_weight_map, _boundary_masks, _distance_weight_map, _finish,
-                       entropy_weight_map, smoothed_distance_map)
+from ..weights import (border_weight_map, boundary_masks, distance_weight_map, entropy_weight_map,
+                       rescale_to_mean_one, smoothed_distance_map)
 from .common import LABEL_COLORS, label_legend, overlay
 
 __all__ = ["weight_maps_figure", "paper_weight_maps_figure", "weight_profiles", "class_weight_bars",
-           "distance_readings", "DISTANCE_READINGS"]
+           "distance_readings"]
 
 
 def _label_panel(ax, labels: np.ndarray, image: np.ndarray | None, task: str) -> None:
@@ -177,10 +177,15 @@ def class_weight_bars(table, ax=None):
 # --------------------------------------------------------------------------------------
 # the readings of the paper's distance map (chapter 2's table)
 # --------------------------------------------------------------------------------------
+def _slices(array: np.ndarray) -> np.ndarray:
+    """A (Y, X) or (Z, Y, X) array as a stack of slices (a view)."""
+    return array.reshape((-1, *array.shape[-2:]))
+
+
 def _wall_distance(is_boundary: np.ndarray) -> np.ndarray:
     """Distance (pixels) of every pixel to the nearest boundary pixel of its slice, 0 on walls;
     a slice without boundary gets ``inf``."""
-    mask = _as_3d(is_boundary)
+    mask = _slices(is_boundary)
     d = np.full(mask.shape, np.inf, dtype=np.float32)
     for z, plane in enumerate(mask):
         if plane.any():
@@ -236,17 +241,17 @@ def distance_readings(boundary: npt.ArrayLike, sigma: float = 10.0) -> dict[str,
     >>> round(class_ratio(maps["distance to wall"], labels), 2)  # walls lighter than the rest
     0.15
     """
-    is_boundary, labelled = _boundary_masks(boundary)
+    is_boundary, labelled = boundary_masks(boundary)
     sigma = check_number(sigma, "sigma")
     d = _wall_distance(is_boundary)
     finite = np.where(np.isfinite(d), d, 0.0)
-    peak = _as_3d(finite).max(axis=(1, 2))
-    to_wall = 1.0 + 9.0 * _as_3d(finite) / np.where(peak > 0, peak, 1.0)[:, None, None]
+    peak = _slices(finite).max(axis=(1, 2))
+    to_wall = 1.0 + 9.0 * _slices(finite) / np.where(peak > 0, peak, 1.0)[:, None, None]
     proximity = 1.0 + 9.0 * np.exp(-(d.astype(np.float64) ** 2) / (2 * sigma**2))
     return {
-        "distance": _distance_weight_map(is_boundary, labelled, sigma),
-        "distance:10": _distance_weight_map(is_boundary, labelled, sigma, ratio=10.0),
-        "distance to wall": _finish(to_wall.reshape(d.shape), labelled, True, d.shape),
-        "wall proximity": _finish(proximity, labelled, True, d.shape),
-        "border": _border_weight_map(is_boundary, labelled),
+        "distance": distance_weight_map(boundary, sigma),
+        "distance:10": distance_weight_map(boundary, sigma, ratio=10.0),
+        "distance to wall": rescale_to_mean_one(to_wall.reshape(d.shape), labelled),
+        "wall proximity": rescale_to_mean_one(proximity, labelled),
+        "border": border_weight_map(boundary),
     }
