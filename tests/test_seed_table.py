@@ -1,26 +1,13 @@
 """Experiment 2's weightings over several seeds: new stages, the seed path through get_stage and
 the seed table (the findings computed from it: tests/test_findings.py)."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 
-from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.paper import scores, seeds
 from emseg_tutorial.paper import stages as experiments
 from emseg_tutorial.paper.stages import STAGES, WEIGHTING_STAGES, stage_config
 from emseg_tutorial.presets import get_preset
-from emseg_tutorial.session import from_env
-
-TINY_MODEL = {"depth": 2, "base_width": 4, "norm": "batch"}
-
-
-@pytest.fixture
-def tiny_session(tmp_path):
-    preset = dataclasses.replace(get_preset("ci"), model=dict(TINY_MODEL), patch=32, batch_size=2,
-                                 steps_per_iteration=0.025, val_every=100)
-    return from_env(preset=preset, device="cpu").replace(runs=tmp_path, progress=False)
 
 
 def test_new_stages_and_their_configs():
@@ -36,8 +23,8 @@ def test_new_stages_and_their_configs():
     assert seeds.stage_label("m2_dice") == "Dice loss" and seeds.stage_label("m2") == "distance"
 
 
-def test_get_stage_init_seed_keeps_one_parent(tiny_session, monkeypatch):
-    vol = make_volume("fibsem", (4, 48, 48), seed=0)
+def test_get_stage_init_seed_keeps_one_parent(tiny_session, fibsem_tiny, monkeypatch):
+    vol = fibsem_tiny
     calls = []
     real = experiments.train_supervised
 
@@ -54,9 +41,8 @@ def test_get_stage_init_seed_keeps_one_parent(tiny_session, monkeypatch):
     assert calls[-1] == ("boundary", 0) and len(calls) == 4
 
 
-def test_seed_scores_and_table(tiny_session, monkeypatch):
-    vol = make_volume("fibsem", (4, 48, 48), seed=0)
-    test = make_volume("fibsem", (4, 48, 48), seed=1)
+def test_seed_scores_and_table(tiny_session, fibsem_tiny, fibsem_tiny_test, monkeypatch):
+    vol, test = fibsem_tiny, fibsem_tiny_test
     monkeypatch.setattr(seeds, "load_domain", lambda *a, **k: vol)   # training volume of get_stage
     monkeypatch.setattr(experiments, "load_domain", lambda *a, **k: vol)
     long = seeds.seed_scores(["m2_ratio2", "m2_focal"], tiny_session, seeds=[0, 1], stride=2, volume=test)
