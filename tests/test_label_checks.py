@@ -33,7 +33,7 @@ ARRAYS = {
 
 ENTRY_POINTS = {
     "labels.check_codes": L.check_codes,
-    "weights.weight_map(x, 'entropy')": lambda x: weight_schemes.weight_map(x, "entropy"),
+    "weight_schemes.weight_map(x, 'entropy')": lambda x: weight_schemes.weight_map(x, "entropy"),
     "weights.distance_weight_map": W.distance_weight_map,
     "weights.label_entropy": W.label_entropy,
     "metrics.jaccard_scores(x, x, 'multiclass')": lambda x: metrics.jaccard_scores(x, x, "multiclass"),
