@@ -86,8 +86,9 @@ def _library_names(path: Path) -> list[tuple[str, str]]:
                     modules[alias.asname or alias.name] = f"{node.module}.{alias.name}"
             elif isinstance(node, ast.Import):
                 for alias in node.names:
-                    if alias.name.split(".")[0] == "emseg_tutorial":
-                        modules[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else "emseg_tutorial"
+                    if alias.name.split(".")[0] == "emseg_tutorial":  # `import a.b` binds a, `as c` binds a.b
+                        bound = alias.name if alias.asname else "emseg_tutorial"
+                        modules[alias.asname or "emseg_tutorial"] = bound
     for tree in trees:
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:

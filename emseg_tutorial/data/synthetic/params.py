@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 DOMAINS = ("fibsem", "snemi")
 
 #: Version of the generator: volumes are the same for the same ``(domain, shape, seed)`` within
-#: a version (see "Versions" in :mod:`emseg_tutorial.data.synthetic`); 1 was the generator before this constant existed.
+#: a version (see "Versions" in :mod:`emseg_tutorial.data.synthetic`); 1 was the generator
+#: before this constant existed.
 TWIN_VERSION = 3
 
 
