@@ -33,7 +33,7 @@ $(STAMP): $(PY) pyproject.toml
 
 install: $(STAMP)
 
-# Trained models are shared between chapters of one run (emseg_tutorial.experiments) and
+# Trained models are shared between chapters of one run (emseg_tutorial.paper.stages) and
 # never between runs: each target starts from an empty EMSEG_RUNS folder, and `make book`
 # rebuilds every page (--all), so every number in the book comes from this build.
 RUNS := $(CURDIR)/_build/runs

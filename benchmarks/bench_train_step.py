@@ -50,7 +50,7 @@ from emseg_tutorial.paper.stages import adapt_config  # noqa: E402
 from emseg_tutorial.presets import PRESETS, get_preset  # noqa: E402
 from emseg_tutorial.session import Session  # noqa: E402
 from emseg_tutorial.train.supervised import training_step  # noqa: E402
-from emseg_tutorial.weights import weight_map  # noqa: E402
+from emseg_tutorial.weight_schemes import weight_map  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

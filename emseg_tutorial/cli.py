@@ -40,7 +40,7 @@ from .session import Session, from_env
 from .store import load_checkpoint, load_training_state, save_checkpoint, save_json
 from .train import train_supervised
 from .train.supervised import LOSSES
-from .weights import parse_weight_scheme
+from .weight_schemes import parse_weight_scheme
 
 PROG = "python -m emseg_tutorial"
 #: The resumable states ``train`` and ``adapt`` keep in their output folders.

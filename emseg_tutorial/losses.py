@@ -1,14 +1,14 @@
 """Losses: per-pixel weighted cross-entropy, focal loss, soft Dice, and small adversarial helpers.
 
 Targets here are class *indices* (``code - 1``), so the unlabelled code 0 becomes index ``-1``,
-which every loss ignores; convert label codes with :func:`codes_to_index`. Logits are
+which every loss ignores (the patch samplers hand out such targets). Logits are
 ``(N, C, H, W)``, targets and weights ``(N, H, W)``.
 
 Examples
 --------
 >>> import torch
 >>> logits = torch.zeros(1, 2, 1, 2)
->>> target = codes_to_index(torch.tensor([[[1, 0]]]))    # code 0 is ignored
+>>> target = torch.tensor([[[1, 0]]]) - 1    # codes 1, 0 -> indices 0, -1 (ignored)
 >>> target
 tensor([[[ 0, -1]]])
 >>> round(weighted_cross_entropy(logits, target).item(), 4)  # log(2)
@@ -19,32 +19,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 IGNORE_INDEX = -1
-
-
-def codes_to_index(labels: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """Turn label codes (0 unlabelled, 1..K classes) into class indices for the losses.
-
-    Parameters
-    ----------
-    labels : Tensor or ndarray of int
-        Label codes, any shape (e.g. ``(N, H, W)``); numpy arrays are converted.
-
-    Returns
-    -------
-    Tensor of int64
-        ``code - 1``: code 0 becomes ``-1`` (ignored), code 1 becomes class 0, and so on.
-
-    Examples
-    --------
-    >>> codes_to_index(torch.tensor([0, 1, 2, 3, 4], dtype=torch.uint8))
-    tensor([-1,  0,  1,  2,  3])
-    """
-    return torch.as_tensor(labels).long() - 1
 
 
 def _check_pair(logits: torch.Tensor, target: torch.Tensor) -> None:
@@ -55,7 +33,7 @@ def _check_pair(logits: torch.Tensor, target: torch.Tensor) -> None:
         raise ValueError(f"target must have shape {expected} for logits {tuple(logits.shape)}, "
                          f"got {tuple(target.shape)}")
     if target.dtype != torch.long:
-        raise ValueError(f"target must be int64 class indices (use codes_to_index), got {target.dtype}")
+        raise ValueError(f"target must be int64 class indices (code - 1), got {target.dtype}")
 
 
 def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor,
@@ -68,7 +46,7 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor,
         Raw network outputs.
     target : Tensor of int64, (N, H, W)
         Class indices in ``0..C-1``; ``-1`` marks unlabelled pixels, which contribute nothing.
-        Callers convert the label codes of files with ``code - 1`` (:func:`codes_to_index`).
+        Callers convert the label codes of files with ``code - 1``.
     weights : Tensor, (N, H, W), optional
         Non-negative per-pixel weights (the paper's entropy or distance maps); ``None`` weighs
         every pixel 1.
@@ -132,7 +110,7 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor
         Raw network outputs.
     target : Tensor of int64, (N, H, W)
         Class indices in ``0..C-1``; ``-1`` marks unlabelled pixels, which contribute nothing
-        (the convention of :func:`weighted_cross_entropy`; see :func:`codes_to_index`).
+        (the convention of :func:`weighted_cross_entropy`).
     weights : Tensor, (N, H, W), optional
         Non-negative per-pixel weights; ``None`` weighs every labelled pixel 1.
     gamma : float

@@ -11,7 +11,8 @@ Input checks run once, in the public functions: labels through
 :func:`emseg_tutorial.labels.check_codes` (the library's one label check; a boolean boundary
 mask where a function accepts one) and numbers through :func:`emseg_tutorial._validate.check_number`.
 Every error is an :class:`~emseg_tutorial._validate.InputError` (a ``ValueError``) naming the
-argument. The private ``_..._map`` cores behind them, which :func:`weight_map` calls directly,
+argument. The private ``_..._map`` cores behind them, which
+:func:`emseg_tutorial.weight_schemes.weight_map` (a map by its ``--weights`` name) calls directly,
 trust their arguments and check nothing.
 
 =================================  ==========================================================
@@ -22,9 +23,10 @@ function                           weights
 :func:`smoothed_distance_map`      distance transform of the boundary mask, Gaussian-smoothed
 :func:`distance_weight_map`        Experiment 2: ``w_min + scale * S / max(S)``
 :func:`ratio_weight_map`           the paper's 2:1, 5:1, 10:1 baselines
-:func:`distance_readings`          the readings of the paper's distance map, side by side
 :func:`border_weight_map`          U-Net (Ronneberger et al. 2015) separation weights
-:func:`weight_map`                 one of the above by name (``--weights`` on the command line)
+:func:`class_ratio`                mean boundary weight over mean weight of the rest
+:func:`boundary_masks`             boundary and labelled pixels of codes or a mask (to build maps)
+:func:`rescale_to_mean_one`        a map of your own, finished like these (``normalize=True``)
 =================================  ==========================================================
 
 The paper says *which* quantity drives each map but not how it becomes a weight without
@@ -63,15 +65,9 @@ __all__ = [
     "ratio_weight_map",
     "border_weight_map",
     "class_ratio",
-    "distance_readings",
-    "DISTANCE_READINGS",
-    "weight_map",
-    "parse_weight_scheme",
-    "WEIGHT_SCHEMES",
+    "boundary_masks",
+    "rescale_to_mean_one",
 ]
-
-#: Names accepted by :func:`weight_map` (``ratio`` is written ``ratio:R``, e.g. ``ratio:10``).
-WEIGHT_SCHEMES = ("entropy", "distance", "ratio", "border", "none")
 
 
 # --------------------------------------------------------------------------------------
@@ -408,13 +404,13 @@ def distance_weight_map(boundary: npt.ArrayLike, sigma: float = 10.0, *, w_min: 
     Boundary pixels and the pixels next to walls get the highest weight, thick walls and
     junctions most; the weight falls off smoothly (like a Gaussian of the distance to the
     nearest wall, width ``sigma``) to ``w_min`` in cell interiors; no labelled pixel gets 0.
-    Other readings of the paper's words, built side by side by :func:`distance_readings` and
-    shown with their boundary : rest weight ratios in chapter 2: ``ratio`` (above; the
-    ``distance:R`` scheme); the EDT of the *non*-boundary pixels (distance to the nearest
-    wall), which is 0 on the boundary and largest in cell centres -- the opposite of what
-    class imbalance needs; a decaying transform of it, ``w_min + scale * exp(-d^2 / 2 sigma^2)``,
-    which ignores wall thickness; and :func:`border_weight_map`, which weights only narrow gaps
-    between cells.
+    Other readings of the paper's words, built side by side by
+    :func:`emseg_tutorial.viz.weights.distance_readings` and shown with their boundary : rest
+    weight ratios in chapter 2: ``ratio`` (above; the ``distance:R`` scheme); the EDT of the
+    *non*-boundary pixels (distance to the nearest wall), which is 0 on the boundary and largest
+    in cell centres -- the opposite of what class imbalance needs; a decaying transform of it,
+    ``w_min + scale * exp(-d^2 / 2 sigma^2)``, which ignores wall thickness; and
+    :func:`border_weight_map`, which weights only narrow gaps between cells.
 
     Examples
     --------
@@ -445,79 +441,6 @@ def _distance_weight_map(is_boundary: np.ndarray, labelled: np.ndarray, sigma: f
     if ratio is not None:
         weights = _apply_ratio(weights, _as_3d(is_boundary), _as_3d(labelled), ratio)
     return _finish(weights, labelled, normalize, is_boundary.shape)
-
-
-def _wall_distance(is_boundary: np.ndarray) -> np.ndarray:
-    """Distance (pixels) of every pixel to the nearest boundary pixel of its slice, 0 on walls;
-    a slice without boundary gets ``inf``."""
-    mask = _as_3d(is_boundary)
-    d = np.full(mask.shape, np.inf, dtype=np.float32)
-    for z, plane in enumerate(mask):
-        if plane.any():
-            d[z] = ndi.distance_transform_edt(~plane)
-    return d.reshape(is_boundary.shape)
-
-
-#: The readings of the paper's distance-transform weights built by :func:`distance_readings`.
-DISTANCE_READINGS = ("distance", "distance:10", "distance to wall", "wall proximity", "border")
-
-
-def distance_readings(boundary: npt.ArrayLike, sigma: float = 10.0) -> dict[str, np.ndarray]:
-    """Every reading of the paper's "distance transform" weights, one map per reading.
-
-    The paper (Sec. 4.2, Fig. 3, Fig. 5c) names a Gaussian-smoothed distance transform of the
-    boundary map and a "10:1 smoothed distance transform" but not the transform's direction or
-    how it becomes a weight. The readings, all ``w_min = 1``, ``scale = 9`` affine maps of
-    their quantity and normalised to mean 1 per slice, like every map of this module:
-
-    ``distance``
-        The library's (and M2's): EDT *inside* the walls, Gaussian-smoothed
-        (:func:`distance_weight_map`).
-    ``distance:10``
-        The same, boundary pixels rescaled to a 10:1 mean ratio (``ratio=10``).
-    ``distance to wall``
-        ``d``, the EDT of the non-boundary pixels (distance to the nearest wall): 0 on the
-        walls, largest in cell centres.
-    ``wall proximity``
-        ``exp(-d^2 / 2 sigma^2)``: highest on and near every wall, whatever its thickness.
-    ``border``
-        :func:`border_weight_map`, the U-Net's separation weights (a distance reading too:
-        distances to the two nearest cells).
-
-    Parameters
-    ----------
-    boundary : array_like, shape (Y, X) or (Z, Y, X)
-        Class codes (``1`` boundary, ``0`` unlabelled, others the rest) or a bool mask.
-    sigma : float, optional
-        Gaussian width in pixels of ``distance``, ``distance:10`` and ``wall proximity``.
-
-    Returns
-    -------
-    dict of str to ndarray of float32
-        Keys :data:`DISTANCE_READINGS`; compare them with :func:`class_ratio`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> labels = np.full((9, 9), 2, dtype=np.uint8); labels[:, 4] = 1
-    >>> maps = distance_readings(labels, sigma=2)
-    >>> round(class_ratio(maps["distance to wall"], labels), 2)  # walls lighter than the rest
-    0.15
-    """
-    is_boundary, labelled = _boundary_masks(boundary)
-    sigma = check_number(sigma, "sigma")
-    d = _wall_distance(is_boundary)
-    finite = np.where(np.isfinite(d), d, 0.0)
-    peak = _as_3d(finite).max(axis=(1, 2))
-    to_wall = 1.0 + 9.0 * _as_3d(finite) / np.where(peak > 0, peak, 1.0)[:, None, None]
-    proximity = 1.0 + 9.0 * np.exp(-(d.astype(np.float64) ** 2) / (2 * sigma**2))
-    return {
-        "distance": _distance_weight_map(is_boundary, labelled, sigma),
-        "distance:10": _distance_weight_map(is_boundary, labelled, sigma, ratio=10.0),
-        "distance to wall": _finish(to_wall.reshape(d.shape), labelled, True, d.shape),
-        "wall proximity": _finish(proximity, labelled, True, d.shape),
-        "border": _border_weight_map(is_boundary, labelled),
-    }
 
 
 def ratio_weight_map(boundary: npt.ArrayLike, ratio: float, *, normalize: bool = True
@@ -709,7 +632,7 @@ def _border_weight_map(is_boundary: np.ndarray, labelled: np.ndarray, w0: float 
 
 
 # --------------------------------------------------------------------------------------
-# summaries and dispatch
+# summaries
 # --------------------------------------------------------------------------------------
 def class_ratio(weights: npt.ArrayLike, boundary: npt.ArrayLike) -> float:
     """Mean weight on boundary pixels divided by mean weight on the other labelled pixels.
@@ -743,59 +666,54 @@ def class_ratio(weights: npt.ArrayLike, boundary: npt.ArrayLike) -> float:
                  / weights[rest].mean(dtype=np.float64))
 
 
-def parse_weight_scheme(scheme: str) -> tuple[str, float | None]:
-    """Split a ``--weights`` value into ``(name, ratio)``: ``"ratio:10"`` -> ``("ratio", 10.0)``.
+def boundary_masks(boundary: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(is_boundary, is_labelled)`` of class codes or a bool mask, as every map here reads them.
 
-    ``distance:R`` is the smoothed distance map rescaled so that boundary pixels carry ``R``
-    times the mean weight of the rest (the paper's "10:1 smoothed distance" figure).
+    Parameters
+    ----------
+    boundary : array_like, shape (Y, X) or (Z, Y, X)
+        Bool mask (``True`` = boundary, every pixel labelled) or class codes (``1`` boundary,
+        ``0`` unlabelled), checked with :func:`~emseg_tutorial.labels.check_codes`.
 
-    Examples
-    --------
-    >>> parse_weight_scheme("ratio:10"), parse_weight_scheme("entropy")
-    (('ratio', 10.0), ('entropy', None))
-    """
-    expected = "entropy, distance, distance:R, ratio:R (R > 0, e.g. ratio:10), border or none"
-    if not isinstance(scheme, str):
-        raise ValueError(f"weights must be one of {expected}, got {scheme!r}")
-    name, sep, value = scheme.partition(":")
-    if name in ("ratio", "distance") and sep:
-        try:
-            ratio = float(value)
-        except ValueError:
-            ratio = float("nan")
-        if not (math.isfinite(ratio) and ratio > 0):
-            raise ValueError(f"weights {name}:R needs a number R > 0, got {scheme!r}")
-        return name, ratio
-    if name in WEIGHT_SCHEMES and name != "ratio" and not sep:
-        return name, None
-    raise ValueError(f"weights must be one of {expected}, got {scheme!r}")
-
-
-def weight_map(labels: npt.ArrayLike, scheme: str = "entropy") -> np.ndarray:
-    """The weight map named by ``scheme`` with default settings (``--weights`` of ``train``).
-
-    ``"entropy"`` :func:`entropy_weight_map`, ``"distance"`` / ``"distance:R"``
-    :func:`distance_weight_map` (with ``ratio=R``),
-    ``"ratio:R"`` :func:`ratio_weight_map`, ``"border"`` :func:`border_weight_map`,
-    ``"none"`` 1 on every labelled pixel. All are normalised to mean 1 per slice.
-    ``labels`` are checked once, with :func:`~emseg_tutorial.labels.check_codes`, whatever
-    the scheme (so a bool mask is refused here: pass codes).
+    Returns
+    -------
+    is_boundary, is_labelled : ndarray of bool, same shape as ``boundary``
 
     Examples
     --------
     >>> import numpy as np
-    >>> weight_map(np.array([[0, 1, 2, 2]]), "ratio:2")
-    array([[0.  , 1.5 , 0.75, 0.75]], dtype=float32)
+    >>> [m.astype(int).tolist() for m in boundary_masks(np.array([[0, 1, 2]]))]
+    [[[0, 1, 0]], [[0, 1, 1]]]
     """
-    name, ratio = parse_weight_scheme(scheme)
-    codes = check_codes(labels)
-    if name == "entropy":
-        return _entropy_weight_map(codes)
-    is_boundary, labelled = codes == BOUNDARY, codes != UNLABELLED
-    if name == "distance":
-        return _distance_weight_map(is_boundary, labelled, ratio=ratio)
-    if name == "ratio":
-        return _ratio_weight_map(is_boundary, labelled, ratio)
-    if name == "border":
-        return _border_weight_map(is_boundary, labelled)
-    return labelled.astype(np.float32)
+    return _boundary_masks(boundary)
+
+
+def rescale_to_mean_one(weights: npt.ArrayLike, labelled: npt.ArrayLike) -> np.ndarray:
+    """Zero the unlabelled pixels of a weight map and rescale each slice to mean 1 over the rest.
+
+    What ``normalize=True`` does to every map of this module, for maps built elsewhere (chapter
+    2's readings of the distance map); a slice whose weights sum to 0 is left as it is.
+
+    Parameters
+    ----------
+    weights : array_like of float, shape (Y, X) or (Z, Y, X)
+        A weight map (not changed: the result is a new array).
+    labelled : array_like of bool, same shape
+        Labelled pixels (e.g. the second mask of :func:`boundary_masks`).
+
+    Returns
+    -------
+    ndarray of float32, same shape
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rescale_to_mean_one(np.array([[1.0, 3.0, 5.0]]), np.array([[True, True, False]]))
+    array([[0.5, 1.5, 0. ]], dtype=float32)
+    """
+    weights = check_volume_array(weights, "weights")
+    labelled = check_volume_array(labelled, "labelled")
+    if labelled.dtype != bool:
+        raise ValueError(f"labelled must be a bool mask, got dtype {labelled.dtype}")
+    check_same_shape(weights, labelled, "weights", "labelled")
+    return _finish(weights.astype(np.float32, copy=True), labelled, True, weights.shape)

@@ -78,3 +78,40 @@ def edit_source(monkeypatch):
         monkeypatch.setattr(_source, "source_hash", edited)
 
     return edit
+
+
+# ------------------------------------------------------------------------------------------------
+# Tiny runs (block of helper "split"): the smallest model, session and volumes a test trains on.
+# ------------------------------------------------------------------------------------------------
+#: U-Net of the tests that train: two levels, four channels (a step takes milliseconds on a CPU).
+TINY_MODEL = {"depth": 2, "base_width": 4, "norm": "batch"}
+
+
+@pytest.fixture
+def tiny_session(tmp_path):
+    """A ``ci`` session with :data:`TINY_MODEL`, 32-pixel patches and a few steps per stage,
+    keeping its runs in this test's ``tmp_path`` (nothing is shared between tests)."""
+    import dataclasses
+
+    from emseg_tutorial.presets import get_preset
+    from emseg_tutorial.session import from_env
+
+    preset = dataclasses.replace(get_preset("ci"), model=dict(TINY_MODEL), patch=32, batch_size=2,
+                                 steps_per_iteration=0.025, val_every=100)
+    return from_env(preset=preset, device="cpu").replace(runs=tmp_path, progress=False)
+
+
+@pytest.fixture(scope="session")
+def fibsem_tiny():
+    """A 4 x 48 x 48 source twin (seed 0) to train on; shared by the session: do not modify it."""
+    from emseg_tutorial.data.synthetic import make_volume
+
+    return make_volume("fibsem", (4, 48, 48), seed=0)
+
+
+@pytest.fixture(scope="session")
+def fibsem_tiny_test():
+    """Another 4 x 48 x 48 source twin (seed 1): held-out slices for the tiny runs."""
+    from emseg_tutorial.data.synthetic import make_volume
+
+    return make_volume("fibsem", (4, 48, 48), seed=1)

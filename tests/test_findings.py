@@ -1,10 +1,43 @@
-"""Chapters 5 and 6 read their runs through sentences and numbers computed from them (no training)."""
+"""Chapters 3-6 read their runs through sentences and numbers computed from them (no training).
+
+The tests check the numbers and claims each sentence carries (which bullet quotes which values,
+which way a score moved, which warnings fired, which method leads), not its wording: a bullet is
+found by the numbers it quotes, and a claim is one word of it.
+"""
+
+import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from emseg_tutorial.adapt.diagnostics import WARNINGS, adaptation_warnings
 from emseg_tutorial.paper import comparison as C
+from emseg_tutorial.paper import sentences
 from emseg_tutorial.paper.adaptation import adaptation_findings, adaptation_numbers
+from emseg_tutorial.paper.stages import STAGES
+
+_NUMBER = re.compile(r"[-+]?\d+\.\d+")
+
+
+def _header(text):
+    return text.splitlines()[0]
+
+
+def _bullet(text, *quoted):
+    """The one bullet of ``text`` that quotes every string of ``quoted``."""
+    hits = [line for line in text.splitlines() if line.startswith("* ") and all(q in line for q in quoted)]
+    assert len(hits) == 1, f"{len(hits)} bullets quote {quoted}:\n{text}"
+    return hits[0]
+
+
+def _methods(line):
+    """Method / stage names a line quotes in backticks, in order."""
+    return re.findall(r"`([\w-]+)`", line)
+
+
+def _named_warnings(text):
+    return {w for w in WARNINGS if f'"{w}"' in text}
 
 
 def _epoch(epoch, j=0.4, src_j=0.8, frac=0.12, entropy=0.5, prior=0.12, **extra):
@@ -33,17 +66,25 @@ def test_adaptation_findings_follow_the_numbers():
     collapsed = _history(_epoch(1, j=0.35, frac=0.02, entropy=0.1, src_j=0.7, d_acc_real=0.95, d_acc_fake=0.92,
                                 d_acc_target_soft=0.9, d_acc_target_hard=0.1))
     text = adaptation_findings(collapsed, "cpu")
-    assert "`cpu` preset" in text and "fell from 0.400 to 0.350 (-0.050)" in text
-    assert '"discriminator wins", "boundary fraction", "entropy collapse", "source drift"' in text
-    assert "walls vanish" in text and "it leans on softness" in text and "would keep M3 itself" in text
-    assert "specific to target images" not in text         # the source score did not hold
+    assert "`cpu`" in _header(text)
+    assert "fell" in _bullet(text, "0.400", "0.350", "-0.050")               # target score: M3 -> last
+    assert "M3" in _bullet(text, "epoch 1", "0.350", "0.400")                # label-free rule keeps M3
+    assert _named_warnings(text) == set(adaptation_warnings(collapsed)) == set(WARNINGS)
+    assert "wins" in _bullet(text, "0.95", "0.92")                           # both >= DISCRIMINATOR_WINS
+    assert "20%" in _bullet(text, "0.500", "0.100")                          # entropy: a fifth of before
+    assert "vanish" in _bullet(text, "0.120", "0.020", "0.17")               # walls below the band
+    assert "leans on softness" in _bullet(text, "0.90", "0.10")              # probe gap 0.8 > SOFTNESS_GAP
+    assert "target images" not in text                                       # the source score did not hold
 
     calm = _history(_epoch(1, j=0.38, d_acc_real=0.6, d_acc_fake=0.55, d_acc_target_soft=0.5, d_acc_target_hard=0.45))
     text = adaptation_findings(calm, "gpu")
-    assert "None of the label-free warnings fires" in text and "it wins" not in text
-    assert "softness is not its main cue" in text and "within the allowed band" in text
-    assert "specific to target images" in text
-    assert "stayed at 0.400" in adaptation_findings(_history(_epoch(1, j=0.4)), "ci")
+    assert "`gpu`" in _header(text) and _named_warnings(text) == set(adaptation_warnings(calm)) == set()
+    assert "wins" not in _bullet(text, "0.60", "0.55")
+    assert "leans on softness" not in _bullet(text, "0.50", "0.45")          # gap 0.05: not its cue
+    assert "within" in _bullet(text, "0.120", "1.00")                        # walls within the band
+    assert "no more" in _bullet(text, "0.800") and "target images" in text   # target fell, source held
+    first = adaptation_findings(_history(_epoch(1, j=0.4)), "ci").splitlines()[2]   # the target score
+    assert "stayed" in first and _NUMBER.findall(first) == ["0.400"]         # no change quoted
 
 
 def _comparison():
@@ -61,18 +102,20 @@ def _comparison():
 def test_the_spread_is_said_to_cover_adaptation_seeds_of_one_source_model():
     comp = _comparison()
     note = C.spread_note(comp)
-    assert "n = 3 adaptation seeds (0, 1, 2)" in note and "same source model M3" in note and "`cpu`" in note
-    assert C.comparison_table(comp).index.name == "method (n = 3 adaptation seeds, one M3)"
-    assert "over 3 adaptation seeds from one M3" in C.findings(comp)
+    assert "n = 3" in note and "(0, 1, 2)" in note and "M3" in note and "`cpu`" in note
+    index_name = C.comparison_table(comp).index.name
+    assert "n = 3" in index_name and "M3" in index_name
+    assert "3" in _header(C.findings(comp)) and "M3" in _header(C.findings(comp))
 
 
 def test_comparison_findings_and_numbers():
     comp = _comparison()
     text = C.findings(comp)
-    assert "Trained methods above AdaBN (0.500, no gradient step) at the last epoch: none." in text
-    assert "`adabn` leads `adaptsegnet` by 0.060" in text
-    assert "`adaptsegnet` 0.820" in text                    # source validation with the source loss kept
-    assert "its walls vanish" in text
+    assert _methods(_bullet(text, "0.500", "AdaBN")) == []                 # no trained method above AdaBN
+    assert _methods(_bullet(text, "0.060")) == ["adabn", "adaptsegnet"]    # who leads whom, by how much
+    assert _methods(_bullet(text, "0.800", "0.820")) == ["adaptsegnet"]    # source validation, source loss kept
+    paper = _bullet(text, "`paper`:", "0.010")
+    assert "vanish" in paper and "0.120" in paper                           # walls below the band
     n = C.comparison_numbers(comp)
     assert (n["preset"], n["n_seeds"], n["runs"], n["updates"]) == ("cpu", 3, 5, 30)
     assert n["lr_ratio"] == pytest.approx(10.0)
@@ -97,6 +140,81 @@ def test_conditional_findings_name_the_domain_shortcut_only_past_the_gap():
     for name, (tgt, wrong) in {"conditional": (0.9, 0.4), "conditional-paper": (0.3, 0.35)}.items():
         last = _epoch(1, d_acc_fake_target=tgt, d_acc_fake_mismatch=wrong)
         comp.runs.append(C.MethodRun(name, 0, [_epoch(0), last], [], 1.0))
-    text = C.findings(comp)
-    assert "`conditional` catches 0.90 of target pairs and 0.40 of wrong-slice pairs (the domain shortcut" in text
-    assert "`conditional-paper` catches 0.30 of target pairs and 0.35 of wrong-slice pairs (no sign" in text
+    parts = {_methods(part)[0]: part for part in _bullet(C.findings(comp), "0.90", "0.40").split("; ")}
+    assert "0.90" in parts["conditional"] and "0.40" in parts["conditional"]
+    assert "shortcut" in parts["conditional"] and "no sign" not in parts["conditional"]    # gap 0.5
+    assert "0.30" in parts["conditional-paper"] and "0.35" in parts["conditional-paper"]
+    assert "no sign" in parts["conditional-paper"]                                          # gap -0.05
+
+
+# --------------------------------------------------------------------------- chapters 3 and 4
+def _table(means, sds, n=3):
+    rows = {k: {"weights": STAGES[k].weights, "n": n, "boundary_jaccard mean": m, "boundary_jaccard sd": s}
+            for (k, m), s in zip(means.items(), sds)}
+    table = pd.DataFrame(rows).T
+    table["n"] = table["n"].astype(int)
+    return table
+
+
+def test_weighting_findings_weigh_differences_against_seed_noise():
+    clear = _table({"m2": 0.80, "m2_ratio2": 0.70, "m2_ratio5": 0.65, "m2_ratio10": 0.60}, [0.01] * 4)
+    text = sentences.weighting_findings(clear, preset="cpu")
+    assert "cpu" in _header(text) and "3" in _header(text)
+    assert _methods(_bullet(text, "0.800 ± 0.010")) == ["m2", "m2_ratio10"]   # highest, lowest
+    for other, diff in {"m2_ratio2": "+0.100", "m2_ratio5": "+0.150", "m2_ratio10": "+0.200"}.items():
+        line = _bullet(text, f"`{other}`", diff)
+        assert "0.016" in line and "larger" in line                          # 2 se = 2 sqrt(2 * 0.01^2 / 3)
+    assert "beats every" in _bullet(text, "3 seeds")
+
+    noisy = _table({"m2": 0.75, "m2_ratio2": 0.74, "m2_ratio5": 0.70, "m2_ratio10": 0.60}, [0.05] * 4)
+    text = sentences.weighting_findings(noisy, preset="cpu")
+    assert "within" in _bullet(text, "`m2_ratio2`", "+0.010", "0.082")
+    assert "larger" in _bullet(text, "`m2_ratio10`", "+0.150", "0.082")
+    summary = _bullet(text, "3 seeds")
+    assert "higher mean" in summary and "not by more" in summary and _methods(summary) == ["m2"]
+
+    lost = _table({"m2": 0.70, "m2_ratio2": 0.74, "m2_ratio5": 0.70, "m2_ratio10": 0.60}, [0.01] * 4)
+    summary = _bullet(sentences.weighting_findings(lost, preset="gpu"), "3 seeds")
+    assert "below" in summary and _methods(summary) == ["m2", "m2_ratio2"]    # clearly below ratio 2 only
+
+    tied = _table({"m2": 0.70, "m2_ratio2": 0.72, "m2_ratio5": 0.70, "m2_ratio10": 0.60}, [0.05] * 4)
+    summary = _bullet(sentences.weighting_findings(tied, preset="gpu"), "3 seeds")
+    assert "within" in summary and _methods(summary) == ["m2", "m2_ratio2", "m2_ratio5"]
+
+    one = _table({"m2": 0.70, "m2_ratio2": 0.74}, [np.nan] * 2, n=1)
+    bullets = [line for line in sentences.weighting_findings(one, preset="ci").splitlines() if line.startswith("* ")]
+    assert len(bullets) == 2 and "unknown" in bullets[1]                     # no difference weighed
+
+
+def test_ratio_and_transfer_findings():
+    table = pd.DataFrame({"boundary_recall": [0.9, 0.95, 0.98], "boundary_precision": [0.8, 0.7, 0.6],
+                          "boundary_jaccard": [0.75, 0.7, 0.62]}, index=["m2_ratio2", "m2_ratio5", "m2_ratio10"])
+    text = sentences.ratio_findings(table, preset="cpu")
+    assert "cpu" in text and "2:1 -> 5:1 -> 10:1" in text
+    parts = dict(part.split(" ", 1) for part in text.split(": ", 1)[1].rstrip(".").split("; "))
+    assert parts["recall"] == "rises (0.900 -> 0.950 -> 0.980)"
+    assert parts["precision"] == "falls (0.800 -> 0.700 -> 0.600)"
+    assert parts["jaccard"] == "falls (0.750 -> 0.700 -> 0.620)"
+    m2 = {"val": [{"step": 40, "boundary_jaccard": 0.7}, {"step": 80, "boundary_jaccard": 0.78}]}
+    scratch = {"val": [{"step": 80, "boundary_jaccard": 0.8}, {"step": 360, "boundary_jaccard": 0.85}]}
+    text = sentences.transfer_findings(m2, scratch, preset="cpu")
+    assert "cpu" in text and "360" in text
+    at_same_step = text[text.index("0.780"):text.index("(0.800)")]            # M2 at step 80 vs scratch at 80
+    assert "lower" in at_same_step and "80" in at_same_step
+    assert "higher" in text[text.index("0.850"):]                           # scratch's whole budget vs M2
+
+
+def test_experiment1_and_target_findings():
+    table = pd.DataFrame({"J boundary": [0.8, 0.81], "J mitochondrion": [0.9, 0.8], "mean_jaccard": [0.88, 0.85]},
+                         index=["M1", "plain"])
+    text = sentences.experiment1_findings(table, weighted="M1", plain="plain", preset="cpu")
+    assert "cpu" in _header(text)
+    assert "**M1**" in _bullet(text, "0.880", "0.850", "0.030")               # the higher one, by how much
+    gains = _bullet(text, "+0.100", "-0.010")
+    assert gains.index("mitochondrion") < gains.index("+0.100") < gains.index("boundary") < gains.index("-0.010")
+    assert "above" in _bullet(text, "0.72", "0.160")                          # 0.880 - 0.72
+    target = pd.DataFrame({"boundary_jaccard": [0.25, 0.43, 0.40]}, index=["m2", "m3", "m3_distance10"])
+    text = sentences.target_findings(target, preset="ci")
+    assert "ci" in _header(text)
+    assert "raised" in _bullet(text, "0.250", "0.430")
+    assert "below" in _bullet(text, "0.400", "0.030")

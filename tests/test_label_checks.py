@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from emseg_tutorial import labels as L
-from emseg_tutorial import metrics
+from emseg_tutorial import metrics, segmentation
+from emseg_tutorial import weight_schemes
 from emseg_tutorial import weights as W
 
 ARRAYS = {
@@ -32,7 +33,7 @@ ARRAYS = {
 
 ENTRY_POINTS = {
     "labels.check_codes": L.check_codes,
-    "weights.weight_map(x, 'entropy')": lambda x: W.weight_map(x, "entropy"),
+    "weight_schemes.weight_map(x, 'entropy')": lambda x: weight_schemes.weight_map(x, "entropy"),
     "weights.distance_weight_map": W.distance_weight_map,
     "weights.label_entropy": W.label_entropy,
     "metrics.jaccard_scores(x, x, 'multiclass')": lambda x: metrics.jaccard_scores(x, x, "multiclass"),
@@ -85,6 +86,7 @@ def count_checks(monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(W, "check_codes", counting)           # weights: from .labels import
+    monkeypatch.setattr(weight_schemes, "check_codes", counting)  # weight_schemes: the same
     monkeypatch.setattr(L, "check_codes", counting)           # metrics: labels.check_codes
     return calls
 
@@ -96,7 +98,7 @@ LAB[1, 5:, 6:] = 3
 
 @pytest.mark.parametrize("scheme", ["entropy", "distance", "distance:10", "ratio:5", "border", "none"])
 def test_weight_map_checks_labels_once(count_checks, scheme):
-    W.weight_map(LAB, scheme)
+    weight_schemes.weight_map(LAB, scheme)
     assert count_checks == ["labels"]
 
 
@@ -121,7 +123,7 @@ def test_each_weights_function_checks_labels_once(count_checks, call):
     (lambda: metrics.jaccard_scores(LAB, LAB, "boundary"), ["prediction", "labels"]),
     (lambda: metrics.boundary_scores(LAB, LAB), ["prediction", "labels"]),
     (lambda: metrics.confusion_matrix(LAB, LAB, 4), ["prediction", "labels"]),
-    (lambda: metrics.true_segmentation_from_labels(LAB), ["labels"]),
+    (lambda: segmentation.true_segmentation_from_labels(LAB), ["labels"]),
 ])
 def test_metrics_check_codes_once(count_checks, call, expected):
     call()

@@ -10,7 +10,7 @@ import pytest
 from skimage.metrics import adapted_rand_error, variation_of_information
 
 from emseg_tutorial import labels as L
-from emseg_tutorial import metrics
+from emseg_tutorial import metrics, segmentation
 
 EVALUATE_KEYS = {
     "jaccard",
@@ -208,14 +208,14 @@ def two_cells() -> np.ndarray:
 
 def test_segment_from_boundary_two_cells():
     mask = two_cells()
-    seg = metrics.segment_from_boundary(mask)
+    seg = segmentation.segment_from_boundary(mask)
     assert seg.shape == mask.shape and seg.dtype == np.int32
     assert set(np.unique(seg)) == {0, 1, 2}
     assert np.all(seg[mask] == 0)
     assert len(np.unique(seg[:, :3])) == 1 and len(np.unique(seg[:, 4:])) == 1
     prob = np.where(mask, 0.9, 0.1)
     prob[:, 2] = 0.3  # the left side is closer to the boundary
-    ws = metrics.segment_from_boundary(prob, method="watershed")
+    ws = segmentation.segment_from_boundary(prob, method="watershed")
     assert set(np.unique(ws)) == {1, 2}  # every pixel assigned
     np.testing.assert_array_equal(ws[:, :3] != 0, True)
     assert np.all(ws[~mask] == seg[~mask])
@@ -223,30 +223,30 @@ def test_segment_from_boundary_two_cells():
 
 def test_segment_from_boundary_diagonal_line_separates_with_4_connectivity():
     mask = np.eye(5, dtype=bool)
-    assert len(np.unique(metrics.segment_from_boundary(mask))) - 1 == 2
-    assert len(np.unique(metrics.segment_from_boundary(mask, connectivity=2))) - 1 == 1
+    assert len(np.unique(segmentation.segment_from_boundary(mask))) - 1 == 2
+    assert len(np.unique(segmentation.segment_from_boundary(mask, connectivity=2))) - 1 == 1
 
 
 def test_segment_from_boundary_volume_slices_independent_and_min_size():
     mask = np.zeros((3, 6, 7), dtype=bool)
     mask[:, :, 3] = True
-    seg = metrics.segment_from_boundary(mask)
+    seg = segmentation.segment_from_boundary(mask)
     assert seg.max() == 6  # two cells per slice, unique across slices
     for z in range(3):
         assert len(set(np.unique(seg[z])) - {0}) == 2
     assert not set(np.unique(seg[0])) & set(np.unique(seg[1])) - {0}
     mask[:, :, 5] = True  # cells per slice: x 0..2 (18 px), x 4 (6 px), x 6 (6 px)
-    small = metrics.segment_from_boundary(mask, min_size=7)
+    small = segmentation.segment_from_boundary(mask, min_size=7)
     assert set(np.unique(small)) == {0, 1, 2, 3}  # one kept cell per slice
     assert np.all(small[:, :, 4] == 0) and np.all(small[:, :, 6] == 0)
-    flooded = metrics.segment_from_boundary(mask, method="watershed", min_size=7)
+    flooded = segmentation.segment_from_boundary(mask, method="watershed", min_size=7)
     assert np.all(flooded > 0)  # dropped markers are flooded by the kept cell
     assert all(len(np.unique(flooded[z])) == 1 for z in range(3))
 
 
 def test_true_segmentation_from_labels():
     labels = np.array([[2, 3, 1, 4], [0, 2, 1, 2]])
-    seg = metrics.true_segmentation_from_labels(labels)
+    seg = segmentation.true_segmentation_from_labels(labels)
     np.testing.assert_array_equal(seg, [[1, 1, 0, 2], [0, 1, 0, 2]])
 
 
@@ -396,15 +396,15 @@ BAD_CALLS = {
         r"shape \(n, n\) or \(n, n \+ 1\), got \(2, 4\)",
     ),
     "unknown segmentation method": (
-        lambda: metrics.segment_from_boundary(GOOD.astype(bool), method="graphcut"),
+        lambda: segmentation.segment_from_boundary(GOOD.astype(bool), method="graphcut"),
         r"method must be one of .*'graphcut'",
     ),
     "probability out of range": (
-        lambda: metrics.segment_from_boundary(np.full((4, 5), 1.5)),
+        lambda: segmentation.segment_from_boundary(np.full((4, 5), 1.5)),
         r"within \[0, 1\]",
     ),
     "codes given as boundary map": (
-        lambda: metrics.segment_from_boundary(GOOD * 3),
+        lambda: segmentation.segment_from_boundary(GOOD * 3),
         r"0/1 mask.*codes == 1",
     ),
     "float instance labels": (
@@ -420,7 +420,7 @@ BAD_CALLS = {
         r"probabilities must have the prediction's shape",
     ),
     "bad connectivity": (
-        lambda: metrics.true_segmentation_from_labels(GOOD, connectivity=3),
+        lambda: segmentation.true_segmentation_from_labels(GOOD, connectivity=3),
         r"connectivity must be 1 .* or 2",
     ),
 }
@@ -472,7 +472,7 @@ def test_instance_scores_see_a_real_merge():
 def test_grow_cells_stays_in_its_slice():
     seg = np.zeros((2, 1, 5), np.int32)
     seg[0, 0, 0] = 1                                              # slice 1 has no cell: stays 0
-    grown = metrics.grow_cells(seg)
+    grown = segmentation.grow_cells(seg)
     assert grown[0].tolist() == [[1, 1, 1, 1, 1]] and not grown[1].any()
 
 

@@ -28,7 +28,7 @@ from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.data.volume import Volume
 from emseg_tutorial.labels import BOUNDARY, for_task
 from emseg_tutorial.models import UNet2d
-from emseg_tutorial.paper import pixel_scores, score
+from emseg_tutorial.paper import score, score_slices
 from emseg_tutorial.predict import predict_file, predict_labels, predict_probabilities
 from emseg_tutorial.presets import PRESETS
 from emseg_tutorial.store import save_checkpoint
@@ -209,7 +209,7 @@ def test_paper_scores_equal_predict_and_evaluate(target):
     codes = predict_labels(model, target.image, device=CPU)
     labels = for_task(target.labels, "boundary")
     assert score(model, target, "boundary", device=CPU) == metrics.evaluate(codes, labels, "boundary")
-    thin = pixel_scores(model, target, "boundary", stride=2, device=CPU)
+    thin = score_slices(model, target, "boundary", stride=2, device=CPU)
     expected = metrics.pixel_scores(codes[::2], labels[::2], "boundary")
     assert thin == {k: pytest.approx(v, abs=1e-12) for k, v in expected.items() if k != "jaccard"}
 

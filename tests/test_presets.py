@@ -175,7 +175,7 @@ def test_chapter4_and_chapter6_runs_take_the_presets_sizes(monkeypatch, tmp_path
 
     from emseg_tutorial.adapt.methods import ALL_METHODS, DETERMINISTIC, METHODS
     from emseg_tutorial.data.volume import Volume
-    from emseg_tutorial.paper import comparison, scores
+    from emseg_tutorial.paper import comparison, seeds
 
     preset = _probe("ci")
     session = from_env(preset=preset, device="cpu").replace(runs=tmp_path, progress=False)
@@ -185,9 +185,9 @@ def test_chapter4_and_chapter6_runs_take_the_presets_sizes(monkeypatch, tmp_path
     m3 = SimpleNamespace(model=None, history={"fingerprint": "m3"})
     # chapter 4: seeds and stride from preset.weighting
     seen = []
-    monkeypatch.setattr(scores, "get_stage", lambda name, s, seed, init_seed: m3)
-    monkeypatch.setattr(scores, "pixel_scores", lambda model, volume, task, *, device, stride: seen.append(stride) or {})
-    long = scores.seed_scores(["m2"], session, volume=vol)
+    monkeypatch.setattr(seeds, "get_stage", lambda name, s, seed, init_seed: m3)
+    monkeypatch.setattr(seeds, "score_slices", lambda model, volume, task, *, device, stride: seen.append(stride) or {})
+    long = seeds.seed_scores(["m2"], session, volume=vol)
     assert long.attrs["seeds"] == list(range(preset.weighting.seeds))
     assert seen == [preset.weighting.eval_stride] * preset.weighting.seeds
     # chapter 6: every trained run sized by preset.comparison, the target scored every eval_stride-th slice

@@ -15,9 +15,8 @@ from skimage.segmentation import find_boundaries
 from emseg_tutorial.data import registry
 from emseg_tutorial.data.errors import VolumeError
 from emseg_tutorial.data.writers import write_volume
-from emseg_tutorial.data.real import (crop_region, isbi_codes, load_fibsem, load_isbi, load_lucchi, load_snemi,
-                                      load_vnc, lucchi_codes, neuron_ids_to_codes, split_range, vnc_codes,
-                                      vnc_codes_from_layers)
+from emseg_tutorial.data.real import (crop_region, load_fibsem, load_snemi, load_vnc, neuron_ids_to_codes,
+                                      split_range, vnc_codes, vnc_codes_from_layers)
 from emseg_tutorial.data.registry import DATASETS, DownloadError, file_sha256
 from emseg_tutorial.data.sources import describe_source, load_domain, load_pair
 from emseg_tutorial.presets import get_preset
@@ -96,19 +95,6 @@ def test_neuron_ids_to_codes_per_slice_thick_boundaries():
     np.testing.assert_array_equal(neuron_ids_to_codes(np.array([[1, 1, 1, 2, 2, 2]]))[0], [[2, 2, 1, 1, 2, 2]])
 
 
-def test_isbi_and_lucchi_codes():
-    np.testing.assert_array_equal(isbi_codes(np.array([0, 255, 127, 128], np.uint8)), [1, 2, 1, 2])
-    mask = np.array([[0, 255]], np.uint8)
-    np.testing.assert_array_equal(lucchi_codes(mask), [[0, 3]])
-    np.testing.assert_array_equal(lucchi_codes(mask, rest=2), [[2, 3]])
-    rgba = np.zeros((1, 6, 4), np.uint8)
-    rgba[0, :3] = 255
-    rgba[0, 2, 3] = 0                                  # not fully white: not mitochondria
-    np.testing.assert_array_equal(lucchi_codes(rgba), [[3, 3, 0, 0, 0, 0]])
-    with pytest.raises(ValueError, match="rest"):
-        lucchi_codes(mask, rest=7)
-
-
 # --------------------------------------------------------------------------- loaders
 
 
@@ -140,36 +126,6 @@ def test_load_snemi_crop_matches_the_whole(tmp_path):
     np.testing.assert_array_equal(crop.image, raw[region])
     np.testing.assert_array_equal(crop.labels, whole.labels[region])   # boundaries saw the context
     assert load_snemi(tmp_path / "s.h5", labels=False).labels is None
-
-
-def test_load_isbi(tmp_path):
-    membranes = np.where(RNG.random((3, 16, 16)) < 0.2, 0, 255).astype(np.uint8)
-    with h5py.File(tmp_path / "isbi.h5", "w") as f:
-        f["raw"] = RNG.integers(0, 255, (3, 16, 16), dtype=np.uint8)
-        f["labels/membranes"] = membranes
-    vol = load_isbi(tmp_path / "isbi.h5")
-    np.testing.assert_array_equal(vol.labels, np.where(membranes == 0, 1, 2))
-    assert vol.voxel_size == (50.0, 4.0, 4.0)
-    with h5py.File(tmp_path / "nolab.h5", "w") as f:
-        f["raw"] = membranes
-    with pytest.raises(VolumeError, match="labels/membranes"):
-        load_isbi(tmp_path / "nolab.h5")
-
-
-@pytest.mark.parametrize("rgba", [False, True])
-def test_load_lucchi_zip(tmp_path, rgba):
-    raw = RNG.integers(0, 255, (3, 12, 20), dtype=np.uint8)
-    mito = RNG.random((3, 12, 20)) < 0.3
-    with zipfile.ZipFile(tmp_path / "lucchi_pp.zip", "w") as z:
-        for i in range(3):
-            for part in ("Train", "Test"):
-                z.writestr(f"Lucchi++/{part}_In/mask{i:04d}.png", _png(raw[i]))
-                m = np.where(mito[i], 255, 0).astype(np.uint8)
-                z.writestr(f"Lucchi++/{part}_Out/{i}.png", _png(np.repeat(m[..., None], 4, -1) if rgba else m))
-    vol = load_lucchi(tmp_path / "lucchi_pp.zip", "test")
-    np.testing.assert_array_equal(vol.image, raw)
-    np.testing.assert_array_equal(vol.labels, np.where(mito, 3, 0))
-    np.testing.assert_array_equal(load_lucchi(tmp_path / "lucchi_pp.zip", rest=2).labels, np.where(mito, 3, 2))
 
 
 def test_load_fibsem_good_and_bad(tmp_path):

@@ -8,7 +8,7 @@ import torch
 
 import emseg_tutorial
 from emseg_tutorial.data import load_domain, sources
-from emseg_tutorial.paper import comparison, scores, stages
+from emseg_tutorial.paper import comparison, seeds, stages
 from emseg_tutorial.presets import get_preset
 from emseg_tutorial.session import from_env, setup
 
@@ -117,7 +117,7 @@ PAPER_CALLS = {
     "adapt_config": lambda s: stages.adapt_config(s, "paper"),
     "run_adaptation": lambda s: stages.run_adaptation(s, "paper"),
     "compare": lambda s: comparison.compare(["adabn"], s),
-    "seed_scores": lambda s: scores.seed_scores(["m2"], s),
+    "seed_scores": lambda s: seeds.seed_scores(["m2"], s),
 }
 
 
@@ -127,7 +127,7 @@ def nothing_loads(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("work started without a session")
 
-    for module in (stages, comparison, scores):
+    for module in (stages, comparison, seeds):
         monkeypatch.setattr(module, "load_domain", forbidden)
     monkeypatch.setattr(stages, "train_supervised", forbidden)
 
@@ -147,7 +147,7 @@ def test_paper_functions_have_no_default_session():
     from emseg_tutorial import session as session_module
 
     assert not hasattr(session_module, "current")   # no global session below the chapters
-    for module in (stages, comparison, scores):
+    for module in (stages, comparison, seeds):
         for name, fn in inspect.getmembers(module, inspect.isfunction):
             if fn.__module__ != module.__name__:
                 continue

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from emseg_tutorial.data.stats import neighbour_boundary_dice, slice_means
-from emseg_tutorial.data import synthetic
+from emseg_tutorial.data.synthetic import blocks
 from emseg_tutorial.data.synthetic import FIBSEM, SNEMI, iter_blocks, make_volume, parameter_table
 from emseg_tutorial.labels import class_fractions
 
@@ -38,8 +38,11 @@ def test_threads_render_the_same_volume(case, monkeypatch):
     domain = case.split()[0]
     if case.endswith("z-blurred"):
         blurred = dataclasses.replace(SNEMI, psf_sigma=(1.5, 1.2, 1.2))
-        monkeypatch.setattr(synthetic, "domain_params", lambda name: blurred)
+        plain = make_volume(domain, (40, 40, 48), seed=5, workers=1)
+        monkeypatch.setattr(blocks, "domain_params", lambda name: blurred)
     one = make_volume(domain, (40, 40, 48), seed=5, with_cells=True, workers=1)
+    if case.endswith("z-blurred"):  # the patch reached the renderer
+        assert not np.array_equal(one.image, plain.image)
     for workers in (2, 3, 8):
         many = make_volume(domain, (40, 40, 48), seed=5, with_cells=True, workers=workers)
         assert np.array_equal(many.image, one.image) and np.array_equal(many.labels, one.labels)

@@ -35,11 +35,24 @@ def test_recorded_times_come_back_per_preset_and_chapter(tmp_path):
     assert book.loc["01_data", "ci"] == "3 s" and book.loc["whole book", "cpu"] == "4 min 20 s"
     assert book.loc["whole book", "gpu"] == "not measured"
     assert timings.find_timings(tmp_path) == path   # a folder above _data/ finds it
-    assert timings.find_timings() in (None, timings.PACKAGE_TIMINGS)   # the installed copy by default
     timings.record_timings(path, "cpu", {"01_data": 7.0}, machine="m", date="2026-01-04", merge=True)
     assert timings.load_timings(path)["presets"]["cpu"]["seconds"] == {"01_data": 7.0, "03_experiment1": 254.4}
     timings.record_timings(path, "cpu", {"01_data": 8.0}, machine="other", date="2026-01-05", merge=True)
     assert timings.load_timings(path)["presets"]["cpu"]["seconds"] == {"01_data": 8.0}
+
+
+def test_the_package_ships_its_measurements(tmp_path, monkeypatch):
+    """find_timings() is the installed copy; the copy holds a measured time of every chapter for
+    each preset it names, with where and when it was measured."""
+    assert timings.find_timings() == timings.PACKAGE_TIMINGS and timings.PACKAGE_TIMINGS.is_file()
+    chapters = {p.stem for p in (ROOT / "book").glob("[0-9][0-9]_*.ipynb")}
+    presets = timings.load_timings()["presets"]
+    assert presets and set(presets) <= set(timings.PRESETS)
+    for name, entry in presets.items():
+        assert set(entry["seconds"]) == chapters, name
+        assert all(s > 0 for s in entry["seconds"].values()) and entry["machine"] and entry["date"], name
+    monkeypatch.setattr(timings, "PACKAGE_TIMINGS", tmp_path / "missing.json")
+    assert timings.find_timings() is None and timings.load_timings() == {"presets": {}}
 
 
 def test_bad_file_is_refused(tmp_path):

@@ -7,6 +7,7 @@ from skimage.segmentation import find_boundaries
 
 from emseg_tutorial.data import sources
 from emseg_tutorial.data import synthetic as S
+from emseg_tutorial.data.synthetic import geometry, numerics, renderer
 from emseg_tutorial.data.sources import cached_twin, load_domain, twin_cache_path
 from emseg_tutorial.presets import get_preset
 
@@ -15,23 +16,23 @@ RNG = np.random.default_rng(0)
 
 def test_thick_boundaries_match_find_boundaries():
     ids = ndi.zoom(RNG.integers(0, 6, (12, 15)), 4, order=0)
-    assert np.array_equal(S._thick_boundaries(ids), find_boundaries(ids, mode="thick"))
+    assert np.array_equal(numerics._thick_boundaries(ids), find_boundaries(ids, mode="thick"))
 
 
 @pytest.mark.parametrize("sigma", [0.6, 1.2, 2.0])
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_blur_matches_scipy_nearest(sigma, axis):
     a = RNG.random((5, 9, 23)).astype(np.float32)
-    taps = S._gauss_taps(sigma)
+    taps = numerics._gauss_taps(sigma)
     want = ndi.gaussian_filter1d(a, sigma, axis=axis, mode="nearest")
-    np.testing.assert_allclose(S._conv_axis(a, taps, axis), want, atol=1e-6)
+    np.testing.assert_allclose(numerics._conv_axis(a, taps, axis), want, atol=1e-6)
     out, tmp = np.empty_like(a), np.empty_like(a)
-    np.testing.assert_allclose(S._conv_axis(a, taps, axis, out=out, tmp=tmp), want, atol=1e-6)
+    np.testing.assert_allclose(numerics._conv_axis(a, taps, axis, out=out, tmp=tmp), want, atol=1e-6)
 
 
 def test_disc_pixels_are_the_pixels_of_the_discs():
     cy, cx, r = np.array([5.3, 0.0, 30.0]), np.array([7.7, 3.0, 10.0]), np.array([3.2, 2.5, 4.0])
-    which, pix = S._disc_pixels(cy, cx, r, 20, 25)
+    which, pix = numerics._disc_pixels(cy, cx, r, 20, 25)
     yy, xx = np.mgrid[0:20, 0:25]
     for i in range(3):
         want = np.flatnonzero(((yy - cy[i]) ** 2 + (xx - cx[i]) ** 2 <= r[i] ** 2).ravel())
@@ -43,13 +44,13 @@ def test_cells_are_the_nearest_seeds_in_displaced_coordinates(domain):
     """Exact on the node grid; elsewhere only pixels at or beside a wall may differ (there the
     displacement is interpolated bilinearly inside 4 x 4 blocks)."""
     p, shape = S.domain_params(domain), (3, 96, 112)
-    geo = S._make_geometry(p, shape, np.random.default_rng([4, S.DOMAINS.index(domain), *shape]))
-    rend = S._Renderer(p, geo, shape, 4)
+    geo = geometry._make_geometry(p, shape, np.random.default_rng([4, S.DOMAINS.index(domain), *shape]))
+    rend = renderer._Renderer(p, geo, shape, 4)
     s = 7
     seeds = geo.seeds(s)
     cell = rend.cells(s, seeds)
     yy, xx = np.mgrid[0:shape[1], 0:shape[2]].astype(float)
-    d = S._wave_points(geo.warp_k, geo.warp_phase, geo.warp_amp, s, yy.ravel(), xx.ravel())
+    d = numerics._wave_points(geo.warp_k, geo.warp_phase, geo.warp_amp, s, yy.ravel(), xx.ravel())
     qy, qx = yy.ravel() + d[0], xx.ravel() + d[1]
     small = np.flatnonzero(geo.radius == 0)
     dist = (qy[:, None] - seeds[small, 0]) ** 2 + (qx[:, None] - seeds[small, 1]) ** 2
@@ -58,11 +59,11 @@ def test_cells_are_the_nearest_seeds_in_displaced_coordinates(domain):
         inside = (qy - seeds[i, 0]) ** 2 + (qx - seeds[i, 1]) ** 2 <= geo.radius[i] ** 2
         want[inside] = i
     want = want.reshape(shape[1:])
-    g = S._G
+    g = renderer._G
     assert np.array_equal(cell[::g, ::g], want[::g, ::g])
     differ = cell != want
     assert differ.mean() < 0.01
-    assert not (differ & ~S._dilate_cross(S._thick_boundaries(want))).any()
+    assert not (differ & ~numerics._dilate_cross(numerics._thick_boundaries(want))).any()
 
 
 @pytest.mark.parametrize("domain", ["fibsem", "snemi"])
@@ -77,7 +78,9 @@ def test_any_block_size_gives_the_volume(domain, block):
 
 def test_version_is_named():
     assert S.TWIN_VERSION == 3
-    assert "Version 1" in S.__doc__
+    versions = S.__doc__.split("Versions\n--------\n")[1].split("\n\n")[0]
+    assert f"version {S.TWIN_VERSION} (now)" in versions  # the note names the current version
+    assert len(versions.splitlines()) <= 12  # a note, not the history (that is in git)
 
 
 # --------------------------------------------------------------------------- cache

@@ -13,18 +13,16 @@ from scipy import ndimage as ndi
 from skimage.filters.rank import entropy as rank_entropy
 
 from emseg_tutorial import weights as W
+from emseg_tutorial.viz.weights import DISTANCE_READINGS, distance_readings
+from emseg_tutorial.weight_schemes import parse_weight_scheme, weight_map
 from emseg_tutorial.weights import (
     border_weight_map,
-    DISTANCE_READINGS,
     class_ratio,
-    distance_readings,
     distance_weight_map,
     entropy_weight_map,
     label_entropy,
-    parse_weight_scheme,
     ratio_weight_map,
     smoothed_distance_map,
-    weight_map,
 )
 
 

@@ -67,7 +67,7 @@ from ..devices import adam, check_precision, memory_format, pick_device, precisi
 from ..labels import for_task, num_classes
 from ..models import PatchDiscriminator
 from ..progress import progress as progress_bar
-from ..weights import weight_map
+from ..weight_schemes import weight_map
 from .diagnostics import add_epoch, boundary_snapshot, epoch_report, new_history, source_boundary_prior
 from .state import restore, save_adaptation_state
 from .steps import STEPS, TRUTH_IS_REAL, StepContext, shortcut_probe

@@ -11,13 +11,12 @@ VNC         merged label PNGs: membrane 0/32/64/96/128,          1; 4; 3; 2; 2
             glia/extracellular 159, mitochondria 191,
             synapse 223, intracellular 255
 SNEMI3D     neuron ids                                           walls 1, inside 2, id 0 -> 0
-ISBI 2012   membrane 0, interior 255                             1, 2
-Lucchi++    mitochondria 255, rest 0                             3, rest 0 (or ``rest=``)
 your FIBSEM codes 1-4 already (tif or ``FILE.h5:dataset``)       as given
 ==========  ==================================================  ===========================
 
 :func:`load_real_domain` is what ``EMSEG_DATA=real`` runs for
-:func:`~emseg_tutorial.data.sources.load_domain`.
+:func:`~emseg_tutorial.data.sources.load_domain`. The registry's extra datasets (``isbi2012``,
+``lucchi_pp``) can be fetched but have no loader here: no chapter or command reads them.
 
 Examples
 --------
@@ -139,40 +138,6 @@ def neuron_ids_to_codes(ids: np.ndarray) -> np.ndarray:
     return codes
 
 
-def isbi_codes(membranes: np.ndarray) -> np.ndarray:
-    """ISBI 2012 labels (0 membrane, 255 interior) to codes 1 / 2; grey values split at 128.
-
-    Examples
-    --------
-    >>> isbi_codes(np.array([[0, 255, 30]], np.uint8))
-    array([[1, 2, 1]], dtype=uint8)
-    """
-    return np.where(np.asarray(membranes) < 128, BOUNDARY, CYTOPLASM).astype(np.uint8)
-
-
-def lucchi_codes(mask: np.ndarray, rest: int = UNLABELLED) -> np.ndarray:
-    """Lucchi++ masks (255 mitochondria) to codes: mitochondria 3, everything else ``rest``.
-
-    Lucchi++ labels only mitochondria; membranes and cytoplasm are not annotated, so the rest
-    is 0 (ignored by losses and metrics) by default. Pass ``rest=2`` to score mitochondria
-    against everything else. RGBA masks count a pixel as mitochondria when all channels are
-    255 (as torch-em reads them); grey masks when the value is at least 128.
-
-    Examples
-    --------
-    >>> lucchi_codes(np.array([[0, 255]], np.uint8)), lucchi_codes(np.array([[0, 255]], np.uint8), rest=2)
-    (array([[0, 3]], dtype=uint8), array([[2, 3]], dtype=uint8))
-    """
-    mask = np.asarray(mask)
-    if mask.ndim >= 3 and mask.shape[-1] in (3, 4) and mask.shape[-1] < mask.shape[-2]:
-        fg = (mask == 255).all(axis=-1)
-    else:
-        fg = mask >= 128
-    if rest not in range(0, 5):
-        raise ValueError(f"rest must be a label code 0-4, got {rest}")
-    return np.where(fg, MITOCHONDRIA, rest).astype(np.uint8)
-
-
 # --------------------------------------------------------------------------- zip helpers
 
 
@@ -260,36 +225,6 @@ def load_snemi(path: str | os.PathLike, z: slice = slice(None), y: slice = slice
         ids = _h5_read(path, SNEMI_IDS, (zs, slice(y0, y1), slice(x0, x1)))
         codes = neuron_ids_to_codes(ids)[:, ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
     return Volume(image, codes, _voxel("snemi3d"), "SNEMI3D")
-
-
-def load_isbi(path: str | os.PathLike) -> Volume:
-    """ISBI 2012 from torch-em's HDF5 (``raw``, ``labels/membranes``): membrane 1, interior 2."""
-    path = Path(path)
-    image = _h5_read(path, "raw")
-    codes = isbi_codes(_h5_read(path, "labels/membranes"))
-    if codes.shape != image.shape:
-        raise VolumeError(f"{path}: labels {codes.shape} and raw {image.shape} differ")
-    return Volume(image, codes, _voxel("isbi2012"), "ISBI 2012")
-
-
-def load_lucchi(path: str | os.PathLike, split: str = "train", rest: int = UNLABELLED) -> Volume:
-    """One Lucchi++ stack from its zip (``Train_In`` images + ``Train_Out`` masks, or Test_*).
-
-    Mitochondria become 3, the rest ``rest`` (see :func:`lucchi_codes`).
-    """
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r}; expected 'train' or 'test'")
-    path, part = Path(path), split.capitalize()
-    try:
-        with zipfile.ZipFile(path) as archive:
-            image, _ = _zip_stack(archive, rf"(^|/){part}_In/[^/]+\.png$", path)
-            masks, _ = _zip_stack(archive, rf"(^|/){part}_Out/[^/]+\.png$", path)
-    except (zipfile.BadZipFile, OSError) as err:
-        raise VolumeError(f"{path}: cannot be read as a zip archive ({err})") from None
-    image = _grey(image) if image.ndim == 4 else image
-    if image.shape != masks.shape[:3]:
-        raise VolumeError(f"{path}: {part}_In {image.shape} and {part}_Out {masks.shape} do not match")
-    return Volume(image, lucchi_codes(masks, rest), _voxel("lucchi_pp"), f"Lucchi++ {split}")
 
 
 def load_fibsem(image: str | os.PathLike, labels: str | os.PathLike | None = None) -> Volume:

@@ -88,8 +88,8 @@ _SELECTION_CASES = [
 
 @exercise_check("label-free model selection")
 def check_label_free_choice(func: Callable[[list[dict]], int]) -> str:
-    """Check ``func(epochs) -> epoch`` against :func:`emseg_tutorial.selection.label_free_choice`
-    on small made-up histories, each built to catch one mistake; the ``target`` scores in them
+    """Check ``func(epochs) -> epoch`` against
+    :func:`emseg_tutorial.adapt.diagnostics.label_free_choice` on small made-up histories, each built to catch one mistake; the ``target`` scores in them
     are decoys that a label-free rule must not read."""
     require_function(func)
     for what, epochs in _SELECTION_CASES:

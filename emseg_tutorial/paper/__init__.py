@@ -1,5 +1,6 @@
 """The paper itself: its stages and budgets (:mod:`.stages`), the scores and tables of its
-experiments (:mod:`.scores`), chapter 5's run in sentences (:mod:`.adaptation`), chapter 6's
+experiments (:mod:`.scores`), chapter 4's seed table (:mod:`.seeds`), chapters 3 and 4's findings
+in sentences (:mod:`.sentences`), chapter 5's run in sentences (:mod:`.adaptation`), chapter 6's
 comparison of adaptation methods (:mod:`.comparison`) and the runs folder that keeps chapter 5
 and 6 runs (:mod:`.runs`); :func:`~emseg_tutorial.glue.glue_numbers` hands their numbers to the
 book's prose.
@@ -12,9 +13,9 @@ from .adaptation import adaptation_findings, adaptation_numbers
 from .comparison import (Comparison, compare, comparison_numbers, comparison_table, diagnostics_table, findings,
                          selection_table, spread_note)
 from ..glue import glue_numbers
-from .scores import (adaptation_summary, adaptation_table, experiment1_findings, pixel_scores, ratio_findings, score,
-                     scores_table, seed_scores, seed_table, stage_label, target_findings, transfer_findings,
-                     validation_curve, weighting_findings)
+from .scores import adaptation_summary, adaptation_table, score, score_slices, scores_table, validation_curve
+from .seeds import seed_scores, seed_table, stage_label
+from .sentences import experiment1_findings, ratio_findings, target_findings, transfer_findings, weighting_findings
 from .stages import (PAPER_ITERATIONS, STAGES, WEIGHTING_STAGES, Stage, adapt_config, budget_steps, get_stage,
                      run_adaptation, stage_config, train_config)
 
@@ -22,5 +23,5 @@ __all__ = ["PAPER_ITERATIONS", "STAGES", "WEIGHTING_STAGES", "Stage", "adapt_con
            "run_adaptation", "stage_config", "train_config", "score", "scores_table", "validation_curve",
            "adaptation_table", "adaptation_summary", "Comparison", "compare", "comparison_table", "selection_table",
            "diagnostics_table", "findings", "spread_note", "comparison_numbers", "adaptation_findings",
-           "adaptation_numbers", "glue_numbers", "pixel_scores", "seed_scores", "seed_table", "stage_label",
+           "adaptation_numbers", "glue_numbers", "score_slices", "seed_scores", "seed_table", "stage_label",
            "weighting_findings", "ratio_findings", "transfer_findings", "experiment1_findings", "target_findings"]

@@ -36,7 +36,7 @@ stage              task        weights (loss)  starts at  jitter   paper
 
 The weightings of Experiment 2 (every stage from ``m1`` to the boundary task, listed in
 :data:`WEIGHTING_STAGES`) are also trained with further seeds for chapter 4's seed table
-(:func:`~emseg_tutorial.paper.scores.seed_scores`): ``get_stage(name, seed=s, init_seed=0)``
+(:func:`~emseg_tutorial.paper.seeds.seed_scores`): ``get_stage(name, seed=s, init_seed=0)``
 keeps M1 fixed (seed 0) and varies only the fine-tuning seed, i.e. the new output layer's
 initialisation and the stream of training patches (crops, flips, turns).
 

@@ -3,7 +3,8 @@
 One function, :func:`train_supervised`, reads from top to bottom:
 
 1. labels are reduced to the task (4 classes, or boundary against the rest);
-2. the per-pixel loss weights are computed once for the whole volume (:mod:`..weights`);
+2. the per-pixel loss weights are computed once for the whole volume
+   (:func:`~emseg_tutorial.weight_schemes.weight_map`);
 3. the last slices are held out for validation, patches are drawn from the rest (on the GPU
    itself on CUDA, with numpy on the CPU: :func:`~emseg_tutorial.data.device_patches.make_sampler`);
 4. the model is built, or taken from an earlier checkpoint (its head replaced when the number
@@ -53,7 +54,7 @@ from ..metrics import pixel_scores
 from ..models import UNet2d, build_model, check_model
 from ..predict import predict_labels
 from ..progress import progress as progress_bar
-from ..weights import weight_map, parse_weight_scheme
+from ..weight_schemes import parse_weight_scheme, weight_map
 from ..store import check_resumable, restore_model, save_training_state
 
 LOSSES = ("ce", "dice", "ce+dice", "focal")

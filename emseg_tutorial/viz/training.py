@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..data.normalize import to_unit_range
-from ..paper.scores import seed_table
+from ..paper.seeds import seed_table
 from .common import gray, label_legend, moving_average, overlay
 
 __all__ = ["training_curves", "boundary_errors", "prediction_panels", "score_bars", "seed_score_bars",

@@ -1,4 +1,5 @@
-"""Figures of chapter 2 (``book/02_weight_maps.ipynb``): weight maps, weight profiles, class weights.
+"""Figures of chapter 2 (``book/02_weight_maps.ipynb``): weight maps, weight profiles, class weights,
+and the readings of the paper's distance map that the chapter sets side by side.
 
 Examples
 --------
@@ -13,12 +14,17 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import numpy.typing as npt
+from scipy import ndimage as ndi
 
+from .._validate import check_number
 from ..labels import BOUNDARY
-from ..weights import entropy_weight_map, smoothed_distance_map
+from ..weights import (border_weight_map, boundary_masks, distance_weight_map, entropy_weight_map,
+                       rescale_to_mean_one, smoothed_distance_map)
 from .common import LABEL_COLORS, label_legend, overlay
 
-__all__ = ["weight_maps_figure", "paper_weight_maps_figure", "weight_profiles", "class_weight_bars"]
+__all__ = ["weight_maps_figure", "paper_weight_maps_figure", "weight_profiles", "class_weight_bars",
+           "distance_readings"]
 
 
 def _label_panel(ax, labels: np.ndarray, image: np.ndarray | None, task: str) -> None:
@@ -166,3 +172,86 @@ def class_weight_bars(table, ax=None):
     ax.margins(y=0.12)
     ax.legend(fontsize=8)
     return fig
+
+
+# --------------------------------------------------------------------------------------
+# the readings of the paper's distance map (chapter 2's table)
+# --------------------------------------------------------------------------------------
+def _slices(array: np.ndarray) -> np.ndarray:
+    """A (Y, X) or (Z, Y, X) array as a stack of slices (a view)."""
+    return array.reshape((-1, *array.shape[-2:]))
+
+
+def _wall_distance(is_boundary: np.ndarray) -> np.ndarray:
+    """Distance (pixels) of every pixel to the nearest boundary pixel of its slice, 0 on walls;
+    a slice without boundary gets ``inf``."""
+    mask = _slices(is_boundary)
+    d = np.full(mask.shape, np.inf, dtype=np.float32)
+    for z, plane in enumerate(mask):
+        if plane.any():
+            d[z] = ndi.distance_transform_edt(~plane)
+    return d.reshape(is_boundary.shape)
+
+
+#: The readings of the paper's distance-transform weights built by :func:`distance_readings`.
+DISTANCE_READINGS = ("distance", "distance:10", "distance to wall", "wall proximity", "border")
+
+
+def distance_readings(boundary: npt.ArrayLike, sigma: float = 10.0) -> dict[str, np.ndarray]:
+    """Every reading of the paper's "distance transform" weights, one map per reading.
+
+    The paper (Sec. 4.2, Fig. 3, Fig. 5c) names a Gaussian-smoothed distance transform of the
+    boundary map and a "10:1 smoothed distance transform" but not the transform's direction or
+    how it becomes a weight. The readings, all ``w_min = 1``, ``scale = 9`` affine maps of
+    their quantity and normalised to mean 1 per slice, like every map of this module:
+
+    ``distance``
+        The library's (and M2's): EDT *inside* the walls, Gaussian-smoothed
+        (:func:`~emseg_tutorial.weights.distance_weight_map`).
+    ``distance:10``
+        The same, boundary pixels rescaled to a 10:1 mean ratio (``ratio=10``).
+    ``distance to wall``
+        ``d``, the EDT of the non-boundary pixels (distance to the nearest wall): 0 on the
+        walls, largest in cell centres.
+    ``wall proximity``
+        ``exp(-d^2 / 2 sigma^2)``: highest on and near every wall, whatever its thickness.
+    ``border``
+        :func:`~emseg_tutorial.weights.border_weight_map`, the U-Net's separation weights (a distance reading too:
+        distances to the two nearest cells).
+
+    Parameters
+    ----------
+    boundary : array_like, shape (Y, X) or (Z, Y, X)
+        Class codes (``1`` boundary, ``0`` unlabelled, others the rest) or a bool mask.
+    sigma : float, optional
+        Gaussian width in pixels of ``distance``, ``distance:10`` and ``wall proximity``.
+
+    Returns
+    -------
+    dict of str to ndarray of float32
+        Keys :data:`DISTANCE_READINGS`; compare them with
+        :func:`~emseg_tutorial.weights.class_ratio`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.full((9, 9), 2, dtype=np.uint8); labels[:, 4] = 1
+    >>> from emseg_tutorial.weights import class_ratio
+    >>> maps = distance_readings(labels, sigma=2)
+    >>> round(class_ratio(maps["distance to wall"], labels), 2)  # walls lighter than the rest
+    0.15
+    """
+    is_boundary, labelled = boundary_masks(boundary)
+    sigma = check_number(sigma, "sigma")
+    d = _wall_distance(is_boundary)
+    finite = np.where(np.isfinite(d), d, 0.0)
+    peak = _slices(finite).max(axis=(1, 2))
+    to_wall = 1.0 + 9.0 * _slices(finite) / np.where(peak > 0, peak, 1.0)[:, None, None]
+    proximity = 1.0 + 9.0 * np.exp(-(d.astype(np.float64) ** 2) / (2 * sigma**2))
+    return {
+        "distance": distance_weight_map(boundary, sigma),
+        "distance:10": distance_weight_map(boundary, sigma, ratio=10.0),
+        "distance to wall": rescale_to_mean_one(to_wall.reshape(d.shape), labelled),
+        "wall proximity": rescale_to_mean_one(proximity, labelled),
+        "border": border_weight_map(boundary),
+    }

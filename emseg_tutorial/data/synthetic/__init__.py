@@ -1,0 +1,94 @@
+"""Synthetic twins of the paper's two EM volumes, generated from a seed and a shape.
+
+The paper trains on a FIBSEM volume of *Drosophila* neuropil (10 nm isotropic voxels, labels
+boundary / cytoplasm / mitochondria / glia) and adapts to SNEMI3D (mouse cortex, serial-section
+SEM, 6 x 6 x 30 nm voxels, no labels used). Neither is needed to follow the book: this module
+draws volumes that share the properties the paper's methods depend on.
+
+How a volume is made
+--------------------
+1. **Geometry.** Neurites are tubes that run roughly along z with a random tilt and a smooth
+   wiggle. On every (isotropic) sub-slice each neurite is a seed point; the cells of that
+   sub-slice are the Voronoi regions of the seeds, bent by a smooth displacement field so that
+   walls curve (a pixel ``p`` belongs to the seed nearest to ``p + warp(p)``). Some domains add
+   a few large neurites (dendrites) drawn as discs over the Voronoi fill. Mitochondria are
+   ellipsoids elongated along their neurite; glia are a subset of cells.
+2. **Labels.** Boundary (code 1) marks every pixel with a 4-neighbour of another cell (what
+   ``skimage.segmentation.find_boundaries(mode="thick")`` marks: a wall is 2 pixels wide, 20 nm
+   at 10 nm pixels; the target grows it to 4 pixels, 24 nm at 6 nm), cytoplasm 2, mitochondria
+   3 (kept one pixel away from walls), glia 4.
+3. **Image.** Each class gets an intensity and its own texture; walls are drawn as dark
+   membranes. What makes real EM hard is drawn into the image only (labels never change): cells
+   stain unevenly (a per-cell offset and slow shading), membranes fade along stretches until
+   some look broken, vesicles are dark dots inside cells and mitochondria have a dark rim (both
+   look like bits of wall). Then the acquisition is simulated: point-spread blur and noise for FIBSEM;
+   section thickness (the mean of ``z_factor`` isotropic sub-slices, so oblique walls become
+   wide and faint), a gamma curve, lower contrast, slice-to-slice drift of brightness and
+   contrast, stronger noise and occasional slice misalignment for SNEMI3D.
+
+Difficulty is fixed here
+------------------------
+The two parameter sets :data:`FIBSEM` and :data:`SNEMI` fix the twins' difficulty; later
+chapters must not change them to reach a number. Both twins are the same kind of tissue at
+their own pixel size: every tissue length (cell spacing, wiggle, warp, mitochondria, vesicles,
+the wavelengths of the wiggles and of the warp) is the same in nm, so target structures span
+10 / 6 = 1.7 times the pixels of the source's (a test checks the neurite diameters). The domain
+gap is structural, not only an intensity shift: the target has large dendrites among its
+neurites, no glia, thicker (in pixels) and section-blurred oblique membranes, a nonlinear
+intensity curve, per-slice drift and misalignment. Histogram matching removes only part of it
+(chapter 6 measures how much). The source is made hard by what real EM shows (faint and broken
+membranes, wall-like vesicles and mitochondrial rims, uneven staining, noise), never by wrong
+labels.
+
+Documented class fractions (checked by the tests on 12 x 128 x 128 volumes, where a few large
+cells make them spread; a larger volume lies nearer the middle of each range): source boundary
+8-16 % (about 11.5 %, the paper says about 10 %), mitochondria 2-10 %, glia 2-40 % (about
+15 %), cytoplasm the rest; target boundary 7-18 % (about 12 %: close to the source's, as in
+real pairs), mitochondria about 3 %, no glia.
+
+How it is fast
+--------------
+Cell ids are computed exactly on a grid of nodes every 4 pixels (nearest seed among a short
+candidate list per tile of nodes, found once per group of sub-slices with a k-d tree); a 4 x 4
+block whose corner nodes agree is filled at once (Voronoi cells are convex), and only the pixels
+of the other blocks compare the seeds of their corners. Mitochondria and dendrites are drawn as
+batches of discs, walls are neighbour comparisons, blurs are small separable kernels applied in
+place, and scratch arrays are reused between sub-slices. The textures are windows, at a random
+offset per slice, of fields made once per volume; cytoplasm and glia are one lookup in per-cell
+tables (intensity with staining, texture gain, label code); the membrane strength is one lookup
+by pixel kind (wall, beside a wall, elsewhere) before the microscope's blur; a z blur, where a
+domain has one, stops at 1.5 sigma (one sub-slice of halo).
+``benchmarks/bench_twins.py`` times it against an earlier commit in one process.
+Every array belongs to one call (no module-level scratch), so volumes can be made in threads.
+
+Versions
+--------
+:data:`TWIN_VERSION` names the generator: the same ``(domain, shape, seed)`` gives the same
+volume within a version, and caches (:func:`~emseg_tutorial.data.sources.load_domain`) are keyed
+on it. Version 1 (before the constant existed) filled sub-slices with a distance transform from
+rounded seeds; version 2 drew exact Voronoi cells in displaced coordinates with shared textures
+and table-drawn noise (pixel values changed, class fractions did not); version 3 (now) gives
+target tissue the source's lengths in nm, 4-pixel target walls, and both twins the hard parts
+of real EM (staining, faint membranes, vesicles, mitochondrial rims). The history is in git.
+
+Modules
+-------
+:mod:`.params` (the twins' parameters), :mod:`.geometry` (seeds and objects of a volume),
+:mod:`.numerics` (blurs, walls, discs, random streams), :mod:`.renderer` (one sub-slice: cells,
+walls, textures, labels), :mod:`.acquisition` (blur, intensity curve, drift, noise,
+misalignment), :mod:`.blocks` (sections, 16-slice blocks, threads, :func:`make_volume`).
+
+Examples
+--------
+>>> vol = make_volume("fibsem", (4, 64, 64), seed=0)
+>>> vol.image.shape, vol.image.dtype.name, sorted(set(vol.labels.ravel().tolist()))
+((4, 64, 64), 'uint8', [1, 2, 3, 4])
+"""
+
+from __future__ import annotations
+
+from .blocks import default_workers, iter_blocks, make_volume
+from .params import DOMAINS, FIBSEM, PARAMS, SNEMI, TWIN_VERSION, DomainParams, domain_params, parameter_table
+
+__all__ = ["DOMAINS", "FIBSEM", "PARAMS", "SNEMI", "TWIN_VERSION", "DomainParams", "default_workers",
+           "domain_params", "iter_blocks", "make_volume", "parameter_table"]
