@@ -2,13 +2,10 @@
 and each branch a GPU takes (fused Adam, an enabled gradient scaler, channels-last, compile with
 its eager fallback) runs on the CPU too."""
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
 
-from emseg_tutorial import devices
 from emseg_tutorial.devices import (Precision, adam, amp_dtype, compile_model, fused_adam, memory_format, pick_device,
                                     precision, to_device)
 from emseg_tutorial.models import UNet2d
