@@ -122,6 +122,8 @@ class PatchSampler:
         self.target = None if labels is None else put(labels.astype(np.int8) - np.int8(1), torch.int8)
         self.weights = None if weights is None else put(weights, torch.float32)
         self.slices = put(slices, torch.int64)
+        #: flat offsets inside a slice of ``nx`` columns of each flip / turn of a crop, (m, py, px)
+        self.moves = dihedral_offsets(*self.patch, image.shape[2], augment, self.device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
 
@@ -137,29 +139,18 @@ class PatchSampler:
     def _randint(self, high: int, n: int) -> torch.Tensor:
         return torch.randint(0, high, (n,), generator=self.generator, device=self.device)
 
-    def _offsets(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Row and column, inside the crop, of every pixel of every output patch: ``(n, py, px)``.
-
-        Flips and quarter turns are only a permutation of these offsets: output pixel ``(i, j)``
-        of ``rot90(flipped, k)`` is ``flipped[a, b]`` with ``(a, b)`` = ``(i, j)``, ``(j, P-1-i)``,
-        ``(P-1-i, P-1-j)`` or ``(P-1-j, i)`` for ``k`` = 0..3 (``np.rot90``'s convention), and
-        ``flipped[a, b]`` is ``crop[P-1-a or a, P-1-b or b]``.
-        """
-        py, px = self.patch
-        i = torch.arange(py, device=self.device)[None, :, None]
-        j = torch.arange(px, device=self.device)[None, None, :]
+    def _moves(self, n: int) -> torch.Tensor:
+        """Flat offset, from the crop's corner, of every pixel of ``n`` output patches: one random
+        flip or turn each, picked from :attr:`moves` (one gather; the draws are two coin flips
+        and, for square patches, a quarter turn)."""
         if not self.augment:
-            return i.expand(n, py, px), j.expand(n, py, px)
-        rand = lambda: torch.rand(n, generator=self.generator, device=self.device)[:, None, None]  # noqa: E731
-        flip_y, flip_x = rand() < 0.5, rand() < 0.5
-        if py == px:  # quarter turns only keep the shape of square patches
-            k = self._randint(4, n)[:, None, None]
-            last = py - 1
-            a = torch.where(k == 0, i, torch.where(k == 1, j, torch.where(k == 2, last - i, last - j)))
-            b = torch.where(k == 0, j, torch.where(k == 1, last - i, torch.where(k == 2, last - j, i)))
-        else:
-            a, b = i.expand(n, py, px), j.expand(n, py, px)
-        return torch.where(flip_y, py - 1 - a, a), torch.where(flip_x, px - 1 - b, b)
+            return self.moves.expand(n, *self.patch)
+        rand = lambda: torch.rand(n, generator=self.generator, device=self.device) < 0.5  # noqa: E731
+        flip_y, flip_x = rand(), rand()
+        pick = flip_y.long() * 2 + flip_x.long()
+        if self.patch[0] == self.patch[1]:  # quarter turns only keep the shape of square patches
+            pick = pick * 4 + self._randint(4, n)
+        return self.moves[pick]
 
     def sample(self, batch: int) -> dict[str, torch.Tensor]:
         """A batch on the device: ``image`` (B, 1, P, P) float32 standardised and, when given,
@@ -171,8 +162,7 @@ class PatchSampler:
         z = self.slices[self._randint(len(self.slices), batch)]
         y = self._randint(ny - py + 1, batch)[:, None, None]
         x = self._randint(nx - px + 1, batch)[:, None, None]
-        rows, cols = self._offsets(batch)
-        plane = (y + rows) * nx + (x + cols)  # flat index inside a slice, flips and turns included
+        plane = self._moves(batch) + (y * nx + x)  # flat index inside a slice, flips and turns included
 
         def crop(volume: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:  # one gather per volume
             return torch.take(volume, zs[:, None, None] * (ny * nx) + plane)
@@ -192,6 +182,32 @@ class PatchSampler:
         if self.mismatch_gap is not None:
             out["z_mismatched"] = z_other
         return out
+
+
+def dihedral_offsets(py: int, px: int, nx: int, augment: bool = True, device="cpu") -> torch.Tensor:
+    """Flat offsets ``a * nx + b`` from a crop's corner of every pixel of its flips and turns.
+
+    Entry ``(2 * flip_rows + flip_cols) * 4 + k`` (square patches: 16 entries, each of the 8
+    distinct flips and turns twice, so a uniform pick is uniform over them) or
+    ``2 * flip_rows + flip_cols`` (rectangles: 4) holds, at output pixel ``(i, j)``, the crop pixel
+    ``(a, b)`` of ``rot90(flipped, k)``: ``(a, b)`` = ``(i, j)``, ``(j, P-1-i)``, ``(P-1-i, P-1-j)`` or
+    ``(P-1-j, i)`` for ``k`` = 0..3 (``np.rot90``'s convention), then ``a -> P-1-a`` for a row
+    flip and ``b -> P-1-b`` for a column flip. Without ``augment``: the crop itself (one entry).
+
+    Examples
+    --------
+    >>> m = dihedral_offsets(2, 2, nx=10)
+    >>> m.shape, m[0].tolist(), m[1].tolist()
+    (torch.Size([16, 2, 2]), [[0, 1], [10, 11]], [[1, 11], [0, 10]])
+    """
+    i = torch.arange(py, device=device)[:, None].expand(py, px)
+    j = torch.arange(px, device=device)[None, :].expand(py, px)
+    if not augment:
+        return (i * nx + j)[None]
+    turns = [(i, j), (j, py - 1 - i), (py - 1 - i, px - 1 - j), (px - 1 - j, i)] if py == px else [(i, j)]
+    moves = [((py - 1 - a) if fy else a) * nx + ((px - 1 - b) if fx else b)
+             for fy in (False, True) for fx in (False, True) for a, b in turns]
+    return torch.stack(moves)
 
 
 def check_gap(depth: int, gap: int) -> None:
