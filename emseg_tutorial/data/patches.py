@@ -139,7 +139,7 @@ class PatchSampler:
     def _randint(self, high: int, n: int) -> torch.Tensor:
         return torch.randint(0, high, (n,), generator=self.generator, device=self.device)
 
-    def _moves(self, n: int) -> torch.Tensor:
+    def _draw_moves(self, n: int) -> torch.Tensor:
         """Flat offset, from the crop's corner, of every pixel of ``n`` output patches: one random
         flip or turn each, picked from :attr:`moves` (one gather; the draws are two coin flips
         and, for square patches, a quarter turn)."""
@@ -162,7 +162,7 @@ class PatchSampler:
         z = self.slices[self._randint(len(self.slices), batch)]
         y = self._randint(ny - py + 1, batch)[:, None, None]
         x = self._randint(nx - px + 1, batch)[:, None, None]
-        plane = self._moves(batch) + (y * nx + x)  # flat index inside a slice, flips and turns included
+        plane = self._draw_moves(batch) + (y * nx + x)  # flat index inside a slice, flips and turns included
 
         def crop(volume: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:  # one gather per volume
             return torch.take(volume, zs[:, None, None] * (ny * nx) + plane)
