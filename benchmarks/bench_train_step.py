@@ -11,9 +11,9 @@ For the preset's U-Net, batch and patch size, on the device present, in one run:
   weighted cross-entropy, backward, Adam) on one batch made beforehand and kept on the
   device: the floor a training loop cannot beat;
 * **training, full**: what :func:`~emseg_tutorial.train.train_supervised` does per step:
-  draw a batch with the trainer's patch sampler (:func:`~emseg_tutorial.data.device_patches.make_sampler`:
-  drawn on the GPU on CUDA, with numpy and copied on the CPU; crops, flips, turns, weight
-  map), the same step, keep the loss;
+  draw a batch with the trainer's patch sampler (:class:`~emseg_tutorial.data.patches.PatchSampler`,
+  drawn on the device itself on every device; crops, flips, turns, weight map), the same step,
+  keep the loss;
 * **adaptation, bare / full**: the paper's adaptation step
   (:func:`~emseg_tutorial.adapt.steps.paper_step`: U-Net on target patches, one
   discriminator step, one generator step) with fixed device batches, and with the samplers;
@@ -41,9 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emseg_tutorial.adapt.loop import step_context  # noqa: E402
 from emseg_tutorial.adapt.steps import paper_step  # noqa: E402
-from emseg_tutorial.data.device_patches import make_sampler  # noqa: E402
+from emseg_tutorial.data.patches import PatchSampler  # noqa: E402
 from emseg_tutorial.data.synthetic import make_volume  # noqa: E402
-from emseg_tutorial.devices import PRECISIONS, adam, memory_format, pick_device, precision, to_device  # noqa: E402
+from emseg_tutorial.devices import PRECISIONS, adam, memory_format, pick_device, precision  # noqa: E402
 from emseg_tutorial.labels import for_task  # noqa: E402
 from emseg_tutorial.models import UNet2d  # noqa: E402
 from emseg_tutorial.paper.stages import adapt_config  # noqa: E402
@@ -81,22 +81,21 @@ def compare(bare, full, *, steps: int, rounds: int, device: torch.device) -> tup
 
 def training_pair(volume, preset, device, channels_last: bool, mode: str = "auto"):
     labels = for_task(volume.labels, "boundary")
-    sampler = make_sampler(volume.image, labels, weight_map(labels, "distance"), device=device,
+    sampler = PatchSampler(volume.image, labels, weight_map(labels, "distance"), device=device,
                            patch=preset.patch, seed=0)
     layout = torch.channels_last if channels_last else memory_format(device)  # the trainer's: CUDA's
     model = UNet2d(out_channels=2, **preset.model).to(device, memory_format=layout)
     optimizer = adam(model.parameters(), preset.lr, device)
     amp = precision(device, mode)
     scaler = amp.grad_scaler()
-    fixed = to_device(sampler.sample(preset.batch_size), device)
+    fixed = sampler.sample(preset.batch_size)
     losses = []
 
     def bare():
         losses.append(training_step(model, fixed, optimizer, scaler, amp))
 
     def full():
-        losses.append(training_step(model, to_device(sampler.sample(preset.batch_size), device), optimizer,
-                                    scaler, amp))
+        losses.append(training_step(model, sampler.sample(preset.batch_size), optimizer, scaler, amp))
 
     return bare, full
 

@@ -1,13 +1,28 @@
-"""Picking the compute device and the precision networks run in.
+"""Picking the compute device and the precision networks run in; every device-dependent branch.
 
 Everything runs on the CPU; CUDA (and Apple's MPS) are used when present. Mixed precision
 (``precision="auto"``, the default of every trainer): on CUDA bfloat16 where the GPU supports
 it (Ampere and later: A100, H100, L4), else float16 with a gradient scaler (T4, V100); on a CPU
-with native bfloat16 instructions (AVX512-BF16 or AMX: recent Xeon and EPYC) bfloat16 autocast,
-which oneDNN's convolutions run in well under the float32 time (a cpu-preset U-Net step on 96²
-patches: 0.62x, on 128² patches 0.53x, measured interleaved on a 2-core AVX512-BF16 machine,
-``benchmarks/bench_train_step.py --precision``); float32 on every other CPU and on MPS. ``precision="float32"`` turns it off.
-See :class:`Precision`.
+with native bfloat16 instructions (AVX512-BF16 or AMX: recent Xeon and EPYC) bfloat16 autocast;
+float32 on every other CPU and on MPS. ``precision="float32"`` turns it off. See
+:class:`Precision`; the measured step times are in the README and ``benchmarks/``.
+
+The branches a GPU takes, and where the CPU runs the same code:
+
+* the patch sampler draws on the device itself on every device
+  (:class:`~emseg_tutorial.data.patches.PatchSampler`);
+* networks train channels-last on CUDA and the CPU (:func:`memory_format`);
+* Adam is the fused implementation on every device whose PyTorch has one, the CPU included
+  (:func:`adam`);
+* the gradient scaler (:meth:`Precision.grad_scaler`) is a ``torch.amp.GradScaler`` of the
+  device type, the CPU's included; only float16 autocast, which needs CUDA, enables it;
+* ``torch.compile`` falls back to eager where it fails (:func:`compile_model`,
+  :func:`eager_fallback`), on any device;
+* random streams resume on a device of the same kind only (:func:`restore_generator`).
+
+Only CUDA: float16 autocast (refused on a CPU: its float16 kernels are emulated and slow, and
+bfloat16 needs no scaler), the query whether a GPU runs bfloat16, and pinned, non-blocking
+host-to-device copies (:func:`to_device`; pinned memory needs a CUDA driver).
 
 Examples
 --------
@@ -174,12 +189,11 @@ def inference_precision(device: torch.device | str) -> Precision:
 
 
 def to_device(batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
-    """A sampled batch as tensors on ``device``.
+    """Arrays or tensors as tensors on ``device``: from the host to CUDA through pinned memory,
+    without blocking; elsewhere a plain copy (a no-op for a tensor already there).
 
-    Arrays (from :class:`~emseg_tutorial.data.patches.PatchSampler`) are copied, pinned and
-    non-blocking on CUDA; tensors (from
-    :class:`~emseg_tutorial.data.device_patches.DevicePatchSampler`) pass through untouched
-    when they are on ``device`` already.
+    Batches of :class:`~emseg_tutorial.data.patches.PatchSampler` are on the device already;
+    this is for arrays from elsewhere (a benchmark's fixed batch, a chapter's).
 
     Examples
     --------
@@ -187,22 +201,21 @@ def to_device(batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
     >>> to_device({"a": t}, torch.device("cpu"))["a"] is t
     True
     """
-    cuda = device.type == "cuda"
+    cuda = torch.device(device).type == "cuda"
     out = {}
     for key, value in batch.items():
-        if isinstance(value, torch.Tensor):
-            out[key] = value.to(device, non_blocking=cuda)  # no-op where it already is
-            continue
-        t = torch.from_numpy(value)
-        out[key] = (t.pin_memory() if cuda else t).to(device, non_blocking=cuda)
+        t = torch.as_tensor(value)
+        if cuda and t.device.type == "cpu":
+            t = t.pin_memory()
+        out[key] = t.to(device, non_blocking=cuda)
     return out
 
 
 def memory_format(device: torch.device | str) -> torch.memory_format:
     """How networks lay out images and weights on ``device``: channels-last on CUDA (tensor
     cores read it without transposes) and on the CPU (oneDNN's convolutions with few channels
-    run faster: a cpu-preset training step took 0.79x the time, same losses to 1e-5, measured
-    interleaved in one run), the default layout elsewhere (MPS).
+    run faster in it; the README gives the measured step times), the default layout elsewhere
+    (MPS).
 
     Examples
     --------
@@ -231,21 +244,66 @@ def eager_fallback(model: torch.nn.Module, err: BaseException) -> torch.nn.Modul
     return model
 
 
+def fused_adam(device: torch.device | str) -> bool:
+    """Whether this PyTorch has a fused Adam for ``device`` (CUDA, the CPU and MPS in 2.13).
+
+    Examples
+    --------
+    >>> fused_adam("cpu")
+    True
+    """
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+        supported = _get_fused_kernels_supported_devices()
+    except ImportError:  # private API: without it, only CUDA's long-standing kernel
+        supported = ["cuda"]
+    return torch.device(device).type in supported
+
+
 def adam(params, lr: float, device: torch.device | str, betas: tuple[float, float] = (0.9, 0.999)
          ) -> torch.optim.Adam:
-    """Adam for parameters on ``device``: the fused CUDA kernel on CUDA (one launch updates every
-    parameter instead of several per tensor), the default implementation elsewhere (on the CPU
-    it keeps runs bit for bit as before, which resumed-run tests compare).
+    """Adam for parameters on ``device``: the fused implementation wherever PyTorch has one
+    (:func:`fused_adam`; one kernel updates every parameter instead of several per tensor), the
+    default one elsewhere. On the CPU the fused update equals the default one to float rounding.
 
     Examples
     --------
     >>> net = torch.nn.Linear(2, 1)
     >>> opt = adam(net.parameters(), 1e-3, "cpu")
     >>> opt.defaults["fused"], opt.defaults["lr"]
-    (None, 0.001)
+    (True, 0.001)
     """
-    fused = True if torch.device(device).type == "cuda" else None
-    return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused)
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=True if fused_adam(device) else None)
+
+
+def restore_generator(generator: torch.Generator, state, saved_on: str | None = None,
+                      what: str = "random stream") -> None:
+    """Continue ``generator`` from a saved ``state``; a one-line ValueError where it cannot.
+
+    Generator states are CPU byte tensors on every device, but of different generators: the
+    CPU's (Mersenne Twister, 5056 bytes) and CUDA's (Philox seed and offset, 16 bytes) do not
+    fit each other, so a run resumes its random streams on a device of the kind it was saved
+    on. ``saved_on`` (the saved device type) names that device in the message.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> restore_generator(g, torch.Generator().manual_seed(1).get_state())
+    >>> cuda_like = torch.tensor([1, 0]).view(torch.uint8)  # a CUDA generator's seed and offset
+    >>> restore_generator(g, cuda_like, "cuda", "patch stream")
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot resume on cpu: the saved patch stream was drawn on cuda, whose generator state does not fit a cpu generator; resume on cuda
+    """
+    try:
+        generator.set_state(state)
+    except (RuntimeError, TypeError):
+        here = generator.device.type
+        if saved_on is None:
+            raise ValueError(f"cannot resume on {here}: the saved {what} does not fit a {here} generator (saved on "
+                             "another kind of device, or by an older version)") from None
+        raise ValueError(f"cannot resume on {here}: the saved {what} was drawn on {saved_on}, whose generator "
+                         f"state does not fit a {here} generator; resume on {saved_on}") from None
 
 
 def set_seed(seed: int) -> None:

@@ -6,8 +6,6 @@ import pytest
 import torch
 
 from emseg_tutorial.adapt.loop import step_context
-from emseg_tutorial.data import device_patches
-from emseg_tutorial.data.device_patches import DevicePatchSampler
 from emseg_tutorial.data.histmatch import match_to_source, rank_normalize
 from emseg_tutorial.data.patches import PatchSampler, distant_slices
 from emseg_tutorial.data.synthetic import make_volume
@@ -56,15 +54,15 @@ def test_every_method_runs_and_reports(volumes, method, ci_adapt_config):
 
 
 @pytest.mark.parametrize("method", ["selftrain", "conditional"])
-def test_methods_run_with_device_samplers(volumes, monkeypatch, method, ci_adapt_config):
-    """CUDA's samplers (drawn on the device, jitter with a torch stream) here on the CPU."""
-    monkeypatch.setattr(device_patches, "samples_on_device", lambda device: True)
+def test_methods_run_with_the_device_samplers(volumes, method, ci_adapt_config):
+    """The samplers CUDA runs (drawn on the device, jitter with a torch stream), on the CPU."""
     src, tgt = volumes
     config = ci_adapt_config(method=method, **TINY)
     labels = for_task(src.labels, "boundary")
     ctx = step_context(_unet(), labels, tgt.image, config, src.image, torch.device("cpu"), 2)
-    assert isinstance(ctx.source, DevicePatchSampler) and isinstance(ctx.target, DevicePatchSampler)
-    assert isinstance(ctx.rng, torch.Generator)
+    assert isinstance(ctx.source, PatchSampler) and isinstance(ctx.target, PatchSampler)
+    assert ctx.source.device.type == ctx.target.device.type == "cpu"
+    assert isinstance(ctx.rng, torch.Generator) and ctx.rng.device.type == "cpu"
     image = ctx.batch(ctx.target)["image"]
     jittered = adapt_steps.jittered(ctx, image)
     assert jittered.shape == image.shape and jittered.device == image.device and not torch.equal(jittered, image)
@@ -160,10 +158,9 @@ def test_ema_update():
 
 @pytest.mark.parametrize("depth, gap", [(10, 1), (10, 5), (48, 8), (7, 3)])
 def test_distant_slices_keep_the_gap_and_cover_both_sides(depth, gap):
-    rng = np.random.default_rng(0)
-    z = np.repeat(np.arange(depth), 400)
-    other = distant_slices(z, depth, gap, rng)
-    assert np.all(np.abs(other - z) >= gap) and other.min() >= 0 and other.max() < depth
+    z = torch.arange(depth).repeat_interleave(400)
+    other = distant_slices(z, depth, gap, torch.Generator().manual_seed(0))
+    assert bool(((other - z).abs() >= gap).all()) and other.min() >= 0 and other.max() < depth
     for zi in range(depth):  # every allowed partner is drawn
         allowed = {o for o in range(depth) if abs(o - zi) >= gap}
         assert set(other[z == zi].tolist()) == allowed
@@ -171,7 +168,7 @@ def test_distant_slices_keep_the_gap_and_cover_both_sides(depth, gap):
 
 def test_distant_slices_rejects_impossible_gap():
     with pytest.raises(ValueError, match="at most 3"):
-        distant_slices(np.array([3]), 7, 4, np.random.default_rng(0))
+        distant_slices(torch.tensor([3]), 7, 4, torch.Generator())
 
 
 def test_sampler_returns_mismatched_labels_from_distant_slices():
@@ -180,7 +177,7 @@ def test_sampler_returns_mismatched_labels_from_distant_slices():
     lab = np.broadcast_to(np.arange(1, 13, dtype=np.uint8)[:, None, None] % 2 + 1, img.shape).copy()
     lab[:, 0, 0] = 0
     s = PatchSampler(img, lab, patch=16, seed=0, mismatch_gap=5)
-    b = s.sample(64)
+    b = {k: v.numpy() for k, v in s.sample(64).items()}
     assert np.all(np.abs(b["z"] - b["z_mismatched"]) >= 5)
     # each crop of the wrong map is the partner slice's truth (constant per slice here)
     expected = (b["z_mismatched"] + 1) % 2  # class index of the partner slice
@@ -246,7 +243,7 @@ def test_rank_normalize_equalises_histograms():
     rng = np.random.default_rng(0)
     a = rng.normal(0, 1, (1, 1, 8, 8)) ** 3
     b = rng.uniform(100, 200, (1, 1, 8, 8))
-    out = rank_normalize(np.concatenate([a, b]))
+    out = rank_normalize(np.concatenate([a, b])).numpy()  # array-likes are ranked as tensors
     np.testing.assert_allclose(np.sort(out[0].ravel()), np.sort(out[1].ravel()))
     np.testing.assert_allclose(out.reshape(2, -1).mean(1), 0, atol=1e-6)
     np.testing.assert_allclose(out.reshape(2, -1).std(1), 1, atol=1e-5)

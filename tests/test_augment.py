@@ -1,12 +1,46 @@
-"""Jitter: the paper's random intensity augmentation (M2 -> M3)."""
+"""Jitter: the paper's random intensity augmentation (M2 -> M3), in torch on every device.
+
+The numpy jitter the library had before lives on here only, as :func:`numpy_jitter`, the
+reference the torch jitter's effect sizes are compared with (different random streams, so
+compared by distribution, not number for number).
+"""
 
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage as ndi
 
-from emseg_tutorial.data.augment import Jitter
+from emseg_tutorial.data.augment import MIN_BLUR, Jitter, gaussian_blur
 
 OFF = {"brightness": 0, "contrast": 0, "gamma": 0, "blur": 0, "noise": 0}
+
+
+def numpy_jitter(jitter: Jitter, batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The reference: the same :meth:`Jitter.draw` and transforms with numpy and scipy."""
+    x = np.asarray(batch, dtype=np.float32).copy()
+    n = x.shape[0]
+    d = jitter.draw(n, lambda lo, hi: rng.uniform(lo, hi, n), lambda: rng.random(n) < jitter.p)
+    col = lambda v: np.asarray(v)[:, None, None]  # noqa: E731
+    if "sigma" in d:
+        for i in np.flatnonzero(d["sigma"] > MIN_BLUR):
+            x[i] = ndi.gaussian_filter(x[i], d["sigma"][i])
+    if "log_gamma" in d:
+        x = np.where(col(d["gamma_on"]), np.clip(x, 0, 1) ** col(np.exp(d["log_gamma"])), x)
+    if "contrast" in d:
+        mean = x.mean(axis=(1, 2), keepdims=True)
+        x = np.where(col(d["contrast_on"]), (x - mean) * col(d["contrast"]) + mean, x)
+    if "shift" in d:
+        x = x + col(d["shift"])
+    if "noise_sd" in d:
+        x = x + col(d["noise_sd"]) * rng.standard_normal(x.shape, dtype=np.float32)
+    return np.clip(x, 0.0, 1.0).astype(np.float32)
+
+
+def _apply(jitter: Jitter, x: np.ndarray, seed: int) -> np.ndarray:
+    """The library's jitter on an array's tensor, with a CPU generator seeded ``seed``."""
+    out = jitter(torch.from_numpy(np.asarray(x)), torch.Generator().manual_seed(seed))
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
+    return out.numpy()
 
 
 def _patches(n=8, size=24, seed=0):
@@ -23,44 +57,42 @@ def test_output_range_dtype_and_shape():
     x = _patches()
     x[0] = 0.0
     x[1] = 1.0
-    y = Jitter(brightness=0.5, contrast=0.9, gamma=3, blur=2, noise=0.3, p=1)(x, np.random.default_rng(0))
+    y = _apply(Jitter(brightness=0.5, contrast=0.9, gamma=3, blur=2, noise=0.3, p=1), x, 0)
     assert y.shape == x.shape and y.dtype == np.float32
     assert y.min() >= 0.0 and y.max() <= 1.0
     assert y.min() == 0.0 and y.max() == 1.0   # strong jitter saturates somewhere: clipping happened
 
 
 def test_input_left_untouched_and_float64_accepted():
-    x = _patches().astype(np.float64)
-    before = x.copy()
-    y = Jitter(p=1)(x, np.random.default_rng(0))
-    np.testing.assert_array_equal(x, before)
-    assert y.dtype == np.float32
+    x = torch.from_numpy(_patches().astype(np.float64))
+    before = x.clone()
+    y = Jitter(p=1)(x, torch.Generator().manual_seed(0))
+    assert torch.equal(x, before)
+    assert y.dtype == torch.float32
 
 
 def test_deterministic_for_a_seed():
     x = _patches()
     jit = Jitter()
-    a = jit(x, np.random.default_rng(7))
-    b = jit(x, np.random.default_rng(7))
-    c = jit(x, np.random.default_rng(8))
+    a, b, c = _apply(jit, x, 7), _apply(jit, x, 7), _apply(jit, x, 8)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 
 
 def test_p_zero_is_the_identity():
     x = _patches()
-    y = Jitter(brightness=0.5, contrast=0.9, gamma=3, blur=2, noise=0.3, p=0)(x, np.random.default_rng(0))
+    y = _apply(Jitter(brightness=0.5, contrast=0.9, gamma=3, blur=2, noise=0.3, p=0), x, 0)
     np.testing.assert_array_equal(y, x)
 
 
 def test_everything_off_is_the_identity():
     x = _patches()
-    np.testing.assert_array_equal(Jitter(**OFF, p=1)(x, np.random.default_rng(0)), x)
+    np.testing.assert_array_equal(_apply(Jitter(**OFF, p=1), x, 0), x)
 
 
 def test_brightness_alone_shifts_each_patch_by_a_constant():
     x = _patches()
-    y = _only("brightness", 0.2)(x, np.random.default_rng(0))
+    y = _apply(_only("brightness", 0.2), x, 0)
     shift = (y - x).reshape(len(x), -1)
     np.testing.assert_allclose(shift, shift[:, :1].repeat(shift.shape[1], 1), atol=1e-6)
     assert np.all(np.abs(shift[:, 0]) <= 0.2 + 1e-6)
@@ -70,7 +102,7 @@ def test_brightness_alone_shifts_each_patch_by_a_constant():
 
 def test_contrast_alone_scales_about_the_patch_mean():
     x = _patches()
-    y = _only("contrast", 0.3)(x, np.random.default_rng(0))
+    y = _apply(_only("contrast", 0.3), x, 0)
     assert not np.allclose(y, x)
     mean = x.mean(axis=(1, 2), keepdims=True)
     np.testing.assert_allclose(y.mean(axis=(1, 2), keepdims=True), mean, atol=1e-5)
@@ -83,7 +115,7 @@ def test_contrast_alone_scales_about_the_patch_mean():
 
 def test_gamma_alone_is_a_monotone_power():
     x = _patches()
-    y = _only("gamma", 1.8)(x, np.random.default_rng(0))
+    y = _apply(_only("gamma", 1.8), x, 0)
     assert not np.allclose(y, x)
     g = np.log(y) / np.log(x)
     for gi in g:
@@ -93,7 +125,7 @@ def test_gamma_alone_is_a_monotone_power():
 
 def test_blur_alone_smooths():
     x = _patches()
-    y = _only("blur", 1.5)(x, np.random.default_rng(0))
+    y = _apply(_only("blur", 1.5), x, 0)
     assert not np.allclose(y, x)
     changed = [i for i in range(len(x)) if not np.array_equal(y[i], x[i])]
     assert changed
@@ -109,7 +141,7 @@ def test_blur_alone_smooths():
 
 def test_noise_alone_adds_zero_mean_noise():
     x = _patches(n=4, size=64)
-    y = _only("noise", 0.08)(x, np.random.default_rng(0))
+    y = _apply(_only("noise", 0.08), x, 0)
     d = y - x
     assert not np.allclose(y, x)
     assert np.abs(d.mean()) < 0.01
@@ -119,7 +151,7 @@ def test_noise_alone_adds_zero_mean_noise():
 
 def test_probability_applies_to_some_patches_only():
     x = _patches(n=64)
-    y = _only("brightness", 0.2, p=0.5)(x, np.random.default_rng(0))
+    y = _apply(_only("brightness", 0.2, p=0.5), x, 0)
     changed = np.array([not np.array_equal(a, b) for a, b in zip(x, y)])
     assert 10 < changed.sum() < 54
 
@@ -137,7 +169,7 @@ def test_invalid_parameters_raise(kwargs):
 def test_gamma_one_and_zero_are_valid():
     x = _patches()
     for g in (0, 1):
-        np.testing.assert_allclose(_only("gamma", g)(x, np.random.default_rng(0)), x, atol=1e-6)
+        np.testing.assert_allclose(_apply(_only("gamma", g), x, 0), x, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- how the ranges are fixed
@@ -184,3 +216,41 @@ def test_named_jitters():
     assert get_jitter("unlike") == Jitter.unlike()
     with pytest.raises(ValueError, match="jitter must be"):
         get_jitter("sideways")
+
+
+# --------------------------------------------------------------------------- against the numpy reference
+
+
+def test_blur_is_scipys_gaussian_filter_per_patch():
+    x = _patches(n=4, size=20)
+    sigma = torch.tensor([0.0, 0.5, 1.0, 1.7])
+    out = gaussian_blur(torch.from_numpy(x), sigma, max_sigma=1.7).numpy()
+    np.testing.assert_array_equal(out[0], x[0])  # at most MIN_BLUR: untouched
+    for i in (1, 2, 3):
+        np.testing.assert_allclose(out[i], ndi.gaussian_filter(x[i], float(sigma[i])), atol=1e-5)
+
+
+def _jitter_effects(x, y):
+    """Per-patch effect sizes of a jitter ``x -> y``: mean shift, std ratio, high-frequency ratio."""
+    shift = (y - x).mean(axis=(1, 2))
+    ratio = y.std(axis=(1, 2)) / x.std(axis=(1, 2))
+    rough = lambda a: np.abs(np.diff(a, axis=2)).mean(axis=(1, 2))  # noqa: E731
+    return {"shift_mean": shift.mean(), "shift_sd": shift.std(), "ratio_mean": ratio.mean(),
+            "ratio_sd": ratio.std(), "rough": (rough(y) / rough(x)).mean(),
+            "changed": np.mean(np.abs(y - x).max(axis=(1, 2)) > 1e-6)}
+
+
+@pytest.mark.parametrize("params", [
+    {**OFF, "brightness": 0.15}, {**OFF, "contrast": 0.35}, {**OFF, "gamma": 1.8}, {**OFF, "blur": 1.5},
+    {**OFF, "noise": 0.08}, {**OFF, "brightness": 0.15, "p": 0.5}, {}, "unlike",
+], ids=["brightness", "contrast", "gamma", "blur", "noise", "p0.5", "default", "unlike"])
+def test_jitter_has_the_numpy_references_effect_sizes(params):
+    jitter = Jitter.unlike() if params == "unlike" else Jitter(**params)
+    rng = np.random.default_rng(0)
+    x = (0.25 + 0.5 * rng.random((1500, 12, 12))).astype(np.float32)
+    ref = _jitter_effects(x, numpy_jitter(jitter, x, np.random.default_rng(1)))
+    out = _apply(jitter, x, 1)
+    assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1
+    got = _jitter_effects(x, out)
+    for key in ref:  # 1500 patches: a few standard errors of each statistic
+        assert abs(got[key] - ref[key]) <= 0.05 * max(1.0, abs(ref[key])), (key, got[key], ref[key])

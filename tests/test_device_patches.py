@@ -1,9 +1,10 @@
-"""DevicePatchSampler: the numpy sampler's batches, drawn with torch where the network runs.
+"""The patch sampler against the numpy reference it replaced: same batches, same distribution.
 
-Everything runs on the CPU device here; the CUDA path is the same code on another device.
-The two samplers use different random streams, so they are compared by what they draw
-(shapes, dtypes, where crops come from, how often each flip or turn occurs, intensities),
-not number for number.
+:class:`~emseg_tutorial.data.patches.PatchSampler` draws with torch on its device (the CPU
+here; CUDA runs the same code). :class:`NumpyReference` and :func:`numpy_distant_slices` are
+the numpy sampler and wrong-slice draw the library had before, kept here only as references.
+The two use different random streams, so they are compared by what they draw (shapes, dtypes,
+where crops come from, how often each flip or turn occurs, intensities), not number for number.
 """
 
 import numpy as np
@@ -11,13 +12,71 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from emseg_tutorial.data import device_patches
 from emseg_tutorial.data.augment import Jitter
-from emseg_tutorial.data.device_patches import DevicePatchSampler, distant_slices_torch, make_sampler
-from emseg_tutorial.data.patches import PatchSampler, distant_slices
+from emseg_tutorial._validate import check_image
+from emseg_tutorial.data.normalize import Normalizer
+from emseg_tutorial.data.patches import PatchSampler, check_gap, codes_to_index, distant_slices
 
 CPU = torch.device("cpu")
-OFF = {"brightness": 0, "contrast": 0, "gamma": 0, "blur": 0, "noise": 0}
+
+
+def numpy_distant_slices(z, depth, gap, rng):
+    """The reference wrong-slice draw: a uniform partner at least ``gap`` away, with numpy."""
+    check_gap(depth, gap)
+    z = np.asarray(z, dtype=np.int64)
+    below = np.maximum(z - gap + 1, 0)
+    above = np.maximum(depth - z - gap, 0)
+    u = np.floor(rng.random(z.shape) * (below + above)).astype(np.int64)
+    return np.where(u < below, u, z + gap + (u - below))
+
+
+class NumpyReference:
+    """The reference sampler: crops, flips and turns with numpy fancy indexing and ``np.rot90``."""
+
+    def __init__(self, image, labels=None, weights=None, patch=128, slices=None, augment=True, seed=0,
+                 mismatch_gap=None):
+        image = check_image(image, "image")
+        self.normalizer = Normalizer.from_volume(image)
+        self.unit = self.normalizer.unit(image)
+        self.target = None if labels is None else codes_to_index(labels)
+        self.weights = weights
+        self.patch = (min(patch, image.shape[1]), min(patch, image.shape[2]))
+        self.slices = np.arange(image.shape[0]) if slices is None else np.asarray(slices, dtype=int)
+        self.mismatch_gap, self.augment = mismatch_gap, augment
+        self.rng = np.random.default_rng(seed)
+
+    def _crop(self, volume, z, y, x):
+        py, px = self.patch
+        return volume[z[:, None, None], y[:, None, None] + np.arange(py)[None, :, None],
+                      x[:, None, None] + np.arange(px)[None, None, :]]
+
+    def sample(self, batch):
+        rng = self.rng
+        z = rng.choice(self.slices, batch)
+        y = rng.integers(0, self.unit.shape[1] - self.patch[0] + 1, batch)
+        x = rng.integers(0, self.unit.shape[2] - self.patch[1] + 1, batch)
+        parts = {"image": self._crop(self.unit, z, y, x)}
+        if self.target is not None:
+            parts["target"] = self._crop(self.target, z, y, x)
+        if self.weights is not None:
+            parts["weight"] = self._crop(self.weights, z, y, x)
+        if self.mismatch_gap is not None:
+            z_other = numpy_distant_slices(z, self.unit.shape[0], self.mismatch_gap, rng)
+            parts["mismatched"] = self._crop(self.target, z_other, y, x)
+        if self.augment:
+            flip_y, flip_x = rng.random(batch) < 0.5, rng.random(batch) < 0.5
+            turns = rng.integers(0, 4, batch) if self.patch[0] == self.patch[1] else np.zeros(batch, int)
+            for key, arr in parts.items():
+                arr = np.where(flip_y[:, None, None], arr[:, ::-1], arr)
+                arr = np.where(flip_x[:, None, None], arr[:, :, ::-1], arr)
+                parts[key] = np.stack([np.rot90(a, k) for a, k in zip(arr, turns)])
+        parts["image"] = self.normalizer.standardize(parts["image"])[:, None]
+        out = {k: np.ascontiguousarray(v) for k, v in parts.items()}
+        out["z"] = z
+        if self.mismatch_gap is not None:
+            out["z_mismatched"] = z_other
+        return out
+
 
 
 def _blocky_labels(shape, seed=0, block=4):
@@ -61,10 +120,10 @@ def _dihedral_index(rows, cols):
 
 
 @pytest.mark.parametrize("gap", [None, 3])
-def test_same_keys_shapes_and_dtypes_as_the_numpy_sampler(gap):
+def test_same_keys_shapes_and_dtypes_as_the_numpy_reference(gap):
     img, lab, w = _volume()
-    ref = PatchSampler(img, lab, w, patch=16, seed=0, mismatch_gap=gap).sample(5)
-    out = DevicePatchSampler(img, lab, w, patch=16, seed=0, mismatch_gap=gap, device=CPU).sample(5)
+    ref = NumpyReference(img, lab, w, patch=16, seed=0, mismatch_gap=gap).sample(5)
+    out = PatchSampler(img, lab, w, patch=16, seed=0, mismatch_gap=gap, device=CPU).sample(5)
     assert set(out) == set(ref)
     for key, value in out.items():
         assert isinstance(value, torch.Tensor) and value.device == CPU, key
@@ -74,44 +133,16 @@ def test_same_keys_shapes_and_dtypes_as_the_numpy_sampler(gap):
     assert out["target"].min() >= -1 and out["target"].max() <= 3
     for kwargs in ({}, {"labels": None}):  # no weights, and an unlabelled (target) volume
         args = {"labels": lab, **kwargs}
-        ref = PatchSampler(img, patch=16, **args).sample(2)
-        out = DevicePatchSampler(img, patch=16, device=CPU, **args).sample(2)
+        ref = NumpyReference(img, patch=16, **args).sample(2)
+        out = PatchSampler(img, patch=16, device=CPU, **args).sample(2)
         assert set(out) == set(ref)
 
 
 def test_rectangular_slices_are_clipped_and_not_turned():
     img, lab, w = _volume((3, 20, 36))
-    s = DevicePatchSampler(img, lab, w, patch=64, device=CPU)
-    assert s.patch == PatchSampler(img, lab, w, patch=64).patch == (20, 36)
+    s = PatchSampler(img, lab, w, patch=64, device=CPU)
+    assert s.patch == NumpyReference(img, lab, w, patch=64).patch == (20, 36)
     assert s.sample(4)["image"].shape == (4, 1, 20, 36)
-
-
-def test_reproducible_for_a_seed_and_different_for_another():
-    img, lab, w = _volume()
-    kw = dict(patch=16, mismatch_gap=3, jitter=Jitter(), device=CPU)
-    a = DevicePatchSampler(img, lab, w, seed=3, **kw).sample(6)
-    b = DevicePatchSampler(img, lab, w, seed=3, **kw).sample(6)
-    c = DevicePatchSampler(img, lab, w, seed=4, **kw).sample(6)
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    assert not torch.equal(a["image"], c["image"])
-
-
-def test_state_and_set_state_continue_the_stream():
-    img, lab, w = _volume()
-    s = DevicePatchSampler(img, lab, w, patch=16, jitter=Jitter(), seed=0, device=CPU)
-    s.sample(3)
-    state = s.state()
-    first = s.sample(3)
-    s.sample(3)
-    s.set_state(state)
-    again = s.sample(3)
-    assert all(torch.equal(first[k], again[k]) for k in first)
-    n = PatchSampler(img, lab, w, patch=16, seed=0)  # the numpy sampler has the same pair
-    state = n.state()
-    first = n.sample(2)
-    n.set_state(state)
-    assert all(np.array_equal(first[k], v) for k, v in n.sample(2).items())
 
 
 @pytest.mark.parametrize("shape, patch", [((6, 30, 30), 12), ((6, 24, 30), 64)])
@@ -119,7 +150,7 @@ def test_labels_weights_and_image_follow_the_same_pixels(shape, patch):
     """Weights name their voxel; target, image and wrong-slice labels must be those voxels'."""
     img, lab, _ = _volume(shape)
     code = _position_code(shape)
-    s = DevicePatchSampler(img, lab, code, patch=patch, seed=0, mismatch_gap=2, device=CPU)
+    s = PatchSampler(img, lab, code, patch=patch, seed=0, mismatch_gap=2, device=CPU)
     unit = s.normalizer.standardize(s.normalizer.unit(img))
     seen = set()
     for _ in range(10):
@@ -143,39 +174,6 @@ def test_labels_weights_and_image_follow_the_same_pixels(shape, patch):
     assert len(seen) == (8 if shape[1] == shape[2] and patch <= shape[1] else 4)
 
 
-def test_no_augmentation_keeps_orientation():
-    lab = _blocky_labels((1, 32, 32), seed=2)
-    b = DevicePatchSampler(lab * 50, lab, patch=32, augment=False, device=CPU).sample(6)
-    np.testing.assert_array_equal(b["target"].numpy(), np.broadcast_to(lab[0] - 1, (6, 32, 32)))
-
-
-def test_jitter_callable_sees_unit_range_tensors_and_its_output_is_used():
-    img, lab, _ = _volume((2, 24, 24))
-    calls = []
-
-    def jitter(batch, generator):
-        calls.append(batch)
-        assert isinstance(batch, torch.Tensor) and isinstance(generator, torch.Generator)
-        assert batch.shape == (3, 16, 16) and batch.min() >= 0 and batch.max() <= 1
-        return torch.zeros_like(batch)
-
-    s = DevicePatchSampler(img, lab, patch=16, jitter=jitter, device=CPU)
-    out = s.sample(3)
-    mean, std = s.normalizer.stats
-    assert len(calls) == 1
-    np.testing.assert_allclose(out["image"].numpy(), (0 - mean) / std, rtol=1e-6)
-
-
-def test_same_checks_as_the_numpy_sampler():
-    img, lab, _ = _volume((2, 16, 16))
-    with pytest.raises(ValueError, match="at least 8"):
-        DevicePatchSampler(img, lab, patch=4, device=CPU)
-    with pytest.raises(ValueError, match="needs labels"):
-        DevicePatchSampler(img, None, mismatch_gap=1, device=CPU)
-    with pytest.raises(ValueError, match="at most 1"):
-        distant_slices_torch(torch.tensor([0]), 2, 2, torch.Generator())
-
-
 # --------------------------------------------------------------------------- no host sync
 
 
@@ -193,7 +191,7 @@ class _NoHostSync(TorchDispatchMode):
 
 def test_sampling_never_reads_values_back_to_the_host(monkeypatch):
     img, lab, w = _volume()
-    s = DevicePatchSampler(img, lab, w, patch=16, mismatch_gap=3, jitter=Jitter(p=1.0), device=CPU)
+    s = PatchSampler(img, lab, w, patch=16, mismatch_gap=3, jitter=Jitter(p=1.0), device=CPU)
 
     def refuse(name):
         def method(*args, **kwargs):
@@ -223,8 +221,8 @@ def both():
     img, lab, _ = _volume(shape)
     kw = dict(patch=10, slices=[1, 4, 5, 9], seed=0, mismatch_gap=4)
     code = _position_code(shape)
-    return (_draw(PatchSampler(img, lab, code, **kw), 60),
-            _draw(DevicePatchSampler(img, lab, code, device=CPU, **kw), 60))
+    return (_draw(NumpyReference(img, lab, code, **kw), 60),
+            _draw(PatchSampler(img, lab, code, device=CPU, **kw), 60))
 
 
 def _close(a, b, tol):
@@ -264,8 +262,8 @@ def test_wrong_slice_partners_keep_the_gap_and_are_uniform(both):
     for b in both:
         assert np.all(np.abs(b["z_mismatched"] - b["z"]) >= 4)
     z = torch.repeat_interleave(torch.arange(12), 600)
-    other = distant_slices_torch(z, 12, 4, torch.Generator().manual_seed(0))
-    ref = distant_slices(z.numpy(), 12, 4, np.random.default_rng(0))
+    other = distant_slices(z, 12, 4, torch.Generator().manual_seed(0))
+    ref = numpy_distant_slices(z.numpy(), 12, 4, np.random.default_rng(0))
     for zi in range(12):
         allowed = [o for o in range(12) if abs(o - zi) >= 4]
         for draws in (other[z == zi].numpy(), ref[z.numpy() == zi]):
@@ -281,51 +279,14 @@ def test_standardised_intensities_match_without_jitter(both):
     _close(np.mean(dev["target"] == -1), np.mean(ref["target"] == -1), 0.02)
 
 
-def _jitter_effects(x, y):
-    """Per-patch effect sizes of a jitter ``x -> y``: mean shift, std ratio, high-frequency ratio."""
-    shift = (y - x).mean(axis=(1, 2))
-    ratio = y.std(axis=(1, 2)) / x.std(axis=(1, 2))
-    rough = lambda a: np.abs(np.diff(a, axis=2)).mean(axis=(1, 2))  # noqa: E731
-    return {"shift_mean": shift.mean(), "shift_sd": shift.std(), "ratio_mean": ratio.mean(),
-            "ratio_sd": ratio.std(), "rough": (rough(y) / rough(x)).mean(),
-            "changed": np.mean(np.abs(y - x).max(axis=(1, 2)) > 1e-6)}
-
-
-@pytest.mark.parametrize("params", [
-    {**OFF, "brightness": 0.15}, {**OFF, "contrast": 0.35}, {**OFF, "gamma": 1.8}, {**OFF, "blur": 1.5},
-    {**OFF, "noise": 0.08}, {**OFF, "brightness": 0.15, "p": 0.5}, {},
-], ids=["brightness", "contrast", "gamma", "blur", "noise", "p0.5", "default"])
-def test_torch_jitter_has_the_numpy_jitters_effect_sizes(params):
-    jitter = Jitter(**params)
-    rng = np.random.default_rng(0)
-    x = (0.25 + 0.5 * rng.random((1500, 12, 12))).astype(np.float32)
-    ref = _jitter_effects(x, jitter(x, np.random.default_rng(1)))
-    out = jitter.apply_torch(torch.from_numpy(x), torch.Generator().manual_seed(1))
-    assert out.dtype == torch.float32 and out.shape == x.shape
-    assert 0 <= out.min() and out.max() <= 1
-    dev = _jitter_effects(x, out.numpy())
-    for key in ref:  # 1500 patches: a few standard errors of each statistic
-        _close(dev[key], ref[key], 0.05 * max(1.0, abs(ref[key])))
-
-
-def test_jittered_batches_match_through_the_samplers():
-    img, lab, _ = _volume((6, 32, 32))
-    kw = dict(patch=16, jitter=Jitter(), seed=0)
-    ref = _draw(PatchSampler(img, lab, **kw), 30)["image"]
-    dev = _draw(DevicePatchSampler(img, lab, device=CPU, **kw), 30)["image"]
-    _close(dev.mean(), ref.mean(), 0.06)
-    _close(dev.std(), ref.std(), 0.05)
-    _close(dev.mean(axis=(1, 2, 3)).std(), ref.mean(axis=(1, 2, 3)).std(), 0.06)
-
-
-# --------------------------------------------------------------------------- choosing a sampler
-
-
-def test_make_sampler_numpy_on_cpu_device_sampler_where_asked(monkeypatch):
-    img, lab, w = _volume((4, 20, 20))
-    assert isinstance(make_sampler(img, lab, w, device=CPU, patch=16), PatchSampler)
-    assert device_patches.samples_on_device(torch.device("cuda")) and not device_patches.samples_on_device(CPU)
-    monkeypatch.setattr(device_patches, "samples_on_device", lambda device: True)
-    s = make_sampler(img, lab, w, device=CPU, patch=16, seed=2, mismatch_gap=1)
-    assert isinstance(s, DevicePatchSampler) and s.mismatch_gap == 1
-    assert set(s.sample(2)) == {"image", "target", "weight", "mismatched", "z", "z_mismatched"}
+def test_equal_to_the_reference_where_nothing_is_random():
+    """One slice, whole-slice patches, no augmentation: the batches are the same numbers."""
+    img, lab, w = _volume((3, 20, 20))
+    kw = dict(patch=20, slices=[1], augment=False, mismatch_gap=1)
+    ref = NumpyReference(img, lab, w, **kw).sample(2)
+    out = PatchSampler(img, lab, w, device=CPU, **kw).sample(2)
+    for key in ("image", "target", "weight", "z"):
+        np.testing.assert_array_equal(out[key].numpy(), ref[key], err_msg=key)
+    partners = out["z_mismatched"].numpy()
+    assert set(partners.tolist()) <= {0, 2}
+    np.testing.assert_array_equal(out["mismatched"].numpy(), codes_to_index(lab[partners]))

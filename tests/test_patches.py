@@ -1,11 +1,18 @@
 """PatchSampler and intensity scaling: shapes, standardisation, slice choice, flips that keep
-image, labels and weights together."""
+image, labels and weights together. The sampler draws with torch on its device (the CPU here,
+the same code as on CUDA); tests/test_device_patches.py compares it with the numpy reference."""
 
 import numpy as np
 import pytest
+import torch
 
-from emseg_tutorial.data.normalize import standardize, to_unit_range, volume_stats
+from emseg_tutorial.data.normalize import Normalizer, standardize, to_unit_range, volume_stats
 from emseg_tutorial.data.patches import PatchSampler, codes_to_index
+
+
+def _sample(sampler, n):
+    """A batch as arrays (the sampler's tensors are on the CPU here)."""
+    return {k: v.numpy() for k, v in sampler.sample(n).items()}
 
 
 def _blocky_labels(shape, seed=0, block=4):
@@ -79,14 +86,19 @@ def test_shapes_and_dtypes():
     lab = _blocky_labels(img.shape)
     lab[0, :5] = 0
     w = rng.random(img.shape).astype(np.float32)
-    batch = PatchSampler(img, lab, w, patch=16, seed=0).sample(5)
-    assert set(batch) == {"image", "target", "weight", "z"}  # z: the slice each patch comes from
-    assert batch["image"].shape == (5, 1, 16, 16) and batch["image"].dtype == np.float32
-    assert batch["target"].shape == (5, 16, 16) and batch["target"].dtype == np.int64
-    assert batch["weight"].shape == (5, 16, 16) and batch["weight"].dtype == np.float32
+    batch = PatchSampler(img, lab, w, patch=16, seed=0, mismatch_gap=1).sample(5)
+    # z: the slice each patch comes from
+    assert set(batch) == {"image", "target", "weight", "z", "mismatched", "z_mismatched"}
+    expected = {"image": ((5, 1, 16, 16), torch.float32), "target": ((5, 16, 16), torch.int64),
+                "weight": ((5, 16, 16), torch.float32), "mismatched": ((5, 16, 16), torch.int64),
+                "z": ((5,), torch.int64), "z_mismatched": ((5,), torch.int64)}
+    for key, (shape, dtype) in expected.items():
+        value = batch[key]
+        assert isinstance(value, torch.Tensor) and value.device.type == "cpu", key
+        assert tuple(value.shape) == shape and value.dtype == dtype and value.is_contiguous(), key
     assert batch["target"].min() >= -1 and batch["target"].max() <= 3
-    assert all(v.flags["C_CONTIGUOUS"] for v in batch.values())
     assert "weight" not in PatchSampler(img, lab, patch=16).sample(2)
+    assert set(PatchSampler(img, None, patch=16).sample(2)) == {"image", "z"}
 
 
 def test_same_seed_same_batches_different_seed_different():
@@ -97,8 +109,8 @@ def test_same_seed_same_batches_different_seed_different():
     b = PatchSampler(img, lab, patch=16, seed=3).sample(4)
     c = PatchSampler(img, lab, patch=16, seed=4).sample(4)
     for key in a:
-        np.testing.assert_array_equal(a[key], b[key])
-    assert not np.array_equal(a["image"], c["image"])
+        assert torch.equal(a[key], b[key]), key
+    assert not torch.equal(a["image"], c["image"])
 
 
 def test_standardised_with_the_whole_volume_stats():
@@ -109,7 +121,7 @@ def test_standardised_with_the_whole_volume_stats():
     sampler = PatchSampler(img, lab, patch=32, slices=[0], augment=False, seed=0)
     unit = img.astype(np.float32) / 255
     assert sampler.normalizer.stats == pytest.approx((unit.mean(), unit.std()), rel=1e-5)
-    batch = sampler.sample(3)
+    batch = _sample(sampler, 3)
     expected = (unit[0] - unit.mean()) / unit.std()
     for patch in batch["image"][:, 0]:
         np.testing.assert_allclose(patch, expected, rtol=1e-4, atol=1e-5)
@@ -124,7 +136,7 @@ def test_patches_come_only_from_the_given_slices():
     mean, std = sampler.normalizer.stats
     seen = set()
     for _ in range(10):
-        batch = sampler.sample(8)
+        batch = _sample(sampler, 8)
         unit = batch["image"] * std + mean
         for p in unit[:, 0]:
             assert np.ptp(p) < 1e-5   # one slice per patch
@@ -137,7 +149,7 @@ def test_random_crop_positions_cover_the_slice():
     img = np.broadcast_to(np.arange(40, dtype=np.uint8) * 5, (1, 20, 40)).copy()
     sampler = PatchSampler(img, np.ones(img.shape, np.uint8), patch=8, augment=False, seed=0)
     mean, std = sampler.normalizer.stats
-    left = np.round((sampler.sample(200)["image"][:, 0, 0, 0] * std + mean) * 255 / 5).astype(int)
+    left = np.round((_sample(sampler, 200)["image"][:, 0, 0, 0] * std + mean) * 255 / 5).astype(int)
     assert left.min() == 0 and left.max() == 40 - 8   # every offset 0..32 reachable
     assert len(set(left.tolist())) > 20
 
@@ -151,7 +163,7 @@ def test_flips_and_turns_move_labels_and_weights_with_the_image():
     variants = _dihedral(lab[0].astype(np.int64) - 1)
     used = set()
     for _ in range(8):
-        batch = sampler.sample(8)
+        batch = _sample(sampler, 8)
         codes = np.rint((batch["image"][:, 0] * std + mean) * 255 / 50).astype(np.int64)
         np.testing.assert_array_equal(codes, batch["target"] + 1)
         np.testing.assert_allclose(batch["weight"], (batch["target"] + 1) * 0.5)
@@ -167,7 +179,7 @@ def test_flips_and_turns_move_labels_and_weights_with_the_image():
 def test_no_augmentation_keeps_orientation():
     lab = _blocky_labels((1, 32, 32), seed=2)
     sampler = PatchSampler(lab * 50, lab, patch=32, augment=False, seed=0)
-    batch = sampler.sample(6)
+    batch = _sample(sampler, 6)
     np.testing.assert_array_equal(batch["target"], np.broadcast_to(lab[0] - 1, (6, 32, 32)))
 
 
@@ -176,7 +188,7 @@ def test_patch_larger_than_slice_is_clipped_and_not_turned():
     img = lab * 50
     sampler = PatchSampler(img, lab, lab.astype(np.float32), patch=64, seed=0)
     assert sampler.patch == (20, 36)
-    batch = sampler.sample(16)
+    batch = _sample(sampler, 16)
     assert batch["image"].shape == (16, 1, 20, 36)
     assert batch["target"].shape == batch["weight"].shape == (16, 20, 36)
     mean, std = sampler.normalizer.stats
@@ -193,13 +205,13 @@ def test_jitter_sees_unit_range_patches_and_its_output_is_used():
     calls = []
 
     def jitter(batch, generator):
-        calls.append(batch.copy())
-        assert isinstance(generator, np.random.Generator)
+        calls.append(batch.clone())
+        assert isinstance(batch, torch.Tensor) and generator is sampler.generator
         assert batch.shape == (3, 16, 16) and batch.min() >= 0 and batch.max() <= 1
-        return np.zeros_like(batch)
+        return torch.zeros_like(batch)
 
     sampler = PatchSampler(img, lab, patch=16, jitter=jitter, seed=0)
-    out = sampler.sample(3)
+    out = _sample(sampler, 3)
     assert len(calls) == 1
     mean, std = sampler.normalizer.stats
     np.testing.assert_allclose(out["image"], (0 - mean) / std, rtol=1e-6)
@@ -208,7 +220,7 @@ def test_jitter_sees_unit_range_patches_and_its_output_is_used():
 def test_labels_keep_ignored_pixels_as_minus_one():
     lab = np.ones((1, 16, 16), np.uint8)
     lab[0, :8] = 0
-    batch = PatchSampler(np.zeros(lab.shape, np.uint8), lab, patch=16, augment=False).sample(1)
+    batch = _sample(PatchSampler(np.zeros(lab.shape, np.uint8), lab, patch=16, augment=False), 1)
     assert (batch["target"][0, :8] == -1).all() and (batch["target"][0, 8:] == 0).all()
 
 
@@ -222,6 +234,8 @@ def test_labels_keep_ignored_pixels_as_minus_one():
         ({"slices": []}, "no slices"),
         ({"image": np.zeros((2, 3, 4, 5), np.uint8), "labels": np.ones((2, 3, 4, 5), np.uint8)}, "3D"),
         ({"image": np.full((2, 16, 16), np.nan, np.float32)}, "NaN"),
+        ({"labels": np.full((2, 16, 16), 200, np.uint8)}, "codes 0..127"),
+        ({"mismatch_gap": 2}, "at most 1"),
     ],
 )
 def test_bad_arguments_raise_value_error(kwargs, match):
@@ -229,3 +243,40 @@ def test_bad_arguments_raise_value_error(kwargs, match):
             "patch": 16, **kwargs}
     with pytest.raises(ValueError, match=match):
         PatchSampler(args.pop("image"), args.pop("labels"), **args)
+
+
+def test_mismatch_gap_needs_labels():
+    with pytest.raises(ValueError, match="needs labels"):
+        PatchSampler(np.zeros((2, 16, 16), np.uint8), None, mismatch_gap=1)
+
+
+def test_a_given_normalizer_is_used_instead_of_the_volume_statistics():
+    img = np.random.default_rng(0).integers(0, 255, (2, 16, 16), dtype=np.uint8)
+    norm = Normalizer(None, 0.25, 0.5)
+    sampler = PatchSampler(img, patch=16, augment=False, slices=[0], normalizer=norm)
+    assert sampler.normalizer is norm
+    np.testing.assert_allclose(_sample(sampler, 1)["image"][0, 0], (img[0] / 255 - 0.25) / 0.5, atol=1e-6)
+
+
+def test_state_and_set_state_continue_the_stream():
+    img = np.random.default_rng(0).integers(0, 255, (4, 24, 24), dtype=np.uint8)
+    from emseg_tutorial.data.augment import Jitter
+
+    s = PatchSampler(img, _blocky_labels(img.shape), patch=16, jitter=Jitter(), mismatch_gap=2, seed=0)
+    s.sample(3)
+    state = s.state()
+    assert state.dtype == torch.uint8 and state.device.type == "cpu"
+    first = s.sample(3)
+    s.sample(3)
+    s.set_state(state)
+    again = s.sample(3)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_a_state_of_another_device_kind_is_refused_in_one_line():
+    s = PatchSampler(np.zeros((2, 16, 16), np.uint8), patch=16)
+    cuda_state = torch.tensor([0, 4], dtype=torch.int64).view(torch.uint8)  # a CUDA generator's seed, offset
+    with pytest.raises(ValueError, match=r"^cannot resume on cpu: the saved patch stream was drawn on cuda"):
+        s.set_state(cuda_state, "cuda")
+    with pytest.raises(ValueError, match="another kind of device, or by an older version"):
+        s.set_state({"bit_generator": "PCG64"})  # a numpy stream of an older version

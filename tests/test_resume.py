@@ -1,12 +1,18 @@
-"""Runs that survive a disconnect: a resumed run equals an uninterrupted one, bit for bit on CPU."""
+"""Runs that survive a disconnect: a resumed run equals an uninterrupted one, bit for bit on CPU.
+
+The patch sampler is the one CUDA runs (drawn on the device with a torch generator); a state
+whose random streams come from a CUDA generator (16 bytes: seed and offset) is refused on the
+CPU in one line, and the gradient scaler's path (enabled only for float16 on CUDA) runs here
+with float32 by forcing it on.
+"""
 
 import dataclasses
 
 import pytest
 import torch
 
+from emseg_tutorial import devices
 from emseg_tutorial.cli import main
-from emseg_tutorial.data import device_patches
 from emseg_tutorial.data.writers import write_volume
 from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.paper.stages import train_config
@@ -33,15 +39,22 @@ def _same_weights(a, b):
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.mark.parametrize("on_device", [False, True], ids=["numpy-sampler", "device-sampler"])
+def _cuda_state(offset=0):
+    """What a CUDA generator's ``get_state()`` is: its seed and offset as 16 bytes."""
+    return torch.tensor([0, offset], dtype=torch.int64).view(torch.uint8)
+
+
+@pytest.mark.parametrize("scaler", [False, True], ids=["no-scaler", "grad-scaler"])
 @pytest.mark.parametrize("jitter", [False, True])
-def test_three_steps_resumed_to_six_equal_six(vol, tmp_path, monkeypatch, jitter, on_device):
-    # the device sampler (CUDA's) runs on the CPU here: its torch stream must resume too
-    monkeypatch.setattr(device_patches, "samples_on_device", lambda device: on_device)
+def test_three_steps_resumed_to_six_equal_six(vol, tmp_path, monkeypatch, jitter, scaler):
+    if scaler:  # the float16 branch's enabled GradScaler, with float32 on the CPU
+        monkeypatch.setattr(devices.Precision, "scales_gradients", property(lambda self: True))
     full = train_supervised(vol.image, vol.labels, _config(6, jitter=jitter), progress=False)
     state = tmp_path / "state.pt"
     train_supervised(vol.image, vol.labels, _config(3, jitter=jitter), progress=False, checkpoint=state)
-    assert load_training_state(state)["step"] == 3
+    saved = load_training_state(state)
+    assert saved["step"] == 3 and saved["rng"]["device"] == "cpu"
+    assert bool(saved["scaler"]) == scaler  # an enabled scaler's state is saved and restored
     resumed = train_supervised(vol.image, vol.labels, _config(6, jitter=jitter), progress=False,
                                checkpoint=state, resume=load_training_state(state))
     assert resumed.history["train"]["loss"] == full.history["train"]["loss"]
@@ -50,18 +63,14 @@ def test_three_steps_resumed_to_six_equal_six(vol, tmp_path, monkeypatch, jitter
     assert load_training_state(state)["step"] == 6
 
 
-def test_resume_moves_between_the_numpy_and_the_device_sampler(vol, tmp_path, monkeypatch):
-    """A run started on the CPU may continue on CUDA (and back): the patch stream restarts."""
+def test_resume_of_a_state_drawn_on_cuda_is_refused_on_the_cpu_in_one_line(vol, tmp_path):
     state = tmp_path / "state.pt"
     train_supervised(vol.image, vol.labels, _config(2), progress=False, checkpoint=state)
-    monkeypatch.setattr(device_patches, "samples_on_device", lambda device: True)
-    with pytest.warns(RuntimeWarning, match="patch stream starts afresh"):
-        run = train_supervised(vol.image, vol.labels, _config(4), progress=False, checkpoint=state,
-                               resume=load_training_state(state))
-    assert run.history["train"]["step"] == [1, 2, 3, 4]
-    monkeypatch.setattr(device_patches, "samples_on_device", lambda device: False)
-    with pytest.warns(RuntimeWarning, match="patch stream starts afresh"):
-        train_supervised(vol.image, vol.labels, _config(5), progress=False, resume=load_training_state(state))
+    saved = load_training_state(state)
+    saved["rng"].update(device="cuda", sampler=_cuda_state(123))
+    with pytest.raises(ValueError, match=r"^cannot resume on cpu: the saved patch stream was drawn on cuda, "
+                                         r"[^\n]*; resume on cuda$"):
+        train_supervised(vol.image, vol.labels, _config(4), progress=False, resume=saved)
 
 
 def test_resume_refuses_other_settings(vol, tmp_path):
@@ -93,12 +102,16 @@ def test_cli_train_resume(vol, tmp_path, monkeypatch, capsys):
     assert "no training state" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("method", ["paper", "conditional", "selftrain"])
-def test_adaptation_resumed_after_an_epoch_equals_an_uninterrupted_run(tmp_path, method, ci_adapt_config):
+@pytest.mark.parametrize("method, scaler", [("paper", False), ("conditional", False), ("selftrain", False),
+                                            ("paper", True), ("selftrain", True)])
+def test_adaptation_resumed_after_an_epoch_equals_an_uninterrupted_run(tmp_path, monkeypatch, method, scaler,
+                                                                        ci_adapt_config):
     from emseg_tutorial.adapt import adapt
     from emseg_tutorial.adapt.state import load_adaptation_state
     from emseg_tutorial.models import UNet2d
 
+    if scaler:  # the float16 branch's enabled GradScalers, with float32 on the CPU
+        monkeypatch.setattr(devices.Precision, "scales_gradients", property(lambda self: True))
     src, tgt = make_volume("fibsem", (6, 48, 48), seed=0), make_volume("snemi", (4, 48, 48), seed=1)
     torch.manual_seed(0)
     unet = UNet2d(out_channels=2, **TINY)
@@ -111,7 +124,9 @@ def test_adaptation_resumed_after_an_epoch_equals_an_uninterrupted_run(tmp_path,
     full = run(2)
     state = tmp_path / "adapt_state.pt"
     run(1, checkpoint=state)
-    assert load_adaptation_state(state)["epoch"] == 1
+    saved = load_adaptation_state(state)
+    assert saved["epoch"] == 1 and saved["rng"]["device"] == "cpu"
+    assert bool(saved["scalers"]["g"]) == scaler
     resumed = run(2, checkpoint=state, resume=load_adaptation_state(state))
     assert _same_weights(resumed.model, full.model)
     assert resumed.history["train"]["step"] == full.history["train"]["step"] == [1, 2, 3, 4]
@@ -121,6 +136,11 @@ def test_adaptation_resumed_after_an_epoch_equals_an_uninterrupted_run(tmp_path,
     assert all((a == b).all() for a, b in zip(resumed.snapshots, full.snapshots))
     with pytest.raises(ValueError, match="past epochs=1"):
         run(1, resume=load_adaptation_state(state))
+    for stream in ("source", "target", "jitter"):  # each stream drawn on CUDA is refused on the CPU
+        saved = load_adaptation_state(state)
+        saved["rng"].update({"device": "cuda", stream: _cuda_state()})
+        with pytest.raises(ValueError, match=r"^cannot resume on cpu: the saved \w+ stream was drawn on cuda"):
+            run(3, resume=saved)
 
 
 def test_cli_adapt_resume(tmp_path, monkeypatch, capsys):

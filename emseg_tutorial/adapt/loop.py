@@ -61,7 +61,7 @@ from .._validate import check_image
 from ..data.normalize import Normalizer
 from ..labels import check_labels
 from .._validate import InputError
-from ..data.device_patches import DevicePatchSampler, make_sampler
+from ..data.patches import PatchSampler
 from ..data.volume import Volume
 from ..devices import adam, check_precision, memory_format, pick_device, precision, set_seed
 from ..labels import for_task, num_classes
@@ -361,9 +361,8 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
 def step_context(model, labels, target_image, config: AdaptConfig, source_image, device, n_classes) -> StepContext:
     """Samplers, networks and optimisers of one run.
 
-    Patches are drawn on the GPU itself on CUDA, with numpy on the CPU
-    (:func:`~emseg_tutorial.data.device_patches.make_sampler`); the self-training jitter then draws
-    from a ``torch.Generator`` on the device, or from a numpy stream.
+    Patches are drawn on the device itself (:class:`~emseg_tutorial.data.patches.PatchSampler`),
+    and the self-training jitter draws from its own ``torch.Generator`` there.
     """
     with_image = source_image is not None
     gap = min(config.mismatch_gap, labels.shape[0] // 2) if config.method in CONDITIONAL else None
@@ -373,13 +372,10 @@ def step_context(model, labels, target_image, config: AdaptConfig, source_image,
     # Source patches are not jittered here: the conditional discriminator would otherwise see
     # blur and noise on source images only, one more way to tell the domains apart.
     weights = weight_map(labels, config.source_weights) if config.source_weight > 0 else None
-    source = make_sampler(source_image if with_image else np.zeros_like(labels), labels, weights, device=device,
+    source = PatchSampler(source_image if with_image else np.zeros_like(labels), labels, weights, device=device,
                           patch=config.patch, seed=config.seed, mismatch_gap=gap)
-    target = make_sampler(target_image, None, device=device, patch=config.patch, seed=config.seed + 1)
-    if isinstance(target, DevicePatchSampler):
-        rng = torch.Generator(device=target.device).manual_seed(config.seed + 2)
-    else:
-        rng = np.random.default_rng(config.seed + 2)
+    target = PatchSampler(target_image, None, device=device, patch=config.patch, seed=config.seed + 1)
+    rng = torch.Generator(device=device).manual_seed(config.seed + 2)
     layout = memory_format(device)
     model = copy.deepcopy(model).to(device, memory_format=layout)
     disc = None

@@ -6,6 +6,9 @@ and the snapshots) atomically; a run given that state continues with the next ep
 the same result as a run that was never interrupted (bit for bit on the CPU). It loads with
 ``torch.load(..., weights_only=True)``, and it is also a checkpoint of the adapted U-Net
 (:func:`emseg_tutorial.store.load_checkpoint` reads it, e.g. to predict with a run cut short).
+The random streams resume on a device of the kind they were drawn on (CPU and CUDA generator
+states do not fit each other); a state saved on CUDA is refused on a CPU in one line naming
+the device it was saved on.
 
 Examples
 --------
@@ -23,6 +26,7 @@ import os
 import numpy as np
 import torch
 
+from ..devices import restore_generator
 from ..models import arch_of
 from ..store import atomic_write, check_resumable, load_state, plain_data
 from .steps import StepContext
@@ -30,17 +34,6 @@ from .steps import StepContext
 KIND = "adaptation-state"
 #: Settings that may differ between a run and its resumption.
 RESUMABLE_CHANGES = ("epochs", "device")
-
-
-def _rng_state(rng) -> dict | torch.Tensor:
-    return rng.get_state() if isinstance(rng, torch.Generator) else rng.bit_generator.state
-
-
-def _set_rng_state(rng, state) -> None:
-    if isinstance(rng, torch.Generator):
-        rng.set_state(state)
-    else:
-        rng.bit_generator.state = state
 
 
 def save_adaptation_state(path: str | os.PathLike, ctx: StepContext, *, epoch: int, step: int, history: dict,
@@ -62,8 +55,8 @@ def save_adaptation_state(path: str | os.PathLike, ctx: StepContext, *, epoch: i
                "nets": {"disc": weights(ctx.disc), "teacher": weights(ctx.teacher)},
                "optimizers": {"g": optim(ctx.opt_g), "d": optim(ctx.opt_d)},
                "scalers": {"g": scaler(ctx.scaler_g), "d": scaler(ctx.scaler_d)},
-               "rng": {"source": ctx.source.state(), "target": ctx.target.state(), "jitter": _rng_state(ctx.rng),
-                       "torch": torch.get_rng_state()}}
+               "rng": {"device": ctx.device.type, "source": ctx.source.state(), "target": ctx.target.state(),
+                       "jitter": ctx.rng.get_state(), "torch": torch.get_rng_state()}}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -79,7 +72,9 @@ def restore(ctx: StepContext, state: dict) -> tuple[int, int, dict, list[np.ndar
     ------
     ValueError
         The state belongs to a run with other settings (only the number of epochs and the
-        device may change), or it is past the run's last epoch.
+        device may change), it is past the run's last epoch, or its random streams were drawn
+        on a device of another kind, whose generator states do not fit this one's
+        (:func:`~emseg_tutorial.devices.restore_generator`).
     """
     check_resumable(state["config"], ctx.config.to_dict(), RESUMABLE_CHANGES, f"epoch {state['epoch']}")
     if state["epoch"] > ctx.config.epochs:
@@ -95,8 +90,9 @@ def restore(ctx: StepContext, state: dict) -> tuple[int, int, dict, list[np.ndar
     for key, scaler in (("g", ctx.scaler_g), ("d", ctx.scaler_d)):
         if scaler is not None and state["scalers"][key]:
             scaler.load_state_dict(state["scalers"][key])
-    ctx.source.set_state(state["rng"]["source"])
-    ctx.target.set_state(state["rng"]["target"])
-    _set_rng_state(ctx.rng, state["rng"]["jitter"])
+    saved_on = state["rng"].get("device")
+    ctx.source.set_state(state["rng"]["source"], saved_on)
+    ctx.target.set_state(state["rng"]["target"], saved_on)
+    restore_generator(ctx.rng, state["rng"]["jitter"], saved_on, "jitter stream")
     torch.set_rng_state(state["rng"]["torch"])
     return int(state["epoch"]), int(state["step"]), state["history"], [s.numpy() for s in state["snapshots"]]

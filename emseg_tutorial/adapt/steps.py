@@ -66,10 +66,9 @@ import torch
 import torch.nn.functional as F
 
 from ..data.histmatch import rank_normalize
-from ..data.device_patches import DevicePatchSampler
 from ..data.patches import PatchSampler
 from ..data.augment import Jitter
-from ..devices import Precision, memory_format, to_device
+from ..devices import Precision, memory_format
 from ..losses import bce_fake, bce_real, entropy_map, weighted_cross_entropy
 
 
@@ -187,18 +186,18 @@ class StepContext:
     opt_d: torch.optim.Optimizer | None
     scaler_g: torch.amp.GradScaler | None
     scaler_d: torch.amp.GradScaler | None
-    source: PatchSampler | DevicePatchSampler
-    target: PatchSampler | DevicePatchSampler
+    source: PatchSampler
+    target: PatchSampler
     config: "AdaptConfig"  # noqa: F821
     device: torch.device
     amp: Precision
     n_classes: int
     jitter: Jitter
-    rng: np.random.Generator | torch.Generator  # of the self-training jitter: torch with device samplers
+    rng: torch.Generator  # of the self-training jitter, on the device
 
-    def batch(self, sampler: PatchSampler | DevicePatchSampler) -> dict[str, torch.Tensor]:
-        """A batch on the device (device samplers' batches are there already)."""
-        return to_device(sampler.sample(self.config.batch_size), self.device)
+    def batch(self, sampler: PatchSampler) -> dict[str, torch.Tensor]:
+        """A batch of ``config.batch_size`` patches, drawn on the device."""
+        return sampler.sample(self.config.batch_size)
 
     def probs(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits, softmax)`` of the U-Net in training mode, float32."""
@@ -299,14 +298,10 @@ def advent_step(ctx: StepContext) -> dict:
 
 
 def jittered(ctx: StepContext, image: torch.Tensor) -> torch.Tensor:
-    """The same standardised target patches with the paper's random intensity jitter: on the
-    device with a torch stream (device samplers), else with numpy on the host."""
+    """The same standardised target patches with the paper's random intensity jitter, drawn
+    on the device with the run's jitter stream (``ctx.rng``)."""
     norm = ctx.target.normalizer
-    if isinstance(ctx.rng, torch.Generator):
-        return norm.standardize(ctx.jitter.apply_torch(norm.to_unit(image[:, 0]), ctx.rng))[:, None]
-    unit = norm.to_unit(image[:, 0].cpu().numpy())
-    out = norm.standardize(ctx.jitter(unit, ctx.rng))[:, None]
-    return torch.from_numpy(out).to(image.device)
+    return norm.standardize(ctx.jitter(norm.to_unit(image[:, 0]), ctx.rng))[:, None]
 
 
 @torch.no_grad()

@@ -32,17 +32,16 @@ On the source twin (version 3) the rule gives the defaults below after rounding;
 it. The target's settings play no part (they may or may not fall in these ranges; chapter 4
 reports which). :meth:`Jitter.unlike` is the opposite on purpose: an ablation whose ranges
 exclude the target twin's settings (it knows them, for that reason only), to show what a
-jitter that points the wrong way does. :meth:`Jitter.apply_torch` is the same jitter on torch tensors
-(drawn with a ``torch.Generator`` on the tensors' device, for
-:class:`~emseg_tutorial.data.device_patches.DevicePatchSampler`); both draw their parameters
-with :meth:`Jitter.draw`, the one definition of the ranges and probabilities.
+jitter that points the wrong way does. The jitter acts on torch tensors, drawn with a
+``torch.Generator`` on the tensors' device (the patch sampler's own, on every device); its
+parameters come from :meth:`Jitter.draw`, the one definition of the ranges and probabilities.
 
 Examples
 --------
->>> import numpy as np
->>> x = np.full((2, 8, 8), 0.5, np.float32)
->>> y = Jitter()(x, np.random.default_rng(0))
->>> y.shape, bool((y >= 0).all() and (y <= 1).all())
+>>> import torch
+>>> x = torch.full((2, 8, 8), 0.5)
+>>> y = Jitter()(x, torch.Generator().manual_seed(0))
+>>> tuple(y.shape), bool(((y >= 0) & (y <= 1)).all())
 ((2, 8, 8), True)
 """
 
@@ -52,7 +51,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage as ndi
 
 
 @dataclass(frozen=True)
@@ -147,7 +145,8 @@ class Jitter:
         """Per-patch parameters of the five transforms: the one definition of their ranges.
 
         ``uniform(lo, hi)`` draws ``n`` values uniform in ``[lo, hi)`` and ``coin()`` ``n``
-        booleans, True with probability :attr:`p`; the numpy and torch jitters pass their own.
+        booleans, True with probability :attr:`p` (:meth:`__call__` passes torch draws; the
+        numpy reference of the tests passes numpy ones).
         Keys of transforms that are off are left out: ``sigma`` (0 where not blurred),
         ``log_gamma`` / ``gamma_on``, ``contrast`` / ``contrast_on``, ``shift`` (0 where not
         brightened) and ``noise_sd`` (0 where no noise).
@@ -177,39 +176,20 @@ class Jitter:
             out["noise_sd"] = on * uniform(0, self.noise)
         return out
 
-    def __call__(self, batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        x = np.asarray(batch, dtype=np.float32).copy()
-        n = x.shape[0]
-        d = self.draw(n, lambda lo, hi: rng.uniform(lo, hi, n), lambda: rng.random(n) < self.p)
-        col = lambda v: np.asarray(v)[:, None, None]  # noqa: E731
+    def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Jitter a ``(B, Y, X)`` batch of [0, 1] patches, drawn with ``generator`` on its device.
 
-        if "sigma" in d:
-            for i in np.flatnonzero(d["sigma"] > MIN_BLUR):  # loop over a handful of patches, not pixels
-                x[i] = ndi.gaussian_filter(x[i], d["sigma"][i])
-        if "log_gamma" in d:
-            x = np.where(col(d["gamma_on"]), np.clip(x, 0, 1) ** col(np.exp(d["log_gamma"])), x)
-        if "contrast" in d:
-            mean = x.mean(axis=(1, 2), keepdims=True)
-            x = np.where(col(d["contrast_on"]), (x - mean) * col(d["contrast"]) + mean, x)
-        if "shift" in d:
-            x = x + col(d["shift"])
-        if "noise_sd" in d:
-            x = x + col(d["noise_sd"]) * rng.standard_normal(x.shape, dtype=np.float32)
-        return np.clip(x, 0.0, 1.0).astype(np.float32)
-
-    def apply_torch(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The same jitter on a ``(B, Y, X)`` tensor, drawn with ``generator`` on its device.
-
-        Same parameters and order of transforms as calling the jitter on an array (one
-        :meth:`draw`); the blur is a per-patch separable convolution
-        (:func:`gaussian_blur_torch`). Nothing is read back to the host.
+        One :meth:`draw` of the parameters, then blur (a per-patch separable convolution,
+        :func:`gaussian_blur`), gamma, contrast, brightness and noise, in that order; the result
+        is float32, clipped to [0, 1], and ``batch`` is left untouched. Nothing is read back to
+        the host.
 
         Examples
         --------
         >>> x = torch.full((2, 8, 8), 0.5)
-        >>> y = Jitter().apply_torch(x, torch.Generator().manual_seed(0))
-        >>> y.shape, bool(((y >= 0) & (y <= 1)).all())
-        (torch.Size([2, 8, 8]), True)
+        >>> y = Jitter(p=0)(x, torch.Generator().manual_seed(0))
+        >>> bool(torch.equal(y, x))
+        True
         """
         x = batch.to(torch.float32)
         n, device = x.shape[0], x.device
@@ -218,7 +198,7 @@ class Jitter:
         col = lambda v: v[:, None, None]  # noqa: E731
 
         if "sigma" in d:
-            x = gaussian_blur_torch(x, d["sigma"], self.blur)
+            x = gaussian_blur(x, d["sigma"], self.blur)
         if "log_gamma" in d:
             x = torch.where(col(d["gamma_on"]), x.clamp(0, 1) ** col(d["log_gamma"].exp()), x)
         if "contrast" in d:
@@ -266,7 +246,7 @@ def _reflect(n: int, pad: int, device) -> torch.Tensor:
     return torch.where(i >= n, 2 * n - 1 - i, i)
 
 
-def gaussian_blur_torch(x: torch.Tensor, sigma: torch.Tensor, max_sigma: float) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, max_sigma: float) -> torch.Tensor:
     """Blur each patch of ``x`` ``(B, Y, X)`` with its own Gaussian of ``sigma[b]`` pixels.
 
     What :func:`scipy.ndimage.gaussian_filter` does (kernel to 4 sigmas, ``reflect`` borders),
@@ -276,7 +256,7 @@ def gaussian_blur_torch(x: torch.Tensor, sigma: torch.Tensor, max_sigma: float) 
     Examples
     --------
     >>> x = torch.zeros(2, 9, 9); x[:, 4, 4] = 1
-    >>> y = gaussian_blur_torch(x, torch.tensor([0.0, 1.0]), 1.5)
+    >>> y = gaussian_blur(x, torch.tensor([0.0, 1.0]), 1.5)
     >>> bool(torch.equal(y[0], x[0])), round(float(y[1].sum()), 5), bool(y[1, 4, 4] < 0.2)
     (True, 1.0, True)
     """

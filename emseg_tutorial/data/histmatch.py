@@ -1,6 +1,6 @@
 """Intensity normalisation across domains: histogram matching and per-patch rank normalisation.
 
-Two tools, both pure functions on arrays:
+Two tools, both pure functions:
 
 * :func:`match_to_source` maps the target volume's grey values so that their histogram equals
   the source volume's (:func:`skimage.exposure.match_histograms`, on the whole volume at once).
@@ -8,9 +8,10 @@ Two tools, both pure functions on arrays:
   matched target. It fixes *intensity* differences (gamma, contrast, offsets) but not
   *structural* ones (section thickness, blur, cell sizes); chapter 1 shows the twins differ in
   both.
-* :func:`rank_normalize` replaces every patch's values by their rank within the patch, so each
-  patch gets the same flat histogram. The conditional discriminator sees its image channel this
-  way, in both domains, so it cannot tell source from target by grey values alone.
+* :func:`rank_normalize` replaces every patch's values by their rank within the patch (a torch
+  batch, on its device), so each patch gets the same flat histogram. The conditional
+  discriminator sees its image channel this way, in both domains, so it cannot tell source
+  from target by grey values alone.
 
 Examples
 --------
@@ -52,30 +53,30 @@ def match_to_source(target: np.ndarray, source: np.ndarray) -> np.ndarray:
     return matched.astype(np.float64)
 
 
-def rank_normalize(patches: np.ndarray | "torch.Tensor"):
+def rank_normalize(patches) -> "torch.Tensor":
     """Each patch's values replaced by their rank, scaled to zero mean and unit variance.
 
     Parameters
     ----------
-    patches : ndarray or Tensor, (B, ..., H, W)
-        A batch; every item (all trailing dimensions after the first) is ranked on its own.
+    patches : Tensor or array-like, (B, ..., H, W)
+        A batch (a tensor stays on its device); every item (all trailing dimensions after the
+        first) is ranked on its own.
 
     Returns
     -------
-    Same type and shape, float32: in every item the values are an evenly spaced ramp (ties
+    Tensor of the same shape, float32: in every item the values are an evenly spaced ramp (ties
     broken by position), so every item has exactly the same histogram whatever its domain.
 
     Examples
     --------
     >>> x = np.array([[[3.0, 1.0], [2.0, 10.0]]])
-    >>> print(rank_normalize(x).round(3))
+    >>> print(rank_normalize(x).numpy().round(3))
     [[[ 0.447 -1.342]
       [-0.447  1.342]]]
     """
     import torch
 
-    is_tensor = isinstance(patches, torch.Tensor)
-    x = patches if is_tensor else torch.from_numpy(np.asarray(patches, dtype=np.float32))
+    x = torch.as_tensor(patches)
     flat = x.reshape(x.shape[0], -1)
     n = flat.shape[1]
     if n < 2:
@@ -84,5 +85,4 @@ def rank_normalize(patches: np.ndarray | "torch.Tensor"):
     order = flat.argsort(dim=1, stable=True)
     ranks.scatter_(1, order, torch.arange(n, dtype=torch.float32, device=flat.device).expand_as(flat).contiguous())
     ramp = (ranks - (n - 1) / 2) / np.sqrt((n * n - 1) / 12)  # mean 0, population variance 1
-    out = ramp.reshape(x.shape)
-    return out if is_tensor else out.numpy()
+    return ramp.reshape(x.shape)

@@ -38,7 +38,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..progress import progress as progress_bar
 from .errors import VolumeError
@@ -114,18 +113,19 @@ def volume_stats(unit: np.ndarray) -> tuple[float, float]:
 def standardize(unit: np.ndarray, stats: tuple[float, float] | None = None) -> np.ndarray:
     """``(unit - mean) / std`` with the volume's own statistics unless ``stats`` is given.
 
-    A torch tensor (with ``stats``) stays a float32 tensor on its device.
+    One formula for arrays (prediction) and tensors (the patch sampler, on its device): the
+    result has the type of ``unit`` and, for float32 input, float32 values.
 
     Examples
     --------
-    >>> standardize(np.array([0.0, 1.0])).tolist()
+    >>> standardize(np.array([0.0, 1.0], np.float32)).tolist()
     [-1.0, 1.0]
+    >>> import torch
     >>> standardize(torch.tensor([0.0, 1.0]), (0.5, 0.5)).tolist()
     [-1.0, 1.0]
     """
     mean, std = stats if stats is not None else volume_stats(unit)
-    out = (unit - mean) / std
-    return out.to(torch.float32) if isinstance(out, torch.Tensor) else out.astype(np.float32)
+    return (unit - np.float32(mean)) / np.float32(std)
 
 
 @dataclass(frozen=True)
@@ -174,16 +174,14 @@ class Normalizer:
         return self.standardize(self.unit(block))
 
     def standardize(self, unit: np.ndarray) -> np.ndarray:
-        """``(unit - mean) / std`` of values already in [0, 1] (e.g. jittered patches), float32
-        (a torch tensor stays a tensor on its device)."""
+        """``(unit - mean) / std`` of values already in [0, 1] (e.g. jittered patches), as
+        :func:`standardize` (an array stays an array, a tensor a tensor on its device)."""
         return standardize(unit, self.stats)
 
     def to_unit(self, standardised: np.ndarray) -> np.ndarray:
-        """Undo the standardisation: ``standardised * std + mean`` clipped to [0, 1], float32
-        (a torch tensor stays a tensor on its device)."""
-        if isinstance(standardised, torch.Tensor):
-            return (standardised * self.std + self.mean).clamp(0.0, 1.0).to(torch.float32)
-        return np.clip(np.asarray(standardised) * self.std + self.mean, 0.0, 1.0).astype(np.float32)
+        """Undo the standardisation: ``standardised * std + mean`` clipped to [0, 1], of the type
+        of ``standardised`` (an array, or a tensor on its device; float32 for float32 input)."""
+        return (standardised * np.float32(self.std) + np.float32(self.mean)).clip(0.0, 1.0)
 
 
 def normalizer_of(image: np.ndarray, normalizer: Normalizer | None = None) -> Normalizer:

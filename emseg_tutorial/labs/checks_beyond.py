@@ -2,8 +2,11 @@
 
 Examples
 --------
->>> from emseg_tutorial.data.patches import distant_slices
->>> bool(check_distant_slices(distant_slices))
+>>> def partners(z, depth, gap, rng):  # an answer to exercise 6.1
+...     below, above = np.maximum(z - gap + 1, 0), np.maximum(depth - z - gap, 0)
+...     u = np.floor(rng.random(z.shape) * (below + above)).astype(int)
+...     return np.where(u < below, u, z + gap + (u - below))
+>>> bool(check_distant_slices(partners))
 ✓ wrong-slice partners: ...
 True
 >>> from emseg_tutorial.adapt.diagnostics import label_free_choice
@@ -17,6 +20,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+import torch
 
 from ..data.patches import distant_slices
 from ..adapt.diagnostics import label_free_choice
@@ -33,7 +37,8 @@ def check_distant_slices(func: Callable[[np.ndarray, int, int, np.random.Generat
     """Check ``func(z, depth, gap, rng) -> partners``: every partner at least ``gap`` slices
     from its slice, inside the volume, and every allowed partner drawn (no side left out).
 
-    The reference is :func:`emseg_tutorial.data.patches.distant_slices`.
+    The library's draw is :func:`emseg_tutorial.data.patches.distant_slices` (in torch, on the
+    sampler's device).
     """
     require_function(func)
     for depth, gap in _GAP_CASES:
@@ -60,7 +65,7 @@ def check_distant_slices(func: Callable[[np.ndarray, int, int, np.random.Generat
                 missing = sorted(allowed - drawn)
                 fail(f"depth {depth}, gap {gap}: slice {zi} never got partners {missing[:6]} in {draws} draws. "
                      "Draw uniformly from both sides: below (0..z-gap) and above (z+gap..depth-1).")
-    reference = distant_slices(np.arange(10), 10, 4, np.random.default_rng(0))
+    reference = distant_slices(torch.arange(10), 10, 4, torch.Generator().manual_seed(0))
     return (f"partners respect the gap and cover both sides (the library's partners of slices 0-9 with gap 4: "
             f"{reference.tolist()}).")
 

@@ -5,8 +5,8 @@ One function, :func:`train_supervised`, reads from top to bottom:
 1. labels are reduced to the task (4 classes, or boundary against the rest);
 2. the per-pixel loss weights are computed once for the whole volume
    (:func:`~emseg_tutorial.weight_schemes.weight_map`);
-3. the last slices are held out for validation, patches are drawn from the rest (on the GPU
-   itself on CUDA, with numpy on the CPU: :func:`~emseg_tutorial.data.device_patches.make_sampler`);
+3. the last slices are held out for validation, patches are drawn from the rest, on the
+   device itself (:class:`~emseg_tutorial.data.patches.PatchSampler`);
 4. the model is built, or taken from an earlier checkpoint (its head replaced when the number
    of classes changes: the paper's M1 -> M2 transfer);
 5. Adam steps on weighted cross-entropy (mixed precision where the device runs it natively, channels-last; with
@@ -18,7 +18,9 @@ With ``checkpoint=PATH`` the whole training state (model, optimiser, gradient sc
 streams, step, history) is written there atomically every ``checkpoint_every`` steps, and
 ``resume=load_training_state(PATH)`` continues such a run up to ``config.steps``: a run of 3
 steps resumed to 6 gives the same losses and weights as a run of 6 steps (bit for bit on the
-CPU). A Colab session that drops loses at most ``checkpoint_every`` steps.
+CPU). A Colab session that drops loses at most ``checkpoint_every`` steps. The patch stream
+resumes on a device of the kind it was drawn on; a state saved on CUDA is refused on a CPU in
+one line (:func:`~emseg_tutorial.devices.restore_generator`).
 
 Examples
 --------
@@ -35,7 +37,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -44,10 +45,10 @@ import torch
 from ..data.augment import get_jitter
 from .._validate import check_image, check_pair
 from ..labels import check_labels
-from ..data.device_patches import make_sampler
 from ..data.normalize import Normalizer
+from ..data.patches import PatchSampler
 from ..devices import (Precision, adam, check_precision, compile_model, eager_fallback, memory_format, pick_device, precision,
-                       set_seed, to_device)
+                       set_seed)
 from ..labels import for_task, num_classes, TASKS
 from ..losses import dice_loss, focal_loss, weighted_cross_entropy
 from ..metrics import pixel_scores
@@ -222,7 +223,7 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     weights = weight_map(labels, config.weights)
     normalizer = Normalizer.from_volume(image)  # the volume's one: training patches and validation
     train_z, val_z = split_slices(image.shape[0], config.val_slices)
-    sampler = make_sampler(image, labels, weights, device=device, patch=config.patch, slices=train_z,
+    sampler = PatchSampler(image, labels, weights, device=device, patch=config.patch, slices=train_z,
                            jitter=get_jitter(config.jitter), seed=config.seed, normalizer=normalizer)
 
     model = restore_model(resume) if resume is not None else _initial_model(config, init)
@@ -242,13 +243,13 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
         history["seconds"] = time.perf_counter() - start
         save_training_state(checkpoint, model=model, optimizer=optimizer, scaler=scaler, step=step,
                             history=history, config=config.to_dict(),
-                            rng={"sampler": sampler.state(), "torch": torch.get_rng_state()})
+                            rng={"device": device.type, "sampler": sampler.state(), "torch": torch.get_rng_state()})
 
     losses: list[torch.Tensor] = []  # kept on the device until read
     bar = progress_bar(range(done + 1, config.steps + 1), desc=f"train {config.task}/{config.weights}",
                        enabled=progress, initial=done, total=config.steps)
     for step in bar:
-        batch = to_device(sampler.sample(config.batch_size), device)  # a no-op for device batches
+        batch = sampler.sample(config.batch_size)  # drawn on the device
         try:
             losses.append(training_step(net, batch, optimizer, scaler, amp, config.loss))
         except Exception as err:  # a compiled model may fail at its first step: warn, go on eagerly
@@ -312,11 +313,6 @@ def _resume(state: dict, config: TrainConfig, optimizer, scaler, sampler) -> tup
     optimizer.load_state_dict(state["optimizer"])
     if state["scaler"] and scaler.is_enabled():
         scaler.load_state_dict(state["scaler"])
-    saved = state["rng"]["sampler"]
-    if isinstance(saved, torch.Tensor) == isinstance(sampler.state(), torch.Tensor):
-        sampler.set_state(saved)
-    else:  # written by the other sampler: the run moved between the CPU and CUDA
-        warnings.warn("resuming on another kind of device: the patch stream starts afresh from the seed",
-                      RuntimeWarning, stacklevel=3)
+    sampler.set_state(state["rng"]["sampler"], state["rng"].get("device"))  # refused across device kinds
     torch.set_rng_state(state["rng"]["torch"])
     return int(state["step"]), state["history"]

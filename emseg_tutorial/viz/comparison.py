@@ -182,7 +182,7 @@ def rank_normalisation_figure(patches: dict[str, np.ndarray], rank_normalize: Ca
     fig, axes = plt.subplots(2, 3, figsize=(9, 5.4))
     for row, (name, patch) in enumerate(patches.items()):
         raw = np.asarray(patch)[0, 0]
-        ranked = rank_normalize(np.asarray(patch))[0, 0]
+        ranked = np.asarray(rank_normalize(np.asarray(patch)))[0, 0]
         gray(axes[row, 0], raw)
         axes[row, 0].set_title(f"{name}: standardised", fontsize=9)
         gray(axes[row, 1], ranked)

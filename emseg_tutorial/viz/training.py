@@ -216,8 +216,8 @@ def jitter_examples(patch: np.ndarray, jitter: Callable, n: int = 6, seed: int =
     patch : ndarray, (Y, X)
         Image patch (any range; rescaled to [0, 1] first).
     jitter : callable
-        ``jitter(batch, rng)`` on a ``(n, Y, X)`` batch in [0, 1], e.g.
-        :class:`~emseg_tutorial.data.augment.Jitter`.
+        ``jitter(batch, generator)`` on a ``(n, Y, X)`` tensor in [0, 1] with a
+        ``torch.Generator``, e.g. :class:`~emseg_tutorial.data.augment.Jitter`.
     n : int, optional
         Number of jittered copies.
     seed : int, optional
@@ -227,9 +227,10 @@ def jitter_examples(patch: np.ndarray, jitter: Callable, n: int = 6, seed: int =
     -------
     matplotlib.figure.Figure
     """
-    rng = np.random.default_rng(seed)
+    import torch
+
     unit = to_unit_range(patch)
-    out = jitter(np.repeat(unit[None], n, axis=0), rng)
+    out = jitter(torch.from_numpy(np.repeat(unit[None], n, axis=0)), torch.Generator().manual_seed(seed)).numpy()
     fig, axes = plt.subplots(1, n + 1, figsize=(1.9 * (n + 1), 2.2))
     for ax, img, title in zip(axes, [unit, *out], ["original"] + [f"jitter {i + 1}" for i in range(n)]):
         ax.imshow(img, cmap="gray", vmin=0, vmax=1)
