@@ -13,10 +13,11 @@ from emseg_tutorial.data.patches import PatchSampler, distant_slices
 from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.labels import for_task
 from emseg_tutorial.models import UNet2d
-from emseg_tutorial.adapt import METHOD_DEFAULTS, METHODS, AdaptConfig, adapt, adapt_batchnorm
+from emseg_tutorial.adapt import AdaptConfig, adapt, adapt_batchnorm, get_method, method_names
 from emseg_tutorial.adapt import steps as adapt_steps
 from emseg_tutorial.adapt.adabn import batchnorm_layers, normalised_statistics
 
+METHODS = method_names(trains=True)
 TINY = dict(epochs=1, steps_per_epoch=2, batch_size=2, patch=32, mismatch_gap=2,
             discriminator={"width": 4, "depth": 2})
 
@@ -77,14 +78,14 @@ def test_method_defaults_and_validation():
     assert AdaptConfig(method="paper").source_weight == 0 and AdaptConfig(method="paper").adv_weight == 1
     assert AdaptConfig(method="adaptsegnet").source_weight == 1
     assert AdaptConfig(method="advent", adv_weight=0.5).adv_weight == 0.5  # explicit wins
-    assert set(METHOD_DEFAULTS) == set(METHODS)
+    assert AdaptConfig(method="selftrain").adv_weight is None  # no discriminator, no adversarial weight
     with pytest.raises(ValueError, match="condition_image"):
         AdaptConfig(method="conditional", condition_image="blur")
     with pytest.raises(ValueError, match="pseudo_threshold"):
         AdaptConfig(method="selftrain", pseudo_threshold=1.5)
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS if m != "paper"])
+@pytest.mark.parametrize("method", [m for m in METHODS if get_method(m).needs_source_image(AdaptConfig(method=m))])
 def test_methods_other_than_paper_need_the_source_image(volumes, method):
     src, tgt = volumes
     with pytest.raises(ValueError, match="needs the source image"):
@@ -270,7 +271,7 @@ def cli_files(volumes, tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.mark.parametrize("method", [*METHODS, "adabn", "histmatch"])
+@pytest.mark.parametrize("method", method_names())
 def test_cli_adapt_every_method(cli_files, method, capsys):
     import json
 
@@ -280,16 +281,17 @@ def test_cli_adapt_every_method(cli_files, method, capsys):
 
     p = cli_files
     args = ["adapt", "--model", f"{p}/m3.pt", "--source-labels", f"{p}/sl.tif", "--source-image", f"{p}/s.tif",
-            "--target-image", f"{p}/t.tif", "--eval-labels", f"{p}/tl.tif", "--method", method, "--epochs", "1",
-            "--steps", "2", "--out", f"{p}/out", "--quiet"]
+            "--target-image", f"{p}/t.tif", "--eval-labels", f"{p}/tl.tif", "--method", method,
+            "--out", f"{p}/out", "--quiet"] + (["--epochs", "1", "--steps", "2"] if get_method(method).trains else [])
     assert main(args) == 0, capsys.readouterr().err
     history = json.loads((p / "out" / "history.json").read_text())
     assert history["epochs"][-1]["target"]["boundary_jaccard"] is not None
-    if method in METHODS and method != "selftrain":  # the hard-vs-soft probe is in every adversarial history
+    if get_method(method).discriminator != "none":  # the hard-vs-soft probe is in every adversarial history
         assert 0 <= history["epochs"][-1]["d_acc_target_hard"] <= 1
     model, ckpt = load_checkpoint(p / "out" / "model.pt")
     assert ckpt["config"]["adapt"]["method"] == method
-    assert (p / "out" / "discriminator.pt").is_file() == (method in METHODS and method != "selftrain")
+    assert (p / "out" / "discriminator.pt").is_file() == (get_method(method).discriminator != "none")
+    assert sorted(f.name for f in (p / "out").iterdir()) == sorted(get_method(method).files)  # the record's files
     for path in (p / "out").glob("*.pt"):            # every checkpoint the CLI writes reads back
         net, saved = load_checkpoint(path)
         assert type(net).arch == saved["arch"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from emseg_tutorial.adapt import METHODS, VARIANTS, AdaptConfig, adapt, resolve
+from emseg_tutorial.adapt import AdaptConfig, ablation_names, adapt, get_method, method_names, resolve
 from emseg_tutorial.adapt import loop as adapt_loop
 from emseg_tutorial.adapt import steps as adapt_steps
 from emseg_tutorial.adapt.loop import step_context
@@ -16,7 +16,7 @@ from emseg_tutorial.models import UNet2d
 
 TINY = dict(epochs=2, steps_per_epoch=2, batch_size=2, patch=32, mismatch_gap=2,
             discriminator={"width": 4, "depth": 2})
-ADVERSARIAL = [m for m in METHODS if m != "selftrain"]
+ADVERSARIAL = [m for m in method_names(trains=True) if get_method(m).discriminator != "none"]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_every_adversarial_history_has_the_shortcut_probe(volumes, method):
     for e in res.history["epochs"][1:]:
         for key in ("d_acc_target_hard", "d_acc_target_soft", "d_acc_fake"):
             assert 0 <= e[key] <= 1, key
-    if method in adapt_loop.CONDITIONAL:
+    if get_method(method).discriminator == "pairs":
         assert 0 <= res.history["epochs"][-1]["d_acc_fake_target"] <= 1
 
 
@@ -124,7 +124,7 @@ def test_hard_fake_discriminator_sees_one_hot_on_both_sides(volumes, monkeypatch
 def test_variants_and_validation():
     assert resolve("paper-soft-real") == ("paper", {"real_smoothing": 0.1})
     assert resolve("paper-hard-fake") == ("paper", {"hard_fake": True})
-    assert {"conditional-raw", "paper-soft-real", "paper-hard-fake"} <= set(VARIANTS)
+    assert {"conditional-raw", "paper-soft-real", "paper-hard-fake"} <= set(ablation_names())
     with pytest.raises(ValueError, match="real_smoothing"):
         AdaptConfig(method="paper", real_smoothing=1.0)
     with pytest.raises(ValueError, match="truth maps as real"):
