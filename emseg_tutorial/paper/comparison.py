@@ -117,11 +117,11 @@ def compare(names: list[str] | None = None, session: Session | None = None, *,
                               "target_eval": target_eval})  # once, not per run
     runs, reused = [], 0
     for name in names:
-        record = get_method(name)
-        method, overrides = record.variant_of or name, dict(record.overrides)
-        for seed in ([None] if record.deterministic else seeds[:1] if record.variant_of else seeds):
+        entry = get_method(name)
+        method, overrides = entry.variant_of or name, dict(entry.overrides)
+        for seed in ([None] if entry.deterministic else seeds[:1] if entry.variant_of else seeds):
             kwargs = (adapt_config(session, method, session.seed if seed is None else seed, **c).to_dict()
-                      if record.trains else {"report_stride": stride, "device": str(device)})
+                      if entry.trains else {"report_stride": stride, "device": str(device)})
             # each (method, seed) is its own unit in the runs folder: read back, continued or run
             fingerprint = adaptation_fingerprint(name, {**kwargs, **overrides}, model=m3_stage.history["fingerprint"],
                                                  digests=digests, extra={"snapshot_slice": z})
@@ -130,7 +130,7 @@ def compare(names: list[str] | None = None, session: Session | None = None, *,
             if run is not None:
                 reused += 1
             else:
-                state = unit_path(session, name, seed, fingerprint, "state.pt") if record.trains else None
+                state = unit_path(session, name, seed, fingerprint, "state.pt") if entry.trains else None
                 run = run_method(name, m3, source, target.image, config_kwargs=kwargs, source_val=source_val,
                                  target_eval=target_eval, initial_report=initial, snapshot_slice=z,
                                  progress=progress, checkpoint=state, resume=saved_state(state) if state else None)
