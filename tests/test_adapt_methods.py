@@ -22,11 +22,6 @@ TINY = dict(epochs=1, steps_per_epoch=2, batch_size=2, patch=32, mismatch_gap=2,
             discriminator={"width": 4, "depth": 2})
 
 
-@pytest.fixture(scope="module")
-def volumes():
-    return make_volume("fibsem", (6, 64, 64), seed=0), make_volume("snemi", (4, 48, 48), seed=1)
-
-
 def _unet(seed=0):
     torch.manual_seed(seed)
     return UNet2d(out_channels=2, depth=2, base_width=4)
@@ -38,8 +33,8 @@ def _changed(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_runs_and_reports(volumes, method):
-    src, tgt = volumes
+def test_every_method_runs_and_reports(adapt_volumes, method):
+    src, tgt = adapt_volumes
     net = _unet()
     res = adapt(net, src.labels, tgt.image, AdaptConfig(method=method, **TINY), source_image=src.image,
                 source_val=src, target_eval=tgt, progress=False)
@@ -57,10 +52,10 @@ def test_every_method_runs_and_reports(volumes, method):
 
 
 @pytest.mark.parametrize("method", ["selftrain", "conditional"])
-def test_methods_run_with_device_samplers(volumes, monkeypatch, method):
+def test_methods_run_with_device_samplers(adapt_volumes, monkeypatch, method):
     """CUDA's samplers (drawn on the device, jitter with a torch stream) here on the CPU."""
     monkeypatch.setattr(device_patches, "samples_on_device", lambda device: True)
-    src, tgt = volumes
+    src, tgt = adapt_volumes
     config = AdaptConfig(method=method, **TINY)
     labels = for_task(src.labels, "boundary")
     ctx = step_context(_unet(), labels, tgt.image, config, src.image, torch.device("cpu"), 2)
@@ -86,17 +81,17 @@ def test_method_defaults_and_validation():
 
 
 @pytest.mark.parametrize("method", [m for m in METHODS if get_method(m).needs_source_image(AdaptConfig(method=m))])
-def test_methods_other_than_paper_need_the_source_image(volumes, method):
-    src, tgt = volumes
+def test_methods_other_than_paper_need_the_source_image(adapt_volumes, method):
+    src, tgt = adapt_volumes
     with pytest.raises(ValueError, match="needs the source image"):
         adapt(_unet(), src.labels, tgt.image, AdaptConfig(method=method, **TINY), progress=False)
 
 
 @pytest.mark.parametrize("method", ["adaptsegnet", "selftrain"])
-def test_source_loss_reaches_the_unet(volumes, method):
+def test_source_loss_reaches_the_unet(adapt_volumes, method):
     # Unlike the paper's method (tests/test_adapt.py), methods that keep the source loss read the
     # source labels in the U-Net's update even when the discriminator does not learn.
-    src, tgt = volumes
+    src, tgt = adapt_volumes
     cfg = AdaptConfig(method=method, lr_d=0.0, **TINY)
     shuffled = np.ascontiguousarray(src.labels[::-1, ::-1, ::-1])
     a = adapt(_unet(), src.labels, tgt.image, cfg, source_image=src.image, progress=False).model
@@ -104,8 +99,8 @@ def test_source_loss_reaches_the_unet(volumes, method):
     assert _changed(a, b)
 
 
-def test_conditional_discriminator_inputs(volumes, monkeypatch):
-    src, tgt = volumes
+def test_conditional_discriminator_inputs(adapt_volumes, monkeypatch):
+    src, tgt = adapt_volumes
     seen = []
     real_step = adapt_steps.discriminator_step
 
@@ -128,8 +123,8 @@ def test_conditional_discriminator_inputs(volumes, monkeypatch):
         assert ((target[:, 1:] > 0) & (target[:, 1:] < 1)).float().mean() > 0.99
 
 
-def test_conditional_raw_image_is_not_rank_normalised(volumes, monkeypatch):
-    src, tgt = volumes
+def test_conditional_raw_image_is_not_rank_normalised(adapt_volumes, monkeypatch):
+    src, tgt = adapt_volumes
     calls = []
     monkeypatch.setattr(adapt_steps, "rank_normalize", lambda x: calls.append(1) or x)
     adapt(_unet(), src.labels, tgt.image, AdaptConfig(method="conditional", condition_image="raw", **TINY),
@@ -258,28 +253,15 @@ def test_rank_normalize_equalises_histograms():
 # --------------------------------------------------------------------------- command line
 
 
-@pytest.fixture()
-def cli_files(volumes, tmp_path, monkeypatch):
-    from emseg_tutorial.data.formats import write_volume
-    from emseg_tutorial.train import save_checkpoint
-
-    monkeypatch.setenv("EMSEG_PRESET", "ci")
-    src, tgt = volumes
-    for name, data in {"s.tif": src.image, "sl.tif": src.labels, "t.tif": tgt.image, "tl.tif": tgt.labels}.items():
-        write_volume(tmp_path / name, data)
-    save_checkpoint(tmp_path / "m3.pt", _unet())
-    return tmp_path
-
-
 @pytest.mark.parametrize("method", method_names())
-def test_cli_adapt_every_method(cli_files, method, capsys):
+def test_cli_adapt_every_method(adapt_cli_files, method, capsys):
     import json
 
     from emseg_tutorial.cli import main
     from emseg_tutorial.data.formats import read_image
     from emseg_tutorial.train import load_checkpoint
 
-    p = cli_files
+    p = adapt_cli_files
     args = ["adapt", "--model", f"{p}/m3.pt", "--source-labels", f"{p}/sl.tif", "--source-image", f"{p}/s.tif",
             "--target-image", f"{p}/t.tif", "--eval-labels", f"{p}/tl.tif", "--method", method,
             "--out", f"{p}/out", "--quiet"] + (["--epochs", "1", "--steps", "2"] if get_method(method).trains else [])
@@ -301,10 +283,10 @@ def test_cli_adapt_every_method(cli_files, method, capsys):
         assert matched.shape == (4, 48, 48)
 
 
-def test_cli_adapt_needs_source_image(cli_files, capsys):
+def test_cli_adapt_needs_source_image(adapt_cli_files, capsys):
     from emseg_tutorial.cli import main
 
-    p = cli_files
+    p = adapt_cli_files
     assert main(["adapt", "--model", f"{p}/m3.pt", "--source-labels", f"{p}/sl.tif", "--target-image",
                  f"{p}/t.tif", "--method", "adaptsegnet", "--out", f"{p}/o"]) == 2
     err = capsys.readouterr().err.strip()

@@ -10,7 +10,6 @@ from emseg_tutorial.adapt import loop as adapt_loop
 from emseg_tutorial.adapt import steps as adapt_steps
 from emseg_tutorial.adapt.loop import step_context
 from emseg_tutorial.data import device_patches
-from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.labels import for_task
 from emseg_tutorial.models import UNet2d
 
@@ -19,25 +18,20 @@ TINY = dict(epochs=2, steps_per_epoch=2, batch_size=2, patch=32, mismatch_gap=2,
 ADVERSARIAL = [m for m in method_names(trains=True) if get_method(m).discriminator != "none"]
 
 
-@pytest.fixture(scope="module")
-def volumes():
-    return make_volume("fibsem", (6, 64, 64), seed=0), make_volume("snemi", (4, 48, 48), seed=1)
-
-
 def _unet(seed=0):
     torch.manual_seed(seed)
     return UNet2d(out_channels=2, depth=2, base_width=4)
 
 
-def _run(volumes, method, **kwargs):
-    src, tgt = volumes
+def _run(adapt_volumes, method, **kwargs):
+    src, tgt = adapt_volumes
     return adapt(_unet(), src.labels, tgt.image, AdaptConfig(method=method, **{**TINY, **kwargs}),
                  source_image=src.image, progress=False)
 
 
 @pytest.mark.parametrize("method", ADVERSARIAL)
-def test_every_adversarial_history_has_the_shortcut_probe(volumes, method):
-    res = _run(volumes, method)
+def test_every_adversarial_history_has_the_shortcut_probe(adapt_volumes, method):
+    res = _run(adapt_volumes, method)
     for e in res.history["epochs"][1:]:
         for key in ("d_acc_target_hard", "d_acc_target_soft", "d_acc_fake"):
             assert 0 <= e[key] <= 1, key
@@ -45,22 +39,22 @@ def test_every_adversarial_history_has_the_shortcut_probe(volumes, method):
         assert 0 <= res.history["epochs"][-1]["d_acc_fake_target"] <= 1
 
 
-def test_no_probe_without_a_discriminator(volumes):
-    assert "d_acc_target_hard" not in _run(volumes, "selftrain", epochs=1).history["epochs"][-1]
+def test_no_probe_without_a_discriminator(adapt_volumes):
+    assert "d_acc_target_hard" not in _run(adapt_volumes, "selftrain", epochs=1).history["epochs"][-1]
 
 
 @pytest.mark.parametrize("method", ["paper", "conditional-paper"])
-def test_probe_with_device_samplers(volumes, monkeypatch, method):
+def test_probe_with_device_samplers(adapt_volumes, monkeypatch, method):
     monkeypatch.setattr(device_patches, "samples_on_device", lambda device: True)
-    last = _run(volumes, method, epochs=1).history["epochs"][-1]
+    last = _run(adapt_volumes, method, epochs=1).history["epochs"][-1]
     assert 0 <= last["d_acc_target_hard"] <= 1 and 0 <= last["d_acc_target_soft"] <= 1
 
 
 @pytest.mark.parametrize("method", ["paper", "conditional"])
-def test_probe_does_not_change_the_run(volumes, monkeypatch, method):
-    a = _run(volumes, method)
+def test_probe_does_not_change_the_run(adapt_volumes, monkeypatch, method):
+    a = _run(adapt_volumes, method)
     monkeypatch.setattr(adapt_loop, "shortcut_probe", lambda ctx: {})
-    b = _run(volumes, method)
+    b = _run(adapt_volumes, method)
     for x, y in ((a.model, b.model), (a.discriminator, b.discriminator)):
         sa, sb = x.state_dict(), y.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -73,8 +67,8 @@ class _SoftnessJudge(torch.nn.Module):
         return (x[:, -2:].amax(1, keepdim=True) - 0.999) * 100
 
 
-def test_probe_catches_a_discriminator_that_judges_softness(volumes):
-    src, tgt = volumes
+def test_probe_catches_a_discriminator_that_judges_softness(adapt_volumes):
+    src, tgt = adapt_volumes
     for method in ("paper", "conditional-paper"):
         config = AdaptConfig(method=method, **TINY)
         ctx = step_context(_unet(), for_task(src.labels, "boundary"), tgt.image, config, src.image,
@@ -84,8 +78,8 @@ def test_probe_catches_a_discriminator_that_judges_softness(volumes):
         assert probe["d_acc_target_soft"] > 0.95 and probe["d_acc_target_hard"] == 0.0
 
 
-def test_real_smoothing_and_hard_fake_maps(volumes):
-    src, tgt = volumes
+def test_real_smoothing_and_hard_fake_maps(adapt_volumes):
+    src, tgt = adapt_volumes
     labels = for_task(src.labels, "boundary")
     ctx = step_context(_unet(), labels, tgt.image, AdaptConfig(real_smoothing=0.1, hard_fake=True, **TINY), None,
                        torch.device("cpu"), 2)
@@ -102,7 +96,7 @@ def test_real_smoothing_and_hard_fake_maps(volumes):
     torch.testing.assert_close(g_st, g_soft)  # straight through: the softmax's gradient
 
 
-def test_hard_fake_discriminator_sees_one_hot_on_both_sides(volumes, monkeypatch):
+def test_hard_fake_discriminator_sees_one_hot_on_both_sides(adapt_volumes, monkeypatch):
     seen = []
     real_step = adapt_steps.discriminator_step
 
@@ -111,11 +105,11 @@ def test_hard_fake_discriminator_sees_one_hot_on_both_sides(volumes, monkeypatch
         return real_step(disc, opt, real, fake, scaler)
 
     monkeypatch.setattr(adapt_steps, "discriminator_step", spy)
-    _run(volumes, "paper", hard_fake=True, epochs=1)
+    _run(adapt_volumes, "paper", hard_fake=True, epochs=1)
     for real, fake in seen:
         assert set(torch.unique(real).tolist()) <= {0.0, 1.0} and set(torch.unique(fake).tolist()) <= {0.0, 1.0}
     seen.clear()
-    _run(volumes, "paper", real_smoothing=0.1, epochs=1)
+    _run(adapt_volumes, "paper", real_smoothing=0.1, epochs=1)
     for real, _ in seen:  # every labelled pixel smoothed (0.95 / 0.05), none one-hot
         values = torch.unique(real[real > 0])
         torch.testing.assert_close(values, torch.tensor([0.05, 0.95]))
@@ -139,10 +133,10 @@ def test_conditional_paper_is_the_paper_recipe():
     assert AdaptConfig(method="conditional-paper", condition_image="rank").condition_image == "rank"
 
 
-def test_conditional_paper_unet_update_reads_no_source_labels(volumes, monkeypatch):
+def test_conditional_paper_unet_update_reads_no_source_labels(adapt_volumes, monkeypatch):
     # No source loss: with the discriminator frozen, the source labels cannot reach the U-Net;
     # its image channel is not rank-normalised.
-    src, tgt = volumes
+    src, tgt = adapt_volumes
     calls = []
     monkeypatch.setattr(adapt_steps, "rank_normalize", lambda x: calls.append(1) or x)
     cfg = AdaptConfig(method="conditional-paper", lr_d=0.0, **TINY)

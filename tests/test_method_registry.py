@@ -13,10 +13,10 @@ from emseg_tutorial.adapt import (AdaptConfig, Method, OnePassResult, get_method
 from emseg_tutorial.adapt.registry import ONE_PASS, TRAINING
 from emseg_tutorial.adapt.steps import backward_step
 from emseg_tutorial.cli import ADAPT_OPTIONS, main
-from emseg_tutorial.data.formats import read_image, write_volume
+from emseg_tutorial.data.formats import read_image
 from emseg_tutorial.data.volume import Volume
 from emseg_tutorial.losses import entropy_map
-from emseg_tutorial.train import load_checkpoint, save_checkpoint
+from emseg_tutorial.train import load_checkpoint
 
 TINY = dict(epochs=1, steps_per_epoch=2, batch_size=2, patch=32, seed=0, device="cpu")
 
@@ -53,13 +53,6 @@ def new_methods():
     assert not {"test-entmin", "test-invert"} & set(method_names(ablations=True))
 
 
-@pytest.fixture(scope="module")
-def volumes():
-    from emseg_tutorial.data.synthetic import make_volume
-
-    return make_volume("fibsem", (4, 48, 48), seed=0), make_volume("snemi", (4, 48, 48), seed=1)
-
-
 def _unet():
     from emseg_tutorial.models import UNet2d
 
@@ -68,14 +61,13 @@ def _unet():
 
 
 @pytest.fixture
-def files(volumes, tmp_path, monkeypatch):
-    monkeypatch.setenv("EMSEG_PRESET", "ci")
-    monkeypatch.setenv("EMSEG_DEVICE", "cpu")
-    src, tgt = volumes
-    for name, data in {"s.tif": src.image, "sl.tif": src.labels, "t.tif": tgt.image, "tl.tif": tgt.labels}.items():
-        write_volume(tmp_path / name, data)
-    save_checkpoint(tmp_path / "m3.pt", _unet())
-    return tmp_path
+def files(adapt_cli_files):
+    return adapt_cli_files
+
+
+@pytest.fixture
+def volumes(adapt_volumes):
+    return adapt_volumes
 
 
 def _adapt_args(p, method, *extra, source_image=True):
