@@ -267,12 +267,14 @@ def _fmt(value) -> str:
 # --------------------------------------------------------------------------- adapt
 
 
-#: adapt's flags that set an :class:`~emseg_tutorial.adapt.AdaptConfig` option: flag -> (args attribute, option)
-ADAPT_OPTIONS: dict[str, tuple[str, str]] = {
-    "--epochs": ("epochs", "epochs"), "--steps": ("steps", "steps_per_epoch"), "--lr-g": ("lr_g", "lr_g"),
-    "--adv-weight": ("adv_weight", "adv_weight"), "--source-weight": ("source_weight", "source_weight"),
-    "--condition-image": ("condition_image", "condition_image"), "--seed": ("seed", "seed"),
-    "--precision": ("precision", "precision"), "--device": ("device", "device"),
+#: adapt's flags that set :class:`~emseg_tutorial.adapt.AdaptConfig` options: flag -> (args attribute,
+#: the options it sets). A flag is refused for a method that reads none of them (its record's ``options``).
+ADAPT_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "--preset": ("preset", ("epochs", "steps_per_epoch", "batch_size", "patch")),
+    "--epochs": ("epochs", ("epochs",)), "--steps": ("steps", ("steps_per_epoch",)), "--lr-g": ("lr_g", ("lr_g",)),
+    "--adv-weight": ("adv_weight", ("adv_weight",)), "--source-weight": ("source_weight", ("source_weight",)),
+    "--condition-image": ("condition_image", ("condition_image",)), "--seed": ("seed", ("seed",)),
+    "--precision": ("precision", ("precision",)), "--device": ("device", ("device",)),
 }
 
 
@@ -321,7 +323,7 @@ def run_adapt(args) -> None:
     record = get_method(args.method)
     given = {flag: getattr(args, attr) for flag, (attr, _) in ADAPT_OPTIONS.items() if getattr(args, attr) is not None}
     for flag in given:
-        if ADAPT_OPTIONS[flag][1] not in record.options:
+        if not set(ADAPT_OPTIONS[flag][1]) & record.options:
             raise UsageError(f"{flag}: method {args.method} does not use this setting; leave it out")
     session = _session(args)
     if args.out is None and args.resume is None:
@@ -348,7 +350,8 @@ def run_adapt(args) -> None:
         eval_labels = read_labels(args.eval_labels)
         check_pair(target, eval_labels, args.target_image, args.eval_labels)
         target_eval = Volume(target, eval_labels, voxel, args.target_image)
-    options = {ADAPT_OPTIONS[flag][1]: value for flag, value in given.items() if flag not in ("--seed", "--device")}
+    options = {ADAPT_OPTIONS[flag][1][0]: value for flag, value in given.items()
+               if flag not in ("--preset", "--seed", "--device")}  # those three come through the session
     if record.trains:
         options["precision"] = session.precision
         config = adapt_config(session, args.method, session.seed, **options).to_dict()

@@ -171,10 +171,10 @@ def test_every_record_files_are_what_the_cli_writes(name, files, capsys):
 @pytest.mark.parametrize("name", method_names())
 def test_every_flag_a_method_ignores_is_refused(name, files, capsys):
     record = get_method(name)
-    values = {"--epochs": "1", "--steps": "1", "--lr-g": "1e-4", "--adv-weight": "0.5", "--source-weight": "1",
+    values = {"--preset": "ci", "--epochs": "1", "--steps": "1", "--lr-g": "1e-4", "--adv-weight": "0.5", "--source-weight": "1",
               "--condition-image": "raw", "--seed": "3", "--precision": "float32", "--device": "cpu"}
     assert set(values) == set(ADAPT_OPTIONS)
-    ignored = [flag for flag, (_, option) in ADAPT_OPTIONS.items() if option not in record.options]
+    ignored = [flag for flag, (_, options) in ADAPT_OPTIONS.items() if not set(options) & record.options]
     for flag in ignored:
         assert main(_adapt_args(files, name, flag, values[flag])) == 2, flag
         line = _one_line_error(capsys)
@@ -183,11 +183,11 @@ def test_every_flag_a_method_ignores_is_refused(name, files, capsys):
 
 
 def test_the_refusals_the_issue_names():
-    for name, flags in {"adabn": ["--epochs", "--steps", "--lr-g", "--seed", "--precision"],
-                        "histmatch": ["--epochs", "--steps", "--lr-g", "--seed", "--precision"],
+    for name, flags in {"adabn": ["--epochs", "--steps", "--lr-g", "--seed", "--precision", "--preset"],
+                        "histmatch": ["--epochs", "--steps", "--lr-g", "--seed", "--precision", "--preset"],
                         "paper": ["--condition-image"], "selftrain": ["--adv-weight"]}.items():
         options = get_method(name).options
-        assert all(ADAPT_OPTIONS[f][1] not in options for f in flags), name
+        assert all(not set(ADAPT_OPTIONS[f][1]) & options for f in flags), name
 
 
 # --------------------------------------------------------------------------- the CLI maps arguments, no more
@@ -246,3 +246,29 @@ def test_histmatch_runs_once(files, monkeypatch, capsys):
 def test_resume_of_a_one_pass_method_is_refused_from_the_record(files, capsys):
     assert main(_adapt_args(files, "adabn")[:-2] + ["--resume", f"{files}/out"]) == 2
     assert "nothing to resume" in _one_line_error(capsys)
+
+
+# --------------------------------------------------------------------------- the source labels, checked once
+
+
+@pytest.mark.parametrize("name", ["paper", "adabn"])
+def test_source_labels_are_checked_once_from_run_method(name, volumes, monkeypatch):
+    """Followed from run_method into the adversarial step (or the one-pass method), the source
+    labels go through check_codes once, where they enter."""
+    from emseg_tutorial import labels as labels_module, weights
+    from emseg_tutorial.data import formats
+
+    src, tgt = volumes
+    calls = []
+    real = labels_module.check_codes
+
+    def counting(array, *args, **kwargs):
+        if np.shape(array)[-2:] == src.labels.shape[-2:]:  # the source's, not the target's (48 x 48)
+            calls.append(np.shape(array))
+        return real(array, *args, **kwargs)
+
+    for module in (labels_module, formats, weights):
+        monkeypatch.setattr(module, "check_codes", counting)
+    run_method(name, _unet(), Volume(src.image, src.labels), tgt.image, config_kwargs={**TINY, "patch": 32},
+               progress=False)
+    assert calls == [src.labels.shape]

@@ -185,7 +185,25 @@ METHOD_RECORDS: Mapping[str, Method] = MappingProxyType(_REGISTRY)
 
 
 def register(record: Method) -> Method:
-    """Add ``record`` (a :class:`Method`); returns it. A name registers once."""
+    """Add ``record`` (a :class:`Method`); returns it. A name registers once.
+
+    The loop, :func:`~.methods.run_method`, the command line (``adapt --method``) and chapter 6's
+    comparison then run it; :func:`unregister` removes it again.
+
+    Examples
+    --------
+    >>> def unchanged(model, source_image, target_image, target_eval, *, device, progress):
+    ...     return OnePassResult(model, target_image, target_eval)
+    >>> register(Method("unchanged", "the source model as it is", ONE_PASS, one_pass=unchanged,
+    ...                 source_image=False, deterministic=True)).files
+    ('model.pt', 'history.json')
+    >>> "unchanged" in method_names(), unregister("unchanged"), "unchanged" in method_names()
+    (True, None, False)
+    >>> register(get_method("paper"))
+    Traceback (most recent call last):
+    ...
+    ValueError: method 'paper' is registered already
+    """
     if not isinstance(record, Method):
         raise TypeError(f"register takes a Method, got {type(record).__name__}")
     if record.name in _REGISTRY:
