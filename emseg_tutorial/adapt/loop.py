@@ -100,7 +100,7 @@ class AdaptConfig:
     condition_image : {"rank", "raw"}, optional
         ``conditional``/``conditional-paper``: how the discriminator sees the image (see
         :mod:`.steps`; default by method: ``"rank"`` for ``conditional``, ``"raw"`` for
-        ``conditional-paper``).
+        ``conditional-paper``; None for methods that do not read it).
     real_smoothing : float
         ``paper``/conditional methods: label smoothing ``eps`` of the discriminator's real (and
         wrong-slice) maps, ``one_hot * (1 - eps) + eps / C`` (0: one-hot, as the paper). Removes
@@ -244,11 +244,14 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
         The source-trained boundary model; a copy is adapted.
     source_labels : ndarray, (Z, Y, X)
         Source ground truth (4-class or boundary codes): the discriminator's "real" maps.
+        Checked here, once (:func:`source_codes`); everything below takes the checked codes.
     target_image : ndarray, (Z, Y, X)
         Unlabelled target volume the U-Net adapts to.
     config : AdaptConfig
     source_image : ndarray, optional
-        Source images: needed by every method but ``paper`` (source loss, conditional pairs).
+        Source images, where the method's record says it needs them
+        (:meth:`~.registry.Method.needs_source_image`: every built-in trained method but
+        ``paper`` without a source loss); ValueError naming the method otherwise.
     source_val : Volume, optional
         Labelled source volume for the source-drift diagnostic.
     target_eval : Volume, optional
