@@ -24,7 +24,7 @@ from .data.formats import (check_output_folder, check_outputs, check_pair, open_
                            read_volume, write_volume, write_volumes)
 from .data.sources import DataSourceError
 from .data.synthetic import DOMAINS, make_volume
-from .devices import PRECISIONS
+from .devices import PRECISIONS, precision
 from .data.volume import Volume
 from .labels import TASKS
 from .metrics import MAX_TOLERANCE, check_tolerance, evaluate
@@ -155,6 +155,10 @@ def _session(args) -> Session:
     session = from_env(0 if seed is None else seed, getattr(args, "preset", None),
                        device=getattr(args, "device", None), names={"device": "--device", "preset": "--preset"})
     if getattr(args, "precision", None) is not None:
+        try:
+            precision(session.device, args.precision)  # float16 needs CUDA: say so before any work
+        except ValueError as err:
+            raise UsageError(f"--precision {args.precision}: {err}") from None
         session = session.replace(precision=args.precision)
     return session
 

@@ -272,3 +272,10 @@ def test_source_labels_are_checked_once_from_run_method(name, volumes, monkeypat
     run_method(name, _unet(), Volume(src.image, src.labels), tgt.image, config_kwargs={**TINY, "patch": 32},
                progress=False)
     assert calls == [src.labels.shape]
+
+
+def test_cli_precision_the_device_cannot_run_is_refused_naming_the_flag(files, capsys):
+    assert main(_adapt_args(files, "paper", "--precision", "float16")) == 2
+    line = _one_line_error(capsys)
+    assert line.startswith("error: --precision float16:") and "needs CUDA" in line
+    assert not (files / "out").exists()

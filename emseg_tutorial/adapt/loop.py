@@ -71,6 +71,7 @@ from .state import restore, save_adaptation_state
 from .registry import Method, get_method, method_names
 from .steps import StepContext, shortcut_probe
 
+
 @dataclass
 class AdaptConfig:
     """Settings of one adaptation run (stored with the adapted model).
