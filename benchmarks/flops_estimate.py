@@ -38,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from emseg_tutorial.adapt import ALL_METHODS, METHODS, VARIANTS  # noqa: E402
+from emseg_tutorial.adapt import ablation_names, method_names  # noqa: E402
 from emseg_tutorial.models import PatchDiscriminator, UNet2d  # noqa: E402
 from emseg_tutorial.paper.stages import STAGES, WEIGHTING_STAGES, budget_steps  # noqa: E402
 from emseg_tutorial.presets import get_preset  # noqa: E402
@@ -82,7 +82,7 @@ def book_steps(preset) -> dict[str, int]:
     seeds = preset.weighting.seeds - 1  # seed 0 is the stage itself
     supervised += seeds * sum(budget_steps(preset, STAGES[n].budget) for n in WEIGHTING_STAGES)
     c = preset.comparison
-    runs = c.seeds * sum(m in METHODS for m in ALL_METHODS) + len(VARIANTS)  # ablations: one seed
+    runs = c.seeds * len(method_names(trains=True)) + len(ablation_names())  # ablations: one seed
     return {"supervised": supervised,
             "adaptation (chapter 5)": preset.adapt_epochs * preset.adapt_steps_per_epoch,
             "adaptation (chapter 6)": runs * c.epochs * c.steps_per_epoch}

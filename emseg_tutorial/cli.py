@@ -16,19 +16,17 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
-from .adapt import ALL_METHODS, METHODS, run_method
+from .adapt import get_method, method_names, run_method
+from .adapt.registry import DISCRIMINATOR_FILE, STATE_FILE as ADAPT_STATE_FILE
 from .adapt.state import load_adaptation_state
 from .data.errors import VolumeError
 from ._validate import check_pair
 from .data.outputs import check_output_folder, check_outputs
 from .data.readers import open_volume, read_image, read_labels, read_volume
 from .data.writers import write_volume, write_volumes
-from .data.histmatch import match_to_source
 from .data.sources import DataSourceError
 from .data.synthetic import DOMAINS, make_volume
-from .devices import PRECISIONS
+from .devices import PRECISIONS, precision
 from .data.volume import Volume
 from .labels import TASKS
 from .metrics import MAX_TOLERANCE, check_tolerance, evaluate
@@ -45,7 +43,6 @@ from .weight_schemes import parse_weight_scheme
 PROG = "python -m emseg_tutorial"
 #: The resumable states ``train`` and ``adapt`` keep in their output folders.
 STATE_FILE = "state.pt"
-ADAPT_STATE_FILE = "adapt_state.pt"
 
 
 class UsageError(Exception):
@@ -135,7 +132,7 @@ def add_train(sub) -> None:
     p.add_argument("--jitter", action="store_true", help="random intensity jitter (the paper's M2 -> M3 step)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="sizes (default: EMSEG_PRESET or by hardware)")
     p.add_argument("--steps", type=_positive, help="optimiser steps (default: from the preset)")
-    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, help="random seed (default: the session's, 0)")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
     _add_precision(p)
     p.add_argument("--out", help="output folder (default: the --resume folder)")
@@ -146,16 +143,27 @@ def add_train(sub) -> None:
 
 
 def _add_precision(p) -> None:
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="autocast dtype: auto (default) is bfloat16 on recent GPUs and on CPUs with native "
-                        "bfloat16, float16 on older GPUs, else float32 (adapt: adabn and histmatch always run "
-                        "in float32)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="autocast dtype (default: EMSEG_PRECISION, else auto: bfloat16 on recent GPUs and on "
+                        "CPUs with native bfloat16, float16 on older GPUs, else float32)")
 
 
 def _session(args) -> Session:
-    """The run's settings: the flags, else the ``EMSEG_*`` variables (read in one place)."""
-    return from_env(getattr(args, "seed", 0), getattr(args, "preset", None), device=getattr(args, "device", None),
-                    names={"device": "--device", "preset": "--preset"})
+    """The run's settings: the flags, else the ``EMSEG_*`` variables (read in one place).
+
+    A flag left out (None) is the session's value: ``--seed`` its seed, ``--precision``
+    ``EMSEG_PRECISION``, ``--device`` ``EMSEG_DEVICE``, ``--preset`` ``EMSEG_PRESET``.
+    """
+    seed = getattr(args, "seed", None)
+    session = from_env(0 if seed is None else seed, getattr(args, "preset", None),
+                       device=getattr(args, "device", None), names={"device": "--device", "preset": "--preset"})
+    if getattr(args, "precision", None) is not None:
+        try:
+            precision(session.device, args.precision)  # float16 needs CUDA: say so before any work
+        except ValueError as err:
+            raise UsageError(f"--precision {args.precision}: {err}") from None
+        session = session.replace(precision=args.precision)
+    return session
 
 
 def run_train(args) -> None:
@@ -170,8 +178,8 @@ def run_train(args) -> None:
     vol = read_volume(args.image, args.labels)
     init = check_model(load_checkpoint(args.init)[0], classes=None) if args.init and resume is None else None
     config = train_config(session.preset, task=args.task, weights=args.weights, init=bool(args.init),
-                          jitter=args.jitter, steps=args.steps, seed=args.seed, device=str(session.device),
-                          loss=args.loss, precision=args.precision)
+                          jitter=args.jitter, steps=args.steps, seed=session.seed, device=str(session.device),
+                          loss=args.loss, precision=session.precision)
     run = train_supervised(vol.image, vol.labels, config, init=init, progress=not args.quiet,
                            checkpoint=out / STATE_FILE, resume=resume, compile=session.compile)
     save_checkpoint(out / "model.pt", run.model, config=config.to_dict(), history=run.history)
@@ -266,22 +274,35 @@ def _fmt(value) -> str:
 # --------------------------------------------------------------------------- adapt
 
 
+#: adapt's flags that set :class:`~emseg_tutorial.adapt.AdaptConfig` options: flag -> (args attribute,
+#: the options it sets). A flag is refused for a method that reads none of them (its record's ``options``).
+ADAPT_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "--preset": ("preset", ("epochs", "steps_per_epoch", "batch_size", "patch")),
+    "--epochs": ("epochs", ("epochs",)), "--steps": ("steps", ("steps_per_epoch",)), "--lr-g": ("lr_g", ("lr_g",)),
+    "--adv-weight": ("adv_weight", ("adv_weight",)), "--source-weight": ("source_weight", ("source_weight",)),
+    "--condition-image": ("condition_image", ("condition_image",)), "--seed": ("seed", ("seed",)),
+    "--precision": ("precision", ("precision",)), "--device": ("device", ("device",)),
+}
+
+
 def add_adapt(sub) -> None:
+    records = [get_method(n) for n in method_names()]
     p = sub.add_parser("adapt", help="adapt a boundary model to an unlabelled target volume (Experiment 3 and beyond)",
                        description="Unsupervised adaptation. Writes DIR/model.pt (adapted U-Net, config, history) and "
                                    "DIR/history.json; trained methods keep DIR/adapt_state.pt (to continue: --resume "
                                    "DIR), adversarial methods also write DIR/discriminator.pt, histmatch "
-                                   "DIR/target_matched.tif (predict that file with DIR/model.pt). Methods: paper "
-                                   "(the paper's Experiment 3), conditional-paper (its future work as written: (image, label map) "
-                                   "discriminator, adversarial loss only), conditional (the same discriminator "
-                                   "plus the source loss and rank-normalised images), adaptsegnet, advent, "
-                                   "selftrain (mean teacher), adabn (batch-norm statistics), histmatch (no training).")
+                                   "DIR/target_matched.tif (predict that file with DIR/model.pt). A flag the method "
+                                   "does not read is refused. Methods: "
+                                   + "; ".join(f"{r.name} ({r.summary})" for r in records) + ".")
     p.add_argument("--model", required=True, metavar="CKPT", help="boundary checkpoint to adapt (e.g. M3)")
     p.add_argument("--source-labels", required=True, metavar="LAB", help="source ground truth, codes 1-4 or 1-2")
     p.add_argument("--source-image", metavar="IMG",
-                   help="source images (needed by every method but paper and adabn)")
+                   help="source images (not needed by "
+                        + ", ".join(r.name for r in records if r.source_image is False) + "; needed by "
+                        + ", ".join(r.name for r in records if callable(r.source_image))
+                        + " only with some settings, e.g. --source-weight > 0)")
     p.add_argument("--target-image", required=True, metavar="TGT", help="unlabelled target volume")
-    p.add_argument("--method", choices=ALL_METHODS, default="paper", help="adaptation method (default paper)")
+    p.add_argument("--method", choices=method_names(), default="paper", help="adaptation method (default paper)")
     p.add_argument("--eval-labels", metavar="LAB",
                    help="labels of the target volume, used ONLY to score each epoch (never for training)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="sizes (default: EMSEG_PRESET or by hardware)")
@@ -295,8 +316,8 @@ def add_adapt(sub) -> None:
     p.add_argument("--condition-image", choices=("rank", "raw"),
                    help="conditional methods: image channel rank-normalised per patch or raw (default by "
                         "method: rank for conditional, raw for conditional-paper)")
-    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
-    p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
+    p.add_argument("--seed", type=_seed, help="random seed (default: the session's, 0)")
+    p.add_argument("--device", help="cpu, cuda or mps (default: EMSEG_DEVICE, else the best available)")
     _add_precision(p)
     p.add_argument("--out", help="output folder (default: the --resume folder)")
     p.add_argument("--resume", metavar="DIR",
@@ -306,15 +327,17 @@ def add_adapt(sub) -> None:
 
 
 def run_adapt(args) -> None:
+    record = get_method(args.method)
+    given = {flag: getattr(args, attr) for flag, (attr, _) in ADAPT_OPTIONS.items() if getattr(args, attr) is not None}
+    for flag in given:
+        if not set(ADAPT_OPTIONS[flag][1]) & record.options:
+            raise UsageError(f"{flag}: method {args.method} does not use this setting; leave it out")
     session = _session(args)
-    files = ["model.pt", "history.json"] + (["discriminator.pt"] if args.method in METHODS else []) \
-        + (["target_matched.tif"] if args.method == "histmatch" else [])
     if args.out is None and args.resume is None:
         raise UsageError("adapt: give --out DIR (or --resume DIR to continue a run)")
-    if args.resume and args.method not in METHODS:
+    if args.resume and not record.resumes:
         raise UsageError(f"--resume: method {args.method} runs in one pass; there is nothing to resume")
-    files += [ADAPT_STATE_FILE] if args.method in METHODS else []
-    out = check_output_folder(args.out or args.resume, "--out" if args.out else "--resume", files,
+    out = check_output_folder(args.out or args.resume, "--out" if args.out else "--resume", list(record.files),
                               {"--model": args.model, "--source-labels": args.source_labels,
                                "--source-image": args.source_image, "--target-image": args.target_image,
                                "--eval-labels": args.eval_labels})
@@ -328,39 +351,32 @@ def run_adapt(args) -> None:
     if args.source_image:
         source_image, _ = read_image(args.source_image)
         check_pair(source_image, labels, args.source_image, args.source_labels)
-    elif args.method not in ("paper", "adabn") or (args.source_weight or 0) > 0:
-        raise UsageError(f"--method {args.method} needs --source-image (the source images, not only labels)")
     target, voxel = read_image(args.target_image)
     target_eval = None
     if args.eval_labels:
         eval_labels = read_labels(args.eval_labels)
         check_pair(target, eval_labels, args.target_image, args.eval_labels)
         target_eval = Volume(target, eval_labels, voxel, args.target_image)
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("steps_per_epoch", args.steps), ("lr_g", args.lr_g),
-                                   ("adv_weight", args.adv_weight), ("source_weight", args.source_weight),
-                                   ("condition_image", args.condition_image)) if v is not None}
-    overrides["precision"] = args.precision
-    if args.method in METHODS:
-        config_dict = adapt_config(session, args.method, args.seed, **overrides).to_dict()
+    options = {ADAPT_OPTIONS[flag][1][0]: value for flag, value in given.items()
+               if flag not in ("--preset", "--seed", "--device")}  # those three come through the session
+    if record.trains:
+        options["precision"] = session.precision
+        config = adapt_config(session, args.method, session.seed, **options).to_dict()
     else:
-        config_dict = {"method": args.method, "device": str(session.device)}
-    source = Volume(source_image if source_image is not None else np.zeros(labels.shape, np.uint8), labels,
-                    name=args.source_labels)
-    trained = args.method in METHODS
+        config = {"method": args.method, "device": str(session.device)}
     resume = load_adaptation_state(Path(args.resume) / ADAPT_STATE_FILE) if args.resume else None
-    run = run_method(args.method, model, source, target, config_kwargs=config_dict, target_eval=target_eval,
-                     progress=not args.quiet, target_name=args.target_image,
-                     checkpoint=out / ADAPT_STATE_FILE if trained else None, resume=resume)
-    history = {"config": config_dict, "epochs": run.epochs, "seconds": run.seconds}
-    written = [out / "model.pt", out / "history.json"]
-    save_checkpoint(written[0], run.model, config={"adapt": config_dict, "source": ckpt["config"]}, history=history)
-    save_json(written[1], history)
+    run = run_method(args.method, model, Volume(source_image, labels, name=args.source_labels), target,
+                     config_kwargs=config, target_eval=target_eval, progress=not args.quiet,
+                     target_name=args.target_image, checkpoint=out / ADAPT_STATE_FILE if record.trains else None,
+                     resume=resume)
+    history = {"config": config, "epochs": run.epochs, "seconds": run.seconds}
+    save_checkpoint(out / "model.pt", run.model, config={"adapt": config, "source": ckpt["config"]}, history=history)
+    save_json(out / "history.json", history)
     if run.discriminator is not None:
-        written.append(out / "discriminator.pt")
-        save_checkpoint(written[-1], run.discriminator, config=config_dict)
-    if args.method == "histmatch":
-        written.append(out / "target_matched.tif")
-        write_volume(str(written[-1]), match_to_source(target, source_image), voxel)
+        save_checkpoint(out / DISCRIMINATOR_FILE, run.discriminator, config=config)
+    for name, volume in run.volumes.items():
+        write_volume(str(out / name), volume, voxel)
+    written = [out / name for name in record.files]
     last = run.epochs[-1]
     print(f"wrote {', '.join(str(w) for w in written)}; target boundary fraction "
           f"{last['target_boundary_fraction']:.3f} (source {last['source_boundary_fraction']:.3f})")

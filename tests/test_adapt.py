@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from emseg_tutorial.cli import main
-from emseg_tutorial.data.writers import write_volume
 from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.models import PatchDiscriminator, UNet2d, build
 from emseg_tutorial.adapt import steps as adapt_module
@@ -153,12 +152,8 @@ def test_history_and_checkpoint_round_trip(volumes, tmp_path, ci_adapt_config):
     assert ckpt["config"]["method"] == "paper"
 
 
-def test_cli_adapt(volumes, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("EMSEG_PRESET", "ci")
-    src, tgt = volumes
-    for name, data in {"s.tif": src.image, "sl.tif": src.labels, "t.tif": tgt.image, "tl.tif": tgt.labels}.items():
-        write_volume(tmp_path / name, data)
-    save_checkpoint(tmp_path / "m3.pt", _unet())
+def test_cli_adapt(adapt_cli_files, capsys):
+    tmp_path = adapt_cli_files
     save_checkpoint(tmp_path / "m1.pt", UNet2d(out_channels=4, depth=2, base_width=4))
     p = str(tmp_path)
     assert main(["adapt", "--model", f"{p}/m3.pt", "--source-labels", f"{p}/sl.tif", "--source-image", f"{p}/s.tif",

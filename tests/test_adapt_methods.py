@@ -11,17 +11,26 @@ from emseg_tutorial.data.patches import PatchSampler, distant_slices
 from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.labels import for_task
 from emseg_tutorial.models import UNet2d
-from emseg_tutorial.adapt import METHOD_DEFAULTS, METHODS, adapt, adapt_batchnorm
+from emseg_tutorial.adapt import adapt, adapt_batchnorm, get_method, method_names
 from emseg_tutorial.adapt import steps as adapt_steps
 from emseg_tutorial.adapt.adabn import batchnorm_layers, normalised_statistics
 
+from emseg_tutorial.paper.stages import adapt_config
+from emseg_tutorial.presets import get_preset
+from emseg_tutorial.session import Session
+
+#: The ci preset on the CPU: every AdaptConfig here is built by the library's preset builder.
+CI = Session(preset=get_preset("ci"), device=torch.device("cpu"), progress=False)
+
+
+def ci_config(method: str = "paper", **fields):
+    """A ci-sized AdaptConfig (conftest's ``ci_adapt_config``, usable in ``parametrize`` too)."""
+    return adapt_config(CI, method, **fields)
+
+
+METHODS = method_names(trains=True)
 TINY = dict(epochs=1, steps_per_epoch=2, batch_size=2, patch=32, mismatch_gap=2,
             discriminator={"width": 4, "depth": 2})
-
-
-@pytest.fixture(scope="module")
-def volumes():
-    return make_volume("fibsem", (6, 64, 64), seed=0), make_volume("snemi", (4, 48, 48), seed=1)
 
 
 def _unet(seed=0):
@@ -35,10 +44,10 @@ def _changed(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_runs_and_reports(volumes, method, ci_adapt_config):
-    src, tgt = volumes
+def test_every_method_runs_and_reports(adapt_volumes, method):
+    src, tgt = adapt_volumes
     net = _unet()
-    res = adapt(net, src.labels, tgt.image, ci_adapt_config(method=method, **TINY), source_image=src.image,
+    res = adapt(net, src.labels, tgt.image, ci_config(method=method, **TINY), source_image=src.image,
                 source_val=src, target_eval=tgt, progress=False)
     assert [e["epoch"] for e in res.history["epochs"]] == [0, 1]
     assert _changed(net, res.model)
@@ -54,10 +63,10 @@ def test_every_method_runs_and_reports(volumes, method, ci_adapt_config):
 
 
 @pytest.mark.parametrize("method", ["selftrain", "conditional"])
-def test_methods_run_with_the_device_samplers(volumes, method, ci_adapt_config):
+def test_methods_run_with_the_device_samplers(adapt_volumes, method):
     """The samplers CUDA runs (drawn on the device, jitter with a torch stream), on the CPU."""
-    src, tgt = volumes
-    config = ci_adapt_config(method=method, **TINY)
+    src, tgt = adapt_volumes
+    config = ci_config(method=method, **TINY)
     labels = for_task(src.labels, "boundary")
     ctx = step_context(_unet(), labels, tgt.image, config, src.image, torch.device("cpu"), 2)
     assert isinstance(ctx.source, PatchSampler) and isinstance(ctx.target, PatchSampler)
@@ -71,38 +80,38 @@ def test_methods_run_with_the_device_samplers(volumes, method, ci_adapt_config):
     assert _changed(res.model, net) and len(res.history["epochs"]) == 2
 
 
-def test_method_defaults_and_validation(ci_adapt_config):
-    assert ci_adapt_config(method="paper").source_weight == 0 and ci_adapt_config(method="paper").adv_weight == 1
-    assert ci_adapt_config(method="adaptsegnet").source_weight == 1
-    assert ci_adapt_config(method="advent", adv_weight=0.5).adv_weight == 0.5  # explicit wins
-    assert set(METHOD_DEFAULTS) == set(METHODS)
+def test_method_defaults_and_validation():
+    assert ci_config(method="paper").source_weight == 0 and ci_config(method="paper").adv_weight == 1
+    assert ci_config(method="adaptsegnet").source_weight == 1
+    assert ci_config(method="advent", adv_weight=0.5).adv_weight == 0.5  # explicit wins
+    assert ci_config(method="selftrain").adv_weight is None  # no discriminator, no adversarial weight
     with pytest.raises(ValueError, match="condition_image"):
-        ci_adapt_config(method="conditional", condition_image="blur")
+        ci_config(method="conditional", condition_image="blur")
     with pytest.raises(ValueError, match="pseudo_threshold"):
-        ci_adapt_config(method="selftrain", pseudo_threshold=1.5)
+        ci_config(method="selftrain", pseudo_threshold=1.5)
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS if m != "paper"])
-def test_methods_other_than_paper_need_the_source_image(volumes, method, ci_adapt_config):
-    src, tgt = volumes
+@pytest.mark.parametrize("method", [m for m in METHODS if get_method(m).needs_source_image(ci_config(method=m))])
+def test_methods_other_than_paper_need_the_source_image(adapt_volumes, method):
+    src, tgt = adapt_volumes
     with pytest.raises(ValueError, match="needs the source image"):
-        adapt(_unet(), src.labels, tgt.image, ci_adapt_config(method=method, **TINY), progress=False)
+        adapt(_unet(), src.labels, tgt.image, ci_config(method=method, **TINY), progress=False)
 
 
 @pytest.mark.parametrize("method", ["adaptsegnet", "selftrain"])
-def test_source_loss_reaches_the_unet(volumes, method, ci_adapt_config):
+def test_source_loss_reaches_the_unet(adapt_volumes, method):
     # Unlike the paper's method (tests/test_adapt.py), methods that keep the source loss read the
     # source labels in the U-Net's update even when the discriminator does not learn.
-    src, tgt = volumes
-    cfg = ci_adapt_config(method=method, lr_d=0.0, **TINY)
+    src, tgt = adapt_volumes
+    cfg = ci_config(method=method, lr_d=0.0, **TINY)
     shuffled = np.ascontiguousarray(src.labels[::-1, ::-1, ::-1])
     a = adapt(_unet(), src.labels, tgt.image, cfg, source_image=src.image, progress=False).model
     b = adapt(_unet(), shuffled, tgt.image, cfg, source_image=src.image, progress=False).model
     assert _changed(a, b)
 
 
-def test_conditional_discriminator_inputs(volumes, monkeypatch, ci_adapt_config):
-    src, tgt = volumes
+def test_conditional_discriminator_inputs(adapt_volumes, monkeypatch):
+    src, tgt = adapt_volumes
     seen = []
     real_step = adapt_steps.discriminator_step
 
@@ -111,7 +120,7 @@ def test_conditional_discriminator_inputs(volumes, monkeypatch, ci_adapt_config)
         return real_step(disc, opt, real, fake, scaler)
 
     monkeypatch.setattr(adapt_steps, "discriminator_step", spy)
-    adapt(_unet(), src.labels, tgt.image, ci_adapt_config(method="conditional", **TINY), source_image=src.image,
+    adapt(_unet(), src.labels, tgt.image, ci_config(method="conditional", **TINY), source_image=src.image,
           progress=False)
     assert len(seen) == 2
     for real, (wrong, target) in seen:
@@ -125,14 +134,14 @@ def test_conditional_discriminator_inputs(volumes, monkeypatch, ci_adapt_config)
         assert ((target[:, 1:] > 0) & (target[:, 1:] < 1)).float().mean() > 0.99
 
 
-def test_conditional_raw_image_is_not_rank_normalised(volumes, monkeypatch, ci_adapt_config):
-    src, tgt = volumes
+def test_conditional_raw_image_is_not_rank_normalised(adapt_volumes, monkeypatch):
+    src, tgt = adapt_volumes
     calls = []
     monkeypatch.setattr(adapt_steps, "rank_normalize", lambda x: calls.append(1) or x)
-    adapt(_unet(), src.labels, tgt.image, ci_adapt_config(method="conditional", condition_image="raw", **TINY),
+    adapt(_unet(), src.labels, tgt.image, ci_config(method="conditional", condition_image="raw", **TINY),
           source_image=src.image, progress=False)
     assert not calls
-    adapt(_unet(), src.labels, tgt.image, ci_adapt_config(method="conditional", **TINY), source_image=src.image,
+    adapt(_unet(), src.labels, tgt.image, ci_config(method="conditional", **TINY), source_image=src.image,
           progress=False)
     assert calls
 
@@ -254,39 +263,27 @@ def test_rank_normalize_equalises_histograms():
 # --------------------------------------------------------------------------- command line
 
 
-@pytest.fixture()
-def cli_files(volumes, tmp_path, monkeypatch):
-    from emseg_tutorial.data.writers import write_volume
-    from emseg_tutorial.store import save_checkpoint
-
-    monkeypatch.setenv("EMSEG_PRESET", "ci")
-    src, tgt = volumes
-    for name, data in {"s.tif": src.image, "sl.tif": src.labels, "t.tif": tgt.image, "tl.tif": tgt.labels}.items():
-        write_volume(tmp_path / name, data)
-    save_checkpoint(tmp_path / "m3.pt", _unet())
-    return tmp_path
-
-
-@pytest.mark.parametrize("method", [*METHODS, "adabn", "histmatch"])
-def test_cli_adapt_every_method(cli_files, method, capsys):
+@pytest.mark.parametrize("method", method_names())
+def test_cli_adapt_every_method(adapt_cli_files, method, capsys):
     import json
 
     from emseg_tutorial.cli import main
     from emseg_tutorial.data.readers import read_image
     from emseg_tutorial.store import load_checkpoint
 
-    p = cli_files
+    p = adapt_cli_files
     args = ["adapt", "--model", f"{p}/m3.pt", "--source-labels", f"{p}/sl.tif", "--source-image", f"{p}/s.tif",
-            "--target-image", f"{p}/t.tif", "--eval-labels", f"{p}/tl.tif", "--method", method, "--epochs", "1",
-            "--steps", "2", "--out", f"{p}/out", "--quiet"]
+            "--target-image", f"{p}/t.tif", "--eval-labels", f"{p}/tl.tif", "--method", method,
+            "--out", f"{p}/out", "--quiet"] + (["--epochs", "1", "--steps", "2"] if get_method(method).trains else [])
     assert main(args) == 0, capsys.readouterr().err
     history = json.loads((p / "out" / "history.json").read_text())
     assert history["epochs"][-1]["target"]["boundary_jaccard"] is not None
-    if method in METHODS and method != "selftrain":  # the hard-vs-soft probe is in every adversarial history
+    if get_method(method).discriminator != "none":  # the hard-vs-soft probe is in every adversarial history
         assert 0 <= history["epochs"][-1]["d_acc_target_hard"] <= 1
     model, ckpt = load_checkpoint(p / "out" / "model.pt")
     assert ckpt["config"]["adapt"]["method"] == method
-    assert (p / "out" / "discriminator.pt").is_file() == (method in METHODS and method != "selftrain")
+    assert (p / "out" / "discriminator.pt").is_file() == (get_method(method).discriminator != "none")
+    assert sorted(f.name for f in (p / "out").iterdir()) == sorted(get_method(method).files)  # the record's files
     for path in (p / "out").glob("*.pt"):            # every checkpoint the CLI writes reads back
         net, saved = load_checkpoint(path)
         assert type(net).arch == saved["arch"]
@@ -296,10 +293,10 @@ def test_cli_adapt_every_method(cli_files, method, capsys):
         assert matched.shape == (4, 48, 48)
 
 
-def test_cli_adapt_needs_source_image(cli_files, capsys):
+def test_cli_adapt_needs_source_image(adapt_cli_files, capsys):
     from emseg_tutorial.cli import main
 
-    p = cli_files
+    p = adapt_cli_files
     assert main(["adapt", "--model", f"{p}/m3.pt", "--source-labels", f"{p}/sl.tif", "--target-image",
                  f"{p}/t.tif", "--method", "adaptsegnet", "--out", f"{p}/o"]) == 2
     err = capsys.readouterr().err.strip()

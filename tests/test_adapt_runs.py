@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from emseg_tutorial.adapt import loop
+from emseg_tutorial.adapt import loop, registry
 from emseg_tutorial.paper import comparison, runs as saved, stages
 from emseg_tutorial.presets import ComparisonSize, get_preset
 from emseg_tutorial.session import from_env
@@ -48,7 +48,9 @@ def _no_training(monkeypatch):
     def refuse(ctx):
         raise AssertionError("trained again instead of reading the saved run")
 
-    monkeypatch.setattr(loop, "STEPS", {m: refuse for m in loop.STEPS})
+    for name, record in registry.METHOD_RECORDS.items():
+        if record.trains:
+            monkeypatch.setitem(registry._REGISTRY, name, dataclasses.replace(record, step=refuse))
 
 
 def test_run_adaptation_interrupted_resumes_to_the_uninterrupted_result_then_is_reused(tmp_path):

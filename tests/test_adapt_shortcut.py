@@ -5,22 +5,29 @@ import numpy as np
 import pytest
 import torch
 
-from emseg_tutorial.adapt import METHODS, VARIANTS, adapt, resolve
+from emseg_tutorial.adapt import ablation_names, adapt, get_method, method_names, resolve
 from emseg_tutorial.adapt import loop as adapt_loop
 from emseg_tutorial.adapt import steps as adapt_steps
 from emseg_tutorial.adapt.loop import step_context
-from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.labels import for_task
 from emseg_tutorial.models import UNet2d
 
+from emseg_tutorial.paper.stages import adapt_config
+from emseg_tutorial.presets import get_preset
+from emseg_tutorial.session import Session
+
+#: The ci preset on the CPU: every AdaptConfig here is built by the library's preset builder.
+CI = Session(preset=get_preset("ci"), device=torch.device("cpu"), progress=False)
+
+
+def ci_config(method: str = "paper", **fields):
+    """A ci-sized AdaptConfig (conftest's ``ci_adapt_config``, usable in ``parametrize`` too)."""
+    return adapt_config(CI, method, **fields)
+
+
 TINY = dict(epochs=2, steps_per_epoch=2, batch_size=2, patch=32, mismatch_gap=2,
             discriminator={"width": 4, "depth": 2})
-ADVERSARIAL = [m for m in METHODS if m != "selftrain"]
-
-
-@pytest.fixture(scope="module")
-def volumes():
-    return make_volume("fibsem", (6, 64, 64), seed=0), make_volume("snemi", (4, 48, 48), seed=1)
+ADVERSARIAL = [m for m in method_names(trains=True) if get_method(m).discriminator != "none"]
 
 
 def _unet(seed=0):
@@ -28,38 +35,37 @@ def _unet(seed=0):
     return UNet2d(out_channels=2, depth=2, base_width=4)
 
 
-def _run(volumes, configs, method, **kwargs):
-    """Adapt with ``method`` on the tiny volumes; ``configs`` is conftest's ``ci_adapt_config``."""
-    src, tgt = volumes
-    return adapt(_unet(), src.labels, tgt.image, configs(method, **{**TINY, **kwargs}),
+def _run(adapt_volumes, method, **kwargs):
+    src, tgt = adapt_volumes
+    return adapt(_unet(), src.labels, tgt.image, ci_config(method=method, **{**TINY, **kwargs}),
                  source_image=src.image, progress=False)
 
 
 @pytest.mark.parametrize("method", ADVERSARIAL)
-def test_every_adversarial_history_has_the_shortcut_probe(volumes, method, ci_adapt_config):
-    res = _run(volumes, ci_adapt_config, method)
+def test_every_adversarial_history_has_the_shortcut_probe(adapt_volumes, method):
+    res = _run(adapt_volumes, method)
     for e in res.history["epochs"][1:]:
         for key in ("d_acc_target_hard", "d_acc_target_soft", "d_acc_fake"):
             assert 0 <= e[key] <= 1, key
-    if method in adapt_loop.CONDITIONAL:
+    if get_method(method).discriminator == "pairs":
         assert 0 <= res.history["epochs"][-1]["d_acc_fake_target"] <= 1
 
 
-def test_no_probe_without_a_discriminator(volumes, ci_adapt_config):
-    assert "d_acc_target_hard" not in _run(volumes, ci_adapt_config, "selftrain", epochs=1).history["epochs"][-1]
+def test_no_probe_without_a_discriminator(adapt_volumes):
+    assert "d_acc_target_hard" not in _run(adapt_volumes, "selftrain", epochs=1).history["epochs"][-1]
 
 
 @pytest.mark.parametrize("method", ["paper", "conditional-paper"])
-def test_probe_reports_both_shares(volumes, method, ci_adapt_config):
-    last = _run(volumes, ci_adapt_config, method, epochs=1).history["epochs"][-1]
+def test_probe_reports_both_shares(adapt_volumes, method):
+    last = _run(adapt_volumes, method, epochs=1).history["epochs"][-1]
     assert 0 <= last["d_acc_target_hard"] <= 1 and 0 <= last["d_acc_target_soft"] <= 1
 
 
 @pytest.mark.parametrize("method", ["paper", "conditional"])
-def test_probe_does_not_change_the_run(volumes, ci_adapt_config, monkeypatch, method):
-    a = _run(volumes, ci_adapt_config, method)
+def test_probe_does_not_change_the_run(adapt_volumes, monkeypatch, method):
+    a = _run(adapt_volumes, method)
     monkeypatch.setattr(adapt_loop, "shortcut_probe", lambda ctx: {})
-    b = _run(volumes, ci_adapt_config, method)
+    b = _run(adapt_volumes, method)
     for x, y in ((a.model, b.model), (a.discriminator, b.discriminator)):
         sa, sb = x.state_dict(), y.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -72,10 +78,10 @@ class _SoftnessJudge(torch.nn.Module):
         return (x[:, -2:].amax(1, keepdim=True) - 0.999) * 100
 
 
-def test_probe_catches_a_discriminator_that_judges_softness(volumes, ci_adapt_config):
-    src, tgt = volumes
+def test_probe_catches_a_discriminator_that_judges_softness(adapt_volumes):
+    src, tgt = adapt_volumes
     for method in ("paper", "conditional-paper"):
-        config = ci_adapt_config(method=method, **TINY)
+        config = ci_config(method=method, **TINY)
         ctx = step_context(_unet(), for_task(src.labels, "boundary"), tgt.image, config, src.image,
                            torch.device("cpu"), 2)
         ctx.disc = _SoftnessJudge()
@@ -83,10 +89,10 @@ def test_probe_catches_a_discriminator_that_judges_softness(volumes, ci_adapt_co
         assert probe["d_acc_target_soft"] > 0.95 and probe["d_acc_target_hard"] == 0.0
 
 
-def test_real_smoothing_and_hard_fake_maps(volumes, ci_adapt_config):
-    src, tgt = volumes
+def test_real_smoothing_and_hard_fake_maps(adapt_volumes):
+    src, tgt = adapt_volumes
     labels = for_task(src.labels, "boundary")
-    ctx = step_context(_unet(), labels, tgt.image, ci_adapt_config(real_smoothing=0.1, hard_fake=True, **TINY), None,
+    ctx = step_context(_unet(), labels, tgt.image, ci_config(real_smoothing=0.1, hard_fake=True, **TINY), None,
                        torch.device("cpu"), 2)
     index = torch.tensor([[[0, 1, -1]]])
     np.testing.assert_allclose(ctx.real_maps(index)[0, :, 0].T.tolist(), [[0.95, 0.05], [0.05, 0.95], [0, 0]])
@@ -101,7 +107,7 @@ def test_real_smoothing_and_hard_fake_maps(volumes, ci_adapt_config):
     torch.testing.assert_close(g_st, g_soft)  # straight through: the softmax's gradient
 
 
-def test_hard_fake_discriminator_sees_one_hot_on_both_sides(volumes, monkeypatch, ci_adapt_config):
+def test_hard_fake_discriminator_sees_one_hot_on_both_sides(adapt_volumes, monkeypatch):
     seen = []
     real_step = adapt_steps.discriminator_step
 
@@ -110,24 +116,24 @@ def test_hard_fake_discriminator_sees_one_hot_on_both_sides(volumes, monkeypatch
         return real_step(disc, opt, real, fake, scaler)
 
     monkeypatch.setattr(adapt_steps, "discriminator_step", spy)
-    _run(volumes, ci_adapt_config, "paper", hard_fake=True, epochs=1)
+    _run(adapt_volumes, "paper", hard_fake=True, epochs=1)
     for real, fake in seen:
         assert set(torch.unique(real).tolist()) <= {0.0, 1.0} and set(torch.unique(fake).tolist()) <= {0.0, 1.0}
     seen.clear()
-    _run(volumes, ci_adapt_config, "paper", real_smoothing=0.1, epochs=1)
+    _run(adapt_volumes, "paper", real_smoothing=0.1, epochs=1)
     for real, _ in seen:  # every labelled pixel smoothed (0.95 / 0.05), none one-hot
         values = torch.unique(real[real > 0])
         torch.testing.assert_close(values, torch.tensor([0.05, 0.95]))
 
 
-def test_variants_and_validation(ci_adapt_config):
+def test_variants_and_validation():
     assert resolve("paper-soft-real") == ("paper", {"real_smoothing": 0.1})
     assert resolve("paper-hard-fake") == ("paper", {"hard_fake": True})
-    assert {"conditional-raw", "paper-soft-real", "paper-hard-fake"} <= set(VARIANTS)
+    assert {"conditional-raw", "paper-soft-real", "paper-hard-fake"} <= set(ablation_names())
     with pytest.raises(ValueError, match="real_smoothing"):
-        ci_adapt_config(method="paper", real_smoothing=1.0)
+        ci_config(method="paper", real_smoothing=1.0)
     with pytest.raises(ValueError, match="truth maps as real"):
-        ci_adapt_config(method="adaptsegnet", hard_fake=True)
+        ci_config(method="adaptsegnet", hard_fake=True)
 
 
 def test_conditional_paper_is_the_paper_recipe(ci_adapt_config):
@@ -138,13 +144,13 @@ def test_conditional_paper_is_the_paper_recipe(ci_adapt_config):
     assert ci_adapt_config(method="conditional-paper", condition_image="rank").condition_image == "rank"
 
 
-def test_conditional_paper_unet_update_reads_no_source_labels(volumes, monkeypatch, ci_adapt_config):
+def test_conditional_paper_unet_update_reads_no_source_labels(adapt_volumes, monkeypatch):
     # No source loss: with the discriminator frozen, the source labels cannot reach the U-Net;
     # its image channel is not rank-normalised.
-    src, tgt = volumes
+    src, tgt = adapt_volumes
     calls = []
     monkeypatch.setattr(adapt_steps, "rank_normalize", lambda x: calls.append(1) or x)
-    cfg = ci_adapt_config(method="conditional-paper", lr_d=0.0, **TINY)
+    cfg = ci_config(method="conditional-paper", lr_d=0.0, **TINY)
     shuffled = np.ascontiguousarray(src.labels[::-1, ::-1, ::-1])
     a = adapt(_unet(), src.labels, tgt.image, cfg, source_image=src.image, progress=False)
     b = adapt(_unet(), shuffled, tgt.image, cfg, source_image=src.image, progress=False)

@@ -215,3 +215,15 @@ def test_train_precision_is_a_setting_of_the_run(synth, tmp_path, capsys):
     assert ckpt["config"]["precision"] == "float32"
     _fails_with_one_line(["train", "--image", img, "--labels", lab, "--task", "boundary", "--weights", "none",
                           "--precision", "fp8", "--steps", "1", "--out", tmp_path / "bad"], capsys)
+
+
+@pytest.mark.parametrize("env, flag, expected", [("float32", None, "float32"), ("float32", "bfloat16", "bfloat16")])
+def test_train_precision_and_seed_default_to_the_session(synth, tmp_path, monkeypatch, env, flag, expected):
+    """``--precision`` left out is EMSEG_PRECISION (the session's), ``--seed`` left out the session's 0."""
+    img, lab = synth
+    monkeypatch.setenv("EMSEG_PRECISION", env)
+    argv = ["train", "--image", str(img), "--labels", str(lab), "--task", "boundary", "--weights", "none",
+            "--steps", "1", "--out", str(tmp_path / "run"), "--quiet"] + (["--precision", flag] if flag else [])
+    assert main(argv) == 0
+    _, ckpt = load_checkpoint(tmp_path / "run" / "model.pt")
+    assert ckpt["config"]["precision"] == expected and ckpt["config"]["seed"] == 0

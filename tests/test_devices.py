@@ -186,7 +186,7 @@ def test_training_with_compile_goes_on_eagerly_when_the_first_step_fails(monkeyp
     from emseg_tutorial.train import TrainConfig, train_supervised
 
     vol = make_volume("fibsem", (4, 48, 48), seed=0)
-    cfg = TrainConfig(task="boundary", weights="distance", steps=3, batch_size=2, patch=32, val_every=3,
+    cfg = TrainConfig(task="boundary", weights="distance", steps=3, batch_size=2, patch=32, val_every=3, lr=1e-3,
                       model={"depth": 2, "base_width": 4}, device="cpu", precision="float32")
     eager = train_supervised(vol.image, vol.labels, cfg, progress=False)
     monkeypatch.setattr(torch, "compile", lambda model, *a, **k: _FailsAtFirstCall(model))

@@ -87,7 +87,7 @@ def test_lab_preset_sits_between_ci_and_cpu(monkeypatch):
 @pytest.mark.parametrize("name", sorted(presets.PRESETS))
 def test_every_preset_sizes_every_stage_adaptation_and_comparison(name):
     """Configs build for every stage, adaptation and comparison, and the sizes fit together."""
-    from emseg_tutorial.adapt.methods import METHODS
+    from emseg_tutorial.adapt import method_names
     from emseg_tutorial.paper.stages import STAGES, adapt_config, stage_config
 
     preset = presets.get_preset(name)
@@ -102,7 +102,7 @@ def test_every_preset_sizes_every_stage_adaptation_and_comparison(name):
     assert size.seeds >= 2 and 1 <= size.eval_stride < preset.target_shape[0]
     assert size.report_stride < preset.target_shape[0]
     assert 1 <= preset.weighting.eval_stride < preset.source_shape[0]
-    for method in METHODS:  # the trained ones (adabn and histmatch take no config)
+    for method in method_names(trains=True):  # the trained ones (adabn and histmatch take no config)
         adapt_config(session, method, 0)
         adapt_config(session, method, 0, **size.adapt_settings())
     assert adapt_config(session).epochs == preset.adapt_epochs >= 2
@@ -149,7 +149,7 @@ def test_configs_have_no_sizes_of_their_own():
 def test_every_size_of_every_config_comes_from_the_preset(name, probe):
     """Each stage's and each method's config, at every preset (and at one with every size changed),
     has exactly the preset's sizes; chapter 6's configs have the comparison's."""
-    from emseg_tutorial.adapt.methods import METHODS
+    from emseg_tutorial.adapt import method_names
     from emseg_tutorial.paper.stages import STAGES, adapt_config, budget_steps, stage_config
 
     session = from_env(preset=_probe(name) if probe else name, device="cpu")
@@ -159,7 +159,7 @@ def test_every_size_of_every_config_comes_from_the_preset(name, probe):
         assert {k: getattr(config, k) for k in TRAIN_SIZES} == {k: getattr(preset, v) for k, v in TRAIN_SIZES.items()}
         assert config.steps == budget_steps(preset, spec.budget), stage
     chapter6 = preset.comparison.adapt_settings()
-    for method in METHODS:
+    for method in method_names(trains=True):
         config = adapt_config(session, method)
         assert {k: getattr(config, k) for k in ADAPT_SIZES} == {k: getattr(preset, v) for k, v in ADAPT_SIZES.items()}
         compared = adapt_config(session, method, 1, **chapter6)
@@ -173,7 +173,7 @@ def test_chapter4_and_chapter6_runs_take_the_presets_sizes(monkeypatch, tmp_path
 
     import numpy as np
 
-    from emseg_tutorial.adapt.methods import ALL_METHODS, DETERMINISTIC, METHODS
+    from emseg_tutorial.adapt import get_method, method_names
     from emseg_tutorial.data.volume import Volume
     from emseg_tutorial.paper import comparison, seeds
 
@@ -203,14 +203,14 @@ def test_chapter4_and_chapter6_runs_take_the_presets_sizes(monkeypatch, tmp_path
         return SimpleNamespace(snapshots=[], model=None, discriminator=None)
 
     monkeypatch.setattr(comparison, "run_method", run_method)
-    comp = comparison.compare(list(ALL_METHODS), session)
+    comp = comparison.compare(list(method_names()), session)
     size = preset.comparison
-    trained = [(n, kw) for n, kw, _ in runs if n in METHODS]
-    assert len(trained) == size.seeds * len([m for m in ALL_METHODS if m in METHODS])
+    trained = [(n, kw) for n, kw, _ in runs if get_method(n).trains]
+    assert len(trained) == size.seeds * len(method_names(trains=True))
     for name, kwargs in trained:
         assert {k: kwargs[k] for k in size.adapt_settings()} == size.adapt_settings(), name
         assert (kwargs["patch"], kwargs["discriminator"]) == (preset.patch, preset.discriminator)
-    assert {n for n, _, _ in runs if n not in METHODS} == set(DETERMINISTIC)
+    assert {n for n, _, _ in runs if not get_method(n).trains} == {n for n in method_names() if get_method(n).deterministic}
     assert {z for _, _, z in runs} == {len(range(0, vol.shape[0], size.eval_stride))}
     assert comp.settings == {"seeds": list(range(size.seeds)), "eval_stride": size.eval_stride,
                              **size.adapt_settings()}

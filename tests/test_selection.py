@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from emseg_tutorial.adapt.diagnostics import label_free_choice, oracle_choice, passes
+from emseg_tutorial.adapt import resolve
 from emseg_tutorial.paper import comparison as C
 
 
@@ -70,10 +71,10 @@ def test_comparison_tables():
 
 
 def test_resolve():
-    assert C.resolve("conditional-raw") == ("conditional", {"condition_image": "raw"})
-    assert C.resolve("adabn") == ("adabn", {})
+    assert resolve("conditional-raw") == ("conditional", {"condition_image": "raw"})
+    assert resolve("adabn") == ("adabn", {})
     with pytest.raises(ValueError, match="unknown method"):
-        C.resolve("dann")
+        resolve("dann")
 
 
 @pytest.mark.parametrize("name", ["adabn", "histmatch"])

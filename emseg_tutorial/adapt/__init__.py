@@ -3,20 +3,24 @@
 =================  ===============================================================
 module             owns
 =================  ===============================================================
+:mod:`.registry`   one record per method (:class:`Method`), :func:`register`, :func:`get_method`
 :mod:`.loop`       :class:`AdaptConfig`, :func:`adapt`: the training loop
 :mod:`.steps`      one step function per trained method, the two adversarial updates
 :mod:`.adabn`      AdaBN with exact batch-norm statistics
-:mod:`.methods`    the registry of every method, :func:`run_method` (CLI and chapter 6)
+:mod:`.methods`    :func:`run_method`: any registered method (CLI and chapter 6)
 :mod:`.diagnostics` epoch reports, snapshots, warnings and the label-free rule
 =================  ===============================================================
 """
 
 from .adabn import adapt_batchnorm
 from .diagnostics import WARNINGS, adaptation_warnings, label_free_choice, oracle_choice
-from .loop import METHOD_DEFAULTS, METHODS, AdaptConfig, AdaptResult, adapt
-from .methods import ALL_METHODS, VARIANTS, MethodRun, resolve, run_method
+from .loop import AdaptConfig, AdaptResult, adapt
+from .methods import MethodRun, run_method
+from .registry import (METHOD_RECORDS, Method, OnePassResult, ablation_names, get_method, method_names, register,
+                       resolve, unregister)
 from .steps import discriminator_step, generator_step, one_hot
 
-__all__ = ["AdaptConfig", "AdaptResult", "METHODS", "METHOD_DEFAULTS", "ALL_METHODS", "VARIANTS", "MethodRun",
-           "adapt", "adapt_batchnorm", "run_method", "resolve", "discriminator_step", "generator_step", "one_hot",
-           "WARNINGS", "adaptation_warnings", "label_free_choice", "oracle_choice"]
+__all__ = ["AdaptConfig", "AdaptResult", "Method", "OnePassResult", "METHOD_RECORDS", "MethodRun", "adapt",
+           "adapt_batchnorm", "run_method", "resolve", "register", "unregister", "get_method", "method_names",
+           "ablation_names", "discriminator_step", "generator_step", "one_hot", "WARNINGS", "adaptation_warnings",
+           "label_free_choice", "oracle_choice"]

@@ -21,8 +21,8 @@ The generator loss is the non-saturating form, binary cross-entropy of ``D(fake)
 ``log(1 - D)``, gives a vanishing gradient while the discriminator wins).
 
 The other methods (``conditional-paper``, ``conditional``, ``adaptsegnet``, ``advent``,
-``selftrain``) run in the same loop with their own step (:mod:`.steps`); their defaults are set
-by :data:`METHOD_DEFAULTS`: ``conditional-paper`` is the paper's future work as written
+``selftrain``) run in the same loop with their own step (:mod:`.steps`); their records
+(:mod:`.registry`) give their defaults: ``conditional-paper`` is the paper's future work as written
 (adversarial loss only, weight 1, raw image channel), the others keep the source loss (weight 1)
 with an adversarial weight of 0.01, and ``conditional`` also rank-normalises the image channel. AdaBN and histogram matching need
 no training loop (:mod:`.adabn`, :mod:`~emseg_tutorial.data.histmatch`).
@@ -70,24 +70,8 @@ from ..progress import progress as progress_bar
 from ..weight_schemes import weight_map
 from .diagnostics import add_epoch, boundary_snapshot, epoch_report, new_history, source_boundary_prior
 from .state import restore, save_adaptation_state
-from .steps import STEPS, TRUTH_IS_REAL, StepContext, shortcut_probe
-
-#: methods trained by :func:`adapt` (AdaBN and histogram matching need no training loop)
-METHODS = tuple(STEPS)
-#: methods whose discriminator judges (image, label map) pairs
-CONDITIONAL = ("conditional-paper", "conditional")
-
-#: settings that differ by method, used where :class:`AdaptConfig` leaves them ``None``
-METHOD_DEFAULTS: dict[str, dict] = {
-    "paper": {"source_weight": 0.0, "adv_weight": 1.0},
-    # the paper's future work as written: only the adversarial loss, the image as it is
-    "conditional-paper": {"source_weight": 0.0, "adv_weight": 1.0, "condition_image": "raw"},
-    # the same discriminator with the source loss kept and rank-normalised images
-    "conditional": {"source_weight": 1.0, "adv_weight": 0.01, "condition_image": "rank"},
-    "adaptsegnet": {"source_weight": 1.0, "adv_weight": 0.01},
-    "advent": {"source_weight": 1.0, "adv_weight": 0.01},
-    "selftrain": {"source_weight": 1.0, "adv_weight": 0.01},
-}
+from .registry import Method, get_method, method_names
+from .steps import StepContext, shortcut_probe
 
 
 @dataclass(kw_only=True)
@@ -105,7 +89,9 @@ class AdaptConfig:
     Attributes
     ----------
     method : str
-        One of :data:`METHODS` (see :mod:`.steps`).
+        A trained method's name (:func:`~.registry.method_names` with ``trains=True``; see
+        :mod:`.steps`). Settings left ``None`` are taken from its record's defaults
+        (:attr:`~.registry.Method.defaults`); one it reads must then be set.
     epochs, steps_per_epoch : int
         The paper shows the target after each of 4 epochs.
     batch_size, patch : int
@@ -114,7 +100,7 @@ class AdaptConfig:
         Adam learning rates of the U-Net (1e-5) and the discriminator (1e-4, the paper's).
     adv_weight : float, optional
         Weight of the adversarial loss in the U-Net's update (default by method: 1 for
-        ``paper``, 0.01 where the source loss is kept).
+        ``paper``, 0.01 where the source loss is kept; None where no discriminator).
     source_weight : float, optional
         Weight of the supervised source cross-entropy (default by method: 0 for ``paper``,
         which drops it, else 1).
@@ -125,7 +111,7 @@ class AdaptConfig:
     condition_image : {"rank", "raw"}, optional
         ``conditional``/``conditional-paper``: how the discriminator sees the image (see
         :mod:`.steps`; default by method: ``"rank"`` for ``conditional``, ``"raw"`` for
-        ``conditional-paper``).
+        ``conditional-paper``; None for methods that do not read it).
     real_smoothing : float
         ``paper``/conditional methods: label smoothing ``eps`` of the discriminator's real (and
         wrong-slice) maps, ``one_hot * (1 - eps) + eps / C`` (0: one-hot, as the paper). Removes
@@ -180,28 +166,32 @@ class AdaptConfig:
 
     def __post_init__(self):
         check_precision(self.precision)
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        for key, value in METHOD_DEFAULTS[self.method].items():
+        trained = method_names(trains=True)
+        if self.method not in trained:
+            raise ValueError(f"method must be one of {trained}, got {self.method!r}")
+        record = get_method(self.method)
+        for key, value in record.defaults.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
-        if self.condition_image is None:
-            self.condition_image = "rank"  # unused by methods without a conditional discriminator
+        unset = sorted(k for k in record.options if k != "device" and getattr(self, k) is None)
+        if unset:
+            raise ValueError(f"method {self.method!r} reads {', '.join(unset)}: give a value (it has no default)")
         for name in ("epochs", "steps_per_epoch", "batch_size", "d_steps", "mismatch_gap", "report_stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr_g", "lr_d", "source_weight", "entropy_weight", "pseudo_weight"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.adv_weight <= 0:
+        if self.adv_weight is not None and self.adv_weight <= 0:
             raise ValueError(f"adv_weight must be > 0, got {self.adv_weight}")
-        if self.condition_image not in ("rank", "raw"):
+        if self.condition_image not in (None, "rank", "raw"):
             raise ValueError(f"condition_image must be 'rank' or 'raw', got {self.condition_image!r}")
         if not 0 <= self.real_smoothing < 1:
             raise ValueError(f"real_smoothing must be in [0, 1), got {self.real_smoothing}")
-        if (self.real_smoothing > 0 or self.hard_fake) and self.method not in TRUTH_IS_REAL:
+        if (self.real_smoothing > 0 or self.hard_fake) and not record.truth_is_real:
+            truth = [n for n in trained if get_method(n).truth_is_real]
             raise ValueError(f"real_smoothing and hard_fake apply to discriminators with truth maps as real "
-                             f"({', '.join(TRUTH_IS_REAL)}), not to {self.method!r}")
+                             f"({', '.join(truth)}), not to {self.method!r}")
         if not 0 <= self.pseudo_threshold <= 1 or not 0 <= self.ema_decay <= 1:
             raise ValueError("pseudo_threshold and ema_decay must be in [0, 1], got "
                              f"{self.pseudo_threshold} and {self.ema_decay}")
@@ -243,7 +233,7 @@ def check_slice_size(volume: np.ndarray, name: str, config: AdaptConfig | None =
     emseg_tutorial._validate.InputError: tiny.tif: slices of 1 x 1 pixels are too small to adapt to; method 'paper' needs at least 16 x 16 (the discriminator's 4 stride-2 layers)
     """
     need, why = MIN_SLICE, "the smallest patch"
-    if config is not None and config.method != "selftrain":
+    if config is not None and get_method(config.method).discriminator != "none":
         depth = int(config.discriminator.get("depth", 4))
         if 2 ** depth >= need:
             need, why = 2 ** depth, f"the discriminator's {depth} stride-2 layers"
@@ -267,11 +257,14 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
         The source-trained boundary model; a copy is adapted.
     source_labels : ndarray, (Z, Y, X)
         Source ground truth (4-class or boundary codes): the discriminator's "real" maps.
+        Checked here, once (:func:`source_codes`); everything below takes the checked codes.
     target_image : ndarray, (Z, Y, X)
         Unlabelled target volume the U-Net adapts to.
     config : AdaptConfig
     source_image : ndarray, optional
-        Source images: needed by every method but ``paper`` (source loss, conditional pairs).
+        Source images, where the method's record says it needs them
+        (:meth:`~.registry.Method.needs_source_image`: every built-in trained method but
+        ``paper`` without a source loss); ValueError naming the method otherwise.
     source_val : Volume, optional
         Labelled source volume for the source-drift diagnostic.
     target_eval : Volume, optional
@@ -296,18 +289,16 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
         Bad volumes, or slices too small to adapt with (:func:`check_slice_size`), before
         any training.
     """
+    record = get_method(config.method)
     target_image = check_image(target_image, target_name)
     check_slice_size(target_image, target_name, config)
-    labels = for_task(check_labels(source_labels, "source labels"), "boundary")
+    labels = source_codes(source_labels)  # the one check of the source labels on this path
     check_slice_size(labels, "source labels", config)
-    needs_image = config.method != "paper" or config.source_weight > 0
-    if needs_image and source_image is None:
-        raise ValueError(f"method {config.method!r} needs the source image (--source-image), "
-                         "not only its labels")
+    record.check_source_image(config, source_image)
     n_classes = num_classes("boundary")
     set_seed(config.seed)
     device = pick_device(config.device)
-    ctx = step_context(model, labels, target_image, config, source_image, device, n_classes)
+    ctx = step_context(model, labels, target_image, config, source_image, device, n_classes, record)
     source_prior = source_boundary_prior(labels)
 
     target_norm = Normalizer.from_volume(target_image)  # the target's one normaliser, for every report
@@ -323,7 +314,7 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
         snapshots = [boundary_snapshot(ctx.model, snap_volume, z_snap, device, normalizer=snap_norm)]
         history = new_history(config.to_dict(), initial_report if initial_report is not None else report(), z_snap)
     start = time.perf_counter() - history.get("seconds", 0.0)
-    step_fn = STEPS[config.method]
+    step_fn = record.step
     for epoch in range(done + 1, config.epochs + 1):
         bar = progress_bar(range(config.steps_per_epoch), enabled=progress,
                            desc=f"adapt ({config.method}) epoch {epoch}/{config.epochs}")
@@ -358,20 +349,38 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
                        snapshots=snapshots)
 
 
-def step_context(model, labels, target_image, config: AdaptConfig, source_image, device, n_classes) -> StepContext:
-    """Samplers, networks and optimisers of one run.
+def source_codes(labels: np.ndarray, name: str = "source labels") -> np.ndarray:
+    """Source labels checked (:func:`~emseg_tutorial.labels.check_labels`) and as boundary
+    codes: done once where they enter (:func:`adapt`, :func:`~.methods.run_method`); every
+    function below takes the result as it is.
+
+    Examples
+    --------
+    >>> source_codes(np.array([[0, 1], [3, 4]])).tolist()
+    [[[0, 1], [2, 2]]]
+    """
+    return for_task(check_labels(labels, name), "boundary")
+
+
+def step_context(model, labels, target_image, config: AdaptConfig, source_image, device, n_classes,
+                 record: Method | None = None) -> StepContext:
+    """Samplers, networks and optimisers of one run (``labels``: :func:`source_codes`).
+
+    The discriminator, its input and the mean teacher come from the method's record
+    (:mod:`.registry`).
 
     Patches are drawn on the device itself (:class:`~emseg_tutorial.data.patches.PatchSampler`),
     and the self-training jitter draws from its own ``torch.Generator`` there.
     """
+    record = record or get_method(config.method)
     with_image = source_image is not None
-    gap = min(config.mismatch_gap, labels.shape[0] // 2) if config.method in CONDITIONAL else None
+    gap = min(config.mismatch_gap, labels.shape[0] // 2) if record.discriminator == "pairs" else None
     if gap is not None and gap < 1:
         raise ValueError(f"the conditional discriminator needs at least 2 source slices, got {labels.shape[0]}")
     # The paper's discriminator needs source label maps only; the image is a placeholder then.
     # Source patches are not jittered here: the conditional discriminator would otherwise see
     # blur and noise on source images only, one more way to tell the domains apart.
-    weights = weight_map(labels, config.source_weights) if config.source_weight > 0 else None
+    weights = weight_map(labels, config.source_weights) if config.source_weight else None
     source = PatchSampler(source_image if with_image else np.zeros_like(labels), labels, weights, device=device,
                           patch=config.patch, seed=config.seed, mismatch_gap=gap)
     target = PatchSampler(target_image, None, device=device, patch=config.patch, seed=config.seed + 1)
@@ -379,15 +388,15 @@ def step_context(model, labels, target_image, config: AdaptConfig, source_image,
     layout = memory_format(device)
     model = copy.deepcopy(model).to(device, memory_format=layout)
     disc = None
-    if config.method != "selftrain":
-        in_channels = n_classes + (1 if config.method in CONDITIONAL else 0)
+    in_channels = record.discriminator_channels(n_classes)
+    if in_channels is not None:
         disc = PatchDiscriminator(in_channels=in_channels, **config.discriminator).to(device, memory_format=layout)
     amp = precision(device, config.precision)
     return StepContext(
-        model=model, disc=disc, teacher=copy.deepcopy(model) if config.method == "selftrain" else None,
+        model=model, disc=disc, teacher=copy.deepcopy(model) if record.teacher else None,
         opt_g=adam(model.parameters(), config.lr_g, device, betas=(0.9, 0.99)),
         opt_d=adam(disc.parameters(), config.lr_d, device, betas=(0.9, 0.99)) if disc else None,
         scaler_g=amp.grad_scaler() if amp.scales_gradients else None,
         scaler_d=amp.grad_scaler() if amp.scales_gradients and disc else None,
         source=source, target=target, config=config, device=device, amp=amp, n_classes=n_classes,
-        jitter=Jitter(), rng=rng)
+        jitter=Jitter(), rng=rng, disc_input=record.discriminator)

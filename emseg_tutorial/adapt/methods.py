@@ -1,28 +1,25 @@
-"""The adaptation methods as one registry: what the command line and chapter 6 both run.
+"""Run any registered adaptation method: what the command line and chapter 6 both call.
 
-:func:`run_method` adapts a source model with one method (or a variant of one) and returns a
-:class:`MethodRun` whose ``epochs`` are the run's per-epoch reports (:mod:`.diagnostics`),
-epoch 0 being the model before adaptation:
+:func:`run_method` adapts a source model with one method (or a variant of one), as its record
+in :mod:`.registry` says, and returns a :class:`MethodRun` whose ``epochs`` are the run's
+per-epoch reports (:mod:`.diagnostics`), epoch 0 being the model before adaptation:
 
-* the trained methods (:data:`~.loop.METHODS`: ``paper``, ``conditional-paper``, ``conditional``,
-  ``adaptsegnet``, ``advent``, ``selftrain``) run the loop of :mod:`.loop`, one report per epoch;
-* ``adabn``: the source model with batch-norm statistics re-estimated on the target
-  (:mod:`.adabn`); deterministic, one report;
-* ``histmatch``: the source model applied to target volumes whose histogram was matched to the
-  source's (:mod:`~emseg_tutorial.data.histmatch`); no training, deterministic, one report.
+* a trained method (``paper``, ``conditional-paper``, ``conditional``, ``adaptsegnet``,
+  ``advent``, ``selftrain``, and any registered with a ``step``) runs the loop of :mod:`.loop`,
+  one report per epoch;
+* a one-pass method (``adabn``: batch-norm statistics re-estimated on the target;
+  ``histmatch``: target volumes matched to the source's histogram) runs its ``one_pass``
+  function once: deterministic, one report. Volumes it returns (histmatch's matched target)
+  are in :attr:`MethodRun.volumes`.
 
-Variants add settings to a method (:data:`VARIANTS`; chapter 6 runs them as ablations):
-
-* ``conditional-raw``: ``conditional`` (source loss kept) without rank-normalised images (the
-  domain shortcut left open);
-* ``paper-soft-real``: ``paper`` with label-smoothed real maps (``eps`` = 0.1, a fixed value
-  chosen without looking at any target score): the hard-vs-soft cue weakened;
-* ``paper-hard-fake``: ``paper`` with straight-through hard target predictions: the cue removed,
-  the discriminator sees one-hot maps on both sides.
+Variants (ablations) add settings to a method: ``conditional-raw`` (``conditional`` without
+rank-normalised images), ``paper-soft-real`` (label-smoothed real maps, ``eps`` = 0.1, fixed
+without looking at any target score) and ``paper-hard-fake`` (straight-through hard target
+predictions).
 
 Examples
 --------
->>> ALL_METHODS[-2:]
+>>> method_names()[-2:]
 ('adabn', 'histmatch')
 >>> resolve("conditional-raw")
 ('conditional', {'condition_image': 'raw'})
@@ -32,27 +29,19 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from ..data.histmatch import match_to_source
+from .._validate import check_image
 from ..data.volume import Volume
 from ..devices import pick_device
-from .adabn import adapt_batchnorm
 from .diagnostics import (add_epoch, boundary_snapshot, epoch_report, label_free_choice, new_history,
                           oracle_choice, source_boundary_prior)
-from .loop import METHODS, AdaptConfig, adapt, check_slice_size
+from .loop import AdaptConfig, adapt, check_slice_size, source_codes
+from .registry import get_method, method_names, resolve
 
-ALL_METHODS: tuple[str, ...] = (*METHODS, "adabn", "histmatch")
-DETERMINISTIC = ("adabn", "histmatch")
-#: name -> (method, AdaptConfig overrides)
-VARIANTS: dict[str, tuple[str, dict]] = {
-    "conditional-raw": ("conditional", {"condition_image": "raw"}),
-    "paper-soft-real": ("paper", {"real_smoothing": 0.1}),
-    "paper-hard-fake": ("paper", {"hard_fake": True}),
-}
 SCORES = ("boundary_jaccard", "boundary_f1", "adapted_rand_error")
 
 
@@ -67,6 +56,8 @@ class MethodRun:
     seconds: float
     model: torch.nn.Module | None = None
     discriminator: torch.nn.Module | None = None
+    #: file name -> volume a one-pass method produced (histmatch: the matched target)
+    volumes: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def last(self) -> int:
@@ -84,15 +75,6 @@ class MethodRun:
         return self.epochs[epoch]["target"]
 
 
-def resolve(name: str) -> tuple[str, dict]:
-    """``(method, overrides)`` of a method or variant name."""
-    if name in VARIANTS:
-        return VARIANTS[name]
-    if name in ALL_METHODS:
-        return name, {}
-    raise ValueError(f"unknown method {name!r}; expected one of {list(ALL_METHODS) + list(VARIANTS)}")
-
-
 def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: np.ndarray, *,
                config_kwargs: dict, source_val: Volume | None = None, target_eval: Volume | None = None,
                initial_report: dict | None = None, snapshot_slice: int | None = None,
@@ -100,16 +82,20 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
                checkpoint: str | os.PathLike | None = None, resume: dict | None = None) -> MethodRun:
     """Adapt ``model`` with one method (or variant) and return its :class:`MethodRun`.
 
-    ``config_kwargs`` are :class:`~emseg_tutorial.train.AdaptConfig` arguments (the variant's
-    overrides win). ``adabn`` and ``histmatch`` ignore the training settings. A target whose
-    slices are too small (:func:`~emseg_tutorial.adapt.loop.check_slice_size`; messages name
-    ``target_name``) is refused before any work. ``checkpoint`` and ``resume`` make a trained
-    method's run resumable (see :func:`~.loop.adapt`); the one-shot methods have nothing to resume.
+    ``source`` holds the source labels and, where the method needs it
+    (:meth:`~.registry.Method.needs_source_image`), the image (``source.image`` may be None
+    otherwise). ``config_kwargs`` are :class:`~emseg_tutorial.adapt.AdaptConfig` arguments (the
+    variant's overrides win); a one-pass method reads only its record's ``options`` of them. A
+    target whose slices are too small (:func:`~emseg_tutorial.adapt.loop.check_slice_size`;
+    messages name ``target_name``) is refused before any work. ``checkpoint`` and ``resume`` make
+    a trained method's run resumable (see :func:`~.loop.adapt`); a one-pass method has nothing to
+    resume.
     """
+    record = get_method(name)
     method, overrides = resolve(name)
     seed = config_kwargs.get("seed")
     start = time.perf_counter()
-    if method in METHODS:
+    if record.trains:  # adapt() checks the source labels, once
         cfg = {**config_kwargs, **overrides, "method": method}
         res = adapt(model, source.labels, target_image, AdaptConfig(**cfg), source_image=source.image,
                     source_val=source_val, target_eval=target_eval, snapshot_slice=snapshot_slice,
@@ -119,27 +105,24 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
                          res.discriminator)
 
     if resume is not None:
-        raise ValueError(f"{name} has no training to resume: it runs in one pass")
-    check_slice_size(np.asarray(target_image), target_name)
+        raise ValueError(f"method {name!r} has no training to resume: it runs in one pass")
+    target_image = check_image(target_image, target_name)
+    check_slice_size(target_image, target_name)
+    labels = source_codes(source.labels)  # the one check of the source labels on this path
+    record.check_source_image(config_kwargs, source.image)
     device = pick_device(config_kwargs.get("device"))
     stride = config_kwargs.get("report_stride", 1)
-    prior = source_boundary_prior(source.labels)
+    prior = source_boundary_prior(labels)
     if initial_report is None:
         initial_report = epoch_report(model, target_image, prior, device, source_val, target_eval, stride)
-    history = new_history({"method": method, **config_kwargs}, initial_report)
-    eval_volume = target_eval
-    if method == "adabn":
-        adapted = adapt_batchnorm(model, target_image, device=device, progress=progress)
-    else:  # histmatch: the model is unchanged, the target images are remapped
-        adapted = model
-        target_image = match_to_source(target_image, source.image)
-        if target_eval is not None:
-            eval_volume = Volume(match_to_source(target_eval.image, source.image), target_eval.labels,
-                                 target_eval.voxel_size, f"{target_eval.name}-histmatched")
-    add_epoch(history, epoch_report(adapted, target_image, prior, device, source_val, eval_volume, stride))
+    settings = {k: v for k, v in config_kwargs.items() if k in record.options}
+    history = new_history({"method": method, **settings}, initial_report)
+    out = record.one_pass(model, source.image, target_image, target_eval, device=device, progress=progress)
+    add_epoch(history, epoch_report(out.model, out.target_image, prior, device, source_val, out.target_eval, stride))
     snaps = []
-    if eval_volume is not None:
-        z = eval_volume.shape[0] // 2 if snapshot_slice is None else snapshot_slice
+    if out.target_eval is not None:
+        z = out.target_eval.shape[0] // 2 if snapshot_slice is None else snapshot_slice
         snaps = [boundary_snapshot(model, target_eval.image, z, device, normalizer=target_eval.normalizer),
-                 boundary_snapshot(adapted, eval_volume.image, z, device, normalizer=eval_volume.normalizer)]
-    return MethodRun(name, None, history["epochs"], snaps, time.perf_counter() - start, adapted)
+                 boundary_snapshot(out.model, out.target_eval.image, z, device, normalizer=out.target_eval.normalizer)]
+    return MethodRun(name, None, history["epochs"], snaps, time.perf_counter() - start, out.model,
+                     volumes=dict(out.volumes))

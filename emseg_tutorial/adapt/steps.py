@@ -50,10 +50,13 @@ The discriminator of ``conditional`` sees its image channel **rank-normalised pe
 no longer betray the domain. With ``"raw"`` it sees the standardised image, and can learn the
 shortcut "target image, so fake" without looking at the label map. Chapter 6 runs both.
 
+The methods' records (which step, which discriminator input, which defaults) are in
+:mod:`.registry`.
+
 Examples
 --------
->>> sorted(STEPS)
-['adaptsegnet', 'advent', 'conditional', 'conditional-paper', 'paper', 'selftrain']
+>>> sorted(DISCRIMINATOR_INPUTS)
+['maps', 'pairs', 'self-info']
 """
 
 from __future__ import annotations
@@ -177,7 +180,7 @@ def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler) 
 
 @dataclass
 class StepContext:
-    """Everything one step reads or updates (built once by :func:`~.adversarial.adapt`)."""
+    """Everything one step reads or updates (built once by :func:`~.loop.step_context` for :func:`~.loop.adapt`)."""
 
     model: torch.nn.Module
     disc: torch.nn.Module | None
@@ -194,6 +197,7 @@ class StepContext:
     n_classes: int
     jitter: Jitter
     rng: torch.Generator  # of the self-training jitter, on the device
+    disc_input: str = "none"  # what the discriminator sees (a key of DISCRIMINATOR_INPUTS)
 
     def batch(self, sampler: PatchSampler) -> dict[str, torch.Tensor]:
         """A batch of ``config.batch_size`` patches, drawn on the device."""
@@ -253,7 +257,7 @@ def conditional_step(ctx: StepContext) -> dict:
 
     ``conditional-paper`` runs it as the paper proposes (``source_weight`` 0, ``adv_weight`` 1,
     raw image channel); ``conditional`` adds the source loss and rank normalisation
-    (:data:`~.loop.METHOD_DEFAULTS`)."""
+    (their records' defaults, :mod:`.registry`)."""
     loss_src, _, _ = ctx.source_loss()
     tgt = ctx.batch(ctx.target)["image"]
     _, probs = ctx.probs(tgt)
@@ -336,27 +340,12 @@ def selftrain_step(ctx: StepContext) -> dict:
             "pseudo_boundary_fraction": ((pseudo == 0) & kept).sum() / kept.sum().clamp_min(1)}
 
 
-#: method name -> its step
-STEPS: dict[str, Callable[[StepContext], dict]] = {
-    "paper": paper_step,
-    "conditional-paper": conditional_step,
-    "conditional": conditional_step,
-    "adaptsegnet": adaptsegnet_step,
-    "advent": advent_step,
-    "selftrain": selftrain_step,
-}
-
-#: methods whose discriminator sees one-hot truth as real (where ``real_smoothing`` and
-#: ``hard_fake`` apply)
-TRUTH_IS_REAL = ("paper", "conditional-paper", "conditional")
-
-#: method -> how its discriminator sees a target batch: ``(ctx, image, label maps) -> input``
-TARGET_INPUT: dict[str, Callable[[StepContext, torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "paper": lambda ctx, image, maps: maps,
-    "conditional-paper": lambda ctx, image, maps: ctx.condition(image, maps),
-    "conditional": lambda ctx, image, maps: ctx.condition(image, maps),
-    "adaptsegnet": lambda ctx, image, maps: maps,
-    "advent": lambda ctx, image, maps: self_information(maps),
+#: what a discriminator sees, by kind (:attr:`~.registry.Method.discriminator`): ``(input channels
+#: beside the label maps, (ctx, image, label maps) -> its input)``
+DISCRIMINATOR_INPUTS: dict[str, tuple[int, Callable[[StepContext, torch.Tensor, torch.Tensor], torch.Tensor]]] = {
+    "maps": (0, lambda ctx, image, maps: maps),
+    "pairs": (1, lambda ctx, image, maps: ctx.condition(image, maps)),
+    "self-info": (0, lambda ctx, image, maps: self_information(maps)),
 }
 
 #: target batches :func:`shortcut_probe` scores
@@ -370,15 +359,15 @@ def shortcut_probe(ctx: StepContext, batches: int = PROBE_BATCHES) -> dict[str, 
     Returns (as 0-d tensors, read by the loop once per epoch) the share of the discriminator's
     patch logits that call fake the target predictions made one-hot by their argmax
     (``d_acc_target_hard``) and the same soft predictions (``d_acc_target_soft``), each as the
-    method's discriminator sees them (:data:`TARGET_INPUT`: pairs with the target image for the
+    method's discriminator sees them (:data:`DISCRIMINATOR_INPUTS`: pairs with the target image for the
     conditional methods). Nothing is trained: the U-Net's and discriminator's buffers (batch-norm
     statistics) and the target sampler's random stream are restored, so a run with the probe
     trains exactly as one without. The batches are those the next epoch starts with, which the
     discriminator has not seen yet. Empty for methods without a discriminator.
     """
-    to_d = TARGET_INPUT.get(ctx.config.method)
-    if to_d is None or ctx.disc is None:
+    if ctx.disc is None or ctx.disc_input not in DISCRIMINATOR_INPUTS:
         return {}
+    to_d = DISCRIMINATOR_INPUTS[ctx.disc_input][1]
     state = ctx.target.state()
     saved = [(net, {k: b.clone() for k, b in net.named_buffers()}) for net in (ctx.model, ctx.disc)]
     hard, soft = [], []

@@ -10,9 +10,13 @@ Deterministic methods (AdaBN, histogram matching) run once; a variant (an ablati
 ``conditional-raw`` or the hard-vs-soft ablations ``paper-soft-real`` and ``paper-hard-fake``)
 runs with the first seed only.
 
+Which methods are deterministic, trained or ablations is read from their records
+(:mod:`emseg_tutorial.adapt.registry`).
+
 Examples
 --------
->>> "adabn" in DETERMINISTIC
+>>> from emseg_tutorial.adapt import get_method
+>>> get_method("adabn").deterministic
 True
 """
 
@@ -25,8 +29,9 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from ..adapt.diagnostics import PRIOR_FACTOR, boundary_band, boundary_snapshot, epoch_report, source_boundary_prior
-from ..adapt.loop import METHOD_DEFAULTS, METHODS, AdaptConfig
-from ..adapt.methods import ALL_METHODS, DETERMINISTIC, VARIANTS, MethodRun, resolve, run_method
+from ..adapt.loop import AdaptConfig
+from ..adapt.methods import MethodRun, run_method
+from ..adapt.registry import ablation_names, get_method, method_names
 from ..data.sources import load_domain
 from ..data.volume import Volume
 from ..session import Session
@@ -71,7 +76,8 @@ def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[in
     Parameters
     ----------
     names : sequence of str or None
-        Methods and variants (None: :data:`ALL_METHODS`).
+        Methods and variants (None: every registered method,
+        :func:`~emseg_tutorial.adapt.registry.method_names`, ablations aside).
     session : Session
         Settings of :func:`emseg_tutorial.setup`; the run lengths come from
         ``session.preset.comparison`` (a :class:`~emseg_tutorial.presets.ComparisonSize`).
@@ -86,9 +92,9 @@ def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[in
     """
     session = _session(session)
     preset, progress = session.preset, session.progress
-    names = list(names or ALL_METHODS)
+    names = list(names or method_names())
     for n in names:
-        resolve(n)
+        get_method(n)
     size = preset.comparison
     c, eval_stride = size.adapt_settings(), size.eval_stride
     seeds = list(seeds if seeds is not None else range(size.seeds))
@@ -111,10 +117,11 @@ def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[in
                               "target_eval": target_eval})  # once, not per run
     runs, reused = [], 0
     for name in names:
-        method, overrides = resolve(name)
-        for seed in ([None] if method in DETERMINISTIC else seeds[:1] if name in VARIANTS else seeds):
-            kwargs = ({"report_stride": stride, "device": str(device)} if seed is None else
-                      adapt_config(session, method, seed, **c).to_dict())
+        entry = get_method(name)
+        method, overrides = entry.variant_of or name, dict(entry.overrides)
+        for seed in ([None] if entry.deterministic else seeds[:1] if entry.variant_of else seeds):
+            kwargs = (adapt_config(session, method, session.seed if seed is None else seed, **c).to_dict()
+                      if entry.trains else {"report_stride": stride, "device": str(device)})
             # each (method, seed) is its own unit in the runs folder: read back, continued or run
             fingerprint = adaptation_fingerprint(name, {**kwargs, **overrides}, model=m3_stage.history["fingerprint"],
                                                  digests=digests, extra={"snapshot_slice": z})
@@ -123,7 +130,7 @@ def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[in
             if run is not None:
                 reused += 1
             else:
-                state = unit_path(session, name, seed, fingerprint, "state.pt") if method in METHODS else None
+                state = unit_path(session, name, seed, fingerprint, "state.pt") if entry.trains else None
                 resume = saved_state(state, f"{name} (seed {seed})", progress=progress) if state else None
                 run = run_method(name, m3, source, target.image, config_kwargs=kwargs, source_val=source_val,
                                  target_eval=target_eval, initial_report=initial, snapshot_slice=z,
@@ -174,7 +181,7 @@ def comparison_table(comp: Comparison, selections: tuple[str, ...] = ("last", "l
     rows = {"source only (M3)": {f"{short[k]} ({s})": f"{comp.source_only['target'][k]:.3f} (no adaptation)"
                                  for s in selections for k in SCORES}}
     for name in comp.names:
-        det = resolve(name)[0] in DETERMINISTIC
+        det = get_method(name).deterministic
         sub = long[long["method"] == name]
         rows[name] = {f"{short[k]} ({s})": _mean_sd(sub[sub["selection"] == s][k].tolist(), det)
                       for s in selections for k in SCORES}
@@ -226,11 +233,11 @@ def epoch_curves(comp: Comparison, key: str = "boundary_jaccard") -> dict[str, n
 def best_method(comp: Comparison, selection: str = "label-free", *, ablations: bool = False) -> tuple[str, float]:
     """The method with the highest mean target boundary Jaccard under ``selection``.
 
-    The ablations (:data:`~emseg_tutorial.adapt.methods.VARIANTS`) run with one seed to probe a
+    The ablations (:func:`~emseg_tutorial.adapt.registry.ablation_names`) run with one seed to probe a
     mechanism, not to compete: they are left out unless ``ablations`` (or unless only ablations ran).
     """
     long = scores_long(comp)
-    contenders = long[~long["method"].isin(list(VARIANTS))]
+    contenders = long[~long["method"].isin(list(ablation_names()))]
     long = contenders if len(contenders) and not ablations else long  # only ablations: rank them
     means = long[long["selection"] == selection].groupby("method")["boundary_jaccard"].mean()
     return str(means.idxmax()), float(means.max())
@@ -314,7 +321,7 @@ def findings(comp: Comparison) -> str:
              f"{base:.3f}; \"every run\" and the spread are over {n_seeds} adaptation seeds from one M3):", ""]
     for name in comp.names:
         last = long[(long["method"] == name) & (long["selection"] == "last")]["boundary_jaccard"].tolist()
-        verdict = ("deterministic, one run" if resolve(name)[0] in DETERMINISTIC else
+        verdict = ("deterministic, one run" if get_method(name).deterministic else
                    "one seed (an ablation)" if len(last) == 1 else _verdict(last, base))
         lines.append(f"* `{name}`: last epoch {np.mean(last):.3f} ({np.mean(last) - base:+.3f}), {verdict}.")
     for selection in ("last", "label-free"):
@@ -326,7 +333,7 @@ def findings(comp: Comparison) -> str:
                          "source model.")
     means = long[long["selection"] == "last"].groupby("method")["boundary_jaccard"]
     ranked = means.mean().sort_values(ascending=False)
-    contenders = ranked.drop([n for n in VARIANTS if n in ranked.index])  # not the one-seed ablations
+    contenders = ranked.drop([n for n in ablation_names() if n in ranked.index])  # not the one-seed ablations
     if len(contenders) > 1:
         (first, a), (second, b) = list(contenders.items())[:2]
         sd = means.std(ddof=1).reindex([first, second]).dropna()
@@ -337,13 +344,13 @@ def findings(comp: Comparison) -> str:
                          f"seed standard deviations ({sd.max():.3f}).")
     if "adabn" in comp.names:
         adabn = ranked["adabn"]
-        trained = [n for n in comp.names if resolve(n)[0] in METHODS and n not in VARIANTS]
+        trained = [n for n in comp.names if get_method(n).trains and not get_method(n).variant_of]
         better = [f"`{n}`" for n in trained if ranked[n] > adabn]
         lines.append(f"* Trained methods above AdaBN ({adabn:.3f}, no gradient step) at the last epoch: "
                      + (", ".join(better) if better else "none") + ".")
     src0 = comp.source_only["source_val_boundary_jaccard"]
-    kept_source = [n for n in comp.names if resolve(n)[0] in METHODS and n not in VARIANTS
-                   and METHOD_DEFAULTS[resolve(n)[0]]["source_weight"] > 0]
+    kept_source = [n for n in comp.names if get_method(n).trains and not get_method(n).variant_of
+                   and (get_method(n).defaults.get("source_weight") or 0) > 0]
     if kept_source and src0 is not None:
         moved = [f"`{n}` {np.mean([r.epochs[-1]['source_val_boundary_jaccard'] for r in comp.of(n)]):.3f}"
                  for n in kept_source]
@@ -358,7 +365,7 @@ def findings(comp: Comparison) -> str:
     lines.append(f"* The label-free rule kept the source model in {kept} of {len(lf)} runs; on average it "
                  f"scores {against}.")
     shortcut = []
-    for name in ("conditional-paper", "conditional", "conditional-raw"):
+    for name in [n for n in comp.names if get_method(n).discriminator == "pairs"]:
         runs = comp.of(name)
         if runs:
             tgt = np.mean([r.epochs[-1]["d_acc_fake_target"] for r in runs])

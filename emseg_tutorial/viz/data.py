@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from ..adapt.loop import METHOD_DEFAULTS
+from ..adapt.registry import get_method
 from ..data.stats import slice_means, slice_stds
 from ..data.volume import Volume
 from ..labels import class_fractions, class_names
@@ -212,7 +212,7 @@ def pipeline_figure():
 
     Drawn from the library's own tables (:data:`emseg_tutorial.paper.stages.STAGES`,
     :data:`~emseg_tutorial.paper.stages.PAPER_ITERATIONS` and the ``paper`` method's
-    defaults in :data:`emseg_tutorial.adapt.loop.METHOD_DEFAULTS`), so it changes when they do.
+    defaults in its record, :func:`emseg_tutorial.adapt.registry.get_method`), so it changes when they do.
 
     Returns
     -------
@@ -228,7 +228,7 @@ def pipeline_figure():
                 f"loss: {_LOSS_NAMES.get(s.loss, s.loss)}\n{PAPER_ITERATIONS[s.budget]} paper iterations")
         return title, body
 
-    paper = METHOD_DEFAULTS["paper"]
+    paper = get_method("paper").defaults
     supervised = "no source loss" if paper["source_weight"] == 0 else "source loss kept"
     steps = [trained("m1", "M1  (Exp. 1)"), trained("m2", "M2  (Exp. 2)"),
              trained("m3", "M3  (jitter)"),
