@@ -15,7 +15,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from emseg_tutorial.data.augment import Jitter
 from emseg_tutorial._validate import check_image
 from emseg_tutorial.data.normalize import Normalizer
-from emseg_tutorial.data.patches import PatchSampler, check_gap, codes_to_index, distant_slices
+from emseg_tutorial.data.patches import PatchSampler, check_gap, distant_slices
+
+
+def codes_to_index(labels: np.ndarray) -> np.ndarray:
+    """The reference's class indices: ``code - 1`` (code 0, unlabelled, becomes -1)."""
+    return labels.astype(np.int64) - 1
 
 CPU = torch.device("cpu")
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from emseg_tutorial.data.normalize import Normalizer, standardize, to_unit_range, volume_stats
-from emseg_tutorial.data.patches import PatchSampler, codes_to_index
+from emseg_tutorial.data.patches import PatchSampler
 
 
 def _sample(sampler, n):
@@ -72,9 +72,25 @@ def test_standardize_and_stats():
     np.testing.assert_allclose(standardize(unit, (0.5, 2.0)), (unit - 0.5) / 2.0, rtol=1e-6)
 
 
-def test_codes_to_index():
-    np.testing.assert_array_equal(codes_to_index(np.array([0, 1, 4], np.uint8)), [-1, 0, 3])
-    assert codes_to_index(np.array([1], np.uint8)).dtype == np.int64
+def test_class_indices_are_codes_minus_one_and_unlabelled_is_ignored():
+    lab = np.array([[[0, 1], [2, 4]]], np.uint8)
+    out = PatchSampler(None, lab, patch=8, augment=False).sample(1)
+    np.testing.assert_array_equal(out["target"][0].numpy(), [[-1, 0], [1, 3]])
+    assert out["target"].dtype == torch.int64
+
+
+def test_a_sampler_without_an_image_draws_label_maps_only():
+    """The paper's discriminator reads source label maps only: no image is scaled, copied or cropped."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (4, 24, 24), dtype=np.uint8)
+    lab = rng.integers(1, 3, (4, 24, 24)).astype(np.uint8)
+    with_image, labels_only = PatchSampler(img, lab, patch=16, seed=3), PatchSampler(None, lab, patch=16, seed=3)
+    a, b = with_image.sample(5), labels_only.sample(5)
+    assert "image" not in b and labels_only.unit is None and labels_only.normalizer is None
+    for key in ("target", "z"):  # the same stream: the same crops
+        assert torch.equal(a[key], b[key]), key
+    with pytest.raises(ValueError, match="needs an image, labels or both"):
+        PatchSampler(None, None)
 
 
 # --------------------------------------------------------------------------- PatchSampler

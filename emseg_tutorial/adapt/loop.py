@@ -298,10 +298,11 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     n_classes = num_classes("boundary")
     set_seed(config.seed)
     device = pick_device(config.device)
-    ctx = step_context(model, labels, target_image, config, source_image, device, n_classes, record)
+    target_norm = Normalizer.from_volume(target_image)  # the target's one normaliser: patches and reports
+    ctx = step_context(model, labels, target_image, config, source_image, device, n_classes, record,
+                       target_normalizer=target_norm)
     source_prior = source_boundary_prior(labels)
 
-    target_norm = Normalizer.from_volume(target_image)  # the target's one normaliser, for every report
     snap_volume, snap_norm = ((target_eval.image, target_eval.normalizer) if target_eval is not None
                               else (target_image, target_norm))
     z_snap = snap_volume.shape[0] // 2 if snapshot_slice is None else snapshot_slice
@@ -363,8 +364,12 @@ def source_codes(labels: np.ndarray, name: str = "source labels") -> np.ndarray:
 
 
 def step_context(model, labels, target_image, config: AdaptConfig, source_image, device, n_classes,
-                 record: Method | None = None) -> StepContext:
+                 record: Method | None = None, *, target_normalizer: Normalizer | None = None) -> StepContext:
     """Samplers, networks and optimisers of one run (``labels``: :func:`source_codes`).
+
+    Where the method's record needs no source image (the paper's, which reads label maps only),
+    the source sampler draws label maps and nothing is done with ``source_image``. ``target_normalizer``: the target volume's one normaliser (default:
+    computed from ``target_image``), shared with the epoch reports.
 
     The discriminator, its input and the mean teacher come from the method's record
     (:mod:`.registry`).
@@ -373,17 +378,17 @@ def step_context(model, labels, target_image, config: AdaptConfig, source_image,
     and the self-training jitter draws from its own ``torch.Generator`` there.
     """
     record = record or get_method(config.method)
-    with_image = source_image is not None
     gap = min(config.mismatch_gap, labels.shape[0] // 2) if record.discriminator == "pairs" else None
     if gap is not None and gap < 1:
         raise ValueError(f"the conditional discriminator needs at least 2 source slices, got {labels.shape[0]}")
-    # The paper's discriminator needs source label maps only; the image is a placeholder then.
     # Source patches are not jittered here: the conditional discriminator would otherwise see
     # blur and noise on source images only, one more way to tell the domains apart.
     weights = weight_map(labels, config.source_weights) if config.source_weight else None
-    source = PatchSampler(source_image if with_image else np.zeros_like(labels), labels, weights, device=device,
-                          patch=config.patch, seed=config.seed, mismatch_gap=gap)
-    target = PatchSampler(target_image, None, device=device, patch=config.patch, seed=config.seed + 1)
+    image = source_image if record.needs_source_image(config) else None  # label maps only otherwise
+    source = PatchSampler(image, labels, weights, device=device, patch=config.patch, seed=config.seed,
+                          mismatch_gap=gap)
+    target = PatchSampler(target_image, None, device=device, patch=config.patch, seed=config.seed + 1,
+                          normalizer=target_normalizer)
     rng = torch.Generator(device=device).manual_seed(config.seed + 2)
     layout = memory_format(device)
     model = copy.deepcopy(model).to(device, memory_format=layout)

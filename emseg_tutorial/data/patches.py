@@ -36,11 +36,6 @@ from .._validate import check_image
 from .normalize import Normalizer, normalizer_of
 
 
-def codes_to_index(labels: np.ndarray) -> np.ndarray:
-    """Label codes to class indices: ``code - 1``, with code 0 becoming ``-1`` (ignored)."""
-    return labels.astype(np.int64) - 1
-
-
 #: Largest label code the sampler stores (its class indices are kept as int8).
 MAX_CODE = 127
 
@@ -50,8 +45,10 @@ class PatchSampler:
 
     Parameters
     ----------
-    image : ndarray, (Z, Y, X)
+    image : ndarray, (Z, Y, X), or None
         Raw image (any dtype; scaled and standardised by its :class:`~.normalize.Normalizer`).
+        None samples label maps only (the paper's discriminator reads nothing else of the
+        source): batches then have no ``image``, and nothing is scaled or copied for it.
     labels : ndarray of uint8, (Z, Y, X), optional
         Codes for the task (0 ignored); None for unlabelled (target) volumes.
     weights : ndarray of float32, (Z, Y, X), optional
@@ -79,37 +76,41 @@ class PatchSampler:
 
     Attributes
     ----------
-    normalizer : Normalizer
-        What standardises the patches.
+    normalizer : Normalizer or None
+        What standardises the patches (None without an image).
     generator : torch.Generator
         The sampler's random stream, on ``device`` (:meth:`state`, :meth:`set_state`).
     """
 
-    def __init__(self, image: np.ndarray, labels: np.ndarray | None = None, weights: np.ndarray | None = None,
+    def __init__(self, image: np.ndarray | None, labels: np.ndarray | None = None, weights: np.ndarray | None = None,
                  patch: int = 128, slices=None, augment: bool = True,
                  jitter: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
                  seed: int = 0, mismatch_gap: int | None = None, *, device: str | torch.device = "cpu",
                  normalizer: Normalizer | None = None):
-        image = check_image(image, "image")
-        if labels is not None and labels.shape != image.shape:
-            raise ValueError(f"labels shape {labels.shape} does not match image shape {image.shape}")
-        if weights is not None and weights.shape != image.shape:
-            raise ValueError(f"weights shape {weights.shape} does not match image shape {image.shape}")
+        if image is None and labels is None:
+            raise ValueError("a patch sampler needs an image, labels or both")
+        if image is not None:
+            image = check_image(image, "image")
+        shape = image.shape if image is not None else np.shape(labels)
+        if labels is not None and labels.shape != shape:
+            raise ValueError(f"labels shape {labels.shape} does not match image shape {shape}")
+        if weights is not None and weights.shape != shape:
+            raise ValueError(f"weights shape {weights.shape} does not match image shape {shape}")
         if patch < 8:
             raise ValueError(f"patch must be at least 8 pixels, got {patch}")
-        slices = np.arange(image.shape[0]) if slices is None else np.asarray(slices, dtype=int)
+        slices = np.arange(shape[0]) if slices is None else np.asarray(slices, dtype=int)
         if slices.size == 0:
             raise ValueError("no slices to sample patches from")
         if mismatch_gap is not None:
             if labels is None:
                 raise ValueError("mismatch_gap needs labels")
-            check_gap(image.shape[0], mismatch_gap)
+            check_gap(shape[0], mismatch_gap)
         if labels is not None and labels.size and (labels.min() < 0 or labels.max() > MAX_CODE):
             raise ValueError(f"labels must be codes 0..{MAX_CODE}, got values {labels.min()}..{labels.max()}")
         self.device = torch.device(device)
-        self.normalizer = normalizer_of(image, normalizer)
-        self.shape = image.shape
-        self.patch = (min(patch, image.shape[1]), min(patch, image.shape[2]))
+        self.normalizer = None if image is None else normalizer_of(image, normalizer)
+        self.shape = shape
+        self.patch = (min(patch, shape[1]), min(patch, shape[2]))
         self.augment = augment
         self.jitter = jitter
         self.mismatch_gap = mismatch_gap
@@ -117,13 +118,13 @@ class PatchSampler:
         def put(array, dtype):
             return torch.from_numpy(np.ascontiguousarray(array)).to(self.device, dtype)
 
-        self.unit = put(self.normalizer.unit(image), torch.float32)
+        self.unit = None if image is None else put(self.normalizer.unit(image), torch.float32)
         # class indices -1..126 kept as int8 (an eighth of int64's memory), widened after cropping
         self.target = None if labels is None else put(labels.astype(np.int8) - np.int8(1), torch.int8)
         self.weights = None if weights is None else put(weights, torch.float32)
         self.slices = put(slices, torch.int64)
         #: flat offsets inside a slice of ``nx`` columns of each flip / turn of a crop, (m, py, px)
-        self.moves = dihedral_offsets(*self.patch, image.shape[2], augment, self.device)
+        self.moves = dihedral_offsets(*self.patch, shape[2], augment, self.device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
 
@@ -153,8 +154,9 @@ class PatchSampler:
         return self.moves[pick]
 
     def sample(self, batch: int) -> dict[str, torch.Tensor]:
-        """A batch on the device: ``image`` (B, 1, P, P) float32 standardised and, when given,
-        ``target`` (B, P, P) int64 class indices (-1 ignored), ``weight`` (B, P, P) float32,
+        """A batch on the device: ``image`` (B, 1, P, P) float32 standardised (when there is an
+        image) and, when given, ``target`` (B, P, P) int64 class indices (-1 ignored), ``weight``
+        (B, P, P) float32,
         ``mismatched`` (B, P, P) int64, and ``z`` / ``z_mismatched`` (B,) int64, the slices
         they come from. Every tensor is contiguous."""
         nz, ny, nx = self.shape
@@ -167,8 +169,7 @@ class PatchSampler:
         def crop(volume: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:  # one gather per volume
             return torch.take(volume, zs[:, None, None] * (ny * nx) + plane)
 
-        unit = crop(self.unit, z)
-        out = {}
+        out = {} if self.unit is None else {"image": crop(self.unit, z)}
         if self.target is not None:
             out["target"] = crop(self.target, z).long()
         if self.weights is not None:
@@ -176,9 +177,10 @@ class PatchSampler:
         if self.mismatch_gap is not None:
             z_other = distant_slices(z, nz, self.mismatch_gap, self.generator)
             out["mismatched"] = crop(self.target, z_other).long()
-        if self.jitter is not None:
-            unit = self.jitter(unit, self.generator)
-        out = {"image": self.normalizer.standardize(unit)[:, None].contiguous(), **out, "z": z}
+        if self.unit is not None:
+            unit = out["image"] if self.jitter is None else self.jitter(out["image"], self.generator)
+            out["image"] = self.normalizer.standardize(unit)[:, None].contiguous()
+        out["z"] = z
         if self.mismatch_gap is not None:
             out["z_mismatched"] = z_other
         return out
