@@ -31,7 +31,7 @@ from .data.volume import Volume
 from .labels import TASKS
 from .metrics import MAX_TOLERANCE, check_tolerance, evaluate
 from .models import check_model
-from .paper.stages import adapt_config, train_config
+from .paper.stages import method_settings, train_config
 from .predict import predict_file
 from .presets import PRESETS
 from .session import Session, from_env
@@ -359,11 +359,7 @@ def run_adapt(args) -> None:
         target_eval = Volume(target, eval_labels, voxel, args.target_image)
     options = {ADAPT_OPTIONS[flag][1][0]: value for flag, value in given.items()
                if flag not in ("--preset", "--seed", "--device")}  # those three come through the session
-    if record.trains:
-        options["precision"] = session.precision
-        config = adapt_config(session, args.method, session.seed, **options).to_dict()
-    else:
-        config = {"method": args.method, "device": str(session.device)}
+    config = method_settings(session, args.method, session.seed, **options)
     resume = load_adaptation_state(Path(args.resume) / ADAPT_STATE_FILE) if args.resume else None
     run = run_method(args.method, model, Volume(source_image, labels, name=args.source_labels), target,
                      config_kwargs=config, target_eval=target_eval, progress=not args.quiet,

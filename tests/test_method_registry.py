@@ -109,7 +109,7 @@ def test_a_new_trained_method_runs_through_the_library(new_methods, volumes):
 
 def test_a_new_one_pass_method_runs_through_the_library(new_methods, volumes):
     src, tgt = volumes
-    run = run_method("test-invert", _unet(), Volume(None, src.labels), tgt.image, config_kwargs={"device": "cpu"},
+    run = run_method("test-invert", _unet(), Volume(None, src.labels), tgt.image, config_kwargs={"device": "cpu", "report_stride": 1},
                      target_eval=tgt, progress=False)
     assert [e["epoch"] for e in run.epochs] == [0, 1] and len(run.snapshots) == 2
     np.testing.assert_array_equal(run.volumes["target_inverted.tif"], 255 - tgt.image)

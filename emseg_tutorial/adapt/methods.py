@@ -111,7 +111,7 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
     labels = source_codes(source.labels)  # the one check of the source labels on this path
     record.check_source_image(config_kwargs, source.image)
     device = pick_device(config_kwargs.get("device"))
-    stride = config_kwargs.get("report_stride", 1)
+    stride = config_kwargs["report_stride"]
     prior = source_boundary_prior(labels)
     if initial_report is None:
         initial_report = epoch_report(model, target_image, prior, device, source_val, target_eval, stride)

@@ -16,10 +16,10 @@ from ..glue import glue_numbers
 from .scores import adaptation_summary, adaptation_table, score, score_slices, scores_table, validation_curve
 from .seeds import seed_scores, seed_table, stage_label
 from .sentences import experiment1_findings, ratio_findings, target_findings, transfer_findings, weighting_findings
-from .stages import (PAPER_ITERATIONS, STAGES, WEIGHTING_STAGES, Stage, adapt_config, budget_steps, get_stage,
+from .stages import (PAPER_ITERATIONS, STAGES, WEIGHTING_STAGES, Stage, adapt_config, budget_steps, method_settings, get_stage,
                      run_adaptation, stage_config, train_config)
 
-__all__ = ["PAPER_ITERATIONS", "STAGES", "WEIGHTING_STAGES", "Stage", "adapt_config", "budget_steps", "get_stage",
+__all__ = ["PAPER_ITERATIONS", "STAGES", "WEIGHTING_STAGES", "Stage", "adapt_config", "method_settings", "budget_steps", "get_stage",
            "run_adaptation", "stage_config", "train_config", "score", "scores_table", "validation_curve",
            "adaptation_table", "adaptation_summary", "Comparison", "compare", "comparison_table", "selection_table",
            "diagnostics_table", "findings", "spread_note", "comparison_numbers", "adaptation_findings",

@@ -36,7 +36,7 @@ from ..data.sources import load_domain
 from ..data.volume import Volume
 from ..session import Session
 from .runs import adaptation_fingerprint, load_run, save_run, saved_state, unit_path, volume_digests
-from .stages import _session, adapt_config, get_stage
+from .stages import _session, get_stage, method_settings
 
 SCORES = ("boundary_jaccard", "boundary_f1", "adapted_rand_error")
 #: A conditional discriminator that catches this much larger a share of target pairs than of
@@ -118,10 +118,9 @@ def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[in
     runs, reused = [], 0
     for name in names:
         entry = get_method(name)
-        method, overrides = entry.variant_of or name, dict(entry.overrides)
+        overrides = dict(entry.overrides)
         for seed in ([None] if entry.deterministic else seeds[:1] if entry.variant_of else seeds):
-            kwargs = (adapt_config(session, method, session.seed if seed is None else seed, **c).to_dict()
-                      if entry.trains else {"report_stride": stride, "device": str(device)})
+            kwargs = method_settings(session, name, session.seed if seed is None else seed, **c)
             # each (method, seed) is its own unit in the runs folder: read back, continued or run
             fingerprint = adaptation_fingerprint(name, {**kwargs, **overrides}, model=m3_stage.history["fingerprint"],
                                                  digests=digests, extra={"snapshot_slice": z})

@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import _source
-from ..adapt import AdaptConfig, AdaptResult, adapt
+from ..adapt import AdaptConfig, AdaptResult, adapt, get_method
 from ..data.sources import load_domain
 from ..data.volume import Volume
 from ..presets import Preset
@@ -289,6 +289,31 @@ def adapt_config(session: Session, method: str = "paper", seed: int = 0, **overr
                   discriminator=dict(preset.discriminator))
     kwargs.update(overrides)
     return AdaptConfig(**kwargs)
+
+
+def method_settings(session: Session, name: str, seed: int = 0, **overrides) -> dict:
+    """The settings :func:`~emseg_tutorial.adapt.run_method` takes for method (or ablation) ``name``.
+
+    A trained method gets its whole :func:`adapt_config` (the ablation's own overrides are added
+    by ``run_method``); a one-pass method (AdaBN, histogram matching) only the settings its record
+    reads (:attr:`~emseg_tutorial.adapt.registry.Method.options`), from the same preset and
+    session, so the command line and chapter 6 build both kinds in one call.
+
+    Examples
+    --------
+    >>> from emseg_tutorial.session import from_env
+    >>> session = from_env(preset="ci", device="cpu")
+    >>> sorted(method_settings(session, "adabn"))
+    ['device', 'method', 'report_stride']
+    >>> method_settings(session, "paper-hard-fake")["method"]
+    'paper'
+    """
+    record = get_method(name)
+    if record.trains:
+        return adapt_config(session, record.variant_of or name, seed, **overrides).to_dict()
+    every = {"device": str(session.device), "precision": session.precision, "seed": seed,
+             "report_stride": session.preset.adapt_report_stride, **overrides}
+    return {"method": name, **{k: v for k, v in every.items() if k in record.options}}
 
 
 def run_adaptation(session: Session, method: str = "paper", *, seed: int = 0,
