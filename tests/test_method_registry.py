@@ -289,3 +289,41 @@ def test_cli_precision_the_device_cannot_run_is_refused_naming_the_flag(files, c
     line = _one_line_error(capsys)
     assert line.startswith("error: --precision float16:") and "needs CUDA" in line
     assert not (files / "out").exists()
+
+
+def test_source_labels_make_at_most_ten_stays_from_run_method_to_the_adversarial_step(volumes, monkeypatch):
+    """The source label volume (and its boundary codes, made once) passes through at most ten
+    functions of the package between run_method and the paper's adversarial step, in at most six
+    modules: it is checked and converted where it enters, then handed down, never climbing back."""
+    import sys
+
+    from emseg_tutorial.adapt import loop
+
+    src, tgt = volumes
+    tracked = [src.labels]
+    real = loop.source_codes
+
+    def keeping(*args, **kwargs):
+        out = real(*args, **kwargs)
+        tracked.append(out)
+        return out
+
+    monkeypatch.setattr(loop, "source_codes", keeping)
+    stays = []
+
+    def profile(frame, event, arg):
+        module = frame.f_globals.get("__name__", "")
+        if event == "call" and module.startswith("emseg_tutorial") and any(
+                any(value is t for t in tracked) for value in frame.f_locals.values()):
+            stays.append((module, frame.f_code.co_qualname))
+
+    source, model = Volume(src.image, src.labels), _unet()
+    sys.setprofile(profile)
+    try:
+        run_method("paper", model, source, tgt.image, config_kwargs=TINY, progress=False)
+    finally:
+        sys.setprofile(None)
+    functions = list(dict.fromkeys(stays))
+    assert ("emseg_tutorial.adapt.loop", "source_codes") in functions  # the tracking sees the labels
+    assert len(functions) <= 10, functions
+    assert len({m for m, _ in functions}) <= 6, functions

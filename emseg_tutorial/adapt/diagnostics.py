@@ -51,7 +51,7 @@ import torch
 
 from ..data.normalize import Normalizer, normalizer_of
 from ..data.volume import Volume
-from ..labels import BOUNDARY, class_fractions, for_task
+from ..labels import BOUNDARY, for_task
 from ..metrics import boundary_scores, evaluate
 from ..predict import predict_labels, predict_probabilities, probabilities_to_codes
 
@@ -74,8 +74,19 @@ DISQUALIFYING = ("boundary fraction", "source drift")
 
 def source_boundary_prior(labels: np.ndarray) -> float:
     """Share of the labelled source pixels that are boundary: what the target's predicted
-    boundary fraction is compared with (:func:`~emseg_tutorial.labels.class_fractions`)."""
-    return class_fractions(labels, "boundary")["boundary"]
+    boundary fraction is compared with.
+
+    The boundary is code 1 in the four-class codes and in the boundary task's alike, so
+    ``labels`` may be either, as they are (no copy, no conversion); 0 (unlabelled) is left out,
+    as in :func:`~emseg_tutorial.labels.class_fractions`.
+
+    Examples
+    --------
+    >>> source_boundary_prior(np.array([[1, 2], [4, 0]]))
+    0.3333333333333333
+    """
+    labelled = np.count_nonzero(labels)
+    return float(np.count_nonzero(labels == BOUNDARY) / labelled) if labelled else 0.0
 
 
 def target_diagnostics(probabilities: np.ndarray) -> dict:

@@ -292,8 +292,7 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     record = get_method(config.method)
     target_image = check_image(target_image, target_name)
     check_slice_size(target_image, target_name, config)
-    labels = source_codes(source_labels)  # the one check of the source labels on this path
-    check_slice_size(labels, "source labels", config)
+    labels = source_codes(source_labels, config)  # the one check of the source labels on this path
     record.check_source_image(config, source_image)
     n_classes = num_classes("boundary")
     set_seed(config.seed)
@@ -350,17 +349,20 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
                        snapshots=snapshots)
 
 
-def source_codes(labels: np.ndarray, name: str = "source labels") -> np.ndarray:
-    """Source labels checked (:func:`~emseg_tutorial.labels.check_labels`) and as boundary
-    codes: done once where they enter (:func:`adapt`, :func:`~.methods.run_method`); every
-    function below takes the result as it is.
+def source_codes(labels: np.ndarray, config: AdaptConfig | None = None, name: str = "source labels") -> np.ndarray:
+    """Source labels checked (:func:`~emseg_tutorial.labels.check_labels`; with ``config``, also
+    their slice size, :func:`check_slice_size`) and as boundary codes: done once where they enter
+    (:func:`adapt`, :func:`~.methods.run_method`); every function below takes the result as it is.
 
     Examples
     --------
     >>> source_codes(np.array([[0, 1], [3, 4]])).tolist()
     [[[0, 1], [2, 2]]]
     """
-    return for_task(check_labels(labels, name), "boundary")
+    codes = for_task(check_labels(labels, name), "boundary")
+    if config is not None:
+        check_slice_size(codes, name, config)
+    return codes
 
 
 def step_context(model, labels, target_image, config: AdaptConfig, source_image, device, n_classes,
