@@ -187,3 +187,17 @@ def test_pipeline_figure_follows_the_stage_table():
         assert f"{PAPER_ITERATIONS[budget]} paper iterations" in text
     assert "entropy" in text and "distance" in text and "no source loss" in text
     plt.close(fig)
+
+
+def test_shortcut_figure_shows_every_compared_method_whose_discriminator_judges_pairs():
+    """Its panels come from the method records, not from a list of names in viz."""
+    from types import SimpleNamespace
+
+    from emseg_tutorial.adapt import get_method
+
+    epochs = [{"epoch": 0}, {"epoch": 1, "d_acc_real": 0.5, "d_acc_fake_mismatch": 0.4, "d_acc_fake_target": 0.6}]
+    names = ["paper", "conditional", "conditional-paper", "adabn"]
+    comp = SimpleNamespace(names=names, of=lambda n: [SimpleNamespace(epochs=epochs)])
+    fig = viz.shortcut_figure(comp)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == [n for n in names if get_method(n).discriminator == "pairs"] == ["conditional", "conditional-paper"]

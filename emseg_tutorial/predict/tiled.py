@@ -34,7 +34,7 @@ import torch
 
 from .._validate import check_image
 from ..data.normalize import Normalizer, normalizer_of
-from ..devices import inference_precision
+from ..devices import inference_precision, memory_format
 from ..models import check_model
 from ..progress import progress as progress_bar
 
@@ -70,19 +70,21 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> t
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device, name: str | None = None) -> torch.nn.Module:
-    """Check ``model``, put it on ``device`` in eval mode; on the CPU, return a channels-last copy.
+    """Check ``model``, put it on ``device`` in eval mode, in the device's layout.
 
     The check is :func:`emseg_tutorial.models.check_model` (one input channel, a task's class
     count, finite weights; messages name ``name``), so no prediction starts with a model that
-    would write wrong codes. Convolutions with few channels run 1.5-4x faster on the CPU with
-    channels-last weights (measured on the tutorial's U-Nets, same numbers to 1e-7); a copy
-    leaves the caller's model as it was, apart from the move and eval mode.
+    would write wrong codes. The layout is the one training uses
+    (:func:`~emseg_tutorial.devices.memory_format`: channels-last on the CPU and on CUDA, the
+    same branch on both); a channels-last copy leaves the caller's model as it was, apart from
+    the move and eval mode.
     """
     check_model(model, name)
     model = model.to(device).eval()
-    if device.type != "cpu":
+    layout = memory_format(device)
+    if layout == torch.contiguous_format:
         return model
-    return copy.deepcopy(model).to(memory_format=torch.channels_last)
+    return copy.deepcopy(model).to(memory_format=layout)
 
 
 def check_tiling(tile: int, overlap: int) -> None:

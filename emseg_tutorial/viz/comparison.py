@@ -16,11 +16,13 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..adapt import get_method
 from ..labels import for_task
 from .common import gray, overlay
 
@@ -124,7 +126,7 @@ def method_curves(curves: dict[str, np.ndarray], reference: float | None = None,
     return ax.figure
 
 
-def shortcut_figure(comp, names: tuple[str, ...] = ("conditional-paper", "conditional", "conditional-raw")):
+def shortcut_figure(comp, names: Sequence[str] | None = None):
     """How often the conditional discriminator calls each kind of fake pair fake, per epoch.
 
     Right answers on (target image, prediction) pairs *without* matching skill on (source image,
@@ -137,13 +139,17 @@ def shortcut_figure(comp, names: tuple[str, ...] = ("conditional-paper", "condit
         ``of(name)`` lists runs with ``epochs``: per-epoch dicts (epoch 0 first) holding
         ``d_acc_real``, ``d_acc_fake_mismatch`` and ``d_acc_fake_target`` (and, when recorded,
         ``d_acc_target_hard``: target pairs with argmax-hardened maps, the hard-vs-soft probe).
-    names : tuple of str, optional
-        Methods with a conditional discriminator, one panel each (those without runs are left out).
+    names : sequence of str, optional
+        Methods with a conditional discriminator, one panel each (those without runs are left
+        out); default: every method of ``comp.names`` whose registered discriminator judges
+        (image, label map) pairs (:mod:`emseg_tutorial.adapt.registry`).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
+    if names is None:
+        names = [n for n in comp.names if get_method(n).discriminator == "pairs"]
     names = [n for n in names if comp.of(n)] or list(names[:1])
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2), sharey=True, squeeze=False)
     for ax, name in zip(axes[0], names):
