@@ -341,12 +341,11 @@ def findings(comp: Comparison) -> str:
             lines.append(f"* Last epoch (one-seed ablations aside), `{first}` leads `{second}` by {a - b:.3f}, "
                          f"{within} the larger of their "
                          f"seed standard deviations ({sd.max():.3f}).")
-    if "adabn" in comp.names:
-        adabn = ranked["adabn"]
-        trained = [n for n in comp.names if get_method(n).trains and not get_method(n).variant_of]
-        better = [f"`{n}`" for n in trained if ranked[n] > adabn]
-        lines.append(f"* Trained methods above AdaBN ({adabn:.3f}, no gradient step) at the last epoch: "
-                     + (", ".join(better) if better else "none") + ".")
+    trained = [n for n in comp.names if get_method(n).trains and not get_method(n).variant_of]
+    for one_pass in [n for n in comp.names if not get_method(n).trains and n in ranked.index]:
+        better = [f"`{n}`" for n in trained if ranked[n] > ranked[one_pass]]
+        lines.append(f"* Trained methods above `{one_pass}` ({ranked[one_pass]:.3f}, one pass, no gradient step) "
+                     "at the last epoch: " + (", ".join(better) if better else "none") + ".")
     src0 = comp.source_only["source_val_boundary_jaccard"]
     kept_source = [n for n in comp.names if get_method(n).trains and not get_method(n).variant_of
                    and (get_method(n).defaults.get("source_weight") or 0) > 0]
