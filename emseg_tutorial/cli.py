@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 from .adapt import get_method, method_names, run_method
-from .adapt.registry import DISCRIMINATOR_FILE, STATE_FILE as ADAPT_STATE_FILE
+from .adapt.loop import check_boundary_model
+from .adapt.registry import DISCRIMINATOR_FILE, MODEL_FILES, STATE_FILE as ADAPT_STATE_FILE
 from .adapt.state import load_adaptation_state
 from .data.errors import VolumeError
 from ._validate import check_pair
@@ -285,22 +286,33 @@ ADAPT_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+def _by_method(key: str, records) -> str:
+    """``"rank for conditional, raw for conditional-paper"``: each method's default of ``key``."""
+    values: dict = {}
+    for r in records:
+        if key in r.defaults:
+            values.setdefault(r.defaults[key], []).append(r.name)
+    return ", ".join(f"{value} for {' and '.join(names)}" for value, names in values.items())
+
+
 def add_adapt(sub) -> None:
     records = [get_method(n) for n in method_names()]
+    extra = "; ".join(f"{r.name} also writes " + ", ".join(f"DIR/{f}" for f in r.outputs)
+                      for r in records if r.outputs)
     p = sub.add_parser("adapt", help="adapt a boundary model to an unlabelled target volume (Experiment 3 and beyond)",
-                       description="Unsupervised adaptation. Writes DIR/model.pt (adapted U-Net, config, history) and "
-                                   "DIR/history.json; trained methods keep DIR/adapt_state.pt (to continue: --resume "
-                                   "DIR), adversarial methods also write DIR/discriminator.pt, histmatch "
-                                   "DIR/target_matched.tif (predict that file with DIR/model.pt). A flag the method "
-                                   "does not read is refused. Methods: "
+                       description=f"Unsupervised adaptation. Writes DIR/{MODEL_FILES[0]} (adapted U-Net, config, "
+                                   f"history) and DIR/{MODEL_FILES[1]}; trained methods keep DIR/{ADAPT_STATE_FILE} "
+                                   f"(to continue: --resume DIR), adversarial methods also write "
+                                   f"DIR/{DISCRIMINATOR_FILE}" + (f"; {extra}" if extra else "") + ". A flag the "
+                                   "method does not read is refused. Methods: "
                                    + "; ".join(f"{r.name} ({r.summary})" for r in records) + ".")
     p.add_argument("--model", required=True, metavar="CKPT", help="boundary checkpoint to adapt (e.g. M3)")
     p.add_argument("--source-labels", required=True, metavar="LAB", help="source ground truth, codes 1-4 or 1-2")
     p.add_argument("--source-image", metavar="IMG",
-                   help="source images (not needed by "
-                        + ", ".join(r.name for r in records if r.source_image is False) + "; needed by "
+                   help="source images (refused where the method does not read them: "
+                        + ", ".join(r.name for r in records if r.source_image is False) + "; "
                         + ", ".join(r.name for r in records if callable(r.source_image))
-                        + " only with some settings, e.g. --source-weight > 0)")
+                        + " reads them only with some settings, e.g. --source-weight > 0)")
     p.add_argument("--target-image", required=True, metavar="TGT", help="unlabelled target volume")
     p.add_argument("--method", choices=method_names(), default="paper", help="adaptation method (default paper)")
     p.add_argument("--eval-labels", metavar="LAB",
@@ -309,13 +321,13 @@ def add_adapt(sub) -> None:
     p.add_argument("--epochs", type=_positive, help="epochs (default: from the preset)")
     p.add_argument("--steps", type=_positive, help="U-Net updates per epoch (default: from the preset)")
     p.add_argument("--lr-g", type=_non_negative, help="U-Net learning rate (default 1e-5)")
-    p.add_argument("--adv-weight", type=_non_negative, help="adversarial loss weight (default by method)")
+    p.add_argument("--adv-weight", type=_non_negative,
+                   help=f"adversarial loss weight (default by method: {_by_method('adv_weight', records)})")
     p.add_argument("--source-weight", type=_non_negative,
-                   help="source cross-entropy weight (default by method: 0 for paper and conditional-paper, "
-                        "else 1)")
+                   help=f"source cross-entropy weight (default by method: {_by_method('source_weight', records)})")
     p.add_argument("--condition-image", choices=("rank", "raw"),
                    help="conditional methods: image channel rank-normalised per patch or raw (default by "
-                        "method: rank for conditional, raw for conditional-paper)")
+                        f"method: {_by_method('condition_image', records)})")
     p.add_argument("--seed", type=_seed, help="random seed (default: the session's, 0)")
     p.add_argument("--device", help="cpu, cuda or mps (default: EMSEG_DEVICE, else the best available)")
     _add_precision(p)
@@ -342,10 +354,13 @@ def run_adapt(args) -> None:
                                "--source-image": args.source_image, "--target-image": args.target_image,
                                "--eval-labels": args.eval_labels})
     model, ckpt = load_checkpoint(args.model)
-    check_model(model, classes=None)
-    if model.init_kwargs.get("out_channels") != 2:
-        raise UsageError(f"--model {args.model}: adaptation needs a boundary model (2 classes), "
-                         f"this one has {model.init_kwargs.get('out_channels')}")
+    check_boundary_model(model)  # the library's check, before any volume is read
+    options = {ADAPT_OPTIONS[flag][1][0]: value for flag, value in given.items()
+               if flag not in ("--preset", "--seed", "--device")}  # those three come through the session
+    config = method_settings(session, args.method, session.seed, **options)
+    if args.source_image and not record.needs_source_image(config):
+        raise UsageError(f"--source-image: method {args.method} does not read the source image with these "
+                         "settings; leave it out")
     labels = read_labels(args.source_labels)
     source_image = None
     if args.source_image:
@@ -357,17 +372,15 @@ def run_adapt(args) -> None:
         eval_labels = read_labels(args.eval_labels)
         check_pair(target, eval_labels, args.target_image, args.eval_labels)
         target_eval = Volume(target, eval_labels, voxel, args.target_image)
-    options = {ADAPT_OPTIONS[flag][1][0]: value for flag, value in given.items()
-               if flag not in ("--preset", "--seed", "--device")}  # those three come through the session
-    config = method_settings(session, args.method, session.seed, **options)
     resume = load_adaptation_state(Path(args.resume) / ADAPT_STATE_FILE) if args.resume else None
     run = run_method(args.method, model, Volume(source_image, labels, name=args.source_labels), target,
                      config_kwargs=config, target_eval=target_eval, progress=not args.quiet,
                      target_name=args.target_image, checkpoint=out / ADAPT_STATE_FILE if record.trains else None,
-                     resume=resume)
+                     resume=resume, target_normalizer=None if target_eval is None else target_eval.normalizer)
     history = {"config": config, "epochs": run.epochs, "seconds": run.seconds}
-    save_checkpoint(out / "model.pt", run.model, config={"adapt": config, "source": ckpt["config"]}, history=history)
-    save_json(out / "history.json", history)
+    model_file, history_file = (out / name for name in MODEL_FILES)
+    save_checkpoint(model_file, run.model, config={"adapt": config, "source": ckpt["config"]}, history=history)
+    save_json(history_file, history)
     if run.discriminator is not None:
         save_checkpoint(out / DISCRIMINATOR_FILE, run.discriminator, config=config)
     for name, volume in run.volumes.items():

@@ -74,8 +74,21 @@ def weight_map(labels: npt.ArrayLike, scheme: str = "entropy") -> np.ndarray:
     >>> weight_map(np.array([[0, 1, 2, 2]]), "ratio:2")
     array([[0.  , 1.5 , 0.75, 0.75]], dtype=float32)
     """
+    return weight_map_of_codes(check_codes(labels), scheme)
+
+
+def weight_map_of_codes(codes: np.ndarray, scheme: str = "entropy") -> np.ndarray:
+    """:func:`weight_map` of label codes already checked where they entered
+    (:func:`~emseg_tutorial.labels.check_codes`, as the trainers' entry checks do): the same
+    maps, without checking the same volume again.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> weight_map_of_codes(np.array([[0, 1, 2, 2]], np.uint8), "none")
+    array([[0., 1., 1., 1.]], dtype=float32)
+    """
     name, ratio = parse_weight_scheme(scheme)
-    codes = check_codes(labels)
     if name == "entropy":
         return _entropy_weight_map(codes)
     is_boundary, labelled = codes == BOUNDARY, codes != UNLABELLED

@@ -156,7 +156,7 @@ def test_cli_adapt(adapt_cli_files, capsys):
     tmp_path = adapt_cli_files
     save_checkpoint(tmp_path / "m1.pt", UNet2d(out_channels=4, depth=2, base_width=4))
     p = str(tmp_path)
-    assert main(["adapt", "--model", f"{p}/m3.pt", "--source-labels", f"{p}/sl.tif", "--source-image", f"{p}/s.tif",
+    assert main(["adapt", "--model", f"{p}/m3.pt", "--source-labels", f"{p}/sl.tif",
                  "--target-image", f"{p}/t.tif", "--eval-labels", f"{p}/tl.tif", "--epochs", "1", "--steps", "2",
                  "--out", f"{p}/out", "--quiet"]) == 0
     history = json.loads((tmp_path / "out" / "history.json").read_text())

@@ -272,7 +272,10 @@ def test_cli_adapt_every_method(adapt_cli_files, method, capsys):
     from emseg_tutorial.store import load_checkpoint
 
     p = adapt_cli_files
-    args = ["adapt", "--model", f"{p}/m3.pt", "--source-labels", f"{p}/sl.tif", "--source-image", f"{p}/s.tif",
+    source = ["--source-image", f"{p}/s.tif"] if get_method(method).needs_source_image(ci_config(method).to_dict()
+                                                                                        if get_method(method).trains
+                                                                                        else {}) else []
+    args = ["adapt", "--model", f"{p}/m3.pt", "--source-labels", f"{p}/sl.tif", *source,
             "--target-image", f"{p}/t.tif", "--eval-labels", f"{p}/tl.tif", "--method", method,
             "--out", f"{p}/out", "--quiet"] + (["--epochs", "1", "--steps", "2"] if get_method(method).trains else [])
     assert main(args) == 0, capsys.readouterr().err

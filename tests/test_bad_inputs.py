@@ -390,7 +390,7 @@ def test_adapt_to_a_target_smaller_than_the_patch_is_refused_before_training(met
     img, lab = pair
     tiny = tmp_path / "tiny.tif"
     write_volume(tiny, np.full((1, 1, 1), 7, np.uint8))
-    _fails(["adapt", "--model", model, "--source-labels", lab, "--source-image", img, "--target-image", tiny,
+    _fails(["adapt", "--model", model, "--source-labels", lab, "--target-image", tiny,
             "--method", method, "--out", tmp_path / "run", "--quiet"]
            + (["--epochs", "1", "--steps", "1"] if method == "paper" else []), capsys,
            "tiny.tif", "slices of 1 x 1 pixels are too small to adapt to", "at least 16 x 16")

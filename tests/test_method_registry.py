@@ -16,7 +16,7 @@ from emseg_tutorial.cli import ADAPT_OPTIONS, main
 from emseg_tutorial.data.readers import read_image
 from emseg_tutorial.data.volume import Volume
 from emseg_tutorial.losses import entropy_map
-from emseg_tutorial.paper.stages import adapt_config
+from emseg_tutorial.paper.stages import adapt_config, method_settings
 from emseg_tutorial.presets import get_preset
 from emseg_tutorial.session import Session
 from emseg_tutorial.store import load_checkpoint
@@ -41,7 +41,7 @@ def entropy_step(ctx) -> dict:
     return {"loss_entropy": loss.detach()}
 
 
-def inverted_pass(model, source_image, target_image, target_eval, *, device, progress) -> OnePassResult:
+def inverted_pass(model, source_image, target_image, target_eval, **run) -> OnePassResult:
     """The model unchanged, the target's contrast inverted (and written as a file)."""
     inverted = (255 - np.asarray(target_image, np.float32)).astype(np.uint8)
     volume = None if target_eval is None else Volume(
@@ -81,7 +81,13 @@ def volumes(adapt_volumes):
     return adapt_volumes
 
 
-def _adapt_args(p, method, *extra, source_image=True):
+def _adapt_args(p, method, *extra, source_image=None):
+    """CLI arguments of an adaptation; ``source_image`` None: given where the method reads it
+    (with the default settings, or the ``--source-weight`` in ``extra``)."""
+    if source_image is None:
+        settings = {"source_weight": float(extra[extra.index("--source-weight") + 1])} \
+            if "--source-weight" in extra else method_settings(CI, method)
+        source_image = get_method(method).needs_source_image(settings)
     return (["adapt", "--model", f"{p}/m3.pt", "--source-labels", f"{p}/sl.tif", "--target-image", f"{p}/t.tif",
              "--eval-labels", f"{p}/tl.tif", "--method", method, "--out", f"{p}/out", "--quiet"]
             + (["--source-image", f"{p}/s.tif"] if source_image else []) + list(extra))
@@ -247,7 +253,7 @@ def test_histmatch_runs_once(files, monkeypatch, capsys):
     real = registry.match_to_source
     monkeypatch.setattr(registry, "match_to_source", lambda *a: calls.append(1) or real(*a))
     assert main(_adapt_args(files, "histmatch")) == 0, capsys.readouterr().err
-    assert len(calls) == 2  # the target and the labelled target once each; the CLI writes the first
+    assert len(calls) == 1  # the labelled target is the target image itself: matched once, written
     written, _ = read_image(files / "out" / "target_matched.tif")
     target, _ = read_image(files / "t.tif")
     source, _ = read_image(files / "s.tif")
@@ -255,14 +261,16 @@ def test_histmatch_runs_once(files, monkeypatch, capsys):
 
 
 def test_resume_of_a_one_pass_method_is_refused_from_the_record(files, capsys):
-    assert main(_adapt_args(files, "adabn")[:-2] + ["--resume", f"{files}/out"]) == 2
+    args = _adapt_args(files, "adabn")
+    at = args.index("--out")
+    assert main(args[:at] + args[at + 2:] + ["--resume", f"{files}/out"]) == 2
     assert "nothing to resume" in _one_line_error(capsys)
 
 
 # --------------------------------------------------------------------------- the source labels, checked once
 
 
-@pytest.mark.parametrize("name", ["paper", "adabn"])
+@pytest.mark.parametrize("name", ["paper", "conditional", "adaptsegnet", "selftrain", "adabn"])
 def test_source_labels_are_checked_once_from_run_method(name, volumes, monkeypatch):
     """Followed from run_method into the adversarial step (or the one-pass method), the source
     labels go through check_codes once, where they enter."""
@@ -327,3 +335,62 @@ def test_source_labels_make_at_most_ten_stays_from_run_method_to_the_adversarial
     assert ("emseg_tutorial.adapt.loop", "source_codes") in functions  # the tracking sees the labels
     assert len(functions) <= 10, functions
     assert len({m for m, _ in functions}) <= 6, functions
+
+
+def test_cli_refuses_a_source_image_the_method_does_not_read(files, capsys):
+    for method, extra in (("paper", ["--epochs", "1", "--steps", "1"]), ("adabn", [])):
+        assert main(_adapt_args(files, method, *extra, source_image=True)) == 2
+        assert _one_line_error(capsys).startswith(f"error: --source-image: method {method} does not read")
+        assert not (files / "out").exists()
+
+
+def test_histmatch_matches_a_part_of_a_volume_as_the_whole(volumes):
+    """Every n-th slice of a labelled target is matched as its whole volume, then taken: the
+    scored slices do not change with the stride (and get the whole matched volume's normaliser)."""
+    from emseg_tutorial.data.histmatch import match_to_source
+
+    src, tgt = volumes
+    whole = Volume(tgt.image, tgt.labels, name="t")
+    part = whole.take(slice(None, None, 2))
+    out = get_method("histmatch").one_pass(_unet(), src.image, tgt.image, part, settings={}, normalizer=None,
+                                           device=torch.device("cpu"), progress=False)
+    matched = match_to_source(tgt.image, src.image)
+    np.testing.assert_array_equal(out.target_eval.image, matched[::2])
+    assert out.target_eval.normalizer == Volume(matched).normalizer
+    np.testing.assert_array_equal(out.target_eval.labels, tgt.labels[::2])
+
+
+def test_adabn_estimates_with_the_target_normaliser_it_is_given(volumes, monkeypatch):
+    from emseg_tutorial.adapt import registry
+    from emseg_tutorial.data.normalize import Normalizer
+
+    src, tgt = volumes
+    seen = {}
+    real = registry.adapt_batchnorm
+
+    def spy(model, image, **kwargs):
+        seen.update(kwargs)
+        return real(model, image, **kwargs)
+
+    monkeypatch.setattr(registry, "adapt_batchnorm", spy)
+    norm = Normalizer.from_volume(tgt.image)
+    run_method("adabn", _unet(), Volume(None, src.labels), tgt.image, config_kwargs={"report_stride": 1, "device": "cpu"},
+               progress=False, target_normalizer=norm)
+    assert seen["normalizer"] is norm
+
+
+@pytest.mark.parametrize("name", ["paper", "adabn"])
+def test_the_library_refuses_a_model_that_is_not_a_boundary_model(name, volumes):
+    from emseg_tutorial.models import UNet2d
+
+    src, tgt = volumes
+    m1 = UNet2d(out_channels=4, depth=2, base_width=4)
+    with pytest.raises(ValueError, match=r"adaptation needs a boundary model \(2 classes\), this one has 4"):
+        run_method(name, m1, Volume(src.image, src.labels), tgt.image, config_kwargs=TINY, progress=False)
+
+
+def test_a_one_pass_run_without_report_stride_is_refused_in_one_line(volumes):
+    src, tgt = volumes
+    with pytest.raises(ValueError, match="config_kwargs needs report_stride"):
+        run_method("adabn", _unet(), Volume(None, src.labels), tgt.image, config_kwargs={"device": "cpu"},
+                   progress=False)

@@ -153,8 +153,7 @@ def test_cli_adapt_resume(tmp_path, monkeypatch, capsys):
         write_volume(tmp_path / name, data)
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "m3.pt", UNet2d(out_channels=2, **TINY))
-    base = ["adapt", "--model", f"{tmp_path}/m3.pt", "--source-labels", f"{tmp_path}/sl.tif", "--source-image",
-            f"{tmp_path}/s.tif", "--target-image", f"{tmp_path}/t.tif", "--method", "paper", "--steps", "2",
+    base = ["adapt", "--model", f"{tmp_path}/m3.pt", "--source-labels", f"{tmp_path}/sl.tif", "--target-image", f"{tmp_path}/t.tif", "--method", "paper", "--steps", "2",
             "--device", "cpu", "--quiet"]
     assert main(base + ["--epochs", "2", "--out", f"{tmp_path}/full"]) == 0, capsys.readouterr().err
     assert main(base + ["--epochs", "1", "--out", f"{tmp_path}/part"]) == 0

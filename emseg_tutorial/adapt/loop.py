@@ -56,18 +56,16 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from .._validate import InputError, check_image
 from ..data.augment import Jitter
-from .._validate import check_image
-from ..data.normalize import Normalizer
-from ..labels import check_labels
-from .._validate import InputError
+from ..data.normalize import Normalizer, normalizer_of
 from ..data.patches import PatchSampler
 from ..data.volume import Volume
 from ..devices import adam, check_precision, memory_format, pick_device, precision, set_seed
-from ..labels import for_task, num_classes
-from ..models import PatchDiscriminator
+from ..labels import check_labels, for_task, num_classes
+from ..models import PatchDiscriminator, check_model
 from ..progress import progress as progress_bar
-from ..weight_schemes import weight_map
+from ..weight_schemes import weight_map_of_codes
 from .diagnostics import add_epoch, boundary_snapshot, epoch_report, new_history, source_boundary_prior
 from .state import restore, save_adaptation_state
 from .registry import Method, get_method, method_names
@@ -248,7 +246,8 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
           source_image: np.ndarray | None = None, source_val: Volume | None = None,
           target_eval: Volume | None = None, snapshot_slice: int | None = None,
           initial_report: dict | None = None, progress: bool = True, target_name: str = "target image",
-          checkpoint: str | os.PathLike | None = None, resume: dict | None = None) -> AdaptResult:
+          checkpoint: str | os.PathLike | None = None, resume: dict | None = None,
+          target_normalizer: Normalizer | None = None) -> AdaptResult:
     """Adapt a boundary U-Net (M3) to an unlabelled target volume.
 
     Parameters
@@ -282,14 +281,18 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     resume : dict, optional
         A state from :func:`.state.load_adaptation_state` of a run with the same settings
         (``epochs`` aside): the run continues with the epoch after it.
+    target_normalizer : Normalizer, optional
+        The target volume's one normaliser when the caller has it (a :class:`Volume`'s), else
+        computed here once; the target patches and every report share it.
 
     Raises
     ------
     InputError
-        Bad volumes, or slices too small to adapt with (:func:`check_slice_size`), before
-        any training.
+        Not a boundary model (:func:`check_boundary_model`), bad volumes, or slices too small to
+        adapt with (:func:`check_slice_size`), before any training.
     """
     record = get_method(config.method)
+    check_boundary_model(model)
     target_image = check_image(target_image, target_name)
     check_slice_size(target_image, target_name, config)
     labels = source_codes(source_labels, config)  # the one check of the source labels on this path
@@ -297,7 +300,7 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     n_classes = num_classes("boundary")
     set_seed(config.seed)
     device = pick_device(config.device)
-    target_norm = Normalizer.from_volume(target_image)  # the target's one normaliser: patches and reports
+    target_norm = normalizer_of(target_image, target_normalizer)  # the target's one normaliser: patches, reports
     ctx = step_context(model, labels, target_image, config, source_image, device, n_classes, record,
                        target_normalizer=target_norm)
     source_prior = source_boundary_prior(labels)
@@ -349,6 +352,29 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
                        snapshots=snapshots)
 
 
+def check_boundary_model(model: torch.nn.Module, name: str | None = None) -> torch.nn.Module:
+    """``model`` if it is a boundary segmentation U-Net (2 classes), else one-line InputError.
+
+    Adaptation adapts M3, the boundary model; messages name ``name`` or the model's checkpoint
+    file (:func:`~emseg_tutorial.models.check_model` checks the rest).
+
+    Examples
+    --------
+    >>> from emseg_tutorial.models import UNet2d
+    >>> check_boundary_model(UNet2d(out_channels=4, depth=1, base_width=4), "m1.pt")
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial._validate.InputError: m1.pt: adaptation needs a boundary model (2 classes), this one has 4
+    """
+    check_model(model, name, classes=None)
+    classes = getattr(model, "init_kwargs", {}).get("out_channels")
+    if classes != num_classes("boundary"):
+        name = name or getattr(model, "checkpoint", None) or "model"
+        raise InputError(f"{name}: adaptation needs a boundary model ({num_classes('boundary')} classes), "
+                         f"this one has {classes}")
+    return model
+
+
 def source_codes(labels: np.ndarray, config: AdaptConfig | None = None, name: str = "source labels") -> np.ndarray:
     """Source labels checked (:func:`~emseg_tutorial.labels.check_labels`; with ``config``, also
     their slice size, :func:`check_slice_size`) and as boundary codes: done once where they enter
@@ -370,8 +396,9 @@ def step_context(model, labels, target_image, config: AdaptConfig, source_image,
     """Samplers, networks and optimisers of one run (``labels``: :func:`source_codes`).
 
     Where the method's record needs no source image (the paper's, which reads label maps only),
-    the source sampler draws label maps and nothing is done with ``source_image``. ``target_normalizer``: the target volume's one normaliser (default:
-    computed from ``target_image``), shared with the epoch reports.
+    the source sampler draws label maps and nothing is done with ``source_image``.
+    ``target_normalizer``: the target volume's one normaliser (default: computed from
+    ``target_image``), shared with the epoch reports.
 
     The discriminator, its input and the mean teacher come from the method's record
     (:mod:`.registry`).
@@ -385,7 +412,7 @@ def step_context(model, labels, target_image, config: AdaptConfig, source_image,
         raise ValueError(f"the conditional discriminator needs at least 2 source slices, got {labels.shape[0]}")
     # Source patches are not jittered here: the conditional discriminator would otherwise see
     # blur and noise on source images only, one more way to tell the domains apart.
-    weights = weight_map(labels, config.source_weights) if config.source_weight else None
+    weights = weight_map_of_codes(labels, config.source_weights) if config.source_weight else None
     image = source_image if record.needs_source_image(config) else None  # label maps only otherwise
     source = PatchSampler(image, labels, weights, device=device, patch=config.patch, seed=config.seed,
                           mismatch_gap=gap)

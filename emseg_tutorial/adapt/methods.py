@@ -35,14 +35,14 @@ import numpy as np
 import torch
 
 from .._validate import check_image
+from ..data.normalize import Normalizer, normalizer_of
 from ..data.volume import Volume
 from ..devices import pick_device
 from .diagnostics import (add_epoch, boundary_snapshot, epoch_report, label_free_choice, new_history,
                           oracle_choice, source_boundary_prior)
-from .loop import AdaptConfig, adapt, check_slice_size, source_codes
+from .loop import AdaptConfig, adapt, check_boundary_model, check_slice_size, source_codes
 from .registry import get_method, method_names, resolve
 
-SCORES = ("boundary_jaccard", "boundary_f1", "adapted_rand_error")
 
 
 @dataclass
@@ -79,7 +79,8 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
                config_kwargs: dict, source_val: Volume | None = None, target_eval: Volume | None = None,
                initial_report: dict | None = None, snapshot_slice: int | None = None,
                progress: bool = True, target_name: str = "target image",
-               checkpoint: str | os.PathLike | None = None, resume: dict | None = None) -> MethodRun:
+               checkpoint: str | os.PathLike | None = None, resume: dict | None = None,
+               target_normalizer: Normalizer | None = None) -> MethodRun:
     """Adapt ``model`` with one method (or variant) and return its :class:`MethodRun`.
 
     ``source`` holds the source labels and, where the method needs it
@@ -89,7 +90,8 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
     target whose slices are too small (:func:`~emseg_tutorial.adapt.loop.check_slice_size`;
     messages name ``target_name``) is refused before any work. ``checkpoint`` and ``resume`` make
     a trained method's run resumable (see :func:`~.loop.adapt`); a one-pass method has nothing to
-    resume.
+    resume. ``target_normalizer`` is the target volume's one normaliser when the caller has it
+    (else computed once here); the adaptation, AdaBN's statistics and every report share it.
     """
     record = get_method(name)
     method, overrides = resolve(name)
@@ -100,25 +102,36 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
         res = adapt(model, source.labels, target_image, AdaptConfig(**cfg), source_image=source.image,
                     source_val=source_val, target_eval=target_eval, snapshot_slice=snapshot_slice,
                     initial_report=initial_report, progress=progress, target_name=target_name,
-                    checkpoint=checkpoint, resume=resume)
+                    checkpoint=checkpoint, resume=resume, target_normalizer=target_normalizer)
         return MethodRun(name, seed, res.history["epochs"], res.snapshots, time.perf_counter() - start, res.model,
                          res.discriminator)
 
     if resume is not None:
         raise ValueError(f"method {name!r} has no training to resume: it runs in one pass")
+    check_boundary_model(model)
     target_image = check_image(target_image, target_name)
     check_slice_size(target_image, target_name)
     labels = source_codes(source.labels)  # the one check of the source labels on this path
-    record.check_source_image(config_kwargs, source.image)
-    device = pick_device(config_kwargs.get("device"))
-    stride = config_kwargs["report_stride"]
+    settings = {k: v for k, v in config_kwargs.items() if k in record.options}
+    record.check_source_image(settings, source.image)
+    stride = settings.get("report_stride")
+    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
+        raise ValueError(f"method {name!r}: config_kwargs needs report_stride, an integer >= 1, got {stride!r} "
+                         "(emseg_tutorial.paper.method_settings builds them from a preset)")
+    device = pick_device(settings.get("device"))
+    norm = normalizer_of(target_image, target_normalizer)
     prior = source_boundary_prior(labels)
     if initial_report is None:
-        initial_report = epoch_report(model, target_image, prior, device, source_val, target_eval, stride)
-    settings = {k: v for k, v in config_kwargs.items() if k in record.options}
+        initial_report = epoch_report(model, target_image, prior, device, source_val, target_eval, stride,
+                                      normalizer=norm)
     history = new_history({"method": method, **settings}, initial_report)
-    out = record.one_pass(model, source.image, target_image, target_eval, device=device, progress=progress)
-    add_epoch(history, epoch_report(out.model, out.target_image, prior, device, source_val, out.target_eval, stride))
+    out = record.one_pass(model, source.image, target_image, target_eval, settings=settings, normalizer=norm,
+                          device=device, progress=progress)
+    if set(out.volumes) != set(record.outputs):
+        raise RuntimeError(f"method {name!r} returned the files {sorted(out.volumes)}, but its record says "
+                           f"{sorted(record.outputs)}")
+    add_epoch(history, epoch_report(out.model, out.target_image, prior, device, source_val, out.target_eval, stride,
+                                    normalizer=norm if out.target_image is target_image else None))
     snaps = []
     if out.target_eval is not None:
         z = out.target_eval.shape[0] // 2 if snapshot_slice is None else snapshot_slice

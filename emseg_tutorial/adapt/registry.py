@@ -92,8 +92,10 @@ class Method:
     step : callable, optional
         ``step(ctx: StepContext) -> dict`` of statistics: one training step (trained methods).
     one_pass : callable, optional
-        ``one_pass(model, source_image, target_image, target_eval, *, device, progress) ->
-        OnePassResult`` (methods without training).
+        ``one_pass(model, source_image, target_image, target_eval, *, settings, normalizer, device,
+        progress) -> OnePassResult`` (methods without training): ``settings`` are the run's
+        settings of the record's ``options``, ``normalizer`` the target volume's one
+        :class:`~emseg_tutorial.data.normalize.Normalizer`.
     discriminator : {"maps", "pairs", "self-info", "none"}
         What its discriminator sees (:data:`~.steps.DISCRIMINATOR_INPUTS`).
     truth_is_real : bool
@@ -101,7 +103,8 @@ class Method:
     teacher : bool
         Keeps a mean teacher (self-training).
     source_image : bool or callable
-        Whether the source image is needed, or ``f(config) -> bool``.
+        Whether the source image is needed, or ``f(settings: dict) -> bool`` of the run's
+        settings (an :class:`~.loop.AdaptConfig` as a dict, or a one-pass method's settings).
     outputs : tuple of str
         Files beside the model a one-pass method writes (keys of ``OnePassResult.volumes``).
     variant_of : str, optional
@@ -154,6 +157,8 @@ class Method:
 
     @property
     def resumes(self) -> bool:
+        """A run cut short continues from its saved state: the trained methods (one-pass ones
+        have nothing to continue)."""
         return self.trains
 
     @property
@@ -168,13 +173,18 @@ class Method:
             return None
         return n_classes + DISCRIMINATOR_INPUTS[self.discriminator][0]
 
-    def needs_source_image(self, config=None) -> bool:
-        """Whether a run with ``config`` needs the source image (not only its labels)."""
-        return bool(self.source_image(config) if callable(self.source_image) else self.source_image)
+    def needs_source_image(self, settings: Mapping[str, Any] | None = None) -> bool:
+        """Whether a run with ``settings`` (a dict; an :class:`~.loop.AdaptConfig` is turned into
+        one) needs the source image, not only its labels."""
+        if not callable(self.source_image):
+            return bool(self.source_image)
+        if dataclasses.is_dataclass(settings):
+            settings = dataclasses.asdict(settings)
+        return bool(self.source_image(dict(settings or {})))
 
-    def check_source_image(self, config, source_image) -> None:
+    def check_source_image(self, settings, source_image) -> None:
         """ValueError naming the method unless the source image is given where it is needed."""
-        if source_image is None and self.needs_source_image(config):
+        if source_image is None and self.needs_source_image(settings):
             raise ValueError(f"method {self.name!r} needs the source image (source_image / --source-image), "
                              "not only its labels")
 
@@ -192,7 +202,7 @@ def register(record: Method) -> Method:
 
     Examples
     --------
-    >>> def unchanged(model, source_image, target_image, target_eval, *, device, progress):
+    >>> def unchanged(model, source_image, target_image, target_eval, **run):
     ...     return OnePassResult(model, target_image, target_eval)
     >>> register(Method("unchanged", "the source model as it is", ONE_PASS, one_pass=unchanged,
     ...                 source_image=False, deterministic=True)).files
@@ -224,8 +234,7 @@ def unregister(name: str) -> None:
 
 def variant(of: str, name: str, summary: str, **overrides) -> Method:
     """A :class:`Method` that runs method ``of`` with ``overrides`` (an ablation)."""
-    return dataclasses.replace(get_method(of), name=name, summary=summary, variant_of=of, overrides=overrides,
-                               deterministic=get_method(of).deterministic)
+    return dataclasses.replace(get_method(of), name=name, summary=summary, variant_of=of, overrides=overrides)
 
 
 def get_method(name: str) -> Method:
@@ -267,22 +276,31 @@ def resolve(name: str) -> tuple[str, dict]:
 # --------------------------------------------------------------------------- one-pass methods
 
 
-def _adabn(model, source_image, target_image, target_eval, *, device, progress) -> OnePassResult:
-    """AdaBN: the source model with batch-norm statistics re-estimated on the target (:mod:`.adabn`)."""
-    return OnePassResult(adapt_batchnorm(model, target_image, device=device, progress=progress), target_image,
-                         target_eval)
+def _adabn(model, source_image, target_image, target_eval, *, settings, normalizer, device,
+           progress) -> OnePassResult:
+    """AdaBN: the source model with batch-norm statistics re-estimated on the target (:mod:`.adabn`),
+    standardised with the target's one normaliser."""
+    adapted = adapt_batchnorm(model, target_image, normalizer=normalizer, device=device, progress=progress)
+    return OnePassResult(adapted, target_image, target_eval)
 
 
 MATCHED_FILE = "target_matched.tif"
 
 
-def _histmatch(model, source_image, target_image, target_eval, *, device, progress) -> OnePassResult:
-    """The source model unchanged, the target images remapped to the source's histogram."""
+def _histmatch(model, source_image, target_image, target_eval, *, settings, normalizer, device,
+               progress) -> OnePassResult:
+    """The source model unchanged, each target volume remapped to the source's histogram.
+
+    A labelled volume that is a part of a larger one (every n-th slice, :meth:`Volume.take`) is
+    matched as that whole volume, then taken again (:meth:`Volume.remapped`), so its scores do
+    not depend on which slices are scored; one that is the target image itself is matched once.
+    """
     matched = match_to_source(target_image, source_image)
-    eval_volume = None
-    if target_eval is not None:
-        eval_volume = Volume(match_to_source(target_eval.image, source_image), target_eval.labels,
-                             target_eval.voxel_size, f"{target_eval.name}-histmatched")
+
+    def match(image: np.ndarray) -> np.ndarray:
+        return matched if image is target_image else match_to_source(image, source_image)
+
+    eval_volume = None if target_eval is None else target_eval.remapped(match, f"{target_eval.name}-histmatched")
     return OnePassResult(model, matched, eval_volume, {MATCHED_FILE: matched})
 
 
@@ -291,7 +309,7 @@ def _histmatch(model, source_image, target_image, target_eval, *, device, progre
 register(Method(
     "paper", "the paper's Experiment 3: truth maps real, target softmax fake, adversarial loss only",
     ADVERSARIAL | TRUTH_AS_REAL, {"source_weight": 0.0, "adv_weight": 1.0}, step=paper_step,
-    discriminator="maps", truth_is_real=True, source_image=lambda config: (config.source_weight or 0) > 0))
+    discriminator="maps", truth_is_real=True, source_image=lambda settings: (settings.get("source_weight") or 0) > 0))
 register(Method(
     "conditional-paper", "its future work as written: (image, label map) discriminator, adversarial loss only, "
     "raw image channel", ADVERSARIAL | TRUTH_AS_REAL | {"condition_image", "mismatch_gap"},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -88,7 +88,33 @@ class Volume:
         labels = None if self.labels is None else self.labels[index]
         part = Volume(self.image[index], labels, self.voxel_size, name)
         part.__dict__["_normalizer"] = self.normalizer
+        whole, slices = self._whole()
+        part.__dict__["_part_of"] = (whole, slices[index])
         return part
+
+    def _whole(self) -> tuple["Volume", np.ndarray]:
+        """The volume this one was taken from (itself when it was not) and which of its slices this is."""
+        return self.__dict__.get("_part_of", (self, np.arange(self.shape[0])))
+
+    def remapped(self, transform: Callable[[np.ndarray], np.ndarray], name: str | None = None) -> "Volume":
+        """This volume with intensities ``transform(image)`` of the whole image it belongs to.
+
+        An intensity remapping that depends on the volume's histogram (histogram matching) must
+        see the whole volume: a part (:meth:`take`) is remapped as its whole volume and then
+        taken again, so it equals the same slices of the remapped whole, normaliser included.
+
+        Examples
+        --------
+        >>> v = Volume(np.arange(4 * 2 * 2, dtype=np.uint8).reshape(4, 2, 2), name="v")
+        >>> flip = lambda img: (img.max() - img).astype(np.uint8)   # depends on the whole volume
+        >>> part = v.take(slice(None, None, 2)).remapped(flip)
+        >>> bool((part.image == v.remapped(flip).image[::2]).all()), part.normalizer == v.remapped(flip).normalizer
+        (True, True)
+        """
+        whole, slices = self._whole()
+        name = name or f"{self.name}-remapped"
+        out = Volume(np.asarray(transform(whole.image)), whole.labels, whole.voxel_size, name)
+        return out if np.array_equal(slices, np.arange(whole.shape[0])) else out.take(slices, name)
 
     def slices(self, start: int, stop: int) -> "Volume":
         """The sub-volume of slices ``start:stop`` (views, not copies), with this volume's normaliser."""

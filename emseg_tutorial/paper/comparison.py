@@ -133,7 +133,8 @@ def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[in
                 resume = saved_state(state, f"{name} (seed {seed})", progress=progress) if state else None
                 run = run_method(name, m3, source, target.image, config_kwargs=kwargs, source_val=source_val,
                                  target_eval=target_eval, initial_report=initial, snapshot_slice=z,
-                                 progress=progress, checkpoint=state, resume=resume)
+                                 progress=progress, checkpoint=state, resume=resume,
+                                 target_normalizer=target.normalizer)
                 run.model = run.discriminator = None  # the tables need reports, not weights,
                 run.snapshots = run.snapshots[-1:]  # and the figure the last epoch's snapshot only
                 save_run(record, run, fingerprint)

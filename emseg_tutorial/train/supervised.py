@@ -4,7 +4,7 @@ One function, :func:`train_supervised`, reads from top to bottom:
 
 1. labels are reduced to the task (4 classes, or boundary against the rest);
 2. the per-pixel loss weights are computed once for the whole volume
-   (:func:`~emseg_tutorial.weight_schemes.weight_map`);
+   (:func:`~emseg_tutorial.weight_schemes.weight_map_of_codes`);
 3. the last slices are held out for validation, patches are drawn from the rest, on the
    device itself (:class:`~emseg_tutorial.data.patches.PatchSampler`);
 4. the model is built, or taken from an earlier checkpoint (its head replaced when the number
@@ -42,20 +42,19 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from ..data.augment import get_jitter
 from .._validate import check_image, check_pair
-from ..labels import check_labels
+from ..data.augment import get_jitter
 from ..data.normalize import Normalizer
 from ..data.patches import PatchSampler
-from ..devices import (Precision, adam, check_precision, compile_model, eager_fallback, memory_format, pick_device, precision,
-                       set_seed)
-from ..labels import for_task, num_classes, TASKS
+from ..devices import (Precision, adam, check_precision, compile_model, eager_fallback, memory_format, pick_device,
+                       precision, set_seed)
+from ..labels import TASKS, check_labels, for_task, num_classes
 from ..losses import dice_loss, focal_loss, weighted_cross_entropy
 from ..metrics import pixel_scores
 from ..models import UNet2d, build_model, check_model
 from ..predict import predict_labels
 from ..progress import progress as progress_bar
-from ..weight_schemes import parse_weight_scheme, weight_map
+from ..weight_schemes import parse_weight_scheme, weight_map_of_codes
 from ..store import check_resumable, restore_model, save_training_state
 
 LOSSES = ("ce", "dice", "ce+dice", "focal")
@@ -220,7 +219,7 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     set_seed(config.seed)
     device = pick_device(config.device)
 
-    weights = weight_map(labels, config.weights)
+    weights = weight_map_of_codes(labels, config.weights)  # labels checked above, once
     normalizer = Normalizer.from_volume(image)  # the volume's one: training patches and validation
     train_z, val_z = split_slices(image.shape[0], config.val_slices)
     sampler = PatchSampler(image, labels, weights, device=device, patch=config.patch, slices=train_z,
