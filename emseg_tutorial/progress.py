@@ -7,7 +7,8 @@ caller asks (``enabled=False``: the command line's ``--quiet``, or a session who
 when the output is not a terminal.
 
 :func:`note` prints the one line that says a cached result was reused (or a run continued)
-and from where, under the same switch.
+and from where: always, bars or not (``make book`` shows them in the chapters' outputs), since
+a result read back from disk is something the reader must be told.
 
 Examples
 --------
@@ -33,7 +34,6 @@ def progress(iterable: Iterable[T], *, desc: str, enabled: bool = True, **kwargs
     return tqdm(iterable, desc=desc, mininterval=2.0, disable=None, **kwargs)
 
 
-def note(line: str, *, enabled: bool = True) -> None:
-    """Print one line (what was reused or continued, and from where) unless notes are off."""
-    if enabled:
-        print(line, flush=True)
+def note(line: str) -> None:
+    """Print one line: what was reused or continued, and from where."""
+    print(line, flush=True)

@@ -17,7 +17,7 @@ variable                   setting
 ``EMSEG_RUNS``             folder of trained stages shared between chapters (default ``runs``)
 ``EMSEG_CACHE``            folder of downloaded datasets (default: the user cache folder)
 ``EMSEG_FIBSEM``           your FIBSEM image, the real-data source (with ``EMSEG_FIBSEM_LABELS``)
-``EMSEG_PROGRESS``         ``0`` switches progress bars off
+``EMSEG_PROGRESS``         ``0`` switches progress bars off (not the line that names a reused cached result)
 ``EMSEG_WIDGETS``          ``static`` draws widgets as plain figures (the book build)
 ``EMSEG_COMPILE``          ``1`` trains through ``torch.compile`` (eager where compiling fails)
 ``EMSEG_PRECISION``        ``auto`` (default), ``float32``, ``bfloat16`` or ``float16``: the

@@ -465,6 +465,16 @@ def test_a_reused_stage_says_what_and_from_where(stage_env, capsys):
     assert capsys.readouterr().out == f"reused m1 (seed 0) from {runs / session.preset.name / 'm1-seed0.pt'}\n"
 
 
+def test_a_stage_says_its_own_reuse_only_not_its_parents(stage_env, capsys):
+    """Bars off (EMSEG_PROGRESS=0), the reuse is still said; M1, read back to fingerprint M2, is not."""
+    session, source, calls, runs = stage_env
+    session = session.replace(progress=False)
+    experiments.get_stage("m2", session, source=source)
+    assert "reused" not in capsys.readouterr().out
+    experiments.get_stage("m2", session, source=source)
+    assert capsys.readouterr().out == f"reused m2 (seed 0) from {runs / session.preset.name / 'm2-seed0.pt'}\n"
+
+
 def test_edited_source_retrains_the_stage(stage_env, edit_source, capsys):
     session, source, calls, _ = stage_env
     session = session.replace(progress=True)

@@ -11,8 +11,7 @@ volume no training step ever sees. With a session, the twins are kept in its run
 (:func:`twin_cache_path`, keyed on domain, shape, seed and
 :data:`~.synthetic.TWIN_VERSION`; the file also holds the hash of the twins' own source,
 :func:`twin_source`, and one drawn by other code is drawn again), so later chapters and runs
-load them instead of drawing them again, saying so in one line when the session's
-``progress`` is on. ``real`` uses downloaded, checksummed datasets
+load them instead of drawing them again, saying so in one line. ``real`` uses downloaded, checksummed datasets
 (:mod:`.registry`, :mod:`.real`): the SNEMI3D train stack as target and, as source, your
 FIBSEM volume (``EMSEG_FIBSEM`` + ``EMSEG_FIBSEM_LABELS``) or the public 4-class VNC stack;
 there the first 75 % of the slices are the train split and the last 25 % the test split,
@@ -109,7 +108,7 @@ def load_domain(domain: str, settings: Settings, split: str = "train") -> Volume
     runs = getattr(settings, "runs", None)
     if runs is None:  # a bare preset: nowhere to keep the volume
         return make_volume(domain, shape, seed=seed)
-    return cached_twin(domain, shape, seed, runs, progress=getattr(settings, "progress", True))
+    return cached_twin(domain, shape, seed, runs)
 
 
 #: The modules that draw the twins (a module or a package: every module under this name).
@@ -158,19 +157,19 @@ def _read_twin(path: Path, domain: str, shape, seed: int) -> Volume | None:
                   name=f"synthetic-{domain}-seed{int(seed)}")
 
 
-def cached_twin(domain: str, shape, seed: int, runs: str | os.PathLike, *, progress: bool = True) -> Volume:
+def cached_twin(domain: str, shape, seed: int, runs: str | os.PathLike) -> Volume:
     """:func:`~.synthetic.make_volume` kept in ``runs``: loaded when cached, else made and saved.
 
     The file (:func:`twin_cache_path`) is written atomically; one that cannot be read, or holds
     something else (another shape, version, dtype or twin source, :func:`twin_source`), is made
-    again and replaced. A twin read back says so in one line (when ``progress``).
+    again and replaced. A twin read back says so in one line.
     """
     path = twin_cache_path(runs, domain, shape, seed)
     if path.exists():
         vol = _read_twin(path, domain, shape, seed)
         if vol is not None:
             z, y, x = vol.shape
-            note(f"reused twin {domain} {z}x{y}x{x} (seed {int(seed)}) from {path}", enabled=progress)
+            note(f"reused twin {domain} {z}x{y}x{x} (seed {int(seed)}) from {path}")
             return vol
     vol = make_volume(domain, shape, seed=seed)
 

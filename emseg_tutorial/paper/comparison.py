@@ -125,12 +125,12 @@ def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[in
             fingerprint = adaptation_fingerprint(name, {**kwargs, **overrides}, model=m3_stage.history["fingerprint"],
                                                  digests=digests, extra={"snapshot_slice": z})
             record = unit_path(session, name, seed, fingerprint, "run.pt")
-            run = load_run(record, fingerprint, progress=progress)
+            run = load_run(record, fingerprint)
             if run is not None:
                 reused += 1
             else:
                 state = unit_path(session, name, seed, fingerprint, "state.pt") if entry.trains else None
-                resume = saved_state(state, f"{name} (seed {seed})", progress=progress) if state else None
+                resume = saved_state(state, f"{name} (seed {seed})") if state else None
                 run = run_method(name, m3, source, target.image, config_kwargs=kwargs, source_val=source_val,
                                  target_eval=target_eval, initial_report=initial, snapshot_slice=z,
                                  progress=progress, checkpoint=state, resume=resume,

@@ -126,12 +126,11 @@ def unit_path(session: Session, name: str, seed: int | None, fingerprint: dict, 
     return Path(session.runs) / session.preset.name / "adapt" / f"{name}{seed_part}-{fingerprint_key(fingerprint)}.{suffix}"
 
 
-def saved_state(path: str | os.PathLike, what: str = "adaptation", *, epochs: int | None = None,
-                progress: bool = True) -> dict | None:
+def saved_state(path: str | os.PathLike, what: str = "adaptation", *, epochs: int | None = None) -> dict | None:
     """The adaptation state at ``path`` to continue from, or None when there is none.
 
-    A state found is announced in one line (:func:`~emseg_tutorial.progress.note`, when
-    ``progress``): "reused WHAT from PATH" when it holds the last of ``epochs`` (the run is read
+    A state found is announced in one line (:func:`~emseg_tutorial.progress.note`): "reused
+    WHAT from PATH" when it holds the last of ``epochs`` (the run is read
     back, not trained), else "continuing WHAT from PATH (epoch e of n)". A file that does not
     read as a state (cut off by a full disk, say) is reported with a ``RuntimeWarning`` and
     ignored: the unit then runs from the start and overwrites it.
@@ -145,10 +144,9 @@ def saved_state(path: str | os.PathLike, what: str = "adaptation", *, epochs: in
         return None
     done = int(state["epoch"])
     if epochs is not None and done >= epochs:
-        note(f"reused {what} from {path}", enabled=progress)
+        note(f"reused {what} from {path}")
     else:
-        note(f"continuing {what} from {path} (epoch {done}{'' if epochs is None else f' of {epochs}'})",
-             enabled=progress)
+        note(f"continuing {what} from {path} (epoch {done}{'' if epochs is None else f' of {epochs}'})")
     return state
 
 
@@ -160,10 +158,10 @@ def save_run(path: str | os.PathLike, run: MethodRun, fingerprint: dict) -> None
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def load_run(path: str | os.PathLike, fingerprint: dict, *, progress: bool = True) -> MethodRun | None:
+def load_run(path: str | os.PathLike, fingerprint: dict) -> MethodRun | None:
     """The :class:`~emseg_tutorial.adapt.MethodRun` saved at ``path`` when it has ``fingerprint``, else None.
 
-    A run read back says so in one line ("reused paper (seed 0) from PATH", when ``progress``).
+    A run read back says so in one line ("reused paper (seed 0) from PATH").
     An unreadable file is reported with a ``RuntimeWarning`` and ignored, like :func:`saved_state`.
     """
     if not Path(path).is_file():
@@ -176,6 +174,6 @@ def load_run(path: str | os.PathLike, fingerprint: dict, *, progress: bool = Tru
     if saved["fingerprint"] != fingerprint:
         return None
     seed = "" if saved["seed"] is None else f" (seed {saved['seed']})"
-    note(f"reused {saved['name']}{seed} from {path}", enabled=progress)
+    note(f"reused {saved['name']}{seed} from {path}")
     return MethodRun(saved["name"], saved["seed"], saved["epochs"], [s.numpy() for s in saved["snapshots"]],
                      saved["seconds"])

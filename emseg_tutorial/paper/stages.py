@@ -237,13 +237,24 @@ def get_stage(name: str, session: Session, *, source: Volume | None = None,
         ``init_seed=0``: one M1, several fine-tuning seeds.
     retrain : bool
         Train even when a matching saved run exists.
+
+    A stage read back from the runs folder says so in one line ("reused m2 (seed 0) from
+    PATH"), and one continued from an interrupted run too; the parents it starts from are
+    read back without a line of their own (they are part of the stage's fingerprint, not what
+    the caller asked for).
     """
     session = _session(session)
     source = source if source is not None else load_domain("fibsem", session, "train")
+    return _stage(name, session, source, seed, init_seed, retrain, announce=True)
+
+
+def _stage(name: str, session: Session, source: Volume, seed: int, init_seed: int | None, retrain: bool, *,
+           announce: bool) -> TrainResult:
+    """:func:`get_stage` on a given source volume; ``announce``: say so when it is read back."""
     config = stage_config(name, session, seed)
     stage = STAGES[name]
     parent_seed = seed if init_seed is None else init_seed
-    parent = get_stage(stage.init, session, source=source, seed=parent_seed) if stage.init else None
+    parent = _stage(stage.init, session, source, parent_seed, None, False, announce=False) if stage.init else None
     fingerprint = _fingerprint(config, source, parent)
     parent_tag = "" if parent_seed == seed else f"-init{parent_seed}"  # a seed table's runs from one M1
     path = Path(session.runs) / session.preset.name / f"{name}-seed{seed}{parent_tag}.pt"
@@ -251,13 +262,14 @@ def get_stage(name: str, session: Session, *, source: Volume | None = None,
     if path.is_file() and not retrain:
         model, ckpt = load_checkpoint(path)
         if ckpt.get("history", {}).get("fingerprint") == fingerprint:
-            note(f"reused {what} from {path}", enabled=session.progress)
+            if announce:
+                note(f"reused {what} from {path}")
             return TrainResult(model=model, config=config, history=ckpt["history"])
     # An interrupted run of the same stage (same fingerprint) left its state here: continue it.
     state = path.with_name(f"{path.stem}-{fingerprint_key(fingerprint)}.state.pt")
     resume = load_training_state(state) if state.is_file() and not retrain else None
     if resume is not None:
-        note(f"continuing {what} from {state} (step {resume['step']} of {config.steps})", enabled=session.progress)
+        note(f"continuing {what} from {state} (step {resume['step']} of {config.steps})")
     run = train_supervised(source.image, source.labels, config, init=parent.model if parent else None,
                            progress=session.progress, checkpoint=state, resume=resume, compile=session.compile)
     run.history["fingerprint"] = fingerprint
@@ -346,8 +358,7 @@ def run_adaptation(session: Session, method: str = "paper", *, seed: int = 0,
                                          volumes={"source": source, "target": target, "source_val": source_val,
                                                   "target_eval": target_eval})
     state = unit_path(session, method, seed, fingerprint, "state.pt")
-    resume = None if retrain else saved_state(state, f"adaptation {method} (seed {seed})", epochs=config.epochs,
-                                              progress=session.progress)
+    resume = None if retrain else saved_state(state, f"adaptation {method} (seed {seed})", epochs=config.epochs)
     return adapt(m3.model, source.labels, target.image, config, source_image=source.image,
                  source_val=source_val, target_eval=target_eval, progress=session.progress,
                  checkpoint=state, resume=resume)
