@@ -38,11 +38,11 @@ def _digests() -> dict[str, str]:
     return out
 
 
-def source_files(modules: str | None = None) -> list[str]:
+def source_files(modules: str | tuple[str, ...] | None = None) -> list[str]:
     """The dotted names :func:`source_hash` covers: every module, or those under ``modules``.
 
-    ``modules`` is a dotted prefix: the module of that name and, when it is a package, every
-    module inside it (so a module split into a sub-package keeps its prefix).
+    ``modules`` is a dotted prefix, or a tuple of them: the module of that name and, when it is
+    a package, every module inside it (so a module split into a sub-package keeps its prefix).
 
     Examples
     --------
@@ -54,17 +54,19 @@ def source_files(modules: str | None = None) -> list[str]:
     names = sorted(_digests())
     if modules is None:
         return names
-    return [n for n in names if n == modules or n.startswith(modules + ".")]
+    prefixes = (modules,) if isinstance(modules, str) else tuple(modules)
+    return [n for n in names if any(n == p or n.startswith(p + ".") for p in prefixes)]
 
 
 @lru_cache(maxsize=None)
-def source_hash(modules: str | None = None) -> str:
+def source_hash(modules: str | tuple[str, ...] | None = None) -> str:
     """Twelve hex digits hashing the source of every module of the package, or of ``modules``.
 
     Parameters
     ----------
-    modules : str, optional
-        A dotted prefix (``"emseg_tutorial.data.synthetic"``): only the modules under it count,
+    modules : str or tuple of str, optional
+        A dotted prefix (``"emseg_tutorial.data.synthetic"``), or a tuple of them (hashable, as
+        the result is remembered): only the modules under them count,
         so a cache of what they make (the twins) survives edits elsewhere. Default: the whole
         package (stages and adaptations, which depend on nearly all of it).
 

@@ -66,14 +66,18 @@ def ci_adapt_config(ci_session):
 def edit_source(monkeypatch):
     """``edit_source("emseg_tutorial.losses")``: from then on the package-source hash answers as if
     that module had been edited (every hash covering it changes, the others stay)."""
+    import hashlib
+
     from emseg_tutorial import _source
 
     real = _source.source_hash
 
     def edit(module: str) -> None:
         def edited(modules=None):
-            touched = modules is None or module == modules or module.startswith(modules + ".")
-            return "eeeeee" + real(modules)[6:] if touched else real(modules)
+            prefixes = () if modules is None else (modules,) if isinstance(modules, str) else modules
+            touched = modules is None or any(module == p or module.startswith(p + ".") for p in prefixes)
+            tag = hashlib.blake2b(module.encode(), digest_size=3).hexdigest()  # one per edited module
+            return tag + real(modules)[6:] if touched else real(modules)
 
         monkeypatch.setattr(_source, "source_hash", edited)
 

@@ -183,12 +183,15 @@ def test_a_reused_twin_says_so_and_edited_twin_code_redraws_it(tmp_path, count_m
     load_domain("snemi", settings, "test")
     assert len(count_makes) == 1                      # the twins' own code is unchanged: reused
     capsys.readouterr()
-    edit_source(sources.TWIN_MODULES + ".render")     # a module of the twins edited
+    edit_source(sources.TWIN_MODULES[0] + ".renderer")   # a module of the twins edited
     load_domain("snemi", settings, "test")
     assert len(count_makes) == 2 and capsys.readouterr().out == ""   # drawn again
     assert str(np.load(path)["source"]) == sources.twin_source()   # the file now holds the new hash
     load_domain("snemi", settings, "test")
     assert len(count_makes) == 2
+    edit_source("emseg_tutorial.labels")              # the label codes the twins write
+    load_domain("snemi", settings, "test")
+    assert len(count_makes) == 3
 
 
 def test_a_reuse_is_said_even_with_progress_bars_off(tmp_path, count_makes, capsys):

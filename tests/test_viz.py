@@ -201,3 +201,5 @@ def test_shortcut_figure_shows_every_compared_method_whose_discriminator_judges_
     fig = viz.shortcut_figure(comp)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == [n for n in names if get_method(n).discriminator == "pairs"] == ["conditional", "conditional-paper"]
+    with pytest.raises(ValueError, match="no method with a conditional discriminator"):
+        viz.shortcut_figure(SimpleNamespace(names=["paper", "adabn"], of=comp.of))

@@ -111,8 +111,9 @@ def load_domain(domain: str, settings: Settings, split: str = "train") -> Volume
     return cached_twin(domain, shape, seed, runs)
 
 
-#: The modules that draw the twins (a module or a package: every module under this name).
-TWIN_MODULES = f"{__package__}.synthetic"
+#: The modules that draw the twins (each a module or a package: every module under the name):
+#: the generator, and the label codes it writes.
+TWIN_MODULES = (f"{__package__}.synthetic", f"{__package__.rpartition('.')[0]}.labels")
 
 
 def twin_source() -> str:

@@ -150,6 +150,8 @@ def shortcut_figure(comp, names: Sequence[str] | None = None):
     """
     if names is None:
         names = [n for n in comp.names if get_method(n).discriminator == "pairs"]
+    if not names:
+        raise ValueError("shortcut_figure: no method with a conditional discriminator (pairs) in this comparison")
     names = [n for n in names if comp.of(n)] or list(names[:1])
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2), sharey=True, squeeze=False)
     for ax, name in zip(axes[0], names):
