@@ -31,13 +31,11 @@ def snemi_small():
 # ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def ci_session():
-    """A :class:`~emseg_tutorial.Session` at the ``ci`` preset on the CPU, without progress bars."""
-    import torch
+    """A :class:`~emseg_tutorial.Session` at the ``ci`` preset on the CPU, without progress bars
+    (``helpers.CI``)."""
+    from helpers import CI
 
-    from emseg_tutorial.presets import get_preset
-    from emseg_tutorial.session import Session
-
-    return Session(preset=get_preset("ci"), device=torch.device("cpu"), progress=False)
+    return CI
 
 
 @pytest.fixture(scope="session")
@@ -52,14 +50,11 @@ def ci_train_config(ci_session):
 
 
 @pytest.fixture(scope="session")
-def ci_adapt_config(ci_session):
-    """``ci_adapt_config(method="paper", **fields)``: a ci-sized AdaptConfig on the CPU."""
-    from emseg_tutorial.paper.stages import adapt_config
+def ci_adapt_config():
+    """``ci_adapt_config(method="paper", **fields)``: a ci-sized AdaptConfig on the CPU (``helpers.ci_config``)."""
+    from helpers import ci_config
 
-    def build(method="paper", **fields):
-        return adapt_config(ci_session, method, **fields)
-
-    return build
+    return ci_config
 
 
 @pytest.fixture

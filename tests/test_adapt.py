@@ -7,23 +7,19 @@ import pytest
 import torch
 
 from emseg_tutorial.cli import main
-from emseg_tutorial.data.synthetic import make_volume
 from emseg_tutorial.models import PatchDiscriminator, UNet2d, build
 from emseg_tutorial.adapt import steps as adapt_module
 from emseg_tutorial.adapt import adapt, one_hot
 from emseg_tutorial.store import load_checkpoint, save_checkpoint
 
+from helpers import tiny_unet
+
 TINY = dict(epochs=2, steps_per_epoch=2, batch_size=2, patch=32, discriminator={"width": 4, "depth": 2})
 
 
-@pytest.fixture(scope="module")
-def volumes():
-    return make_volume("fibsem", (3, 48, 48), seed=0), make_volume("snemi", (3, 48, 48), seed=1)
-
-
-def _unet(seed=0):
-    torch.manual_seed(seed)
-    return UNet2d(out_channels=2, depth=2, base_width=4)
+@pytest.fixture
+def volumes(adapt_volumes):
+    return adapt_volumes
 
 
 def test_discriminator_shapes_and_rebuild():
@@ -60,7 +56,7 @@ def test_config_validation(kwargs, match, ci_adapt_config):
 
 def test_end_to_end_history_and_snapshots(volumes, ci_adapt_config):
     src, tgt = volumes
-    res = adapt(_unet(), src.labels, tgt.image, ci_adapt_config(**TINY), source_val=src, target_eval=tgt,
+    res = adapt(tiny_unet(), src.labels, tgt.image, ci_adapt_config(**TINY), source_val=src, target_eval=tgt,
                 progress=False)
     h = res.history
     assert [e["epoch"] for e in h["epochs"]] == [0, 1, 2]
@@ -76,7 +72,7 @@ def test_end_to_end_history_and_snapshots(volumes, ci_adapt_config):
 
 def test_model_argument_is_left_untouched(volumes, ci_adapt_config):
     src, tgt = volumes
-    net = _unet()
+    net = tiny_unet()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     res = adapt(net, src.labels, tgt.image, ci_adapt_config(**TINY), progress=False)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
@@ -93,7 +89,7 @@ def test_discriminator_sees_one_hot_truth_as_real_and_softmax_as_fake(volumes, m
         return real_step(disc, opt, real, fake, scaler)
 
     monkeypatch.setattr(adapt_module, "discriminator_step", spy)
-    adapt(_unet(), src.labels, tgt.image, ci_adapt_config(**TINY), progress=False)
+    adapt(tiny_unet(), src.labels, tgt.image, ci_adapt_config(**TINY), progress=False)
     assert len(seen) == 4
     for real, fake in seen:
         assert set(torch.unique(real).tolist()) <= {0.0, 1.0}
@@ -110,19 +106,19 @@ def test_unet_update_does_not_depend_on_source_labels(volumes, ci_adapt_config):
     src, tgt = volumes
     cfg = ci_adapt_config(**{**TINY, "lr_d": 0.0})
     shuffled = np.ascontiguousarray(src.labels[:, ::-1, ::-1][[2, 0, 1]])
-    a = adapt(_unet(), src.labels, tgt.image, cfg, progress=False).model.state_dict()
-    b = adapt(_unet(), shuffled, tgt.image, cfg, progress=False).model.state_dict()
+    a = adapt(tiny_unet(), src.labels, tgt.image, cfg, progress=False).model.state_dict()
+    b = adapt(tiny_unet(), shuffled, tgt.image, cfg, progress=False).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     # ... while the discriminator, when it learns, does read them.
     cfg = ci_adapt_config(**TINY)
-    da = adapt(_unet(), src.labels, tgt.image, cfg, progress=False).discriminator.state_dict()
-    db = adapt(_unet(), shuffled, tgt.image, cfg, progress=False).discriminator.state_dict()
+    da = adapt(tiny_unet(), src.labels, tgt.image, cfg, progress=False).discriminator.state_dict()
+    db = adapt(tiny_unet(), shuffled, tgt.image, cfg, progress=False).discriminator.state_dict()
     assert any(not torch.equal(da[k], db[k]) for k in da)
 
 
 def test_generator_step_moves_only_the_unet():
     torch.manual_seed(0)
-    net, disc = _unet(), PatchDiscriminator(in_channels=2, width=4, depth=2)
+    net, disc = tiny_unet(), PatchDiscriminator(in_channels=2, width=4, depth=2)
     d_before = {k: v.clone() for k, v in disc.state_dict().items()}
     g_before = {k: v.clone() for k, v in net.state_dict().items()}
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -136,14 +132,14 @@ def test_generator_step_moves_only_the_unet():
 
 def test_same_seed_same_adaptation(volumes, ci_adapt_config):
     src, tgt = volumes
-    a = adapt(_unet(), src.labels, tgt.image, ci_adapt_config(**TINY), progress=False)
-    b = adapt(_unet(), src.labels, tgt.image, ci_adapt_config(**TINY), progress=False)
+    a = adapt(tiny_unet(), src.labels, tgt.image, ci_adapt_config(**TINY), progress=False)
+    b = adapt(tiny_unet(), src.labels, tgt.image, ci_adapt_config(**TINY), progress=False)
     assert a.history["train"]["loss_g"] == b.history["train"]["loss_g"]
 
 
 def test_history_and_checkpoint_round_trip(volumes, tmp_path, ci_adapt_config):
     src, tgt = volumes
-    res = adapt(_unet(), src.labels, tgt.image, ci_adapt_config(**TINY), target_eval=tgt, progress=False)
+    res = adapt(tiny_unet(), src.labels, tgt.image, ci_adapt_config(**TINY), target_eval=tgt, progress=False)
     save_checkpoint(tmp_path / "a.pt", res.model, config=res.config.to_dict(), history=res.history)
     model, ckpt = load_checkpoint(tmp_path / "a.pt")
     x = torch.rand(1, 1, 32, 32)

@@ -15,17 +15,9 @@ from emseg_tutorial.adapt import adapt, adapt_batchnorm, get_method, method_name
 from emseg_tutorial.adapt import steps as adapt_steps
 from emseg_tutorial.adapt.adabn import batchnorm_layers, normalised_statistics
 
-from emseg_tutorial.paper.stages import adapt_config
-from emseg_tutorial.presets import get_preset
-from emseg_tutorial.session import Session
-
-#: The ci preset on the CPU: every AdaptConfig here is built by the library's preset builder.
-CI = Session(preset=get_preset("ci"), device=torch.device("cpu"), progress=False)
+from helpers import ci_config, tiny_unet
 
 
-def ci_config(method: str = "paper", **fields):
-    """A ci-sized AdaptConfig (conftest's ``ci_adapt_config``, usable in ``parametrize`` too)."""
-    return adapt_config(CI, method, **fields)
 
 
 METHODS = method_names(trains=True)
@@ -33,9 +25,6 @@ TINY = dict(epochs=1, steps_per_epoch=2, batch_size=2, patch=32, mismatch_gap=2,
             discriminator={"width": 4, "depth": 2})
 
 
-def _unet(seed=0):
-    torch.manual_seed(seed)
-    return UNet2d(out_channels=2, depth=2, base_width=4)
 
 
 def _changed(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -46,7 +35,7 @@ def _changed(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_runs_and_reports(adapt_volumes, method):
     src, tgt = adapt_volumes
-    net = _unet()
+    net = tiny_unet()
     res = adapt(net, src.labels, tgt.image, ci_config(method=method, **TINY), source_image=src.image,
                 source_val=src, target_eval=tgt, progress=False)
     assert [e["epoch"] for e in res.history["epochs"]] == [0, 1]
@@ -68,14 +57,14 @@ def test_methods_run_with_the_device_samplers(adapt_volumes, method):
     src, tgt = adapt_volumes
     config = ci_config(method=method, **TINY)
     labels = for_task(src.labels, "boundary")
-    ctx = step_context(_unet(), labels, tgt.image, config, src.image, torch.device("cpu"), 2)
+    ctx = step_context(tiny_unet(), labels, tgt.image, config, src.image, torch.device("cpu"), 2)
     assert isinstance(ctx.source, PatchSampler) and isinstance(ctx.target, PatchSampler)
     assert ctx.source.device.type == ctx.target.device.type == "cpu"
     assert isinstance(ctx.rng, torch.Generator) and ctx.rng.device.type == "cpu"
     image = ctx.batch(ctx.target)["image"]
     jittered = adapt_steps.jittered(ctx, image)
     assert jittered.shape == image.shape and jittered.device == image.device and not torch.equal(jittered, image)
-    net = _unet()
+    net = tiny_unet()
     res = adapt(net, src.labels, tgt.image, config, source_image=src.image, progress=False)
     assert _changed(res.model, net) and len(res.history["epochs"]) == 2
 
@@ -95,7 +84,7 @@ def test_method_defaults_and_validation():
 def test_methods_other_than_paper_need_the_source_image(adapt_volumes, method):
     src, tgt = adapt_volumes
     with pytest.raises(ValueError, match="needs the source image"):
-        adapt(_unet(), src.labels, tgt.image, ci_config(method=method, **TINY), progress=False)
+        adapt(tiny_unet(), src.labels, tgt.image, ci_config(method=method, **TINY), progress=False)
 
 
 @pytest.mark.parametrize("method", ["adaptsegnet", "selftrain"])
@@ -105,8 +94,8 @@ def test_source_loss_reaches_the_unet(adapt_volumes, method):
     src, tgt = adapt_volumes
     cfg = ci_config(method=method, lr_d=0.0, **TINY)
     shuffled = np.ascontiguousarray(src.labels[::-1, ::-1, ::-1])
-    a = adapt(_unet(), src.labels, tgt.image, cfg, source_image=src.image, progress=False).model
-    b = adapt(_unet(), shuffled, tgt.image, cfg, source_image=src.image, progress=False).model
+    a = adapt(tiny_unet(), src.labels, tgt.image, cfg, source_image=src.image, progress=False).model
+    b = adapt(tiny_unet(), shuffled, tgt.image, cfg, source_image=src.image, progress=False).model
     assert _changed(a, b)
 
 
@@ -120,7 +109,7 @@ def test_conditional_discriminator_inputs(adapt_volumes, monkeypatch):
         return real_step(disc, opt, real, fake, scaler)
 
     monkeypatch.setattr(adapt_steps, "discriminator_step", spy)
-    adapt(_unet(), src.labels, tgt.image, ci_config(method="conditional", **TINY), source_image=src.image,
+    adapt(tiny_unet(), src.labels, tgt.image, ci_config(method="conditional", **TINY), source_image=src.image,
           progress=False)
     assert len(seen) == 2
     for real, (wrong, target) in seen:
@@ -138,10 +127,10 @@ def test_conditional_raw_image_is_not_rank_normalised(adapt_volumes, monkeypatch
     src, tgt = adapt_volumes
     calls = []
     monkeypatch.setattr(adapt_steps, "rank_normalize", lambda x: calls.append(1) or x)
-    adapt(_unet(), src.labels, tgt.image, ci_config(method="conditional", condition_image="raw", **TINY),
+    adapt(tiny_unet(), src.labels, tgt.image, ci_config(method="conditional", condition_image="raw", **TINY),
           source_image=src.image, progress=False)
     assert not calls
-    adapt(_unet(), src.labels, tgt.image, ci_config(method="conditional", **TINY), source_image=src.image,
+    adapt(tiny_unet(), src.labels, tgt.image, ci_config(method="conditional", **TINY), source_image=src.image,
           progress=False)
     assert calls
 
@@ -155,7 +144,7 @@ def test_advent_discriminator_sees_self_information():
 
 
 def test_ema_update():
-    a, b = _unet(0), _unet(1)
+    a, b = tiny_unet(seed=0), tiny_unet(seed=1)
     before = [p.clone() for p in a.parameters()]
     adapt_steps.ema_update(a, b, 0.75)
     for t0, t, s in zip(before, a.parameters(), b.parameters()):
@@ -199,7 +188,7 @@ def test_sampler_returns_mismatched_labels_from_distant_slices():
 
 
 def test_adabn_restores_exact_target_statistics():
-    net = _unet()
+    net = tiny_unet()
     net.train()
     with torch.no_grad():  # give the source model some (wrong) running statistics
         net(torch.randn(4, 1, 32, 32) * 3 + 1)

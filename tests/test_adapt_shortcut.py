@@ -12,17 +12,9 @@ from emseg_tutorial.adapt.loop import step_context
 from emseg_tutorial.labels import for_task
 from emseg_tutorial.models import UNet2d
 
-from emseg_tutorial.paper.stages import adapt_config
-from emseg_tutorial.presets import get_preset
-from emseg_tutorial.session import Session
-
-#: The ci preset on the CPU: every AdaptConfig here is built by the library's preset builder.
-CI = Session(preset=get_preset("ci"), device=torch.device("cpu"), progress=False)
+from helpers import ci_config, tiny_unet
 
 
-def ci_config(method: str = "paper", **fields):
-    """A ci-sized AdaptConfig (conftest's ``ci_adapt_config``, usable in ``parametrize`` too)."""
-    return adapt_config(CI, method, **fields)
 
 
 TINY = dict(epochs=2, steps_per_epoch=2, batch_size=2, patch=32, mismatch_gap=2,
@@ -30,14 +22,11 @@ TINY = dict(epochs=2, steps_per_epoch=2, batch_size=2, patch=32, mismatch_gap=2,
 ADVERSARIAL = [m for m in method_names(trains=True) if get_method(m).discriminator != "none"]
 
 
-def _unet(seed=0):
-    torch.manual_seed(seed)
-    return UNet2d(out_channels=2, depth=2, base_width=4)
 
 
 def _run(adapt_volumes, method, **kwargs):
     src, tgt = adapt_volumes
-    return adapt(_unet(), src.labels, tgt.image, ci_config(method=method, **{**TINY, **kwargs}),
+    return adapt(tiny_unet(), src.labels, tgt.image, ci_config(method=method, **{**TINY, **kwargs}),
                  source_image=src.image, progress=False)
 
 
@@ -82,7 +71,7 @@ def test_probe_catches_a_discriminator_that_judges_softness(adapt_volumes):
     src, tgt = adapt_volumes
     for method in ("paper", "conditional-paper"):
         config = ci_config(method=method, **TINY)
-        ctx = step_context(_unet(), for_task(src.labels, "boundary"), tgt.image, config, src.image,
+        ctx = step_context(tiny_unet(), for_task(src.labels, "boundary"), tgt.image, config, src.image,
                            torch.device("cpu"), 2)
         ctx.disc = _SoftnessJudge()
         probe = {k: float(v) for k, v in adapt_steps.shortcut_probe(ctx).items()}
@@ -92,7 +81,7 @@ def test_probe_catches_a_discriminator_that_judges_softness(adapt_volumes):
 def test_real_smoothing_and_hard_fake_maps(adapt_volumes):
     src, tgt = adapt_volumes
     labels = for_task(src.labels, "boundary")
-    ctx = step_context(_unet(), labels, tgt.image, ci_config(real_smoothing=0.1, hard_fake=True, **TINY), None,
+    ctx = step_context(tiny_unet(), labels, tgt.image, ci_config(real_smoothing=0.1, hard_fake=True, **TINY), None,
                        torch.device("cpu"), 2)
     index = torch.tensor([[[0, 1, -1]]])
     np.testing.assert_allclose(ctx.real_maps(index)[0, :, 0].T.tolist(), [[0.95, 0.05], [0.05, 0.95], [0, 0]])
@@ -152,8 +141,8 @@ def test_conditional_paper_unet_update_reads_no_source_labels(adapt_volumes, mon
     monkeypatch.setattr(adapt_steps, "rank_normalize", lambda x: calls.append(1) or x)
     cfg = ci_config(method="conditional-paper", lr_d=0.0, **TINY)
     shuffled = np.ascontiguousarray(src.labels[::-1, ::-1, ::-1])
-    a = adapt(_unet(), src.labels, tgt.image, cfg, source_image=src.image, progress=False)
-    b = adapt(_unet(), shuffled, tgt.image, cfg, source_image=src.image, progress=False)
+    a = adapt(tiny_unet(), src.labels, tgt.image, cfg, source_image=src.image, progress=False)
+    b = adapt(tiny_unet(), shuffled, tgt.image, cfg, source_image=src.image, progress=False)
     sa, sb = a.model.state_dict(), b.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa) and not calls
     assert a.discriminator.init_kwargs["in_channels"] == 3

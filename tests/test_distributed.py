@@ -19,12 +19,11 @@ from emseg_tutorial.predict import predict_file  # noqa: E402
 from emseg_tutorial.predict.distributed import parse_cluster, predict_distributed  # noqa: E402
 from emseg_tutorial.store import save_checkpoint  # noqa: E402
 
+from helpers import tiny_unet
+
 VOXEL = (30.0, 6.0, 6.0)
 
 
-def _unet():
-    torch.manual_seed(0)
-    return UNet2d(out_channels=2, depth=2, base_width=4)
 
 
 @pytest.mark.parametrize("shape,tile", [((7, 24, 24), 32), ((3, 36, 40), 32)])  # whole slices; tiled slices
@@ -32,9 +31,9 @@ def test_local_cluster_of_two_workers_equals_single_process(tmp_path, shape, til
     image = (np.random.default_rng(0).normal(1000, 200, shape)).astype(np.float32)  # percentile scaling
     write_volume(tmp_path / "img.zarr", image, VOXEL)
     kwargs = dict(tile=tile, overlap=8, batch_size=2)
-    single = predict_file(_unet(), tmp_path / "img.zarr", tmp_path / "one.zarr", f"{tmp_path / 'one.zarr'}:p",
+    single = predict_file(tiny_unet(), tmp_path / "img.zarr", tmp_path / "one.zarr", f"{tmp_path / 'one.zarr'}:p",
                           **kwargs)
-    spread = predict_distributed(_unet(), tmp_path / "img.zarr", tmp_path / "two.zarr",
+    spread = predict_distributed(tiny_unet(), tmp_path / "img.zarr", tmp_path / "two.zarr",
                                  f"{tmp_path / 'two.zarr'}:p", cluster="local:2", processes=False, slab=2, **kwargs)
     assert spread.normalizer == single.normalizer  # the statistics merged from the workers, bit for bit
     labels, voxel = read_image(tmp_path / "two.zarr")
@@ -46,10 +45,10 @@ def test_local_cluster_of_two_workers_equals_single_process(tmp_path, shape, til
 
 def test_a_finished_job_is_not_submitted_again(tmp_path):
     write_volume(tmp_path / "img.zarr", np.random.default_rng(1).integers(0, 255, (4, 16, 16), np.uint8))
-    first = predict_distributed(_unet(), tmp_path / "img.zarr", tmp_path / "p.zarr", cluster="local:1",
+    first = predict_distributed(tiny_unet(), tmp_path / "img.zarr", tmp_path / "p.zarr", cluster="local:1",
                                 processes=False, tile=16, overlap=4)
     mtime = (tmp_path / "p.zarr" / "0" / "0.0.0").stat().st_mtime_ns
-    predict_distributed(_unet(), tmp_path / "img.zarr", tmp_path / "p.zarr", cluster="local:1", processes=False,
+    predict_distributed(tiny_unet(), tmp_path / "img.zarr", tmp_path / "p.zarr", cluster="local:1", processes=False,
                         tile=16, overlap=4)
     assert (tmp_path / "p.zarr" / "0" / "0.0.0").stat().st_mtime_ns == mtime and first.shape == (4, 16, 16)
 
@@ -62,7 +61,7 @@ def _free_port():
 
 def test_unreachable_scheduler_is_one_line_and_exit_2_within_the_timeout(tmp_path, capsys):
     write_volume(tmp_path / "img.zarr", np.zeros((1, 16, 16), np.uint8))
-    save_checkpoint(tmp_path / "m.pt", _unet())
+    save_checkpoint(tmp_path / "m.pt", tiny_unet())
     address = f"tcp://127.0.0.1:{_free_port()}"
     start = time.monotonic()
     code = main(["predict", "--model", str(tmp_path / "m.pt"), "--image", str(tmp_path / "img.zarr"),
@@ -77,7 +76,7 @@ def test_bad_cluster_arguments(tmp_path, capsys):
         with pytest.raises(ValueError, match="--cluster"):
             parse_cluster(text)
     write_volume(tmp_path / "img.tif", np.zeros((1, 16, 16), np.uint8))
-    save_checkpoint(tmp_path / "m.pt", _unet())
+    save_checkpoint(tmp_path / "m.pt", tiny_unet())
     assert main(["predict", "--model", str(tmp_path / "m.pt"), "--image", str(tmp_path / "img.tif"),
                  "--out", str(tmp_path / "p.tif"), "--cluster", "local:1", "--quiet"]) == 2
     assert "writes zarr" in capsys.readouterr().err

@@ -16,20 +16,13 @@ from emseg_tutorial.cli import ADAPT_OPTIONS, main
 from emseg_tutorial.data.readers import read_image
 from emseg_tutorial.data.volume import Volume
 from emseg_tutorial.losses import entropy_map
-from emseg_tutorial.paper.stages import adapt_config, method_settings
-from emseg_tutorial.presets import get_preset
-from emseg_tutorial.session import Session
+from emseg_tutorial.paper.stages import method_settings
 from emseg_tutorial.store import load_checkpoint
+
+from helpers import CI, ci_config, tiny_unet
 
 TINY = dict(epochs=1, steps_per_epoch=2, batch_size=2, patch=32, report_stride=1, seed=0, device="cpu",
             discriminator={"width": 4, "depth": 2, "norm": None})
-#: The ci preset on the CPU: configs here are built by the library's preset builder.
-CI = Session(preset=get_preset("ci"), device=torch.device("cpu"), progress=False)
-
-
-def ci_config(method: str = "paper", **fields) -> AdaptConfig:
-    """A ci-sized AdaptConfig (what the library builds for a method)."""
-    return adapt_config(CI, method, **fields)
 
 
 def entropy_step(ctx) -> dict:
@@ -64,11 +57,6 @@ def new_methods():
     assert not {"test-entmin", "test-invert"} & set(method_names(ablations=True))
 
 
-def _unet():
-    from emseg_tutorial.models import UNet2d
-
-    torch.manual_seed(0)
-    return UNet2d(out_channels=2, depth=2, base_width=4)
 
 
 @pytest.fixture
@@ -104,7 +92,7 @@ def _one_line_error(capsys) -> str:
 
 def test_a_new_trained_method_runs_through_the_library(new_methods, volumes):
     src, tgt = volumes
-    net = _unet()
+    net = tiny_unet()
     # no source image: the record says this method needs none
     run = run_method("test-entmin", net, Volume(None, src.labels), tgt.image, config_kwargs=TINY,
                      target_eval=tgt, progress=False)
@@ -115,12 +103,12 @@ def test_a_new_trained_method_runs_through_the_library(new_methods, volumes):
 
 def test_a_new_one_pass_method_runs_through_the_library(new_methods, volumes):
     src, tgt = volumes
-    run = run_method("test-invert", _unet(), Volume(None, src.labels), tgt.image, config_kwargs={"device": "cpu", "report_stride": 1},
+    run = run_method("test-invert", tiny_unet(), Volume(None, src.labels), tgt.image, config_kwargs={"device": "cpu", "report_stride": 1},
                      target_eval=tgt, progress=False)
     assert [e["epoch"] for e in run.epochs] == [0, 1] and len(run.snapshots) == 2
     np.testing.assert_array_equal(run.volumes["target_inverted.tif"], 255 - tgt.image)
     with pytest.raises(ValueError, match="runs in one pass"):
-        run_method("test-invert", _unet(), src, tgt.image, config_kwargs={}, resume={"epoch": 1}, progress=False)
+        run_method("test-invert", tiny_unet(), src, tgt.image, config_kwargs={}, resume={"epoch": 1}, progress=False)
 
 
 @pytest.mark.parametrize("name", ["test-entmin", "test-invert"])
@@ -287,7 +275,7 @@ def test_source_labels_are_checked_once_from_run_method(name, volumes, monkeypat
 
     for module in (labels_module, weight_schemes, weights):
         monkeypatch.setattr(module, "check_codes", counting)
-    run_method(name, _unet(), Volume(src.image, src.labels), tgt.image, config_kwargs={**TINY, "patch": 32},
+    run_method(name, tiny_unet(), Volume(src.image, src.labels), tgt.image, config_kwargs={**TINY, "patch": 32},
                progress=False)
     assert calls == [src.labels.shape]
 
@@ -325,7 +313,7 @@ def test_source_labels_make_at_most_ten_stays_from_run_method_to_the_adversarial
                 any(value is t for t in tracked) for value in frame.f_locals.values()):
             stays.append((module, frame.f_code.co_qualname))
 
-    source, model = Volume(src.image, src.labels), _unet()
+    source, model = Volume(src.image, src.labels), tiny_unet()
     sys.setprofile(profile)
     try:
         run_method("paper", model, source, tgt.image, config_kwargs=TINY, progress=False)
@@ -352,7 +340,7 @@ def test_histmatch_matches_a_part_of_a_volume_as_the_whole(volumes):
     src, tgt = volumes
     whole = Volume(tgt.image, tgt.labels, name="t")
     part = whole.take(slice(None, None, 2))
-    out = get_method("histmatch").one_pass(_unet(), src.image, tgt.image, part, settings={}, normalizer=None,
+    out = get_method("histmatch").one_pass(tiny_unet(), src.image, tgt.image, part, settings={}, normalizer=None,
                                            device=torch.device("cpu"), progress=False)
     matched = match_to_source(tgt.image, src.image)
     np.testing.assert_array_equal(out.target_eval.image, matched[::2])
@@ -374,7 +362,7 @@ def test_adabn_estimates_with_the_target_normaliser_it_is_given(volumes, monkeyp
 
     monkeypatch.setattr(registry, "adapt_batchnorm", spy)
     norm = Normalizer.from_volume(tgt.image)
-    run_method("adabn", _unet(), Volume(None, src.labels), tgt.image, config_kwargs={"report_stride": 1, "device": "cpu"},
+    run_method("adabn", tiny_unet(), Volume(None, src.labels), tgt.image, config_kwargs={"report_stride": 1, "device": "cpu"},
                progress=False, target_normalizer=norm)
     assert seen["normalizer"] is norm
 
@@ -392,5 +380,5 @@ def test_the_library_refuses_a_model_that_is_not_a_boundary_model(name, volumes)
 def test_a_one_pass_run_without_report_stride_is_refused_in_one_line(volumes):
     src, tgt = volumes
     with pytest.raises(ValueError, match="config_kwargs needs report_stride"):
-        run_method("adabn", _unet(), Volume(None, src.labels), tgt.image, config_kwargs={"device": "cpu"},
+        run_method("adabn", tiny_unet(), Volume(None, src.labels), tgt.image, config_kwargs={"device": "cpu"},
                    progress=False)
