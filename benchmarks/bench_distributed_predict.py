@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emseg_tutorial.data.readers import read_labels  # noqa: E402
-from emseg_tutorial.data.writers import open_writers
+from emseg_tutorial.data.writers import open_writers  # noqa: E402
 from emseg_tutorial.models import UNet2d  # noqa: E402
 from emseg_tutorial.predict.distributed import predict_distributed  # noqa: E402
 

@@ -7,7 +7,7 @@ Usage::
 Since issue 21 the library draws training patches with one implementation,
 :class:`~emseg_tutorial.data.patches.PatchSampler`, in torch on every device (CUDA's path runs on
 the CPU too). The numpy sampler it replaced lives on only as the reference of the distribution
-tests (``tests/test_device_patches.py``: ``NumpyReference``); this script times both on the
+tests (``tests/test_sampler_reference.py``: ``NumpyReference``); this script times both on the
 preset's source twin, with its weight map, patch and batch size, and with the conditional
 discriminator's wrong-slice partners, in interleaved rounds (machines here are noisy). It prints
 milliseconds per batch (median over rounds) and the ratio torch / numpy. Nothing is enforced;
@@ -33,7 +33,7 @@ from emseg_tutorial.data.synthetic import make_volume  # noqa: E402
 from emseg_tutorial.labels import for_task  # noqa: E402
 from emseg_tutorial.presets import PRESETS, get_preset  # noqa: E402
 from emseg_tutorial.weight_schemes import weight_map  # noqa: E402
-from test_device_patches import NumpyReference  # noqa: E402  (the reference lives with its tests)
+from test_sampler_reference import NumpyReference  # noqa: E402  (the reference lives with its tests)
 
 
 def per_batch_ms(sampler, batch: int, n: int) -> float:

@@ -20,9 +20,14 @@ The branches a GPU takes, and where the CPU runs the same code:
   :func:`eager_fallback`), on any device;
 * random streams resume on a device of the same kind only (:func:`restore_generator`).
 
+* prediction autocasts on CUDA and stays float32 on the CPU (:func:`inference_precision`, so CPU
+  scores match an exported model run in plain PyTorch); the autocast branch is the training
+  one, and the tests run prediction through it on the CPU with bfloat16.
+
 Only CUDA: float16 autocast (refused on a CPU: its float16 kernels are emulated and slow, and
-bfloat16 needs no scaler), the query whether a GPU runs bfloat16, and pinned, non-blocking
-host-to-device copies (:func:`to_device`; pinned memory needs a CUDA driver).
+bfloat16 needs no scaler) and the query whether a GPU runs bfloat16. Nothing copies batches
+from the host any more (the sampler draws them on the device), so there is no pinned-memory
+branch.
 
 Examples
 --------
@@ -186,29 +191,6 @@ def inference_precision(device: torch.device | str) -> Precision:
     """
     device = torch.device(device)
     return precision(device, "auto" if device.type == "cuda" else "float32")
-
-
-def to_device(batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
-    """Arrays or tensors as tensors on ``device``: from the host to CUDA through pinned memory,
-    without blocking; elsewhere a plain copy (a no-op for a tensor already there).
-
-    Batches of :class:`~emseg_tutorial.data.patches.PatchSampler` are on the device already;
-    this is for arrays from elsewhere (a benchmark's fixed batch, a chapter's).
-
-    Examples
-    --------
-    >>> t = torch.zeros(2)
-    >>> to_device({"a": t}, torch.device("cpu"))["a"] is t
-    True
-    """
-    cuda = torch.device(device).type == "cuda"
-    out = {}
-    for key, value in batch.items():
-        t = torch.as_tensor(value)
-        if cuda and t.device.type == "cpu":
-            t = t.pin_memory()
-        out[key] = t.to(device, non_blocking=cuda)
-    return out
 
 
 def memory_format(device: torch.device | str) -> torch.memory_format:

@@ -1,13 +1,13 @@
 """Device-agnostic precision and batches: the GPU paths are chosen by pure rules tested here,
 and each branch a GPU takes (fused Adam, an enabled gradient scaler, channels-last, compile with
-its eager fallback) runs on the CPU too."""
+its eager fallback, prediction under autocast) runs on the CPU too."""
 
 import numpy as np
 import pytest
 import torch
 
 from emseg_tutorial.devices import (Precision, adam, amp_dtype, compile_model, fused_adam, memory_format, pick_device,
-                                    precision, to_device)
+                                    precision)
 from emseg_tutorial.models import UNet2d
 from emseg_tutorial.train.supervised import training_step
 
@@ -66,20 +66,27 @@ def test_unknown_device_is_a_clear_error():
 
 
 def test_training_step_keeps_the_loss_on_the_device():
-    batch = {"image": np.zeros((2, 1, 16, 16), np.float32), "target": np.ones((2, 16, 16), np.int64),
-             "weight": np.ones((2, 16, 16), np.float32)}
-    batch = to_device(batch, torch.device("cpu"))
+    batch = {"image": torch.zeros(2, 1, 16, 16), "target": torch.ones(2, 16, 16, dtype=torch.int64),
+             "weight": torch.ones(2, 16, 16)}
     model = UNet2d(out_channels=2, depth=2, base_width=4)
     p = precision("cpu")
     loss = training_step(model, batch, torch.optim.Adam(model.parameters()), p.grad_scaler(), p)
     assert isinstance(loss, torch.Tensor) and loss.ndim == 0 and not loss.requires_grad
 
 
-def test_to_device_passes_tensors_through_and_copies_arrays():
-    t = torch.arange(4)
-    out = to_device({"t": t, "a": np.ones(3, np.float32)}, torch.device("cpu"))
-    assert out["t"] is t   # a tensor already there is not copied again
-    assert isinstance(out["a"], torch.Tensor) and out["a"].dtype == torch.float32
+def test_prediction_under_autocast_the_branch_cuda_takes_runs_on_the_cpu(monkeypatch):
+    """Prediction autocasts on CUDA (inference_precision) and stays float32 on the CPU; the
+    autocast branch itself, forced here with bfloat16 on the CPU, gives the float32 result to
+    bfloat16's precision."""
+    from emseg_tutorial.predict import tiled
+
+    model = UNet2d(out_channels=2, depth=2, base_width=4).eval()
+    image = np.random.default_rng(0).integers(0, 255, (2, 40, 40), dtype=np.uint8)
+    plain = tiled.predict_probabilities(model, image, device="cpu")
+    monkeypatch.setattr(tiled, "inference_precision", lambda device: Precision("cpu", torch.bfloat16))
+    cast = tiled.predict_probabilities(model, image, device="cpu")
+    assert cast.dtype == plain.dtype == np.float32 and cast.shape == plain.shape
+    assert np.abs(cast - plain).max() < 0.05 and not np.array_equal(cast, plain)
 
 
 def test_memory_format_channels_last_on_cuda_and_cpu():

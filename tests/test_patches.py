@@ -1,6 +1,6 @@
 """PatchSampler and intensity scaling: shapes, standardisation, slice choice, flips that keep
 image, labels and weights together. The sampler draws with torch on its device (the CPU here,
-the same code as on CUDA); tests/test_device_patches.py compares it with the numpy reference."""
+the same code as on CUDA); tests/test_sampler_reference.py compares it with the numpy reference."""
 
 import numpy as np
 import pytest

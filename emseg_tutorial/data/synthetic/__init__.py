@@ -65,7 +65,8 @@ Versions
 --------
 :data:`TWIN_VERSION` names the generator: the same ``(domain, shape, seed)`` gives the same
 volume within a version, and caches (:func:`~emseg_tutorial.data.sources.load_domain`) are keyed
-on it. Version 1 (before the constant existed) filled sub-slices with a distance transform from
+on it and on a hash of this package's source (:func:`~emseg_tutorial.data.sources.twin_source`),
+so an edit here draws the twins again. Version 1 (before the constant existed) filled sub-slices with a distance transform from
 rounded seeds; version 2 drew exact Voronoi cells in displaced coordinates with shared textures
 and table-drawn noise (pixel values changed, class fractions did not); version 3 (now) gives
 target tissue the source's lengths in nm, 4-pixel target walls, and both twins the hard parts
