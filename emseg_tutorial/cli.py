@@ -134,7 +134,8 @@ def add_train(sub) -> None:
                        description="Supervised training with the paper's per-pixel loss weights. Writes "
                                    "DIR/model.pt (weights, config, history) and DIR/history.json, and keeps "
                                    "DIR/state.pt (everything needed to continue: --resume DIR).")
-    p.add_argument("--image", type=_path, required=True, help="image volume (tif, FILE.h5:dataset, folder of slices, .npy)")
+    p.add_argument("--image", type=_path, required=True,
+                   help="image volume (tif, FILE.h5:dataset, folder of slices, .npy)")
     p.add_argument("--labels", type=_path, required=True, help="label volume, codes 0-4 (0 ignored)")
     p.add_argument("--task", choices=TASKS, required=True, help="multiclass: codes 1-4; boundary: 1 vs the rest")
     p.add_argument("--weights", required=True, metavar="{entropy,distance,distance:R,ratio:R,border,none}",
@@ -143,7 +144,8 @@ def add_train(sub) -> None:
     p.add_argument("--loss", choices=LOSSES, default="ce",
                    help="ce: weighted cross-entropy (the paper's, default); dice: soft Dice; ce+dice: their sum; "
                         "focal: focal loss (gamma 2) weighted by --weights")
-    p.add_argument("--init", type=_path, metavar="CKPT", help="start from this checkpoint (head replaced if the class count differs)")
+    p.add_argument("--init", type=_path, metavar="CKPT",
+                   help="start from this checkpoint (head replaced if the class count differs)")
     p.add_argument("--jitter", action="store_true", help="random intensity jitter (the paper's M2 -> M3 step)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="sizes (default: EMSEG_PRESET or by hardware)")
     p.add_argument("--steps", type=_positive, help="optimiser steps (default: from the preset)")
@@ -229,7 +231,8 @@ def add_predict(sub) -> None:
                                    "stacks larger than memory work.")
     p.add_argument("--model", type=_path, required=True, metavar="CKPT", help="checkpoint written by train or adapt")
     p.add_argument("--image", type=_path, required=True, help="image volume")
-    p.add_argument("--out", type=_path, required=True, metavar="PRED", help="output label codes (.tif, FILE.h5:dataset, .npy)")
+    p.add_argument("--out", type=_path, required=True, metavar="PRED",
+                   help="output label codes (.tif, FILE.h5:dataset, .npy)")
     p.add_argument("--probabilities", type=_path, metavar="PROB",
                    help="also write class probabilities, float32: (C, Z, Y, X) in .npy/HDF5, an ImageJ "
                         "hyperstack (Z, C, Y, X) in tif")
@@ -336,7 +339,8 @@ def add_adapt(sub) -> None:
                                    "method does not read is refused. Methods: "
                                    + "; ".join(f"{r.name} ({r.summary})" for r in records) + ".")
     p.add_argument("--model", type=_path, required=True, metavar="CKPT", help="boundary checkpoint to adapt (e.g. M3)")
-    p.add_argument("--source-labels", type=_path, required=True, metavar="LAB", help="source ground truth, codes 1-4 or 1-2")
+    p.add_argument("--source-labels", type=_path, required=True, metavar="LAB",
+                   help="source ground truth, codes 1-4 or 1-2")
     p.add_argument("--source-image", type=_path, metavar="IMG",
                    help="source images (refused where the method does not read them: "
                         + ", ".join(r.name for r in records if r.source_image is False) + "; "
@@ -430,7 +434,8 @@ def add_export(sub) -> None:
                        description="Write a bioimage.io model package (spec 0.5): rdf.yaml, PyTorch state-dict and "
                                    "TorchScript weights, test tensors from a synthetic twin, a cover and a model "
                                    "card; validated offline. Needs the 'scale' extra (bioimageio.spec).")
-    p.add_argument("--model", type=_path, required=True, metavar="CKPT", help="U-Net checkpoint written by train or adapt")
+    p.add_argument("--model", type=_path, required=True, metavar="CKPT",
+                   help="U-Net checkpoint written by train or adapt")
     p.add_argument("--out", type=_path, required=True, metavar="DIR_OR_ZIP",
                    help="output folder (new or empty), or a .zip for the model zoo (replaced only by a valid package)")
     p.add_argument("--name", help="model name (default from the checkpoint's task)")
