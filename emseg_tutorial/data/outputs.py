@@ -157,6 +157,8 @@ def _overlap(a: tuple, b: tuple) -> str | None:
     if fa == fb:
         first, second = ia, ib
     elif fa[:len(fb)] == fb or fb[:len(fa)] == fa:
+        if os.path.isfile(os.path.join(*min(fa, fb, key=len))):
+            return None  # nothing lies under a file: check_output_spec says so
         first, second = fa, fb
     else:
         return None
