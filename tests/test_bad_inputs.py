@@ -774,6 +774,7 @@ def test_protect_a_failed_export_leaves_the_old_zip_as_it_was(failure, tmp_path,
         raise ValueError(f"Exported package at '{output_path}' is invalid:\nsome field")
 
     monkeypatch.setattr(spec, "save_bioimageio_package", save)
-    _fails(argv + ["--out", tmp_path / "pkg.zip"], capsys, "pkg.zip")
+    line = _fails(argv + ["--out", tmp_path / "pkg.zip"], capsys, "pkg.zip")
+    assert ".part" not in line  # the message names the package, not the folder it was built in
     assert (tmp_path / "pkg.zip").read_bytes() == old
     assert sorted(os.listdir(tmp_path)) == ["m.pt", "pkg.zip"]  # no staging folder left beside it

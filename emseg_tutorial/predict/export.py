@@ -383,7 +383,8 @@ def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: 
     except Exception as err:
         if isinstance(err, ValueError) and "\n" not in str(err):
             raise
-        first = str(err).strip().splitlines()
+        text = str(err) if stage is None else str(err).replace(os.fspath(stage / out.name), os.fspath(out))
+        first = text.strip().splitlines()
         raise ValueError(f"{out}: export failed ({err.__class__.__name__}: {first[0] if first else ''}"
                          f"{' ...' if len(first) > 1 else ''})") from err
     finally:
