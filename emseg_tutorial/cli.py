@@ -44,6 +44,9 @@ from .weight_schemes import parse_weight_scheme
 PROG = "python -m emseg_tutorial"
 #: The resumable states ``train`` and ``adapt`` keep in their output folders.
 STATE_FILE = "state.pt"
+#: Files whose presence means a folder holds a run of ``train`` or ``adapt`` (refused without --overwrite).
+RUN_FILES = tuple(dict.fromkeys((*MODEL_FILES, STATE_FILE, ADAPT_STATE_FILE, DISCRIMINATOR_FILE,
+                                 *(f for name in method_names() for f in get_method(name).outputs))))
 
 
 class UsageError(Exception):
@@ -69,6 +72,17 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _path(text: str) -> str:
+    """A path flag's value: refused when empty or only spaces (an unset shell variable, say).
+
+    An empty string is never "the current folder": ``--resume ''`` would otherwise start a fresh
+    run there and ``--init ''`` would mean no initial model.
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"is empty ({text!r}); give a file or folder (an unset shell variable?)")
+    return text
 
 
 def _seed(text: str) -> int:
@@ -99,8 +113,8 @@ def add_synth(sub) -> None:
     p.add_argument("--shape", type=_positive, nargs=3, metavar=("Z", "Y", "X"), required=True,
                    help="volume shape in voxels (Y and X at least 16)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
-    p.add_argument("--image", required=True, help="output image (.tif, FILE.h5:dataset or .npy)")
-    p.add_argument("--labels", required=True, help="output labels, codes 1-4 (same formats)")
+    p.add_argument("--image", type=_path, required=True, help="output image (.tif, FILE.h5:dataset or .npy)")
+    p.add_argument("--labels", type=_path, required=True, help="output labels, codes 1-4 (same formats)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -120,8 +134,9 @@ def add_train(sub) -> None:
                        description="Supervised training with the paper's per-pixel loss weights. Writes "
                                    "DIR/model.pt (weights, config, history) and DIR/history.json, and keeps "
                                    "DIR/state.pt (everything needed to continue: --resume DIR).")
-    p.add_argument("--image", required=True, help="image volume (tif, FILE.h5:dataset, folder of slices, .npy)")
-    p.add_argument("--labels", required=True, help="label volume, codes 0-4 (0 ignored)")
+    p.add_argument("--image", type=_path, required=True,
+                   help="image volume (tif, FILE.h5:dataset, folder of slices, .npy)")
+    p.add_argument("--labels", type=_path, required=True, help="label volume, codes 0-4 (0 ignored)")
     p.add_argument("--task", choices=TASKS, required=True, help="multiclass: codes 1-4; boundary: 1 vs the rest")
     p.add_argument("--weights", required=True, metavar="{entropy,distance,distance:R,ratio:R,border,none}",
                    help="per-pixel loss weights; ratio:R and distance:R give boundary R times the mean "
@@ -129,18 +144,33 @@ def add_train(sub) -> None:
     p.add_argument("--loss", choices=LOSSES, default="ce",
                    help="ce: weighted cross-entropy (the paper's, default); dice: soft Dice; ce+dice: their sum; "
                         "focal: focal loss (gamma 2) weighted by --weights")
-    p.add_argument("--init", metavar="CKPT", help="start from this checkpoint (head replaced if the class count differs)")
+    p.add_argument("--init", type=_path, metavar="CKPT",
+                   help="start from this checkpoint (head replaced if the class count differs)")
     p.add_argument("--jitter", action="store_true", help="random intensity jitter (the paper's M2 -> M3 step)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="sizes (default: EMSEG_PRESET or by hardware)")
     p.add_argument("--steps", type=_positive, help="optimiser steps (default: from the preset)")
     p.add_argument("--seed", type=_seed, help="random seed (default: the session's, 0)")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
     _add_precision(p)
-    p.add_argument("--out", help="output folder (default: the --resume folder)")
-    p.add_argument("--resume", metavar="DIR",
+    p.add_argument("--out", type=_path, help="output folder (default: the --resume folder)")
+    p.add_argument("--resume", type=_path, metavar="DIR",
                    help="continue the run in DIR (its state.pt, written every validation interval) up to "
                         "--steps; the other settings must be the same")
+    _add_overwrite(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_overwrite(p) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run an --out folder already holds (" + ", ".join(RUN_FILES[:4]) + ", ...); "
+                        "without it such a folder is refused (--resume DIR continues the run in DIR)")
+
+
+def _run_overwrite(args) -> bool:
+    """Whether the run folder may already hold a run: ``--overwrite``, or ``--resume`` continuing its own."""
+    if args.overwrite:
+        return True
+    return bool(args.resume) and (args.out is None or Path(args.out).resolve() == Path(args.resume).resolve())
 
 
 def _add_precision(p) -> None:
@@ -174,7 +204,8 @@ def run_train(args) -> None:
         raise UsageError("train: give --out DIR (or --resume DIR to continue a run)")
     out = check_output_folder(args.out or args.resume, "--out" if args.out else "--resume",
                               ["model.pt", "history.json", STATE_FILE],
-                              {"--image": args.image, "--labels": args.labels, "--init": args.init})
+                              {"--image": args.image, "--labels": args.labels, "--init": args.init},
+                              run_files=RUN_FILES, overwrite=_run_overwrite(args))
     resume = load_training_state(Path(args.resume) / STATE_FILE) if args.resume else None
     vol = read_volume(args.image, args.labels)
     init = check_model(load_checkpoint(args.init)[0], classes=None) if args.init and resume is None else None
@@ -198,10 +229,11 @@ def add_predict(sub) -> None:
                        description="Predict label codes for every slice (tiled with overlap when large). The "
                                    "volume is streamed: read, predicted and written a slice at a time, so "
                                    "stacks larger than memory work.")
-    p.add_argument("--model", required=True, metavar="CKPT", help="checkpoint written by train or adapt")
-    p.add_argument("--image", required=True, help="image volume")
-    p.add_argument("--out", required=True, metavar="PRED", help="output label codes (.tif, FILE.h5:dataset, .npy)")
-    p.add_argument("--probabilities", metavar="PROB",
+    p.add_argument("--model", type=_path, required=True, metavar="CKPT", help="checkpoint written by train or adapt")
+    p.add_argument("--image", type=_path, required=True, help="image volume")
+    p.add_argument("--out", type=_path, required=True, metavar="PRED",
+                   help="output label codes (.tif, FILE.h5:dataset, .npy)")
+    p.add_argument("--probabilities", type=_path, metavar="PROB",
                    help="also write class probabilities, float32: (C, Z, Y, X) in .npy/HDF5, an ImageJ "
                         "hyperstack (Z, C, Y, X) in tif")
     p.add_argument("--tile", type=_positive, default=512,
@@ -246,8 +278,8 @@ def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="score a prediction against labels",
                        description="Per-class and mean Jaccard, boundary Jaccard and F1, adapted Rand "
                                    "error and variation of information (split / merge).")
-    p.add_argument("--prediction", required=True, metavar="PRED", help="predicted label codes")
-    p.add_argument("--labels", required=True, help="ground-truth codes 0-4 (0 ignored)")
+    p.add_argument("--prediction", type=_path, required=True, metavar="PRED", help="predicted label codes")
+    p.add_argument("--labels", type=_path, required=True, help="ground-truth codes 0-4 (0 ignored)")
     p.add_argument("--task", choices=TASKS, required=True)
     p.add_argument("--tolerance", type=_tolerance, default=0.0,
                    help=f"boundary match tolerance in pixels, 0 to {MAX_TOLERANCE} (default 0)")
@@ -306,16 +338,17 @@ def add_adapt(sub) -> None:
                                    f"DIR/{DISCRIMINATOR_FILE}" + (f"; {extra}" if extra else "") + ". A flag the "
                                    "method does not read is refused. Methods: "
                                    + "; ".join(f"{r.name} ({r.summary})" for r in records) + ".")
-    p.add_argument("--model", required=True, metavar="CKPT", help="boundary checkpoint to adapt (e.g. M3)")
-    p.add_argument("--source-labels", required=True, metavar="LAB", help="source ground truth, codes 1-4 or 1-2")
-    p.add_argument("--source-image", metavar="IMG",
+    p.add_argument("--model", type=_path, required=True, metavar="CKPT", help="boundary checkpoint to adapt (e.g. M3)")
+    p.add_argument("--source-labels", type=_path, required=True, metavar="LAB",
+                   help="source ground truth, codes 1-4 or 1-2")
+    p.add_argument("--source-image", type=_path, metavar="IMG",
                    help="source images (refused where the method does not read them: "
                         + ", ".join(r.name for r in records if r.source_image is False) + "; "
                         + ", ".join(r.name for r in records if callable(r.source_image))
                         + " reads them only with some settings, e.g. --source-weight > 0)")
-    p.add_argument("--target-image", required=True, metavar="TGT", help="unlabelled target volume")
+    p.add_argument("--target-image", type=_path, required=True, metavar="TGT", help="unlabelled target volume")
     p.add_argument("--method", choices=method_names(), default="paper", help="adaptation method (default paper)")
-    p.add_argument("--eval-labels", metavar="LAB",
+    p.add_argument("--eval-labels", type=_path, metavar="LAB",
                    help="labels of the target volume, used ONLY to score each epoch (never for training)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="sizes (default: EMSEG_PRESET or by hardware)")
     p.add_argument("--epochs", type=_positive, help="epochs (default: from the preset)")
@@ -331,10 +364,11 @@ def add_adapt(sub) -> None:
     p.add_argument("--seed", type=_seed, help="random seed (default: the session's, 0)")
     p.add_argument("--device", help="cpu, cuda or mps (default: EMSEG_DEVICE, else the best available)")
     _add_precision(p)
-    p.add_argument("--out", help="output folder (default: the --resume folder)")
-    p.add_argument("--resume", metavar="DIR",
+    p.add_argument("--out", type=_path, help="output folder (default: the --resume folder)")
+    p.add_argument("--resume", type=_path, metavar="DIR",
                    help="continue the adaptation in DIR (its adapt_state.pt, written after every epoch) up to "
                         "--epochs; the other settings must be the same")
+    _add_overwrite(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -352,7 +386,8 @@ def run_adapt(args) -> None:
     out = check_output_folder(args.out or args.resume, "--out" if args.out else "--resume", list(record.files),
                               {"--model": args.model, "--source-labels": args.source_labels,
                                "--source-image": args.source_image, "--target-image": args.target_image,
-                               "--eval-labels": args.eval_labels})
+                               "--eval-labels": args.eval_labels},
+                              run_files=RUN_FILES, overwrite=_run_overwrite(args))
     model, ckpt = load_checkpoint(args.model)
     check_boundary_model(model)  # the library's check, before any volume is read
     options = {ADAPT_OPTIONS[flag][1][0]: value for flag, value in given.items()
@@ -399,16 +434,19 @@ def add_export(sub) -> None:
                        description="Write a bioimage.io model package (spec 0.5): rdf.yaml, PyTorch state-dict and "
                                    "TorchScript weights, test tensors from a synthetic twin, a cover and a model "
                                    "card; validated offline. Needs the 'scale' extra (bioimageio.spec).")
-    p.add_argument("--model", required=True, metavar="CKPT", help="U-Net checkpoint written by train or adapt")
-    p.add_argument("--out", required=True, metavar="DIR_OR_ZIP", help="output folder, or a .zip for the model zoo")
+    p.add_argument("--model", type=_path, required=True, metavar="CKPT",
+                   help="U-Net checkpoint written by train or adapt")
+    p.add_argument("--out", type=_path, required=True, metavar="DIR_OR_ZIP",
+                   help="output folder (new or empty), or a .zip for the model zoo (replaced only by a valid package)")
     p.add_argument("--name", help="model name (default from the checkpoint's task)")
     p.add_argument("--test-shape", type=_positive, nargs=3, metavar=("Z", "Y", "X"), default=(2, 64, 64),
                    help="shape of the synthetic test input (default 2 64 64)")
 
 
 def run_export(args) -> None:
-    from .predict.export import export_bioimageio, validate_package
+    from .predict.export import check_export_target, export_bioimageio, validate_package
 
+    check_export_target(args.out, "--out")  # named by its flag, before the package is built
     written = export_bioimageio(args.model, args.out, name=args.name, shape=tuple(args.test_shape))
     print(f"wrote {written}: bioimage.io model package, {validate_package(written)} (checked offline)")
 

@@ -533,3 +533,248 @@ def test_fetch_into_a_folder_or_an_unusable_cache_says_nothing_was_downloaded(tm
     blocker.write_text("")
     with pytest.raises(DownloadError, match="cannot be made or written .*nothing was downloaded"):
         fetch("isbi2012", cache=blocker, progress=False)
+
+
+# =========================================================================== issue 24, helper "protect"
+# No user file destroyed (outputs that are, hold or sit inside an input; run folders; zarr and export
+# written beside and renamed) and empty strings refused as paths. Each test failed before the fix.
+
+
+def _digest(path):
+    """Bytes of a file, or of every file under a folder (with their names): equal only if unchanged."""
+    path = Path(path)
+    found = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return [(str(p.relative_to(path.parent)), p.read_bytes()) for p in found]
+
+
+@pytest.mark.parametrize("image, out, flag", [
+    ("d.zarr:raw", ["--out", "d.zarr"], "--out"),                 # the store holding the input
+    ("v.zarr", ["--out", "v.zarr:0"], "--out"),                   # the array of the input image
+    ("d.zarr:g/raw", ["--out", "d.zarr:g"], "--out"),             # a group holding the input
+    ("v.zarr", ["--out", "v.zarr:pred"], "--out"),                # inside the input image
+    ("d.zarr:raw", ["--out", "p.tif", "--probabilities", "d.zarr"], "--probabilities"),
+])
+def test_protect_zarr_output_that_holds_or_sits_in_the_input_is_refused(image, out, flag, model, tmp_path, capsys,
+                                                                        monkeypatch):
+    pytest.importorskip("zarr")
+    monkeypatch.chdir(tmp_path)
+    vol = make_volume("fibsem", (2, 32, 32), seed=0)
+    store = image.split(":")[0]
+    write_volume(image, vol.image, vol.voxel_size)
+    before = _digest(store)
+    line = _fails(["predict", "--model", model, "--image", image, *out, "--quiet"], capsys, flag, image)
+    assert re.search(r"(contains|is inside) the input --image", line), line
+    assert _digest(store) == before and read_image(image)[0].tolist() == vol.image.tolist()
+
+
+def test_protect_zarr_output_beside_the_input_in_one_store_is_written(model, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("zarr")
+    monkeypatch.chdir(tmp_path)
+    vol = make_volume("fibsem", (2, 32, 32), seed=0)
+    write_volume("d.zarr:raw", vol.image, vol.voxel_size)
+    assert main(["predict", "--model", str(model), "--image", "d.zarr:raw", "--out", "d.zarr:pred", "--quiet"]) == 0
+    assert read_image("d.zarr:raw")[0].tolist() == vol.image.tolist()
+    assert read_labels("d.zarr:pred").shape == vol.shape
+
+
+def test_protect_output_inside_an_input_folder_of_slices_is_refused(model, tmp_path, capsys):
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    for z in range(2):
+        write_volume(folder / f"s{z}.tif", np.full((1, 32, 32), z, np.uint8))
+    _fails(["predict", "--model", model, "--image", folder, "--out", folder / "pred.tif", "--quiet"], capsys,
+           "--out", "is inside the input --image")
+    assert sorted(os.listdir(folder)) == ["s0.tif", "s1.tif"]
+
+
+def test_protect_outputs_that_hold_each_other_are_refused(tmp_path):
+    with pytest.raises(VolumeError, match="--probabilities .*p.zarr:probs: is inside the output --out"):
+        check_outputs({"--out": tmp_path / "p.zarr", "--probabilities": f"{tmp_path / 'p.zarr'}:probs"})
+    with pytest.raises(VolumeError, match="contains the input"):
+        check_outputs([f"{tmp_path / 'f.h5'}:a"], [f"{tmp_path / 'f.h5'}:a/b"])
+    check_outputs([f"{tmp_path / 'f.h5'}:a/c"], [f"{tmp_path / 'f.h5'}:a/b"])  # siblings in one file: fine
+
+
+def test_protect_library_prediction_into_the_store_of_its_input_is_refused(tmp_path):
+    pytest.importorskip("zarr")
+    vol = make_volume("fibsem", (2, 32, 32), seed=0)
+    spec = f"{tmp_path / 'd.zarr'}:raw"
+    write_volume(spec, vol.image, vol.voxel_size)
+    with pytest.raises(VolumeError, match="contains the input"):
+        predict_file(_unet(), spec, tmp_path / "d.zarr", tile=32, overlap=8)
+    assert read_image(spec)[0].tolist() == vol.image.tolist()
+
+
+def test_protect_a_failed_write_over_a_finished_zarr_leaves_it_whole(tmp_path, monkeypatch):
+    pytest.importorskip("zarr")
+    import emseg_tutorial.predict.stream as stream
+
+    old = make_volume("fibsem", (3, 32, 32), seed=1).labels
+    write_volume(tmp_path / "old.zarr", old)
+    before = _digest(tmp_path / "old.zarr")
+    with pytest.raises(RuntimeError, match="disk gone"):
+        with open_writers([(tmp_path / "old.zarr", old.shape, np.uint8)]) as (w,):
+            w.write(np.zeros((1, 32, 32), np.uint8))
+            raise RuntimeError("disk gone")
+    assert _digest(tmp_path / "old.zarr") == before
+    real, calls = stream.predict_slices, []
+
+    def dies(*args, **kwargs):  # a prediction killed after its first block
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stream, "predict_slices", dies)
+    write_volume(tmp_path / "img.tif", make_volume("fibsem", (3, 32, 32), seed=0).image)
+    with pytest.raises(RuntimeError, match="killed"):
+        predict_file(_unet(), tmp_path / "img.tif", tmp_path / "old.zarr", tile=32, overlap=8, batch_size=1)
+    assert _digest(tmp_path / "old.zarr") == before and read_labels(tmp_path / "old.zarr").tolist() == old.tolist()
+    monkeypatch.setattr(stream, "predict_slices", real)
+    predict_file(_unet(), tmp_path / "img.tif", tmp_path / "old.zarr", tile=32, overlap=8, batch_size=1)
+    assert read_labels(tmp_path / "old.zarr").shape == old.shape and _digest(tmp_path / "old.zarr") != before
+    assert sorted(os.listdir(tmp_path)) == ["img.tif", "old.zarr"]  # nothing left beside it
+
+
+class _Reached(Exception):
+    """Raised by a stand-in trainer: the checks passed and the work would start."""
+
+
+def _reach(monkeypatch):
+    def reached(*args, **kwargs):
+        raise _Reached
+
+    monkeypatch.setattr(cli, "train_supervised", reached)
+    monkeypatch.setattr(cli, "run_method", reached)
+
+
+def _old_run(folder):
+    folder.mkdir()
+    save_checkpoint(folder / "model.pt", _unet())
+    (folder / "history.json").write_text('{"mine": true}')
+    return _digest(folder)
+
+
+TRAIN_ARGS = ["--task", "boundary", "--weights", "none", "--steps", "1", "--quiet"]
+
+
+def test_protect_train_into_a_folder_holding_a_run_needs_overwrite(pair, tmp_path, capsys, monkeypatch):
+    img, lab = pair
+    _reach(monkeypatch)
+    before = _old_run(tmp_path / "old")
+    argv = ["train", "--image", img, "--labels", lab, *TRAIN_ARGS, "--out", tmp_path / "old"]
+    _fails(argv, capsys, "--out", "already holds a run (model.pt, history.json)", "--overwrite")
+    assert _digest(tmp_path / "old") == before
+    with pytest.raises(_Reached):
+        main([str(a) for a in argv + ["--overwrite"]])
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / "state.pt").write_bytes(b"state")
+    _fails(argv[:-1] + [tmp_path / "killed"], capsys, "already holds a run (state.pt)", "--overwrite",
+           f"--resume {tmp_path / 'killed'}")
+    _old_run(tmp_path / "other")
+    _fails(["train", "--image", img, "--labels", lab, *TRAIN_ARGS, "--resume", tmp_path / "killed", "--out",
+            tmp_path / "other"], capsys, "--out", "already holds a run")
+
+
+def test_protect_resume_continues_its_own_folder(pair, tmp_path, monkeypatch):
+    img, lab = pair
+    _reach(monkeypatch)
+    _old_run(tmp_path / "old")
+    monkeypatch.setattr(cli, "load_training_state", lambda path: (_ for _ in ()).throw(_Reached()))
+    for extra in ([], ["--out", tmp_path / "old"]):
+        with pytest.raises(_Reached):
+            main([str(a) for a in ["train", "--image", img, "--labels", lab, *TRAIN_ARGS, "--resume",
+                                   tmp_path / "old", *extra]])
+
+
+def test_protect_adapt_into_a_folder_holding_a_run_needs_overwrite(pair, model, tmp_path, capsys, monkeypatch):
+    img, lab = pair
+    _reach(monkeypatch)
+    before = _old_run(tmp_path / "old")
+    argv = ["adapt", "--model", model, "--source-labels", lab, "--target-image", img, "--method", "adabn",
+            "--out", tmp_path / "old", "--quiet"]
+    _fails(argv, capsys, "--out", "already holds a run", "--overwrite")
+    assert _digest(tmp_path / "old") == before
+    with pytest.raises(_Reached):
+        main([str(a) for a in argv + ["--overwrite"]])
+
+
+def _empty_cases(img, lab, model):
+    train = ["train", "--image", img, "--labels", lab, *TRAIN_ARGS, "--out", "run"]
+    predict = ["predict", "--model", model, "--image", img, "--out", "p.tif", "--quiet"]
+    adapt = ["adapt", "--model", model, "--source-labels", lab, "--target-image", img, "--out", "run", "--quiet"]
+    return [
+        (["synth", "--domain", "fibsem", "--shape", "2", "16", "16", "--image", "i.tif", "--labels", "l.tif"],
+         ["--image", "--labels"]),
+        (train, ["--image", "--labels", "--out"]), (train + ["--init", ""], ["--init"]),
+        (train[:-2] + ["--resume", ""], ["--resume"]),
+        (predict, ["--model", "--image", "--out"]), (predict + ["--probabilities", ""], ["--probabilities"]),
+        (["evaluate", "--prediction", lab, "--labels", lab, "--task", "boundary"], ["--prediction", "--labels"]),
+        (adapt, ["--model", "--source-labels", "--target-image", "--out"]),
+        (adapt + ["--method", "paper", "--source-image", ""], ["--source-image"]),
+        (adapt + ["--eval-labels", ""], ["--eval-labels"]), (adapt[:-3] + ["--resume", "", "--quiet"], ["--resume"]),
+        (["export", "--model", model, "--out", "pkg"], ["--model", "--out"]),
+    ]
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_protect_every_path_flag_refuses_an_empty_string(blank, pair, model, tmp_path, capsys, monkeypatch):
+    img, lab = pair
+    monkeypatch.chdir(tmp_path)
+    _no_training(monkeypatch)
+    save_checkpoint(tmp_path / "model.pt", _unet())  # what `--resume ''` replaced: the current folder's run
+    (tmp_path / "history.json").write_text('{"mine": true}')
+    before = _digest(tmp_path)
+    for argv, flags in _empty_cases(img, lab, model):
+        for flag in flags:
+            args = [str(a) for a in argv]
+            if flag in args:
+                args[args.index(flag) + 1] = blank
+            else:
+                args += [flag, blank]
+            line = _fails(args, capsys, f"argument {flag}: is empty")
+            assert len(line) < 200, line
+    assert _digest(tmp_path) == before
+
+
+def _export_files(tmp_path):
+    pytest.importorskip("bioimageio.spec")
+    save_checkpoint(tmp_path / "m.pt", _unet())
+    return ["export", "--model", tmp_path / "m.pt", "--test-shape", "2", "16", "16"]
+
+
+def test_protect_export_into_a_folder_with_files_is_refused(tmp_path, capsys, monkeypatch):
+    argv = _export_files(tmp_path)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "README.md").write_text("my notes")
+    import emseg_tutorial.predict.export as export
+
+    monkeypatch.setattr(export, "load_unet", lambda *a: pytest.fail("the package was built before the check"))
+    _fails(argv + ["--out", tmp_path / "mine"], capsys, "--out", "is a folder that is not empty (README.md)")
+    assert os.listdir(tmp_path / "mine") == ["README.md"]
+    assert (tmp_path / "mine" / "README.md").read_text() == "my notes"
+    (tmp_path / "pkg.zip").mkdir()
+    _fails(argv + ["--out", tmp_path / "pkg.zip"], capsys, "--out", "is a folder; a .zip package is a file")
+
+
+@pytest.mark.parametrize("failure", ["disk full", "invalid"])
+def test_protect_a_failed_export_leaves_the_old_zip_as_it_was(failure, tmp_path, capsys, monkeypatch):
+    import errno
+
+    argv = _export_files(tmp_path)
+    import bioimageio.spec as spec
+
+    old = b"PK the user's package"
+    (tmp_path / "pkg.zip").write_bytes(old)
+
+    def save(descr, *, output_path, **kwargs):  # writes part of the zip, then fails as the library would
+        Path(output_path).write_bytes(b"PK trunc")
+        if failure == "disk full":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise ValueError(f"Exported package at '{output_path}' is invalid:\nsome field")
+
+    monkeypatch.setattr(spec, "save_bioimageio_package", save)
+    line = _fails(argv + ["--out", tmp_path / "pkg.zip"], capsys, "pkg.zip")
+    assert ".part" not in line  # the message names the package, not the folder it was built in
+    assert (tmp_path / "pkg.zip").read_bytes() == old
+    assert sorted(os.listdir(tmp_path)) == ["m.pt", "pkg.zip"]  # no staging folder left beside it

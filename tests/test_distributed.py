@@ -31,15 +31,15 @@ def test_local_cluster_of_two_workers_equals_single_process(tmp_path, shape, til
     image = (np.random.default_rng(0).normal(1000, 200, shape)).astype(np.float32)  # percentile scaling
     write_volume(tmp_path / "img.zarr", image, VOXEL)
     kwargs = dict(tile=tile, overlap=8, batch_size=2)
-    single = predict_file(tiny_unet(), tmp_path / "img.zarr", tmp_path / "one.zarr", f"{tmp_path / 'one.zarr'}:p",
+    single = predict_file(tiny_unet(), tmp_path / "img.zarr", tmp_path / "one.zarr", f"{tmp_path / 'one_p.zarr'}:p",
                           **kwargs)
     spread = predict_distributed(tiny_unet(), tmp_path / "img.zarr", tmp_path / "two.zarr",
-                                 f"{tmp_path / 'two.zarr'}:p", cluster="local:2", processes=False, slab=2, **kwargs)
+                                 f"{tmp_path / 'two_p.zarr'}:p", cluster="local:2", processes=False, slab=2, **kwargs)
     assert spread.normalizer == single.normalizer  # the statistics merged from the workers, bit for bit
     labels, voxel = read_image(tmp_path / "two.zarr")
     assert voxel == VOXEL and np.array_equal(labels, read_labels(tmp_path / "one.zarr"))
-    p1 = zarr.open_array(str(tmp_path / "one.zarr" / "p" / "0"), mode="r")[:]
-    p2 = zarr.open_array(str(tmp_path / "two.zarr" / "p" / "0"), mode="r")[:]
+    p1 = zarr.open_array(str(tmp_path / "one_p.zarr" / "p" / "0"), mode="r")[:]
+    p2 = zarr.open_array(str(tmp_path / "two_p.zarr" / "p" / "0"), mode="r")[:]
     np.testing.assert_allclose(p2, p1, atol=1e-6)
 
 

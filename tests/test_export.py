@@ -1,6 +1,7 @@
 """bioimage.io export: a valid package offline, TorchScript equal to the library's prediction,
 one-line errors for files that are not U-Net checkpoints."""
 
+import os
 import zipfile
 
 import numpy as np
@@ -93,3 +94,27 @@ def test_export_refuses_what_is_not_a_unet_checkpoint(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert words in err and "\n" not in err
     assert not (tmp_path / "pkg").exists()
+
+
+def test_export_fills_an_empty_folder_and_replaces_a_zip_only_with_a_valid_package(package, tmp_path, capsys):
+    folder, _, _ = package
+    (tmp_path / "empty").mkdir()
+    rdf = export_bioimageio(folder / "m.pt", tmp_path / "empty", shape=(1, 16, 16))
+    assert rdf == tmp_path / "empty" / "rdf.yaml" and validate_package(rdf) == "valid-format"
+    (tmp_path / "m.zip").write_bytes(b"an older package")
+    assert main(["export", "--model", str(folder / "m.pt"), "--out", str(tmp_path / "m.zip"),
+                 "--test-shape", "1", "16", "16"]) == 0
+    assert validate_package(tmp_path / "m.zip") == "valid-format"
+    assert sorted(os.listdir(tmp_path)) == ["empty", "m.zip"]  # the staging folder is gone
+
+
+def test_a_failed_export_leaves_no_folder_it_made(package, tmp_path, monkeypatch):
+    import bioimageio.spec as spec
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spec, "save_bioimageio_package", full)
+    with pytest.raises(ValueError, match="No space left on device"):
+        export_bioimageio(package[0] / "m.pt", tmp_path / "a" / "b" / "pkg.zip", shape=(1, 16, 16))
+    assert os.listdir(tmp_path) == []

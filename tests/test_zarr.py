@@ -13,7 +13,7 @@ from emseg_tutorial.data.errors import VolumeError  # noqa: E402
 from emseg_tutorial.data.outputs import check_output_spec
 from emseg_tutorial.data.readers import open_volume, read_image, read_labels, read_volume
 from emseg_tutorial.data.writers import open_writers, write_volume
-from emseg_tutorial.data.zarr_format import DONE_FOLDER, STATE_KEY  # noqa: E402
+from emseg_tutorial.data.zarr_format import DONE_FOLDER, STATE_KEY, ZarrOutput, staging_folder  # noqa: E402
 from emseg_tutorial.models import UNet2d  # noqa: E402
 from emseg_tutorial.predict import predict_file, predict_probabilities  # noqa: E402
 from emseg_tutorial.store import save_checkpoint  # noqa: E402
@@ -175,3 +175,33 @@ def test_cli_predicts_zarr_to_zarr(tmp_path):
                  "--out", str(tmp_path / "pred.zarr"), "--device", "cpu", "--quiet"]) == 0
     labels, voxel = read_image(tmp_path / "pred.zarr")
     assert labels.shape == (2, 24, 24) and voxel == VOXEL
+
+
+@pytest.mark.parametrize("spec", ["old.zarr", "store.zarr:pred"])
+def test_replacing_a_finished_zarr_writes_beside_it_until_complete(tmp_path, spec):
+    spec = os.fspath(tmp_path / spec)
+    old, new = _image((3, 8, 8)), _image((3, 8, 8))
+    write_volume(spec, old, VOXEL)
+    target = tmp_path / "old.zarr" if spec.endswith("old.zarr") else tmp_path / "store.zarr" / "pred"
+    out = ZarrOutput.create(spec, (3, 8, 8), np.uint8, VOXEL, job="new")
+    assert out.folder == staging_folder(target) and out.target == target
+    out.write_at(new[:1], 0)
+    assert np.array_equal(read_image(spec)[0], old)  # the old image is whole while the new is written
+    worker = ZarrOutput.attach(spec)  # a cluster worker writes into the same staging folder
+    assert worker.folder == out.folder
+    worker.write_at(new[1:2], 1)
+    resumed = ZarrOutput.create(spec, (3, 8, 8), np.uint8, VOXEL, job="new")  # a rerun after a kill
+    assert resumed.folder == out.folder and resumed.is_written(0, 2) and not resumed.is_written(2, 3)
+    resumed.write_at(new[2:], 2)
+    resumed.finish()
+    assert np.array_equal(read_image(spec)[0], new)
+    assert not [n for n in os.listdir(target.parent) if n.endswith((".emseg-new", ".emseg-old"))]
+
+
+def test_a_new_job_over_an_unfinished_image_of_ours_restarts_in_place(tmp_path):
+    spec = tmp_path / "p.zarr"
+    first = ZarrOutput.create(spec, (2, 8, 8), np.uint8, VOXEL, job="a")
+    first.write_at(_image((1, 8, 8)), 0)  # killed here: never data, so no reason to keep it
+    second = ZarrOutput.create(spec, (2, 8, 8), np.uint8, VOXEL, job="b")
+    assert second.folder == spec and not second.is_written(0, 1)
+    assert not staging_folder(spec).exists()

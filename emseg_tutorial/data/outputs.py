@@ -1,9 +1,11 @@
 """Checking outputs before long work: every command's one check of the files it will write.
 
 * :func:`check_outputs`: a known format, a parent that is a writable folder, an existing
-  ``.h5`` that is really HDF5, no output the same file or HDF5 dataset as an input or another
-  output (paths resolved, so ``./a.tif`` and a link to it are the same file);
-* :func:`check_output_folder`: a ``train``/``adapt`` output folder and the files it will hold;
+  ``.h5`` that is really HDF5, no output that is, contains or sits inside an input or another
+  output (paths resolved, so ``./a.tif`` and a link to it are the same file; zarr stores and
+  groups, HDF5 datasets and input folders included);
+* :func:`check_output_folder`: a ``train``/``adapt`` output folder and the files it will hold
+  (a folder that already holds a run only with ``overwrite``);
 * :func:`check_output_spec`: one output spec.
 
 Each problem is one :class:`~.errors.VolumeError` line naming the output (and the argument it
@@ -21,7 +23,7 @@ from .errors import VolumeError
 from .specs import HDF5_SUFFIXES, NPY_SUFFIX, TIFF_SUFFIXES, import_h5py, split_spec
 from .zarr_format import check_zarr_output, is_zarr, split_zarr
 
-__all__ = ["check_outputs", "check_output_folder", "check_output_spec", "hdf5_target_problem"]
+__all__ = ["check_outputs", "check_output_folder", "check_output_spec", "check_file_target", "hdf5_target_problem"]
 
 
 def _who(spec, label: str | None) -> str:
@@ -29,7 +31,7 @@ def _who(spec, label: str | None) -> str:
     return f"{label} {os.fspath(spec)}" if label else os.fspath(spec)
 
 
-def _check_file_target(path: Path, who: str) -> None:
+def check_file_target(path: Path, who: str) -> None:
     """Raise VolumeError unless a file can be written at ``path`` (renamed into place there).
 
     ``path`` must not be a folder; its nearest existing parent must be a folder (not a file)
@@ -113,7 +115,7 @@ def check_output_spec(spec: str | os.PathLike, label: str | None = None) -> tupl
         raise VolumeError(f"{who}: unknown output format {suffix!r}; use .tif, FILE.h5:dataset or .npy")
     if suffix in HDF5_SUFFIXES and dataset is None:
         raise VolumeError(f"{who}: name the dataset to write as '{path}:DATASET'")
-    _check_file_target(path, who)
+    check_file_target(path, who)
     if suffix in HDF5_SUFFIXES and path.is_file():
         h5py = import_h5py(path)
         if not h5py.is_hdf5(path):
@@ -136,31 +138,65 @@ def _labelled(specs) -> list[tuple[str | None, str]]:
     return [(label, os.fspath(spec)) for label, spec in items if spec is not None]
 
 
-def _same_key(spec: str) -> tuple[str, str | None]:
-    """What two specs share when they name the same data: the resolved file and the dataset."""
+def _location(spec: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Where a spec's data lies: the resolved path's parts, and the dataset's parts inside an HDF5 file.
+
+    A zarr spec ``store.zarr:a/b`` is the folder ``store.zarr/a/b`` (zarr groups and arrays
+    are folders), so ``data.zarr`` contains ``data.zarr:raw``.
+    """
+    store, inner = split_zarr(spec)
+    if is_zarr(store):
+        return Path(os.path.realpath(store / inner if inner else store)).parts, ()
     path, dataset = split_spec(spec)
-    return os.path.realpath(path), dataset.strip("/") if dataset else None
+    return Path(os.path.realpath(path)).parts, tuple(p for p in (dataset or "").split("/") if p)
+
+
+def _overlap(a: tuple, b: tuple) -> str | None:
+    """How location ``a`` relates to ``b``: ``"is"``, ``"contains"``, ``"is inside"``, or None (apart)."""
+    (fa, ia), (fb, ib) = a, b
+    if fa == fb:
+        first, second = ia, ib
+    elif fa[:len(fb)] == fb or fb[:len(fa)] == fa:
+        if os.path.isfile(os.path.join(*min(fa, fb, key=len))):
+            return None  # nothing lies under a file: check_output_spec says so
+        first, second = fa, fb
+    else:
+        return None
+    n = min(len(first), len(second))
+    if first[:n] != second[:n]:
+        return None
+    return "is" if len(first) == len(second) else "contains" if len(first) < len(second) else "is inside"
 
 
 def _refuse_same(outputs: list[tuple[str | None, str]], inputs: list[tuple[str | None, str]]) -> None:
-    """Raise VolumeError if an output is an input or another output (resolved paths, HDF5 datasets)."""
-    taken = {_same_key(spec): (label, spec) for label, spec in inputs}
+    """Raise VolumeError if an output is, contains or sits inside an input or another output.
+
+    Paths are resolved (links, ``./``), zarr specs are the folders they name, HDF5 datasets
+    compare by their path inside the file (``f.h5:a`` holds ``f.h5:a/b``).
+    """
+    taken = [(label, spec, "input", _location(spec)) for label, spec in inputs]
     for label, spec in outputs:
-        key = _same_key(spec)
-        if key in taken:
-            other, other_spec = taken[key]
-            kind = "input" if (other, other_spec) in inputs else "output"
-            raise VolumeError(f"{_who(spec, label)}: is also the {kind} {_who(other_spec, other)}; writing it "
-                              f"would replace that data; give each output its own file")
-        taken[key] = (label, spec)
+        here = _location(spec)
+        for other, other_spec, kind, there in taken:
+            how = _overlap(here, there)
+            if how == "is":
+                raise VolumeError(f"{_who(spec, label)}: is also the {kind} {_who(other_spec, other)}; writing it "
+                                  f"would replace that data; give each output its own file")
+            if how:
+                raise VolumeError(f"{_who(spec, label)}: {how} the {kind} {_who(other_spec, other)}; writing it "
+                                  f"would {'replace' if how == 'contains' else 'change'} that data; name an output "
+                                  f"outside it")
+        taken.append((label, spec, "output", here))
 
 
 def check_outputs(outputs, inputs=None) -> None:
     """Check every output of a command before any work starts (the one check all commands use).
 
-    Each output passes :func:`check_output_spec`, and none may be the same file (or the same
-    HDF5 dataset) as an input or another output: paths are resolved, so ``./a.tif`` and a
-    link to it are the same file.
+    Each output passes :func:`check_output_spec`, and none may be, contain or sit inside an
+    input or another output: paths are resolved, so ``./a.tif`` and a link to it are the same
+    file; a zarr spec ``store.zarr:path`` is the folder ``store.zarr/path`` (so ``data.zarr``
+    contains ``data.zarr:raw``, and ``vol.zarr:0`` is inside ``vol.zarr``); an HDF5 dataset
+    ``f.h5:a`` contains ``f.h5:a/b``; a file inside an input folder (of slices) sits inside it.
 
     Parameters
     ----------
@@ -179,6 +215,11 @@ def check_outputs(outputs, inputs=None) -> None:
     Traceback (most recent call last):
     ...
     emseg_tutorial.data.errors.VolumeError: --out a.tif: is also the input --image ./a.tif; writing it would replace that data; give each output its own file
+    >>> check_outputs({"--out": "data.zarr"}, {"--image": "data.zarr:raw"})
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial.data.errors.VolumeError: --out data.zarr: contains the input --image data.zarr:raw; writing it would replace that data; name an output outside it
+    >>> check_outputs({"--out": "data.zarr:pred"}, {"--image": "data.zarr:raw"})  # beside it: fine
     """
     outputs, inputs = _labelled(outputs), _labelled(inputs)
     _refuse_same(outputs, inputs)
@@ -187,12 +228,14 @@ def check_outputs(outputs, inputs=None) -> None:
 
 
 def check_output_folder(folder: str | os.PathLike, label: str | None = None, files: Sequence[str] = (),
-                        inputs=None) -> Path:
+                        inputs=None, *, run_files: Sequence[str] = (), overwrite: bool = False) -> Path:
     """Check an output folder and the files a command will write in it, before any work starts.
 
     The folder must not be a file; when missing, its nearest existing parent must be a folder
     (it is made by the first write, so a failed command leaves nothing); files must be writable
     there; none of ``files`` may be an input (``inputs`` as in :func:`check_outputs`) or a folder.
+    A folder that already holds a run (any of ``files`` or ``run_files``) is refused unless
+    ``overwrite`` (the CLI's ``--overwrite``, or ``--resume`` continuing the run in it).
 
     Returns
     -------
@@ -215,8 +258,13 @@ def check_output_folder(folder: str | os.PathLike, label: str | None = None, fil
         raise VolumeError(f"{who}: exists and is a file, not a folder")
     targets = [(f"{label or 'output'} file", os.fspath(out / name)) for name in files]
     _refuse_same(targets, _labelled(inputs))
-    _check_file_target(out / (files[0] if files else ".probe"), who)
+    check_file_target(out / (files[0] if files else ".probe"), who)
     for name in files:
         if (out / name).is_dir():
             raise VolumeError(f"{who}: {out / name} is a folder; it must be free for the output file")
+    held = [name for name in dict.fromkeys([*files, *run_files]) if (out / name).exists()] if out.is_dir() else []
+    if held and not overwrite:
+        resume = f", --resume {os.fspath(folder)} to continue it" if any(n.endswith("state.pt") for n in held) else ""
+        raise VolumeError(f"{who}: already holds a run ({', '.join(held)}); give --overwrite to replace it{resume}, "
+                          f"or another folder")
     return out

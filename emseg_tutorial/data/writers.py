@@ -278,7 +278,8 @@ def open_writers(targets: Sequence[tuple], voxel_size: tuple[float, float, float
     targets; on any error the temporary files are removed and the targets are unchanged.
     Zarr outputs are the exception: written in place chunk by chunk (each chunk atomically),
     marked complete at the end, so an interrupted write is resumed or refused, never read
-    as data (:mod:`.zarr_format`).
+    as data; one that replaces an existing zarr is written beside it and renamed over it at
+    the end (:mod:`.zarr_format`).
     """
     specs = []
     for target in targets:

@@ -26,6 +26,10 @@ file and renames it). After each block of slices is written, a marker file
   skipped, everything else (including chunks a killed run wrote without marking) is
   written again. A different key or shape starts over.
 
+An image never replaces existing data before it is complete: when the output already holds a
+finished image or any other zarr, the new one is written in a hidden folder beside it
+(``.NAME.emseg-new``, resumed like the above) and renamed over the old one at the end.
+
 Examples
 --------
 >>> import os, tempfile
@@ -55,6 +59,8 @@ ZARR_SUFFIX = ".zarr"
 #: attribute of an image written here: {"complete": bool, "job": str | None, "shape": [...], "dtype": str}
 STATE_KEY = "emseg_tutorial"
 DONE_FOLDER = ".emseg-done"
+#: suffix of the hidden folder an image is written in when it replaces an existing zarr
+STAGING_SUFFIX = ".emseg-new"
 #: largest chunk side in y and x
 TILE = 1024
 EXTRA_HINT = "pip install 'emseg-tutorial[scale]'"
@@ -245,60 +251,103 @@ def check_zarr_output(path: Path, inner: str) -> None:
                           f"refusing to replace it")
 
 
+def staging_folder(folder: Path) -> Path:
+    """Where an image that replaces the existing zarr ``folder`` is written until it is complete.
+
+    A hidden folder beside it (same parent, so the final rename stays on one file system).
+
+    Examples
+    --------
+    >>> staging_folder(Path("out/pred.zarr")), staging_folder(Path("s.zarr/pred"))
+    (PosixPath('out/.pred.zarr.emseg-new'), PosixPath('s.zarr/.pred.emseg-new'))
+    """
+    return folder.parent / f".{folder.name}{STAGING_SUFFIX}"
+
+
 class ZarrOutput:
     """An OME-Zarr image being written, slice blocks in any order, resumable (module docstring).
 
     Use :meth:`create` (new, or resumed when ``job`` matches what is there) in the process
     that plans the writing and :meth:`attach` in workers that write blocks of it; call
     :meth:`finish` once every slice is written.
+
+    A new image is written in place; one that replaces an existing zarr (a finished image, or
+    anyone's zarr the user named as the output) is written in :func:`staging_folder` and
+    renamed over the old one by :meth:`finish`, so the old data stays whole until the new is.
     """
 
-    def __init__(self, spec, array, folder: Path, shape, dtype, done: set[int]):
+    def __init__(self, spec, array, folder: Path, shape, dtype, done: set[int], target: Path | None = None):
         self.spec, self.array, self.folder = os.fspath(spec), array, folder
         self.shape, self.dtype, self.done = tuple(shape), np.dtype(dtype), done
         self.nz = self.shape[-3]
+        self.target = folder if target is None else target  # where the image ends up (folder: where it is written)
 
     # ----------------------------------------------------------------- opening
 
     @classmethod
     def create(cls, spec, shape, dtype, voxel_size=None, job: str | None = None) -> "ZarrOutput":
-        """Start writing ``spec``, or resume it when it holds the same ``job``, shape and dtype."""
+        """Start writing ``spec``, or resume it when it holds the same ``job``, shape and dtype.
+
+        What is resumed or replaced: an unfinished image of this library at ``spec`` (killed,
+        failed) is resumed with the same ``job``, else written again in place; anything else
+        already there is replaced only by :meth:`finish` (written beside it until then).
+        """
         path, inner = split_zarr(spec)
         zarr = import_zarr(path)
         check_zarr_output(path, inner)
-        folder = path / inner if inner else path
+        target = path / inner if inner else path
+        staging = staging_folder(target)
         shape, dtype = tuple(int(s) for s in shape), np.dtype(dtype)
         state = {"complete": False, "job": job, "shape": list(shape), "dtype": dtype.str}
-        previous = cls._state_of(zarr, folder)
-        if job is not None and previous is not None and all(previous.get(k) == state[k]
-                                                            for k in ("job", "shape", "dtype")):
+
+        def same_job(previous) -> bool:
+            return job is not None and previous is not None and all(previous.get(k) == state[k]
+                                                                    for k in ("job", "shape", "dtype"))
+
+        previous = cls._state_of(zarr, target)
+        in_place = not target.exists() or same_job(previous) or (previous is not None
+                                                                  and not previous.get("complete"))
+        folder = target if in_place else staging
+        if not in_place:
+            previous = cls._state_of(zarr, staging)
+        if same_job(previous):
+            if in_place and staging.exists():
+                shutil.rmtree(staging)  # ours, left by an earlier run
             group = zarr.open_group(str(folder), mode="r+")
             done = set(range(shape[-3])) if previous.get("complete") else cls._marked(folder)
-            return cls(spec, group["0"], folder, shape, dtype, done)
-        if folder.exists():
-            shutil.rmtree(folder)
+            return cls(spec, group["0"], folder, shape, dtype, done, target)
+        if in_place and target.exists():
+            shutil.rmtree(target)  # an unfinished image of this library (another job): never data
+        if staging.exists():
+            shutil.rmtree(staging)  # ours, left by an earlier run
         fmt = {"zarr_format": 2} if _zarr_major(zarr) >= 3 else {}
-        root = zarr.open_group(str(path), mode="a", **fmt)
-        group = root.require_group(inner) if inner else root
+        if in_place:
+            root = zarr.open_group(str(path), mode="a", **fmt)
+            group = root.require_group(inner) if inner else root
+        else:
+            group = zarr.open_group(str(staging), mode="w", **fmt)
         chunks = (1,) * (len(shape) - 2) + tuple(min(n, TILE) for n in shape[-2:])
         create = group.create_array if hasattr(group, "create_array") else group.create_dataset
         array = create("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0, overwrite=True)
         group.attrs.update({"multiscales": [multiscales(inner or path.stem, len(shape), voxel_size)],
                             STATE_KEY: state})
         (folder / DONE_FOLDER).mkdir(exist_ok=True)
-        return cls(spec, array, folder, shape, dtype, set())
+        return cls(spec, array, folder, shape, dtype, set(), target)
 
     @classmethod
     def attach(cls, spec) -> "ZarrOutput":
         """Open an image :meth:`create` started, to write blocks of it (in a worker)."""
         path, inner = split_zarr(spec)
         zarr = import_zarr(path)
-        folder = path / inner if inner else path
+        target = path / inner if inner else path
+        folder = staging_folder(target)
         state = cls._state_of(zarr, folder)
+        if not (isinstance(state, dict) and not state.get("complete")):
+            folder, state = target, cls._state_of(zarr, target)
         if state is None:
             raise VolumeError(f"{spec}: not an image started by this library (no {STATE_KEY} attribute)")
         group = zarr.open_group(str(folder), mode="r+")
-        return cls(spec, group["0"], folder, state["shape"], state["dtype"], set())
+        return cls(spec, group["0"], folder, state["shape"], state["dtype"], set(), target)
 
     @staticmethod
     def _state_of(zarr, folder: Path) -> dict | None:
@@ -335,7 +384,8 @@ class ZarrOutput:
         self.done.update(range(z0, z0 + n))
 
     def finish(self) -> None:
-        """Mark the image complete; VolumeError if a slice is not written (checked on disk)."""
+        """Mark the image complete (VolumeError if a slice is not written, checked on disk); an
+        image written beside the zarr it replaces is then renamed over it."""
         missing = sorted(set(range(self.nz)) - (self.done | self._marked(self.folder)))
         if missing:
             raise VolumeError(f"{self.spec}: {len(missing)} of {self.nz} slices not written (first {missing[0]})")
@@ -345,3 +395,12 @@ class ZarrOutput:
         group.attrs.update({STATE_KEY: state})
         shutil.rmtree(self.folder / DONE_FOLDER, ignore_errors=True)
         self.done = set(range(self.nz))
+        if self.folder != self.target:
+            old = self.folder.with_name(self.folder.name[:-len(STAGING_SUFFIX)] + ".emseg-old")
+            if old.exists():
+                shutil.rmtree(old)
+            if self.target.exists():
+                os.rename(self.target, old)
+            os.rename(self.folder, self.target)
+            shutil.rmtree(old, ignore_errors=True)
+            self.folder = self.target

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.outputs import check_output_spec
+from ..data.outputs import check_outputs
 from ..data.readers import open_volume
 from ..data.specs import split_spec
 from ..data.normalize import SAMPLE_BUDGET, intensity_limits, merge_moments, slab_moments
@@ -177,8 +177,8 @@ def predict_distributed(model: torch.nn.Module, image: str | os.PathLike, out: s
     outputs = [(spec, channels) for spec, channels in ((out, False), (probabilities, True)) if spec is not None]
     if not outputs:
         raise ValueError("give at least one output: out (label codes) or probabilities")
+    check_outputs({"out": out, "probabilities": probabilities}, {"image": image})  # none is, holds or sits in it
     for spec, _ in outputs:
-        check_output_spec(spec)
         if not is_zarr(split_spec(spec)[0]):
             raise ValueError(f"{spec}: prediction on a cluster writes zarr (PRED.zarr), each worker its own chunks")
     check_tiling(tile, overlap)

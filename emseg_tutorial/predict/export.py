@@ -55,6 +55,7 @@ import torch
 from torch import nn
 
 from ..data.normalize import PERCENTILES
+from ..data.outputs import check_file_target
 from ..data.synthetic import make_volume
 from ..models import build
 from ..store import load_checkpoint
@@ -180,6 +181,68 @@ subject of the paper's adaptation chapter.
 """
 
 
+def check_export_target(out: str | os.PathLike, label: str | None = None) -> Path:
+    """Check where a package may go, before anything is built; returns ``out`` as a Path.
+
+    A ``.zip`` must not be a folder (an existing zip is replaced only by a complete, valid
+    package); a folder must be new or empty (export never replaces a file in a folder); the
+    nearest existing parent must be a folder that can be written.
+
+    Raises
+    ------
+    ValueError
+        One line naming ``out`` (and ``label``, the argument it came from).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> check_export_target(os.path.join(folder, "pkg")).name
+    'pkg'
+    >>> _ = open(os.path.join(folder, "README.md"), "w").write("mine")
+    >>> check_export_target(folder, "--out")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --out ...: is a folder that is not empty (README.md); export writes only into a new or empty folder, so no file of yours is replaced; name a new folder or a .zip
+    """
+    out = Path(out)
+    who = f"{label} {os.fspath(out)}" if label else os.fspath(out)
+    if out.suffix.lower() == ".zip":
+        if out.is_dir():
+            raise ValueError(f"{who}: is a folder; a .zip package is a file (name a new .zip, or a folder "
+                             f"without the .zip suffix)")
+    elif out.exists() and not out.is_dir():
+        raise ValueError(f"{who}: exists and is not a folder; give a new or empty folder, or a .zip")
+    elif out.is_dir() and any(out.iterdir()):
+        names = sorted(p.name for p in out.iterdir())
+        shown = ", ".join(names[:3]) + (f", ... ({len(names)} entries)" if len(names) > 3 else "")
+        raise ValueError(f"{who}: is a folder that is not empty ({shown}); export writes only into a new or empty "
+                         f"folder, so no file of yours is replaced; name a new folder or a .zip")
+    check_file_target(out.parent / f".{out.name}.emseg-probe", who)  # a VolumeError, hence a ValueError
+    return out
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """The folders above ``path`` that do not exist yet, deepest first (removed again after a failure)."""
+    missing = []
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    return missing
+
+
+def _commit(built: Path, out: Path) -> None:
+    """Rename the finished, validated package ``built`` to ``out`` (a zip replaces an old one; a
+    folder takes the place of a missing or empty folder, never of one with files)."""
+    if built.is_dir() and out.is_dir():
+        if any(out.iterdir()):
+            raise ValueError(f"{out}: files appeared in the folder during the export; nothing of them was replaced, "
+                             f"and the package was not written")
+        out.rmdir()
+    os.replace(built, out)
+
+
 def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: str | None = None,
                       shape: tuple[int, int, int] = (2, 64, 64), seed: int = 0) -> Path:
     """Write the U-Net of checkpoint ``ckpt`` as a bioimage.io model package.
@@ -189,7 +252,9 @@ def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: 
     ckpt : str or path
         A checkpoint written by ``train`` or ``adapt`` (``model.pt``).
     out : str or path
-        A folder (made if missing; its ``rdf.yaml`` is returned) or a ``.zip`` file.
+        A new or empty folder (made if missing; its ``rdf.yaml`` is returned) or a ``.zip``
+        file; the package is built and validated beside it and renamed into place only then,
+        so a failed export leaves an old zip as it was (:func:`check_export_target`).
     name : str, optional
         The model's name (letters, digits, ``_+- ()``); default from the checkpoint.
     shape : tuple of int
@@ -211,6 +276,7 @@ def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: 
     spec = import_spec()
     from bioimageio.spec.model import v0_5 as m
 
+    out = check_export_target(out)  # before any work: a folder with files, a .zip that is a folder, ...
     model, data = load_unet(ckpt)
     kwargs = dict(model.init_kwargs)
     classes = CLASS_NAMES.get(kwargs["out_channels"], [f"class{i + 1}" for i in range(kwargs["out_channels"])])
@@ -224,9 +290,11 @@ def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: 
     test_in = image[:, None]  # (batch = z, channel, y, x)
     test_out = probs.transpose(1, 0, 2, 3).astype(np.float32)
 
-    out = Path(out)
     zipped = out.suffix.lower() == ".zip"
     work = Path(tempfile.mkdtemp(prefix="emseg-export-"))
+    made = _missing_parents(out)
+    stage = None
+    done = False
     try:
         np.save(work / "test_input.npy", test_in)
         np.save(work / "test_output.npy", test_out)
@@ -296,23 +364,38 @@ def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: 
                     "percentiles": list(PERCENTILES), "clip": [0.0, 1.0], "min_std": 1e-3,
                     "axes": ["batch", "y", "x"], "scope": "whole volume"}}},
             )
+        # built and validated in a hidden folder beside the target, renamed into place only then
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+        built = stage / out.name
         if zipped:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            spec.save_bioimageio_package(descr, output_path=out)
-            return out
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"{out}: exists and is not a folder; give a folder or a .zip")
-        out.mkdir(parents=True, exist_ok=True)
-        spec.save_bioimageio_package_as_folder(descr, output_path=out)
-        return out / "rdf.yaml"
+            spec.save_bioimageio_package(descr, output_path=built)
+        else:
+            spec.save_bioimageio_package_as_folder(descr, output_path=built)
+        try:
+            validate_package(built if zipped else built / "rdf.yaml")
+        except ValueError as err:
+            reason = str(err).split(": ", 1)[-1]
+            raise ValueError(f"{out}: {reason}; nothing was written (a package already there is unchanged)") from None
+        _commit(built, out)
+        done = True
+        return out if zipped else out / "rdf.yaml"
     except Exception as err:
         if isinstance(err, ValueError) and "\n" not in str(err):
             raise
-        first = str(err).strip().splitlines()
+        text = str(err) if stage is None else str(err).replace(os.fspath(stage / out.name), os.fspath(out))
+        first = text.strip().splitlines()
         raise ValueError(f"{out}: export failed ({err.__class__.__name__}: {first[0] if first else ''}"
                          f"{' ...' if len(first) > 1 else ''})") from err
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+        for folder in made if not done else ():  # folders this export made for a package it did not write
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 def validate_package(rdf: str | os.PathLike) -> str:
