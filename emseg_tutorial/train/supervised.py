@@ -194,7 +194,7 @@ def check_training_data(image: np.ndarray, labels: np.ndarray, task: str, train_
     * slices smaller than :data:`MIN_SLICE` pixels: :class:`InputError` naming ``image_name``;
     * labels of one class only in the training slices: :class:`InputError` naming
       ``labels_name`` (the loss has nothing to separate; a model that always answers that class
-      would score a perfect and meaningless mean Jaccard of 1);
+      would get a perfect and meaningless score);
     * a constant image: :class:`DegenerateDataWarning` (nothing to learn from the image);
     * validation slices whose labels hold one class only: :class:`DegenerateDataWarning` (their
       scores say little).
@@ -205,7 +205,7 @@ def check_training_data(image: np.ndarray, labels: np.ndarray, task: str, train_
     >>> check_training_data(np.zeros((2, 16, 16)), labels, "boundary", np.arange(2), np.arange(0), labels_name="lab.tif")
     Traceback (most recent call last):
     ...
-    emseg_tutorial._validate.InputError: lab.tif: every labelled pixel of the slices that train (slices 0-1) is boundary (code 1); the boundary task needs at least two classes to learn from (a model that always answers boundary would score a meaningless mean Jaccard of 1.000)
+    emseg_tutorial._validate.InputError: lab.tif: every labelled pixel of the slices that train (slices 0-1) is boundary (code 1); the boundary task needs at least two classes to learn from (a model that always answers boundary would get a perfect and meaningless score)
     """
     y, x = image.shape[-2:]
     if min(y, x) < MIN_SLICE:
@@ -221,7 +221,7 @@ def check_training_data(image: np.ndarray, labels: np.ndarray, task: str, train_
         code = present[0]
         raise InputError(f"{labels_name}: every labelled pixel of the slices that train ({_slice_range(train_z)}) "
                          f"is {names[code]} (code {code}); the {task} task needs at least two classes to learn from "
-                         f"(a model that always answers {names[code]} would score a meaningless mean Jaccard of 1.000)")
+                         f"(a model that always answers {names[code]} would get a perfect and meaningless score)")
     lo, hi = image.min(), image.max()
     if lo == hi:
         warnings.warn(f"{image_name}: every voxel is {lo:g} (a constant image); the network has nothing to learn "
