@@ -202,7 +202,8 @@ def check_training_data(image: np.ndarray, labels: np.ndarray, task: str, train_
     Examples
     --------
     >>> labels = np.ones((2, 16, 16), np.uint8)
-    >>> check_training_data(np.zeros((2, 16, 16)), labels, "boundary", np.arange(2), np.arange(0), labels_name="lab.tif")
+    >>> check_training_data(np.zeros((2, 16, 16)), labels, "boundary", np.arange(2), np.arange(0),
+    ...                     labels_name="lab.tif")
     Traceback (most recent call last):
     ...
     emseg_tutorial._validate.InputError: lab.tif: every labelled pixel of the slices that train (slices 0-1) is boundary (code 1); the boundary task needs at least two classes to learn from (a model that always answers boundary would get a perfect and meaningless score)
