@@ -396,7 +396,7 @@ def check_diverged(ctx: StepContext, epoch: int, stats: dict[str, list[float]]) 
     every = all(not math.isfinite(v) for series in losses.values() for v in series)
     if bad is not None and (ctx.scaler_g is None or every):
         step, key, value = bad
-        if key == "loss_d":
+        if key == "loss_d" and non_finite_weights(ctx.model) is None:  # the discriminator went on its own
             settings = {"lr_d": config.lr_d, **settings}
         raise Diverged("adaptation", f"epoch {epoch}, step {step + 1}", f"{key} is {value}", settings)
     which = non_finite_weights(ctx.model, ctx.disc)

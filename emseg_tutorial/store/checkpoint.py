@@ -83,13 +83,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
                          f"{path}: is a folder, not a checkpoint file")
     with open(path, "rb") as f:
         magic = f.read(4)
-    zipped = zipfile.is_zipfile(path)
-    if not magic:
-        raise ValueError(f"{path}: is empty (0 bytes), not a checkpoint; copy or save it again")
-    if not zipped and magic == ZIP_MAGIC:
-        raise ValueError(f"{path}: file is cut short or damaged: it starts as a PyTorch checkpoint (a zip) but "
-                         f"its end is missing; copy or save it again")
-    if not zipped and magic[:1] != b"\x80":  # torch.save: a zip (or, before 1.6, a pickle)
+    _check_whole(path, "checkpoint")
+    if not zipfile.is_zipfile(path) and magic[:1] != b"\x80":  # torch.save: a zip (or, before 1.6, a pickle)
         raise ValueError(f"{path}: not a PyTorch checkpoint (neither the zip nor the pickle format "
                          f"torch.save writes)")
     try:
@@ -140,6 +135,7 @@ def load_state(path: str | os.PathLike, kind: str = "training-state", keys=STATE
     path, what = Path(path), kind.replace("-", " ")
     if not path.is_file():
         raise ValueError(f"{path}: no {what} to resume from (no such file)")
+    _check_whole(path, what)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -201,6 +197,18 @@ ZIP_MAGIC = b"PK\x03\x04"
 #: words of torch.load's errors on a file cut short or damaged (zip directory or records missing)
 _DAMAGE = ("central directory", "zip archive", "crc", "ran out of input", "unexpected eof", "truncated",
            "file size", "invalid header")
+
+
+def _check_whole(path: Path, what: str) -> None:
+    """One-line ValueError for a file that is empty, or a zip (torch.save's format) cut short."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    a = "an" if what[0] in "aeiou" else "a"
+    if not magic:
+        raise ValueError(f"{path}: is empty (0 bytes), not {a} {what}; copy or save it again")
+    if magic == ZIP_MAGIC and not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: file is cut short or damaged: it starts as {a} {what} (a zip, as torch.save writes) "
+                         f"but its end is missing; copy or save it again")
 
 
 def _unreadable(path: Path, what: str, err: Exception) -> str:
