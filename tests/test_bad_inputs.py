@@ -793,3 +793,11 @@ def test_adapt_with_a_huge_learning_rate_blames_the_adaptation(pair, model, tmp_
                   "adaptation diverged at epoch 1, step", "lower --lr-g (now 1e+30) or --adv-weight (now 1)")
     assert "m.pt" not in line and "lr_d" not in line
     assert not (tmp_path / "a" / "model.pt").exists()
+
+
+def test_adapting_to_a_constant_target_warns_in_one_line(pair, model, tmp_path, capsys):
+    img, lab = pair
+    write_volume(tmp_path / "flat.tif", np.full(read_image(img)[0].shape, 3, np.uint8))
+    assert main([str(a) for a in _adapt_argv(model, lab, tmp_path / "flat.tif", tmp_path / "a")]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("warning: ") and "flat.tif: every voxel is 3 (a constant image)" in err[0]

@@ -52,6 +52,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -67,6 +68,7 @@ from ..labels import check_labels, for_task, num_classes
 from ..losses import Diverged, first_non_finite, non_finite_weights
 from ..models import PatchDiscriminator, check_model
 from ..progress import progress as progress_bar
+from ..train.supervised import DegenerateDataWarning
 from ..weight_schemes import weight_map_of_codes
 from .diagnostics import add_epoch, boundary_snapshot, epoch_report, new_history, source_boundary_prior
 from .state import restore, save_adaptation_state
@@ -302,6 +304,7 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     target_image = check_image(target_image, target_name)
     check_slice_size(target_image, target_name, config)
     labels = source_codes(source_labels, config)  # the one check of the source labels on this path
+    warn_degenerate(target_image, labels, target_name)
     record.check_source_image(config, source_image)
     n_classes = num_classes("boundary")
     set_seed(config.seed)
@@ -358,6 +361,32 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     disc = to_cpu(ctx.disc) if ctx.disc is not None else None
     return AdaptResult(model=to_cpu(ctx.model), discriminator=disc, config=config, history=history,
                        snapshots=snapshots)
+
+
+def warn_degenerate(target_image: np.ndarray, labels: np.ndarray, target_name: str = "target image",
+                    labels_name: str = "source labels") -> None:
+    """Warn (:class:`~emseg_tutorial.train.supervised.DegenerateDataWarning`) when there is little
+    to adapt with: a constant target image, or source labels (boundary codes) of one class, whose
+    maps no discriminator can learn a shape from.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_degenerate(np.zeros((1, 16, 16)), np.ones((1, 16, 16), np.uint8), "tgt.tif")
+    >>> [str(w.message).split(";")[0] for w in caught]
+    ['tgt.tif: every voxel is 0 (a constant image)', 'source labels: every labelled pixel is boundary (code 1)']
+    """
+    lo, hi = target_image.min(), target_image.max()
+    if lo == hi:
+        warnings.warn(f"{target_name}: every voxel is {lo:g} (a constant image); there is nothing to adapt to",
+                      DegenerateDataWarning, stacklevel=3)
+    present = [code for code in (1, 2) if (labels == code).any()]
+    if len(present) == 1:
+        name = "boundary" if present[0] == 1 else "non-boundary"
+        warnings.warn(f"{labels_name}: every labelled pixel is {name} (code {present[0]}); the source maps hold one "
+                      f"class, so the adaptation has no shapes to match", DegenerateDataWarning, stacklevel=3)
 
 
 #: the settings a diverged adaptation names, where the method reads them (lr_d: only when the
