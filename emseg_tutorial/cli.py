@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +32,7 @@ from .data.synthetic import DOMAINS, make_volume
 from .devices import PRECISIONS, precision
 from .data.volume import Volume
 from .labels import TASKS
+from .losses import Diverged
 from .metrics import MAX_TOLERANCE, check_tolerance, evaluate
 from .models import check_model
 from .paper.stages import method_settings, train_config
@@ -61,17 +64,45 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):  # NaN and infinity are no settings: refused here, not at NaN
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _whole(text: str, minimum: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
     return value
 
 
 def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+    return _whole(text, 1, "a positive integer (a whole number >= 1)")
+
+
+#: smallest tile side (:func:`~emseg_tutorial.predict.tiled.check_tiling`) and synthetic slice side
+MIN_SIDE = 16
+
+
+def _tile(text: str) -> int:
+    return _whole(text, MIN_SIDE, f"a whole number of pixels >= {MIN_SIDE} (the smallest tile)")
 
 
 def _path(text: str) -> str:
@@ -119,6 +150,9 @@ def add_synth(sub) -> None:
 
 
 def run_synth(args) -> None:
+    z, y, x = args.shape
+    if min(y, x) < MIN_SIDE:
+        raise UsageError(f"--shape {z} {y} {x}: slices must be at least {MIN_SIDE} x {MIN_SIDE} pixels, got {y} x {x}")
     check_outputs({"--image": args.image, "--labels": args.labels})
     vol = make_volume(args.domain, tuple(args.shape), seed=args.seed, progress=not args.quiet)
     write_volumes([(args.image, vol.image), (args.labels, vol.labels)], vol.voxel_size)  # both or neither
@@ -212,8 +246,12 @@ def run_train(args) -> None:
     config = train_config(session.preset, task=args.task, weights=args.weights, init=bool(args.init),
                           jitter=args.jitter, steps=args.steps, seed=session.seed, device=str(session.device),
                           loss=args.loss, precision=session.precision)
-    run = train_supervised(vol.image, vol.labels, config, init=init, progress=not args.quiet,
-                           checkpoint=out / STATE_FILE, resume=resume, compile=session.compile)
+    try:
+        run = train_supervised(vol.image, vol.labels, config, init=init, progress=not args.quiet,
+                               checkpoint=out / STATE_FILE, resume=resume, compile=session.compile,
+                               image_name=args.image, labels_name=args.labels)
+    except Diverged as err:  # the preset sets the learning rate: say so
+        raise UsageError(err.message({"lr": f"the learning rate of --preset {session.preset.name}"})) from None
     save_checkpoint(out / "model.pt", run.model, config=config.to_dict(), history=run.history)
     save_json(out / "history.json", run.history)
     last = run.history["val"][-1] if run.history["val"] else None
@@ -236,13 +274,13 @@ def add_predict(sub) -> None:
     p.add_argument("--probabilities", type=_path, metavar="PROB",
                    help="also write class probabilities, float32: (C, Z, Y, X) in .npy/HDF5, an ImageJ "
                         "hyperstack (Z, C, Y, X) in tif")
-    p.add_argument("--tile", type=_positive, default=512,
+    p.add_argument("--tile", type=_tile, default=512,
                    help="largest tile side, at least 16 (default 512); tiles overlap by min(32, tile / 4) pixels")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
     p.add_argument("--cluster", metavar="local:N|tcp://HOST:PORT",
                    help="predict on a dask cluster: N local worker processes, or a running scheduler; "
                         "outputs must be .zarr (needs the 'scale' extra)")
-    p.add_argument("--cluster-timeout", type=float, default=10.0, metavar="S",
+    p.add_argument("--cluster-timeout", type=_positive_float, default=10.0, metavar="S",
                    help="seconds to wait for the scheduler to answer (default 10)")
     p.add_argument("--slab", type=_positive, help="slices per cluster task (default about 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -255,11 +293,11 @@ def run_predict(args) -> None:
         from .predict.distributed import parse_cluster, predict_distributed
 
         parse_cluster(args.cluster)
-        model, _ = load_checkpoint(args.model)
+        model = check_model(load_checkpoint(args.model)[0], args.model)  # before any cluster starts
         result = predict_distributed(model, args.image, args.out, args.probabilities, cluster=args.cluster,
                                      tile=args.tile, overlap=min(32, args.tile // 4), slab=args.slab,
                                      device=args.device or "cpu", timeout=args.cluster_timeout,
-                                     progress=not args.quiet)
+                                     progress=not args.quiet, model_name=args.model)
         print(f"wrote {args.out}" + (f" and {args.probabilities}" if args.probabilities else "")
               + f" on {args.cluster} ({result.shape[0]} slices, {result.slices_per_read} per task)")
         return
@@ -354,7 +392,7 @@ def add_adapt(sub) -> None:
     p.add_argument("--epochs", type=_positive, help="epochs (default: from the preset)")
     p.add_argument("--steps", type=_positive, help="U-Net updates per epoch (default: from the preset)")
     p.add_argument("--lr-g", type=_non_negative, help="U-Net learning rate (default 1e-5)")
-    p.add_argument("--adv-weight", type=_non_negative,
+    p.add_argument("--adv-weight", type=_positive_float,
                    help=f"adversarial loss weight (default by method: {_by_method('adv_weight', records)})")
     p.add_argument("--source-weight", type=_non_negative,
                    help=f"source cross-entropy weight (default by method: {_by_method('source_weight', records)})")
@@ -408,10 +446,13 @@ def run_adapt(args) -> None:
         check_pair(target, eval_labels, args.target_image, args.eval_labels)
         target_eval = Volume(target, eval_labels, voxel, args.target_image)
     resume = load_adaptation_state(Path(args.resume) / ADAPT_STATE_FILE) if args.resume else None
-    run = run_method(args.method, model, Volume(source_image, labels, name=args.source_labels), target,
-                     config_kwargs=config, target_eval=target_eval, progress=not args.quiet,
-                     target_name=args.target_image, checkpoint=out / ADAPT_STATE_FILE if record.trains else None,
-                     resume=resume, target_normalizer=None if target_eval is None else target_eval.normalizer)
+    try:
+        run = run_method(args.method, model, Volume(source_image, labels, name=args.source_labels), target,
+                         config_kwargs=config, target_eval=target_eval, progress=not args.quiet,
+                         target_name=args.target_image, checkpoint=out / ADAPT_STATE_FILE if record.trains else None,
+                         resume=resume, target_normalizer=None if target_eval is None else target_eval.normalizer)
+    except Diverged as err:  # named by the flags that set them
+        raise UsageError(err.message({options[0]: flag for flag, (_, options) in ADAPT_OPTIONS.items()})) from None
     history = {"config": config, "epochs": run.epochs, "seconds": run.seconds}
     model_file, history_file = (out / name for name in MODEL_FILES)
     save_checkpoint(model_file, run.model, config={"adapt": config, "source": ckpt["config"]}, history=history)
@@ -447,7 +488,8 @@ def run_export(args) -> None:
     from .predict.export import check_export_target, export_bioimageio, validate_package
 
     check_export_target(args.out, "--out")  # named by its flag, before the package is built
-    written = export_bioimageio(args.model, args.out, name=args.name, shape=tuple(args.test_shape))
+    written = export_bioimageio(args.model, args.out, name=args.name, shape=tuple(args.test_shape),
+                                flags={"name": "--name", "shape": "--test-shape"})
     print(f"wrote {written}: bioimage.io model package, {validate_package(written)} (checked offline)")
 
 
@@ -472,16 +514,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one ``warning: ...`` line on stderr (no file name, line number or source line)."""
+    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 success, 2 bad arguments or input)."""
+    """Run the command line; returns the exit status (0 success, 2 bad arguments or input).
+
+    Warnings (degenerate training data, an eager fallback) are one ``warning:`` line each on stderr.
+    """
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        COMMANDS[args.command][1](args)
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (VolumeError, DataSourceError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():  # restores the process's warning display on the way out
+        warnings.showwarning = _warning_line
+        try:
+            args = parser.parse_args(argv)
+            COMMANDS[args.command][1](args)
+        except UsageError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except (VolumeError, DataSourceError, ValueError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     return 0

@@ -262,3 +262,86 @@ def entropy_map(probs: torch.Tensor) -> torch.Tensor:
     tiny = torch.finfo(probs.dtype).tiny if probs.is_floating_point() else 1e-38
     entropy = (probs * -probs.clamp_min(tiny).log()).sum(dim=1)  # sign inside: no -0.0
     return entropy / math.log(probs.shape[1])
+
+
+# --------------------------------------------------------------------------- divergence
+
+
+class Diverged(ValueError):
+    """A training or an adaptation whose losses or weights stopped being finite.
+
+    The run is to blame, not its inputs: the message says where it happened, what was not
+    finite and which settings to lower, by the library's names (``lr_g``);
+    :meth:`message` names them another way (the command line passes its flags).
+
+    Examples
+    --------
+    >>> err = Diverged("adaptation", "epoch 1, step 3", "loss_g is nan", {"lr_g": 1e30, "adv_weight": 1.0})
+    >>> str(err)
+    'adaptation diverged at epoch 1, step 3 (loss_g is nan): lower lr_g (now 1e+30) or adv_weight (now 1)'
+    >>> err.message({"lr_g": "--lr-g", "adv_weight": "--adv-weight"})
+    'adaptation diverged at epoch 1, step 3 (loss_g is nan): lower --lr-g (now 1e+30) or --adv-weight (now 1)'
+    """
+
+    def __init__(self, run: str, at: str, problem: str, settings: dict[str, float]):
+        self.run, self.at, self.problem, self.settings = run, at, problem, dict(settings)
+        super().__init__(self.message())
+
+    def __reduce__(self):  # picklable with its fields (an exception's args are its message only)
+        return type(self), (self.run, self.at, self.problem, self.settings)
+
+    def message(self, names: dict[str, str] | None = None) -> str:
+        """The one-line message, each setting named by ``names`` (default: its own name)."""
+        names = names or {}
+        shown = [f"{names.get(k, k)} (now {v:g})" for k, v in self.settings.items()]
+        hint = ", ".join(shown[:-1]) + " or " + shown[-1] if len(shown) > 1 else "".join(shown)
+        return f"{self.run} diverged at {self.at} ({self.problem})" + (f": lower {hint}" if hint else "")
+
+
+def first_non_finite(values: dict[str, list[float]]) -> tuple[int, str, float] | None:
+    """``(index, key, value)`` of the first step whose value of some key is NaN or infinite.
+
+    ``values`` maps each loss to its values, one per step (the same steps for every key).
+
+    Examples
+    --------
+    >>> first_non_finite({"loss_d": [0.7, 0.6, float("inf")], "loss_g": [0.7, float("nan"), 1.0]})
+    (1, 'loss_g', nan)
+    >>> first_non_finite({"loss": [0.5, 0.4]}) is None
+    True
+    """
+    steps = max((len(v) for v in values.values()), default=0)
+    for i in range(steps):
+        for key, series in values.items():
+            if i < len(series) and not math.isfinite(series[i]):
+                return i, key, series[i]
+    return None
+
+
+def non_finite_weights(*nets: torch.nn.Module | None) -> int | None:
+    """Position in ``nets`` of the first network with a NaN or infinite weight or buffer, else None.
+
+    One device synchronisation for all of them.
+
+    Examples
+    --------
+    >>> net = torch.nn.Linear(2, 1)
+    >>> non_finite_weights(net) is None
+    True
+    >>> with torch.no_grad():
+    ...     _ = net.bias.fill_(float("nan"))
+    >>> non_finite_weights(None, net)
+    1
+    """
+    flags, owners = [], []
+    for i, net in enumerate(nets):
+        if net is None:
+            continue
+        tensors = [t for t in list(net.parameters()) + list(net.buffers()) if t.is_floating_point()]
+        if tensors:
+            flags.append(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+            owners.append(i)
+    if not flags:
+        return None
+    ok = torch.stack(flags).cpu().tolist()
+    return next((owner for owner, good in zip(owners, ok) if not good), None)

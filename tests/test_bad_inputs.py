@@ -778,3 +778,271 @@ def test_protect_a_failed_export_leaves_the_old_zip_as_it_was(failure, tmp_path,
     assert ".part" not in line  # the message names the package, not the folder it was built in
     assert (tmp_path / "pkg.zip").read_bytes() == old
     assert sorted(os.listdir(tmp_path)) == ["m.pt", "pkg.zip"]  # no staging folder left beside it
+
+
+# =========================================================================== issue 24, helper "messages"
+# Degenerate training data (item 6), messages that name their flag or file, give the whole reason,
+# blame the right thing and come before long work (item 7), the grader's dependency (item 8; in
+# tests/test_grade.py). Every case failed before (a silent result, a traceback, or a line naming
+# the wrong thing).
+
+from emseg_tutorial.losses import Diverged  # noqa: E402
+from emseg_tutorial.train import supervised as _supervised  # noqa: E402
+from emseg_tutorial.train.supervised import DegenerateDataWarning, TrainConfig, train_supervised  # noqa: E402
+
+_TRAIN = ["train", "--task", "boundary", "--weights", "none", "--preset", "ci", "--steps", "2", "--quiet"]
+
+
+def _no_sampling(monkeypatch):
+    """Make drawing a training patch fail the test: a refusal must come before any training."""
+    def boom(*args, **kwargs):
+        raise AssertionError("training started before its data were checked")
+
+    monkeypatch.setattr(_supervised, "PatchSampler", boom)
+
+
+def _tiny_config(**kwargs):
+    base = dict(task="boundary", weights="none", steps=2, batch_size=2, patch=32, lr=5e-4, val_every=2,
+                model={"depth": 2, "base_width": 4}, device="cpu")
+    return TrainConfig(**{**base, **kwargs})
+
+
+def _adapt_argv(model, lab, tgt, out, *extra):
+    return ["adapt", "--model", model, "--source-labels", lab, "--target-image", tgt, "--preset", "ci",
+            "--epochs", "1", "--steps", "2", "--quiet", "--out", out, *extra]
+
+
+@pytest.mark.parametrize("task, code", [("boundary", 1), ("boundary", 2), ("multiclass", 3)],
+                         ids=["all-boundary", "all-non-boundary", "multiclass-one-class"])
+def test_labels_of_one_class_are_refused_before_training(task, code, pair, tmp_path, capsys, monkeypatch):
+    img, lab = pair
+    one = tmp_path / "one.tif"
+    write_volume(one, np.full(read_labels(lab).shape, code, np.uint8))
+    _no_sampling(monkeypatch)
+    line = _fails(["train", *_TRAIN[1:2], task, *_TRAIN[3:], "--image", img, "--labels", one, "--out", tmp_path / "r"],
+                  capsys, "one.tif", "needs at least two classes")
+    assert "1.000" not in line
+    assert not (tmp_path / "r" / "model.pt").exists()
+
+
+@pytest.mark.parametrize("side", [1, 3])
+def test_slices_smaller_than_a_patch_are_refused_naming_the_image(side, pair, tmp_path, capsys, monkeypatch):
+    img, lab = pair
+    image, labels = read_image(img)[0][:, :side, :side], read_labels(lab)[:, :side, :side].copy()
+    labels[:, 0, 0], labels.flat[-1] = 1, 2
+    write_volume(tmp_path / "small.tif", image)
+    write_volume(tmp_path / "small_lab.tif", labels)
+    _no_sampling(monkeypatch)
+    _fails([*_TRAIN, "--image", tmp_path / "small.tif", "--labels", tmp_path / "small_lab.tif", "--out", tmp_path / "r"],
+           capsys, "small.tif", f"slices of {side} x {side} pixels are too small to train on", "16 x 16")
+
+
+def test_a_constant_image_trains_with_one_warning_line(pair, tmp_path, capsys):
+    img, lab = pair
+    write_volume(tmp_path / "const.tif", np.full(read_image(img)[0].shape, 7, np.uint8))
+    assert main([str(a) for a in [*_TRAIN, "--image", tmp_path / "const.tif", "--labels", lab,
+                                  "--out", tmp_path / "r"]]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("warning: "), err
+    assert "const.tif: every voxel is 7 (a constant image)" in err[0]
+    assert (tmp_path / "r" / "model.pt").exists()
+
+
+def test_library_training_refuses_one_class_and_warns_on_degenerate_data():
+    vol = make_volume("fibsem", (3, 32, 32), seed=0)
+    with pytest.raises(ValueError, match="labels: every labelled pixel .* is boundary .* at least two classes"):
+        train_supervised(vol.image, np.ones_like(vol.labels), _tiny_config(), progress=False)
+    with pytest.raises(ValueError, match="img.tif: slices of 2 x 2 pixels are too small"):
+        train_supervised(vol.image[:, :2, :2], vol.labels[:, :2, :2], _tiny_config(), progress=False,
+                         image_name="img.tif")
+    one_class_val = vol.labels.copy()
+    one_class_val[-1] = 2
+    with pytest.warns(DegenerateDataWarning, match="the validation slice 2 holds only non-boundary"):
+        train_supervised(vol.image, one_class_val, _tiny_config(steps=1), progress=False)
+    with pytest.warns(DegenerateDataWarning, match="image: every voxel is 0 .a constant image."):
+        train_supervised(np.zeros_like(vol.image), vol.labels, _tiny_config(steps=1), progress=False)
+
+
+@pytest.mark.parametrize("flag, value, command", [
+    ("--adv-weight", "inf", "adapt"), ("--adv-weight", "nan", "adapt"), ("--adv-weight", "0", "adapt"),
+    ("--lr-g", "inf", "adapt"), ("--lr-g", "abc", "adapt"), ("--source-weight", "inf", "adapt"),
+    ("--steps", "abc", "train"), ("--tile", "8", "predict"), ("--cluster-timeout", "nan", "predict"),
+    ("--cluster-timeout", "-1", "predict")])
+def test_non_finite_or_bad_numbers_name_their_flag_before_any_work(flag, value, command, pair, model, tmp_path,
+                                                                    capsys, monkeypatch):
+    img, lab = pair
+    _no_training(monkeypatch)
+    argv = {"adapt": _adapt_argv(model, lab, img, tmp_path / "a", "--method", "adaptsegnet"),
+            "train": [*_TRAIN[:-3], "--image", img, "--labels", lab, "--out", tmp_path / "r"],
+            "predict": ["predict", "--model", model, "--image", img, "--out", tmp_path / "p.zarr", "--quiet",
+                        *(["--cluster", "tcp://127.0.0.1:9"] if "cluster" in flag else [])]}[command]
+    line = _fails([*argv, flag, value], capsys, flag, value)
+    assert "invalid _" not in line  # not the name of a Python function
+    assert not (tmp_path / "a").exists() and not (tmp_path / "p.zarr").exists()
+
+
+def test_synth_shape_too_small_names_the_flag(tmp_path, capsys):
+    _fails(["synth", "--domain", "fibsem", "--shape", "2", "8", "8", "--image", tmp_path / "s.tif",
+            "--labels", tmp_path / "l.tif", "--quiet"], capsys, "--shape 2 8 8", "at least 16 x 16")
+    assert not list(tmp_path.iterdir())
+
+
+def test_configs_refuse_non_finite_rates_and_weights():
+    from emseg_tutorial.adapt import AdaptConfig
+
+    for lr in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="lr must be a finite number > 0"):
+            _tiny_config(lr=lr)
+    adapt = dict(epochs=1, steps_per_epoch=1, batch_size=1, patch=16, report_stride=1, discriminator={"depth": 2})
+    with pytest.raises(ValueError, match="adv_weight must be a finite number > 0, got nan"):
+        AdaptConfig(**adapt, adv_weight=float("nan"))
+    with pytest.raises(ValueError, match="lr_g must be a finite number >= 0, got inf"):
+        AdaptConfig(**adapt, lr_g=float("inf"))
+
+
+def _nan_from_call(module, name, after):
+    """Wrap ``module.name`` so that from its ``after``-th call on the losses it returns are NaN."""
+    real, calls = getattr(module, name), []
+
+    def wrapped(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) < after:
+            return out
+        if isinstance(out, dict):
+            return {k: (v * float("nan") if k.startswith("loss") else v) for k, v in out.items()}
+        return out * float("nan")
+
+    return wrapped
+
+
+def test_diverged_adaptation_blames_its_settings_not_its_input(pair, model, tmp_path, capsys, monkeypatch):
+    from emseg_tutorial.adapt import steps
+
+    img, lab = pair
+    monkeypatch.setattr(steps, "generator_step", _nan_from_call(steps, "generator_step", 2))
+    line = _fails(_adapt_argv(model, lab, img, tmp_path / "a", "--lr-g", "1e-3"), capsys,
+                  "adaptation diverged at epoch 1, step 2 (loss_g is nan)", "lower --lr-g (now 0.001)", "--adv-weight")
+    assert "m.pt" not in line and "the training that wrote it" not in line
+    assert not (tmp_path / "a" / "model.pt").exists()
+
+
+def test_diverged_training_stops_at_the_step(monkeypatch):
+    vol = make_volume("fibsem", (3, 32, 32), seed=0)
+    monkeypatch.setattr(_supervised, "training_step", _nan_from_call(_supervised, "training_step", 2))
+    with pytest.raises(Diverged, match=r"training diverged at step 2 \(the loss is nan\): lower lr \(now 0.0005\)"):
+        train_supervised(vol.image, vol.labels, _tiny_config(steps=4), progress=False)
+
+
+@pytest.mark.parametrize("bad", ["discriminator", "nan"])
+def test_cluster_prediction_checks_the_model_before_any_cluster_starts(bad, pair, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("distributed")
+    pytest.importorskip("zarr")
+    from emseg_tutorial.models import PatchDiscriminator
+    from emseg_tutorial.predict import distributed
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a cluster was started before the model was checked")
+
+    monkeypatch.setattr(distributed, "connect", no_cluster)
+    img, _ = pair
+    path = tmp_path / f"{bad}.pt"
+    if bad == "discriminator":
+        save_checkpoint(path, PatchDiscriminator(in_channels=2, width=4, depth=2, norm=None))
+    else:
+        net = _unet(2)
+        with torch.no_grad():
+            next(net.parameters()).fill_(float("nan"))
+        save_checkpoint(path, net)
+    _fails(["predict", "--model", path, "--image", img, "--out", tmp_path / "p.zarr", "--cluster", "local:1",
+            "--quiet"], capsys, f"{bad}.pt", "discriminator" if bad == "discriminator" else "NaN")
+    assert not (tmp_path / "p.zarr").exists()
+    model, _ = load_checkpoint(path)
+    with pytest.raises(ValueError, match=f"{bad}.pt"):
+        distributed.predict_distributed(model, img, tmp_path / "q.zarr", cluster="local:1", processes=False)
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--test-shape", "1", "8", "8"], ["--test-shape 1 8 8", "at least 16 x 16"]),
+    (["--test-shape", "1", "50", "50"], ["--test-shape 1 50 50", "multiples of 4"]),
+    (["--name", "ab"], ["--name 'ab'", "5 to 128 characters"]),
+    (["--name", "my/model"], ["--name 'my/model'", "not '/'"]),
+    (["--model-is-nan"], ["nan.pt", "NaN"]),
+], ids=["small-shape", "odd-shape", "short-name", "slash-name", "nan-model"])
+def test_export_checks_before_building_and_names_the_flag(extra, words, model, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("bioimageio.spec")
+    from emseg_tutorial.predict import export
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the package was built before its settings were checked")
+
+    monkeypatch.setattr(export, "make_volume", no_build)
+    if extra == ["--model-is-nan"]:
+        net = _unet(2)
+        with torch.no_grad():
+            next(net.parameters()).fill_(float("nan"))
+        save_checkpoint(tmp_path / "nan.pt", net)
+        model, extra = tmp_path / "nan.pt", []
+    line = _fails(["export", "--model", model, "--out", tmp_path / "pkg", *extra], capsys, *words)
+    assert "..." not in line
+    assert not (tmp_path / "pkg").exists()
+
+
+def test_export_failures_give_the_whole_reason():
+    from emseg_tutorial.predict.export import _reason
+
+    class Invalid(ValueError):
+        def errors(self):
+            return [{"loc": ("name",), "msg": "too short"}, {"loc": ("inputs", 0, "axes"), "msg": "bad size"}]
+
+    assert _reason(Invalid("2 validation errors\nname\n  too short")) == "name: too short; inputs.0.axes: bad size"
+    assert _reason(RuntimeError("first line\n  second line")) == "first line second line"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_loading_onto_a_missing_device_blames_the_device(model):
+    with pytest.raises(ValueError, match="device 'cuda': CUDA is not available on this machine") as err:
+        load_checkpoint(model, device="cuda")
+    assert "not a readable checkpoint" not in str(err.value)
+    with pytest.raises(ValueError, match="device 'bogus': not a device"):
+        load_checkpoint(model, device="bogus")
+
+
+def test_a_checkpoint_cut_short_or_empty_is_called_so(pair, model, tmp_path, capsys):
+    from emseg_tutorial.store import load_training_state
+
+    img, _ = pair
+    cut = _cut(model, tmp_path / "cut.pt")
+    with pytest.raises(ValueError, match=r"cut\.pt: file is cut short or damaged"):
+        load_checkpoint(cut)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty\.pt: is empty \(0 bytes\)"):
+        load_checkpoint(tmp_path / "empty.pt")
+    with pytest.raises(ValueError, match=r"cut\.pt: file is cut short or damaged"):
+        load_training_state(cut)
+    line = _fails(["predict", "--model", cut, "--image", img, "--out", tmp_path / "p.tif", "--quiet"], capsys,
+                  "cut.pt", "cut short or damaged")
+    assert "not a PyTorch checkpoint" not in line
+
+
+def test_diverged_is_one_line_with_the_flags():
+    err = Diverged("adaptation", "epoch 1, step 3", "loss_g is nan", {"lr_g": 1e30, "adv_weight": 1.0})
+    assert err.message({"lr_g": "--lr-g", "adv_weight": "--adv-weight"}) == (
+        "adaptation diverged at epoch 1, step 3 (loss_g is nan): lower --lr-g (now 1e+30) or --adv-weight (now 1)")
+
+
+def test_adapt_with_a_huge_learning_rate_blames_the_adaptation(pair, model, tmp_path, capsys):
+    """Issue 24: ``--lr-g 1e30`` said the input checkpoint held NaN ("the training that wrote it diverged")."""
+    img, lab = pair
+    line = _fails(_adapt_argv(model, lab, img, tmp_path / "a", "--lr-g", "1e30"), capsys,
+                  "adaptation diverged at epoch 1, step", "lower --lr-g (now 1e+30) or --adv-weight (now 1)")
+    assert "m.pt" not in line and "lr_d" not in line
+    assert not (tmp_path / "a" / "model.pt").exists()
+
+
+def test_adapting_to_a_constant_target_warns_in_one_line(pair, model, tmp_path, capsys):
+    img, lab = pair
+    write_volume(tmp_path / "flat.tif", np.full(read_image(img)[0].shape, 3, np.uint8))
+    assert main([str(a) for a in _adapt_argv(model, lab, tmp_path / "flat.tif", tmp_path / "a")]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("warning: ") and "flat.tif: every voxel is 3 (a constant image)" in err[0]

@@ -9,6 +9,8 @@ each on 2 cores); each runs once per test session (module-scoped fixtures) and i
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -71,6 +73,35 @@ def test_cli_refuses_bad_input(tmp_path, capsys):
     assert main(["grade", str(tmp_path), "--timeout", "0"]) == 2
     assert main(["grade", str(tmp_path), "--json", str(tmp_path / "book.json")]) == 2
     assert "among the notebooks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("missing", ["nbclient", "ipykernel"])
+def test_grader_without_its_dependencies_names_the_labs_extra(missing, tmp_path, capsys, monkeypatch):
+    """Issue 24: nbclient came only with the book extra; ``[test]`` installs failed with ModuleNotFoundError."""
+    nbformat.write(new_notebook(cells=[new_code_cell("x = 1")]), tmp_path / "a.ipynb")
+    monkeypatch.setitem(sys.modules, missing, None)  # importlib.util.find_spec then finds nothing
+    assert main(["grade", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: grading needs {missing}, which is not installed; install it with "
+                   "pip install 'emseg-tutorial[labs]'")
+
+
+def test_labs_and_test_extras_declare_the_grader_dependencies():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra in ("labs", "test"):
+        names = {re.match(r"[A-Za-z0-9_.\-]+", d).group(0).lower() for d in extras[extra]}
+        assert {"nbclient", "nbformat", "ipykernel"} <= names, extra
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_grader_timeout_must_be_finite(value, tmp_path, capsys):
+    nbformat.write(new_notebook(cells=[new_code_cell("x = 1")]), tmp_path / "a.ipynb")
+    assert main(["grade", str(tmp_path), "--timeout", value]) == 2
+    assert "--timeout must be a finite number of seconds > 0" in capsys.readouterr().err
 
 
 def test_grading_a_small_notebook_in_a_kernel(tmp_path, capsys):

@@ -49,8 +49,10 @@ Examples
 from __future__ import annotations
 
 import copy
+import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -63,8 +65,10 @@ from ..data.patches import PatchSampler
 from ..data.volume import Volume
 from ..devices import adam, check_precision, memory_format, pick_device, precision, set_seed
 from ..labels import check_labels, for_task, num_classes
+from ..losses import Diverged, first_non_finite, non_finite_weights
 from ..models import PatchDiscriminator, check_model
 from ..progress import progress as progress_bar
+from ..train.supervised import DegenerateDataWarning
 from ..weight_schemes import weight_map_of_codes
 from .diagnostics import add_epoch, boundary_snapshot, epoch_report, new_history, source_boundary_prior
 from .state import restore, save_adaptation_state
@@ -177,11 +181,12 @@ class AdaptConfig:
         for name in ("epochs", "steps_per_epoch", "batch_size", "d_steps", "mismatch_gap", "report_stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr_g", "lr_d", "source_weight", "entropy_weight", "pseudo_weight"):
-            if getattr(self, name) is not None and getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.adv_weight is not None and self.adv_weight <= 0:
-            raise ValueError(f"adv_weight must be > 0, got {self.adv_weight}")
+        for name in ("lr_g", "lr_d", "source_weight", "entropy_weight", "pseudo_weight"):  # NaN, infinity refused
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.adv_weight is not None and not (math.isfinite(self.adv_weight) and self.adv_weight > 0):
+            raise ValueError(f"adv_weight must be a finite number > 0, got {self.adv_weight!r}")
         if self.condition_image not in (None, "rank", "raw"):
             raise ValueError(f"condition_image must be 'rank' or 'raw', got {self.condition_image!r}")
         if not 0 <= self.real_smoothing < 1:
@@ -290,12 +295,16 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     InputError
         Not a boundary model (:func:`check_boundary_model`), bad volumes, or slices too small to
         adapt with (:func:`check_slice_size`), before any training.
+    Diverged
+        A loss or a weight became NaN or infinite (:func:`check_diverged`, after each epoch):
+        one line naming the epoch, the step and the settings to lower.
     """
     record = get_method(config.method)
     check_boundary_model(model)
     target_image = check_image(target_image, target_name)
     check_slice_size(target_image, target_name, config)
     labels = source_codes(source_labels, config)  # the one check of the source labels on this path
+    warn_degenerate(target_image, labels, target_name)
     record.check_source_image(config, source_image)
     n_classes = num_classes("boundary")
     set_seed(config.seed)
@@ -327,8 +336,10 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
             history["train"]["step"].append(step)
             for key, value in step_fn(ctx).items():
                 pending.setdefault(key, []).append(value)
-        for key, values in pending.items():
-            history["train"].setdefault(key, []).extend(torch.stack(values).float().tolist())
+        read = {key: torch.stack(values).float().tolist() for key, values in pending.items()}
+        check_diverged(ctx, epoch, read)  # before any report: they would blame the model's checkpoint
+        for key, values in read.items():
+            history["train"].setdefault(key, []).extend(values)
         probe = shortcut_probe(ctx)  # no training, no effect on the run (see its docstring)
         row = report()
         row.update(zip(probe, torch.stack(list(probe.values())).tolist()) if probe else {})
@@ -350,6 +361,77 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     disc = to_cpu(ctx.disc) if ctx.disc is not None else None
     return AdaptResult(model=to_cpu(ctx.model), discriminator=disc, config=config, history=history,
                        snapshots=snapshots)
+
+
+def warn_degenerate(target_image: np.ndarray, labels: np.ndarray, target_name: str = "target image",
+                    labels_name: str = "source labels") -> None:
+    """Warn (:class:`~emseg_tutorial.train.supervised.DegenerateDataWarning`) when there is little
+    to adapt with: a constant target image, or source labels (boundary codes) of one class, whose
+    maps no discriminator can learn a shape from.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_degenerate(np.zeros((1, 16, 16)), np.ones((1, 16, 16), np.uint8), "tgt.tif")
+    >>> [str(w.message).split(";")[0] for w in caught]
+    ['tgt.tif: every voxel is 0 (a constant image)', 'source labels: every labelled pixel is boundary (code 1)']
+    """
+    lo, hi = target_image.min(), target_image.max()
+    if lo == hi:
+        warnings.warn(f"{target_name}: every voxel is {lo:g} (a constant image); there is nothing to adapt to",
+                      DegenerateDataWarning, stacklevel=3)
+    present = [code for code in (1, 2) if (labels == code).any()]
+    if len(present) == 1:
+        name = "boundary" if present[0] == 1 else "non-boundary"
+        warnings.warn(f"{labels_name}: every labelled pixel is {name} (code {present[0]}); the source maps hold one "
+                      f"class, so the adaptation has no shapes to match", DegenerateDataWarning, stacklevel=3)
+
+
+#: the settings a diverged adaptation names, where the method reads them (lr_d: only when the
+#: discriminator's own loss went first)
+DIVERGENCE_SETTINGS = ("lr_g", "adv_weight", "source_weight", "entropy_weight", "pseudo_weight")
+
+
+def check_diverged(ctx: StepContext, epoch: int, stats: dict[str, list[float]]) -> None:
+    """Raise :class:`~emseg_tutorial.losses.Diverged` when the adaptation has stopped being finite.
+
+    ``stats`` are the step statistics of epoch ``epoch`` (one value per step), just read from
+    the device. The first NaN or infinite loss (``loss_*``), or a NaN or infinite weight of the
+    U-Net or the discriminator, ends the run with the epoch and the step, what was not finite,
+    and the method's settings to lower (its learning rate and loss weights). The adaptation is
+    to blame, not the model it started from (which was checked finite before the first step).
+    With gradient scalers (float16 on CUDA) a step whose loss overflowed is skipped by the
+    scaler itself; only non-finite weights, or every loss of the epoch, count.
+
+    Examples
+    --------
+    >>> cfg = AdaptConfig(epochs=1, steps_per_epoch=2, batch_size=1, patch=16, report_stride=1,
+    ...                   discriminator={"width": 4, "depth": 2}, lr_g=1e30)
+    >>> from types import SimpleNamespace
+    >>> ctx = SimpleNamespace(config=cfg, model=torch.nn.Linear(1, 1), disc=None, scaler_g=None)
+    >>> check_diverged(ctx, 1, {"loss_d": [0.7, 0.6], "loss_g": [0.7, float("nan")], "acc_real": [0.5, 0.5]})
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial.losses.Diverged: adaptation diverged at epoch 1, step 2 (loss_g is nan): lower lr_g (now 1e+30) or adv_weight (now 1)
+    """
+    config = ctx.config
+    losses = {k: v for k, v in stats.items() if k.startswith("loss")}
+    read = get_method(config.method).options
+    values = {k: getattr(config, k) for k in DIVERGENCE_SETTINGS if k in read and getattr(config, k) is not None}
+    settings = {k: v for k, v in values.items() if k in ("lr_g", "adv_weight") or v > 0}  # a weight 0 is no cause
+    bad = first_non_finite(losses)
+    every = all(not math.isfinite(v) for series in losses.values() for v in series)
+    if bad is not None and (ctx.scaler_g is None or every):
+        step, key, value = bad
+        if key == "loss_d" and non_finite_weights(ctx.model) is None:  # the discriminator went on its own
+            settings = {"lr_d": config.lr_d, **settings}
+        raise Diverged("adaptation", f"epoch {epoch}, step {step + 1}", f"{key} is {value}", settings)
+    which = non_finite_weights(ctx.model, ctx.disc)
+    if which is not None:
+        net = "the U-Net's" if which == 0 else "the discriminator's"
+        raise Diverged("adaptation", f"epoch {epoch}", f"{net} weights hold NaN or infinite values", settings)
 
 
 def check_boundary_model(model: torch.nn.Module, name: str | None = None) -> torch.nn.Module:
@@ -421,6 +503,8 @@ def step_context(model, labels, target_image, config: AdaptConfig, source_image,
     rng = torch.Generator(device=device).manual_seed(config.seed + 2)
     layout = memory_format(device)
     model = copy.deepcopy(model).to(device, memory_format=layout)
+    if getattr(model, "checkpoint", None):  # the copy is no longer that file: messages must not blame it
+        model.checkpoint = f"the model adapted from {model.checkpoint}"
     disc = None
     in_channels = record.discriminator_channels(n_classes)
     if in_channels is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -49,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             written = write_student_versions(args.source, args.out)
             print(f"wrote {len(written)} student notebooks to {args.out}")
         elif args.command == "grade":
-            if args.timeout <= 0:
-                raise ValueError(f"--timeout must be > 0 seconds, got {args.timeout}")
+            if not (math.isfinite(args.timeout) and args.timeout > 0):  # NaN and infinity too
+                raise ValueError(f"--timeout must be a finite number of seconds > 0, got {args.timeout}")
             if args.json not in (None, "-") and Path(args.json).resolve().parent == args.source.resolve():
                 raise ValueError(f"--json {args.json} would be written among the notebooks being graded")
             book = grade_folder(args.source, timeout=args.timeout)

@@ -29,6 +29,7 @@ Examples
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import os
 import re
 import subprocess
@@ -50,6 +51,24 @@ VERDICT = re.compile(rf"^([{''.join(MARKS.values())}]) ([^:\n]+): ?(.*)$", re.MU
 STATUS = {mark: status for status, mark in MARKS.items()}
 #: Session settings of a graded kernel (:func:`~emseg_tutorial.session.child_environment`).
 GRADING = {"preset": "ci", "progress": 0, "widgets": "static"}
+
+
+#: Modules grading needs beyond the library (a kernel runs each notebook), and the extra that brings them.
+GRADER_NEEDS = ("nbclient", "ipykernel")
+LABS_EXTRA = "pip install 'emseg-tutorial[labs]'"
+
+
+def check_grader_dependencies() -> None:
+    """Raise a one-line ValueError naming the ``labs`` extra when a module grading needs is missing.
+
+    Examples
+    --------
+    >>> check_grader_dependencies()  # the test environment has them
+    """
+    missing = [name for name in GRADER_NEEDS if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ValueError(f"grading needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
+                         f"installed; install {'it' if len(missing) == 1 else 'them'} with {LABS_EXTRA}")
 
 
 @dataclass(frozen=True)
@@ -210,8 +229,10 @@ def grade_folder(directory: str | Path, *, timeout: float = 600.0, runs: str | P
     FileNotFoundError
         When ``directory`` holds no notebook.
     ValueError
-        When a notebook cannot be read.
+        When a notebook cannot be read, or a module grading needs is missing
+        (:func:`check_grader_dependencies`, before anything runs).
     """
+    check_grader_dependencies()
     directory = Path(directory)
     paths = [directory] if directory.suffix == ".ipynb" else sorted(directory.glob("*.ipynb"))
     if not paths:

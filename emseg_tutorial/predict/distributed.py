@@ -43,7 +43,8 @@ from ..data.readers import open_volume
 from ..data.specs import split_spec
 from ..data.normalize import SAMPLE_BUDGET, intensity_limits, merge_moments, slab_moments
 from ..data.zarr_format import ZarrOutput, is_zarr
-from ..models import arch_of, build
+from ..devices import pick_device
+from ..models import arch_of, build, check_model
 from ..progress import progress as progress_bar
 from .stream import StreamedPrediction, job_key
 from .tiled import check_tiling, predict_slices, prepare_model, probabilities_to_codes, slices_per_step
@@ -114,6 +115,7 @@ def _worker_model(key: str, payload: dict, device: str) -> torch.nn.Module:
     if key not in _MODELS:
         model = build(payload["arch"], payload["model"])
         model.load_state_dict(payload["state"])
+        model.checkpoint = payload.get("name")  # a message on the worker names the file, as on the client
         _MODELS.clear()
         _MODELS[key] = prepare_model(model, torch.device(device))
     return _MODELS[key]
@@ -144,7 +146,8 @@ def predict_distributed(model: torch.nn.Module, image: str | os.PathLike, out: s
                         probabilities: str | os.PathLike | None = None, *, cluster: str = "local:2",
                         tile: int = 512, overlap: int = 32, batch_size: int = 4, slab: int | None = None,
                         device: str = "cpu", timeout: float = CONNECT_TIMEOUT, processes: bool = True,
-                        progress: bool = False, sample_budget: int = SAMPLE_BUDGET) -> StreamedPrediction:
+                        progress: bool = False, sample_budget: int = SAMPLE_BUDGET,
+                        model_name: str | None = None) -> StreamedPrediction:
     """Predict ``image`` on a dask cluster into zarr outputs (module docstring).
 
     Parameters
@@ -168,6 +171,9 @@ def predict_distributed(model: torch.nn.Module, image: str | os.PathLike, out: s
     processes : bool
         ``local:N`` workers as processes (True; each gets ``cores / N`` torch threads) or
         threads of this process (False: quicker to start, for tests).
+    model_name : str, optional
+        How messages name the model (default: its checkpoint file). The model, the outputs,
+        the tiling and the input are checked on the client before any cluster starts.
 
     Returns
     -------
@@ -178,12 +184,16 @@ def predict_distributed(model: torch.nn.Module, image: str | os.PathLike, out: s
     if not outputs:
         raise ValueError("give at least one output: out (label codes) or probabilities")
     check_outputs({"out": out, "probabilities": probabilities}, {"image": image})  # none is, holds or sits in it
+    name = model_name or getattr(model, "checkpoint", None) or "model"
+    check_model(model, name)  # on the client, before any cluster starts: no worker traceback, no zarr
+    if parse_cluster(cluster)[0] == "local":
+        pick_device(device)  # the workers run here: a device this machine lacks is refused once, up front
     for spec, _ in outputs:
         if not is_zarr(split_spec(spec)[0]):
             raise ValueError(f"{spec}: prediction on a cluster writes zarr (PRED.zarr), each worker its own chunks")
     check_tiling(tile, overlap)
     image = os.fspath(Path(image).resolve()) if ":" not in os.fspath(image) else os.fspath(image)
-    payload = {"arch": arch_of(model), "model": dict(model.init_kwargs),
+    payload = {"arch": arch_of(model), "model": dict(model.init_kwargs), "name": name,
                "state": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     classes = int(model.init_kwargs["out_channels"])
     with open_volume(image) as volume:

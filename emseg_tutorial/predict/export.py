@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import string
 import tempfile
 import warnings
 from pathlib import Path
@@ -57,7 +58,7 @@ from torch import nn
 from ..data.normalize import PERCENTILES
 from ..data.outputs import check_file_target
 from ..data.synthetic import make_volume
-from ..models import build
+from ..models import build, check_model
 from ..store import load_checkpoint
 from .tiled import predict_probabilities
 
@@ -69,6 +70,8 @@ PACKAGE_URL = "https://github.com/emseg-tutorial/emseg-tutorial"
 EXTRA_HINT = "pip install 'emseg-tutorial[scale]'"
 CLASS_NAMES = {2: ["boundary", "other"], 4: ["boundary", "cytoplasm", "mitochondria", "glia"],
                3: ["boundary", "cytoplasm", "mitochondria"]}
+#: the characters of a bioimage.io model name (its spec, v0.5)
+NAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "_+- ()")
 
 
 class ProbabilityUNet(nn.Module):
@@ -110,6 +113,69 @@ def load_unet(ckpt: str | os.PathLike) -> tuple[nn.Module, dict]:
         raise ValueError(f"{ckpt}: holds a {arch!r} network, not a segmentation U-Net; export the U-Net "
                          f"checkpoint (model.pt), not the adversarial discriminator")
     return model, data
+
+
+def check_package_name(name: str, flag: str = "name") -> str:
+    """``name`` if bioimage.io takes it as a model's name (5 to 128 letters, digits, ``_+- ()``), else
+    a one-line ValueError naming ``flag``; checked before any package is built.
+
+    Examples
+    --------
+    >>> check_package_name("EM boundaries (fibsem)")
+    'EM boundaries (fibsem)'
+    >>> check_package_name("a/b", "--name")
+    Traceback (most recent call last):
+    ...
+    ValueError: --name 'a/b': a bioimage.io model name has 5 to 128 characters, letters, digits, spaces and _+-() only (not '/')
+    """
+    bad = sorted(set(c for c in name if c not in NAME_CHARACTERS))
+    if bad or not 5 <= len(name) <= 128:
+        not_these = f" (not {', '.join(repr(c) for c in bad)})" if bad else f" (this one has {len(name)})"
+        raise ValueError(f"{flag} {name!r}: a bioimage.io model name has 5 to 128 characters, letters, digits, "
+                         f"spaces and _+-() only{not_these}")
+    return name
+
+
+def check_test_shape(shape, depth: int, flag: str = "shape") -> tuple[int, int, int]:
+    """``shape`` as the ``(Z, Y, X)`` of a test input the package can hold, else a one-line
+    ValueError naming ``flag``: three positive integers, slices at least 16 x 16 (the synthetic
+    twin's smallest) whose sides are multiples of ``2 ** depth`` (the package's input sizes).
+
+    Examples
+    --------
+    >>> check_test_shape((1, 8, 8), 2, "--test-shape")
+    Traceback (most recent call last):
+    ...
+    ValueError: --test-shape 1 8 8: slices must be at least 16 x 16 pixels (the synthetic twin's smallest)
+    """
+    try:
+        z, y, x = (int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"{flag} {shape!r}: expected three whole numbers Z Y X") from None
+    given = f"{flag} {z} {y} {x}"
+    if min(z, y, x) < 1:
+        raise ValueError(f"{given}: every size must be a positive integer")
+    if min(y, x) < 16:
+        raise ValueError(f"{given}: slices must be at least 16 x 16 pixels (the synthetic twin's smallest)")
+    multiple = 2 ** depth
+    if y % multiple or x % multiple:
+        raise ValueError(f"{given}: Y and X must be multiples of {multiple} (2 ** the U-Net's depth {depth}, the "
+                         f"input sizes the package declares)")
+    return z, y, x
+
+
+def _reason(err: Exception) -> str:
+    """The whole reason of ``err`` on one line: each validation error as ``field: message``, else
+    its lines joined."""
+    errors = getattr(err, "errors", None)
+    if callable(errors):
+        try:
+            found = [f"{'.'.join(str(p) for p in e.get('loc', ())) or 'package'}: {e.get('msg', '')}" for e in errors()]
+        except Exception:  # noqa: BLE001 - not a pydantic error after all
+            found = []
+        if found:
+            return "; ".join(found)
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or err.__class__.__name__
 
 
 def _script(net: ProbabilityUNet, example: torch.Tensor):
@@ -244,7 +310,8 @@ def _commit(built: Path, out: Path) -> None:
 
 
 def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: str | None = None,
-                      shape: tuple[int, int, int] = (2, 64, 64), seed: int = 0) -> Path:
+                      shape: tuple[int, int, int] = (2, 64, 64), seed: int = 0,
+                      flags: dict[str, str] | None = None) -> Path:
     """Write the U-Net of checkpoint ``ckpt`` as a bioimage.io model package.
 
     Parameters
@@ -261,6 +328,9 @@ def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: 
         ``(Z, Y, X)`` of the synthetic twin used as test input.
     seed : int
         Seed of the twin.
+    flags : dict, optional
+        How messages name the ``name`` and ``shape`` arguments (the command line passes
+        ``--name`` and ``--test-shape``).
 
     Returns
     -------
@@ -270,15 +340,22 @@ def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: 
     Raises
     ------
     ValueError
-        Not a checkpoint, not a U-Net (e.g. an adversarial discriminator), or an invalid
-        package; one line.
+        Not a checkpoint, not a U-Net (e.g. an adversarial discriminator), a model
+        :func:`~emseg_tutorial.models.check_model` refuses, a test shape or name the package cannot
+        hold (:func:`check_test_shape`, :func:`check_package_name`): all before anything is built;
+        or an invalid package, with the whole reason; one line.
     """
     spec = import_spec()
     from bioimageio.spec.model import v0_5 as m
 
     out = check_export_target(out)  # before any work: a folder with files, a .zip that is a folder, ...
+    flags = {"name": "name", "shape": "shape", **(flags or {})}
     model, data = load_unet(ckpt)
+    check_model(model, str(ckpt))  # finite weights, one input channel, a task's head: before any building
     kwargs = dict(model.init_kwargs)
+    shape = check_test_shape(shape, int(kwargs.get("depth", 4)), flags["shape"])
+    if name is not None:
+        check_package_name(name, flags["name"])
     classes = CLASS_NAMES.get(kwargs["out_channels"], [f"class{i + 1}" for i in range(kwargs["out_channels"])])
     net = ProbabilityUNet(**kwargs)
     net.unet.load_state_dict(model.state_dict())
@@ -383,10 +460,10 @@ def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: 
     except Exception as err:
         if isinstance(err, ValueError) and "\n" not in str(err):
             raise
-        text = str(err) if stage is None else str(err).replace(os.fspath(stage / out.name), os.fspath(out))
-        first = text.strip().splitlines()
-        raise ValueError(f"{out}: export failed ({err.__class__.__name__}: {first[0] if first else ''}"
-                         f"{' ...' if len(first) > 1 else ''})") from err
+        text = _reason(err)
+        if stage is not None:
+            text = text.replace(os.fspath(stage / out.name), os.fspath(out))
+        raise ValueError(f"{out}: export failed ({err.__class__.__name__}: {text})") from err
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if stage is not None:

@@ -72,14 +72,18 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
     Raises
     ------
     ValueError
-        If the file is missing, is not a checkpoint or does not match its model.
+        If the file is missing, empty, cut short or damaged, is not a checkpoint or does not match
+        its model (naming the file), or ``device`` is none this machine has (naming the device,
+        before the file is read).
     """
     path = Path(path)
+    device = _load_device(device, path)
     if not path.is_file():
         raise ValueError(f"{path}: no such checkpoint file" if not path.exists() else
                          f"{path}: is a folder, not a checkpoint file")
     with open(path, "rb") as f:
         magic = f.read(4)
+    _check_whole(path, "checkpoint")
     if not zipfile.is_zipfile(path) and magic[:1] != b"\x80":  # torch.save: a zip (or, before 1.6, a pickle)
         raise ValueError(f"{path}: not a PyTorch checkpoint (neither the zip nor the pickle format "
                          f"torch.save writes)")
@@ -89,9 +93,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
         if "weights only" in str(err).lower() or "unsupported global" in str(err).lower():
             raise ValueError(f"{path}: holds objects other than tensors and plain data, refused by "
                              f"torch.load(weights_only=True); only load checkpoints you trust") from None
-        raise ValueError(f"{path}: not a readable checkpoint ({_first_line(err)})") from None
+        raise ValueError(_unreadable(path, "checkpoint", err)) from None
     except Exception as err:
-        raise ValueError(f"{path}: not a readable checkpoint ({err.__class__.__name__}: {_first_line(err)})") from None
+        raise ValueError(_unreadable(path, "checkpoint", err)) from None
     if not isinstance(ckpt, dict) or not {"model", "state"} <= set(ckpt):
         raise ValueError(f"{path}: not an emseg-tutorial checkpoint (expected keys 'model' and 'state')")
     return restore_model(ckpt, path).to(device), ckpt
@@ -131,10 +135,11 @@ def load_state(path: str | os.PathLike, kind: str = "training-state", keys=STATE
     path, what = Path(path), kind.replace("-", " ")
     if not path.is_file():
         raise ValueError(f"{path}: no {what} to resume from (no such file)")
+    _check_whole(path, what)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"{path}: not a readable {what} ({err.__class__.__name__}: {_first_line(err)})") from None
+        raise ValueError(_unreadable(path, what, err)) from None
     if not isinstance(state, dict) or state.get("kind") != kind or not set(keys) <= set(state):
         raise ValueError(f"{path}: not a{'n' if what[0] in 'aeiou' else ''} {what} written by emseg-tutorial")
     return state
@@ -185,6 +190,52 @@ def restore_model(ckpt: dict, path: str | os.PathLike = "checkpoint") -> torch.n
 def _first_line(err: Exception) -> str:
     text = str(err).strip()
     return text.splitlines()[0][:200] if text else err.__class__.__name__
+
+
+#: the first bytes of a zip file: what torch.save writes (since PyTorch 1.6)
+ZIP_MAGIC = b"PK\x03\x04"
+#: words of torch.load's errors on a file cut short or damaged (zip directory or records missing)
+_DAMAGE = ("central directory", "zip archive", "crc", "ran out of input", "unexpected eof", "truncated",
+           "file size", "invalid header")
+
+
+def _check_whole(path: Path, what: str) -> None:
+    """One-line ValueError for a file that is empty, or a zip (torch.save's format) cut short."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    a = "an" if what[0] in "aeiou" else "a"
+    if not magic:
+        raise ValueError(f"{path}: is empty (0 bytes), not {a} {what}; copy or save it again")
+    if magic == ZIP_MAGIC and not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: file is cut short or damaged: it starts as {a} {what} (a zip, as torch.save writes) "
+                         f"but its end is missing; copy or save it again")
+
+
+def _unreadable(path: Path, what: str, err: Exception) -> str:
+    """The one line of a file ``torch.load`` could not read: cut short or damaged where its error says so."""
+    reason = f"{err.__class__.__name__}: {_first_line(err)}"
+    if isinstance(err, EOFError) or any(word in str(err).lower() for word in _DAMAGE):
+        return f"{path}: file is cut short or damaged, not a readable {what} ({reason}); copy or save it again"
+    return f"{path}: not a readable {what} ({reason})"
+
+
+def _load_device(device: str | torch.device, path: Path) -> torch.device:
+    """``device`` as a torch.device this machine has, else a one-line ValueError naming it (not the file)."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(f"device {device!r}: not a device ({_first_line(err)}); {path} was not read") from None
+    kinds = {"cuda": ("CUDA", torch.cuda.is_available, torch.cuda.device_count),
+             "mps": ("MPS", torch.backends.mps.is_available, lambda: 1)}
+    if device.type in kinds:
+        name, available, count = kinds[device.type]
+        if not available():
+            raise ValueError(f"device {str(device)!r}: {name} is not available on this machine, so {path} cannot be "
+                             f"loaded onto it; load it with device='cpu'")
+        if device.index is not None and device.index >= count():
+            raise ValueError(f"device {str(device)!r}: this machine has {count()} {name} device(s), so {path} "
+                             f"cannot be loaded onto it")
+    return device
 
 
 def _state_mismatch(expected: dict, stored: dict) -> str:

@@ -35,21 +35,23 @@ Examples
 
 from __future__ import annotations
 
+import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from .._validate import check_image, check_pair
+from .._validate import InputError, check_image, check_pair
 from ..data.augment import get_jitter
 from ..data.normalize import Normalizer
 from ..data.patches import PatchSampler
 from ..devices import (Precision, adam, check_precision, compile_model, eager_fallback, memory_format, pick_device,
                        precision, set_seed)
-from ..labels import TASKS, check_labels, for_task, num_classes
-from ..losses import dice_loss, focal_loss, weighted_cross_entropy
+from ..labels import TASKS, check_labels, class_names, for_task, num_classes
+from ..losses import Diverged, dice_loss, first_non_finite, focal_loss, non_finite_weights, weighted_cross_entropy
 from ..metrics import pixel_scores
 from ..models import UNet2d, build_model, check_model
 from ..predict import predict_labels
@@ -127,8 +129,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "val_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):  # NaN and infinity too: they would train to NaN
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         get_jitter(self.jitter)  # a known jitter or none
         if not 0 <= self.val_slices < 1:
             raise ValueError(f"val_slices must be in [0, 1), got {self.val_slices}")
@@ -169,6 +171,71 @@ def validate(model: torch.nn.Module, image: np.ndarray, labels: np.ndarray, task
     return {k: s[k] for k in ("mean_jaccard", "jaccard", "boundary_jaccard", "boundary_f1")}
 
 
+#: smallest slice side training takes (the smallest patch; the book's synth minimum, as adaptation's)
+MIN_SLICE = 16
+
+
+class DegenerateDataWarning(UserWarning):
+    """Training data a network can learn little or nothing from (a constant image, validation
+    slices of one class); the command line prints it as one ``warning:`` line."""
+
+
+def _slice_range(slices: np.ndarray) -> str:
+    return f"slice {slices[0]}" if len(slices) == 1 else f"slices {slices[0]}-{slices[-1]}"
+
+
+def check_training_data(image: np.ndarray, labels: np.ndarray, task: str, train_z: np.ndarray,
+                        val_z: np.ndarray, *, image_name: str = "image", labels_name: str = "labels") -> None:
+    """Refuse data no training can learn from, and warn about data it learns little from.
+
+    ``image`` and ``labels`` are checked volumes (``labels`` in the task's codes), ``train_z``
+    and ``val_z`` the slices that train and validate (:func:`split_slices`).
+
+    * slices smaller than :data:`MIN_SLICE` pixels: :class:`InputError` naming ``image_name``;
+    * labels of one class only in the training slices: :class:`InputError` naming
+      ``labels_name`` (the loss has nothing to separate; a model that always answers that class
+      would get a perfect and meaningless score);
+    * a constant image: :class:`DegenerateDataWarning` (nothing to learn from the image);
+    * validation slices whose labels hold one class only: :class:`DegenerateDataWarning` (their
+      scores say little).
+
+    Examples
+    --------
+    >>> labels = np.ones((2, 16, 16), np.uint8)
+    >>> check_training_data(np.zeros((2, 16, 16)), labels, "boundary", np.arange(2), np.arange(0),
+    ...                     labels_name="lab.tif")
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial._validate.InputError: lab.tif: every labelled pixel of the slices that train (slices 0-1) is boundary (code 1); the boundary task needs at least two classes to learn from (a model that always answers boundary would get a perfect and meaningless score)
+    """
+    y, x = image.shape[-2:]
+    if min(y, x) < MIN_SLICE:
+        raise InputError(f"{image_name}: slices of {y} x {x} pixels are too small to train on; training needs at "
+                         f"least {MIN_SLICE} x {MIN_SLICE} (the smallest patch)")
+    names = class_names(task)
+    counts = np.bincount(labels[train_z].ravel(), minlength=max(names) + 1)[1:]
+    present = [code for code in names if counts[code - 1] > 0]
+    if not present:
+        raise InputError(f"{labels_name}: every pixel of the slices that train ({_slice_range(train_z)}) is 0 "
+                         f"(unlabelled); nothing to train on")
+    if len(present) < 2:
+        code = present[0]
+        raise InputError(f"{labels_name}: every labelled pixel of the slices that train ({_slice_range(train_z)}) "
+                         f"is {names[code]} (code {code}); the {task} task needs at least two classes to learn from "
+                         f"(a model that always answers {names[code]} would get a perfect and meaningless score)")
+    lo, hi = image.min(), image.max()
+    if lo == hi:
+        warnings.warn(f"{image_name}: every voxel is {lo:g} (a constant image); the network has nothing to learn "
+                      f"from it and its scores mean nothing", DegenerateDataWarning, stacklevel=3)
+    if len(val_z):
+        val = np.unique(labels[val_z])
+        val = [int(c) for c in val if c in names]
+        if len(val) == 1:
+            verb = "holds" if len(val_z) == 1 else "hold"
+            warnings.warn(f"{labels_name}: the validation {_slice_range(val_z)} {verb} only {names[val[0]]} (code "
+                          f"{val[0]}); their scores say little about the model", DegenerateDataWarning, stacklevel=3)
+
+
 def _initial_model(config: TrainConfig, init: torch.nn.Module | None) -> torch.nn.Module:
     n = num_classes(config.task)
     if init is None:
@@ -184,7 +251,8 @@ def _initial_model(config: TrainConfig, init: torch.nn.Module | None) -> torch.n
 def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig, *,
                      init: torch.nn.Module | None = None, progress: bool = True,
                      checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
-                     resume: dict | None = None, compile: bool = False) -> TrainResult:
+                     resume: dict | None = None, compile: bool = False, image_name: str = "image",
+                     labels_name: str = "labels") -> TrainResult:
     """Train a U-Net on one labelled volume.
 
     Parameters
@@ -208,20 +276,33 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     compile : bool
         Train through ``torch.compile`` (``EMSEG_COMPILE=1`` in a session); if compiling fails,
         at once or at the first step, a warning says so and training goes on eagerly.
+    image_name, labels_name : str
+        How messages name the two volumes (their files, say).
 
     Returns
     -------
     TrainResult
+
+    Raises
+    ------
+    InputError
+        Data no training can learn from (slices smaller than :data:`MIN_SLICE`, labels of one
+        class; :func:`check_training_data`), before any work; a constant image or validation
+        slices of one class are a :class:`DegenerateDataWarning`.
+    Diverged
+        A loss or a weight became NaN or infinite (checked whenever the losses are read, every
+        ``val_every`` steps): the run stops, naming the step and the learning rate.
     """
-    image = check_image(image, "image")
-    labels = for_task(check_labels(labels, "labels"), config.task)
-    check_pair(image, labels)
+    image = check_image(image, image_name)
+    labels = for_task(check_labels(labels, labels_name), config.task)
+    check_pair(image, labels, image_name, labels_name)
+    train_z, val_z = split_slices(image.shape[0], config.val_slices)
+    check_training_data(image, labels, config.task, train_z, val_z, image_name=image_name, labels_name=labels_name)
     set_seed(config.seed)
     device = pick_device(config.device)
 
     weights = weight_map_of_codes(labels, config.weights)  # labels checked above, once
     normalizer = Normalizer.from_volume(image)  # the volume's one: training patches and validation
-    train_z, val_z = split_slices(image.shape[0], config.val_slices)
     sampler = PatchSampler(image, labels, weights, device=device, patch=config.patch, slices=train_z,
                            jitter=get_jitter(config.jitter), seed=config.seed, normalizer=normalizer)
 
@@ -257,15 +338,18 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
             net = eager_fallback(model, err)
             losses.append(training_step(net, batch, optimizer, scaler, amp, config.loss))
         history["train"]["step"].append(step)
-        if step % config.val_every == 0 or step == config.steps:  # read the losses (one sync) now and then
-            history["train"]["loss"].extend(torch.stack(losses).tolist())
+        saving = checkpoint is not None and (step % every == 0 or step == config.steps)
+        if step % config.val_every == 0 or step == config.steps or saving:  # read the losses (one sync) now and then
+            read = torch.stack(losses).tolist()
             losses.clear()
+            check_diverged(read, history["train"]["step"][-len(read):], model, config, scaled=scaler.is_enabled())
+            history["train"]["loss"].extend(read)
 
         if len(val_z) and (step % config.val_every == 0 or step == config.steps):
             scores = validate(model, image[val_z], labels[val_z], config.task, device, normalizer=normalizer)
             history["val"].append({"step": step, **scores})
             bar.set_postfix(val_jaccard=f"{scores['mean_jaccard']:.3f}")
-        if checkpoint is not None and (step % every == 0 or step == config.steps):
+        if saving:
             save_state(step)
     history["seconds"] = time.perf_counter() - start
     return TrainResult(model=model.cpu().to(memory_format=torch.contiguous_format), config=config,
@@ -298,6 +382,32 @@ def training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], optimi
     scaler.step(optimizer)
     scaler.update()
     return value.detach()
+
+
+def check_diverged(losses: list[float], steps: list[int], model: torch.nn.Module, config: TrainConfig, *,
+                   scaled: bool = False) -> None:
+    """Raise :class:`~emseg_tutorial.losses.Diverged` when training has stopped being finite.
+
+    ``losses`` are the losses of ``steps``, just read from the device. A NaN or infinite loss,
+    or a weight of ``model`` that is, ends the run with the step and the learning rate to lower.
+    With a gradient scaler (``scaled``: float16 on CUDA), a step whose loss overflowed is
+    skipped by the scaler itself; only non-finite weights, or every loss of the interval, count.
+
+    Examples
+    --------
+    >>> cfg = TrainConfig(task="boundary", weights="none", steps=4, batch_size=1, patch=16, lr=10.0, val_every=2,
+    ...                   model={"depth": 1, "base_width": 4})
+    >>> check_diverged([0.7, float("nan")], [3, 4], torch.nn.Linear(1, 1), cfg)
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial.losses.Diverged: training diverged at step 4 (the loss is nan): lower lr (now 10)
+    """
+    settings = {"lr": config.lr}
+    bad = first_non_finite({"loss": losses})
+    if bad is not None and (not scaled or all(not math.isfinite(v) for v in losses)):
+        raise Diverged("training", f"step {steps[bad[0]]}", f"the loss is {bad[2]}", settings)
+    if non_finite_weights(model) is not None:
+        raise Diverged("training", f"step {steps[-1]}", "the network's weights hold NaN or infinite values", settings)
 
 
 #: Settings that may differ between a run and its resumption.
