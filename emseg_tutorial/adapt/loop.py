@@ -67,7 +67,7 @@ from ..models import PatchDiscriminator, check_model
 from ..progress import progress as progress_bar
 from ..weight_schemes import weight_map_of_codes
 from .diagnostics import add_epoch, boundary_snapshot, epoch_report, new_history, source_boundary_prior
-from .state import restore, save_adaptation_state
+from .state import adaptation_inputs, check_resumption, restore, save_adaptation_state
 from .registry import Method, get_method, method_names
 from .steps import StepContext, shortcut_probe
 
@@ -280,7 +280,10 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
         Where to write the run's resumable state after every epoch (:mod:`.state`).
     resume : dict, optional
         A state from :func:`.state.load_adaptation_state` of a run with the same settings
-        (``epochs`` aside): the run continues with the epoch after it.
+        (``epochs`` and ``device`` aside) and the same ``model``, ``source_labels``,
+        ``target_image`` and (where the method reads it) ``source_image``: the run continues with
+        the epoch after it. Other data is refused before any work, naming the argument
+        (:func:`.state.check_resumption`; their fingerprints are saved with the state).
     target_normalizer : Normalizer, optional
         The target volume's one normaliser when the caller has it (a :class:`Volume`'s), else
         computed here once; the target patches and every report share it.
@@ -297,6 +300,11 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     check_slice_size(target_image, target_name, config)
     labels = source_codes(source_labels, config)  # the one check of the source labels on this path
     record.check_source_image(config, source_image)
+    read_source = source_image if record.needs_source_image(config) else None
+    inputs = (adaptation_inputs(model, source_labels, target_image, read_source)
+              if checkpoint is not None or resume is not None else None)
+    if resume is not None:  # the same settings and data as the saved run, before any work
+        check_resumption(resume, config, inputs)
     n_classes = num_classes("boundary")
     set_seed(config.seed)
     device = pick_device(config.device)
@@ -342,7 +350,8 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
         snapshots.append(boundary_snapshot(ctx.model, snap_volume, z_snap, device, normalizer=snap_norm))
         history["seconds"] = time.perf_counter() - start
         if checkpoint is not None:
-            save_adaptation_state(checkpoint, ctx, epoch=epoch, step=step, history=history, snapshots=snapshots)
+            save_adaptation_state(checkpoint, ctx, epoch=epoch, step=step, history=history, snapshots=snapshots,
+                                  inputs=inputs)
     history["seconds"] = time.perf_counter() - start
     def to_cpu(net: torch.nn.Module) -> torch.nn.Module:  # in the default layout (CUDA trains channels-last)
         return net.cpu().to(memory_format=torch.contiguous_format)
