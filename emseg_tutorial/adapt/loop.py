@@ -304,7 +304,7 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     inputs = (adaptation_inputs(model, source_labels, target_image, read_source)
               if checkpoint is not None or resume is not None else None)
     if resume is not None:  # the same settings and data as the saved run, before any work
-        check_resumption(resume, config, inputs)
+        inputs = check_resumption(resume, config, inputs)
     n_classes = num_classes("boundary")
     set_seed(config.seed)
     device = pick_device(config.device)

@@ -77,14 +77,15 @@ def adaptation_inputs(model: torch.nn.Module, source_labels: np.ndarray, target_
                                "source_image": source_image})
 
 
-def check_resumption(state: dict, config, inputs: dict) -> None:
+def check_resumption(state: dict, config, inputs: dict) -> dict:
     """Raise ValueError unless ``state`` continues a run with ``config`` (only the number of
     epochs and the device may change) on the same ``inputs`` (:func:`adaptation_inputs`;
     :class:`~emseg_tutorial.store.InputChanged` names the argument that differs). A state
-    saved before inputs were fingerprinted is accepted with a warning.
+    saved before inputs were fingerprinted is accepted with a warning. Returns the fingerprints
+    to save with the continued run (:func:`~emseg_tutorial.store.check_inputs`).
     """
     check_resumable(state["config"], config.to_dict(), RESUMABLE_CHANGES, f"epoch {state['epoch']}")
-    check_inputs(state, inputs, verb="ran on")
+    return check_inputs(state, inputs, verb="ran on")
 
 
 def load_adaptation_state(path: str | os.PathLike) -> dict:

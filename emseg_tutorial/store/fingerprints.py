@@ -113,12 +113,14 @@ class InputChanged(InputError):
                 f"{describe(self.given)}); give the same {flag}, or {fresh}")
 
 
-def check_inputs(state: dict, given: dict, *, verb: str = "trained on", optional: tuple[str, ...] = ()) -> None:
+def check_inputs(state: dict, given: dict, *, verb: str = "trained on", optional: tuple[str, ...] = ()) -> dict:
     """Raise :class:`InputChanged` unless ``given`` (argument -> :func:`input_fingerprints` entry)
     matches the fingerprints ``state`` recorded.
 
     ``optional`` names inputs that may be left out when resuming (their saved value is then not
-    needed: e.g. the ``init`` model of a training, whose weights the state holds). A state
+    needed: e.g. the ``init`` model of a training, whose weights the state holds). Returns the
+    fingerprints to save with the continued run: ``given``, with the saved ones of the optional
+    inputs left out (so a later resumption still checks them). A state
     without fingerprints (written before they were recorded) is accepted with a
     ``RuntimeWarning`` naming its file. Arguments are checked in ``given``'s order; the first
     that differs is reported.
@@ -128,13 +130,16 @@ def check_inputs(state: dict, given: dict, *, verb: str = "trained on", optional
     if saved is None:
         warnings.warn(f"{where or 'the saved run'}: saved before input fingerprints were recorded; its data "
                       f"cannot be checked, so the run continues on the data given", RuntimeWarning, stacklevel=3)
-        return
+        return dict(given)
+    kept = dict(given)
     for name, fp in given.items():
         before = saved.get(name)
         if fp is None and name in optional:
+            kept[name] = before
             continue
         if _key(before) != _key(fp):
             raise InputChanged(name, before, fp, where, verb)
+    return kept
 
 
 def _key(fp: dict | None):

@@ -224,7 +224,7 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
               if checkpoint is not None or resume is not None else None)
     if resume is not None:
         check_resumable(resume["config"], config.to_dict(), RESUMABLE_CHANGES, f"step {resume['step']}")
-        check_inputs(resume, inputs, optional=("init",))
+        inputs = check_inputs(resume, inputs, optional=("init",))
     labels = for_task(labels, config.task)
     set_seed(config.seed)
     device = pick_device(config.device)
