@@ -195,8 +195,9 @@ def test_cli_train_resume_refuses_other_data_naming_the_flag(vol, tmp_path, monk
     run = tmp_path / "part"
 
     def train(image="img.tif", labels="lab.tif", *extra):
-        return main(["train", "--image", tmp_path / image, "--labels", tmp_path / labels, "--task", "boundary",
-                     "--weights", "distance", "--device", "cpu", "--quiet", "--steps", "4", *map(str, extra)])
+        return main([str(a) for a in ["train", "--image", tmp_path / image, "--labels", tmp_path / labels, "--task",
+                                      "boundary", "--weights", "distance", "--device", "cpu", "--quiet", "--steps", "4",
+                                      *extra]])
 
     assert train("img.tif", "lab.tif", "--steps", "2", "--out", run) == 0
     before = (run / "state.pt").read_bytes()

@@ -146,7 +146,7 @@ def check_kwargs(arch: str, kwargs: dict, name: str | None = None) -> None:
     >>> check_kwargs("unet2d", {"depth": 8, "base_width": 512}, "big.pt")
     Traceback (most recent call last):
     ...
-    emseg_tutorial._validate.InputError: big.pt: its network settings describe 77498580482 weights (unet2d with depth 8, base_width 512), more than the 500000000 this library builds
+    emseg_tutorial._validate.InputError: big.pt: its network settings describe 509665740804 weights (unet2d with depth 8, base_width 512), more than the 500000000 this library builds
     """
     name = name or arch
     if arch not in ARCHITECTURES:
