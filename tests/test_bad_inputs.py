@@ -592,7 +592,7 @@ def test_synth_checks_the_memory_it_would_allocate(tmp_path, capsys, monkeypatch
 
 def test_synth_too_small_slices_name_the_shape_flag(tmp_path, capsys):
     _fails(["synth", "--domain", "fibsem", "--shape", "2", "8", "8", "--image", tmp_path / "i.tif", "--labels",
-            tmp_path / "l.tif", "--quiet"], capsys, "--shape", "at least 16 x 16")
+            tmp_path / "l.tif", "--quiet"], capsys, "--shape 2 8 8: slices must be at least 16 x 16")
 
 
 @pytest.mark.parametrize("kwargs, match", [

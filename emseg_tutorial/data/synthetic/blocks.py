@@ -299,10 +299,14 @@ def check_memory(domain: str, shape, name: str = "shape", *, with_cells: bool = 
     ValueError: --shape 1000000 10000 10000: a fibsem volume of 1000000 x 10000 x 10000 voxels needs about 200.0 TB of memory ..., more than the ... available; make it smaller
     """
     try:
+        given = " ".join(map(str, shape)) if name.startswith("--") else repr(tuple(shape))
+    except TypeError:
+        given = repr(shape)
+    subject = f"{name} {given}"
+    try:
         shape = _check_shape(shape)
     except ValueError as err:  # the shape check's own message, naming the flag or argument
-        raise ValueError(f"{name}: {err}") from None
-    subject = f"{name} {' '.join(map(str, shape))}" if name.startswith("--") else f"{name} {shape}"
+        raise ValueError(f"{subject}: {err}") from None
     need, have = volume_bytes(shape, with_cells=with_cells, workers=workers), available_memory()
     if have is not None and need > have:
         what = "image and labels, 1 byte a voxel each" + (", cell ids 8" if with_cells else "")
