@@ -655,3 +655,14 @@ def test_library_resume_on_other_data_is_refused_before_any_work(tmp_path):
                            "ran on").named("--target-image", "t2.tif", "--resume", "runs/a")
     assert message.startswith("--target-image t2.tif: is not the volume the saved run in runs/a ran on (saved: ")
     assert message.endswith("; give the same --target-image, or start a new run without --resume")
+
+
+def test_an_adaptation_config_with_a_huge_discriminator_is_refused_before_training():
+    from emseg_tutorial.adapt import AdaptConfig, adapt
+
+    src, tgt = make_volume("fibsem", (3, 32, 32), seed=0), make_volume("snemi", (3, 32, 32), seed=1)
+    cfg = AdaptConfig(epochs=1, steps_per_epoch=1, batch_size=1, patch=16, report_stride=1,
+                      discriminator={"width": 10**6, "depth": 2}, device="cpu")
+    with pytest.raises(ValueError, match=r"^config\.discriminator: its network settings are out of range: "
+                                         r"width 1000000 \(patch_discriminator takes 1 to 512\)"):
+        adapt(_unet(2), src.labels, tgt.image, cfg, progress=False)

@@ -201,3 +201,17 @@ def test_the_meta_network_has_the_real_shapes():
     assert {k: tuple(v.shape) for k, v in meta.state_dict().items()} == \
         {k: tuple(v.shape) for k, v in net.state_dict().items()}
     assert all(p.device.type == "meta" for p in meta.parameters())
+
+
+def test_the_size_check_draws_no_random_numbers():
+    """build() checks on the meta device first; the weights and the stream after are those of a plain build."""
+    from emseg_tutorial.models import PatchDiscriminator, build
+
+    for cls, kwargs in ((UNet2d, {"out_channels": 2, "depth": 3, "base_width": 8}),
+                        (PatchDiscriminator, {"in_channels": 2, "width": 4, "depth": 2})):
+        torch.manual_seed(0)
+        plain, after_plain = cls(**kwargs), torch.rand(3)
+        torch.manual_seed(0)
+        built, after_built = build(cls.arch, kwargs), torch.rand(3)
+        assert all(torch.equal(v, built.state_dict()[k]) for k, v in plain.state_dict().items())
+        assert torch.equal(after_plain, after_built)

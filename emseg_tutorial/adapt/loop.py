@@ -63,7 +63,7 @@ from ..data.patches import PatchSampler
 from ..data.volume import Volume
 from ..devices import adam, check_precision, memory_format, pick_device, precision, set_seed
 from ..labels import check_labels, for_task, num_classes
-from ..models import PatchDiscriminator, check_model
+from ..models import PatchDiscriminator, build, check_model
 from ..progress import progress as progress_bar
 from ..weight_schemes import weight_map_of_codes
 from .diagnostics import add_epoch, boundary_snapshot, epoch_report, new_history, source_boundary_prior
@@ -433,7 +433,8 @@ def step_context(model, labels, target_image, config: AdaptConfig, source_image,
     disc = None
     in_channels = record.discriminator_channels(n_classes)
     if in_channels is not None:
-        disc = PatchDiscriminator(in_channels=in_channels, **config.discriminator).to(device, memory_format=layout)
+        disc = build(PatchDiscriminator.arch, {**config.discriminator, "in_channels": in_channels},  # sizes checked
+                     "config.discriminator").to(device, memory_format=layout)
     amp = precision(device, config.precision)
     return StepContext(
         model=model, disc=disc, teacher=copy.deepcopy(model) if record.teacher else None,
