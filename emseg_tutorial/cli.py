@@ -15,6 +15,7 @@ import json
 import math
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +30,7 @@ from .data.readers import open_volume, read_image, read_labels, read_volume
 from .data.writers import write_volume, write_volumes
 from .data.sources import DataSourceError
 from .data.synthetic import DOMAINS, make_volume
+from .data.synthetic.blocks import check_memory
 from .devices import PRECISIONS, precision
 from .data.volume import Volume
 from .labels import TASKS
@@ -37,9 +39,10 @@ from .metrics import MAX_TOLERANCE, check_tolerance, evaluate
 from .models import check_model
 from .paper.stages import method_settings, train_config
 from .predict import predict_file
+from .predict.tiled import MIN_TILE
 from .presets import PRESETS
 from .session import Session, from_env
-from .store import load_checkpoint, load_training_state, save_checkpoint, save_json
+from .store import InputChanged, load_checkpoint, load_training_state, save_checkpoint, save_json
 from .train import train_supervised
 from .train.supervised import LOSSES
 from .weight_schemes import parse_weight_scheme
@@ -116,6 +119,14 @@ def _path(text: str) -> str:
     return text
 
 
+def _tile(text: str) -> int:
+    value = _positive(text)
+    if value < MIN_TILE:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {MIN_TILE} (the largest slice side predicted "
+                                         f"at once), got {text}")
+    return value
+
+
 def _seed(text: str) -> int:
     try:
         value = int(text)
@@ -154,6 +165,7 @@ def run_synth(args) -> None:
     if min(y, x) < MIN_SIDE:
         raise UsageError(f"--shape {z} {y} {x}: slices must be at least {MIN_SIDE} x {MIN_SIDE} pixels, got {y} x {x}")
     check_outputs({"--image": args.image, "--labels": args.labels})
+    check_memory(args.domain, args.shape, "--shape")  # before anything is allocated
     vol = make_volume(args.domain, tuple(args.shape), seed=args.seed, progress=not args.quiet)
     write_volumes([(args.image, vol.image), (args.labels, vol.labels)], vol.voxel_size)  # both or neither
     print(f"wrote {args.image} and {args.labels}: {args.domain} twin, shape {vol.shape}, "
@@ -231,6 +243,26 @@ def _session(args) -> Session:
     return session
 
 
+#: the library's names of train's and adapt's inputs -> their flags (messages of a resumed run on other data)
+TRAIN_INPUTS = {"image": "--image", "labels": "--labels", "init": "--init"}
+ADAPT_INPUTS = {"model": "--model", "source_labels": "--source-labels", "source_image": "--source-image",
+                "target_image": "--target-image"}
+
+
+@contextmanager
+def _flags_of_inputs(args, flags: dict[str, str]):
+    """A resumed run given other data (:class:`~emseg_tutorial.store.InputChanged`) reported with
+    the flag and file, and the ``--resume`` folder, instead of the library's argument names."""
+    try:
+        yield
+    except InputChanged as err:
+        flag = flags.get(err.argument)
+        if flag is None:
+            raise
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        raise UsageError(err.named(flag, value, "--resume", args.resume)) from None
+
+
 def run_train(args) -> None:
     parse_weight_scheme(args.weights)
     session = _session(args)
@@ -242,14 +274,15 @@ def run_train(args) -> None:
                               run_files=RUN_FILES, overwrite=_run_overwrite(args))
     resume = load_training_state(Path(args.resume) / STATE_FILE) if args.resume else None
     vol = read_volume(args.image, args.labels)
-    init = check_model(load_checkpoint(args.init)[0], classes=None) if args.init and resume is None else None
+    init = check_model(load_checkpoint(args.init)[0], classes=None) if args.init else None  # resumed: checked
     config = train_config(session.preset, task=args.task, weights=args.weights, init=bool(args.init),
                           jitter=args.jitter, steps=args.steps, seed=session.seed, device=str(session.device),
                           loss=args.loss, precision=session.precision)
     try:
-        run = train_supervised(vol.image, vol.labels, config, init=init, progress=not args.quiet,
-                               checkpoint=out / STATE_FILE, resume=resume, compile=session.compile,
-                               image_name=args.image, labels_name=args.labels)
+        with _flags_of_inputs(args, TRAIN_INPUTS):
+            run = train_supervised(vol.image, vol.labels, config, init=init, progress=not args.quiet,
+                                   checkpoint=out / STATE_FILE, resume=resume, compile=session.compile,
+                                   image_name=args.image, labels_name=args.labels)
     except Diverged as err:  # the preset sets the learning rate: say so
         raise UsageError(err.message({"lr": f"the learning rate of --preset {session.preset.name}"})) from None
     save_checkpoint(out / "model.pt", run.model, config=config.to_dict(), history=run.history)
@@ -447,10 +480,12 @@ def run_adapt(args) -> None:
         target_eval = Volume(target, eval_labels, voxel, args.target_image)
     resume = load_adaptation_state(Path(args.resume) / ADAPT_STATE_FILE) if args.resume else None
     try:
-        run = run_method(args.method, model, Volume(source_image, labels, name=args.source_labels), target,
-                         config_kwargs=config, target_eval=target_eval, progress=not args.quiet,
-                         target_name=args.target_image, checkpoint=out / ADAPT_STATE_FILE if record.trains else None,
-                         resume=resume, target_normalizer=None if target_eval is None else target_eval.normalizer)
+        with _flags_of_inputs(args, ADAPT_INPUTS):
+            run = run_method(args.method, model, Volume(source_image, labels, name=args.source_labels), target,
+                             config_kwargs=config, target_eval=target_eval, progress=not args.quiet,
+                             target_name=args.target_image,
+                             checkpoint=out / ADAPT_STATE_FILE if record.trains else None, resume=resume,
+                             target_normalizer=None if target_eval is None else target_eval.normalizer)
     except Diverged as err:  # named by the flags that set them
         raise UsageError(err.message({options[0]: flag for flag, (_, options) in ADAPT_OPTIONS.items()})) from None
     history = {"config": config, "epochs": run.epochs, "seconds": run.seconds}

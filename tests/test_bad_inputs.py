@@ -1046,3 +1046,136 @@ def test_adapting_to_a_constant_target_warns_in_one_line(pair, model, tmp_path, 
     assert main([str(a) for a in _adapt_argv(model, lab, tmp_path / "flat.tif", tmp_path / "a")]) == 0
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and err[0].startswith("warning: ") and "flat.tif: every voxel is 3 (a constant image)" in err[0]
+
+
+# =========================================================================== issue 24, helper "resume":
+# resumed runs check their data; sizes bounded before memory is spent (checkpoint settings, synth,
+# prediction batch and tile). The CLI resume cases train a few steps, so they are in tests/test_resume.py.
+
+
+def _huge_checkpoint(path, arch="unet2d", **kwargs):
+    model = {"out_channels": 2, "depth": 2, "base_width": 4} if arch == "unet2d" else {"in_channels": 2}
+    torch.save({"arch": arch, "model": {**model, **kwargs}, "state": {}, "config": {}, "history": {}}, path)
+    return path
+
+
+@pytest.mark.parametrize("arch, kwargs, match", [
+    ("unet2d", {"depth": 40}, "depth 40 (unet2d takes 1 to 8)"),
+    ("unet2d", {"base_width": 100000}, "base_width 100000 (unet2d takes 1 to 512)"),
+    ("unet2d", {"depth": 8, "base_width": 512}, "more than the 500000000 this library builds"),
+    ("patch_discriminator", {"width": 10**6}, "width 1000000 (patch_discriminator takes 1 to 512)"),
+])
+def test_checkpoint_sizes_are_bounded_before_a_network_is_built(arch, kwargs, match, pair, tmp_path, capsys):
+    img, _ = pair
+    path = _huge_checkpoint(tmp_path / "huge.pt", arch, **kwargs)
+    assert path.stat().st_size < 4000  # a kilobyte file used to allocate until the kernel killed it
+    _fails(["predict", "--model", path, "--image", img, "--out", tmp_path / "p.tif", "--quiet"], capsys,
+           "huge.pt", match)
+    assert not (tmp_path / "p.tif").exists()
+    with pytest.raises(ValueError, match=re.escape(match)):
+        load_checkpoint(path)
+
+
+def test_a_training_config_with_a_huge_network_is_refused_before_training(pair):
+    from emseg_tutorial.paper.stages import train_config
+    from emseg_tutorial.presets import get_preset
+    from emseg_tutorial.train import train_supervised
+
+    vol = make_volume("fibsem", (3, 32, 32), seed=0)
+    cfg = train_config(get_preset("ci"), task="boundary", weights="none", steps=1, batch_size=1, patch=16,
+                       val_every=1, model={"depth": 40, "base_width": 4}, device="cpu")
+    with pytest.raises(ValueError, match=r"^config\.model: its network settings are out of range: depth 40"):
+        train_supervised(vol.image, vol.labels, cfg, progress=False)
+
+
+def test_synth_checks_the_memory_it_would_allocate(tmp_path, capsys, monkeypatch):
+    import emseg_tutorial.data.synthetic.blocks as blocks
+
+    monkeypatch.setattr(blocks, "available_memory", lambda: 8 * 10**9)
+    out = [tmp_path / "i.tif", tmp_path / "l.tif"]
+    _fails(["synth", "--domain", "fibsem", "--shape", "2048", "2048", "2048", "--image", out[0], "--labels",
+            out[1], "--quiet"], capsys, "--shape 2048 2048 2048: a fibsem volume of 2048 x 2048 x 2048 voxels needs "
+                                        "about", "GB of memory", "more than the 8.0 GB available")
+    assert not any(p.exists() for p in out)
+    with pytest.raises(ValueError, match=r"^shape \(100000, 10000, 10000\): a snemi volume .* needs about 20\.\d TB"):
+        make_volume("snemi", (100000, 10000, 10000))
+    monkeypatch.setattr(blocks, "available_memory", lambda: None)  # unknown: not checked
+    blocks.check_memory("fibsem", (10**6, 10**4, 10**4))
+
+
+def test_synth_too_small_slices_name_the_shape_flag(tmp_path, capsys):
+    _fails(["synth", "--domain", "fibsem", "--shape", "2", "8", "8", "--image", tmp_path / "i.tif", "--labels",
+            tmp_path / "l.tif", "--quiet"], capsys, "--shape 2 8 8: slices must be at least 16 x 16")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"batch_size": -1}, r"^batch_size must be an integer >= 1 .*got -1"),
+    ({"batch_size": 0}, r"^batch_size must be an integer >= 1 .*got 0"),
+    ({"batch_size": 2.5}, r"^batch_size must be an integer >= 1 .*got 2\.5"),
+    ({"tile": 8}, r"^tile must be an integer >= 16 .*got 8"),
+    ({"tile": 16.5}, r"^tile must be an integer >= 16 .*got 16\.5"),
+    ({"tile": 32, "overlap": 16}, r"^overlap must be an integer from 0 to 15 .*got 16"),
+    ({"tile": 32, "overlap": 2.0}, r"^overlap must be an integer .*got 2\.0"),
+])
+def test_prediction_batch_and_tile_are_checked(kwargs, match, tmp_path):
+    net = _unet(2)
+    image = np.zeros((2, 32, 32), np.uint8)
+    with pytest.raises(ValueError, match=match):  # batch_size=-1 used to return None
+        predict_probabilities(net, image, **kwargs)
+    tifffile.imwrite(tmp_path / "img.tif", image)
+    with pytest.raises(ValueError, match=match):
+        predict_file(net, tmp_path / "img.tif", tmp_path / "p.tif", **kwargs)
+    assert not (tmp_path / "p.tif").exists()
+
+
+@pytest.mark.parametrize("tile", ["8", "15"])
+def test_predict_tile_names_its_flag(tile, pair, model, tmp_path, capsys):
+    img, _ = pair
+    _fails(["predict", "--model", model, "--image", img, "--out", tmp_path / "p.tif", "--tile", tile, "--quiet"],
+           capsys, "--tile", f"must be an integer >= 16 (the largest slice side predicted at once), got {tile}")
+
+
+def test_library_resume_on_other_data_is_refused_before_any_work(tmp_path):
+    """A state's fingerprints name the argument that differs (the state is made by hand: no training)."""
+    from emseg_tutorial.adapt import AdaptConfig, adapt
+    from emseg_tutorial.adapt.state import adaptation_inputs
+    from emseg_tutorial.paper.stages import train_config
+    from emseg_tutorial.presets import get_preset
+    from emseg_tutorial.store import InputChanged, input_fingerprints
+    from emseg_tutorial.train import train_supervised
+
+    vol, other = make_volume("fibsem", (3, 32, 32), seed=0), make_volume("fibsem", (3, 32, 32), seed=1)
+    cfg = train_config(get_preset("ci"), task="boundary", weights="none", steps=2, batch_size=1, patch=16,
+                       val_every=1, model={"depth": 2, "base_width": 4}, device="cpu")
+    state = {"config": cfg.to_dict(), "step": 1, "file": "run/state.pt",
+             "inputs": input_fingerprints({"image": vol.image, "labels": vol.labels, "init": None})}
+    with pytest.raises(InputChanged, match=r"^image: is not the volume the saved run in run/state\.pt trained on"):
+        train_supervised(other.image, vol.labels, cfg, progress=False, resume=state)
+    with pytest.raises(InputChanged, match=r"^init: the saved run in run/state\.pt started from none; leave init out"):
+        train_supervised(vol.image, vol.labels, cfg, init=_unet(2), progress=False, resume=state)
+
+    target, target2 = make_volume("snemi", (3, 32, 32), seed=1), make_volume("snemi", (3, 32, 32), seed=2)
+    acfg = AdaptConfig(epochs=2, steps_per_epoch=1, batch_size=1, patch=16, report_stride=1,
+                       discriminator={"width": 4, "depth": 2}, device="cpu")
+    net = _unet(2)
+    saved = {"config": acfg.to_dict(), "epoch": 1, "file": "run/adapt_state.pt",
+             "inputs": adaptation_inputs(net, vol.labels, target.image, None)}
+    with pytest.raises(InputChanged, match=r"^target_image: is not the volume the saved run in "
+                                           r"run/adapt_state\.pt ran on \(saved: shape 3x32x32 uint8"):
+        adapt(net, vol.labels, target2.image, acfg, progress=False, resume=saved)
+    message = InputChanged("target_image", saved["inputs"]["target_image"],
+                           adaptation_inputs(net, vol.labels, target2.image, None)["target_image"], None,
+                           "ran on").named("--target-image", "t2.tif", "--resume", "runs/a")
+    assert message.startswith("--target-image t2.tif: is not the volume the saved run in runs/a ran on (saved: ")
+    assert message.endswith("; give the same --target-image, or start a new run without --resume")
+
+
+def test_an_adaptation_config_with_a_huge_discriminator_is_refused_before_training():
+    from emseg_tutorial.adapt import AdaptConfig, adapt
+
+    src, tgt = make_volume("fibsem", (3, 32, 32), seed=0), make_volume("snemi", (3, 32, 32), seed=1)
+    cfg = AdaptConfig(epochs=1, steps_per_epoch=1, batch_size=1, patch=16, report_stride=1,
+                      discriminator={"width": 10**6, "depth": 2}, device="cpu")
+    with pytest.raises(ValueError, match=r"^config\.discriminator: its network settings are out of range: "
+                                         r"width 1000000 \(patch_discriminator takes 1 to 512\)"):
+        adapt(_unet(2), src.labels, tgt.image, cfg, progress=False)

@@ -149,3 +149,69 @@ def test_wrong_input_shape_is_a_clear_error():
         net(torch.rand(1, 3, 32, 32))
     with pytest.raises(ValueError, match="expected input"):
         net(torch.rand(32, 32))
+
+
+# --------------------------------------------------------------------------- sizes bounded before a build (issue 24)
+
+
+@pytest.mark.parametrize("arch, kwargs, match", [
+    ("unet2d", {"depth": 40}, r"depth 40 \(unet2d takes 1 to 8\)"),
+    ("unet2d", {"depth": 0}, r"depth 0 \(unet2d takes 1 to 8\)"),
+    ("unet2d", {"base_width": 10**6}, r"base_width 1000000 \(unet2d takes 1 to 512\)"),
+    ("unet2d", {"out_channels": 1000}, r"out_channels 1000"),
+    ("unet2d", {"depth": "4"}, r"depth must be an integer from 1 to 8, got '4'"),
+    ("unet2d", {"depth": 8, "base_width": 512}, r"describe \d+ weights .*more than the 500000000"),
+    ("patch_discriminator", {"width": 10**6}, r"width 1000000 \(patch_discriminator takes 1 to 512\)"),
+    ("unet2d", {"depth": 2, "colour": 1}, r"do not build a unet2d \(unknown UNet2d arguments"),
+])
+def test_network_sizes_are_bounded_before_anything_is_allocated(arch, kwargs, match):
+    from emseg_tutorial._validate import InputError
+    from emseg_tutorial.models import build
+    from emseg_tutorial.models.build import check_kwargs
+
+    with pytest.raises(InputError, match=rf"^stored.pt: .*{match}"):
+        check_kwargs(arch, kwargs, "stored.pt")
+    with pytest.raises(InputError, match=match):
+        build(arch, kwargs)
+
+
+def test_a_small_checkpoint_with_a_huge_network_is_refused_at_once(tmp_path):
+    """A 1-2 kB file saying depth 40 used to allocate until the kernel killed the process."""
+    from emseg_tutorial._validate import InputError
+    from emseg_tutorial.store import load_checkpoint
+
+    path = tmp_path / "deep.pt"
+    torch.save({"arch": "unet2d", "model": {"out_channels": 2, "depth": 40, "base_width": 32}, "state": {},
+                "config": {}, "history": {}}, path)
+    assert path.stat().st_size < 4000
+    with pytest.raises(InputError, match=r"deep\.pt: its network settings are out of range: depth 40"):
+        load_checkpoint(path)
+    # within the ranges, but its weights are not those the settings describe: refused before the build
+    torch.save({"arch": "unet2d", "model": {"out_channels": 2, "depth": 5, "base_width": 64}, "state": {},
+                "config": {}, "history": {}}, path)
+    with pytest.raises(ValueError, match=r"deep\.pt: its weights do not fit the network its settings describe"):
+        load_checkpoint(path)
+
+
+def test_the_meta_network_has_the_real_shapes():
+    from emseg_tutorial.models.build import meta_network
+
+    net = _net(out_channels=2)
+    meta = meta_network("unet2d", net.init_kwargs)
+    assert {k: tuple(v.shape) for k, v in meta.state_dict().items()} == \
+        {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    assert all(p.device.type == "meta" for p in meta.parameters())
+
+
+def test_the_size_check_draws_no_random_numbers():
+    """build() checks on the meta device first; the weights and the stream after are those of a plain build."""
+    from emseg_tutorial.models import PatchDiscriminator, build
+
+    for cls, kwargs in ((UNet2d, {"out_channels": 2, "depth": 3, "base_width": 8}),
+                        (PatchDiscriminator, {"in_channels": 2, "width": 4, "depth": 2})):
+        torch.manual_seed(0)
+        plain, after_plain = cls(**kwargs), torch.rand(3)
+        torch.manual_seed(0)
+        built, after_built = build(cls.arch, kwargs), torch.rand(3)
+        assert all(torch.equal(v, built.state_dict()[k]) for k, v in plain.state_dict().items())
+        assert torch.equal(after_plain, after_built)

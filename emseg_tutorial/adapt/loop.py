@@ -66,12 +66,12 @@ from ..data.volume import Volume
 from ..devices import adam, check_precision, memory_format, pick_device, precision, set_seed
 from ..labels import check_labels, for_task, num_classes
 from ..losses import Diverged, first_non_finite, non_finite_weights
-from ..models import PatchDiscriminator, check_model
+from ..models import PatchDiscriminator, build, check_model
 from ..progress import progress as progress_bar
 from ..train.supervised import DegenerateDataWarning
 from ..weight_schemes import weight_map_of_codes
 from .diagnostics import add_epoch, boundary_snapshot, epoch_report, new_history, source_boundary_prior
-from .state import restore, save_adaptation_state
+from .state import adaptation_inputs, check_resumption, restore, save_adaptation_state
 from .registry import Method, get_method, method_names
 from .steps import StepContext, shortcut_probe
 
@@ -285,7 +285,10 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
         Where to write the run's resumable state after every epoch (:mod:`.state`).
     resume : dict, optional
         A state from :func:`.state.load_adaptation_state` of a run with the same settings
-        (``epochs`` aside): the run continues with the epoch after it.
+        (``epochs`` and ``device`` aside) and the same ``model``, ``source_labels``,
+        ``target_image`` and (where the method reads it) ``source_image``: the run continues with
+        the epoch after it. Other data is refused before any work, naming the argument
+        (:func:`.state.check_resumption`; their fingerprints are saved with the state).
     target_normalizer : Normalizer, optional
         The target volume's one normaliser when the caller has it (a :class:`Volume`'s), else
         computed here once; the target patches and every report share it.
@@ -304,8 +307,13 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     target_image = check_image(target_image, target_name)
     check_slice_size(target_image, target_name, config)
     labels = source_codes(source_labels, config)  # the one check of the source labels on this path
-    warn_degenerate(target_image, labels, target_name)
+    warn_degenerate(target_image, target_name)
     record.check_source_image(config, source_image)
+    read_source = source_image if record.needs_source_image(config) else None
+    inputs = (adaptation_inputs(model, source_labels, target_image, read_source)
+              if checkpoint is not None or resume is not None else None)
+    if resume is not None:  # the same settings and data as the saved run, before any work
+        inputs = check_resumption(resume, config, inputs)
     n_classes = num_classes("boundary")
     set_seed(config.seed)
     device = pick_device(config.device)
@@ -353,7 +361,8 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
         snapshots.append(boundary_snapshot(ctx.model, snap_volume, z_snap, device, normalizer=snap_norm))
         history["seconds"] = time.perf_counter() - start
         if checkpoint is not None:
-            save_adaptation_state(checkpoint, ctx, epoch=epoch, step=step, history=history, snapshots=snapshots)
+            save_adaptation_state(checkpoint, ctx, epoch=epoch, step=step, history=history, snapshots=snapshots,
+                                  inputs=inputs)
     history["seconds"] = time.perf_counter() - start
     def to_cpu(net: torch.nn.Module) -> torch.nn.Module:  # in the default layout (CUDA trains channels-last)
         return net.cpu().to(memory_format=torch.contiguous_format)
@@ -363,30 +372,24 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
                        snapshots=snapshots)
 
 
-def warn_degenerate(target_image: np.ndarray, labels: np.ndarray, target_name: str = "target image",
-                    labels_name: str = "source labels") -> None:
-    """Warn (:class:`~emseg_tutorial.train.supervised.DegenerateDataWarning`) when there is little
-    to adapt with: a constant target image, or source labels (boundary codes) of one class, whose
-    maps no discriminator can learn a shape from.
+def warn_degenerate(target_image: np.ndarray, target_name: str = "target image") -> None:
+    """Warn (:class:`~emseg_tutorial.train.supervised.DegenerateDataWarning`) when there is nothing
+    to adapt to: a constant target image (one-class source labels are warned of where the labels
+    are checked, :func:`source_codes`).
 
     Examples
     --------
     >>> import warnings
     >>> with warnings.catch_warnings(record=True) as caught:
     ...     warnings.simplefilter("always")
-    ...     warn_degenerate(np.zeros((1, 16, 16)), np.ones((1, 16, 16), np.uint8), "tgt.tif")
+    ...     warn_degenerate(np.zeros((1, 16, 16)), "tgt.tif")
     >>> [str(w.message).split(";")[0] for w in caught]
-    ['tgt.tif: every voxel is 0 (a constant image)', 'source labels: every labelled pixel is boundary (code 1)']
+    ['tgt.tif: every voxel is 0 (a constant image)']
     """
     lo, hi = target_image.min(), target_image.max()
     if lo == hi:
         warnings.warn(f"{target_name}: every voxel is {lo:g} (a constant image); there is nothing to adapt to",
                       DegenerateDataWarning, stacklevel=3)
-    present = [code for code in (1, 2) if (labels == code).any()]
-    if len(present) == 1:
-        name = "boundary" if present[0] == 1 else "non-boundary"
-        warnings.warn(f"{labels_name}: every labelled pixel is {name} (code {present[0]}); the source maps hold one "
-                      f"class, so the adaptation has no shapes to match", DegenerateDataWarning, stacklevel=3)
 
 
 #: the settings a diverged adaptation names, where the method reads them (lr_d: only when the
@@ -459,8 +462,10 @@ def check_boundary_model(model: torch.nn.Module, name: str | None = None) -> tor
 
 def source_codes(labels: np.ndarray, config: AdaptConfig | None = None, name: str = "source labels") -> np.ndarray:
     """Source labels checked (:func:`~emseg_tutorial.labels.check_labels`; with ``config``, also
-    their slice size, :func:`check_slice_size`) and as boundary codes: done once where they enter
-    (:func:`adapt`, :func:`~.methods.run_method`); every function below takes the result as it is.
+    their slice size, :func:`check_slice_size`; labels of one class only give a
+    :class:`~emseg_tutorial.train.supervised.DegenerateDataWarning`) and as boundary codes: done
+    once where they enter (:func:`adapt`, :func:`~.methods.run_method`); every function below
+    takes the result as it is.
 
     Examples
     --------
@@ -470,6 +475,11 @@ def source_codes(labels: np.ndarray, config: AdaptConfig | None = None, name: st
     codes = for_task(check_labels(labels, name), "boundary")
     if config is not None:
         check_slice_size(codes, name, config)
+    present = [code for code in (1, 2) if (codes == code).any()]
+    if len(present) == 1:
+        kind = "boundary" if present[0] == 1 else "non-boundary"
+        warnings.warn(f"{name}: every labelled pixel is {kind} (code {present[0]}); the source maps hold one "
+                      f"class, so the adaptation has no shapes to match", DegenerateDataWarning, stacklevel=3)
     return codes
 
 
@@ -508,7 +518,8 @@ def step_context(model, labels, target_image, config: AdaptConfig, source_image,
     disc = None
     in_channels = record.discriminator_channels(n_classes)
     if in_channels is not None:
-        disc = PatchDiscriminator(in_channels=in_channels, **config.discriminator).to(device, memory_format=layout)
+        disc = build(PatchDiscriminator.arch, {**config.discriminator, "in_channels": in_channels},  # sizes checked
+                     "config.discriminator").to(device, memory_format=layout)
     amp = precision(device, config.precision)
     return StepContext(
         model=model, disc=disc, teacher=copy.deepcopy(model) if record.teacher else None,

@@ -8,7 +8,10 @@ the same result as a run that was never interrupted (bit for bit on the CPU). It
 (:func:`emseg_tutorial.store.load_checkpoint` reads it, e.g. to predict with a run cut short).
 The random streams resume on a device of the kind they were drawn on (CPU and CUDA generator
 states do not fit each other); a state saved on CUDA is refused on a CPU in one line naming
-the device it was saved on.
+the device it was saved on. The state also records fingerprints of the run's inputs (the
+starting model, the source labels, the target image and, where read, the source image:
+:func:`adaptation_inputs`); a resumption on other data is refused in one line naming the
+argument (:func:`check_resumption`).
 
 Examples
 --------
@@ -28,7 +31,7 @@ import torch
 
 from ..devices import restore_generator
 from ..models import arch_of
-from ..store import atomic_write, check_resumable, load_state, plain_data
+from ..store import atomic_write, check_inputs, check_resumable, input_fingerprints, load_state, plain_data
 from .steps import StepContext
 
 KIND = "adaptation-state"
@@ -37,8 +40,12 @@ RESUMABLE_CHANGES = ("epochs", "device")
 
 
 def save_adaptation_state(path: str | os.PathLike, ctx: StepContext, *, epoch: int, step: int, history: dict,
-                          snapshots: list[np.ndarray]) -> None:
-    """Write the state of a run after ``epoch`` (see the module docstring), atomically."""
+                          snapshots: list[np.ndarray], inputs: dict | None = None) -> None:
+    """Write the state of a run after ``epoch`` (see the module docstring), atomically.
+
+    ``inputs`` are the fingerprints of the run's inputs (:func:`adaptation_inputs`), checked
+    when it resumes (:func:`check_resumption`).
+    """
     def weights(net):
         return None if net is None else {k: v.detach().cpu() for k, v in net.state_dict().items()}
 
@@ -56,8 +63,29 @@ def save_adaptation_state(path: str | os.PathLike, ctx: StepContext, *, epoch: i
                "optimizers": {"g": optim(ctx.opt_g), "d": optim(ctx.opt_d)},
                "scalers": {"g": scaler(ctx.scaler_g), "d": scaler(ctx.scaler_d)},
                "rng": {"device": ctx.device.type, "source": ctx.source.state(), "target": ctx.target.state(),
-                       "jitter": ctx.rng.get_state(), "torch": torch.get_rng_state()}}
+                       "jitter": ctx.rng.get_state(), "torch": torch.get_rng_state()},
+               "inputs": plain_data(inputs)}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def adaptation_inputs(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.ndarray,
+                      source_image: np.ndarray | None) -> dict:
+    """Fingerprints of what an adaptation reads (:mod:`emseg_tutorial.store.fingerprints`): the
+    model it starts from, the source labels, the target image and the source image (None
+    where the method does not read it), by :func:`~.loop.adapt`'s argument names."""
+    return input_fingerprints({"model": model, "source_labels": source_labels, "target_image": target_image,
+                               "source_image": source_image})
+
+
+def check_resumption(state: dict, config, inputs: dict) -> dict:
+    """Raise ValueError unless ``state`` continues a run with ``config`` (only the number of
+    epochs and the device may change) on the same ``inputs`` (:func:`adaptation_inputs`;
+    :class:`~emseg_tutorial.store.InputChanged` names the argument that differs). A state
+    saved before inputs were fingerprinted is accepted with a warning. Returns the fingerprints
+    to save with the continued run (:func:`~emseg_tutorial.store.check_inputs`).
+    """
+    check_resumable(state["config"], config.to_dict(), RESUMABLE_CHANGES, f"epoch {state['epoch']}")
+    return check_inputs(state, inputs, verb="ran on")
 
 
 def load_adaptation_state(path: str | os.PathLike) -> dict:

@@ -43,22 +43,20 @@ def arch_of(model: nn.Module) -> str:
     return arch
 
 
-def build(arch: str, kwargs: dict) -> nn.Module:
+def build(arch: str, kwargs: dict, name: str | None = None) -> nn.Module:
     """A new network of kind ``arch`` built from ``kwargs`` (weights freshly initialised).
+
+    Sizes are checked first (:func:`check_kwargs`: ranges and the weight count), so no call
+    allocates more than :data:`MAX_PARAMETERS` weights.
 
     Raises
     ------
     ValueError
-        Unknown ``arch`` or arguments the class does not take.
+        Unknown ``arch``, arguments the class does not take, or sizes out of range
+        (:class:`~emseg_tutorial._validate.InputError`, naming ``name``: default ``arch``).
     """
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown network kind {arch!r}; expected one of {sorted(ARCHITECTURES)}")
-    if not isinstance(kwargs, dict):
-        raise ValueError(f"model kwargs must be a dict, got {type(kwargs).__name__}")
-    try:
-        return ARCHITECTURES[arch](kwargs)
-    except TypeError as err:
-        raise ValueError(f"{arch}: {err}") from None
+    check_kwargs(arch, kwargs, name)
+    return _construct(arch, kwargs)
 
 
 #: class counts of the tasks (boundary 2, multiclass 4): the heads a segmentation network may have
@@ -119,3 +117,71 @@ def check_model(model: nn.Module, name: str | None = None, classes: Sequence[int
         raise InputError(f"{name}: {len(bad)} weight tensors hold NaN or infinite values (first: {bad[0]}); "
                          f"the training that wrote it diverged")
     return model
+
+
+#: ranges of the integer settings of each network kind: arch -> {argument: (smallest, largest)}.
+#: The largest are far beyond any network of the tutorial (the paper's U-Net: depth 4, width 64)
+#: and keep a stored ``depth: 40`` from allocating 2**40 feature maps before anything else is read.
+KWARG_RANGES: dict[str, dict[str, tuple[int, int]]] = {
+    UNet2d.arch: {"in_channels": (1, 64), "out_channels": (1, 64), "depth": (1, 8), "base_width": (1, 512)},
+    PatchDiscriminator.arch: {"in_channels": (1, 64), "width": (1, 512), "depth": (1, 8)},
+}
+#: most weights a network may have: 16 times the paper's U-Net (31 M), 2 GB in float32
+MAX_PARAMETERS = 500_000_000
+
+
+def check_kwargs(arch: str, kwargs: dict, name: str | None = None) -> None:
+    """Raise InputError unless the sizes in ``kwargs`` are in :data:`KWARG_RANGES` and the network
+    they describe has at most :data:`MAX_PARAMETERS` weights; nothing is allocated.
+
+    ``name`` (a checkpoint file) starts the message; default ``arch``. The weight count comes
+    from the network built on PyTorch's ``meta`` device (shapes only, no memory).
+
+    Examples
+    --------
+    >>> check_kwargs("unet2d", {"depth": 40}, "tiny.pt")
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial._validate.InputError: tiny.pt: its network settings are out of range: depth 40 (unet2d takes 1 to 8); not a network this library builds
+    >>> check_kwargs("unet2d", {"depth": 8, "base_width": 512}, "big.pt")
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial._validate.InputError: big.pt: its network settings describe 509665740804 weights (unet2d with depth 8, base_width 512), more than the 500000000 this library builds
+    """
+    name = name or arch
+    if arch not in ARCHITECTURES:
+        raise InputError(f"{name}: unknown network kind {arch!r}; expected one of {sorted(ARCHITECTURES)}")
+    if not isinstance(kwargs, dict):
+        raise InputError(f"{name}: network settings must be a dict, got {type(kwargs).__name__}")
+    for key, (lo, hi) in KWARG_RANGES[arch].items():
+        value = kwargs.get(key, lo)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"{name}: its network setting {key} must be an integer from {lo} to {hi}, got {value!r}")
+        if not lo <= value <= hi:
+            raise InputError(f"{name}: its network settings are out of range: {key} {value} ({arch} takes {lo} to "
+                             f"{hi}); not a network this library builds")
+    try:
+        count = sum(t.numel() for t in meta_network(arch, kwargs).parameters())
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise InputError(f"{name}: its network settings do not build a {arch} ({str(err).strip()})") from None
+    if count > MAX_PARAMETERS:
+        sizes = ", ".join(f"{k} {kwargs[k]}" for k in KWARG_RANGES[arch] if k in kwargs)
+        raise InputError(f"{name}: its network settings describe {count} weights ({arch} with {sizes}), more than "
+                         f"the {MAX_PARAMETERS} this library builds")
+
+
+def meta_network(arch: str, kwargs: dict) -> nn.Module:
+    """The network of ``arch`` and ``kwargs`` on the ``meta`` device: every tensor's shape, no memory.
+
+    Call it after the ranges are checked (:func:`check_kwargs`); ValueError for bad arguments,
+    as :func:`build`.
+    """
+    with torch.device("meta"):
+        return _construct(arch, kwargs)
+
+
+def _construct(arch: str, kwargs: dict) -> nn.Module:
+    try:
+        return ARCHITECTURES[arch](kwargs)
+    except TypeError as err:
+        raise ValueError(f"{arch}: {err}") from None

@@ -191,7 +191,7 @@ def predict_distributed(model: torch.nn.Module, image: str | os.PathLike, out: s
     for spec, _ in outputs:
         if not is_zarr(split_spec(spec)[0]):
             raise ValueError(f"{spec}: prediction on a cluster writes zarr (PRED.zarr), each worker its own chunks")
-    check_tiling(tile, overlap)
+    check_tiling(tile, overlap, batch_size)
     image = os.fspath(Path(image).resolve()) if ":" not in os.fspath(image) else os.fspath(image)
     payload = {"arch": arch_of(model), "model": dict(model.init_kwargs), "name": name,
                "state": {k: v.detach().cpu() for k, v in model.state_dict().items()}}

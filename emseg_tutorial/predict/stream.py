@@ -153,7 +153,7 @@ def predict_file(model: torch.nn.Module, image: str | os.PathLike | LazyVolume, 
     source = image.name if isinstance(image, LazyVolume) and image.method != "array" else image
     check_outputs({"out": out, "probabilities": probabilities},
                   {"image": source} if not isinstance(source, LazyVolume) else None)
-    check_tiling(tile, overlap)
+    check_tiling(tile, overlap, batch_size)
     if normalizer is not None:
         check_normalizer(normalizer)
     device = torch.device(device) if device is not None else next(model.parameters()).device

@@ -32,7 +32,7 @@ import copy
 import numpy as np
 import torch
 
-from .._validate import check_image
+from .._validate import InputError, check_image
 from ..data.normalize import Normalizer, normalizer_of
 from ..devices import inference_precision, memory_format
 from ..models import check_model
@@ -87,10 +87,33 @@ def prepare_model(model: torch.nn.Module, device: torch.device, name: str | None
     return copy.deepcopy(model).to(memory_format=layout)
 
 
-def check_tiling(tile: int, overlap: int) -> None:
-    """Raise ValueError unless ``tile >= 16`` and ``0 <= overlap < tile / 2``."""
-    if tile < 16 or not 0 <= overlap < tile // 2:
-        raise ValueError(f"need tile >= 16 and 0 <= overlap < tile / 2, got tile={tile}, overlap={overlap}")
+#: smallest tile side: a U-Net of depth 4 halves it to 1 pixel
+MIN_TILE = 16
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_tiling(tile: int, overlap: int, batch_size: int = 1) -> None:
+    """Raise InputError unless ``tile`` is an integer ``>= 16``, ``overlap`` one with
+    ``0 <= overlap < tile // 2`` and ``batch_size`` one ``>= 1``; each message names the argument.
+
+    Examples
+    --------
+    >>> check_tiling(512, 32, batch_size=-1)
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial._validate.InputError: batch_size must be an integer >= 1 (slices or tiles per forward pass), got -1
+    """
+    if not _is_int(tile) or tile < MIN_TILE:
+        raise InputError(f"tile must be an integer >= {MIN_TILE} (the largest slice side predicted at once), "
+                         f"got {tile!r}")
+    if not _is_int(overlap) or not 0 <= overlap < tile // 2:
+        raise InputError(f"overlap must be an integer from 0 to {tile // 2 - 1} (less than half of tile={tile}), "
+                         f"got {overlap!r}")
+    if not _is_int(batch_size) or batch_size < 1:
+        raise InputError(f"batch_size must be an integer >= 1 (slices or tiles per forward pass), got {batch_size!r}")
 
 
 def slices_per_step(shape: tuple[int, int, int], tile: int, batch_size: int) -> int:
@@ -170,7 +193,7 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, normaliz
         Show a progress bar over slices.
     """
     image = check_image(image, "image")
-    check_tiling(tile, overlap)
+    check_tiling(tile, overlap, batch_size)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = prepare_model(model, device)
     x = torch.from_numpy(normalizer_of(image, normalizer)(image))

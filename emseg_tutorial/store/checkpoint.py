@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..models import arch_of, build
+from ..models.build import check_kwargs, meta_network
 from .atomic import atomic_write
 
 
@@ -107,25 +108,30 @@ STATE_KEYS = ("kind", "arch", "model", "state", "optimizer", "scaler", "rng", "s
 
 def save_training_state(path: str | os.PathLike, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         scaler: torch.amp.GradScaler | None, rng: dict, step: int, history: dict,
-                        config: dict) -> None:
+                        config: dict, inputs: dict | None = None) -> None:
     """Write everything a run needs to continue bit for bit, atomically.
 
     The state holds the model (as :func:`save_checkpoint` does), the optimiser's and the
     gradient scaler's state, the random streams (``rng``: plain data, e.g. a NumPy
     generator's ``bit_generator.state`` and ``torch.get_rng_state()``), the number of steps
-    done, the history so far and the run's config. It loads with ``weights_only=True``.
+    done, the history so far, the run's config and the fingerprints of its inputs (``inputs``:
+    :func:`~.fingerprints.input_fingerprints`, checked on resumption by
+    :func:`~.fingerprints.check_inputs`). It loads with ``weights_only=True``.
     """
     payload = {"kind": "training-state", "arch": arch_of(model), "model": plain_data(model.init_kwargs),
                "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "optimizer": optimizer.state_dict(),
                "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else {},
-               "rng": rng, "step": int(step), "history": plain_data(history), "config": plain_data(config)}
+               "rng": rng, "step": int(step), "history": plain_data(history), "config": plain_data(config),
+               "inputs": plain_data(inputs)}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_state(path: str | os.PathLike, kind: str = "training-state", keys=STATE_KEYS) -> dict:
     """Read a resumable state of ``kind`` (``weights_only=True``): a training state written by
     :func:`save_training_state`, or an adaptation state (:mod:`emseg_tutorial.adapt.state`).
+
+    The state notes its file as ``state["file"]``, so the checks of the resumed run name it.
 
     Raises
     ------
@@ -142,6 +148,7 @@ def load_state(path: str | os.PathLike, kind: str = "training-state", keys=STATE
         raise ValueError(_unreadable(path, what, err)) from None
     if not isinstance(state, dict) or state.get("kind") != kind or not set(keys) <= set(state):
         raise ValueError(f"{path}: not a{'n' if what[0] in 'aeiou' else ''} {what} written by emseg-tutorial")
+    state["file"] = str(path)  # named by the checks of the resumed run (fingerprints.check_inputs)
     return state
 
 
@@ -169,17 +176,20 @@ def restore_model(ckpt: dict, path: str | os.PathLike = "checkpoint") -> torch.n
 
     The model remembers its file as ``model.checkpoint``, so later checks name it.
     """
+    arch = ckpt.get("arch", "unet2d")
+    check_kwargs(arch, ckpt["model"], str(path))  # sizes bounded before anything is allocated
     try:
-        model = build(ckpt.get("arch", "unet2d"), ckpt["model"])
+        shapes = meta_network(arch, ckpt["model"]).state_dict()  # shapes only, no memory
     except (TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{path}: checkpoint does not rebuild its model ({_first_line(err)})") from None
     if not isinstance(ckpt["state"], dict):
         raise ValueError(f"{path}: not an emseg-tutorial checkpoint ('state' is not a dict of tensors)")
-    mismatch = _state_mismatch(model.state_dict(), ckpt["state"])
-    if mismatch:
+    mismatch = _state_mismatch(shapes, ckpt["state"])
+    if mismatch:  # before the network is built: its size is then that of the stored weights
         raise ValueError(f"{path}: its weights do not fit the network its settings describe "
                          f"({ckpt['model']}): {mismatch}")
     try:
+        model = build(arch, ckpt["model"], str(path))
         model.load_state_dict(ckpt["state"])
     except (TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{path}: checkpoint does not rebuild its model ({_first_line(err)})") from None

@@ -53,11 +53,11 @@ from ..devices import (Precision, adam, check_precision, compile_model, eager_fa
 from ..labels import TASKS, check_labels, class_names, for_task, num_classes
 from ..losses import Diverged, dice_loss, first_non_finite, focal_loss, non_finite_weights, weighted_cross_entropy
 from ..metrics import pixel_scores
-from ..models import UNet2d, build_model, check_model
+from ..models import build, build_model, check_model
 from ..predict import predict_labels
 from ..progress import progress as progress_bar
 from ..weight_schemes import parse_weight_scheme, weight_map_of_codes
-from ..store import check_resumable, restore_model, save_training_state
+from ..store import check_inputs, check_resumable, input_fingerprints, restore_model, save_training_state
 
 LOSSES = ("ce", "dice", "ce+dice", "focal")
 
@@ -238,8 +238,8 @@ def check_training_data(image: np.ndarray, labels: np.ndarray, task: str, train_
 
 def _initial_model(config: TrainConfig, init: torch.nn.Module | None) -> torch.nn.Module:
     n = num_classes(config.task)
-    if init is None:
-        return UNet2d(in_channels=1, out_channels=n, **config.model)
+    if init is None:  # sizes checked before anything is allocated (models.check_kwargs)
+        return build("unet2d", {**config.model, "in_channels": 1, "out_channels": n}, "config.model")
     check_model(init, classes=None)  # the head may be replaced below
     model = build_model(init.init_kwargs)
     model.load_state_dict(init.state_dict())
@@ -272,7 +272,10 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
         Steps between two states (default ``config.val_every``); one is also written at the end.
     resume : dict, optional
         A state from :func:`emseg_tutorial.store.load_training_state` of a run with the same config
-        (``steps`` aside): training continues from its step.
+        (``steps`` and ``device`` aside) and the same ``image``, ``labels`` and (when given) ``init``
+        (their fingerprints, :mod:`emseg_tutorial.store.fingerprints`, are saved with the state):
+        training continues from its step. Other data is refused before any work
+        (:class:`~emseg_tutorial.store.fingerprints.InputChanged`, a ValueError naming the argument).
     compile : bool
         Train through ``torch.compile`` (``EMSEG_COMPILE=1`` in a session); if compiling fails,
         at once or at the first step, a warning says so and training goes on eagerly.
@@ -294,8 +297,15 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
         ``val_every`` steps): the run stops, naming the step and the learning rate.
     """
     image = check_image(image, image_name)
-    labels = for_task(check_labels(labels, labels_name), config.task)
+    labels = check_labels(labels, labels_name)
     check_pair(image, labels, image_name, labels_name)
+    # what the saved state records of its inputs, checked on resumption before any work
+    inputs = (input_fingerprints({"image": image, "labels": labels, "init": init})
+              if checkpoint is not None or resume is not None else None)
+    if resume is not None:
+        check_resumable(resume["config"], config.to_dict(), RESUMABLE_CHANGES, f"step {resume['step']}")
+        inputs = check_inputs(resume, inputs, optional=("init",))
+    labels = for_task(labels, config.task)
     train_z, val_z = split_slices(image.shape[0], config.val_slices)
     check_training_data(image, labels, config.task, train_z, val_z, image_name=image_name, labels_name=labels_name)
     set_seed(config.seed)
@@ -322,7 +332,7 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     def save_state(step: int) -> None:
         history["seconds"] = time.perf_counter() - start
         save_training_state(checkpoint, model=model, optimizer=optimizer, scaler=scaler, step=step,
-                            history=history, config=config.to_dict(),
+                            history=history, config=config.to_dict(), inputs=inputs,
                             rng={"device": device.type, "sampler": sampler.state(), "torch": torch.get_rng_state()})
 
     losses: list[torch.Tensor] = []  # kept on the device until read

@@ -231,6 +231,90 @@ def default_workers() -> int:
     return max(1, min(usable, 4))
 
 
+#: bytes of rendering scratch per slice pixel and thread (a block of float32 sub-slices and the
+#: renderer's buffers: about 150 MB for 1024 x 1024 target slices), an upper estimate
+_SCRATCH_PER_PIXEL = 160
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still allocate without swapping, or None where unknown.
+
+    Linux's ``MemAvailable`` (``/proc/meminfo``: free memory plus the page cache that can be
+    dropped) where it exists, else ``os.sysconf("SC_AVPHYS_PAGES")`` (free pages only, so a
+    lower bound), else None (the check is skipped: e.g. on Windows).
+
+    Examples
+    --------
+    >>> m = available_memory()
+    >>> m is None or m > 0
+    True
+    """
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def volume_bytes(shape, *, with_cells: bool = False, workers: int | None = None) -> int:
+    """About how many bytes :func:`make_volume` allocates for ``shape``: image and labels (uint8),
+    the cell ids (int64) with ``with_cells``, and each thread's scratch for a block of slices.
+
+    Examples
+    --------
+    >>> volume_bytes((16, 1024, 1024), workers=1) // 2**20
+    192
+    """
+    nz, ny, nx = (int(s) for s in shape)
+    workers = default_workers() if workers is None else int(workers)
+    per_voxel = 2 + (8 if with_cells else 0)
+    threads = max(1, min(workers, -(-nz // _BLOCK)))
+    return nz * ny * nx * per_voxel + threads * _SCRATCH_PER_PIXEL * ny * nx
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} PB"  # pragma: no cover
+
+
+def check_memory(domain: str, shape, name: str = "shape", *, with_cells: bool = False,
+                 workers: int | None = None) -> None:
+    """Raise ValueError naming ``name`` if a volume of ``shape`` needs more memory than is
+    available (:func:`volume_bytes` against :func:`available_memory`; skipped where unknown).
+
+    Examples
+    --------
+    >>> check_memory("fibsem", (10**6, 10**4, 10**4), "--shape")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --shape 1000000 10000 10000: a fibsem volume of 1000000 x 10000 x 10000 voxels needs about 200.0 TB of memory ..., more than the ... available; make it smaller
+    """
+    try:
+        given = " ".join(map(str, shape)) if name.startswith("--") else repr(tuple(shape))
+    except TypeError:
+        given = repr(shape)
+    subject = f"{name} {given}"
+    try:
+        shape = _check_shape(shape)
+    except ValueError as err:  # the shape check's own message, naming the flag or argument
+        raise ValueError(f"{subject}: {err}") from None
+    need, have = volume_bytes(shape, with_cells=with_cells, workers=workers), available_memory()
+    if have is not None and need > have:
+        what = "image and labels, 1 byte a voxel each" + (", cell ids 8" if with_cells else "")
+        raise ValueError(f"{subject}: a {domain} volume of {' x '.join(map(str, shape))} voxels needs about "
+                         f"{_size(need)} of memory ({what}, and the renderers' scratch), more than the "
+                         f"{_size(have)} available; make it smaller")
+
+
 def make_volume(domain: str, shape=(32, 256, 256), seed: int = 0, *, with_cells: bool = False,
                 progress: bool = False, workers: int | None = None) -> Volume:
     """Generate a labelled synthetic EM volume of one domain.
@@ -260,17 +344,25 @@ def make_volume(domain: str, shape=(32, 256, 256), seed: int = 0, *, with_cells:
     Volume
         ``image`` uint8, ``labels`` uint8, ``voxel_size`` in nm and ``name``.
 
+    Raises
+    ------
+    ValueError
+        A bad shape or domain, or a volume larger than the memory available
+        (:func:`check_memory`, before anything is allocated).
+
     Examples
     --------
     >>> v = make_volume("snemi", (3, 48, 48), seed=1)
     >>> v.voxel_size
     (30.0, 6.0, 6.0)
     """
-    plan = _plan(domain, shape, seed)
-    shape = plan.shape
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    domain_params(domain)  # an unknown domain is named before the size
+    check_memory(domain, shape, "shape", with_cells=with_cells, workers=workers)
+    plan = _plan(domain, shape, seed)
+    shape = plan.shape
     image = np.empty(shape, np.uint8)
     labels = np.empty(shape, np.uint8)
     cells = np.empty(shape, np.int64) if with_cells else None
