@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -26,8 +30,11 @@ from .data.outputs import check_output_folder, check_outputs
 from .data.readers import open_volume, read_image, read_labels, read_volume
 from .data.writers import write_volume, write_volumes
 from .data.sources import DataSourceError
+from .data.specs import split_spec
+from .data.zarr_format import is_zarr
 from .data.synthetic import DOMAINS, make_volume
 from .devices import PRECISIONS, precision
+from .interrupt import exit_status, handle_signals, signal_name
 from .data.volume import Volume
 from .labels import TASKS
 from .metrics import MAX_TOLERANCE, check_tolerance, evaluate
@@ -434,11 +441,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 success, 2 bad arguments or input)."""
-    parser = build_parser()
+def _continue_command(argv: list[str], folder: str) -> str:
+    """``argv`` as a command that continues the run in ``folder``: ``--out``/``--resume``/``--overwrite``
+    (or abbreviations argparse took for them) replaced by ``--resume folder``."""
+    valued, flags = ("--out", "--resume"), ("--overwrite",)
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        name, eq, _ = token.partition("=")
+        if len(name) > 2 and name.startswith("--") and any(f.startswith(name) for f in valued + flags):
+            skip = not eq and any(f.startswith(name) for f in valued)
+            continue
+        kept.append(token)
+    return shlex.join(PROG.split() + kept + ["--resume", folder])
+
+
+def _interrupted_line(signum: int, args, argv: list[str], started: float) -> str:
+    """The one line an interrupted command prints: the signal, and how to continue where one can."""
+    line = f"interrupted ({signal_name(signum)})"
+    command = getattr(args, "command", None)
+    if command in ("train", "adapt"):
+        folder = args.out or args.resume
+        if not folder:
+            return line
+        if command == "adapt" and not get_method(args.method).resumes:
+            return f"{line}; method {args.method} runs in one pass, so there is nothing to resume: run it again"
+        state = Path(folder) / (STATE_FILE if command == "train" else ADAPT_STATE_FILE)
+        try:
+            fresh = state.is_file() and (args.resume is not None or state.stat().st_mtime >= started)
+        except OSError:
+            fresh = False
+        if not fresh:
+            return f"{line} before the first resumable state ({state}) was written; run the same command to start again"
+        return f"{line}; continue with `{_continue_command(argv, os.fspath(folder))}`"
+    if command == "predict":
+        zarrs = [spec for spec in (args.out, args.probabilities) if spec and is_zarr(split_spec(spec)[0])]
+        if zarrs:
+            return (f"{line}; continue with the same command (`{shlex.join(PROG.split() + argv)}`): "
+                    f"the slices already in {' and '.join(zarrs)} are kept")
+        return f"{line}; nothing was written (files already there are unchanged)"
+    if command == "synth":
+        return f"{line}; nothing was written (files already there are unchanged)"
+    return line
+
+
+def _run(parser: argparse.ArgumentParser, argv: list[str], parsed: list) -> int:
     try:
         args = parser.parse_args(argv)
+        parsed.append(args)
         COMMANDS[args.command][1](args)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -447,3 +499,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 success, 2 bad arguments or input,
+    130 / 143 interrupted by SIGINT / SIGTERM).
+
+    SIGINT (Ctrl-C) and SIGTERM (a batch scheduler's time limit) end a command with one line on
+    stderr, saying how to continue where a run can (``train``, trained ``adapt`` methods:
+    ``--resume DIR``; ``predict`` into zarr: the same command), and no temporary files left
+    (:mod:`emseg_tutorial.interrupt`). The signal handlers are restored when it returns.
+    """
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    parser = build_parser()
+    parsed: list = []
+    started = time.time()
+    with handle_signals():
+        try:
+            return _run(parser, argv, parsed)
+        except KeyboardInterrupt as err:  # Interrupted (SIGINT, SIGTERM), or Ctrl-C outside the main thread
+            signum = getattr(err, "signum", signal.SIGINT)
+            print(_interrupted_line(signum, parsed[0] if parsed else None, argv, started), file=sys.stderr)
+            return exit_status(signum)
