@@ -481,10 +481,24 @@ def _interrupted_line(signum: int, args, argv: list[str], started: float) -> str
         if zarrs:
             return (f"{line}; continue with the same command (`{shlex.join(PROG.split() + argv)}`): "
                     f"the slices already in {' and '.join(zarrs)} are kept")
-        return f"{line}; nothing was written (files already there are unchanged)"
+        return _outputs_line(line, [args.out, args.probabilities], started)
     if command == "synth":
-        return f"{line}; nothing was written (files already there are unchanged)"
+        return _outputs_line(line, [args.image, args.labels], started)
     return line
+
+
+def _outputs_line(line: str, specs, started: float) -> str:
+    """What an interrupted ``predict``/``synth`` left: outputs are all renamed into place or none."""
+    written = []
+    for spec in specs:
+        try:
+            if spec and split_spec(spec)[0].stat().st_mtime >= started:
+                written.append(spec)
+        except OSError:
+            pass
+    if written and len(written) == len([s for s in specs if s]):  # the signal came as the last rename ended
+        return f"{line} after writing {' and '.join(written)}"
+    return f"{line}; nothing was written (files already there are unchanged)"
 
 
 def _run(parser: argparse.ArgumentParser, argv: list[str], parsed: list) -> int:
