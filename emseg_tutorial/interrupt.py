@@ -97,16 +97,18 @@ def handle_signals() -> Iterator[None]:
     """SIGINT and SIGTERM raise :class:`Interrupted` inside the block; the old handlers come back after.
 
     In a thread other than the main one (where Python cannot set handlers) the block runs
-    with the handlers as they are (Ctrl-C is then the usual ``KeyboardInterrupt``).
+    with the handlers as they are (Ctrl-C is then the usual ``KeyboardInterrupt``); a signal
+    the process ignores (``SIG_IGN``, as for ``nohup`` or a script's background job) stays ignored.
     """
     global _STATE
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     saved, _STATE = _STATE, _State()
-    previous = {s: signal.getsignal(s) for s in SIGNALS}
+    # a signal the process was started ignoring (``nohup``, a background job of a script) stays ignored
+    previous = {s: h for s in SIGNALS if (h := signal.getsignal(s)) is not signal.SIG_IGN}
     try:
-        for s in SIGNALS:
+        for s in previous:
             signal.signal(s, _handler)
         _STATE.active = True
         yield

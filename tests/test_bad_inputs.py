@@ -541,6 +541,14 @@ def test_fetch_into_a_folder_or_an_unusable_cache_says_nothing_was_downloaded(tm
 # (tests/test_interrupt.py has the real-process signal, train/adapt resumes and zarr predictions).
 
 
+@pytest.fixture
+def terminal_sigint():
+    """SIGINT as in a terminal (a runner may start the tests ignoring it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _interrupt_at(monkeypatch, owner, name, nth, sig=signal.SIGTERM, after=False):
     real, calls = getattr(owner, name), []
 
@@ -570,7 +578,7 @@ def _temporary(folder):
 
 
 @pytest.mark.parametrize("where", ["rendering", "writing the labels"])
-def test_interrupted_synth_writes_neither_file(where, tmp_path, capsys, monkeypatch):
+def test_interrupted_synth_writes_neither_file(where, tmp_path, capsys, monkeypatch, terminal_sigint):
     from emseg_tutorial.data import writers
     from emseg_tutorial.data.synthetic import blocks
 
@@ -596,7 +604,8 @@ def test_a_signal_between_two_renames_waits_for_both(pair, model, tmp_path, caps
     assert (tmp_path / "p.tif").exists() and (tmp_path / "q.npy").exists() and not _temporary(tmp_path)
 
 
-def test_a_second_signal_during_the_clean_up_is_ignored(pair, model, tmp_path, capsys, monkeypatch):
+def test_a_second_signal_during_the_clean_up_is_ignored(pair, model, tmp_path, capsys, monkeypatch,
+                                                        terminal_sigint):
     from emseg_tutorial.data import writers
     from emseg_tutorial.predict import stream
 
@@ -608,7 +617,7 @@ def test_a_second_signal_during_the_clean_up_is_ignored(pair, model, tmp_path, c
     assert not (tmp_path / "p.npy").exists() and not _temporary(tmp_path)
 
 
-def test_interrupted_evaluate_is_one_line(pair, capsys, monkeypatch):
+def test_interrupted_evaluate_is_one_line(pair, capsys, monkeypatch, terminal_sigint):
     _, lab = pair
     _interrupt_at(monkeypatch, cli, "evaluate", 1, signal.SIGINT)
     assert _interrupted(["evaluate", "--prediction", lab, "--labels", lab, "--task", "multiclass"], capsys,

@@ -42,6 +42,19 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def _ci(monkeypatch):
     monkeypatch.setenv("EMSEG_DEVICE", "cpu")
     monkeypatch.setenv("EMSEG_PRESET", "ci")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever the runner
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_signal_the_process_ignores_stays_ignored():
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        with handle_signals():
+            signal.raise_signal(signal.SIGTERM)  # nohup-like: nothing happens
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _leftovers(folder: Path) -> list[str]:
