@@ -73,15 +73,13 @@ def atomic_write(path: str | os.PathLike, write) -> None:
 
     If ``write`` fails or is interrupted (any exception, ``KeyboardInterrupt`` and
     :class:`~emseg_tutorial.interrupt.Interrupted` included), ``path`` is left as it was and
-    the temporary file is removed; a failure of the system (``OSError``, or the ``RuntimeError`` ``torch.save`` turns it into) is a
-    :class:`WriteError` naming ``path``.
+    the temporary file is removed; a failure of the system (``OSError``, or the
+    ``RuntimeError`` ``torch.save`` turns it into) is a :class:`WriteError` naming ``path``.
     """
     path = Path(path)
+    tmp = None
     try:
         tmp = temp_beside(path)
-    except OSError as err:
-        raise WriteError(write_failure(path, err)) from None
-    try:
         write(tmp)
         os.replace(tmp, path)
     except OSError as err:
@@ -90,6 +88,6 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         if "writ" not in str(err).lower():
             raise
         raise WriteError(write_failure(path, OSError(str(err).splitlines()[0]))) from None
-    finally:
-        if tmp.exists():
+    finally:  # any exit: an error, Ctrl-C or SIGTERM (Interrupted) included
+        if tmp is not None and tmp.exists():
             tmp.unlink()
