@@ -477,7 +477,8 @@ def _interrupted_line(signum: int, args, argv: list[str], started: float) -> str
             return f"{line} before the first resumable state ({state}) was written; run the same command to start again"
         return f"{line}; continue with `{_continue_command(argv, os.fspath(folder))}`"
     if command == "predict":
-        zarrs = [spec for spec in (args.out, args.probabilities) if spec and is_zarr(split_spec(spec)[0])]
+        zarrs = [spec for spec in (args.out, args.probabilities)
+                 if spec and is_zarr(split_spec(spec)[0]) and split_spec(spec)[0].exists()]  # begun: resumable
         if zarrs:
             return (f"{line}; continue with the same command (`{shlex.join(PROG.split() + argv)}`): "
                     f"the slices already in {' and '.join(zarrs)} are kept")

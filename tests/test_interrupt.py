@@ -264,6 +264,13 @@ def test_interrupted_zarr_prediction_resumes_with_the_same_command(image_and_mod
     np.testing.assert_array_equal(read_labels(tmp_path / "p.zarr"), read_labels(tmp_path / "whole.tif"))
 
 
+def test_a_zarr_prediction_stopped_before_its_output_began_has_nothing_to_continue(tmp_path):
+    args = cli.build_parser().parse_args(["predict", "--model", "m.pt", "--image", "i.tif", "--out",
+                                          str(tmp_path / "p.zarr"), "--cluster", "local:1"])
+    assert cli._interrupted_line(signal.SIGTERM, args, [], 0.0) == \
+        "interrupted (SIGTERM); nothing was written (files already there are unchanged)"
+
+
 # --------------------------------------------------------------------------- train
 
 
