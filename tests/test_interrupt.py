@@ -387,3 +387,47 @@ def test_interrupted_one_pass_adaptation_has_nothing_to_resume(adapt_args, tmp_p
     assert _one_line(capsys) == ("interrupted (SIGINT); method adabn runs in one pass, so there is nothing to "
                                  "resume: run it again")
     assert _leftovers(tmp_path) == []
+
+
+_CLUSTER_DRIVER = textwrap.dedent("""
+    import pathlib, signal, sys, time
+    if __name__ == "__main__":
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        from emseg_tutorial.predict import distributed
+
+        def waiting(*args, **kwargs):  # the cluster is up, its workers started: tell the test, wait
+            pathlib.Path(sys.argv[1]).touch()
+            while True:
+                time.sleep(0.01)
+
+        distributed.job_key = waiting
+        from emseg_tutorial.cli import main
+        sys.exit(main(sys.argv[2:]))
+""")
+
+
+def test_ctrl_c_at_a_terminal_during_cluster_prediction_is_one_line(image_and_model, tmp_path):
+    """Ctrl-C reaches the whole process group, local dask workers included: only the client reports it."""
+    pytest.importorskip("distributed")
+    image, model = image_and_model
+    driver, ready = tmp_path / "driver.py", tmp_path / "ready"
+    driver.write_text(_CLUSTER_DRIVER)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, driver, ready, "predict", "--model", model, "--image", image, "--out",
+                             tmp_path / "p.zarr", "--cluster", "local:1", "--quiet"], cwd=tmp_path, env=env,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        for _ in range(12000):
+            if ready.exists() or proc.poll() is not None:
+                break
+            threading.Event().wait(0.01)
+        assert ready.exists(), proc.communicate()[1]
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["interrupted (SIGINT); nothing was written (files already there are "
+                                        "unchanged)"], err
+    assert _leftovers(tmp_path) == []

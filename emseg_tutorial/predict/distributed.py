@@ -37,6 +37,8 @@ import logging
 import math
 import os
 import re
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -94,9 +96,10 @@ def connect(cluster: str, timeout: float = CONNECT_TIMEOUT, processes: bool = Tr
     """
     distributed = import_distributed()
     kind, value = parse_cluster(cluster)
-    if kind == "local":
+    if kind == "local":  # worker processes run dask_setup below (a dask preload)
+        extra = {"preload": [__name__]} if processes else {}
         local = distributed.LocalCluster(n_workers=value, threads_per_worker=1, processes=processes,
-                                         dashboard_address=None, silence_logs=logging.ERROR)
+                                         dashboard_address=None, silence_logs=logging.ERROR, **extra)
         return distributed.Client(local, set_as_default=False), local
     try:
         return distributed.Client(value, timeout=timeout, set_as_default=False), None
@@ -107,6 +110,17 @@ def connect(cluster: str, timeout: float = CONNECT_TIMEOUT, processes: bool = Tr
 
 
 # --------------------------------------------------------------------------- tasks (run on workers)
+
+
+def dask_setup(worker) -> None:
+    """Run by each local worker process as it starts (a dask preload of this module).
+
+    Ctrl-C at a terminal reaches the whole process group; the client handles it (it closes the
+    cluster), so a worker process ignores SIGINT instead of printing its own traceback.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
 
 
 def _moments_task(z0: int, z1: int, image: str, limits) -> list:
