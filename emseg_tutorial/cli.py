@@ -13,7 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import shlex
+import signal
 import sys
+import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,9 +33,12 @@ from .data.outputs import check_output_folder, check_outputs
 from .data.readers import open_volume, read_image, read_labels, read_volume
 from .data.writers import write_volume, write_volumes
 from .data.sources import DataSourceError
+from .data.specs import split_spec
+from .data.zarr_format import is_zarr
 from .data.synthetic import DOMAINS, make_volume
 from .data.synthetic.blocks import check_memory
 from .devices import PRECISIONS, precision
+from .interrupt import exit_status, handle_signals, signal_name
 from .data.volume import Volume
 from .labels import TASKS
 from .losses import Diverged
@@ -554,21 +561,101 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
     print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
+def _continue_command(argv: list[str], folder: str) -> str:
+    """``argv`` as a command that continues the run in ``folder``: ``--out``/``--resume``/``--overwrite``
+    (or abbreviations argparse took for them) replaced by ``--resume folder``."""
+    valued, flags = ("--out", "--resume"), ("--overwrite",)
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        name, eq, _ = token.partition("=")
+        if len(name) > 2 and name.startswith("--") and any(f.startswith(name) for f in valued + flags):
+            skip = not eq and any(f.startswith(name) for f in valued)
+            continue
+        kept.append(token)
+    return shlex.join(PROG.split() + kept + ["--resume", folder])
+
+
+def _interrupted_line(signum: int, args, argv: list[str], started: float) -> str:
+    """The one line an interrupted command prints: the signal, and how to continue where one can."""
+    line = f"interrupted ({signal_name(signum)})"
+    command = getattr(args, "command", None)
+    if command in ("train", "adapt"):
+        folder = args.out or args.resume
+        if not folder:
+            return line
+        if command == "adapt" and not get_method(args.method).resumes:
+            return f"{line}; method {args.method} runs in one pass, so there is nothing to resume: run it again"
+        state = Path(folder) / (STATE_FILE if command == "train" else ADAPT_STATE_FILE)
+        try:
+            fresh = state.is_file() and (args.resume is not None or state.stat().st_mtime >= started)
+        except OSError:
+            fresh = False
+        if not fresh:
+            return f"{line} before the first resumable state ({state}) was written; run the same command to start again"
+        return f"{line}; continue with `{_continue_command(argv, os.fspath(folder))}`"
+    if command == "predict":
+        zarrs = [spec for spec in (args.out, args.probabilities)
+                 if spec and is_zarr(split_spec(spec)[0]) and split_spec(spec)[0].exists()]  # begun: resumable
+        if zarrs:
+            return (f"{line}; continue with the same command (`{shlex.join(PROG.split() + argv)}`): "
+                    f"the slices already in {' and '.join(zarrs)} are kept")
+        return _outputs_line(line, [args.out, args.probabilities], started)
+    if command == "synth":
+        return _outputs_line(line, [args.image, args.labels], started)
+    return line
+
+
+def _outputs_line(line: str, specs, started: float) -> str:
+    """What an interrupted ``predict``/``synth`` left: outputs are all renamed into place or none."""
+    written = []
+    for spec in specs:
+        try:
+            if spec and split_spec(spec)[0].stat().st_mtime >= started:
+                written.append(spec)
+        except OSError:
+            pass
+    if written and len(written) == len([s for s in specs if s]):  # the signal came as the last rename ended
+        return f"{line} after writing {' and '.join(written)}"
+    return f"{line}; nothing was written (files already there are unchanged)"
+
+
+def _run(parser: argparse.ArgumentParser, argv: list[str], parsed: list) -> int:
+    try:
+        args = parser.parse_args(argv)
+        parsed.append(args)
+        COMMANDS[args.command][1](args)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (VolumeError, DataSourceError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 success, 2 bad arguments or input).
+    """Run the command line; returns the exit status (0 success, 2 bad arguments or input,
+    130 / 143 interrupted by SIGINT / SIGTERM).
 
     Warnings (degenerate training data, an eager fallback) are one ``warning:`` line each on stderr.
+
+    SIGINT (Ctrl-C) and SIGTERM (a batch scheduler's time limit) end a command with one line on
+    stderr, saying how to continue where a run can (``train``, trained ``adapt`` methods:
+    ``--resume DIR``; ``predict`` into zarr: the same command), and no temporary files left
+    (:mod:`emseg_tutorial.interrupt`). The signal handlers are restored when it returns.
     """
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     parser = build_parser()
-    with warnings.catch_warnings():  # restores the process's warning display on the way out
+    parsed: list = []
+    started = time.time()
+    with handle_signals(), warnings.catch_warnings():  # both restored on the way out
         warnings.showwarning = _warning_line
         try:
-            args = parser.parse_args(argv)
-            COMMANDS[args.command][1](args)
-        except UsageError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        except (VolumeError, DataSourceError, ValueError, FileNotFoundError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-    return 0
+            return _run(parser, argv, parsed)
+        except KeyboardInterrupt as err:  # Interrupted (SIGINT, SIGTERM), or Ctrl-C outside the main thread
+            signum = getattr(err, "signum", signal.SIGINT)
+            print(_interrupted_line(signum, parsed[0] if parsed else None, argv, started), file=sys.stderr)
+            return exit_status(signum)

@@ -9,6 +9,7 @@ replaced by one that fails the test if it is reached.
 
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -1179,3 +1180,125 @@ def test_an_adaptation_config_with_a_huge_discriminator_is_refused_before_traini
     with pytest.raises(ValueError, match=r"^config\.discriminator: its network settings are out of range: "
                                          r"width 1000000 \(patch_discriminator takes 1 to 512\)"):
         adapt(_unet(2), src.labels, tgt.image, cfg, progress=False)
+
+
+# =========================================================================== interrupt (issue 24, item 3)
+# SIGINT / SIGTERM from inside the work: one line, exit 130 / 143, no traceback, no temporary file
+# (tests/test_interrupt.py has the real-process signal, train/adapt resumes and zarr predictions).
+
+
+@pytest.fixture
+def terminal_sigint():
+    """SIGINT as in a terminal (a runner may start the tests ignoring it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_at(monkeypatch, owner, name, nth, sig=signal.SIGTERM, after=False):
+    real, calls = getattr(owner, name), []
+
+    def signalling(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == nth and not after:
+            signal.raise_signal(sig)
+        result = real(*args, **kwargs)
+        if len(calls) == nth and after:
+            signal.raise_signal(sig)
+        return result
+
+    monkeypatch.setattr(owner, name, signalling)
+
+
+def _interrupted(argv, capsys, sig):
+    assert main([str(a) for a in argv]) == 128 + sig
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"interrupted ({signal.Signals(sig).name})"), lines[0]
+    return lines[0]
+
+
+def _temporary(folder):
+    return [p.name for p in Path(folder).rglob("*") if p.name.endswith((".part", ".partial"))]
+
+
+@pytest.mark.parametrize("where", ["rendering", "writing the labels"])
+def test_interrupted_synth_writes_neither_file(where, tmp_path, capsys, monkeypatch, terminal_sigint):
+    from emseg_tutorial.data import writers
+    from emseg_tutorial.data.synthetic import blocks
+
+    if where == "rendering":
+        _interrupt_at(monkeypatch, blocks, "_render_range", 1)
+    else:
+        _interrupt_at(monkeypatch, writers._TiffWriter, "_write", 2, signal.SIGINT)
+    sig = signal.SIGTERM if where == "rendering" else signal.SIGINT
+    line = _interrupted(["synth", "--domain", "fibsem", "--shape", 4, 64, 64, "--image", tmp_path / "i.tif",
+                         "--labels", tmp_path / "l.tif", "--quiet"], capsys, sig)
+    assert line.endswith("; nothing was written (files already there are unchanged)")
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_a_signal_between_two_renames_waits_for_both(pair, model, tmp_path, capsys, monkeypatch):
+    import emseg_tutorial.data.writers as writers
+
+    img, _ = pair
+    _interrupt_at(monkeypatch, writers.os, "replace", 1, after=True)
+    line = _interrupted(["predict", "--model", model, "--image", img, "--out", tmp_path / "p.tif",
+                         "--probabilities", tmp_path / "q.npy", "--quiet"], capsys, signal.SIGTERM)
+    assert line == f"interrupted (SIGTERM) after writing {tmp_path / 'p.tif'} and {tmp_path / 'q.npy'}"
+    assert (tmp_path / "p.tif").exists() and (tmp_path / "q.npy").exists() and not _temporary(tmp_path)
+
+
+def test_a_second_signal_during_the_clean_up_is_ignored(pair, model, tmp_path, capsys, monkeypatch,
+                                                        terminal_sigint):
+    from emseg_tutorial.data import writers
+    from emseg_tutorial.predict import stream
+
+    img, _ = pair
+    _interrupt_at(monkeypatch, stream, "predict_slices", 1, signal.SIGINT)
+    _interrupt_at(monkeypatch, writers._NpyWriter, "close", 1, signal.SIGINT)  # Ctrl-C again, while cleaning
+    _interrupted(["predict", "--model", model, "--image", img, "--out", tmp_path / "p.npy", "--quiet"], capsys,
+                 signal.SIGINT)
+    assert not (tmp_path / "p.npy").exists() and not _temporary(tmp_path)
+
+
+def test_interrupted_evaluate_is_one_line(pair, capsys, monkeypatch, terminal_sigint):
+    _, lab = pair
+    _interrupt_at(monkeypatch, cli, "evaluate", 1, signal.SIGINT)
+    assert _interrupted(["evaluate", "--prediction", lab, "--labels", lab, "--task", "multiclass"], capsys,
+                        signal.SIGINT) == "interrupted (SIGINT)"
+
+
+def test_interrupted_export_leaves_no_work_folder(model, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("bioimageio.spec")
+    import tempfile
+
+    from emseg_tutorial.predict import export
+
+    work = tmp_path / "tmp"
+    work.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(work))
+    _interrupt_at(monkeypatch, export, "_cover", 1)
+    _interrupted(["export", "--model", model, "--out", tmp_path / "pkg"], capsys, signal.SIGTERM)
+    assert os.listdir(work) == [] and not (tmp_path / "pkg").exists()
+
+
+def test_the_resumable_state_of_an_interrupted_run_is_the_last_whole_one(pair, tmp_path, capsys, monkeypatch):
+    from emseg_tutorial.store import load_training_state
+    from emseg_tutorial.train import supervised
+
+    img, lab = pair
+    _interrupt_at(monkeypatch, supervised.torch, "save", 2, after=True)  # the state of step 4, before its rename
+    real = cli.train_config
+
+    def every_two(*args, **kwargs):
+        import dataclasses
+
+        return dataclasses.replace(real(*args, **kwargs), val_every=2)
+
+    monkeypatch.setattr(cli, "train_config", every_two)
+    line = _interrupted(["train", "--image", img, "--labels", lab, "--task", "boundary", "--weights", "none",
+                         "--steps", 4, "--out", tmp_path / "run", "--quiet"], capsys, signal.SIGTERM)
+    assert line.endswith(f"--resume {tmp_path / 'run'}`")
+    assert load_training_state(tmp_path / "run" / "state.pt")["step"] == 2 and not _temporary(tmp_path)

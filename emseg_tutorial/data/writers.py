@@ -44,6 +44,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from ..interrupt import deferred
 from ..store.atomic import temp_beside, write_failure
 from .errors import VolumeError
 from .outputs import check_outputs, hdf5_target_problem
@@ -275,7 +276,8 @@ def open_writers(targets: Sequence[tuple], voxel_size: tuple[float, float, float
     Notes
     -----
     Each output goes to a temporary file beside it; on success all are renamed over their
-    targets; on any error the temporary files are removed and the targets are unchanged.
+    targets (a SIGINT or SIGTERM during the renames waits for them to end); on any error or
+    interruption the temporary files are removed and the targets are unchanged.
     Zarr outputs are the exception: written in place chunk by chunk (each chunk atomically),
     marked complete at the end, so an interrupted write is resumed or refused, never read
     as data; one that replaces an existing zarr is written beside it and renamed over it at
@@ -322,9 +324,10 @@ def open_writers(targets: Sequence[tuple], voxel_size: tuple[float, float, float
                 closing.close()
             except OSError as err:  # the last bytes are written when a file is closed
                 raise _write_failed(name, err) from None
-        for path, tmp in tmps.items():
-            os.replace(tmp, path)
-    finally:
+        with deferred():  # a signal waits until every target is renamed: all of them or none
+            for path, tmp in tmps.items():
+                os.replace(tmp, path)
+    finally:  # any exit, KeyboardInterrupt and Interrupted (SIGTERM) included: no temporary file stays
         for w in writers:
             try:
                 w.close()

@@ -29,6 +29,9 @@ file and renames it). After each block of slices is written, a marker file
 An image never replaces existing data before it is complete: when the output already holds a
 finished image or any other zarr, the new one is written in a hidden folder beside it
 (``.NAME.emseg-new``, resumed like the above) and renamed over the old one at the end.
+A SIGINT or SIGTERM under the command line (:mod:`emseg_tutorial.interrupt`) waits until the
+chunks being written and their marker are on disk, so an interrupted prediction leaves no
+temporary chunk file and resumes where it stopped.
 
 Examples
 --------
@@ -52,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..interrupt import deferred
 from .errors import VolumeError
 from .units import nm_per_unit
 
@@ -316,22 +320,23 @@ class ZarrOutput:
             group = zarr.open_group(str(folder), mode="r+")
             done = set(range(shape[-3])) if previous.get("complete") else cls._marked(folder)
             return cls(spec, group["0"], folder, shape, dtype, done, target)
-        if in_place and target.exists():
-            shutil.rmtree(target)  # an unfinished image of this library (another job): never data
-        if staging.exists():
-            shutil.rmtree(staging)  # ours, left by an earlier run
-        fmt = {"zarr_format": 2} if _zarr_major(zarr) >= 3 else {}
-        if in_place:
-            root = zarr.open_group(str(path), mode="a", **fmt)
-            group = root.require_group(inner) if inner else root
-        else:
-            group = zarr.open_group(str(staging), mode="w", **fmt)
-        chunks = (1,) * (len(shape) - 2) + tuple(min(n, TILE) for n in shape[-2:])
-        create = group.create_array if hasattr(group, "create_array") else group.create_dataset
-        array = create("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0, overwrite=True)
-        group.attrs.update({"multiscales": [multiscales(inner or path.stem, len(shape), voxel_size)],
-                            STATE_KEY: state})
-        (folder / DONE_FOLDER).mkdir(exist_ok=True)
+        with deferred():  # a signal waits: no half-removed folder, no zarr temporary file left
+            if in_place and target.exists():
+                shutil.rmtree(target)  # an unfinished image of this library (another job): never data
+            if staging.exists():
+                shutil.rmtree(staging)  # ours, left by an earlier run
+            fmt = {"zarr_format": 2} if _zarr_major(zarr) >= 3 else {}
+            if in_place:
+                root = zarr.open_group(str(path), mode="a", **fmt)
+                group = root.require_group(inner) if inner else root
+            else:
+                group = zarr.open_group(str(staging), mode="w", **fmt)
+            chunks = (1,) * (len(shape) - 2) + tuple(min(n, TILE) for n in shape[-2:])
+            create = group.create_array if hasattr(group, "create_array") else group.create_dataset
+            array = create("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0, overwrite=True)
+            group.attrs.update({"multiscales": [multiscales(inner or path.stem, len(shape), voxel_size)],
+                                STATE_KEY: state})
+            (folder / DONE_FOLDER).mkdir(exist_ok=True)
         return cls(spec, array, folder, shape, dtype, set(), target)
 
     @classmethod
@@ -378,9 +383,10 @@ class ZarrOutput:
     def write_at(self, block: np.ndarray, z0: int) -> None:
         """Write ``block`` (``(n, Y, X)`` or ``(C, n, Y, X)``, stored dtype) at slice ``z0``, then mark it."""
         n = block.shape[-3]
-        self.array[..., z0:z0 + n, :, :] = block
-        (self.folder / DONE_FOLDER).mkdir(exist_ok=True)
-        (self.folder / DONE_FOLDER / f"{z0}-{z0 + n}").touch()  # after the chunks: a kill before it redoes them
+        with deferred():  # zarr writes chunks in its own threads: a signal waits until they and the mark are done
+            self.array[..., z0:z0 + n, :, :] = block
+            (self.folder / DONE_FOLDER).mkdir(exist_ok=True)
+            (self.folder / DONE_FOLDER / f"{z0}-{z0 + n}").touch()  # after the chunks: a kill before it redoes them
         self.done.update(range(z0, z0 + n))
 
     def finish(self) -> None:
@@ -390,17 +396,19 @@ class ZarrOutput:
         if missing:
             raise VolumeError(f"{self.spec}: {len(missing)} of {self.nz} slices not written (first {missing[0]})")
         zarr = import_zarr(self.spec)
-        group = zarr.open_group(str(self.folder), mode="r+")
-        state = dict(dict(group.attrs)[STATE_KEY], complete=True)
-        group.attrs.update({STATE_KEY: state})
-        shutil.rmtree(self.folder / DONE_FOLDER, ignore_errors=True)
+        with deferred():
+            group = zarr.open_group(str(self.folder), mode="r+")
+            state = dict(dict(group.attrs)[STATE_KEY], complete=True)
+            group.attrs.update({STATE_KEY: state})
+            shutil.rmtree(self.folder / DONE_FOLDER, ignore_errors=True)
         self.done = set(range(self.nz))
         if self.folder != self.target:
             old = self.folder.with_name(self.folder.name[:-len(STAGING_SUFFIX)] + ".emseg-old")
-            if old.exists():
-                shutil.rmtree(old)
-            if self.target.exists():
-                os.rename(self.target, old)
-            os.rename(self.folder, self.target)
-            shutil.rmtree(old, ignore_errors=True)
+            with deferred():  # a signal waits: never the old image moved aside and the new one not in place
+                if old.exists():
+                    shutil.rmtree(old)
+                if self.target.exists():
+                    os.rename(self.target, old)
+                os.rename(self.folder, self.target)
+                shutil.rmtree(old, ignore_errors=True)
             self.folder = self.target

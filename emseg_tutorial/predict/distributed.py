@@ -16,7 +16,10 @@ scheduler: on an HPC cluster through dask-jobqueue, on GPUs through dask-cuda) r
    single-process block, so the batches are the same and so are the numbers) and writes its
    chunks of the zarr outputs (:class:`~emseg_tutorial.data.zarr_format.ZarrOutput`).
    No two tasks share a chunk (chunks are one slice deep).
-3. **Resume.** The outputs carry the job key of
+3. **Interruption.** Ctrl-C or SIGTERM on the client closes the cluster; with ``local:N``
+   the temporary chunk files of workers stopped mid-write are then removed
+   (:func:`remove_partial_chunks`); the chunks are unmarked, so a resumed run writes them.
+4. **Resume.** The outputs carry the job key of
    :func:`~emseg_tutorial.predict.stream.job_key`; slabs written by an earlier run of the
    same job are not submitted again.
 
@@ -33,6 +36,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -91,9 +97,10 @@ def connect(cluster: str, timeout: float = CONNECT_TIMEOUT, processes: bool = Tr
     """
     distributed = import_distributed()
     kind, value = parse_cluster(cluster)
-    if kind == "local":
+    if kind == "local":  # worker processes run dask_setup below (a dask preload)
+        extra = {"preload": [__name__]} if processes else {}
         local = distributed.LocalCluster(n_workers=value, threads_per_worker=1, processes=processes,
-                                         dashboard_address=None, silence_logs=logging.ERROR)
+                                         dashboard_address=None, silence_logs=logging.ERROR, **extra)
         return distributed.Client(local, set_as_default=False), local
     try:
         return distributed.Client(value, timeout=timeout, set_as_default=False), None
@@ -104,6 +111,17 @@ def connect(cluster: str, timeout: float = CONNECT_TIMEOUT, processes: bool = Tr
 
 
 # --------------------------------------------------------------------------- tasks (run on workers)
+
+
+def dask_setup(worker) -> None:
+    """Run by each local worker process as it starts (a dask preload of this module).
+
+    Ctrl-C at a terminal reaches the whole process group; the client handles it (it closes the
+    cluster), so a worker process ignores SIGINT instead of printing its own traceback.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
 
 
 def _moments_task(z0: int, z1: int, image: str, limits) -> list:
@@ -196,6 +214,7 @@ def predict_distributed(model: torch.nn.Module, image: str | os.PathLike, out: s
     payload = {"arch": arch_of(model), "model": dict(model.init_kwargs), "name": name,
                "state": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     classes = int(model.init_kwargs["out_channels"])
+    finished = False
     with open_volume(image) as volume:
         shape, voxel = volume.shape, volume.voxel_size
         limits = intensity_limits(volume, sample_budget)
@@ -225,8 +244,38 @@ def predict_distributed(model: torch.nn.Module, image: str | os.PathLike, out: s
                     future.result()  # in z order; a failed task raises its error here
             for w in writers:
                 w.finish()
-        finally:
+            finished = True
+        finally:  # any exit, Ctrl-C and SIGTERM (Interrupted) included
             client.close()
             if local is not None:
                 local.close()
+                if not finished:  # no worker is left to write: remove the chunks killed workers left half done
+                    remove_partial_chunks([spec for spec, _ in outputs])
     return StreamedPrediction(shape, classes, norm, slab)
+
+
+#: zarr's temporary chunk files: ``NAME.<uuid4 hex>.partial`` beside the chunk being written
+_PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")
+
+
+def remove_partial_chunks(specs) -> int:
+    """Remove the temporary chunk files (``*.<hex>.partial``) that workers stopped mid-write left
+    in the zarr outputs ``specs``; returns how many. Call only when no worker writes them any more.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp()) / "p.zarr"
+    >>> (folder / "0").mkdir(parents=True)
+    >>> _ = (folder / "0" / f"3.{'a' * 32}.partial").write_bytes(b"half")
+    >>> remove_partial_chunks([folder]), sorted(p.name for p in folder.rglob("*"))
+    (1, ['0'])
+    """
+    removed = 0
+    for spec in specs:
+        root = split_spec(spec)[0]
+        for path in root.rglob("*.partial") if root.is_dir() else ():
+            if _PARTIAL.search(path.name) and path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed

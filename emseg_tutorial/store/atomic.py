@@ -40,14 +40,18 @@ def temp_beside(path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    if path.is_file():
-        mode = path.stat().st_mode & 0o7777
-    else:
-        mask = os.umask(0)
-        os.umask(mask)
-        mode = 0o666 & ~mask
-    os.chmod(tmp, mode)
+    try:
+        os.close(fd)
+        if path.is_file():
+            mode = path.stat().st_mode & 0o7777
+        else:
+            mask = os.umask(0)
+            os.umask(mask)
+            mode = 0o666 & ~mask
+        os.chmod(tmp, mode)
+    except BaseException:  # a failure or an interruption (Ctrl-C, SIGTERM) here leaves no file
+        os.unlink(tmp)
+        raise
     return Path(tmp)
 
 
@@ -67,16 +71,15 @@ def write_failure(spec: str | os.PathLike, err: OSError) -> str:
 def atomic_write(path: str | os.PathLike, write) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
 
-    If ``write`` fails, ``path`` is left as it was and the temporary file is removed; a failure
-    of the system (``OSError``, or the ``RuntimeError`` ``torch.save`` turns it into) is a
-    :class:`WriteError` naming ``path``.
+    If ``write`` fails or is interrupted (any exception, ``KeyboardInterrupt`` and
+    :class:`~emseg_tutorial.interrupt.Interrupted` included), ``path`` is left as it was and
+    the temporary file is removed; a failure of the system (``OSError``, or the
+    ``RuntimeError`` ``torch.save`` turns it into) is a :class:`WriteError` naming ``path``.
     """
     path = Path(path)
+    tmp = None
     try:
         tmp = temp_beside(path)
-    except OSError as err:
-        raise WriteError(write_failure(path, err)) from None
-    try:
         write(tmp)
         os.replace(tmp, path)
     except OSError as err:
@@ -85,6 +88,6 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         if "writ" not in str(err).lower():
             raise
         raise WriteError(write_failure(path, OSError(str(err).splitlines()[0]))) from None
-    finally:
-        if tmp.exists():
+    finally:  # any exit: an error, Ctrl-C or SIGTERM (Interrupted) included
+        if tmp is not None and tmp.exists():
             tmp.unlink()
