@@ -1302,3 +1302,21 @@ def test_the_resumable_state_of_an_interrupted_run_is_the_last_whole_one(pair, t
                          "--steps", 4, "--out", tmp_path / "run", "--quiet"], capsys, signal.SIGTERM)
     assert line.endswith(f"--resume {tmp_path / 'run'}`")
     assert load_training_state(tmp_path / "run" / "state.pt")["step"] == 2 and not _temporary(tmp_path)
+
+
+# =========================================================================== issue 24, integrator
+# write_volume: floats that would overflow the stored dtype, and an empty volume no reader reads back.
+
+
+@pytest.mark.parametrize("spec", ["big.tif"])
+def test_floats_that_overflow_the_stored_dtype_are_refused_naming_the_values(spec, tmp_path):
+    with pytest.raises(VolumeError, match=r"values up to 1e\+40 do not fit the stored float32"):
+        write_volume(tmp_path / spec, np.full((1, 2, 2), 1e40))
+    assert not list(tmp_path.iterdir())   # nothing written, nothing left beside
+
+
+@pytest.mark.parametrize("spec", ["e.tif", "e.npy", "e.h5:x"])
+def test_an_empty_volume_is_refused_before_anything_is_written(spec, tmp_path):
+    with pytest.raises(VolumeError, match=r"nothing to write: the volume has shape \(0, 4, 4\)"):
+        write_volume(tmp_path / spec, np.zeros((0, 4, 4), np.uint8))
+    assert not list(tmp_path.iterdir())

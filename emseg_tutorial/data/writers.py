@@ -143,6 +143,13 @@ class SliceWriter:
                 raise VolumeError(f"{self.spec}: values {lo}..{hi} do not fit the stored {self.dtype} "
                                   f"({info.min}..{info.max}); give open_writers the value range as a fourth "
                                   f"item of the target, or use write_volume")
+        if self.dtype.kind == "f" and block.dtype.kind == "f" and block.size and self.dtype.itemsize < block.itemsize:
+            finite = block[np.isfinite(block)]
+            big, largest = (float(np.abs(finite).max()) if finite.size else 0.0), float(np.finfo(self.dtype).max)
+            if big > largest:  # would become infinite: refused here, not reported as NaN later
+                raise VolumeError(f"{self.spec}: values up to {big:g} do not fit the stored {self.dtype} "
+                                  f"(largest {largest:g}); scale them, or write .npy or HDF5, which keep "
+                                  f"{block.dtype}")
         return block.astype(self.dtype, copy=False)
 
     def _write(self, block: np.ndarray, z0: int) -> None:  # pragma: no cover - abstract
@@ -395,6 +402,8 @@ def write_volumes(items: Sequence[tuple[str | os.PathLike, np.ndarray]],
         data = np.asarray(data)
         if data.ndim == 2:
             data = data[None]
+        if data.ndim < 2 or 0 in data.shape:  # nothing a reader could read back as a volume
+            raise VolumeError(f"{spec}: nothing to write: the volume has shape {data.shape} (an empty volume)")
         value_range = (data.min(), data.max()) if data.dtype.kind in "iu" and data.size else None
         arrays.append(data)
         targets.append((spec, data.shape, data.dtype, value_range))
