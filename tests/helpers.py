@@ -6,6 +6,8 @@ fixture cannot reach (``pytest.mark.parametrize`` arguments, module constants).
 
 from __future__ import annotations
 
+import signal
+
 import torch
 
 from emseg_tutorial.adapt import AdaptConfig
@@ -28,3 +30,23 @@ def tiny_unet(out_channels: int = 2, seed: int = 0, **kwargs) -> UNet2d:
     """A two-level, four-channel U-Net (a step takes milliseconds), its weights drawn from ``seed``."""
     torch.manual_seed(seed)
     return UNet2d(out_channels=out_channels, depth=2, base_width=4, **kwargs)
+
+
+def signal_at(monkeypatch, owner, name: str, nth: int, sig=signal.SIGTERM, after: bool = False) -> list:
+    """Replace ``owner.name`` by itself sending ``sig`` to this process at its ``nth`` call (before
+    the call, or right after it returned with ``after``): an interruption from inside the work,
+    never a timer racing it. Returns the list of calls made."""
+    real = getattr(owner, name)
+    calls = []
+
+    def signalling(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == nth and not after:
+            signal.raise_signal(sig)
+        result = real(*args, **kwargs)
+        if len(calls) == nth and after:
+            signal.raise_signal(sig)
+        return result
+
+    monkeypatch.setattr(owner, name, signalling)
+    return calls

@@ -34,6 +34,8 @@ from emseg_tutorial.models import UNet2d
 from emseg_tutorial.predict import predict_file, predict_probabilities
 from emseg_tutorial.store import load_checkpoint, save_checkpoint
 
+from helpers import signal_at
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -1195,21 +1197,6 @@ def terminal_sigint():
     signal.signal(signal.SIGINT, previous)
 
 
-def _interrupt_at(monkeypatch, owner, name, nth, sig=signal.SIGTERM, after=False):
-    real, calls = getattr(owner, name), []
-
-    def signalling(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == nth and not after:
-            signal.raise_signal(sig)
-        result = real(*args, **kwargs)
-        if len(calls) == nth and after:
-            signal.raise_signal(sig)
-        return result
-
-    monkeypatch.setattr(owner, name, signalling)
-
-
 def _interrupted(argv, capsys, sig):
     assert main([str(a) for a in argv]) == 128 + sig
     err = capsys.readouterr().err
@@ -1229,9 +1216,9 @@ def test_interrupted_synth_writes_neither_file(where, tmp_path, capsys, monkeypa
     from emseg_tutorial.data.synthetic import blocks
 
     if where == "rendering":
-        _interrupt_at(monkeypatch, blocks, "_render_range", 1)
+        signal_at(monkeypatch, blocks, "_render_range", 1)
     else:
-        _interrupt_at(monkeypatch, writers._TiffWriter, "_write", 2, signal.SIGINT)
+        signal_at(monkeypatch, writers._TiffWriter, "_write", 2, signal.SIGINT)
     sig = signal.SIGTERM if where == "rendering" else signal.SIGINT
     line = _interrupted(["synth", "--domain", "fibsem", "--shape", 4, 64, 64, "--image", tmp_path / "i.tif",
                          "--labels", tmp_path / "l.tif", "--quiet"], capsys, sig)
@@ -1243,7 +1230,7 @@ def test_a_signal_between_two_renames_waits_for_both(pair, model, tmp_path, caps
     import emseg_tutorial.data.writers as writers
 
     img, _ = pair
-    _interrupt_at(monkeypatch, writers.os, "replace", 1, after=True)
+    signal_at(monkeypatch, writers.os, "replace", 1, after=True)
     line = _interrupted(["predict", "--model", model, "--image", img, "--out", tmp_path / "p.tif",
                          "--probabilities", tmp_path / "q.npy", "--quiet"], capsys, signal.SIGTERM)
     assert line == f"interrupted (SIGTERM) after writing {tmp_path / 'p.tif'} and {tmp_path / 'q.npy'}"
@@ -1256,8 +1243,8 @@ def test_a_second_signal_during_the_clean_up_is_ignored(pair, model, tmp_path, c
     from emseg_tutorial.predict import stream
 
     img, _ = pair
-    _interrupt_at(monkeypatch, stream, "predict_slices", 1, signal.SIGINT)
-    _interrupt_at(monkeypatch, writers._NpyWriter, "close", 1, signal.SIGINT)  # Ctrl-C again, while cleaning
+    signal_at(monkeypatch, stream, "predict_slices", 1, signal.SIGINT)
+    signal_at(monkeypatch, writers._NpyWriter, "close", 1, signal.SIGINT)  # Ctrl-C again, while cleaning
     _interrupted(["predict", "--model", model, "--image", img, "--out", tmp_path / "p.npy", "--quiet"], capsys,
                  signal.SIGINT)
     assert not (tmp_path / "p.npy").exists() and not _temporary(tmp_path)
@@ -1265,7 +1252,7 @@ def test_a_second_signal_during_the_clean_up_is_ignored(pair, model, tmp_path, c
 
 def test_interrupted_evaluate_is_one_line(pair, capsys, monkeypatch, terminal_sigint):
     _, lab = pair
-    _interrupt_at(monkeypatch, cli, "evaluate", 1, signal.SIGINT)
+    signal_at(monkeypatch, cli, "evaluate", 1, signal.SIGINT)
     assert _interrupted(["evaluate", "--prediction", lab, "--labels", lab, "--task", "multiclass"], capsys,
                         signal.SIGINT) == "interrupted (SIGINT)"
 
@@ -1279,7 +1266,7 @@ def test_interrupted_export_leaves_no_work_folder(model, tmp_path, capsys, monke
     work = tmp_path / "tmp"
     work.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(work))
-    _interrupt_at(monkeypatch, export, "_cover", 1)
+    signal_at(monkeypatch, export, "_cover", 1)
     _interrupted(["export", "--model", model, "--out", tmp_path / "pkg"], capsys, signal.SIGTERM)
     assert os.listdir(work) == [] and not (tmp_path / "pkg").exists()
 
@@ -1289,7 +1276,7 @@ def test_the_resumable_state_of_an_interrupted_run_is_the_last_whole_one(pair, t
     from emseg_tutorial.train import supervised
 
     img, lab = pair
-    _interrupt_at(monkeypatch, supervised.torch, "save", 2, after=True)  # the state of step 4, before its rename
+    signal_at(monkeypatch, supervised.torch, "save", 2, after=True)  # the state of step 4, before its rename
     real = cli.train_config
 
     def every_two(*args, **kwargs):

@@ -31,6 +31,8 @@ from emseg_tutorial.interrupt import Interrupted, deferred, handle_signals
 from emseg_tutorial.models import UNet2d
 from emseg_tutorial.store import load_checkpoint, load_training_state, save_checkpoint
 
+from helpers import signal_at
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"depth": 2, "base_width": 4, "norm": "batch"}
 TEMPORARY = (".part", ".partial")
@@ -60,25 +62,6 @@ def test_a_signal_the_process_ignores_stays_ignored():
 def _leftovers(folder: Path) -> list[str]:
     """Temporary files anywhere under ``folder`` (ours ``.NAME.*.part``, zarr's ``*.partial``)."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.name.endswith(TEMPORARY))
-
-
-def _signal_at(monkeypatch, owner, name: str, nth: int, sig=signal.SIGTERM, after: bool = False) -> list:
-    """Replace ``owner.name`` by itself sending ``sig`` to this process at its ``nth`` call (before
-    the call, or right after it returned with ``after``); returns the list of calls made."""
-    real = getattr(owner, name)
-    calls = []
-
-    def signalling(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == nth and not after:
-            signal.raise_signal(sig)
-        result = real(*args, **kwargs)
-        if len(calls) == nth and after:
-            signal.raise_signal(sig)
-        return result
-
-    monkeypatch.setattr(owner, name, signalling)
-    return calls
 
 
 def _one_line(capsys) -> str:
@@ -164,7 +147,7 @@ def test_main_restores_the_handlers(image_and_model, tmp_path, monkeypatch, caps
     assert main(["predict", "--model", model, "--image", image, "--out", tmp_path / "p.tif", "--quiet"]) == 0
     from emseg_tutorial.predict import stream
 
-    _signal_at(monkeypatch, stream, "predict_slices", 1)
+    signal_at(monkeypatch, stream, "predict_slices", 1)
     assert main(["predict", "--model", model, "--image", image, "--out", tmp_path / "q.tif", "--quiet"]) == 143
     capsys.readouterr()
     assert {s: signal.getsignal(s) for s in before} == before
@@ -234,7 +217,7 @@ def test_interrupted_predict_in_process_keeps_nothing(out, image_and_model, tmp_
     from emseg_tutorial.predict import stream
 
     image, model = image_and_model
-    _signal_at(monkeypatch, stream, "predict_slices", 2, signal.SIGINT)
+    signal_at(monkeypatch, stream, "predict_slices", 2, signal.SIGINT)
     assert main(["predict", "--model", model, "--image", image, "--out", tmp_path / out, "--quiet"]) == 130
     assert _one_line(capsys).startswith("interrupted (SIGINT); nothing was written")
     assert _leftovers(tmp_path) == []
@@ -249,7 +232,7 @@ def test_interrupted_zarr_prediction_resumes_with_the_same_command(image_and_mod
             "--probabilities", str(tmp_path / "prob.zarr"), "--quiet"]
     assert main(argv[:5] + ["--out", str(tmp_path / "whole.tif"), "--quiet"]) == 0
     with monkeypatch.context() as m:
-        calls = _signal_at(m, stream, "predict_slices", 2)
+        calls = signal_at(m, stream, "predict_slices", 2)
         assert main(argv) == 143
     line = _one_line(capsys)
     assert line.startswith("interrupted (SIGTERM); continue with the same command (`python -m emseg_tutorial "
@@ -258,7 +241,7 @@ def test_interrupted_zarr_prediction_resumes_with_the_same_command(image_and_mod
     assert _continue_argv(line) == argv
     assert _leftovers(tmp_path) == []
     with monkeypatch.context() as m:
-        calls = _signal_at(m, stream, "predict_slices", 99)
+        calls = signal_at(m, stream, "predict_slices", 99)
         assert main(_continue_argv(line)) == 0, capsys.readouterr().err
     assert len(calls) == 2  # the first block was kept; the other two predicted
     np.testing.assert_array_equal(read_labels(tmp_path / "p.zarr"), read_labels(tmp_path / "whole.tif"))
@@ -298,7 +281,7 @@ def test_interrupted_training_says_how_to_continue_and_the_resume_is_exact(train
 
     assert main(train_args + ["--out", str(tmp_path / "full")]) == 0
     with monkeypatch.context() as m:
-        _signal_at(m, supervised, "training_step", 3)  # step 3: after the state of step 2
+        signal_at(m, supervised, "training_step", 3)  # step 3: after the state of step 2
         assert main(train_args + ["--out", str(tmp_path / "run")]) == 143
     line = _one_line(capsys)
     assert line.startswith("interrupted (SIGTERM); continue with `python -m emseg_tutorial train ")
@@ -342,7 +325,7 @@ def test_a_state_being_saved_when_the_signal_comes_is_not_half_written(train_arg
 def test_training_interrupted_before_its_first_state_says_so(train_args, tmp_path, monkeypatch, capsys):
     from emseg_tutorial.train import supervised
 
-    _signal_at(monkeypatch, supervised, "training_step", 1)
+    signal_at(monkeypatch, supervised, "training_step", 1)
     assert main(train_args + ["--out", str(tmp_path / "run")]) == 143
     assert _one_line(capsys) == (f"interrupted (SIGTERM) before the first resumable state "
                                  f"({tmp_path / 'run' / 'state.pt'}) was written; run the same command to start again")
@@ -369,7 +352,7 @@ def test_interrupted_adaptation_continues_exactly(adapt_args, tmp_path, monkeypa
     argv = adapt_args + ["--method", "paper", "--epochs", "2", "--steps", "2"]
     assert main(argv + ["--out", str(tmp_path / "full")]) == 0, capsys.readouterr().err
     with monkeypatch.context() as m:
-        _signal_at(m, loop, "save_adaptation_state", 1, after=True)  # just after epoch 1's state
+        signal_at(m, loop, "save_adaptation_state", 1, after=True)  # just after epoch 1's state
         assert main(argv + ["--out", str(tmp_path / "run")]) == 143
     line = _one_line(capsys)
     assert line.startswith("interrupted (SIGTERM); continue with `python -m emseg_tutorial adapt ")
@@ -382,7 +365,7 @@ def test_interrupted_adaptation_continues_exactly(adapt_args, tmp_path, monkeypa
 
 
 def test_interrupted_one_pass_adaptation_has_nothing_to_resume(adapt_args, tmp_path, monkeypatch, capsys):
-    _signal_at(monkeypatch, cli, "run_method", 1, signal.SIGINT)
+    signal_at(monkeypatch, cli, "run_method", 1, signal.SIGINT)
     assert main(adapt_args + ["--method", "adabn", "--out", str(tmp_path / "run")]) == 130
     assert _one_line(capsys) == ("interrupted (SIGINT); method adabn runs in one pass, so there is nothing to "
                                  "resume: run it again")
