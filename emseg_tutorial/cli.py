@@ -34,7 +34,7 @@ from .data.readers import open_volume, read_image, read_labels, read_volume
 from .data.writers import write_volume, write_volumes
 from .data.sources import DataSourceError
 from .data.specs import split_spec
-from .data.zarr_format import is_zarr
+from .data.zarr_format import begun as zarr_begun, is_zarr
 from .data.synthetic import DOMAINS, make_volume
 from .data.synthetic.blocks import check_memory
 from .devices import PRECISIONS, precision
@@ -107,14 +107,6 @@ def _positive(text: str) -> int:
     return _whole(text, 1, "a positive integer (a whole number >= 1)")
 
 
-#: smallest tile side (:func:`~emseg_tutorial.predict.tiled.check_tiling`) and synthetic slice side
-MIN_SIDE = 16
-
-
-def _tile(text: str) -> int:
-    return _whole(text, MIN_SIDE, f"a whole number of pixels >= {MIN_SIDE} (the smallest tile)")
-
-
 def _path(text: str) -> str:
     """A path flag's value: refused when empty or only spaces (an unset shell variable, say).
 
@@ -169,8 +161,8 @@ def add_synth(sub) -> None:
 
 def run_synth(args) -> None:
     z, y, x = args.shape
-    if min(y, x) < MIN_SIDE:
-        raise UsageError(f"--shape {z} {y} {x}: slices must be at least {MIN_SIDE} x {MIN_SIDE} pixels, got {y} x {x}")
+    if min(y, x) < MIN_TILE:
+        raise UsageError(f"--shape {z} {y} {x}: slices must be at least {MIN_TILE} x {MIN_TILE} pixels, got {y} x {x}")
     check_outputs({"--image": args.image, "--labels": args.labels})
     check_memory(args.domain, args.shape, "--shape")  # before anything is allocated
     vol = make_volume(args.domain, tuple(args.shape), seed=args.seed, progress=not args.quiet)
@@ -598,7 +590,7 @@ def _interrupted_line(signum: int, args, argv: list[str], started: float) -> str
         return f"{line}; continue with `{_continue_command(argv, os.fspath(folder))}`"
     if command == "predict":
         zarrs = [spec for spec in (args.out, args.probabilities)
-                 if spec and is_zarr(split_spec(spec)[0]) and split_spec(spec)[0].exists()]  # begun: resumable
+                 if spec and is_zarr(split_spec(spec)[0]) and zarr_begun(spec)]  # an unfinished image: resumable
         if zarrs:
             return (f"{line}; continue with the same command (`{shlex.join(PROG.split() + argv)}`): "
                     f"the slices already in {' and '.join(zarrs)} are kept")

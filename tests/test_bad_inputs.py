@@ -1307,3 +1307,31 @@ def test_an_empty_volume_is_refused_before_anything_is_written(spec, tmp_path):
     with pytest.raises(VolumeError, match=r"nothing to write: the volume has shape \(0, 4, 4\)"):
         write_volume(tmp_path / spec, np.zeros((0, 4, 4), np.uint8))
     assert not list(tmp_path.iterdir())
+
+
+def test_a_one_pass_adaptation_to_a_constant_target_says_so(tmp_path):
+    from emseg_tutorial.adapt import run_method
+    from emseg_tutorial.data.volume import Volume
+    from emseg_tutorial.train.supervised import DegenerateDataWarning
+
+    src = make_volume("fibsem", (4, 32, 32), seed=0)
+    with pytest.warns(DegenerateDataWarning, match=r"flat\.tif: every voxel is 7 \(a constant image\)"):
+        run_method("adabn", UNet2d(out_channels=2, depth=2, base_width=4), Volume(None, src.labels),
+                   np.full((2, 32, 32), 7, np.uint8), config_kwargs={"report_stride": 1, "device": "cpu"},
+                   progress=False, target_name="flat.tif")
+
+
+def test_train_into_an_adapt_run_folder_is_not_told_to_resume_it(tmp_path, capsys):
+    """The --resume hint names the command's own state (state.pt), not another command's."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "adapt_state.pt").write_bytes(b"x")
+    from emseg_tutorial.data.outputs import check_output_folder
+
+    with pytest.raises(VolumeError, match=r"already holds a run \(adapt_state\.pt\); give --overwrite to replace it, or"):
+        check_output_folder(run, "--out", ["model.pt", "history.json", "state.pt"], run_files=("adapt_state.pt",))
+
+
+def test_a_one_dimensional_array_is_not_called_an_empty_volume(tmp_path):
+    with pytest.raises(VolumeError, match=r"expected a 2-D image or a 3-D volume, got shape \(5,\)"):
+        write_volume(tmp_path / "line.tif", np.arange(5, dtype=np.uint8))

@@ -40,7 +40,7 @@ from ..data.volume import Volume
 from ..devices import pick_device
 from .diagnostics import (add_epoch, boundary_snapshot, epoch_report, label_free_choice, new_history,
                           oracle_choice, source_boundary_prior)
-from .loop import AdaptConfig, adapt, check_boundary_model, check_slice_size, source_codes
+from .loop import AdaptConfig, adapt, check_boundary_model, check_slice_size, source_codes, warn_degenerate
 from .registry import get_method, method_names, resolve
 
 
@@ -111,6 +111,7 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
     check_boundary_model(model)
     target_image = check_image(target_image, target_name)
     check_slice_size(target_image, target_name)
+    warn_degenerate(target_image, target_name)
     labels = source_codes(source.labels)  # the one check of the source labels on this path
     settings = {k: v for k, v in config_kwargs.items() if k in record.options}
     record.check_source_image(settings, source.image)

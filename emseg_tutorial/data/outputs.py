@@ -264,7 +264,7 @@ def check_output_folder(folder: str | os.PathLike, label: str | None = None, fil
             raise VolumeError(f"{who}: {out / name} is a folder; it must be free for the output file")
     held = [name for name in dict.fromkeys([*files, *run_files]) if (out / name).exists()] if out.is_dir() else []
     if held and not overwrite:
-        resume = f", --resume {os.fspath(folder)} to continue it" if any(n.endswith("state.pt") for n in held) else ""
+        resume = f", --resume {os.fspath(folder)} to continue it" if any(n in files and n.endswith("state.pt") for n in held) else ""  # this command's own state
         raise VolumeError(f"{who}: already holds a run ({', '.join(held)}); give --overwrite to replace it{resume}, "
                           f"or another folder")
     return out

@@ -402,7 +402,9 @@ def write_volumes(items: Sequence[tuple[str | os.PathLike, np.ndarray]],
         data = np.asarray(data)
         if data.ndim == 2:
             data = data[None]
-        if data.ndim < 2 or 0 in data.shape:  # nothing a reader could read back as a volume
+        if data.ndim < 2:
+            raise VolumeError(f"{spec}: expected a 2-D image or a 3-D volume, got shape {data.shape}")
+        if 0 in data.shape:  # nothing a reader could read back as a volume
             raise VolumeError(f"{spec}: nothing to write: the volume has shape {data.shape} (an empty volume)")
         value_range = (data.min(), data.max()) if data.dtype.kind in "iu" and data.size else None
         arrays.append(data)

@@ -268,6 +268,25 @@ def staging_folder(folder: Path) -> Path:
     return folder.parent / f".{folder.name}{STAGING_SUFFIX}"
 
 
+def begun(spec: str | os.PathLike) -> bool:
+    """Whether the zarr output ``spec`` holds an unfinished image of this library, in place or in
+    its :func:`staging_folder`: a prediction into it began and the same command continues it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> begun(Path(tempfile.mkdtemp()) / "never.zarr")
+    False
+    """
+    path, inner = split_zarr(spec)
+    target = path / inner if inner else path
+    folders = [f for f in (target, staging_folder(target)) if f.is_dir()]
+    if not folders:
+        return False
+    zarr = import_zarr(path)
+    return any(not (ZarrOutput._state_of(zarr, f) or {"complete": True}).get("complete", True) for f in folders)
+
+
 class ZarrOutput:
     """An OME-Zarr image being written, slice blocks in any order, resumable (module docstring).
 

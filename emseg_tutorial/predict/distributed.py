@@ -48,7 +48,7 @@ from ..data.outputs import check_outputs
 from ..data.readers import open_volume
 from ..data.specs import split_spec
 from ..data.normalize import SAMPLE_BUDGET, intensity_limits, merge_moments, slab_moments
-from ..data.zarr_format import ZarrOutput, is_zarr
+from ..data.zarr_format import ZarrOutput, is_zarr, split_zarr, staging_folder
 from ..devices import pick_device
 from ..models import arch_of, build, check_model
 from ..progress import progress as progress_bar
@@ -273,9 +273,11 @@ def remove_partial_chunks(specs) -> int:
     """
     removed = 0
     for spec in specs:
-        root = split_spec(spec)[0]
-        for path in root.rglob("*.partial") if root.is_dir() else ():
-            if _PARTIAL.search(path.name) and path.is_file():
-                path.unlink(missing_ok=True)
-                removed += 1
+        store, inner = split_zarr(spec)
+        target = store / inner if inner else store
+        for root in dict.fromkeys((store, staging_folder(target))):  # an image replacing another is staged beside it
+            for path in root.rglob("*.partial") if root.is_dir() else ():
+                if _PARTIAL.search(path.name) and path.is_file():
+                    path.unlink(missing_ok=True)
+                    removed += 1
     return removed
