@@ -96,15 +96,15 @@ def load_adaptation_state(path: str | os.PathLike) -> dict:
 def restore(ctx: StepContext, state: dict) -> tuple[int, int, dict, list[np.ndarray]]:
     """Load ``state`` into a freshly built run; returns ``(epoch, step, history, snapshots)``.
 
+    Its settings and inputs were checked before the run was built (:func:`check_resumption`).
+
     Raises
     ------
     ValueError
-        The state belongs to a run with other settings (only the number of epochs and the
-        device may change), it is past the run's last epoch, or its random streams were drawn
-        on a device of another kind, whose generator states do not fit this one's
+        The state is past the run's last epoch, or its random streams were drawn on a device of
+        another kind, whose generator states do not fit this one's
         (:func:`~emseg_tutorial.devices.restore_generator`).
     """
-    check_resumable(state["config"], ctx.config.to_dict(), RESUMABLE_CHANGES, f"epoch {state['epoch']}")
     if state["epoch"] > ctx.config.epochs:
         raise ValueError(f"cannot resume: the saved adaptation is at epoch {state['epoch']}, "
                          f"past epochs={ctx.config.epochs}")

@@ -425,8 +425,10 @@ RESUMABLE_CHANGES = ("steps", "device")
 
 
 def _resume(state: dict, config: TrainConfig, optimizer, scaler, sampler) -> tuple[int, dict]:
-    """Load a training state into the optimiser, scaler and random streams; ``(step, history)``."""
-    check_resumable(state["config"], config.to_dict(), RESUMABLE_CHANGES, f"step {state['step']}")
+    """Load a training state into the optimiser, scaler and random streams; ``(step, history)``.
+
+    Its settings and inputs were checked where the state entered :func:`train_supervised`.
+    """
     if state["step"] > config.steps:
         raise ValueError(f"cannot resume: the saved run is at step {state['step']}, past steps={config.steps}")
     optimizer.load_state_dict(state["optimizer"])
