@@ -25,6 +25,10 @@ def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
+#: conda package -> the Python distribution it installs
+CONDA_NAMES = {"pytorch-cpu": "torch"}
+
+
 def _environment() -> tuple[dict[str, str], str]:
     """``{normalised name: version spec}`` of environment.yml (conda and pip), and the python spec."""
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
@@ -32,10 +36,11 @@ def _environment() -> tuple[dict[str, str], str]:
     for dep in env["dependencies"]:
         lines = dep["pip"] if isinstance(dep, dict) else [dep]
         for line in lines:
-            if line.startswith("-"):  # --extra-index-url, -e .
+            if line.startswith("-"):  # -e ., pip options
                 continue
             match = re.match(r"([A-Za-z0-9_.\-]+)\s*(.*)", line)
             name, spec = match.group(1).lower().replace("_", "-"), match.group(2).strip()
+            name = CONDA_NAMES.get(name, name)
             spec = re.sub(r"^=(?=\d)", "==", spec)  # conda's python=3.11 means 3.11.*
             if name == "python":
                 python = spec
@@ -72,6 +77,14 @@ def test_environment_yml_has_every_runtime_and_book_dependency(req):
 def test_environment_yml_installs_torch_and_the_package_and_a_python_we_support():
     specs, python = _environment()
     assert "torch" in specs
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    # the CPU build and nothing else: conda-forge's metapackage, no pip torch, no extra index
+    # (pip takes the highest version of any index, so the default index's CUDA wheel can win)
+    assert any(re.match(r"pytorch-cpu\b", d) for d in conda), "torch should come from conda-forge's pytorch-cpu"
+    assert not any(re.match(r"(torch|pytorch)\b", line) for line in pip), "torch again in the pip section"
+    assert not any("index-url" in line for line in pip), "an extra pip index lets its CUDA wheels in"
     assert "-e ." in (ROOT / "environment.yml").read_text()
     requires = specifiers.SpecifierSet(_pyproject()["project"]["requires-python"])
     pinned = re.match(r"==(\d+\.\d+)", python)
