@@ -239,9 +239,9 @@ class _ZarrWriter(SliceWriter):
     passed over with :meth:`skip`; the image is marked complete when all slices are written.
     """
 
-    def __init__(self, spec, shape, dtype, voxel_size, job=None):
+    def __init__(self, spec, shape, dtype, voxel_size, job=None, labels=False):
         super().__init__(spec, shape, dtype)
-        self.output = ZarrOutput.create(spec, self.shape, self.dtype, voxel_size, job)
+        self.output = ZarrOutput.create(spec, self.shape, self.dtype, voxel_size, job, labels=labels)
 
     def is_written(self, z0: int, z1: int) -> bool:
         """Whether slices ``z0:z1`` are already on disk (written by this run or a resumed one)."""
@@ -264,7 +264,7 @@ class _ZarrWriter(SliceWriter):
 
 @contextmanager
 def open_writers(targets: Sequence[tuple], voxel_size: tuple[float, float, float] | None = None,
-                 job: str | None = None) -> Iterator[list[SliceWriter]]:
+                 job: str | None = None, labels: Sequence[str | os.PathLike] = ()) -> Iterator[list[SliceWriter]]:
     """Writers for several output arrays, committed together when the ``with`` block succeeds.
 
     Parameters
@@ -279,6 +279,9 @@ def open_writers(targets: Sequence[tuple], voxel_size: tuple[float, float, float
     job : str, optional
         Key of the computation (zarr outputs only): a zarr written before with the same key
         is resumed, its finished slices reported by the writer's ``is_written``.
+    labels : sequence of str or path
+        The targets that hold label codes (zarr outputs only: written as NGFF label images,
+        their pyramid levels by mode rather than mean).
 
     Yields
     ------
@@ -308,7 +311,8 @@ def open_writers(targets: Sequence[tuple], voxel_size: tuple[float, float, float
         for ((path, dataset), spec, shape, _, _), dtype in zip(specs, stored):
             suffix = path.suffix.lower()
             if is_zarr(path):
-                writers.append(_ZarrWriter(spec, shape, dtype, voxel_size, job))
+                writers.append(_ZarrWriter(spec, shape, dtype, voxel_size, job,
+                                           labels=spec in {os.fspath(t) for t in labels}))
                 continue
             try:
                 if path not in tmps:

@@ -237,7 +237,7 @@ def predict_distributed(model: torch.nn.Module, image: str | os.PathLike, out: s
             norm = merge_moments([m for part in moments for m in part], limits)
             key = job_key(model, volume, norm, tile=tile, overlap=overlap)
             writers = [ZarrOutput.create(spec, (classes,) + shape if channels else shape,
-                                         np.float32 if channels else np.uint8, voxel, key)
+                                         np.float32 if channels else np.uint8, voxel, key, labels=not channels)
                        for spec, channels in outputs]
             pending = [(z0, z1) for z0, z1 in slabs if not all(w.is_written(z0, z1) for w in writers)]
             threads = max(1, usable_cpus() // len(client.scheduler_info()["workers"] or [0])) \
