@@ -48,10 +48,16 @@ def test_a_finished_job_is_not_submitted_again(tmp_path):
     write_volume(tmp_path / "img.zarr", np.random.default_rng(1).integers(0, 255, (4, 16, 16), np.uint8))
     first = predict_distributed(tiny_unet(), tmp_path / "img.zarr", tmp_path / "p.zarr", cluster="local:1",
                                 processes=False, tile=16, overlap=4)
-    mtime = (tmp_path / "p.zarr" / "0" / "0.0.0").stat().st_mtime_ns
+    chunk = _first_chunk(tmp_path / "p.zarr" / "0")
+    mtime = chunk.stat().st_mtime_ns
     predict_distributed(tiny_unet(), tmp_path / "img.zarr", tmp_path / "p.zarr", cluster="local:1", processes=False,
                         tile=16, overlap=4)
-    assert (tmp_path / "p.zarr" / "0" / "0.0.0").stat().st_mtime_ns == mtime and first.shape == (4, 16, 16)
+    assert chunk.stat().st_mtime_ns == mtime and first.shape == (4, 16, 16)
+
+
+def _first_chunk(array_folder):
+    """The first chunk file of a zarr array (``0.0.0`` in zarr format 2, ``c/0/0/0`` in 3)."""
+    return min(p for p in array_folder.rglob("*") if p.is_file() and p.name not in ("zarr.json", ".zarray", ".zattrs"))
 
 
 def _free_port():

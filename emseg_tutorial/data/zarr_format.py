@@ -156,17 +156,23 @@ def _voxel_from_multiscales(ms: dict, dataset: dict | None = None) -> tuple[floa
 
 
 def _level_of(root, inner: str):
-    """``(group, multiscales, dataset)`` when the array ``inner`` is a dataset (a pyramid level)
-    of the multiscales of the group holding it, else None."""
+    """``(group, multiscales, dataset)`` when ``inner`` names a pyramid level of the
+    multiscales of the group holding it: a dataset's path (``0``, ``s1``) or, when no member
+    has that name, a level's number (``1``: the second dataset, whatever its path); else None."""
     parent_path, _, leaf = inner.rpartition("/")
     try:
         parent = root[parent_path] if parent_path else root
     except KeyError:
         return None
+    if hasattr(parent, "shape"):
+        return None
     for ms in _attrs(parent).get("multiscales") or []:
-        for dataset in ms.get("datasets") or []:
-            if str(dataset.get("path")).strip("/") == leaf:
+        datasets = [d for d in ms.get("datasets") or [] if isinstance(d, dict) and "path" in d]
+        for dataset in datasets:
+            if str(dataset["path"]).strip("/") == leaf:
                 return parent, ms, dataset
+        if leaf.isdigit() and int(leaf) < len(datasets) and leaf not in parent:
+            return parent, ms, datasets[int(leaf)]
     return None
 
 
@@ -209,16 +215,16 @@ class ZarrImage:
                                   f"read; install zarr 3 (Python >= 3.11): pip install 'zarr>=3'") from None
             raise VolumeError(f"{path}: holds no zarr array or group ({err.__class__.__name__})") from None
         node = root
+        level = _level_of(root, inner) if inner and not hasattr(root, "shape") else None
         if inner:
             try:
-                node = root[inner]
+                node = level[0][level[2]["path"]] if level is not None else root[inner]
             except KeyError:
                 raise VolumeError(f"{path}: no array or image {inner!r}; arrays in it: "
                                   f"{_arrays_in(root) if not hasattr(root, 'shape') else []}") from None
         self.voxel_size = None
         attrs = _attrs(node)
         self.state = attrs.get(STATE_KEY)
-        level = _level_of(root, inner) if inner and hasattr(node, "shape") else None
         if level is not None:  # one level of a pyramid (vol.zarr:1): its own scale; the image's state
             parent, ms, dataset = level
             self.state = _attrs(parent).get(STATE_KEY)
@@ -339,12 +345,13 @@ def _set_ome(group, version: str, **items) -> None:
         group.attrs.update({"ome": {**dict(group.attrs).get("ome", {}), "version": version, **items}})
 
 
-def write_multiscales(group, shapes, voxel_size, name: str, labels: bool = False) -> str:
+def write_multiscales(group, shapes, voxel_size, name: str, labels: bool = False, of_image: bool = False) -> str:
     """Write the NGFF metadata of the pyramid ``shapes`` (arrays ``0``, ``1``, ...) in
     ``group``, with ome-zarr-py, in the group's zarr format; returns the NGFF version.
 
     Levels have the voxel size times 2 per level in y and x (nm; unitless ones when
-    ``voxel_size`` is None); ``labels`` adds the ``image-label`` metadata of a label image.
+    ``voxel_size`` is None); ``labels`` adds the ``image-label`` metadata of a label image,
+    ``of_image`` its source: the image two groups up (``IMAGE/labels/NAME``).
     """
     with warnings.catch_warnings():  # ome-zarr-py 0.18 warns of its own deprecated Scaler on import
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -361,7 +368,8 @@ def write_multiscales(group, shapes, voxel_size, name: str, labels: bool = False
         for k in range(len(shapes))]
     write_multiscales_metadata(group, datasets, fmt=fmt, axes=axes, name=name)
     if labels:
-        _set_ome(group, fmt.version, **{"image-label": {"version": fmt.version}})
+        source = {"source": {"image": "../../"}} if of_image else {}
+        _set_ome(group, fmt.version, **{"image-label": {"version": fmt.version, **source}})
     return fmt.version
 
 
@@ -375,7 +383,7 @@ def register_label(labels_folder: Path, name: str) -> None:
         _set_ome(group, _ngff(zarr_format_of(group)).version, labels=listed + [name])
 
 
-def _check_label_of_image(path: Path, target: Path, shape) -> None:
+def _check_label_of_image(target: Path, shape) -> None:
     """A label image ``IMAGE.zarr:labels/NAME`` must match the image's full-resolution shape."""
     image_folder = target.parent.parent
     if not _is_zarr_folder(image_folder):
@@ -479,8 +487,9 @@ class ZarrOutput:
         shapes = pyramid_shapes(shape)
         state = {"complete": False, "job": job, "shape": list(shape), "dtype": dtype.str, "levels": len(shapes),
                  "labels": bool(labels)}
-        if labels and target.parent.name == "labels" and inner:
-            _check_label_of_image(path, target, shape)
+        of_image = bool(labels and inner and target.parent.name == "labels")  # IMAGE.zarr:labels/NAME
+        if of_image:
+            _check_label_of_image(target, shape)
 
         def same_job(previous) -> bool:
             return job is not None and previous is not None and all(
@@ -518,7 +527,7 @@ class ZarrOutput:
                 if zarr_format_of(group) >= 3 else {}
             arrays = [create(str(k), shape=level, chunks=(1,) * (len(level) - 2) + tuple(min(n, TILE) for n in level[-2:]),
                              dtype=dtype, fill_value=0, overwrite=True, **names) for k, level in enumerate(shapes)]
-            write_multiscales(group, shapes, voxel_size, target.name if inner else path.stem, labels)
+            write_multiscales(group, shapes, voxel_size, target.name if inner else path.stem, labels, of_image)
             group.attrs.update({STATE_KEY: state})
             (folder / DONE_FOLDER).mkdir(exist_ok=True)
         return cls(spec, arrays, folder, shape, dtype, set(), target, labels)
