@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -117,18 +118,39 @@ def test_repository_url_is_one_setting():
         assert set(urls) <= {url}, f"{name} uses {sorted(set(urls) - {url})}, _config.yml says {url}"
 
 
-def test_install_lines_pin_the_release_of_this_version():
-    """Every chapter and student notebook installs git tag v<__version__>, the one version setting."""
+def test_install_lines_install_the_one_ref_of_config():
+    """Every chapter and student notebook installs repository.branch of _config.yml, the one setting."""
     from emseg_tutorial import __version__
-    from emseg_tutorial.booktools import install_refs, release_tag
+    from emseg_tutorial.booktools import install_ref, install_refs, release_tag
 
-    assert release_tag() == f"v{__version__}"
+    assert install_ref(ROOT) == _config()["repository"]["branch"]
+    assert release_tag() == f"v{__version__}"  # what a release is tagged (README, "Releases")
     assert _pyproject()["project"]["dynamic"] == ["version"]  # pyproject.toml reads __version__
     refs = install_refs(ROOT)
     assert any(name.startswith("student/") for name in refs), "no student notebooks in book/student/"
     for name, found in refs.items():
-        assert found and set(found) == {release_tag()}, (
-            f"{name} installs {found}, expected @{release_tag()}: run `python -m emseg_tutorial.booktools repository`")
+        assert found and set(found) == {install_ref(ROOT)}, (
+            f"{name} installs {found}, expected @{install_ref(ROOT)}: run `python -m emseg_tutorial.booktools repository`")
+
+
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_the_ref_the_book_installs_exists_in_the_repository():
+    """`pip install git+URL@REF` fails on Colab when REF was never pushed: it must be in the
+    repository (a branch, or a release tag pushed before the book points at it)."""
+    from emseg_tutorial.booktools import install_ref
+
+    if shutil.which("git") is None or _git("rev-parse", "--git-dir").returncode != 0:
+        pytest.skip("not a git checkout")
+    ref = install_ref(ROOT)
+    candidates = [ref, f"refs/tags/{ref}", f"origin/{ref}"]
+    found = [c for c in candidates if _git("rev-parse", "--verify", "--quiet", f"{c}^{{commit}}").returncode == 0]
+    if not found and _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
+        pytest.skip(f"a shallow clone without {ref}; fetch it (git fetch origin {ref}) to check")
+    assert found, (f"_config.yml repository.branch {ref!r} (the ref every chapter installs) is no branch or tag of "
+                   f"this repository; push it first (README, 'Releases')")
 
 
 def test_sync_repository_url_rewrites_a_fork(tmp_path):
