@@ -245,8 +245,8 @@ def test_predict_writes_pyramids_that_ome_zarr_py_reads_at_every_level_with_thei
     assert len(shapes) == 3 and max(shapes[-1][1:]) <= SMALLEST
     scales = [[30.0, 6.0 * 2 ** k, 6.0 * 2 ** k] for k in range(3)]
     labels = read_labels(tmp_path / "pred.zarr")
-    for folder, name, channels in ((tmp_path / "pred.zarr", "pred.zarr", False), (tmp_path / "probs.zarr", "probs.zarr", True),
-                                   (tmp_path / "img.zarr", "pred", False)):
+    for folder, name, channels in ((tmp_path / "pred.zarr", "pred.zarr", False),
+                                   (tmp_path / "probs.zarr", "probs.zarr", True), (tmp_path / "img.zarr", "pred", False)):
         node = _nodes(folder)[name]
         levels, found = _levels_and_scales(node)
         assert levels == [((2,) if channels else ()) + s for s in shapes]

@@ -3,9 +3,9 @@
 :func:`open_writers` writes ``(Z, Y, X)`` or ``(C, Z, Y, X)`` arrays block by block along z to
 temporary files beside the targets (:func:`emseg_tutorial.store.atomic.temp_beside`), renamed
 over them only when everything was written: TIFF pages are appended with an ImageJ header for
-the final shape (so Fiji sees the voxel size, in µm: :data:`TIFF_UNIT`), ``.npy`` blocks are written at their offset after
-the header, HDF5 hyperslabs go into a dataset chunked by slice, zarr chunks in place
-(resumably, :mod:`.zarr_format`). :func:`write_volume` is one such write of a whole array,
+the final shape (so Fiji sees the voxel size, in µm: :data:`TIFF_UNIT`), ``.npy`` blocks are
+written at their offset after the header, HDF5 hyperslabs go into a dataset chunked by slice,
+zarr chunks in place (resumably, :mod:`.zarr_format`). :func:`write_volume` is one such write of a whole array,
 :func:`write_volumes` one commit of several (an image and its labels: both or neither). Each
 output's temporary file has the old file's mode or ``0666`` less the umask; a failed write (a
 full disk) is a one-line :class:`~.errors.VolumeError` and leaves the old file as it was. An

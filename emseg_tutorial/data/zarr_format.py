@@ -321,6 +321,11 @@ def downsample(block: np.ndarray, labels: bool = False) -> np.ndarray:
     return (np.rint(mean) if block.dtype.kind in "iu" else mean).astype(block.dtype)
 
 
+def _chunks(shape) -> tuple[int, ...]:
+    """One slice deep, at most :data:`TILE` in y and x."""
+    return (1,) * (len(shape) - 2) + tuple(min(n, TILE) for n in shape[-2:])
+
+
 def zarr_format_of(group) -> int:
     """The zarr format (2 or 3) of an open zarr group or array."""
     return int(getattr(getattr(group, "metadata", None), "zarr_format", 2))
@@ -516,7 +521,8 @@ class ZarrOutput:
                 shutil.rmtree(staging)  # ours, left by an earlier run
             # a group inside an existing zarr takes its format; a new zarr the installed zarr's newest
             existing = zarr.open_group(str(path), mode="r") if inner and _is_zarr_folder(path) else None
-            fmt = {} if _zarr_major(zarr) < 3 else {"zarr_format": zarr_format_of(existing) if existing is not None else 3}
+            fmt = {} if _zarr_major(zarr) < 3 else {
+                "zarr_format": zarr_format_of(existing) if existing is not None else 3}
             if in_place:
                 root = zarr.open_group(str(path), mode="a", **fmt)
                 group = root.require_group(inner) if inner else root
@@ -525,8 +531,8 @@ class ZarrOutput:
             create = group.create_array if hasattr(group, "create_array") else group.create_dataset
             names = {"dimension_names": (["c"] if len(shape) == 4 else []) + list("zyx")} \
                 if zarr_format_of(group) >= 3 else {}
-            arrays = [create(str(k), shape=level, chunks=(1,) * (len(level) - 2) + tuple(min(n, TILE) for n in level[-2:]),
-                             dtype=dtype, fill_value=0, overwrite=True, **names) for k, level in enumerate(shapes)]
+            arrays = [create(str(k), shape=level, chunks=_chunks(level), dtype=dtype, fill_value=0, overwrite=True,
+                             **names) for k, level in enumerate(shapes)]
             write_multiscales(group, shapes, voxel_size, target.name if inner else path.stem, labels, of_image)
             group.attrs.update({STATE_KEY: state})
             (folder / DONE_FOLDER).mkdir(exist_ok=True)
