@@ -330,3 +330,19 @@ def test_a_pyramid_ome_zarr_py_wrote_is_read_at_every_level(tmp_path, version):
     labels = _ngff(tmp_path / "theirs.zarr" / "labels" / "pred")
     assert labels["image-label"]["version"] == version
     assert (tmp_path / "theirs.zarr" / "labels" / "pred" / (".zattrs" if version == "0.4" else "zarr.json")).exists()
+
+
+def test_an_ngff_05_input_with_zarr_2_says_what_to_install(tmp_path, monkeypatch):
+    from emseg_tutorial.data import zarr_format
+
+    write_volume(tmp_path / "v.zarr", _image((1, 8, 8)), VOXEL)
+    if not (tmp_path / "v.zarr" / "zarr.json").exists():
+        pytest.skip("zarr 2 writes NGFF 0.4")
+
+    def zarr2_open(*args, **kwargs):  # what zarr 2 does with a zarr.json store
+        raise ValueError("no zarr array or group")
+
+    monkeypatch.setattr(zarr_format, "_zarr_major", lambda module: 2)
+    monkeypatch.setattr(zarr, "open", zarr2_open)
+    with pytest.raises(VolumeError, match=r"is zarr format 3 \(OME-Zarr 0.5\), which zarr .* cannot read; install zarr 3"):
+        open_volume(tmp_path / "v.zarr")
