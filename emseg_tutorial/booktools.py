@@ -1,14 +1,17 @@
 """Tooling for the book's sources (not for readers): where the book lives and which release it installs.
 
-Two settings, each in one place: ``repository.url`` in ``_config.yml`` (where the book lives)
-and the package version, ``emseg_tutorial.__version__`` (pyproject.toml reads it from there),
-whose git tag ``v<version>`` (:func:`release_tag`) is the release the chapters install.
+Two settings, each in one place, both in ``_config.yml``: ``repository.url`` (where the book
+lives) and ``repository.branch`` (:func:`install_ref`: the branch or tag the launch buttons
+open, and the git ref the chapters install). A release is the git tag ``v<version>``
+(:func:`release_tag`, from ``emseg_tutorial.__version__``, which pyproject.toml reads); the
+book points at it only once the tag exists (README, "Releases"), and
+``tests/test_environment.py`` checks in the repository that the ref it installs exists.
 
-Jupyter Book builds the Binder and Colab launch buttons from the repository URL. The first
-cell of each chapter installs the library from the same repository, pinned to the release tag,
+Jupyter Book builds the Binder and Colab launch buttons from the repository URL and branch.
+The first cell of each chapter installs the library from the same repository at the same ref,
 when it is missing (Colab), and the introduction tells readers to clone it;
-:func:`sync_repository_url` copies URL and tag into both and regenerates the student notebooks
-(``book/student/``), so a fork changes one line and runs
+:func:`sync_repository_url` copies URL and ref into both and regenerates the student notebooks
+(``book/student/``), so a fork (or a release) changes one line and runs
 ``python -m emseg_tutorial.booktools repository``.
 
 This module is also a Sphinx extension (``sphinx.extra_extensions`` in ``_config.yml``): it
@@ -20,6 +23,8 @@ Examples
 --------
 >>> _url_from_config("repository:\\n  url: https://github.com/me/book  # fork\\n  branch: main\\n")
 'https://github.com/me/book'
+>>> _repository_setting("repository:\\n  url: https://github.com/me/book\\n  branch: v0.3.1\\n", "branch")
+'v0.3.1'
 >>> release_tag("0.3.1")
 'v0.3.1'
 """
@@ -36,7 +41,7 @@ import nbformat
 
 from . import __version__
 
-#: The install line of a chapter's first cell: ``git+<repository url>@<release tag>``.
+#: The install line of a chapter's first cell: ``git+<repository url>@<install ref>``.
 INSTALL = re.compile(r"git\+(?P<url>https://[^\"'\s@]+)(?:@(?P<ref>[^\"'\s]+))?")
 #: The clone command of the introduction.
 CLONE_URL = re.compile(r"git clone (https://\S+)")
@@ -50,18 +55,30 @@ def release_tag(version: str = __version__) -> str:
     return f"v{version}"
 
 
-def _url_from_config(text: str) -> str:
-    """``repository.url`` from the text of a Jupyter Book ``_config.yml`` (no YAML library needed)."""
+def _repository_setting(text: str, key: str) -> str:
+    """``repository.<key>`` from the text of a Jupyter Book ``_config.yml`` (no YAML library needed)."""
     block = re.search(r"^repository:\s*\n((?:[ \t]+.*\n?)+)", text, flags=re.MULTILINE)
-    url = re.search(r"^\s+url:\s*[\"']?([^\"'\s#]+)", block.group(1), flags=re.MULTILINE) if block else None
-    if url is None:
-        raise ValueError("_config.yml has no repository.url")
-    return url.group(1)
+    value = re.search(rf"^\s+{key}:\s*[\"']?([^\"'\s#]+)", block.group(1), flags=re.MULTILINE) if block else None
+    if value is None:
+        raise ValueError(f"_config.yml has no repository.{key}")
+    return value.group(1)
+
+
+def _url_from_config(text: str) -> str:
+    """``repository.url`` from the text of a Jupyter Book ``_config.yml``."""
+    return _repository_setting(text, "url")
 
 
 def repository_url(root: str | Path = ".") -> str:
     """The book's repository URL, from ``root/_config.yml``."""
     return _url_from_config((Path(root) / "_config.yml").read_text())
+
+
+def install_ref(root: str | Path = ".") -> str:
+    """The git ref (branch or tag) the chapters install and the launch buttons open:
+    ``repository.branch`` of ``root/_config.yml``. It must exist in the repository: a release
+    tag is pushed before the book points at it."""
+    return _repository_setting((Path(root) / "_config.yml").read_text(), "branch")
 
 
 def _chapters(root: Path, students: bool = False) -> list[Path]:
@@ -89,7 +106,7 @@ def repository_mentions(root: str | Path = ".") -> dict[str, list[str]]:
 
 
 def install_refs(root: str | Path = ".") -> dict[str, list[str | None]]:
-    """The git reference (tag) of every install line, by notebook (``None``: unpinned)."""
+    """The git reference (branch or tag) of every install line, by notebook (``None``: unpinned)."""
     root = Path(root)
     return {_name(root, path): [m["ref"] for c in nbformat.read(path, as_version=4).cells
                                 if c.cell_type == "code" for m in INSTALL.finditer(c.source)]
@@ -97,7 +114,7 @@ def install_refs(root: str | Path = ".") -> dict[str, list[str | None]]:
 
 
 def sync_repository_url(root: str | Path = ".") -> list[Path]:
-    """Write ``repository.url`` of ``_config.yml`` and :func:`release_tag` into the install and
+    """Write ``repository.url`` of ``_config.yml`` and :func:`install_ref` into the install and
     clone lines, then regenerate the student notebooks when ``book/student/`` exists.
 
     Returns
@@ -107,7 +124,7 @@ def sync_repository_url(root: str | Path = ".") -> list[Path]:
     """
     root = Path(root)
     url = repository_url(root)
-    pinned = f"git+{url}@{release_tag()}"
+    pinned = f"git+{url}@{install_ref(root)}"
     changed = []
     for path in _chapters(root):
         nb = nbformat.read(path, as_version=4)
@@ -196,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emseg_tutorial.booktools",
                                      description="Tooling for the book's sources.")
     sub = parser.add_subparsers(dest="command", required=True)
-    repo = sub.add_parser("repository", help="copy repository.url of _config.yml and the release tag into the "
+    repo = sub.add_parser("repository", help="copy repository.url and .branch of _config.yml into the "
                                              "chapters' install lines and the introduction's clone line, and "
                                              "regenerate book/student/")
     repo.add_argument("--root", type=Path, default=Path("."), help="the book's folder (default: .)")
@@ -206,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"repository {repository_url(args.root)} at {release_tag()}: updated {len(changed)} files")
+    print(f"repository {repository_url(args.root)} at {install_ref(args.root)}: updated {len(changed)} files")
     return 0
 
 

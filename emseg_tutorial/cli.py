@@ -302,7 +302,8 @@ def add_predict(sub) -> None:
     p.add_argument("--model", type=_path, required=True, metavar="CKPT", help="checkpoint written by train or adapt")
     p.add_argument("--image", type=_path, required=True, help="image volume")
     p.add_argument("--out", type=_path, required=True, metavar="PRED",
-                   help="output label codes (.tif, FILE.h5:dataset, .npy)")
+                   help="output label codes (.tif, FILE.h5:dataset, .npy, or .zarr: an OME-Zarr label pyramid; "
+                        "IMAGE.zarr:labels/NAME adds it to the image IMAGE.zarr)")
     p.add_argument("--probabilities", type=_path, metavar="PROB",
                    help="also write class probabilities, float32: (C, Z, Y, X) in .npy/HDF5, an ImageJ "
                         "hyperstack (Z, C, Y, X) in tif")

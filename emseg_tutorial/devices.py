@@ -51,6 +51,21 @@ import torch
 DEVICES = ("cpu", "cuda", "mps")
 
 
+def usable_cpus() -> int:
+    """CPU cores this process may run on: its scheduler affinity where the system has one
+    (a container's or a batch job's share), else ``os.cpu_count()``.
+
+    Examples
+    --------
+    >>> 1 <= usable_cpus() <= (os.cpu_count() or 1)
+    True
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
 def pick_device(preference: str | torch.device | None = None) -> torch.device:
     """Return ``preference`` if given, else cuda, then mps, then cpu.
 

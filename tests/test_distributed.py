@@ -16,6 +16,7 @@ from emseg_tutorial.data.readers import read_image, read_labels  # noqa: E402
 from emseg_tutorial.data.writers import write_volume
 from emseg_tutorial.models import UNet2d  # noqa: E402
 from emseg_tutorial.predict import predict_file  # noqa: E402
+from emseg_tutorial.devices import usable_cpus  # noqa: E402
 from emseg_tutorial.predict.distributed import parse_cluster, predict_distributed  # noqa: E402
 from emseg_tutorial.store import save_checkpoint  # noqa: E402
 
@@ -47,10 +48,16 @@ def test_a_finished_job_is_not_submitted_again(tmp_path):
     write_volume(tmp_path / "img.zarr", np.random.default_rng(1).integers(0, 255, (4, 16, 16), np.uint8))
     first = predict_distributed(tiny_unet(), tmp_path / "img.zarr", tmp_path / "p.zarr", cluster="local:1",
                                 processes=False, tile=16, overlap=4)
-    mtime = (tmp_path / "p.zarr" / "0" / "0.0.0").stat().st_mtime_ns
+    chunk = _first_chunk(tmp_path / "p.zarr" / "0")
+    mtime = chunk.stat().st_mtime_ns
     predict_distributed(tiny_unet(), tmp_path / "img.zarr", tmp_path / "p.zarr", cluster="local:1", processes=False,
                         tile=16, overlap=4)
-    assert (tmp_path / "p.zarr" / "0" / "0.0.0").stat().st_mtime_ns == mtime and first.shape == (4, 16, 16)
+    assert chunk.stat().st_mtime_ns == mtime and first.shape == (4, 16, 16)
+
+
+def _first_chunk(array_folder):
+    """The first chunk file of a zarr array (``0.0.0`` in zarr format 2, ``c/0/0/0`` in 3)."""
+    return min(p for p in array_folder.rglob("*") if p.is_file() and p.name not in ("zarr.json", ".zarray", ".zattrs"))
 
 
 def _free_port():
@@ -69,6 +76,20 @@ def test_unreachable_scheduler_is_one_line_and_exit_2_within_the_timeout(tmp_pat
     err = capsys.readouterr().err.strip()
     assert code == 2 and time.monotonic() - start < 20
     assert err.startswith(f"error: --cluster {address}: no dask scheduler answered within 1 s") and "\n" not in err
+
+
+def test_local_workers_bounded_by_the_cores(tmp_path, capsys):
+    assert parse_cluster("local:4", cores=4) == ("local", 4)
+    with pytest.raises(ValueError, match=r"^--cluster local:5: local:N is at most 4, the CPU cores"):
+        parse_cluster("local:5", cores=4)
+    too_many = f"local:{usable_cpus() + 1}"
+    write_volume(tmp_path / "img.zarr", np.zeros((1, 16, 16), np.uint8))
+    save_checkpoint(tmp_path / "m.pt", tiny_unet())
+    assert main(["predict", "--model", str(tmp_path / "m.pt"), "--image", str(tmp_path / "img.zarr"),
+                 "--out", str(tmp_path / "p.zarr"), "--cluster", too_many, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --cluster {too_many}: local:N is at most {usable_cpus()}") and err.count("\n") == 1
+    assert not (tmp_path / "p.zarr").exists()
 
 
 def test_bad_cluster_arguments(tmp_path, capsys):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,10 @@ def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
+#: conda package -> the Python distribution it installs
+CONDA_NAMES = {"pytorch-cpu": "torch"}
+
+
 def _environment() -> tuple[dict[str, str], str]:
     """``{normalised name: version spec}`` of environment.yml (conda and pip), and the python spec."""
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
@@ -32,10 +37,11 @@ def _environment() -> tuple[dict[str, str], str]:
     for dep in env["dependencies"]:
         lines = dep["pip"] if isinstance(dep, dict) else [dep]
         for line in lines:
-            if line.startswith("-"):  # --extra-index-url, -e .
+            if line.startswith("-"):  # -e ., pip options
                 continue
             match = re.match(r"([A-Za-z0-9_.\-]+)\s*(.*)", line)
             name, spec = match.group(1).lower().replace("_", "-"), match.group(2).strip()
+            name = CONDA_NAMES.get(name, name)
             spec = re.sub(r"^=(?=\d)", "==", spec)  # conda's python=3.11 means 3.11.*
             if name == "python":
                 python = spec
@@ -72,6 +78,14 @@ def test_environment_yml_has_every_runtime_and_book_dependency(req):
 def test_environment_yml_installs_torch_and_the_package_and_a_python_we_support():
     specs, python = _environment()
     assert "torch" in specs
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    # the CPU build and nothing else: conda-forge's metapackage, no pip torch, no extra index
+    # (pip takes the highest version of any index, so the default index's CUDA wheel can win)
+    assert any(re.match(r"pytorch-cpu\b", d) for d in conda), "torch should come from conda-forge's pytorch-cpu"
+    assert not any(re.match(r"(torch|pytorch)\b", line) for line in pip), "torch again in the pip section"
+    assert not any("index-url" in line for line in pip), "an extra pip index lets its CUDA wheels in"
     assert "-e ." in (ROOT / "environment.yml").read_text()
     requires = specifiers.SpecifierSet(_pyproject()["project"]["requires-python"])
     pinned = re.match(r"==(\d+\.\d+)", python)
@@ -104,18 +118,39 @@ def test_repository_url_is_one_setting():
         assert set(urls) <= {url}, f"{name} uses {sorted(set(urls) - {url})}, _config.yml says {url}"
 
 
-def test_install_lines_pin_the_release_of_this_version():
-    """Every chapter and student notebook installs git tag v<__version__>, the one version setting."""
+def test_install_lines_install_the_one_ref_of_config():
+    """Every chapter and student notebook installs repository.branch of _config.yml, the one setting."""
     from emseg_tutorial import __version__
-    from emseg_tutorial.booktools import install_refs, release_tag
+    from emseg_tutorial.booktools import install_ref, install_refs, release_tag
 
-    assert release_tag() == f"v{__version__}"
+    assert install_ref(ROOT) == _config()["repository"]["branch"]
+    assert release_tag() == f"v{__version__}"  # what a release is tagged (README, "Releases")
     assert _pyproject()["project"]["dynamic"] == ["version"]  # pyproject.toml reads __version__
     refs = install_refs(ROOT)
     assert any(name.startswith("student/") for name in refs), "no student notebooks in book/student/"
     for name, found in refs.items():
-        assert found and set(found) == {release_tag()}, (
-            f"{name} installs {found}, expected @{release_tag()}: run `python -m emseg_tutorial.booktools repository`")
+        assert found and set(found) == {install_ref(ROOT)}, (
+            f"{name} installs {found}, expected @{install_ref(ROOT)}: run `python -m emseg_tutorial.booktools repository`")
+
+
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_the_ref_the_book_installs_exists_in_the_repository():
+    """`pip install git+URL@REF` fails on Colab when REF was never pushed: it must be in the
+    repository (a branch, or a release tag pushed before the book points at it)."""
+    from emseg_tutorial.booktools import install_ref
+
+    if shutil.which("git") is None or _git("rev-parse", "--git-dir").returncode != 0:
+        pytest.skip("not a git checkout")
+    ref = install_ref(ROOT)
+    candidates = [ref, f"refs/tags/{ref}", f"origin/{ref}"]
+    found = [c for c in candidates if _git("rev-parse", "--verify", "--quiet", f"{c}^{{commit}}").returncode == 0]
+    if not found and _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
+        pytest.skip(f"a shallow clone without {ref}; fetch it (git fetch origin {ref}) to check")
+    assert found, (f"_config.yml repository.branch {ref!r} (the ref every chapter installs) is no branch or tag of "
+                   f"this repository; push it first (README, 'Releases')")
 
 
 def test_sync_repository_url_rewrites_a_fork(tmp_path):

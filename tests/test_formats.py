@@ -30,7 +30,20 @@ def test_tif_round_trip_keeps_voxel_size(tmp_path):
     assert np.array_equal(data, IMAGE) and voxel == VOXEL
     # Written as an ImageJ hyperstack that other tools read too.
     with tifffile.TiffFile(path) as tif:
-        assert tif.imagej_metadata["spacing"] == 30.0
+        assert tif.imagej_metadata["spacing"] == 0.03 and tif.imagej_metadata["unit"] == "micron"
+
+
+def test_tif_resolution_tags_state_the_voxel_size_in_micrometers(tmp_path):
+    path = tmp_path / "img.tif"
+    write_volume(path, np.zeros((2, 8, 8), np.uint8), (40.0, 5.0, 8.0))
+    with tifffile.TiffFile(path) as tif:
+        for page in tif.pages:  # every page, as ImageJ and other TIFF readers take it from any
+            tags = page.tags
+            assert tags["ResolutionUnit"].value == tifffile.RESUNIT.MICROMETER  # not INCH
+            (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value
+            assert xn / xd == pytest.approx(1000 / 8.0) and yn / yd == pytest.approx(1000 / 5.0)  # px per µm
+        assert tif.imagej_metadata["spacing"] == pytest.approx(0.04)
+    assert read_image(path)[1] == (40.0, 5.0, 8.0)
 
 
 def test_tif_without_voxel_size(tmp_path):

@@ -28,9 +28,11 @@ def test_imagej_unit_is_read_as_nm_and_written_back_as_fiji_reads_it(tmp_path, u
     write_volume(tmp_path / "ours.tif", image, voxel)
     with tifffile.TiffFile(tmp_path / "ours.tif") as tif:  # what ImageJ parses: unit, spacing, resolution
         meta, tags = tif.imagej_metadata, tif.pages[0].tags
-        assert meta["unit"] == "nm" and meta["spacing"] == pytest.approx(30.0)
-        num, den = tags["XResolution"].value
-        assert den / num == pytest.approx(6.0)
+        assert meta["unit"] == "micron" and meta["spacing"] == pytest.approx(0.030)
+        assert tags["ResolutionUnit"].value == tifffile.RESUNIT.MICROMETER  # the unit of the tags: px per µm
+        for tag in ("XResolution", "YResolution"):
+            num, den = tags[tag].value
+            assert den / num == pytest.approx(0.006)
     assert read_image(tmp_path / "ours.tif")[1] == pytest.approx(VOXEL_NM)
 
 

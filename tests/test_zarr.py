@@ -26,6 +26,12 @@ def _image(shape=(5, 36, 40)):
     return RNG.integers(0, 255, shape, dtype=np.uint8)
 
 
+def _ngff(folder) -> dict:
+    """The NGFF metadata of a zarr group: top level in 0.4, under "ome" in 0.5."""
+    attrs = dict(zarr.open_group(str(folder), mode="r").attrs)
+    return {**attrs, **attrs.get("ome", {})}
+
+
 def _unet():
     torch.manual_seed(0)
     return UNet2d(out_channels=2, depth=2, base_width=4)
@@ -38,7 +44,7 @@ def test_round_trip_keeps_values_dtype_and_voxel_size_in_multiscales(tmp_path, s
     data, voxel = read_image(f"{tmp_path / spec}")
     assert voxel == VOXEL and data.dtype == np.uint8 and np.array_equal(data, image)
     folder = tmp_path / spec.replace(":", "/")
-    ms = dict(zarr.open_group(str(folder), mode="r").attrs)["multiscales"][0]
+    ms = _ngff(folder)["multiscales"][0]
     assert [a["name"] for a in ms["axes"]] == ["z", "y", "x"]
     assert {a["unit"] for a in ms["axes"]} == {"nanometer"}
     assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == list(VOXEL)
@@ -58,7 +64,7 @@ def test_reading_is_lazy_and_regions_decode_only_their_chunks(tmp_path):
 def test_probabilities_labels_and_a_plain_array_written_by_someone_else(tmp_path):
     probs = RNG.random((3, 2, 8, 8)).astype(np.float32)
     write_volume(tmp_path / "p.zarr", probs, VOXEL)
-    ms = dict(zarr.open_group(str(tmp_path / "p.zarr"), mode="r").attrs)["multiscales"][0]
+    ms = _ngff(tmp_path / "p.zarr")["multiscales"][0]
     assert [a["name"] for a in ms["axes"]] == ["c", "z", "y", "x"]
     labels = RNG.integers(1, 5, (2, 8, 8))
     write_volume(tmp_path / "l.zarr", labels)
@@ -75,12 +81,13 @@ def test_probabilities_labels_and_a_plain_array_written_by_someone_else(tmp_path
 def test_micrometer_and_angstrom_units_of_an_ome_zarr_are_read_as_nm(tmp_path):
     write_volume(tmp_path / "v.zarr", _image((2, 8, 8)), VOXEL)
     group = zarr.open_group(str(tmp_path / "v.zarr"), mode="r+")
-    ms = dict(group.attrs)["multiscales"]
+    ms = _ngff(tmp_path / "v.zarr")["multiscales"]
     for unit, factor in (("micrometer", 1e-3), ("angstrom", 10.0)):
         for axis in ms[0]["axes"]:
             axis["unit"] = unit
         ms[0]["datasets"][0]["coordinateTransformations"][0]["scale"] = [v * factor for v in VOXEL]
-        group.attrs.update({"multiscales": ms})
+        ome = dict(group.attrs).get("ome")
+        group.attrs.update({"ome": {**ome, "multiscales": ms}} if ome else {"multiscales": ms})
         assert read_image(tmp_path / "v.zarr")[1] == pytest.approx(VOXEL)
 
 
@@ -205,3 +212,137 @@ def test_a_new_job_over_an_unfinished_image_of_ours_restarts_in_place(tmp_path):
     second = ZarrOutput.create(spec, (2, 8, 8), np.uint8, VOXEL, job="b")
     assert second.folder == spec and not second.is_written(0, 1)
     assert not staging_folder(spec).exists()
+
+
+# --------------------------------------------------------------------------- OME-Zarr as the field reads it
+
+ome_zarr_io = pytest.importorskip("ome_zarr.io")
+from ome_zarr.reader import Label, Multiscales, Reader  # noqa: E402
+
+from emseg_tutorial.data.zarr_format import SMALLEST, downsample, pyramid_shapes  # noqa: E402
+
+ZARR3 = int(zarr.__version__.split(".")[0]) >= 3
+BIG = (2, 140, 130)  # three levels: 140 x 130, 70 x 65, 35 x 33
+
+
+def _nodes(folder) -> dict:
+    """ome-zarr-py's reading of a zarr: {folder name: node}, the image and its labels."""
+    return {os.path.basename(str(n.zarr.path).rstrip("/")): n for n in Reader(ome_zarr_io.parse_url(str(folder)))()}
+
+
+def _levels_and_scales(node) -> tuple[list, list]:
+    scales = [next(t["scale"] for t in ts if t["type"] == "scale") for ts in node.metadata["coordinateTransformations"]]
+    return [tuple(d.shape) for d in node.data], scales
+
+
+def test_predict_writes_pyramids_that_ome_zarr_py_reads_at_every_level_with_their_scales(tmp_path):
+    image = _image(BIG)
+    write_volume(tmp_path / "img.zarr", image, VOXEL)
+    kwargs = dict(tile=64, overlap=8, batch_size=2)
+    predict_file(_unet(), tmp_path / "img.zarr", tmp_path / "pred.zarr", tmp_path / "probs.zarr", **kwargs)
+    predict_file(_unet(), tmp_path / "img.zarr", f"{tmp_path / 'img.zarr'}:labels/pred", **kwargs)  # into the image
+    shapes = pyramid_shapes(BIG)
+    assert len(shapes) == 3 and max(shapes[-1][1:]) <= SMALLEST
+    scales = [[30.0, 6.0 * 2 ** k, 6.0 * 2 ** k] for k in range(3)]
+    labels = read_labels(tmp_path / "pred.zarr")
+    for folder, name, channels in ((tmp_path / "pred.zarr", "pred.zarr", False),
+                                   (tmp_path / "probs.zarr", "probs.zarr", True), (tmp_path / "img.zarr", "pred", False)):
+        node = _nodes(folder)[name]
+        levels, found = _levels_and_scales(node)
+        assert levels == [((2,) if channels else ()) + s for s in shapes]
+        assert found == [([1.0] if channels else []) + s for s in scales]
+        assert (node.load(Label) is not None) == (not channels)  # predicted codes: an NGFF label image
+        if ZARR3:  # NGFF 0.5 on zarr format 3, as ome-zarr-py writes by default
+            assert _ngff(folder)["version"] == "0.5" and (folder / "zarr.json").exists()
+        else:
+            assert _ngff(folder)["multiscales"][0]["version"] == "0.4"
+        level = np.asarray(node.data[0])
+        for data in node.data[1:]:  # each level is the mode (labels) or mean (probabilities) of the one above
+            level = downsample(level, labels=not channels)
+            np.testing.assert_allclose(np.asarray(data), level, atol=1e-6)
+    assert np.array_equal(np.asarray(_nodes(tmp_path / "img.zarr")["pred"].data[0]), labels)
+    assert _ngff(tmp_path / "img.zarr" / "labels")["labels"] == ["pred"]
+    assert _ngff(tmp_path / "img.zarr" / "labels" / "pred")["image-label"]["source"] == {"image": "../../"}
+    assert np.array_equal(read_image(tmp_path / "img.zarr")[0], image)  # the image itself unchanged
+    # our readers take any level, with that level's voxel size
+    for k, shape in enumerate(shapes):
+        data, voxel = read_image(f"{tmp_path / 'pred.zarr'}:{k}")
+        assert data.shape == shape and voxel == tuple(scales[k])
+        with open_volume(f"{tmp_path / 'img.zarr'}:labels/pred/{k}") as vol:
+            assert vol.shape == shape and vol.voxel_size == tuple(scales[k])
+
+
+def test_what_is_written_validates_with_ome_zarr_models(tmp_path):
+    models = pytest.importorskip("ome_zarr_models")
+    write_volume(tmp_path / "img.zarr", _image(BIG), VOXEL)
+    predict_file(_unet(), tmp_path / "img.zarr", f"{tmp_path / 'img.zarr'}:labels/pred", tile=64, overlap=8)
+    predict_file(_unet(), tmp_path / "img.zarr", tmp_path / "pred.zarr", tmp_path / "probs.zarr", tile=64, overlap=8)
+    kinds = {name: type(models.open_ome_zarr(str(tmp_path / name))).__name__
+             for name in ("img.zarr", "img.zarr/labels/pred", "pred.zarr", "probs.zarr")}
+    assert kinds == {"img.zarr": "Image", "img.zarr/labels/pred": "ImageLabel", "pred.zarr": "ImageLabel",
+                     "probs.zarr": "Image"}
+
+
+def test_a_pyramid_write_resumes_at_every_level(tmp_path):
+    spec, codes = tmp_path / "l.zarr", RNG.integers(1, 4, (4, 140, 130)).astype(np.uint8)
+    first = ZarrOutput.create(spec, codes.shape, np.uint8, VOXEL, job="j", labels=True)
+    first.write_at(codes[:2], 0)  # killed here
+    resumed = ZarrOutput.create(spec, codes.shape, np.uint8, VOXEL, job="j", labels=True)
+    assert resumed.is_written(0, 2) and not resumed.is_written(2, 3) and len(resumed.arrays) == 3
+    ZarrOutput.attach(spec).write_at(codes[2:], 2)  # a worker writes the rest
+    resumed.finish()
+    assert np.array_equal(read_labels(spec), codes)
+    assert np.array_equal(read_labels(f"{spec}:2"), downsample(downsample(codes, True), True))
+
+
+def test_labels_of_an_image_must_match_its_full_resolution(tmp_path):
+    write_volume(tmp_path / "img.zarr", _image(BIG), VOXEL)
+    with pytest.raises(VolumeError, match=r"labels of the image .* must have its shape \(2, 140, 130\)"):
+        predict_file(_unet(), f"{tmp_path / 'img.zarr'}:1", f"{tmp_path / 'img.zarr'}:labels/pred", tile=64,
+                     overlap=8)
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_a_pyramid_ome_zarr_py_wrote_is_read_at_every_level(tmp_path, version):
+    from ome_zarr import format as ngff
+    from ome_zarr.writer import write_image
+
+    if version == "0.5" and not ZARR3:
+        pytest.skip("NGFF 0.5 is zarr format 3")
+    fmt = ngff.FormatV05() if version == "0.5" else ngff.FormatV04()
+    image = _image(BIG)
+    group = zarr.open_group(str(tmp_path / "theirs.zarr"), mode="w",
+                            **({"zarr_format": fmt.zarr_format} if ZARR3 else {}))
+    write_image(image, group, axes="zyx", fmt=fmt, scale_factors=[2, 4], scale={"z": 0.03, "y": 0.006, "x": 0.006},
+                axes_units={a: "micrometer" for a in "zyx"})
+    paths = [d["path"] for d in _ngff(tmp_path / "theirs.zarr")["multiscales"][0]["datasets"]]
+    for k, factor in enumerate((1, 2, 4)):  # by level number (ome-zarr-py names them s0, s1, ...) and by path
+        for spec in (f"{tmp_path / 'theirs.zarr'}:{k}", f"{tmp_path / 'theirs.zarr'}:{paths[k]}"):
+            data, voxel = read_image(spec)
+            assert all(abs(n - full / factor) <= 1 for n, full in zip(data.shape[1:], BIG[1:]))
+            # ome-zarr-py scales a level by the exact ratio of the shapes (130 / 32 for 1/4 of 130 pixels)
+            assert voxel == pytest.approx((30.0, 6.0 * BIG[1] / data.shape[1], 6.0 * BIG[2] / data.shape[2]))
+    assert np.array_equal(read_image(tmp_path / "theirs.zarr")[0], image)
+    # predicted labels added to their image: in its own format (a 0.4 image: NGFF 0.4 on zarr format 2)
+    predict_file(_unet(), tmp_path / "theirs.zarr", f"{tmp_path / 'theirs.zarr'}:labels/pred", tile=64, overlap=8)
+    node = _nodes(tmp_path / "theirs.zarr")["pred"]
+    assert node.load(Label) is not None and [tuple(d.shape) for d in node.data] == pyramid_shapes(BIG)
+    labels = _ngff(tmp_path / "theirs.zarr" / "labels" / "pred")
+    assert labels["image-label"]["version"] == version
+    assert (tmp_path / "theirs.zarr" / "labels" / "pred" / (".zattrs" if version == "0.4" else "zarr.json")).exists()
+
+
+def test_an_ngff_05_input_with_zarr_2_says_what_to_install(tmp_path, monkeypatch):
+    from emseg_tutorial.data import zarr_format
+
+    write_volume(tmp_path / "v.zarr", _image((1, 8, 8)), VOXEL)
+    if not (tmp_path / "v.zarr" / "zarr.json").exists():
+        pytest.skip("zarr 2 writes NGFF 0.4")
+
+    def zarr2_open(*args, **kwargs):  # what zarr 2 does with a zarr.json store
+        raise ValueError("no zarr array or group")
+
+    monkeypatch.setattr(zarr_format, "_zarr_major", lambda module: 2)
+    monkeypatch.setattr(zarr, "open", zarr2_open)
+    with pytest.raises(VolumeError, match=r"is zarr format 3 \(OME-Zarr 0.5\), which zarr .* cannot read; install zarr 3"):
+        open_volume(tmp_path / "v.zarr")

@@ -168,6 +168,16 @@ def _overlap(a: tuple, b: tuple) -> str | None:
     return "is" if len(first) == len(second) else "contains" if len(first) < len(second) else "is inside"
 
 
+def _label_of(output: tuple, image: tuple) -> bool:
+    """Whether the location ``output`` is an NGFF label ``labels/NAME`` of the zarr image at
+    ``image`` (the image group or one of its levels): adding it leaves the image as it is."""
+    (out, _), (img, _) = output, image  # a zarr spec's inner path is part of its folder
+    if len(out) < 3 or out[-2] != "labels" or not any(p.lower().endswith(".zarr") for p in out[:-2]):
+        return False
+    group = out[:-2]
+    return img == group or (img[:-1] == group and img[-1].isdigit())
+
+
 def _refuse_same(outputs: list[tuple[str | None, str]], inputs: list[tuple[str | None, str]]) -> None:
     """Raise VolumeError if an output is, contains or sits inside an input or another output.
 
@@ -179,6 +189,8 @@ def _refuse_same(outputs: list[tuple[str | None, str]], inputs: list[tuple[str |
         here = _location(spec)
         for other, other_spec, kind, there in taken:
             how = _overlap(here, there)
+            if how == "is inside" and kind == "input" and _label_of(here, there):
+                continue  # predicted labels added to the input image's own labels/ group
             if how == "is":
                 raise VolumeError(f"{_who(spec, label)}: is also the {kind} {_who(other_spec, other)}; writing it "
                                   f"would replace that data; give each output its own file")
@@ -197,6 +209,8 @@ def check_outputs(outputs, inputs=None) -> None:
     file; a zarr spec ``store.zarr:path`` is the folder ``store.zarr/path`` (so ``data.zarr``
     contains ``data.zarr:raw``, and ``vol.zarr:0`` is inside ``vol.zarr``); an HDF5 dataset
     ``f.h5:a`` contains ``f.h5:a/b``; a file inside an input folder (of slices) sits inside it.
+    The one exception: an NGFF label ``IMAGE.zarr:labels/NAME`` of the input image ``IMAGE.zarr``
+    (or of its level ``IMAGE.zarr:0``), which adds to the zarr without changing the image.
 
     Parameters
     ----------
@@ -220,6 +234,7 @@ def check_outputs(outputs, inputs=None) -> None:
     ...
     emseg_tutorial.data.errors.VolumeError: --out data.zarr: contains the input --image data.zarr:raw; writing it would replace that data; name an output outside it
     >>> check_outputs({"--out": "data.zarr:pred"}, {"--image": "data.zarr:raw"})  # beside it: fine
+    >>> check_outputs({"--out": "img.zarr:labels/pred"}, {"--image": "img.zarr"})  # a label of the image
     """
     outputs, inputs = _labelled(outputs), _labelled(inputs)
     _refuse_same(outputs, inputs)

@@ -3,9 +3,9 @@
 :func:`open_writers` writes ``(Z, Y, X)`` or ``(C, Z, Y, X)`` arrays block by block along z to
 temporary files beside the targets (:func:`emseg_tutorial.store.atomic.temp_beside`), renamed
 over them only when everything was written: TIFF pages are appended with an ImageJ header for
-the final shape (so Fiji sees the voxel size), ``.npy`` blocks are written at their offset after
-the header, HDF5 hyperslabs go into a dataset chunked by slice, zarr chunks in place
-(resumably, :mod:`.zarr_format`). :func:`write_volume` is one such write of a whole array,
+the final shape (so Fiji sees the voxel size, in µm: :data:`TIFF_UNIT`), ``.npy`` blocks are
+written at their offset after the header, HDF5 hyperslabs go into a dataset chunked by slice,
+zarr chunks in place (resumably, :mod:`.zarr_format`). :func:`write_volume` is one such write of a whole array,
 :func:`write_volumes` one commit of several (an image and its labels: both or neither). Each
 output's temporary file has the old file's mode or ``0666`` less the umask; a failed write (a
 full disk) is a one-line :class:`~.errors.VolumeError` and leaves the old file as it was. An
@@ -55,6 +55,11 @@ __all__ = ["SliceWriter", "open_writers", "write_volume", "write_volumes", "stor
 
 
 _UINT16 = np.iinfo(np.uint16)
+#: the unit of a TIFF's voxel size: ImageJ's description says ``unit=micron`` (``spacing`` in µm)
+#: and the tags hold pixels per µm with ResolutionUnit MICROMETER (5, tifffile's; never INCH,
+#: which ImageJ would convert to cm): what Fiji reads, and tifffile and the readers here
+TIFF_UNIT = "micron"
+NM_PER_UM = 1000.0
 
 
 def storage_dtype(dtype, spec: str | os.PathLike, value_range: tuple[float, float] | None = None) -> np.dtype:
@@ -168,10 +173,10 @@ class _TiffWriter(SliceWriter):
         axes = "ZCYX" if self.channels else "ZYX"
         meta = {"axes": axes}
         self._kwargs = {}
-        if voxel_size is not None:
-            z, y, x = (float(v) for v in voxel_size)
-            meta.update(spacing=z, unit="nm")
-            self._kwargs["resolution"] = (1.0 / x, 1.0 / y)
+        if voxel_size is not None:  # in µm, one unit for ImageJ's description and the TIFF tags
+            z, y, x = (float(v) / NM_PER_UM for v in voxel_size)
+            meta.update(spacing=z, unit=TIFF_UNIT)
+            self._kwargs.update(resolution=(1.0 / x, 1.0 / y), resolutionunit=tifffile.RESUNIT.MICROMETER)
         self._description = tifffile.imagej_description(z_first, **meta)
         big = int(np.prod(self.shape)) * self.dtype.itemsize > 2**32 - 2**25
         self._tw = tifffile.TiffWriter(tmp, bigtiff=big)
@@ -234,9 +239,9 @@ class _ZarrWriter(SliceWriter):
     passed over with :meth:`skip`; the image is marked complete when all slices are written.
     """
 
-    def __init__(self, spec, shape, dtype, voxel_size, job=None):
+    def __init__(self, spec, shape, dtype, voxel_size, job=None, labels=False):
         super().__init__(spec, shape, dtype)
-        self.output = ZarrOutput.create(spec, self.shape, self.dtype, voxel_size, job)
+        self.output = ZarrOutput.create(spec, self.shape, self.dtype, voxel_size, job, labels=labels)
 
     def is_written(self, z0: int, z1: int) -> bool:
         """Whether slices ``z0:z1`` are already on disk (written by this run or a resumed one)."""
@@ -259,7 +264,7 @@ class _ZarrWriter(SliceWriter):
 
 @contextmanager
 def open_writers(targets: Sequence[tuple], voxel_size: tuple[float, float, float] | None = None,
-                 job: str | None = None) -> Iterator[list[SliceWriter]]:
+                 job: str | None = None, labels: Sequence[str | os.PathLike] = ()) -> Iterator[list[SliceWriter]]:
     """Writers for several output arrays, committed together when the ``with`` block succeeds.
 
     Parameters
@@ -274,6 +279,9 @@ def open_writers(targets: Sequence[tuple], voxel_size: tuple[float, float, float
     job : str, optional
         Key of the computation (zarr outputs only): a zarr written before with the same key
         is resumed, its finished slices reported by the writer's ``is_written``.
+    labels : sequence of str or path
+        The targets that hold label codes (zarr outputs only: written as NGFF label images,
+        their pyramid levels by mode rather than mean).
 
     Yields
     ------
@@ -303,7 +311,8 @@ def open_writers(targets: Sequence[tuple], voxel_size: tuple[float, float, float
         for ((path, dataset), spec, shape, _, _), dtype in zip(specs, stored):
             suffix = path.suffix.lower()
             if is_zarr(path):
-                writers.append(_ZarrWriter(spec, shape, dtype, voxel_size, job))
+                writers.append(_ZarrWriter(spec, shape, dtype, voxel_size, job,
+                                           labels=spec in {os.fspath(t) for t in labels}))
                 continue
             try:
                 if path not in tmps:

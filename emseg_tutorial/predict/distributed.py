@@ -27,7 +27,7 @@ Workers must see the input and output paths (one machine, or a shared file syste
 
 Examples
 --------
->>> parse_cluster("local:2"), parse_cluster("tcp://10.0.0.5:8786")
+>>> parse_cluster("local:2", cores=4), parse_cluster("tcp://10.0.0.5:8786")
 (('local', 2), ('address', 'tcp://10.0.0.5:8786'))
 """
 
@@ -49,7 +49,7 @@ from ..data.readers import open_volume
 from ..data.specs import split_spec
 from ..data.normalize import SAMPLE_BUDGET, intensity_limits, merge_moments, slab_moments
 from ..data.zarr_format import ZarrOutput, is_zarr, split_zarr, staging_folder
-from ..devices import pick_device
+from ..devices import pick_device, usable_cpus
 from ..models import arch_of, build, check_model
 from ..progress import progress as progress_bar
 from .stream import StreamedPrediction, job_key
@@ -71,8 +71,12 @@ def import_distributed():
     return distributed
 
 
-def parse_cluster(text: str) -> tuple[str, int | str]:
-    """``"local:N"`` -> ``("local", N)``; ``"tcp://HOST:PORT"`` (any ``scheme://``) -> ``("address", text)``."""
+def parse_cluster(text: str, cores: int | None = None) -> tuple[str, int | str]:
+    """``"local:N"`` -> ``("local", N)``; ``"tcp://HOST:PORT"`` (any ``scheme://``) -> ``("address", text)``.
+
+    ``N`` is at most ``cores`` (default :func:`~emseg_tutorial.devices.usable_cpus`): local
+    workers are processes of this machine, each on a core of its own.
+    """
     if text.startswith("local:"):
         try:
             n = int(text.split(":", 1)[1])
@@ -80,6 +84,10 @@ def parse_cluster(text: str) -> tuple[str, int | str]:
             n = 0
         if n < 1:
             raise ValueError(f"--cluster {text}: local:N needs a number of workers N >= 1")
+        cores = usable_cpus() if cores is None else cores
+        if n > cores:
+            raise ValueError(f"--cluster {text}: local:N is at most {cores}, the CPU cores this process may use "
+                             f"(one worker process per core); for more workers give a scheduler address")
         return "local", n
     if "://" in text and text.split("://", 1)[1]:
         return "address", text
@@ -229,10 +237,10 @@ def predict_distributed(model: torch.nn.Module, image: str | os.PathLike, out: s
             norm = merge_moments([m for part in moments for m in part], limits)
             key = job_key(model, volume, norm, tile=tile, overlap=overlap)
             writers = [ZarrOutput.create(spec, (classes,) + shape if channels else shape,
-                                         np.float32 if channels else np.uint8, voxel, key)
+                                         np.float32 if channels else np.uint8, voxel, key, labels=not channels)
                        for spec, channels in outputs]
             pending = [(z0, z1) for z0, z1 in slabs if not all(w.is_written(z0, z1) for w in writers)]
-            threads = max(1, (os.cpu_count() or 1) // len(client.scheduler_info()["workers"] or [0])) \
+            threads = max(1, usable_cpus() // len(client.scheduler_info()["workers"] or [0])) \
                 if local is not None and processes else None
             if pending:
                 shipped = client.scatter(payload, broadcast=True)

@@ -114,7 +114,8 @@ def predict_file(model: torch.nn.Module, image: str | os.PathLike | LazyVolume, 
     image : str, path or LazyVolume
         Input spec (tif, ``FILE.h5:dataset``, ``.npy``, folder of slices) or an opened volume.
     out : str or path, optional
-        Label codes (``argmax + 1``), uint8 ``(Z, Y, X)``.
+        Label codes (``argmax + 1``), uint8 ``(Z, Y, X)``; in zarr an NGFF label image (a
+        pyramid, ``IMAGE.zarr:labels/NAME`` to make it a label of that image).
     probabilities : str or path, optional
         Class probabilities, float32 ``(C, Z, Y, X)`` (an ImageJ ``ZCYX`` hyperstack in tif).
     tile, overlap, batch_size, device
@@ -181,7 +182,7 @@ def predict_file(model: torch.nn.Module, image: str | os.PathLike | LazyVolume, 
         if probabilities is not None:
             targets.append((probabilities, (classes, nz, ny, nx), np.float32))
         job = job_key(model, volume, norm, tile=tile, overlap=overlap)
-        with open_writers(targets, volume.voxel_size, job=job) as writers:
+        with open_writers(targets, volume.voxel_size, job=job, labels=[out] if out is not None else []) as writers:
             for z0 in progress_bar(range(0, nz, step), desc="predict", unit="slice" if step == 1 else "batch",
                                    enabled=progress):
                 z1 = min(z0 + step, nz)
