@@ -7,7 +7,8 @@
 Each explorer returns an :func:`ipywidgets.interactive` widget when ipywidgets is importable
 *and* the code runs in a Jupyter kernel; a notebook cell that ends with the call displays it,
 and moving a slider recomputes and redraws. Anywhere else (plain Python, a script, a kernel
-without ipywidgets) it draws one figure at the default settings and returns it.
+without ipywidgets) it draws one figure at the default settings and returns it; in a kernel that
+figure is closed before it is returned, so the cell shows it once (as its value), not twice.
 
 A kernel may have nobody watching (``jupyter-book build``, nbval, nbconvert) or a viewer that
 cannot draw widgets (a static page, GitHub). For those, the widget's output also carries a PNG
@@ -70,11 +71,11 @@ def _explore(draw: Callable, static: bool | None, **sliders: tuple[str, int, int
     try:
         import ipywidgets
     except ImportError:
-        return draw(**defaults)
+        return _figure(draw(**defaults))
     if static is None:
         static = widgets_static()
     if static or not _in_kernel():
-        return draw(**defaults)
+        return _figure(draw(**defaults))
     from IPython.display import display
 
     first_png: list[str] = []
@@ -94,6 +95,14 @@ def _explore(draw: Callable, static: bool | None, **sliders: tuple[str, int, int
     widget = _explorer_class()(show, **controls)
     widget.fallback_png = first_png[0] if first_png else ""
     return widget
+
+
+def _figure(fig):
+    """The plain figure an explorer returns; in a kernel it is closed first, so that only the
+    cell's value shows it (an open figure would be drawn a second time by the inline backend)."""
+    if _in_kernel():
+        plt.close(fig)
+    return fig
 
 
 def _png(fig) -> str:
