@@ -43,6 +43,7 @@ import numpy as np
 from ..data.volume import Volume
 from ..labels import BOUNDARY
 from ..session import widgets_static
+from ..style import BOOK_WIDTH
 from ..weights import ratio_weight_map
 from .common import LABEL_COLORS, label_legend, overlay
 from .weights import paper_weight_maps_figure
@@ -197,14 +198,14 @@ def slice_browser(volume: Volume, task: str = "multiclass", *, static: bool | No
         The widget in a Jupyter kernel with ipywidgets; otherwise the middle slice's figure.
     """
     def draw(z):
-        fig, axes = plt.subplots(1, 2, figsize=(8, 4.4))
+        fig, axes = plt.subplots(1, 2, figsize=(BOOK_WIDTH, 4.6), layout="constrained")
         overlay(axes[0], volume.image[z], np.zeros(volume.image[z].shape, np.uint8),  # bare image
                     title=f"{volume.name}: z = {z}")
         if volume.labels is None:
             axes[1].axis("off")
         else:
             overlay(axes[1], volume.image[z], volume.labels[z], task, title="labels")
-            label_legend(axes[1], task)
+            label_legend(fig, task)
         return fig
 
     depth = volume.shape[0]
@@ -231,8 +232,8 @@ def ratio_weight_explorer(boundary: np.ndarray, image: np.ndarray | None = None,
     -------
     ipywidgets.interactive or matplotlib.figure.Figure
         The widget (ratio 1 to 20) in a Jupyter kernel with ipywidgets; otherwise the figure
-        at 10:1. Panels: the slice, its :func:`~emseg_tutorial.weights.ratio_weight_map`
-        (mean 1 over labelled pixels, on one colour scale for every ratio), and the walls'
+        at 10:1. Panels: the slice and its :func:`~emseg_tutorial.weights.ratio_weight_map`
+        (mean 1 over labelled pixels, on one colour scale for every ratio) side by side, below them the walls'
         share of a weighted-mean loss against the ratio when every pixel is equally wrong,
         ``r f / (r f + 1 - f)`` for a boundary fraction ``f``.
 
@@ -257,7 +258,9 @@ def ratio_weight_explorer(boundary: np.ndarray, image: np.ndarray | None = None,
     vmax = 20 / (20 * f + 1 - f) if f > 0 else 1.0  # a boundary pixel's weight at 20:1
 
     def draw(ratio):
-        fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.6), gridspec_kw={"width_ratios": [1, 1.15, 1.3]})
+        fig = plt.figure(figsize=(BOOK_WIDTH, 7.2), layout="constrained")
+        grid = fig.add_gridspec(2, 2)
+        axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])]
         overlay(axes[0], img if img is not None else np.zeros(lab.shape, np.uint8),
                     np.where(lab == BOUNDARY, BOUNDARY, 0).astype(np.uint8), "boundary", title="slice")
         w = ratio_weight_map(lab, ratio)
@@ -270,7 +273,7 @@ def ratio_weight_explorer(boundary: np.ndarray, image: np.ndarray | None = None,
         axes[2].axhline(0.5, color="0.6", ls="--", lw=1)
         if f > 0:
             axes[2].axvline((1 - f) / f, color=LABEL_COLORS[1], ls=":", label=f"inverse frequency {(1 - f) / f:.1f}:1")
-            axes[2].legend(fontsize=8, loc="lower right")
+            axes[2].legend(loc="lower right")
         axes[2].plot([ratio], [share], "o", color="k")
         axes[2].set(xlabel="boundary : rest weight", ylabel="walls' share of the loss", ylim=(0, 1),
                     title=f"walls get {share:.0%} of the loss (f = {f:.1%})")
