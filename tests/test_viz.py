@@ -203,3 +203,137 @@ def test_shortcut_figure_shows_every_compared_method_whose_discriminator_judges_
     assert titles == [n for n in names if get_method(n).discriminator == "pairs"] == ["conditional", "conditional-paper"]
     with pytest.raises(ValueError, match="no method with a conditional discriminator"):
         viz.shortcut_figure(SimpleNamespace(names=["paper", "adabn"], of=comp.of))
+
+
+# ----------------------------------------------------------------------------------------------
+# Readable at the book's width (issue 25, item 7): no figure wider than the text column, no panel
+# narrower than a quarter of it, no text below the book's smallest font, with the chapters' calls.
+# ----------------------------------------------------------------------------------------------
+def _history(epochs=5):
+    steps = np.arange(40)
+    reports = [{"epoch": e, "target_boundary_fraction": 0.1 + 0.01 * e, "source_boundary_fraction": 0.12,
+                "target_entropy": 0.3 - 0.02 * e, "source_val_boundary_jaccard": 0.6,
+                "target": {"boundary_jaccard": 0.4 + 0.02 * e}} for e in range(epochs + 1)]
+    return {"train": {"step": steps, "acc_real": np.full(40, 0.7), "acc_fake": np.full(40, 0.4)}, "epochs": reports}
+
+
+def _two_score_panels(table):
+    """Chapter 4's two scores against the paper's 0.80, side by side."""
+    from emseg_tutorial.style import BOOK_WIDTH
+
+    fig, axes = plt.subplots(1, 2, figsize=(BOOK_WIDTH, 0.45 * len(table) + 1.4), sharey=True)
+    for ax, column in zip(axes, ["boundary", "mean_jaccard"]):
+        viz.score_bars(table.clip(upper=1), column, ax=ax, reference=0.80, reference_label="paper's M2")
+    axes[0].set_xlabel("boundary_jaccard\n(boundary class)")
+    return fig
+
+
+def _figures():
+    """Name -> a call drawing one figure as a chapter calls it (five models in chapter 4, ...)."""
+    import pandas as pd
+
+    from emseg_tutorial.data.augment import Jitter
+    from emseg_tutorial.data.histmatch import rank_normalize
+    from emseg_tutorial.data.synthetic import make_volume
+    from emseg_tutorial.labels import to_boundary_task
+    from emseg_tutorial.viz import widgets
+
+    src, tgt = make_volume("fibsem", (8, 96, 96), seed=0), make_volume("snemi", (8, 96, 96), seed=0)
+    volumes = {"source (FIBSEM twin)": src, "target (SNEMI3D twin)": tgt}
+    img, lab = src.image[4], src.labels[4]
+    boundary = to_boundary_task(lab)
+    five = {name: boundary for name in ("2:1", "5:1", "10:1", "distance", "distance 10:1")}
+    table = pd.DataFrame({"boundary": [1.0, 2.0], "non-boundary": [1.0, 0.9], "mean_jaccard": [0.5, 0.6]},
+                         index=["none", "ratio:2"])
+    long = pd.DataFrame({"stage": ["a", "a", "b"], "seed": [0, 1, 0], "boundary_jaccard": [.5, .7, .4]})
+    history = {"train": {"step": list(range(30)), "loss": list(np.linspace(1, 0.2, 30))},
+               "val": [{"step": 10, "mean_jaccard": 0.4}, {"step": 20, "mean_jaccard": 0.5}]}
+    patches = {"source": src.image[None, None, 4, :64, :64].astype(np.float32),
+               "target": tgt.image[None, None, 4, :64, :64].astype(np.float32)}
+    comp = fake_comparison()
+    return {
+        "pipeline": viz.pipeline_figure,
+        "domains": lambda: viz.show_domains(volumes),
+        "neighbour slices": lambda: viz.neighbour_slices(src, count=3),
+        "class fractions": lambda: viz.class_fraction_bars(volumes),
+        "histograms": lambda: viz.intensity_histograms(volumes),
+        "drift": lambda: viz.slice_drift(volumes),
+        "weight maps (ch. 2, four columns asked)": lambda: viz.weight_maps_figure(
+            boundary, {n: np.random.rand(96, 96) for n in ("a", "b", "c", "d", "e", "f")}, img, task="boundary",
+            ncols=4, panel=2.8),
+        "paper weight maps": lambda: viz.paper_weight_maps_figure(lab, img, ncols=2),
+        "weight profiles": lambda: viz.weight_profiles({"w = H": np.random.rand(48)}, boundary[0, :48]),
+        "class weights": lambda: viz.class_weight_bars(table),
+        "training curves": lambda: viz.training_curves({"M1": history, "no weights": history}),
+        "predictions (ch. 4, five models)": lambda: viz.prediction_panels(img, boundary, five, task="boundary"),
+        "boundary errors (ch. 4, five models)": lambda: viz.boundary_error_panels(boundary, five),
+        "score bars": lambda: viz.score_bars(table, "mean_jaccard", reference=0.72),
+        "score bars, two panels (ch. 4)": lambda: _two_score_panels(table),
+        "seed score bars": lambda: viz.seed_score_bars(long, reference=0.8),
+        "jitter": lambda: viz.jitter_examples(img[:64, :64], Jitter()),
+        "adversarial step": viz.adversarial_diagram,
+        "conditional step": lambda: viz.adversarial_diagram(conditional=True),
+        "snapshots (ch. 5)": lambda: viz.adaptation_snapshots(img, boundary, [np.random.rand(96, 96)] * 6),
+        "diagnostics (ch. 5)": lambda: viz.adaptation_diagnostics(_history()),
+        "method predictions (ch. 6)": lambda: viz.method_predictions(comp, crop=16),
+        "method curves": lambda: viz.method_curves({"paper": np.random.rand(2, 4)}, reference=0.4),
+        "shortcut": lambda: viz.shortcut_figure(comp, names=("conditional",)),
+        "rank normalisation": lambda: viz.rank_normalisation_figure(patches, rank_normalize),
+        "gap Dice": lambda: viz.gap_dice_figure({"source": np.array([0.9, 0.5, 0.2])}, [1, 4, 8], chosen=8),
+        "slice browser": lambda: widgets.slice_browser(src, static=True),
+        "weight map explorer": lambda: widgets.weight_map_explorer(lab, img, static=True),
+        "ratio explorer": lambda: widgets.ratio_weight_explorer(boundary, img, static=True),
+    }
+
+
+@pytest.fixture(scope="module")
+def book_style():
+    from emseg_tutorial.style import use_book_style
+
+    before = dict(plt.rcParams)
+    use_book_style()
+    yield
+    plt.rcParams.update(before)
+
+
+def test_every_figure_is_readable_at_book_width(book_style):
+    from emseg_tutorial.style import BOOK_WIDTH, MAX_COLUMNS
+
+    problems = {}
+    for name, draw in _figures().items():
+        fig = draw()
+        found = viz.readability_problems(fig)
+        columns = {round(ax.get_position().x0, 2) for ax in fig.axes
+                   if ax.get_label() != "<colorbar>" and (ax.axison or ax.images)}
+        if len(columns) > MAX_COLUMNS:
+            found.append(f"{len(columns)} panels side by side")
+        if found:
+            problems[name] = found
+        assert fig.get_figwidth() <= BOOK_WIDTH + 1e-6
+        plt.close(fig)
+    assert not problems, problems
+
+
+def test_readability_problems_names_what_is_wrong(book_style):
+    fig, axes = plt.subplots(1, 7, figsize=(15, 2))
+    axes[0].set_title("tiny", fontsize=7)
+    found = viz.readability_problems(fig)
+    assert found[0] == "figure is 15.0 in wide, the book 8 in"
+    assert any(p.startswith("panel 0 ('tiny') is") for p in found)
+    assert "text 'tiny' is 7 pt" in found
+    plt.close(fig)
+
+
+def test_one_idea_per_figure_in_chapter_4(book_style):
+    """The seven-panel predictions and their boundary errors are two figures of three columns."""
+    truth = np.full((32, 32), 2, np.uint8)
+    truth[:, 15] = 1
+    five = {f"model {i}": truth for i in range(5)}
+    predictions = viz.prediction_panels(np.zeros((32, 32), np.uint8), truth, five, task="boundary")
+    errors = viz.boundary_error_panels(truth, five)
+    assert [ax.get_title() for ax in predictions.axes] == ["image", "ground truth", *five, "", ""]
+    assert [ax.get_title() for ax in errors.axes] == ["boundary (truth)", *five]
+    assert [t.get_text() for t in errors.legends[0].get_texts()] == ["hit", "miss", "false alarm", "unlabelled"]
+    diagnostics = viz.adaptation_diagnostics(_history())
+    assert len(diagnostics.axes) == 4 and diagnostics.axes[0].get_subplotspec().get_geometry()[:2] == (2, 2)
+    plt.close("all")

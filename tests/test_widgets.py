@@ -180,3 +180,14 @@ def test_the_session_is_the_one_reader_of_the_switch(monkeypatch):
     monkeypatch.setenv("EMSEG_WIDGETS", "live")
     assert not session.widgets_static()
     assert widgets.widgets_static is session.widgets_static
+
+
+def test_static_figure_in_a_kernel_is_shown_once(small, in_kernel):
+    """In a kernel the plain figure is the cell's value; left open, the inline backend would draw
+    it a second time (the slice browser appeared twice in chapter 1)."""
+    for fig in (widgets.slice_browser(small, static=True),
+                widgets.weight_map_explorer(small.labels, small.image, static=True),
+                widgets.ratio_weight_explorer(small.labels, small.image, static=True)):
+        assert isinstance(fig, Figure)
+        assert fig.number not in plt.get_fignums()  # closed: only the cell's value shows it
+        assert fig.axes  # and it still draws

@@ -24,14 +24,16 @@ import numpy as np
 
 from ..adapt import get_method
 from ..labels import for_task
-from .common import gray, overlay
+from ..style import BOOK_WIDTH
+from .common import gray, overlay, panel_grid
 
 __all__ = ["method_predictions", "method_curves", "shortcut_figure", "rank_normalisation_figure", "gap_dice_figure"]
 
 
 def method_predictions(comp, crop: int | None = 160, seed: int = 0):
     """Target test slice, its labels, and the boundary probability of the source model and of
-    every method after its last epoch (run ``seed``), with that run's target boundary Jaccard.
+    every method after its last epoch (run ``seed``), with that run's target boundary Jaccard;
+    rows of at most three panels.
 
     Parameters
     ----------
@@ -59,24 +61,15 @@ def method_predictions(comp, crop: int | None = 160, seed: int = 0):
         if runs and runs[0].snapshots:
             r = runs[0]
             panels.append((name, r.snapshots[-1], r.scores(r.last)["boundary_jaccard"]))
-    n = len(panels) + 2
-    cols = min(n, 5)
-    rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols, 2.7 * rows), squeeze=False)
-    axes = axes.ravel()
-    gray(axes[0], image[c, c])
-    axes[0].set_title("target image", fontsize=9)
-    overlay(axes[1], image[c, c], truth[c, c], "boundary", alpha=0.6)
-    axes[1].set_title("labels (evaluation only)", fontsize=9)
+    image, truth = image[c, c], truth[c, c]
+    fig, axes = panel_grid(len(panels) + 2, aspect=image.shape[0] / image.shape[1], title_lines=2)
+    gray(axes[0], image)
+    axes[0].set_title("target image")
+    overlay(axes[1], image, truth, "boundary", alpha=0.6, title="labels (evaluation only)")
     for ax, (name, snap, j) in zip(axes[2:], panels):
         ax.imshow(snap[c, c], cmap="magma", vmin=0, vmax=1)
-        ax.set_title(f"{name}\nJ = {j:.3f}", fontsize=9)
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for ax in axes[n:]:
-        ax.axis("off")
-    fig.suptitle("boundary probability after the last epoch (bright = wall)", fontsize=10)
+        ax.set(xticks=[], yticks=[], title=f"{name}\nJ = {j:.3f}")
+    fig.suptitle("boundary probability after the last epoch (bright = wall)")
     return fig
 
 
@@ -110,7 +103,7 @@ def method_curves(curves: dict[str, np.ndarray], reference: float | None = None,
     ['adversarial', 'source only (M3)']
     """
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.6))
+        _, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     for name, scores in curves.items():
         scores = np.asarray(scores, dtype=float)
         x = np.arange(scores.shape[1])
@@ -122,7 +115,7 @@ def method_curves(curves: dict[str, np.ndarray], reference: float | None = None,
     ax.set_xlabel("epoch (0 = before adaptation)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(f"target {key.replace('_', ' ')}")
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(ncol=2)
     return ax.figure
 
 
@@ -153,8 +146,8 @@ def shortcut_figure(comp, names: Sequence[str] | None = None):
     if not names:
         raise ValueError("shortcut_figure: no method with a conditional discriminator (pairs) in this comparison")
     names = [n for n in names if comp.of(n)] or list(names[:1])
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2), sharey=True, squeeze=False)
-    for ax, name in zip(axes[0], names):
+    fig, axes = panel_grid(len(names), aspect=0.8, sharey=True)
+    for ax, name in zip(axes, names):
         runs = comp.of(name)
         for key, label in (("d_acc_real", "real pairs"), ("d_acc_fake_mismatch", "wrong-slice pairs"),
                            ("d_acc_fake_target", "target pairs"), ("d_acc_target_hard", "target pairs, hardened")):
@@ -163,12 +156,12 @@ def shortcut_figure(comp, names: Sequence[str] | None = None):
             values = np.array([[e[key] for e in r.epochs[1:]] for r in runs])
             if values.size:
                 ax.plot(np.arange(1, values.shape[1] + 1), values.mean(0), marker="o", label=label)
-        ax.set_title(name, fontsize=10)
+        ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylim(-0.02, 1.02)
-    axes[0, 0].set_ylabel("discriminator accuracy")
-    axes[0, -1].legend(fontsize=8)
+    axes[0].set_ylabel("discriminator accuracy")
+    axes[-1].legend()
     return fig
 
 
@@ -187,21 +180,21 @@ def rank_normalisation_figure(patches: dict[str, np.ndarray], rank_normalize: Ca
     -------
     matplotlib.figure.Figure
     """
-    fig, axes = plt.subplots(2, 3, figsize=(9, 5.4))
+    fig, axes = plt.subplots(2, 3, figsize=(BOOK_WIDTH, 6.0), layout="constrained")
     for row, (name, patch) in enumerate(patches.items()):
         raw = np.asarray(patch)[0, 0]
         ranked = np.asarray(rank_normalize(np.asarray(patch)))[0, 0]
         gray(axes[row, 0], raw)
-        axes[row, 0].set_title(f"{name}: standardised", fontsize=9)
+        axes[row, 0].set_title(f"{name}:\nstandardised")
         gray(axes[row, 1], ranked)
-        axes[row, 1].set_title(f"{name}: rank-normalised", fontsize=9)
+        axes[row, 1].set_title(f"{name}:\nrank-normalised")
         for ax in axes[row, :2]:
             ax.set_xticks([])
             ax.set_yticks([])
         axes[row, 2].hist(raw.ravel(), bins=50, alpha=0.6, density=True, label="standardised")
         axes[row, 2].hist(ranked.ravel(), bins=50, alpha=0.6, density=True, label="rank-normalised")
-        axes[row, 2].set_title(f"{name}: grey-level histograms", fontsize=9)
-    axes[0, 2].legend(fontsize=8)
+        axes[row, 2].set_title(f"{name}:\ngrey levels")
+    fig.legend(*axes[0, 2].get_legend_handles_labels(), loc="outside lower center", ncols=2)
     return fig
 
 
@@ -225,7 +218,7 @@ def gap_dice_figure(dice: dict[str, np.ndarray], gaps, chosen: int | None = None
     matplotlib.figure.Figure
     """
     if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3))
+        _, ax = plt.subplots(figsize=(5.5, 3.4), layout="constrained")
     for name, values in dice.items():
         ax.plot(gaps, values, marker="o", label=name)
     if chosen is not None:
@@ -233,6 +226,6 @@ def gap_dice_figure(dice: dict[str, np.ndarray], gaps, chosen: int | None = None
     ax.set_xlabel("slices apart")
     ax.set_ylabel("boundary Dice")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
+    ax.legend()
     return ax.figure
 

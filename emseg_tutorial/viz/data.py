@@ -20,9 +20,10 @@ from ..data.stats import slice_means, slice_stds
 from ..data.volume import Volume
 from ..labels import class_fractions, class_names
 from ..paper.stages import PAPER_ITERATIONS, STAGES  # drawn by pipeline_figure
-from .common import LABEL_COLORS, gray, label_legend, overlay
+from ..style import BOOK_WIDTH
+from .common import LABEL_COLORS, gray, label_legend, overlay, panel_grid
 
-_WEIGHT_NAMES = {"entropy": "5x5 label entropy", "distance": "smoothed distance\n(σ = 10)"}
+_WEIGHT_NAMES = {"entropy": "5x5 label entropy", "distance": "smoothed distance (σ = 10)"}
 _LOSS_NAMES = {"ce": "weighted CE", "dice": "soft Dice", "ce+dice": "weighted CE + Dice", "focal": "weighted focal"}
 
 __all__ = ["reslice", "show_domains", "neighbour_slices", "class_fraction_bars", "intensity_histograms",
@@ -53,7 +54,8 @@ def reslice(ax, volume: Volume, y: int | None = None, title: str | None = None) 
 
 
 def show_domains(volumes: dict[str, Volume], z: int | None = None, task: str = "multiclass"):
-    """One row per volume: an XY slice, the same slice with labels, an XZ reslice.
+    """One row per volume: an XY slice, the same slice with labels, an XZ reslice; the label
+    colours once, below the rows.
 
     Parameters
     ----------
@@ -68,18 +70,19 @@ def show_domains(volumes: dict[str, Volume], z: int | None = None, task: str = "
     -------
     matplotlib.figure.Figure
     """
-    fig, axes = plt.subplots(len(volumes), 3, figsize=(11, 3.7 * len(volumes)), squeeze=False,
-                             gridspec_kw={"width_ratios": [1, 1, 1.3]})
+    fig, axes = plt.subplots(len(volumes), 3, figsize=(BOOK_WIDTH, 3.2 * len(volumes) + 0.4), squeeze=False,
+                             layout="constrained")
     for row, (name, v) in zip(axes, volumes.items()):
         k = v.shape[0] // 2 if z is None else min(z, v.shape[0] - 1)
         gray(row[0], v.image[k])
-        row[0].set_title(f"{name}: XY slice {k}")
+        row[0].set_title(f"{name}\nXY slice {k}")
         if v.labels is not None:
             overlay(row[1], v.image[k], v.labels[k], task, title="labels")
-            label_legend(row[1], task)
         else:
             row[1].axis("off")
-        reslice(row[2], v, title=f"XZ reslice ({v.voxel_size[0]:g} nm z step)" if v.voxel_size else "XZ reslice")
+        reslice(row[2], v, title=f"XZ reslice\n({v.voxel_size[0]:g} nm z step)" if v.voxel_size else "XZ reslice")
+    if any(v.labels is not None for v in volumes.values()):
+        label_legend(fig, task)
     return fig
 
 
@@ -106,12 +109,12 @@ def neighbour_slices(volume: Volume, z: int | None = None, count: int = 3, crop:
     z = volume.shape[0] // 2 if z is None else z
     z = min(max(z, 0), volume.shape[0] - count)
     c = min(crop, volume.shape[1], volume.shape[2])
-    fig, axes = plt.subplots(1, count, figsize=(3.1 * count, 3.3), squeeze=False)
-    for i, ax in enumerate(axes[0]):
+    fig, axes = panel_grid(count)
+    for i, ax in enumerate(axes):
         gray(ax, volume.image[z + i, :c, :c])
         if volume.labels is not None:
             ax.contour(volume.labels[z + i, :c, :c] == 1, levels=[0.5], colors=[LABEL_COLORS[1]], linewidths=0.6)
-        ax.set_title(f"{volume.name}: z={z + i}", fontsize=9)
+        ax.set_title(f"{volume.name}: z={z + i}")
     return fig
 
 
@@ -137,10 +140,10 @@ def class_fraction_bars(volumes: dict[str, Volume], task: str = "multiclass", ax
     for i, (title, v) in enumerate(volumes.items()):
         fr = class_fractions(v.labels, task)
         bars = ax.bar(np.arange(len(names)) + i * width, [100 * fr[n] for n in names], width, label=title)
-        ax.bar_label(bars, fmt="%.1f", fontsize=8)
+        ax.bar_label(bars, fmt="%.1f", fontsize="small")
     ax.set_xticks(np.arange(len(names)) + width * (len(volumes) - 1) / 2, names)
     ax.set_ylabel("% of labelled pixels")
-    ax.legend(fontsize=8)
+    ax.legend()
     return fig
 
 
@@ -176,7 +179,7 @@ def intensity_histograms(volumes: dict[str, Volume], ax=None, by_class: bool = T
             ax.plot(bins[:-1], h, color=color, label=title, lw=1.2)
     ax.set_xlabel("intensity (uint8)")
     ax.set_ylabel("density")
-    ax.legend(fontsize=8)
+    ax.legend()
     return fig
 
 
@@ -203,7 +206,7 @@ def slice_drift(volumes: dict[str, Volume], ax=None):
         ax.fill_between(z, m - s, m + s, color=f"C{i}", alpha=0.15)
     ax.set_xlabel("depth (nm)")
     ax.set_ylabel("slice mean intensity")
-    ax.legend(fontsize=8)
+    ax.legend()
     return fig
 
 
@@ -218,34 +221,36 @@ def pipeline_figure():
     -------
     matplotlib.figure.Figure
     """
-    def trained(name: str, title: str) -> tuple[str, str]:
+    def trained(name: str, title: str) -> tuple[str, list[str]]:
         s = STAGES[name]
         task = "4 classes" if s.task == "multiclass" else "boundary vs rest"
         start = f"from {s.init.upper()}" if s.init else "from scratch"
-        weights = _WEIGHT_NAMES.get(s.weights, s.weights)
-        extra = "\n+ intensity jitter" if s.jitter else ""
-        body = (f"source, {task}\n{start}{extra}\nweights: {weights}\n"
-                f"loss: {_LOSS_NAMES.get(s.loss, s.loss)}\n{PAPER_ITERATIONS[s.budget]} paper iterations")
-        return title, body
+        extra = ", + intensity jitter" if s.jitter else ""
+        return title, [f"source, {task}, {start}{extra}",
+                       f"weights: {_WEIGHT_NAMES.get(s.weights, s.weights)};  loss: {_LOSS_NAMES.get(s.loss, s.loss)}",
+                       f"{PAPER_ITERATIONS[s.budget]} paper iterations"]
 
     paper = get_method("paper").defaults
     supervised = "no source loss" if paper["source_weight"] == 0 else "source loss kept"
-    steps = [trained("m1", "M1  (Exp. 1)"), trained("m2", "M2  (Exp. 2)"),
-             trained("m3", "M3  (jitter)"),
-             ("adaptation  (Exp. 3)", f"unlabelled target images\nfrom M3\nD: source truth real,\n"
-                                           f"target prediction fake\nloss: fool D ({supervised})")]
-    fig, ax = plt.subplots(figsize=(11, 3.2))
-    ax.set_xlim(0, 11)
-    ax.set_ylim(0, 3.2)
+    steps = [trained("m1", "M1\n(Exp. 1)"), trained("m2", "M2\n(Exp. 2)"), trained("m3", "M3\n(jitter)"),
+             ("adaptation\n(Exp. 3)", ["unlabelled target images, from M3",
+                                         "D: source truth real, target prediction fake",
+                                         f"loss: fool D ({supervised})"])]
+    box, gap = 1.05, 0.45  # height of a step's box, and of the arrow between two, in inches
+    height = len(steps) * box + (len(steps) - 1) * gap
+    fig, ax = plt.subplots(figsize=(BOOK_WIDTH, height + 0.5), layout="constrained")
+    ax.set_xlim(0, BOOK_WIDTH)
+    ax.set_ylim(-0.05, height + 0.05)
     ax.axis("off")
     colours = ["#fde0c5", "#fde0c5", "#fde0c5", "#e5d8f0"]
-    for i, ((title, body), colour) in enumerate(zip(steps, colours)):
-        x = 0.2 + i * 2.75
-        ax.add_patch(FancyBboxPatch((x, 0.2), 2.25, 2.5, boxstyle="round,pad=0.05", fc=colour, ec="k", lw=0.8))
-        ax.text(x + 1.125, 2.45, title, ha="center", va="center", fontsize=9, fontweight="bold")
-        ax.text(x + 1.125, 1.25, body, ha="center", va="center", fontsize=8, linespacing=1.4)
+    for i, ((title, lines), colour) in enumerate(zip(steps, colours)):
+        top = height - i * (box + gap)
+        ax.add_patch(FancyBboxPatch((0.1, top - box + 0.05), BOOK_WIDTH - 0.2, box - 0.1, boxstyle="round,pad=0.04",
+                                    fc=colour, ec="k", lw=0.8))
+        ax.text(0.3, top - box / 2, title, ha="left", va="center", fontweight="bold", linespacing=1.3)
+        ax.text(1.75, top - box / 2, "\n".join(lines), ha="left", va="center", linespacing=1.4)
         if i:
-            ax.add_patch(FancyArrowPatch((x - 0.45, 1.45), (x - 0.05, 1.45), arrowstyle="-|>",
-                                         mutation_scale=12, color="k", lw=1.2))
-    ax.set_title("The paper's pipeline: each model starts from the one before", fontsize=10)
+            ax.add_patch(FancyArrowPatch((1.0, top + gap - 0.02), (1.0, top + 0.02), arrowstyle="-|>",
+                                         mutation_scale=14, color="k", lw=1.2))
+    ax.set_title("The paper's pipeline: each model starts from the one before")
     return fig

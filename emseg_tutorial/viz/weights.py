@@ -21,6 +21,7 @@ from .._validate import check_number
 from ..labels import BOUNDARY
 from ..weights import (border_weight_map, boundary_masks, distance_weight_map, entropy_weight_map,
                        rescale_to_mean_one, smoothed_distance_map)
+from ..style import BOOK_WIDTH, MAX_COLUMNS
 from .common import LABEL_COLORS, label_legend, overlay
 
 __all__ = ["weight_maps_figure", "paper_weight_maps_figure", "weight_profiles", "class_weight_bars",
@@ -32,7 +33,7 @@ def _label_panel(ax, labels: np.ndarray, image: np.ndarray | None, task: str) ->
     alone = image is None
     overlay(ax, np.zeros(labels.shape, np.uint8) if alone else image, labels, task,
             alpha=1.0 if alone else 0.45, title="labels")
-    label_legend(ax, task, fontsize=7)
+    label_legend(ax, task, fontsize="small")
 
 
 def weight_maps_figure(labels_slice: np.ndarray | None, maps: dict[str, np.ndarray],
@@ -53,9 +54,10 @@ def weight_maps_figure(labels_slice: np.ndarray | None, maps: dict[str, np.ndarr
         One colour scale and colorbar for all maps (maps on the same scale, e.g. weights
         normalised to mean 1), or one colorbar per panel (different quantities).
     ncols : int, optional
-        Panels per row.
+        Panels per row, at most three (:data:`~emseg_tutorial.style.MAX_COLUMNS`).
     task, cmap, panel : optional
-        Label codes of ``labels_slice``, colormap of the maps, panel side in inches.
+        Label codes of ``labels_slice``, colormap of the maps, panel side in inches (made smaller
+        where the row would be wider than the book, :data:`~emseg_tutorial.style.BOOK_WIDTH`).
 
     Returns
     -------
@@ -70,10 +72,12 @@ def weight_maps_figure(labels_slice: np.ndarray | None, maps: dict[str, np.ndarr
     ['labels', 'D']
     """
     n = len(maps) + (labels_slice is not None)
-    ncols = max(1, min(ncols, n))
+    ncols = max(1, min(ncols, n, MAX_COLUMNS))
     nrows = -(-n // ncols)
-    height = panel * nrows * (1.0 if shared else 0.88)  # per-panel colorbars narrow the images
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols + 0.8 * shared, height), squeeze=False)
+    panel = min(panel, (BOOK_WIDTH - 0.8 * shared) / ncols)
+    height = (panel * (1.0 if shared else 0.88) + 0.3) * nrows  # per-panel colorbars narrow the images
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols + 0.8 * shared, height), squeeze=False,
+                             layout="constrained")
     axes = list(axes.ravel())
     for ax in axes[n:]:
         ax.axis("off")
@@ -91,7 +95,7 @@ def weight_maps_figure(labels_slice: np.ndarray | None, maps: dict[str, np.ndarr
 
 
 def paper_weight_maps_figure(labels_slice: np.ndarray, image: np.ndarray | None = None,
-                             size: int = 5, sigma: float = 10.0, ncols: int = 4):
+                             size: int = 5, sigma: float = 10.0, ncols: int = 2):
     """The paper's Fig. 3 for one slice: labels, entropy weights, distance transform, smoothed.
 
     Parameters
@@ -105,7 +109,7 @@ def paper_weight_maps_figure(labels_slice: np.ndarray, image: np.ndarray | None 
     sigma : float, optional
         Gaussian sigma of the smoothed distance transform (the paper's 10).
     ncols : int, optional
-        Panels per row (4: one row as in the paper; 2: a 2 x 2 grid).
+        Panels per row (2: a 2 x 2 grid; more is drawn as 3, the most that fit the book's width).
 
     Returns
     -------
@@ -133,7 +137,7 @@ def weight_profiles(profiles: dict[str, np.ndarray], boundary: np.ndarray, ax=No
     -------
     matplotlib.figure.Figure
     """
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 3))
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(BOOK_WIDTH, 3.6), layout="constrained")
     boundary = np.asarray(boundary)
     wall = boundary if boundary.dtype == bool else boundary == BOUNDARY
     x = np.arange(wall.size)
@@ -142,7 +146,7 @@ def weight_profiles(profiles: dict[str, np.ndarray], boundary: np.ndarray, ax=No
     for label, values in profiles.items():
         ax.plot(x, values, lw=1.4, label=label)
     ax.set(xlabel=xlabel, ylabel=ylabel, xlim=(0, wall.size - 1))
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
 
@@ -159,18 +163,18 @@ def class_weight_bars(table, ax=None):
     -------
     matplotlib.figure.Figure
     """
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 3.2))
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(BOOK_WIDTH, 3.6), layout="constrained")
     x = np.arange(len(table))
     for i, column in enumerate(["boundary", "non-boundary"]):
         ax.bar(x + (i - 0.5) * 0.4, table[column], 0.4, label=column,
                color=LABEL_COLORS[1] if i == 0 else LABEL_COLORS[2])
     for xi, (b, rest) in zip(x, zip(table["boundary"], table["non-boundary"])):
         ax.annotate(f"{b / rest:.1f}:1", (xi, max(b, rest)), xytext=(0, 3),
-                    textcoords="offset points", ha="center", fontsize=8)
+                    textcoords="offset points", ha="center", fontsize="small")
     ax.set_xticks(x, table.index, rotation=20)
     ax.set_ylabel("mean weight")
     ax.margins(y=0.12)
-    ax.legend(fontsize=8)
+    ax.legend()
     return fig
 
 

@@ -7,7 +7,8 @@
 Each explorer returns an :func:`ipywidgets.interactive` widget when ipywidgets is importable
 *and* the code runs in a Jupyter kernel; a notebook cell that ends with the call displays it,
 and moving a slider recomputes and redraws. Anywhere else (plain Python, a script, a kernel
-without ipywidgets) it draws one figure at the default settings and returns it.
+without ipywidgets) it draws one figure at the default settings and returns it; in a kernel that
+figure is closed before it is returned, so the cell shows it once (as its value), not twice.
 
 A kernel may have nobody watching (``jupyter-book build``, nbval, nbconvert) or a viewer that
 cannot draw widgets (a static page, GitHub). For those, the widget's output also carries a PNG
@@ -42,6 +43,7 @@ import numpy as np
 from ..data.volume import Volume
 from ..labels import BOUNDARY
 from ..session import widgets_static
+from ..style import BOOK_WIDTH
 from ..weights import ratio_weight_map
 from .common import LABEL_COLORS, label_legend, overlay
 from .weights import paper_weight_maps_figure
@@ -70,11 +72,11 @@ def _explore(draw: Callable, static: bool | None, **sliders: tuple[str, int, int
     try:
         import ipywidgets
     except ImportError:
-        return draw(**defaults)
+        return _figure(draw(**defaults))
     if static is None:
         static = widgets_static()
     if static or not _in_kernel():
-        return draw(**defaults)
+        return _figure(draw(**defaults))
     from IPython.display import display
 
     first_png: list[str] = []
@@ -94,6 +96,14 @@ def _explore(draw: Callable, static: bool | None, **sliders: tuple[str, int, int
     widget = _explorer_class()(show, **controls)
     widget.fallback_png = first_png[0] if first_png else ""
     return widget
+
+
+def _figure(fig):
+    """The plain figure an explorer returns; in a kernel it is closed first, so that only the
+    cell's value shows it (an open figure would be drawn a second time by the inline backend)."""
+    if _in_kernel():
+        plt.close(fig)
+    return fig
 
 
 def _png(fig) -> str:
@@ -188,14 +198,14 @@ def slice_browser(volume: Volume, task: str = "multiclass", *, static: bool | No
         The widget in a Jupyter kernel with ipywidgets; otherwise the middle slice's figure.
     """
     def draw(z):
-        fig, axes = plt.subplots(1, 2, figsize=(8, 4.4))
+        fig, axes = plt.subplots(1, 2, figsize=(BOOK_WIDTH, 4.6), layout="constrained")
         overlay(axes[0], volume.image[z], np.zeros(volume.image[z].shape, np.uint8),  # bare image
                     title=f"{volume.name}: z = {z}")
         if volume.labels is None:
             axes[1].axis("off")
         else:
             overlay(axes[1], volume.image[z], volume.labels[z], task, title="labels")
-            label_legend(axes[1], task)
+            label_legend(fig, task)
         return fig
 
     depth = volume.shape[0]
@@ -222,8 +232,8 @@ def ratio_weight_explorer(boundary: np.ndarray, image: np.ndarray | None = None,
     -------
     ipywidgets.interactive or matplotlib.figure.Figure
         The widget (ratio 1 to 20) in a Jupyter kernel with ipywidgets; otherwise the figure
-        at 10:1. Panels: the slice, its :func:`~emseg_tutorial.weights.ratio_weight_map`
-        (mean 1 over labelled pixels, on one colour scale for every ratio), and the walls'
+        at 10:1. Panels: the slice and its :func:`~emseg_tutorial.weights.ratio_weight_map`
+        (mean 1 over labelled pixels, on one colour scale for every ratio) side by side, below them the walls'
         share of a weighted-mean loss against the ratio when every pixel is equally wrong,
         ``r f / (r f + 1 - f)`` for a boundary fraction ``f``.
 
@@ -248,7 +258,9 @@ def ratio_weight_explorer(boundary: np.ndarray, image: np.ndarray | None = None,
     vmax = 20 / (20 * f + 1 - f) if f > 0 else 1.0  # a boundary pixel's weight at 20:1
 
     def draw(ratio):
-        fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.6), gridspec_kw={"width_ratios": [1, 1.15, 1.3]})
+        fig = plt.figure(figsize=(BOOK_WIDTH, 7.2), layout="constrained")
+        grid = fig.add_gridspec(2, 2)
+        axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])]
         overlay(axes[0], img if img is not None else np.zeros(lab.shape, np.uint8),
                     np.where(lab == BOUNDARY, BOUNDARY, 0).astype(np.uint8), "boundary", title="slice")
         w = ratio_weight_map(lab, ratio)
@@ -261,7 +273,7 @@ def ratio_weight_explorer(boundary: np.ndarray, image: np.ndarray | None = None,
         axes[2].axhline(0.5, color="0.6", ls="--", lw=1)
         if f > 0:
             axes[2].axvline((1 - f) / f, color=LABEL_COLORS[1], ls=":", label=f"inverse frequency {(1 - f) / f:.1f}:1")
-            axes[2].legend(fontsize=8, loc="lower right")
+            axes[2].legend(loc="lower right")
         axes[2].plot([ratio], [share], "o", color="k")
         axes[2].set(xlabel="boundary : rest weight", ylabel="walls' share of the loss", ylim=(0, 1),
                     title=f"walls get {share:.0%} of the loss (f = {f:.1%})")
