@@ -246,7 +246,7 @@ def _raises(*args):
 
 WRONG = [
     (labs.check_class_fractions, (_shares_over_all_pixels,), "labelled"),
-    (labs.check_rarest_class, ("boundary", np.array([[1, 1, 2, 2, 3]])), "fewer"),
+    (labs.check_rarest_class, ("boundary", np.array([[1, 1, 2, 2, 3]])), "fewest"),
     (labs.check_rarest_class, ("membrane", np.array([[1, 2, 3]])), "class names"),
     (labs.check_label_entropy, (lambda l, s: __import__("emseg_tutorial").weights.label_entropy(l, s),), "code 0"),
     (labs.check_label_entropy, (_natural_log_entropy,), "log base 2"),
@@ -268,7 +268,7 @@ WRONG = [
      "smooth it"),
     (labs.check_smoothed_distance, (lambda b, s: __import__("scipy.ndimage").ndimage.distance_transform_edt(~b),),
      "non-wall pixel to the nearest wall"),
-    (labs.check_generator_step, (_generator_step_scoring_fake,), "bce_real"),
+    (labs.check_generator_step, (_generator_step_scoring_fake,), "minimax"),
     (labs.check_generator_step, (_generator_step_with_disc_gradients,), "gradients reached the discriminator"),
     (labs.check_jaccard, (42,), "expected a function"),
 ]
@@ -315,3 +315,52 @@ def test_checks_leave_the_random_state_alone():
     torch.manual_seed(5)
     labs.check_discriminator_step(copy.copy(discriminator_step))
     assert torch.equal(torch.rand(3), expected)
+
+
+# -------------------------------------------------------------------------------------------
+# issue 25: every check judges a file of right and wrong answers correctly (tests/lab_variants.py)
+# -------------------------------------------------------------------------------------------
+from lab_variants import VARIANTS  # noqa: E402 - the data file beside this test
+
+
+def _book_exercises() -> dict[str, tuple[str, list[str]]]:
+    """check name -> (its check cell in the book, the lines of its solution)."""
+    found = {}
+    for path in WITH_EXERCISES:
+        nb = nbformat.read(path, as_version=4)
+        for ex in find_exercises(nb):
+            body = [nb.cells[i].source.split(BEGIN)[1].split(END)[0] for i in ex.solution_cells]
+            # a line that computes something (naming one call, e.g. optimizer.zero_grad(), is a fair hint)
+            lines = [ln.strip() for b in body for ln in b.splitlines()
+                     if len(ln.strip()) >= 12 and ("=" in ln or ln.strip().startswith("return"))]
+            found[ex.check] = (nb.cells[ex.check_cell].source, lines)
+    return found
+
+
+EXERCISES = _book_exercises()
+CASES = [(check, v) for check, variants in VARIANTS.items() for v in variants]
+
+
+def test_the_variant_file_covers_every_exercise():
+    assert set(VARIANTS) == set(EXERCISES)
+    for check, variants in VARIANTS.items():
+        assert sum(v.right for v in variants) >= 2 and sum(not v.right for v in variants) >= 3, check
+        assert all(v.right or (v.misconception and v.hint) for v in variants), check
+    assert sum(v.right for _, v in CASES) >= 28 and sum(not v.right for _, v in CASES) >= 40
+
+
+@pytest.mark.parametrize("check, variant", CASES,
+                         ids=[f"{c}-{'right' if v.right else 'wrong'}-{v.name}" for c, v in CASES])
+def test_checks_judge_right_and_wrong_answers(check, variant, context, capsys):
+    namespace = {**context, "labs": labs}
+    run_cell(variant.code, namespace)
+    cell, solution = EXERCISES[check]
+    result = run_cell(cell, namespace)
+    capsys.readouterr()
+    if variant.right:
+        assert result.passed, f"a right answer was rejected: {result}"
+        return
+    assert result.status == "failed", f"a wrong answer ({variant.misconception}) was judged {result}"
+    assert variant.hint in result.message, f"the hint does not name {variant.misconception!r}: {result}"
+    leaked = [line for line in solution if line in result.message]
+    assert not leaked, f"the hint prints the solution: {leaked}"
