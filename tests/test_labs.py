@@ -364,3 +364,19 @@ def test_checks_judge_right_and_wrong_answers(check, variant, context, capsys):
     assert variant.hint in result.message, f"the hint does not name {variant.misconception!r}: {result}"
     leaked = [line for line in solution if line in result.message]
     assert not leaked, f"the hint prints the solution: {leaked}"
+
+
+@pytest.mark.parametrize("path", WITH_EXERCISES, ids=lambda p: p.name)
+def test_the_graders_own_checks_pass_the_solutions(path, context, capsys):
+    """What the grader runs in place of each check cell (labs.grade.graded_run) passes the solutions."""
+    from emseg_tutorial.labs.grade import CAPTURE_CELL, graded_run
+
+    run = graded_run(nbformat.read(path, as_version=4))
+    namespace = dict(context)
+    run_cell(CAPTURE_CELL, namespace)
+    for ex in find_exercises(nbformat.read(path, as_version=4)):
+        for i in ex.solution_cells:
+            run_cell(run.cells[i + 1].source, namespace)
+        run_cell(run.cells[ex.check_cell + 1].source, namespace)
+        out = capsys.readouterr().out
+        assert out.startswith("✓"), f"{path.name} {ex.check}: {out}"
