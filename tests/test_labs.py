@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import copy
 import math
+import re
 import subprocess
 import sys
 import time
@@ -129,11 +130,12 @@ def test_make_labs_writes_student_notebooks_without_solutions(tmp_path):
         for cell in student.cells:
             assert "solution" not in cell.metadata.get("tags", []) and "hide-input" not in cell.metadata.get("tags", [])
             assert not cell.get("outputs") and cell.get("execution_count") is None
+        exercise_cells = "\n".join(student.cells[i].source for ex in find_exercises(student) for i in ex.solution_cells)
         for ex in find_exercises(instructor):  # no line of a solution survives
             for i in ex.solution_cells:
                 body = instructor.cells[i].source.split(BEGIN)[1].split(END)[0]
                 for line in filter(None, (ln.strip() for ln in body.splitlines())):
-                    assert line not in student.cells[i].source, f"{path.name}: {line!r} leaked"
+                    assert line not in exercise_cells, f"{path.name}: {line!r} leaked"
 
 
 def test_committed_student_notebooks_are_up_to_date(tmp_path):
@@ -380,3 +382,50 @@ def test_the_graders_own_checks_pass_the_solutions(path, context, capsys):
         run_cell(run.cells[ex.check_cell + 1].source, namespace)
         out = capsys.readouterr().out
         assert out.startswith("✓"), f"{path.name} {ex.check}: {out}"
+
+
+# -------------------------------------------------------------------------------------------
+# issue 25: student notebooks read well in Jupyter and Colab (no raw MyST)
+# -------------------------------------------------------------------------------------------
+MYST_ROLE = re.compile(r"\{[a-z:]+\}`")
+STUDENT_NOTEBOOKS = sorted((ROOT / "book" / "student").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", STUDENT_NOTEBOOKS, ids=lambda p: p.name)
+def test_student_markdown_holds_no_myst_role(path):
+    student = nbformat.read(path, as_version=4)
+    raw = [(i, m.group(0)) for i, c in enumerate(student.cells) if c.cell_type == "markdown"
+           for m in MYST_ROLE.finditer(c.source)]
+    assert not raw, f"{path.name}: MyST roles left in Markdown cells: {raw[:5]}"
+    assert not [i for i, c in enumerate(student.cells) if c.cell_type == "markdown"
+                and re.search(r"^(```+|:::+)\{", c.source, re.MULTILINE)], f"{path.name}: a MyST directive is left"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_glued_number_is_printed_in_the_student_version(path):
+    """Each {glue:text} placeholder of a chapter is shown as [key] and printed by a show_glued cell."""
+    chapter = nbformat.read(path, as_version=4)
+    student = nbformat.read(ROOT / "book" / "student" / path.name, as_version=4)
+    placeholders = [m.group(1) for c in chapter.cells if c.cell_type == "markdown"
+                    for m in re.finditer(r"\{glue(?::text)?\}`([^`]*)`", c.source)]
+    printed = [p for c in student.cells if c.cell_type == "code" and "show_glued(" in c.source
+               for p in ast.literal_eval("[" + c.source.split("show_glued(", 1)[1].rsplit(")", 1)[0] + "]")]
+    assert printed == placeholders
+    first_code = next(i for i, c in enumerate(student.cells) if c.cell_type == "code")
+    assert "show_glued" not in student.cells[first_code].source  # the setup cell stays first
+
+
+def test_plain_markdown_turns_roles_into_text():
+    from emseg_tutorial.labs.student import plain_markdown, read_references
+
+    refs = read_references(ROOT / "book" / "references.bib")
+    assert refs["roy2020"] == "Roy and Chakraborty 2020" and refs["nunez2013"] == "Nunez-Iglesias et al. 2013"
+    text, glued = plain_markdown(
+        "As {cite:t}`roy2020` and others {cite}`roy2020,nunez2013`, see {ref}`the table <scores>`, "
+        "{numref}`fig-a`, {term}`weight map`, {doc}`intro`, {math}`x^2` and "
+        "{glue:text}`../03_experiment1.ipynb::m1_j:.3f`, {glue}`n`.", refs)
+    assert text == ("As Roy and Chakraborty (2020) and others (Roy and Chakraborty 2020; Nunez-Iglesias et al. 2013), "
+                    "see the table, fig-a, weight map, intro, $x^2$ and `[m1_j]`, `[n]`.")
+    assert glued == ["../03_experiment1.ipynb::m1_j:.3f", "n"]
+    quoted, _ = plain_markdown(":::{admonition} Scores\n:class: note\n\n* Jaccard\n:::\nafter")
+    assert quoted == "> **Scores**\n>\n>\n> * Jaccard\nafter"
