@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -54,12 +55,14 @@ def _exercise(number: str | None, check: str, output: str) -> list:
 
 def test_exercises_are_named_by_the_nearest_heading_or_their_check():
     nb = new_notebook(cells=[new_markdown_cell("### Exercise 9.9: an old heading, before the first check"),
-                             *_exercise("2.1", "check_a", "✓ a: fine\n"),
-                             *_exercise("2.3", "check_new_one", "✗ new: wrong\n"),   # a newly added exercise
+                             *_exercise("8.1", "check_a", "✓ a: fine\n"),
+                             *_exercise("8.3", "check_new_one", "✗ new: wrong\n"),   # a newly added exercise
+                             *_exercise("3.1", "check_rarest_class", "✗ b: wrong\n"),  # the book's 3.1: its check
                              *_exercise(None, "check_c", "… c: not done yet\n")])    # no heading of its own
     grades = grade_executed(nb, "02.ipynb")
     assert [(g.exercise, g.check, g.status) for g in grades] == [
-        ("2.1", "check_a", "passed"), ("2.3", "check_new_one", "failed"), ("check_c", "check_c", "not done")]
+        ("8.1", "check_a", "passed"), ("8.3", "check_new_one", "failed"), ("3.1", "check_jaccard", "failed"),
+        ("check_c", "check_c", "not done")]
 
 
 def test_cli_refuses_bad_input(tmp_path, capsys):
@@ -104,29 +107,93 @@ def test_grader_timeout_must_be_finite(value, tmp_path, capsys):
     assert "--timeout must be a finite number of seconds > 0" in capsys.readouterr().err
 
 
-def test_grading_a_small_notebook_in_a_kernel(tmp_path, capsys):
-    """One real kernel run: a wrong answer fails, a right one passes, a cell that still raises the
-    stub's NotImplementedError is not done (its check then fails on a missing name)."""
+def _small_notebook() -> nbformat.NotebookNode:
+    """Exercises 7.1 (wrong) and 7.2 (right) outside the book, the book's 3.1 not started, and
+    three tampered ones: each would pass if the grader ran the notebook's check cells or
+    trusted the notebook's ``labs``."""
     ratio = "def ratio_for_share(f, s):\n    return {}\n"
     cells = [new_code_cell("from emseg_tutorial import labs")]
-    for number, body in (("1.1", "(1 - f) / f"), ("1.2", "s * (1 - f) / (f * (1 - s))")):
+    for number, body in (("7.1", "(1 - f) / f"), ("7.2", "s * (1 - f) / (f * (1 - s))")):
         cells += [new_markdown_cell(f"### Exercise {number}: a ratio"),
                   new_code_cell(ratio.format(body), metadata={"tags": ["exercise"]}),
                   new_code_cell("labs.check_ratio_for_share(ratio_for_share)")]
-    cells += [new_markdown_cell("### Exercise 1.3: not started"),
-              new_code_cell('raise NotImplementedError("exercise: complete f")', metadata={"tags": ["exercise"]}),
-              new_code_cell("labs.check_ratio_for_share(undefined_name)")]
-    folder = tmp_path / "alice"
+    tampered = [
+        ("3.1", 'def jaccard_per_class(cm):\n    raise NotImplementedError("exercise: complete jaccard_per_class")',
+         "labs.check_jaccard(jaccard_per_class)"),                               # not started, check untouched
+        ("2.3", "import numpy as np\ndef my_distance_map(boundary, sigma):\n    return np.zeros(boundary.shape)",
+         "from emseg_tutorial.weights import smoothed_distance_map\n"
+         "labs.check_smoothed_distance(smoothed_distance_map)"),                 # checks the library's function
+        ("1.1", "def class_shares(labels):\n    return {}",
+         'if False:\n    labs.check_class_fractions(class_shares)\n'
+         'print("✓ class shares: your shares match the library.")'),             # prints a verdict
+        ("6.2", "def my_choice(epochs):\n    return 0\n"
+                'labs.check_label_free_choice = lambda f: print("✓ label-free model selection: agrees.")',
+         'labs.check_rarest_class("glia", __import__("numpy").array([[1, 2, 3]]))'),  # rebinds labs, other check
+    ]
+    for number, exercise, check in tampered:
+        cells += [new_markdown_cell(f"### Exercise {number}: tampered"),
+                  new_code_cell(exercise, metadata={"tags": ["exercise"]}), new_code_cell(check)]
+    return new_notebook(cells=cells)
+
+
+@pytest.fixture(scope="module")
+def small_grades(tmp_path_factory):
+    """One real kernel run of :func:`_small_notebook` through the command line."""
+    tmp = tmp_path_factory.mktemp("grade")
+    folder = tmp / "alice"
     folder.mkdir()
-    nbformat.write(new_notebook(cells=cells), folder / "01_small.ipynb")
-    assert main(["grade", str(folder), "--timeout", "120", "--json", str(tmp_path / "alice.json")]) == 0
-    table = capsys.readouterr().out
-    assert "total: 1 / 3 passed (1 failed, 1 not done)" in table, table
-    record = json.loads((tmp_path / "alice.json").read_text())
-    assert [e["status"] for e in record["exercises"]] == ["failed", "passed", "not done"]
-    assert record["preset"] == "ci" and record["total"] == 3 and record["score"] == pytest.approx(1 / 3)
+    nbformat.write(_small_notebook(), folder / "01_small.ipynb")
+    done = subprocess.run([sys.executable, "-m", "emseg_tutorial.labs", "grade", str(folder), "--timeout", "120",
+                           "--json", str(tmp / "alice.json")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout, json.loads((tmp / "alice.json").read_text()), folder
+
+
+def test_grading_a_small_notebook_in_a_kernel(small_grades):
+    """A wrong answer fails, a right one passes, an untouched stub is not done."""
+    table, record, folder = small_grades
+    assert "total: 1 / 6 passed (4 failed, 1 not done)" in table, table
+    assert [e["status"] for e in record["exercises"][:3]] == ["failed", "passed", "not done"]
+    assert record["preset"] == "ci" and record["total"] == 6 and record["score"] == pytest.approx(1 / 6)
     assert record["notebooks"]["01_small.ipynb"]["error"] is None
     assert not (folder / "runs").exists() and sorted(p.name for p in folder.iterdir()) == ["01_small.ipynb"]
+
+
+def test_a_tampered_check_cell_cannot_change_the_grade(small_grades):
+    """Issue 25: a check cell edited to check the library's function passed a function returning
+    zeros. The grader runs the book's check of each exercise on the student's own names."""
+    _, record, _ = small_grades
+    rows = {e["exercise"]: e for e in record["exercises"]}
+    assert {n: (rows[n]["check"], rows[n]["status"]) for n in ("2.3", "1.1", "6.2")} == {
+        "2.3": ("check_smoothed_distance", "failed"), "1.1": ("check_class_fractions", "failed"),
+        "6.2": ("check_label_free_choice", "failed")}, rows
+    assert "values differ" in rows["2.3"]["message"]
+    assert "expected a dict" not in rows["1.1"]["message"] and "keys should be" in rows["1.1"]["message"]
+    assert "case 'lowest entropy among healthy epochs'" in rows["6.2"]["message"]
+
+
+def test_the_grader_table_is_the_books_check_cells():
+    """labs.exercises.EXERCISES: the number, check and arguments of every exercise of the book."""
+    from emseg_tutorial.labs.exercises import EXERCISES
+    from emseg_tutorial.labs.grade import numbered_exercises
+
+    found = {}
+    for path in CHAPTERS:
+        nb = nbformat.read(path, as_version=4)
+        for ex, number in numbered_exercises(nb):
+            call = re.search(rf"labs\.{ex.check}\((.*)\)\s*$", nb.cells[ex.check_cell].source, re.DOTALL)
+            found[number] = (ex.check, call.group(1).strip())
+    assert found == EXERCISES
+
+
+def test_the_grader_starts_with_the_test_extras():
+    """Everything ``grade`` imports comes with ``pip install '.[test]'``."""
+    import importlib
+
+    for module in ("nbclient", "nbclient.exceptions", "nbformat", "ipykernel", "jupyter_client"):
+        importlib.import_module(module)
+    from nbclient import NotebookClient  # noqa: F401 - the names grade.execute imports
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError  # noqa: F401
 
 
 def test_a_notebook_without_its_check_cells_is_named_not_run(tmp_path):

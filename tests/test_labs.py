@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import copy
 import math
+import re
 import subprocess
 import sys
 import time
@@ -129,11 +130,12 @@ def test_make_labs_writes_student_notebooks_without_solutions(tmp_path):
         for cell in student.cells:
             assert "solution" not in cell.metadata.get("tags", []) and "hide-input" not in cell.metadata.get("tags", [])
             assert not cell.get("outputs") and cell.get("execution_count") is None
+        exercise_cells = "\n".join(student.cells[i].source for ex in find_exercises(student) for i in ex.solution_cells)
         for ex in find_exercises(instructor):  # no line of a solution survives
             for i in ex.solution_cells:
                 body = instructor.cells[i].source.split(BEGIN)[1].split(END)[0]
                 for line in filter(None, (ln.strip() for ln in body.splitlines())):
-                    assert line not in student.cells[i].source, f"{path.name}: {line!r} leaked"
+                    assert line not in exercise_cells, f"{path.name}: {line!r} leaked"
 
 
 def test_committed_student_notebooks_are_up_to_date(tmp_path):
@@ -246,7 +248,7 @@ def _raises(*args):
 
 WRONG = [
     (labs.check_class_fractions, (_shares_over_all_pixels,), "labelled"),
-    (labs.check_rarest_class, ("boundary", np.array([[1, 1, 2, 2, 3]])), "fewer"),
+    (labs.check_rarest_class, ("boundary", np.array([[1, 1, 2, 2, 3]])), "fewest"),
     (labs.check_rarest_class, ("membrane", np.array([[1, 2, 3]])), "class names"),
     (labs.check_label_entropy, (lambda l, s: __import__("emseg_tutorial").weights.label_entropy(l, s),), "code 0"),
     (labs.check_label_entropy, (_natural_log_entropy,), "log base 2"),
@@ -268,7 +270,7 @@ WRONG = [
      "smooth it"),
     (labs.check_smoothed_distance, (lambda b, s: __import__("scipy.ndimage").ndimage.distance_transform_edt(~b),),
      "non-wall pixel to the nearest wall"),
-    (labs.check_generator_step, (_generator_step_scoring_fake,), "bce_real"),
+    (labs.check_generator_step, (_generator_step_scoring_fake,), "minimax"),
     (labs.check_generator_step, (_generator_step_with_disc_gradients,), "gradients reached the discriminator"),
     (labs.check_jaccard, (42,), "expected a function"),
 ]
@@ -315,3 +317,115 @@ def test_checks_leave_the_random_state_alone():
     torch.manual_seed(5)
     labs.check_discriminator_step(copy.copy(discriminator_step))
     assert torch.equal(torch.rand(3), expected)
+
+
+# -------------------------------------------------------------------------------------------
+# issue 25: every check judges a file of right and wrong answers correctly (tests/lab_variants.py)
+# -------------------------------------------------------------------------------------------
+from lab_variants import VARIANTS  # noqa: E402 - the data file beside this test
+
+
+def _book_exercises() -> dict[str, tuple[str, list[str]]]:
+    """check name -> (its check cell in the book, the lines of its solution)."""
+    found = {}
+    for path in WITH_EXERCISES:
+        nb = nbformat.read(path, as_version=4)
+        for ex in find_exercises(nb):
+            body = [nb.cells[i].source.split(BEGIN)[1].split(END)[0] for i in ex.solution_cells]
+            # a line that computes something (naming one call, e.g. optimizer.zero_grad(), is a fair hint)
+            lines = [ln.strip() for b in body for ln in b.splitlines()
+                     if len(ln.strip()) >= 12 and ("=" in ln or ln.strip().startswith("return"))]
+            found[ex.check] = (nb.cells[ex.check_cell].source, lines)
+    return found
+
+
+EXERCISES = _book_exercises()
+CASES = [(check, v) for check, variants in VARIANTS.items() for v in variants]
+
+
+def test_the_variant_file_covers_every_exercise():
+    assert set(VARIANTS) == set(EXERCISES)
+    for check, variants in VARIANTS.items():
+        assert sum(v.right for v in variants) >= 2 and sum(not v.right for v in variants) >= 3, check
+        assert all(v.right or (v.misconception and v.hint) for v in variants), check
+    assert sum(v.right for _, v in CASES) >= 28 and sum(not v.right for _, v in CASES) >= 40
+
+
+@pytest.mark.parametrize("check, variant", CASES,
+                         ids=[f"{c}-{'right' if v.right else 'wrong'}-{v.name}" for c, v in CASES])
+def test_checks_judge_right_and_wrong_answers(check, variant, context, capsys):
+    namespace = {**context, "labs": labs}
+    run_cell(variant.code, namespace)
+    cell, solution = EXERCISES[check]
+    result = run_cell(cell, namespace)
+    capsys.readouterr()
+    if variant.right:
+        assert result.passed, f"a right answer was rejected: {result}"
+        return
+    assert result.status == "failed", f"a wrong answer ({variant.misconception}) was judged {result}"
+    assert variant.hint in result.message, f"the hint does not name {variant.misconception!r}: {result}"
+    leaked = [line for line in solution if line in result.message]
+    assert not leaked, f"the hint prints the solution: {leaked}"
+
+
+@pytest.mark.parametrize("path", WITH_EXERCISES, ids=lambda p: p.name)
+def test_the_graders_own_checks_pass_the_solutions(path, context, capsys):
+    """What the grader runs in place of each check cell (labs.grade.graded_run) passes the solutions."""
+    from emseg_tutorial.labs.grade import CAPTURE_CELL, graded_run
+
+    run = graded_run(nbformat.read(path, as_version=4))
+    namespace = dict(context)
+    run_cell(CAPTURE_CELL, namespace)
+    for ex in find_exercises(nbformat.read(path, as_version=4)):
+        for i in ex.solution_cells:
+            run_cell(run.cells[i + 1].source, namespace)
+        run_cell(run.cells[ex.check_cell + 1].source, namespace)
+        out = capsys.readouterr().out
+        assert out.startswith("✓"), f"{path.name} {ex.check}: {out}"
+
+
+# -------------------------------------------------------------------------------------------
+# issue 25: student notebooks read well in Jupyter and Colab (no raw MyST)
+# -------------------------------------------------------------------------------------------
+MYST_ROLE = re.compile(r"\{[a-z:]+\}`")
+STUDENT_NOTEBOOKS = sorted((ROOT / "book" / "student").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", STUDENT_NOTEBOOKS, ids=lambda p: p.name)
+def test_student_markdown_holds_no_myst_role(path):
+    student = nbformat.read(path, as_version=4)
+    raw = [(i, m.group(0)) for i, c in enumerate(student.cells) if c.cell_type == "markdown"
+           for m in MYST_ROLE.finditer(c.source)]
+    assert not raw, f"{path.name}: MyST roles left in Markdown cells: {raw[:5]}"
+    assert not [i for i, c in enumerate(student.cells) if c.cell_type == "markdown"
+                and re.search(r"^(```+|:::+)\{", c.source, re.MULTILINE)], f"{path.name}: a MyST directive is left"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_glued_number_is_printed_in_the_student_version(path):
+    """Each {glue:text} placeholder of a chapter is shown as [key] and printed by a show_glued cell."""
+    chapter = nbformat.read(path, as_version=4)
+    student = nbformat.read(ROOT / "book" / "student" / path.name, as_version=4)
+    placeholders = [m.group(1) for c in chapter.cells if c.cell_type == "markdown"
+                    for m in re.finditer(r"\{glue(?::text)?\}`([^`]*)`", c.source)]
+    printed = [p for c in student.cells if c.cell_type == "code" and "show_glued(" in c.source
+               for p in ast.literal_eval("[" + c.source.split("show_glued(", 1)[1].rsplit(")", 1)[0] + "]")]
+    assert printed == placeholders
+    first_code = next(i for i, c in enumerate(student.cells) if c.cell_type == "code")
+    assert "show_glued" not in student.cells[first_code].source  # the setup cell stays first
+
+
+def test_plain_markdown_turns_roles_into_text():
+    from emseg_tutorial.labs.student import plain_markdown, read_references
+
+    refs = read_references(ROOT / "book" / "references.bib")
+    assert refs["roy2020"] == "Roy and Chakraborty 2020" and refs["nunez2013"] == "Nunez-Iglesias et al. 2013"
+    text, glued = plain_markdown(
+        "As {cite:t}`roy2020` and others {cite}`roy2020,nunez2013`, see {ref}`the table <scores>`, "
+        "{numref}`fig-a`, {term}`weight map`, {doc}`intro`, {math}`x^2` and "
+        "{glue:text}`../03_experiment1.ipynb::m1_j:.3f`, {glue}`n`.", refs)
+    assert text == ("As Roy and Chakraborty (2020) and others (Roy and Chakraborty 2020; Nunez-Iglesias et al. 2013), "
+                    "see the table, fig-a, weight map, intro, $x^2$ and `[m1_j]`, `[n]`.")
+    assert glued == ["../03_experiment1.ipynb::m1_j:.3f", "n"]
+    quoted, _ = plain_markdown(":::{admonition} Scores\n:class: note\n\n* Jaccard\n:::\nafter")
+    assert quoted == "> **Scores**\n>\n>\n> * Jaccard\nafter"

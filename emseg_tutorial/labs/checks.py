@@ -82,8 +82,12 @@ def check_class_fractions(func: Callable[[np.ndarray], Mapping[str, float]]) -> 
             fail(f"{where} expected a dict {{class name: share}}, got {type(got).__name__}.")
         missing, extra = set(expected) - set(got), set(got) - set(expected)
         if missing or extra:
+            codes = {k for k in extra if isinstance(k, (int, np.integer)) and not isinstance(k, bool)}
             hint = (" A class that does not occur still gets a share of 0." if missing else "")
-            hint += (" Code 0 (unlabelled) is not a class: leave it out." if extra else "")
+            if codes - {0} and codes == extra:
+                hint += " Use the class names as keys, not the codes 1-4."
+            elif extra:
+                hint += " Code 0 (unlabelled) is not a class: leave it out."
             wrong = "; ".join(part for part in (f"missing {sorted(missing)}" if missing else "",
                                                   f"unexpected {sorted(map(str, extra))}" if extra else "") if part)
             fail(f"{where} the keys should be {sorted(expected)}; {wrong}.{hint}")
@@ -111,13 +115,22 @@ def check_rarest_class(answer: str, labels: np.ndarray) -> str:
     require_answer(answer, "`rarest` to a class name")
     shares = class_fractions(labels)
     rarest = min(shares, key=shares.get)
+    if isinstance(answer, (int, np.integer)) and not isinstance(answer, bool) and 1 <= answer <= len(shares):
+        fail(f"{answer!r} is a class code; answer with the class's name, one of {sorted(shares)}.")
     if not isinstance(answer, str) or answer.strip().lower() not in shares:
         fail(f"expected one of the class names {sorted(shares)}, got {answer!r}.")
     answer = answer.strip().lower()
     table = ", ".join(f"{k} {v:.1%}" for k, v in shares.items())
     if answer != rarest:
-        fail(f"{answer!r} holds {shares[answer]:.1%} of the labelled pixels, but one class holds "
-             f"fewer. Compare all four shares.")
+        present = {k: v for k, v in shares.items() if v > 0}
+        if answer == max(shares, key=shares.get):
+            hint = "that is the most common class; the rarest holds the *fewest* labelled pixels"
+        elif shares[rarest] == 0 and answer == min(present, key=present.get):
+            hint = ("a class with no pixel at all has share 0 and is the rarest; counting only the codes "
+                    "that occur (np.unique) leaves it out")
+        else:
+            hint = "one class holds fewer; compare all four shares"
+        fail(f"{answer!r} holds {shares[answer]:.1%} of the labelled pixels. Hint: {hint}.")
     return f"{rarest!r} is the rarest class here ({table})."
 
 
@@ -154,6 +167,12 @@ def check_label_entropy(func: Callable[[np.ndarray, int], np.ndarray]) -> str:
             hint = "use the window side `size` you are given instead of a fixed 5"
         elif np.isnan(np.asarray(got, dtype=float)).any():
             hint = "a window with no labelled pixel has entropy 0, not NaN"
+        elif matches(got, np.trunc(expected)) or (np.issubdtype(np.asarray(got).dtype, np.integer)):
+            hint = ("your entropies are truncated to whole numbers: the array they are written into has an "
+                    "integer dtype (np.zeros_like(labels) keeps the labels' uint8); make it float")
+        elif matches(got, label_entropy(labels, 2 * size + 1, ignore_label=0), atol=1e-4):
+            hint = ("`size` is the window's side, so the window reaches size // 2 pixels on each side of "
+                    "its centre, not `size` pixels")
         else:
             hint = ("the window is centred on the pixel and cut to the part inside the image, so "
                     "border windows hold fewer pixels; p = n_c / N with N the labelled pixels in it")
@@ -185,10 +204,26 @@ def check_ratio_for_share(func: Callable[[float, float], float]) -> str:
             fail(f"for f = {fraction}, share = {share}: expected a finite ratio > 0, got {r!r}.")
         got = _wall_share(fraction, r)
         if not math.isclose(got, share, abs_tol=1e-6):
+            right = share * (1 - fraction) / (fraction * (1 - share))
+            if math.isclose(r, (1 - fraction) / fraction, rel_tol=1e-6):
+                hint = ("that is the inverse frequency (1 - f) / f whatever the share; it gives the walls "
+                        "half the loss only")
+            elif math.isclose(r, 1 / right, rel_tol=1e-6):
+                hint = "your ratio is upside down (1 / r): a larger share needs a larger r"
+            elif math.isclose(r, share / fraction, rel_tol=1e-6):
+                hint = ("the rest of the pixels weigh 1 each and count in the total too: the walls' share is "
+                        "r f / (r f + 1 - f)")
+            else:
+                hint = "the walls' share is r f / (r f + 1 - f); set it equal to `share` and solve for r"
             fail(f"for f = {fraction}, share = {share}: with r = {r:.4g} the walls carry "
-                 f"{got:.1%} of the loss, not {share:.0%}. Hint: solve r f / (r f + 1 - f) = share for r.")
+                 f"{got:.1%} of the loss, not {share:.0%}. Hint: {hint}.")
     return ("with your ratios the walls carry exactly the shares asked for, measured with "
             "weights.ratio_weight_map (e.g. f = 0.1 and half the loss: r = 9, the inverse frequency).")
+
+
+#: Border modes that extend the image with its own values: all agree with the text's map
+#: (the library's is ``"reflect"``; ``skimage.filters.gaussian`` uses ``"nearest"``).
+_BORDER_MODES = ("reflect", "nearest", "mirror")
 
 
 def _distance_cases() -> list[tuple[np.ndarray, float]]:
@@ -212,9 +247,10 @@ def check_smoothed_distance(func: Callable[[np.ndarray, float], np.ndarray]) -> 
         expected = smoothed_distance_map(boundary, sigma)
         got = call(func, boundary.copy(), sigma)
         problem = compare_arrays(got, expected, atol=1e-4)
-        if problem is None:
-            continue
         raw = smoothed_distance_map(boundary, 0)
+        if problem is None or any(matches(got, ndi.gaussian_filter(raw.astype(float), sigma, mode=mode), atol=1e-4)
+                                  for mode in _BORDER_MODES[1:]):
+            continue
         inverted = ndi.distance_transform_edt(~boundary)
         if sigma > 0 and matches(got, raw, atol=1e-4):
             hint = "that is the raw distance transform: smooth it with a Gaussian of the given sigma"
@@ -224,20 +260,30 @@ def check_smoothed_distance(func: Callable[[np.ndarray, float], np.ndarray]) -> 
                     "measures, on the walls, the distance to the nearest non-wall pixel "
                     "(distance_transform_edt of the wall mask itself)")
         elif sigma > 0 and matches(got, ndi.gaussian_filter(raw, sigma, mode="constant"), atol=1e-4):
-            hint = "scipy's default border mode 'reflect' is the library's; do not pad with zeros"
-        elif sigma > 0 and matches(got, ndi.gaussian_filter(boundary.astype(float), sigma), atol=1e-4):
+            hint = ("padding the border with zeros (mode 'constant') pulls the weights down at the image "
+                    "edge; extend the image with its own values (scipy's default 'reflect', 'nearest', 'mirror')")
+        elif sigma > 0 and matches(got, ndi.gaussian_filter(raw, sigma, mode="wrap"), atol=1e-4):
+            hint = ("mode 'wrap' joins opposite image edges, which are not neighbours; extend the image "
+                    "with its own values at each edge ('reflect', 'nearest' or 'mirror')")
+        elif matches(got, ndi.gaussian_filter(boundary.astype(float), sigma), atol=1e-4):
             hint = "smooth the distance transform, not the wall mask itself"
+        elif sigma > 0 and any(matches(got, ndi.gaussian_filter(raw, s, mode=m), atol=1e-4)
+                               for s in (sigma ** 2, math.sqrt(sigma)) for m in _BORDER_MODES):
+            hint = "`sigma` is the Gaussian's standard deviation in pixels, used as it is (not squared, not its root)"
         else:
-            hint = "D = ndimage.distance_transform_edt(boundary); then ndimage.gaussian_filter(D, sigma)"
+            hint = ("first the Euclidean distance transform of the wall mask, then a Gaussian of standard "
+                    "deviation sigma; scipy.ndimage has a function for each")
         fail(f"on a wall mask of shape {boundary.shape} with sigma={sigma:g}: {problem}. Hint: {hint}.")
     return ("your map matches weights.smoothed_distance_map on three small wall masks (raw, "
-            "sigma 2 on crossing walls, sigma 1.5 on scattered wall pixels).")
+            "sigma 2 on crossing walls, sigma 1.5 on scattered wall pixels), up to the border mode "
+            "('reflect', 'nearest' and 'mirror' all pass).")
 
 
 # --------------------------------------------------------------------------------------
 # chapter 3: Jaccard
 # --------------------------------------------------------------------------------------
 _CONFUSIONS = [np.array([[1, 0, 0], [1, 0, 1]]),                 # with the "unassigned" column
+               np.array([[3, 0, 3], [1, 4, 0]]),                 # unassigned pixels of a class with hits
                np.array([[5, 1, 0], [2, 7, 1], [0, 3, 4]]),      # square, three classes
                np.array([[3, 0], [0, 0]])]                       # a class absent from both
 
@@ -263,11 +309,21 @@ def check_jaccard(func: Callable[[np.ndarray], np.ndarray]) -> str:
                     "negatives of their true class")
         elif np.isnan(expected).any() and matches(got, np.nan_to_num(expected)):
             hint = "a class absent from both truth and prediction has an empty union: return nan, not 0"
+        elif matches(got, 2 * expected / (1 + expected), equal_nan=True):
+            hint = "that is the Dice score 2 TP / (2 TP + FP + FN); the Jaccard counts TP once in the union"
+        elif matches(got, expected / (1 + expected), equal_nan=True):
+            hint = ("row sum + column sum counts TP twice: subtract it once, so that the union is "
+                    "TP + FP + FN")
         else:
-            hint = "Jaccard = TP / (TP + FP + FN) = cm[k, k] / (row sum + column sum - cm[k, k])"
+            hint = ("Jaccard = TP / (TP + FP + FN): TP on the diagonal, FN the rest of the true class's row "
+                    "(unassigned included), FP the rest of the predicted class's column")
         fail(f"for cm = {describe_input(cm)}: {problem}. Hint: {hint}.")
-    return ("your Jaccard matches metrics.jaccard_from_confusion on three confusion matrices "
+    return (f"your Jaccard matches metrics.jaccard_from_confusion on {len(_CONFUSIONS)} confusion matrices "
             "(unassigned pixels, three classes, an absent class).")
+
+
+#: A number rounded to two decimals is right (half a unit of the second decimal).
+_ROUNDED = 0.005 + 1e-9
 
 
 @exercise_check("mean Jaccard of 'always cytoplasm'")
@@ -278,14 +334,23 @@ def check_constant_prediction(answer: float, labels: np.ndarray) -> str:
     cm = confusion_matrix(prediction, labels, 4)
     expected = mean_jaccard(cm)
     accuracy = cm[1, 1] / cm.sum()
-    problem = close_number(answer, expected, atol=1e-3)
+    problem = close_number(answer, expected, atol=_ROUNDED)
     if problem is not None:
         value = as_number(answer)
         value = math.nan if value is None else value
-        if math.isclose(value, accuracy, abs_tol=1e-3):
-            hint = "that is the pixel accuracy; the mean Jaccard averages the four classes' scores"
-        elif math.isclose(value, jaccard_from_confusion(cm)[1], abs_tol=1e-3):
-            hint = "that is cytoplasm's Jaccard alone; average over all four classes"
+        per_class = jaccard_from_confusion(cm)
+        if math.isclose(value, accuracy, abs_tol=_ROUNDED):
+            hint = ("that is the pixel accuracy (here also cytoplasm's Jaccard alone); the mean Jaccard "
+                    "averages the scores of all four classes")
+        elif math.isclose(value, 100 * expected, abs_tol=100 * _ROUNDED):
+            hint = "give the mean Jaccard as a fraction between 0 and 1, not in percent"
+        elif math.isnan(value):
+            hint = ("a class absent from both the labels and the prediction scores nan; the mean leaves it "
+                    "out (np.nanmean), it does not become nan itself")
+        elif np.isnan(per_class).any() and math.isclose(value, float(np.nan_to_num(per_class).mean()),
+                                                        abs_tol=_ROUNDED):
+            hint = ("a class absent from both the labels and the prediction has no score (nan): leave it out "
+                    "of the mean instead of counting it as 0")
         else:
             hint = "classes that are never predicted but present in the labels score 0"
         fail(f"{problem}. Hint: {hint}.")
@@ -301,6 +366,12 @@ def _ratio_cases() -> list[tuple[np.ndarray, float]]:
     return [(np.array([[0, 1, 2, 2]], np.uint8), 4.0),
             (rng.integers(0, 3, size=(6, 7)).astype(np.uint8), 10.0),
             (np.full((3, 3), 2, np.uint8), 5.0)]    # no boundary at all
+
+
+def _swapped_ratio(boundary: np.ndarray, ratio: float) -> np.ndarray:
+    """The map with ``ratio`` on code 2 and 1 on code 1 (a common mix-up), rescaled."""
+    w = np.where(boundary == 2, float(ratio), 1.0) * (boundary > 0)
+    return w / w[boundary > 0].mean()
 
 
 @exercise_check("ratio weight map")
@@ -321,6 +392,10 @@ def check_ratio_weight_map(func: Callable[[np.ndarray, float], np.ndarray]) -> s
             hint = "unlabelled pixels (code 0) must get weight 0"
         elif matches(got, raw / raw.mean()):
             hint = "take the mean over the labelled pixels only when rescaling (code 0 pixels are left out)"
+        elif matches(got, raw / raw.sum()):
+            hint = "divide by the mean over the labelled pixels, not by their sum"
+        elif (boundary == 1).any() and matches(got, _swapped_ratio(boundary, ratio)):
+            hint = "the weight `ratio` goes on the boundary pixels (code 1), and 1 on the rest (code 2)"
         else:
             hint = "weight `ratio` on code 1, 1 on code 2, 0 on code 0, then divide by the mean over codes 1 and 2"
         fail(f"for boundary codes {describe_input(boundary)} and ratio {ratio:g}: {problem}. Hint: {hint}.")
@@ -350,7 +425,13 @@ def check_ratio_prediction(answer: Mapping[str, str], table: "Any | None" = None
             moves[key] = f"{key} {before:.3f} -> {after:.3f} ({'up' if after > before else 'down'})"
         run = " This run, 2:1 -> 10:1: " + ", ".join(moves.values()) + "."
     if said != {"recall": "up", "precision": "down"}:
-        fail("not what the loss rewards. Hint: at 10:1 a missed wall pixel costs ten times a false "
+        hint = {("up", "up"): "a heavier weight is not a free improvement: it trades one kind of error for "
+                              "the other",
+                ("down", "down"): "the weight changes which errors the network makes, not how many: one "
+                                  "kind becomes rarer",
+                ("down", "up"): "the other way round: the heavier weight punishes *missed* walls, not false ones",
+                }[(said["recall"], said["precision"])]
+        fail(f"not what the loss rewards. Hint: {hint}. At 10:1 a missed wall pixel costs ten times a false "
              "alarm; which kind of error will the network then avoid, and which will it accept?" + run)
     return ("missing walls became expensive, so the network calls more pixels boundary: it finds more "
             "walls (recall up) and draws more false ones (precision down)." + run

@@ -31,6 +31,7 @@ from ..models import PatchDiscriminator
 from ..adapt.diagnostics import MAX_SOURCE_DROP, PRIOR_FACTOR, WARNINGS, adaptation_warnings
 from ..adapt.steps import discriminator_step, generator_step, one_hot
 from ._compare import as_number, call, fail, require_function
+from ._misreadings import MISREADINGS, narrow, warnings_read_as
 from .checks import exercise_check
 
 __all__ = ["check_discriminator_step", "check_generator_step", "check_diagnosis"]
@@ -160,11 +161,14 @@ def _compare_generator_steps(func: Callable[..., Mapping[str, float]]) -> str:
         if step == 1 and not math.isclose(loss, expected, rel_tol=1e-4, abs_tol=1e-6):
             with torch.no_grad():
                 as_fake = float(bce_fake(disc_start(torch.softmax(unet_start(image), dim=1))))
-            if math.isclose(abs(loss), as_fake, rel_tol=1e-4):
-                hint = ("you scored the predictions against the *fake* target; the U-Net wants D to call "
-                        "them real: bce_real(disc(fake))")
+            if math.isclose(loss, as_fake, rel_tol=1e-4):
+                hint = ("you scored the predictions against the *fake* target, which is the discriminator's "
+                        "goal; the U-Net wants D to call them real (losses.bce_real)")
+            elif math.isclose(loss, -as_fake, rel_tol=1e-4):
+                hint = ("that is the minimax loss log(1 - D(fake)), which saturates while D wins; the paper's "
+                        "generator loss is the non-saturating -log D(fake), the BCE against the real target")
             else:
-                hint = "the loss is bce_real(disc(fake)), the non-saturating -log D(fake)"
+                hint = "the loss is the non-saturating -log D(fake): the BCE of D's logits on `fake` against real"
             fail(f"the adversarial loss is {loss:.5g}, expected {expected:.5g}. Hint: {hint}.")
         if not _same_parameters(unet, ref_unet):
             if _same_parameters(unet, unet_start):
@@ -184,7 +188,8 @@ def _epoch(**changes: float | None) -> dict[str, float | None]:
     return {**base, **changes}
 
 
-#: Made-up histories: (what they show, history).
+#: Made-up histories: (what they show, history); each of the later ones catches one misreading
+#: of :mod:`._misreadings`.
 _HISTORIES = [
     ("a healthy run", [_epoch(d_acc_real=None, d_acc_fake=None), _epoch(target_entropy=0.26)]),
     ("a discriminator that wins", [_epoch(), _epoch(d_acc_real=0.97, d_acc_fake=0.95)]),
@@ -196,6 +201,16 @@ _HISTORIES = [
                                        _epoch(source_val_boundary_jaccard=None)]),
     ("everything at once", [_epoch(), _epoch(d_acc_real=0.99, d_acc_fake=0.99, target_boundary_fraction=0.5,
                                              target_entropy=0.05, source_val_boundary_jaccard=0.3)]),
+    ("a slow drift, epoch by epoch", [_epoch(), _epoch(source_val_boundary_jaccard=0.77, target_entropy=0.20),
+                                      _epoch(source_val_boundary_jaccard=0.74, target_entropy=0.14)]),
+    ("a small drop from a low start", [_epoch(source_val_boundary_jaccard=0.50),
+                                       _epoch(source_val_boundary_jaccard=0.47)]),
+    ("walls thinning to 0.6 of the source's", [_epoch(), _epoch(target_boundary_fraction=0.06)]),
+    ("trouble in the middle, recovered at the end",
+     [_epoch(), _epoch(d_acc_real=0.95, d_acc_fake=0.95, source_val_boundary_jaccard=0.70), _epoch()]),
+    ("a discriminator right on real maps only", [_epoch(), _epoch(d_acc_real=0.95, d_acc_fake=0.60)]),
+    ("a target that started (and stayed) far from the source",
+     [_epoch(target_boundary_fraction=0.20), _epoch(target_boundary_fraction=0.20)]),
 ]
 
 _RULES = {"discriminator wins": "last epoch's D accuracy >= 0.9 on both real and fake",
@@ -224,13 +239,17 @@ def check_diagnosis(func: Callable[[Mapping], set[str]], history: Mapping | None
     cases = [(name, {"epochs": epochs}) for name, epochs in _HISTORIES]
     if history is not None:
         cases.append(("this run", history))
+    candidates = dict(MISREADINGS)
     for name, case in cases:
         expected = adaptation_warnings(case)
         got = _as_warnings(call(func, copy.deepcopy(case)))
+        epochs = list(case["epochs"])
+        candidates = narrow(candidates, got, lambda m: warnings_read_as(epochs, m))
         if got != expected:
             rule = "; ".join(f"{w!r}: {_RULES[w]}" for w in sorted(got ^ expected))
+            misread = next(iter(candidates.values()), "")
             fail(f"for {name} you found {sorted(got) or 'nothing'}, expected {sorted(expected) or 'nothing'}. "
-                 f"Rule to revisit: {rule}.")
+                 + (f"Hint: {misread}. " if misread else "") + f"Rule to revisit: {rule}.")
     verdict = ""
     if history is not None:
         found = adaptation_warnings(history)

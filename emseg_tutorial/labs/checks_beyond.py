@@ -25,6 +25,7 @@ import torch
 from ..data.patches import distant_slices
 from ..adapt.diagnostics import label_free_choice
 from ._compare import call, fail, require_function
+from ._misreadings import CHOICE_MISREADINGS, choice_read_as, narrow
 from .checks import exercise_check
 
 __all__ = ["check_distant_slices", "check_label_free_choice"]
@@ -65,9 +66,30 @@ def check_distant_slices(func: Callable[[np.ndarray, int, int, np.random.Generat
                 missing = sorted(allowed - drawn)
                 fail(f"depth {depth}, gap {gap}: slice {zi} never got partners {missing[:6]} in {draws} draws. "
                      "Draw uniformly from both sides: below (0..z-gap) and above (z+gap..depth-1).")
+        _require_uniform(z, got, depth, gap, draws)
     reference = distant_slices(torch.arange(10), 10, 4, torch.Generator().manual_seed(0))
     return (f"partners respect the gap and cover both sides (the library's partners of slices 0-9 with gap 4: "
             f"{reference.tolist()}).")
+
+
+def _require_uniform(z: np.ndarray, partners: np.ndarray, depth: int, gap: int, draws: int) -> None:
+    """Fail when the partners of some slice are far from uniform over its allowed slices (a
+    chi-square test over all slices at p < 1e-6: a uniform draw fails it once in a million)."""
+    from scipy.stats import chi2
+
+    counts = np.bincount(z * depth + partners, minlength=depth * depth).reshape(depth, depth).astype(float)
+    allowed = np.abs(np.arange(depth)[:, None] - np.arange(depth)[None, :]) >= gap
+    expected = np.where(allowed, draws / np.maximum(allowed.sum(axis=1, keepdims=True), 1), 0.0)
+    statistic = float((((counts - expected) ** 2)[allowed] / expected[allowed]).sum())
+    dof = int((allowed.sum(axis=1) - 1).clip(min=0).sum())
+    if dof == 0 or chi2.sf(statistic, dof) >= 1e-6:
+        return
+    zi, partner = np.unravel_index(np.argmax(np.where(allowed, np.abs(counts - expected) / np.maximum(expected, 1), 0)),
+                                   counts.shape)
+    fail(f"depth {depth}, gap {gap}: partners are not uniform over the allowed slices: slice {zi} got partner "
+         f"{partner} {int(counts[zi, partner])} times in {draws} draws, about {expected[zi, partner]:.0f} expected. "
+         "Choosing a side first (each with probability 1/2) favours the side with fewer slices: every allowed "
+         "slice, below or above, should be equally likely.")
 
 
 def _epoch(epoch, src_j, frac, entropy, target_j):
@@ -88,6 +110,16 @@ _SELECTION_CASES = [
      [_epoch(0, 0.80, 0.12, 0.50, 0.40), _epoch(1, 0.80, 0.30, 0.30, 0.45)]),
     ("nothing passes: keep the source model",
      [_epoch(0, 0.80, 0.12, 0.50, 0.40), _epoch(1, 0.70, 0.12, 0.30, 0.50), _epoch(2, 0.80, 0.01, 0.10, 0.05)]),
+    ("entropy rising again after its lowest epoch",
+     [_epoch(0, 0.80, 0.12, 0.50, 0.40), _epoch(1, 0.80, 0.12, 0.35, 0.42), _epoch(2, 0.80, 0.12, 0.40, 0.43)]),
+    ("a slow drift, epoch by epoch",
+     [_epoch(0, 0.80, 0.12, 0.50, 0.40), _epoch(1, 0.77, 0.12, 0.45, 0.41), _epoch(2, 0.74, 0.12, 0.40, 0.45)]),
+    ("a small drop from a low start",
+     [_epoch(0, 0.50, 0.12, 0.50, 0.40), _epoch(1, 0.47, 0.12, 0.40, 0.42), _epoch(2, 0.50, 0.12, 0.45, 0.41)]),
+    ("walls thinning to 0.6 of the source's",
+     [_epoch(0, 0.80, 0.12, 0.50, 0.40), _epoch(1, 0.80, 0.075, 0.30, 0.45), _epoch(2, 0.80, 0.12, 0.40, 0.41)]),
+    ("a target that started far from the source",
+     [_epoch(0, 0.80, 0.20, 0.50, 0.40), _epoch(1, 0.80, 0.20, 0.30, 0.45), _epoch(2, 0.80, 0.13, 0.40, 0.41)]),
 ]
 
 
@@ -97,6 +129,7 @@ def check_label_free_choice(func: Callable[[list[dict]], int]) -> str:
     :func:`emseg_tutorial.adapt.diagnostics.label_free_choice` on small made-up histories, each built to catch one mistake; the ``target`` scores in them
     are decoys that a label-free rule must not read."""
     require_function(func)
+    candidates = dict(CHOICE_MISREADINGS)
     for what, epochs in _SELECTION_CASES:
         blind = [{k: v for k, v in e.items() if k != "target"} for e in epochs]
         try:
@@ -107,14 +140,19 @@ def check_label_free_choice(func: Callable[[list[dict]], int]) -> str:
         except Exception:  # noqa: BLE001 - run again through call() for the usual message
             got = call(func, [dict(e) for e in blind])
         expected = label_free_choice(epochs)
+        candidates = narrow(candidates, got, lambda m: choice_read_as(blind, m))
         if got != expected:
             best_target = max(epochs[1:], key=lambda e: e["target"]["boundary_jaccard"])["epoch"]
             lowest_entropy = min(epochs[1:], key=lambda e: e["target_entropy"])["epoch"]
-            hint = (" That is the epoch with the lowest entropy, but it fails a sanity check."
+            misread = next(iter(candidates.values()), "")
+            hint = (f" Hint: {misread}." if misread else
+                    " Hint: when no epoch passes, return 0 (keep the source model), not None." if got is None else
+                    " That is the epoch with the lowest entropy, but it fails a sanity check."
                     if got == lowest_entropy else
                     " That is the epoch with the best target score: a label-free rule cannot know it."
                     if got == best_target else "")
             fail(f"case '{what}': expected epoch {expected}, got {got!r}.{hint} Reject epochs whose source "
-                 "validation Jaccard fell by more than 0.05 or whose boundary fraction is off the source's by "
-                 "more than a factor 1.5; keep the lowest entropy among the rest; 0 if none is left.")
+                 "validation Jaccard fell by more than 0.05 since before adaptation or whose boundary fraction "
+                 "is off the source's by more than a factor 1.5; keep the lowest entropy among the rest; 0 if "
+                 "none is left.")
     return f"your rule agrees with the library's on all {len(_SELECTION_CASES)} made-up histories."

@@ -8,7 +8,18 @@ with the library that runs the grader, and prints one row per exercise and a tot
 An exercise is found the way :func:`~emseg_tutorial.labs.student.find_exercises` finds it: its
 exercise cells (solution markers, or the ``exercise`` tag of a student version) and the check
 cell after them (``labs.check_<name>(...)``). It is named by the nearest ``### Exercise N.M``
-heading above it (else by its check). Its verdict is what the check printed
+heading above it (else by its check).
+
+The grader trusts only itself: a notebook's check cells are not run. In their place the grader
+runs the library's check of that exercise (:data:`~emseg_tutorial.labs.exercises.EXERCISES`, by
+its number; else the check the cell names) with the arguments the book gives it, evaluated
+among the student's names in a fresh namespace, by a :class:`KernelGrader` made in a first cell
+before any student code runs (so rebinding ``labs`` or a ``labs.check_*`` later changes
+nothing either). Editing a check cell, to check the library's function instead of the
+student's, or to print a verdict, cannot change the grade; a student who patches the library's
+modules themselves is beyond what a grader in the same kernel can stop.
+
+Its verdict is what that check printed
 (:class:`~emseg_tutorial.labs.result.CheckResult`: ``✓`` passed, ``✗`` failed, ``…`` not done);
 an exception in the check cell is ``not done`` when it is ``NotImplementedError`` (an untouched
 stub) and ``failed`` otherwise, as is a check cell that printed no verdict (it did not run, or
@@ -19,15 +30,17 @@ Examples
 --------
 >>> from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 >>> nb = new_notebook(cells=[
-...     new_markdown_cell("### Exercise 1.1: shares"),
+...     new_markdown_cell("### Exercise 9.1: shares"),
 ...     new_code_cell("### BEGIN SOLUTION\\nx = 1\\n### END SOLUTION"),
 ...     new_code_cell("labs.check_x(x)", outputs=[new_output("stream", name="stdout", text="✓ x: right.\\n")])])
 >>> [(g.exercise, g.check, g.status) for g in grade_executed(nb, "demo.ipynb")]
-[('1.1', 'check_x', 'passed')]
+[('9.1', 'check_x', 'passed')]
 """
 
 from __future__ import annotations
 
+import builtins
+import copy
 import datetime
 import importlib.util
 import os
@@ -39,10 +52,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
+from nbformat.v4 import new_code_cell
 
 from ..session import child_environment
+from .exercises import ARGUMENTS, EXERCISES
 from .result import MARKS
-from .student import find_exercises
+from .student import Exercise, find_exercises
 
 #: An exercise heading in a markdown cell: ``### Exercise 2.3: ...`` (the number is kept).
 HEADING = re.compile(r"^#{1,6}\s*Exercise\s+(\d+(?:\.\d+)*)", re.MULTILINE)
@@ -165,21 +180,88 @@ def verdict(outputs: list) -> tuple[str, str]:
     return STATUS[match.group(1)], " ".join(message)
 
 
+def numbered_exercises(nb: nbformat.NotebookNode) -> list[tuple[Exercise, str | None]]:
+    """Every exercise of ``nb`` with the number of the nearest ``### Exercise N.M`` heading
+    above it (since the previous exercise), or ``None``."""
+    found, previous = [], -1
+    for ex in find_exercises(nb):
+        numbers = [m.group(1) for c in nb.cells[previous + 1:ex.solution_cells[0]] if c.cell_type == "markdown"
+                   for m in HEADING.finditer(c.source)]
+        found.append((ex, numbers[-1] if numbers else None))
+        previous = ex.check_cell
+    return found
+
+
+def graded_check(ex: Exercise, number: str | None) -> tuple[str, str | None]:
+    """``(check, arguments)`` the grader runs for exercise ``ex``: the book's check of exercise
+    ``number``, else the check the cell names; ``arguments`` is ``None`` for a check the library
+    does not know."""
+    if number in EXERCISES:
+        return EXERCISES[number]
+    return ex.check, ARGUMENTS.get(ex.check)
+
+
 def grade_executed(nb: nbformat.NotebookNode, name: str) -> list[ExerciseGrade]:
     """Grade every exercise of an executed notebook ``nb`` (called ``name`` in the rows)."""
-    grades, previous = [], -1
-    for ex in find_exercises(nb):
-        first = ex.solution_cells[0]
-        numbers = [m.group(1) for c in nb.cells[previous + 1:first] if c.cell_type == "markdown"
-                   for m in HEADING.finditer(c.source)]
+    grades = []
+    for ex, number in numbered_exercises(nb):
+        check = graded_check(ex, number)[0]
         status, message = verdict(nb.cells[ex.check_cell].get("outputs", []))
         stub_raised = any(o.get("output_type") == "error" and o.get("ename") == "NotImplementedError"
                           for i in ex.solution_cells for o in nb.cells[i].get("outputs", []))
         if stub_raised and status != "passed":
             status, message = "not done", "the exercise cell still raises NotImplementedError"
-        grades.append(ExerciseGrade(name, numbers[-1] if numbers else ex.check, ex.check, status, message))
-        previous = ex.check_cell
+        grades.append(ExerciseGrade(name, number or ex.check, check, status, message))
     return grades
+
+
+#: The name of the :class:`KernelGrader` in a graded kernel.
+GRADER_NAME = "__emseg_grader__"
+#: The first cell of every graded run: the library's checks are kept before any student code runs.
+CAPTURE_CELL = (f"from emseg_tutorial.labs.grade import KernelGrader as _KernelGrader\n"
+                f"{GRADER_NAME} = _KernelGrader()\ndel _KernelGrader")
+
+
+class KernelGrader:
+    """The library's checks, kept when a graded kernel starts, run against the student's names.
+
+    Examples
+    --------
+    >>> grader = KernelGrader()
+    >>> grader.run("check_ratio_for_share", "ratio_for_share",
+    ...            {"ratio_for_share": lambda f, s: s * (1 - f) / (f * (1 - s))})
+    ✓ ratio for a given share of the loss: ...
+    """
+
+    def __init__(self) -> None:
+        from . import checks, checks_adapt, checks_beyond
+
+        self.checks = {name: getattr(module, name) for module in (checks, checks_adapt, checks_beyond)
+                       for name in module.__all__}
+
+    def run(self, check: str, arguments: str, namespace: dict) -> None:
+        """Call ``check`` with ``arguments`` (source text) evaluated among a copy of ``namespace``;
+        the check prints its verdict."""
+        values = eval(f"({arguments},)", {"__builtins__": builtins}, dict(namespace))  # noqa: S307 - the book's own text
+        self.checks[check](*values)
+
+
+def grader_cell(ex: Exercise, number: str | None) -> str:
+    """The source the grader runs in place of the check cell of ``ex``."""
+    check, arguments = graded_check(ex, number)
+    if arguments is None:
+        return f"print({MARKS['failed'] + ' ' + check + ': not a check of emseg_tutorial.labs'!r})"
+    return f"{GRADER_NAME}.run({check!r}, {arguments!r}, globals())"
+
+
+def graded_run(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The notebook the grader executes: ``nb`` with :data:`CAPTURE_CELL` first and every check
+    cell replaced by :func:`grader_cell` (so ``run.cells[i + 1]`` is ``nb.cells[i]``)."""
+    run = copy.deepcopy(nb)
+    for ex, number in numbered_exercises(nb):
+        run.cells[ex.check_cell].source = grader_cell(ex, number)
+    run.cells.insert(0, new_code_cell(CAPTURE_CELL))
+    return run
 
 
 def _library_root() -> str:
@@ -254,7 +336,11 @@ def grade_folder(directory: str | Path, *, timeout: float = 600.0, runs: str | P
                 book.notebooks[path.name] = {"seconds": 0.0, "error": f"not graded: {error}"}
                 continue
             start = time.perf_counter()
-            stopped = execute(nb, Path(tmp), env, timeout)
+            run = graded_run(nb)
+            stopped = execute(run, Path(tmp), env, timeout)
+            for cell, ran in zip(nb.cells, run.cells[1:]):
+                if cell.cell_type == "code":
+                    cell.outputs = ran.get("outputs", [])
             book.notebooks[path.name] = {"seconds": round(time.perf_counter() - start, 1), "error": stopped}
             book.grades += grade_executed(nb, path.name)
     return book

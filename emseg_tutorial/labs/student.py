@@ -15,6 +15,13 @@ top to bottom. Exercise cells carry the tags ``solution`` and ``hide-input`` (th
 book folds them away); the student version drops both tags and tags the cell ``exercise``.
 A cell tagged ``solution`` without markers (a written answer) is left out entirely.
 
+Students read these notebooks in Jupyter or Colab, not in the built book, so their Markdown is
+made plain (:func:`plain_markdown`): MyST roles become text (``{term}`` and ``{ref}`` their
+words, ``{cite}`` "(Author et al. Year)" from the book's ``references.bib``), admonitions become
+quotes, and each glued number ``{glue:text}`key:fmt``` becomes ``[key]``, printed from the
+student's own run by a code cell after that Markdown cell
+(:func:`emseg_tutorial.glue.show_glued`).
+
 Examples
 --------
 >>> print(strip_solutions('''def f(x):
@@ -42,12 +49,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from nbformat.v4 import new_code_cell
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 #: Tags of an instructor's exercise cell, removed in the student version.
 SOLUTION_TAGS = ("solution", "hide-input")
 CHECK_CALL = re.compile(r"labs\.(check_\w+)\(")
+#: A MyST role: ``{name}`content```.
+ROLE = re.compile(r"\{(?P<role>[a-z][a-z:\-]*)\}`(?P<body>[^`]*)`")
+#: A fenced MyST directive (``{tip}``, ``{admonition} Title``, ...) with ``` or ::: fences.
+DIRECTIVE = re.compile(r"^(?P<fence>```+|:::+)\{(?P<name>[a-z\-]+)\}[ \t]*(?P<title>[^\n]*)\n"
+                       r"(?P<body>.*?)^(?P=fence)[ \t]*$", re.MULTILINE | re.DOTALL)
+#: The first line of the code cell that prints a Markdown cell's glued numbers.
+GLUE_CELL = "# The numbers of the text above, from your own run (the book shows them in place):"
 
 
 def has_solution(source: str) -> bool:
@@ -127,10 +142,100 @@ def strip_solutions(source: str) -> str:
     return "\n".join(out)
 
 
-def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The student version of notebook ``nb`` (a copy): stubs, no solution tags, no outputs."""
+def read_references(path: str | Path) -> dict[str, str]:
+    """``{key: "Author et al. Year"}`` for every entry of the BibTeX file ``path``.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> bib = os.path.join(tempfile.mkdtemp(), "refs.bib")
+    >>> _ = open(bib, "w").write("@misc{roy2020,\\n  author = {Roy, Shreya and Chakraborty, Anirban},\\n"
+    ...                          "  year = {2020},\\n}\\n")
+    >>> read_references(bib)
+    {'roy2020': 'Roy and Chakraborty 2020'}
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    found = {}
+    for entry in re.split(r"^@", text, flags=re.MULTILINE)[1:]:
+        key = re.match(r"\w+\s*\{\s*([^,\s]+)\s*,", entry)
+        if key is None:
+            raise ValueError(f"{path}: an entry without a key near {entry[:40]!r}")
+        field = {name: re.search(rf"\b{name}\s*=\s*\{{((?:[^{{}}]|\{{[^{{}}]*\}})*)\}}", entry, re.IGNORECASE)
+                 for name in ("author", "year")}
+        surnames = [a.split(",")[0].strip().split()[-1] if "," not in a else a.split(",")[0].strip()
+                    for a in re.split(r"\s+and\s+", field["author"].group(1))] if field["author"] else [key.group(1)]
+        who = (surnames[0] if len(surnames) == 1 else " and ".join(surnames) if len(surnames) == 2
+               else f"{surnames[0]} et al.")
+        year = field["year"].group(1) if field["year"] else ""
+        found[key.group(1)] = re.sub(r"[{}]", "", f"{who} {year}".strip())
+    return found
+
+
+def _plain_role(role: str, body: str, references: dict[str, str] | None, glued: list[str]) -> str:
+    """The plain text of one MyST role (a glue role also adds its placeholder to ``glued``)."""
+    if role in ("glue", "glue:text", "glue:any"):
+        glued.append(body.strip())
+        key = body.strip().rpartition("::")[2].partition(":")[0]
+        return f"`[{key}]`"
+    if role.startswith("cite"):
+        keys = [k.strip() for k in body.split(",") if k.strip()]
+        names = [(references or {}).get(k, k) for k in keys]
+        if role == "cite:t":
+            return "; ".join(f"{n.rpartition(' ')[0]} ({n.rpartition(' ')[2]})" for n in names)
+        return "(" + "; ".join(names) + ")"
+    if role == "math":
+        return f"${body}$"
+    if role == "eq":
+        return f"({body})"
+    text = re.match(r"\s*(.*?)\s*<[^<>]*>\s*$", body, re.DOTALL)   # {ref}`words <target>`
+    return text.group(1) if text else body
+
+
+def _plain_directive(match: re.Match) -> str:
+    """A fenced directive as a Markdown quote: bold title (or its name), then its body."""
+    lines = [ln for ln in match.group("body").splitlines() if not re.match(r"\s*:\w+:", ln)]  # options
+    title = match.group("title").strip() or match.group("name").replace("-", " ").capitalize()
+    return "\n".join([f"> **{title}**", ">"] + [f"> {ln}".rstrip() for ln in lines])
+
+
+def plain_markdown(source: str, references: dict[str, str] | None = None) -> tuple[str, list[str]]:
+    """``source`` readable in Jupyter and Colab, and the glue placeholders it held (``key:fmt``).
+
+    Examples
+    --------
+    >>> plain_markdown("About {glue:text}`share:.0%` are walls {cite}`roy2020`; see {term}`M1`.",
+    ...                {"roy2020": "Roy and Chakraborty 2020"})
+    ('About `[share]` are walls (Roy and Chakraborty 2020); see M1.', ['share:.0%'])
+    >>> plain_markdown("```{tip}\\nRun it twice.\\n```")[0]
+    '> **Tip**\\n>\\n> Run it twice.'
+    """
+    glued: list[str] = []
+    source = DIRECTIVE.sub(_plain_directive, source)
+    source = ROLE.sub(lambda m: _plain_role(m.group("role"), m.group("body"), references, glued), source)
+    return source, glued
+
+
+def _glue_cell(placeholders: list[str], after: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The cell printing ``placeholders``; its id follows from the cell ``after`` (the same every build)."""
+    args = ", ".join(repr(p) for p in placeholders)
+    cell = new_code_cell(f"{GLUE_CELL}\nfrom emseg_tutorial.glue import show_glued\n\nshow_glued({args})")
+    if "id" in after:
+        cell["id"] = f"{after['id'][:58]}-glue"
+    else:
+        cell.pop("id", None)
+    return cell
+
+
+def student_notebook(nb: nbformat.NotebookNode,
+                     references: dict[str, str] | None = None) -> nbformat.NotebookNode:
+    """The student version of notebook ``nb`` (a copy): stubs, no solution tags, no outputs,
+    plain Markdown (:func:`plain_markdown`, citations from ``references``) and a cell printing
+    the glued numbers after each Markdown cell that shows some (after the first code cell, the
+    one that installs and sets up, when the Markdown comes before it)."""
     nb = copy.deepcopy(nb)
     cells = []
+    waiting: list[str] = []   # glue placeholders of Markdown before the first code cell
+    seen_code = False
     for cell in nb.cells:
         tags = list(cell.get("metadata", {}).get("tags", []))
         if "solution" in tags and not has_solution(cell.source):
@@ -144,7 +249,18 @@ def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.metadata.pop("tags", None)
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+        glued: list[str] = []
+        if cell.cell_type == "markdown":
+            cell.source, glued = plain_markdown(cell.source, references)
         cells.append(cell)
+        if cell.cell_type == "code" and not seen_code:
+            seen_code = True
+            glued, waiting = waiting, []
+        elif not seen_code:
+            waiting += glued
+            glued = []
+        if glued:
+            cells.append(_glue_cell(glued, cell))
     nb.cells = cells
     return nb
 
@@ -162,11 +278,13 @@ def write_student_versions(source: str | Path, out: str | Path) -> list[Path]:
     if not paths:
         raise FileNotFoundError(f"no notebooks in {source}")
     out.mkdir(parents=True, exist_ok=True)
+    bib = (source if source.is_dir() else source.parent) / "references.bib"
+    references = read_references(bib) if bib.exists() else None
     written = []
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         target = out / path.name
-        nbformat.write(student_notebook(nb), target)
+        nbformat.write(student_notebook(nb, references), target)
         written.append(target)
     return written
 
