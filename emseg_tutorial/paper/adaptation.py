@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..adapt.diagnostics import (DISCRIMINATOR_WINS, boundary_band, ENTROPY_DROP, MAX_SOURCE_DROP, PRIOR_FACTOR, WARNINGS,
                                  adaptation_warnings, label_free_choice, oracle_choice)
+from .sentences import WALLS_FOUND, with_small_preset_note
 
 #: Chapter 5's reading of the hard-vs-soft probe: a discriminator that calls this much larger a
 #: share of soft target predictions fake than of the same predictions made hard judges softness.
@@ -144,4 +145,9 @@ def adaptation_findings(history: dict, preset: str) -> str:
         lines.append(f"* Hard-vs-soft probe, last epoch: the discriminator calls {n['probe_soft']:.2f} of fresh soft "
                      f"target predictions fake and {n['probe_hard']:.2f} of the same made hard; {verdict} "
                      f"(a gap above {SOFTNESS_GAP} reads as leaning on softness).")
-    return "\n".join(lines)
+    claims = [(f"The adapted U-Net still finds the target's walls (boundary Jaccard at least {WALLS_FOUND} at the "
+               "last epoch)", n["j_last"] >= WALLS_FOUND, f"{n['j_last']:.3f}")]
+    if "d_acc_fake" in n:
+        claims.append((f"The discriminator does not call every prediction fake (below {DISCRIMINATOR_WINS} of them)",
+                       n["d_acc_fake"] < DISCRIMINATOR_WINS, f"{n['d_acc_fake']:.2f} called fake in the last epoch"))
+    return with_small_preset_note("\n".join(lines), preset, claims)

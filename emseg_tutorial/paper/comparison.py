@@ -38,6 +38,7 @@ from ..data.volume import Volume
 from ..session import Session
 from .runs import adaptation_fingerprint, load_run, save_run, saved_state, unit_path, volume_digests
 from .stages import _session, get_stage, method_settings
+from .sentences import with_small_preset_note
 
 SCORES = ("boundary_jaccard", "boundary_f1", "adapted_rand_error")
 #: A conditional discriminator that catches this much larger a share of target pairs than of
@@ -400,4 +401,9 @@ def findings(comp: Comparison) -> str:
         lines.append(f"* `paper`: source validation Jaccard {src0:.3f} -> {src1:.3f}; predicted target boundary "
                      f"fraction {comp.source_only['target_boundary_fraction']:.3f} -> {frac:.3f} "
                      f"(M3 predicts {prior:.3f} on the source; {walls}, the band being a factor {PRIOR_FACTOR}).")
-    return "\n".join(lines)
+    best, best_value = best_method(comp, "last")
+    claims = [("Some method beats the source model on the target (mean over seeds, last epoch)", bool(best_value > base),
+               f"best `{best}` {best_value:.3f}, source model {base:.3f}"),
+              ("The label-free rule keeps an adapted checkpoint in some runs, not the source model in every one",
+               kept < len(lf), f"source model kept in {kept} of {len(lf)} runs")]
+    return with_small_preset_note("\n".join(lines), comp.preset, claims)
