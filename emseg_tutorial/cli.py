@@ -37,7 +37,7 @@ from .data.specs import split_spec
 from .data.zarr_format import begun as zarr_begun, is_zarr
 from .data.synthetic import DOMAINS, make_volume
 from .data.synthetic.blocks import check_memory
-from .devices import PRECISIONS, precision
+from .devices import PRECISIONS, make_reproducible, precision
 from .interrupt import exit_status, handle_signals, signal_name
 from .data.volume import Volume
 from .labels import TASKS
@@ -239,6 +239,7 @@ def _session(args) -> Session:
         except ValueError as err:
             raise UsageError(f"--precision {args.precision}: {err}") from None
         session = session.replace(precision=args.precision)
+    make_reproducible(session.seed, session.threads, session.device)  # as the chapters' setup()
     return session
 
 

@@ -18,7 +18,9 @@ The branches a GPU takes, and where the CPU runs the same code:
   device type, the CPU's included; only float16 autocast, which needs CUDA, enables it;
 * ``torch.compile`` falls back to eager where it fails (:func:`compile_model`,
   :func:`eager_fallback`), on any device;
-* random streams resume on a device of the same kind only (:func:`restore_generator`).
+* random streams resume on a device of the same kind only (:func:`restore_generator`);
+* deterministic kernels on the CPU only, and a fixed CPU thread count everywhere
+  (:func:`make_reproducible`).
 
 * prediction autocasts on CUDA and stays float32 on the CPU (:func:`inference_precision`, so CPU
   scores match an exported model run in plain PyTorch); the autocast branch is the training
@@ -308,6 +310,55 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+#: CPU threads of a run unless the session says otherwise: the count the book's numbers
+#: were made with (a 2-core machine), so a run anywhere repeats them (see :func:`make_reproducible`).
+DEFAULT_THREADS = 2
+
+
+def make_reproducible(seed: int, threads: int = DEFAULT_THREADS, device: torch.device | str = "cpu") -> int:
+    """Seed everything, fix torch's CPU thread count and pick deterministic kernels on the CPU.
+
+    A CPU kernel splits its sums among its threads, so the last bits of a result (and after a
+    few hundred training steps the printed digits) depend on the thread count: ``threads`` fixes
+    it (0 keeps torch's own count, every core: faster, but the digits then vary with the
+    machine's core count). On the CPU ``torch.use_deterministic_algorithms(True, warn_only=True)``
+    makes torch choose its deterministic implementation wherever it has two, and warn where it
+    has none; on CUDA and MPS it is switched off (kernels there are free to be faster), so GPU
+    runs agree with each other to a few digits, not bit for bit.
+
+    Same seed, same ``threads``, same machine type (CPU instruction set, hence precision: see
+    :func:`precision`) and the same torch: the same weights, bit for bit.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of Python, NumPy and torch (:func:`set_seed`).
+    threads : int
+        torch's intra-op CPU threads (``torch.set_num_threads``); 0 leaves the count as it is.
+    device : torch.device or str
+        The session's device: deterministic kernels on ``"cpu"`` only.
+
+    Returns
+    -------
+    int
+        The thread count in use.
+
+    Examples
+    --------
+    >>> make_reproducible(0, threads=2)
+    2
+    >>> torch.are_deterministic_algorithms_enabled()
+    True
+    """
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
+        raise ValueError(f"threads must be an integer >= 0 (0: torch's own count), got {threads!r}")
+    set_seed(seed)
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch.use_deterministic_algorithms(torch.device(device).type == "cpu", warn_only=True)
+    return torch.get_num_threads()
 
 
 def on_colab() -> bool:

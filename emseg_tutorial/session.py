@@ -22,6 +22,8 @@ variable                   setting
 ``EMSEG_COMPILE``          ``1`` trains through ``torch.compile`` (eager where compiling fails)
 ``EMSEG_PRECISION``        ``auto`` (default), ``float32``, ``bfloat16`` or ``float16``: the
                            autocast dtype of the chapters' training and adaptation
+``EMSEG_THREADS``          torch's CPU threads (default 2, the book's; ``0``: every core, faster,
+                           other last digits): see :func:`~emseg_tutorial.devices.make_reproducible`
 =========================  =====================================================================
 
 Examples
@@ -41,7 +43,7 @@ from pathlib import Path
 import torch
 
 from .data.sources import DATA_SOURCES, describe_source
-from .devices import check_precision, on_colab, pick_device, precision, set_seed
+from .devices import DEFAULT_THREADS, check_precision, make_reproducible, on_colab, pick_device, precision
 from .presets import Preset, get_preset
 from .style import use_book_style
 
@@ -51,7 +53,7 @@ COLAB_GPU_HINT = ("On Colab, switch on a GPU with Runtime > Change runtime type 
 ENV = {"preset": "EMSEG_PRESET", "data": "EMSEG_DATA", "device": "EMSEG_DEVICE", "runs": "EMSEG_RUNS",
        "cache": "EMSEG_CACHE", "fibsem_image": "EMSEG_FIBSEM", "fibsem_labels": "EMSEG_FIBSEM_LABELS",
        "progress": "EMSEG_PROGRESS", "widgets": "EMSEG_WIDGETS", "compile": "EMSEG_COMPILE",
-       "precision": "EMSEG_PRECISION"}
+       "precision": "EMSEG_PRECISION", "threads": "EMSEG_THREADS"}
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,10 @@ class Session:
         Autocast dtype of the stages' training and the adaptation runs
         (:func:`~emseg_tutorial.devices.precision`; ``EMSEG_PRECISION``). ``auto`` is bfloat16
         where the device runs it natively; ``float32`` reproduces a CPU without bfloat16.
+    threads : int
+        torch's CPU threads (``EMSEG_THREADS``, default
+        :data:`~emseg_tutorial.devices.DEFAULT_THREADS`; 0: torch's own count), fixed by
+        :func:`setup` and the command line because the last digits of a CPU result depend on it.
     started : float
         ``time.perf_counter()`` when the session was made (:meth:`elapsed`): a chapter's last cell
         reports its own running time from it.
@@ -98,6 +104,7 @@ class Session:
     progress: bool = True
     compile: bool = False
     precision: str = "auto"
+    threads: int = DEFAULT_THREADS
     started: float = field(default_factory=time.perf_counter, compare=False, repr=False)
 
     def elapsed(self) -> float:
@@ -107,7 +114,8 @@ class Session:
     def describe(self) -> str:
         """One paragraph for the notebook's first output."""
         lines = [f"preset: {self.preset.name}   data: {self.data}   device: {self.device}   seed: {self.seed}"
-                 + ("" if self.precision == "auto" else f"   precision: {self.precision}")]
+                 + ("" if self.precision == "auto" else f"   precision: {self.precision}")
+                 + ("" if self.threads == DEFAULT_THREADS else f"   threads: {self.threads or 'all'}")]
         if self.device.type == "cpu" and on_colab():
             lines.append(COLAB_GPU_HINT)
         elif self.device.type == "cpu":
@@ -155,6 +163,18 @@ def _precision(value: str | None, device: torch.device) -> str:
     return mode
 
 
+def _threads(value: str | int | None) -> int:
+    if value is None:
+        return DEFAULT_THREADS
+    try:
+        threads = int(value)
+    except (TypeError, ValueError):
+        threads = -1
+    if threads < 0 or str(value).strip() != str(threads):
+        raise ValueError(f"CPU threads must be an integer >= 0 (0: every core), got {value!r}")
+    return threads
+
+
 def _widgets(value: str | None) -> str:
     return "static" if (value or "").lower() == "static" else "interactive"
 
@@ -179,12 +199,17 @@ def from_env(seed: int = 0, preset: str | Preset | None = None, data: str | None
                    data=_setting(data, "data", _data_source, names), seed=seed, runs=Path(runs or "runs"),
                    cache=Path(cache) if cache else None, fibsem_image=_env("fibsem_image"),
                    fibsem_labels=_env("fibsem_labels"), progress=_env("progress") != "0",
-                   compile=_env("compile") == "1", precision=_setting(None, "precision", lambda v: _precision(v, device), names))
+                   compile=_env("compile") == "1", precision=_setting(None, "precision", lambda v: _precision(v, device), names),
+                   threads=_setting(None, "threads", _threads, names))
 
 
 def setup(seed: int = 0, preset: str | Preset | None = None, data: str | None = None,
           device: str | None = None, verbose: bool = True) -> Session:
-    """Seed everything, pick the device, read the preset and data source, style figures.
+    """Seed everything, fix the CPU threads and deterministic kernels, pick the device, read the
+    preset and data source, style figures.
+
+    The seed and thread count go through :func:`~emseg_tutorial.devices.make_reproducible`: on
+    the same kind of machine a chapter then repeats its numbers to the printed digit.
 
     Parameters
     ----------
@@ -204,7 +229,7 @@ def setup(seed: int = 0, preset: str | Preset | None = None, data: str | None = 
         Pass it to the loaders and trainers (nothing keeps it for them).
     """
     session = from_env(seed, preset, data, device)
-    set_seed(seed)
+    make_reproducible(seed, session.threads, session.device)
     use_book_style()
     if verbose:
         print(session.describe())

@@ -218,3 +218,61 @@ def test_experiment1_and_target_findings():
     assert "ci" in _header(text)
     assert "raised" in _bullet(text, "0.250", "0.430")
     assert "below" in _bullet(text, "0.400", "0.030")
+
+
+# --------------------------------------------------------------------------- small presets (issue 25, item 4)
+def _claim(text, *quoted):
+    """Whether the one small-preset claim of ``text`` quoting every string of ``quoted`` is shown."""
+    hits = [line for line in text.splitlines() if line.startswith("- ") and all(q in line for q in quoted)]
+    assert len(hits) == 1, f"{len(hits)} claims quote {quoted}:\n{text}"
+    return "not shown" not in hits[0]
+
+
+def _chapter_texts(preset):
+    """Every findings function's text at ``preset``, from numbers that contradict the cpu story."""
+    ch3 = pd.DataFrame({"J boundary": [0.05, 0.30], "mean_jaccard": [0.40, 0.45]}, index=["M1", "plain"])
+    weighting = _table({"m2": 0.02, "m2_ratio2": 0.30, "m2_ratio5": 0.25, "m2_ratio10": 0.20}, [0.01] * 4)
+    weighting.attrs["preset"] = preset
+    ratios = pd.DataFrame({"boundary_recall": [0.9, 0.95, 0.98], "boundary_precision": [0.8, 0.7, 0.6],
+                           "boundary_jaccard": [0.75, 0.7, 0.62]}, index=["m2_ratio2", "m2_ratio5", "m2_ratio10"])
+    m2 = {"val": [{"step": 80, "boundary_jaccard": 0.03}]}
+    scratch = {"val": [{"step": 80, "boundary_jaccard": 0.3}, {"step": 360, "boundary_jaccard": 0.5}]}
+    target = pd.DataFrame({"boundary_jaccard": [0.25, 0.43]}, index=["m2", "m3"])
+    comp = _comparison()
+    comp.preset = preset
+    return {"ch3": sentences.experiment1_findings(ch3, weighted="M1", plain="plain", preset=preset),
+            "weighting": sentences.weighting_findings(weighting),
+            "ratio": sentences.ratio_findings(ratios, preset=preset),
+            "transfer": sentences.transfer_findings(m2, scratch, preset=preset),
+            "target": sentences.target_findings(target, preset=preset),
+            "ch5": adaptation_findings(_history(_epoch(1, j=0.02, d_acc_real=0.99, d_acc_fake=1.0)), preset),
+            "ch6": C.findings(comp)}
+
+
+@pytest.mark.parametrize("preset", ["cpu", "gpu"])
+def test_no_small_preset_note_at_cpu_or_larger(preset):
+    for name, text in _chapter_texts(preset).items():
+        assert "smaller than `cpu`" not in text and not any(line.startswith("- ") for line in text.splitlines()), name
+
+
+@pytest.mark.parametrize("preset", ["ci", "lab"])
+def test_small_preset_notes_say_which_claims_need_cpu_and_what_the_run_shows(preset):
+    texts = _chapter_texts(preset)
+    for name, text in texts.items():
+        assert f"**At the `{preset}` preset**" in text and "need the `cpu` preset or larger" in text, name
+    ch3 = texts["ch3"]
+    assert not _claim(ch3, "higher mean Jaccard", "0.400 against 0.450")    # no weights beat M1
+    assert not _claim(ch3, "finds the walls", "0.050")                      # M1's walls below WALLS_FOUND
+    assert not _claim(texts["weighting"], "finds the walls", "`m2` 0.020")   # a collapsed fine-tuning
+    assert not _claim(texts["weighting"], "every fixed ratio", "`m2` 0.020", "`m2_ratio2` 0.300")
+    assert _claim(texts["ratio"], "precision for recall", "0.900 -> 0.950 -> 0.980")
+    assert not _claim(texts["transfer"], "from scratch at the same step", "0.030 against 0.300")
+    assert not _claim(texts["transfer"], "find the walls", "from M1 0.030, from scratch 0.500")
+    assert _claim(texts["target"], "Jitter", "M2 0.250, M3 0.430")
+    assert not _claim(texts["ch5"], "finds the target's walls", "0.020")
+    assert not _claim(texts["ch5"], "every prediction fake", "1.00 called fake")
+    ch6 = texts["ch6"]
+    assert _claim(ch6, "beats the source model", "`adabn` 0.500, source model 0.400")
+    kept, runs = map(int, re.search(r"kept in (\d+) of (\d+) runs", ch6).groups())
+    assert _claim(ch6, "label-free rule", f"{kept} of {runs}") is (kept < runs)
+    assert sentences.small_preset_note(preset, []) == ""                    # nothing to say

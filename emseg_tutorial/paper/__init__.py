@@ -15,7 +15,8 @@ from .comparison import (Comparison, compare, comparison_numbers, comparison_tab
 from ..glue import glue_numbers
 from .scores import adaptation_summary, adaptation_table, score, score_slices, scores_table, validation_curve
 from .seeds import seed_scores, seed_table, stage_label
-from .sentences import experiment1_findings, ratio_findings, target_findings, transfer_findings, weighting_findings
+from .sentences import (SMALL_PRESETS, experiment1_findings, ratio_findings, small_preset_note, target_findings,
+                        transfer_findings, weighting_findings)
 from .stages import (PAPER_ITERATIONS, STAGES, WEIGHTING_STAGES, Stage, adapt_config, budget_steps, method_settings, get_stage,
                      run_adaptation, stage_config, train_config)
 
@@ -24,4 +25,5 @@ __all__ = ["PAPER_ITERATIONS", "STAGES", "WEIGHTING_STAGES", "Stage", "adapt_con
            "adaptation_table", "adaptation_summary", "Comparison", "compare", "comparison_table", "selection_table",
            "diagnostics_table", "findings", "spread_note", "comparison_numbers", "adaptation_findings",
            "adaptation_numbers", "glue_numbers", "score_slices", "seed_scores", "seed_table", "stage_label",
-           "weighting_findings", "ratio_findings", "transfer_findings", "experiment1_findings", "target_findings"]
+           "weighting_findings", "ratio_findings", "transfer_findings", "experiment1_findings", "target_findings",
+           "SMALL_PRESETS", "small_preset_note"]

@@ -5,11 +5,16 @@ the preset it came from, so that the chapters state conditional results (which w
 whether transfer beat scratch) from the numbers of the build they appear in, never by hand.
 (Chapter 5's are in :mod:`.adaptation`, chapter 6's in :mod:`.comparison`.)
 
+At a preset smaller than ``cpu`` (:data:`SMALL_PRESETS`) the runs are too short for some of the
+claims the chapters' stories make. Every findings function then ends with
+:func:`small_preset_note`: which of its claims need the ``cpu`` preset or larger, and, from the
+run's own numbers, what this run shows instead.
+
 Examples
 --------
 >>> import pandas as pd
 >>> table = pd.DataFrame({"boundary_jaccard": [0.5, 0.6]}, index=["m2", "m3"])
->>> print(target_findings(table, preset="ci").splitlines()[-1])
+>>> print(target_findings(table, preset="cpu").splitlines()[-1])
 * Jitter raised the score from 0.500 (M2) to 0.600 (M3).
 """
 
@@ -22,6 +27,55 @@ import numpy as np
 from .scores import validation_curve
 from .seeds import _difference
 from .stages import STAGES
+
+
+#: Presets smaller than ``cpu``: too few steps for some of the chapters' claims (their findings say which).
+SMALL_PRESETS = ("ci", "lab")
+#: A boundary Jaccard below this means the walls were essentially not found (a collapsed run).
+WALLS_FOUND = 0.1
+
+
+def small_preset_note(preset: str, claims: Sequence[tuple[str, bool, str]]) -> str:
+    """At a small preset, which claims of a findings cell need ``cpu`` and what this run shows.
+
+    Parameters
+    ----------
+    preset : str
+        The run's preset; at ``cpu``, ``gpu`` (or any name not in :data:`SMALL_PRESETS`) the
+        note is empty.
+    claims : sequence of (str, bool, str)
+        ``(claim, shown, numbers)``: a claim of the chapter as the ``cpu`` preset's runs make it,
+        whether this run shows it too, and the run's numbers that decide it.
+
+    Returns
+    -------
+    str
+        Markdown to append to the findings ("" when there is nothing to say).
+
+    Examples
+    --------
+    >>> print(small_preset_note("ci", [("Weights beat no weights", False, "M1 0.40, no weights 0.45")]))
+    <BLANKLINE>
+    **At the `ci` preset**, smaller than `cpu`, the runs are too short for every claim of this chapter: the ones below need the `cpu` preset or larger. This run, claim by claim:
+    <BLANKLINE>
+    - Weights beat no weights: **not shown by this run** (M1 0.40, no weights 0.45).
+    >>> small_preset_note("cpu", [("Weights beat no weights", False, "M1 0.40, no weights 0.45")])
+    ''
+    """
+    if preset not in SMALL_PRESETS or not claims:
+        return ""
+    lines = ["", f"**At the `{preset}` preset**, smaller than `cpu`, the runs are too short for every claim of "
+             "this chapter: the ones below need the `cpu` preset or larger. This run, claim by claim:", ""]
+    for claim, shown, numbers in claims:
+        verdict = "shown by this run too" if shown else "**not shown by this run**"
+        lines.append(f"- {claim}: {verdict} ({numbers}).")  # "-": apart from the findings' own "*" bullets
+    return "\n".join(lines)
+
+
+def with_small_preset_note(text: str, preset: str, claims: Sequence[tuple[str, bool, str]]) -> str:
+    """``text`` followed by :func:`small_preset_note` (``text`` alone where the note is empty)."""
+    note = small_preset_note(preset, claims)
+    return f"{text}\n{note}" if note else text
 
 
 def weighting_findings(table: "pandas.DataFrame", *, reference: str = "m2", column: str = "boundary_jaccard",
@@ -51,12 +105,15 @@ def weighting_findings(table: "pandas.DataFrame", *, reference: str = "m2", colu
     rough guide, not a significance test, and the sentences say so.
     """
     preset = preset or table.attrs.get("preset", "this")
+    claims = []
     mean, sd = table[f"{column} mean"], table[f"{column} sd"]
     n = int(table["n"].min())
     name = column.replace("_", " ")
     lines = [f"**Findings of this build** (at the {preset} preset, {name} on held-out source slices, "
              f"mean ± sd over {n} fine-tuning seed{'s' if n != 1 else ''} of one M1):", ""]
     best = mean.idxmax()
+    claims.append((f"Every weighting finds the walls (mean {name} at least {WALLS_FOUND} for each)",
+                   bool(mean.min() >= WALLS_FOUND), f"lowest mean `{mean.idxmin()}` {mean.min():.3f}"))
     lines.append(f"* Highest mean: **`{best}`** ({table.loc[best, 'weights']}) at {mean[best]:.3f} ± {sd[best]:.3f}; "
                  f"lowest: `{mean.idxmin()}` at {mean.min():.3f} ± {sd[mean.idxmin()]:.3f}.")
     if reference in table.index:
@@ -78,6 +135,10 @@ def weighting_findings(table: "pandas.DataFrame", *, reference: str = "m2", colu
                 lines.append(f"* `{reference}` minus `{other}` ({table.loc[other, 'weights']}): {diff:+.3f} "
                              f"(twice its standard error: {2 * se:.3f}; {verdict}).")
             if beats:
+                claims.append((f"The paper's smoothed distance map (`{reference}`) has a higher mean than every "
+                               "fixed ratio", all(beats), f"`{reference}` {mean[reference]:.3f}; ratios "
+                               + ", ".join(f"`{o}` {mean[o]:.3f}" for o in table.index
+                                           if STAGES.get(o) and STAGES[o].weights.startswith("ratio:"))))
                 if all(clear):
                     summary = "beats every fixed ratio by more than the seed noise, as the paper found"
                 elif all(beats):
@@ -91,7 +152,7 @@ def weighting_findings(table: "pandas.DataFrame", *, reference: str = "m2", colu
                                "these seeds cannot tell them apart")
                 lines.append(f"* The paper's smoothed distance map (`{reference}`) {summary} "
                              f"(at the {preset} preset; {n} seeds make this a rough check, not a test).")
-    return "\n".join(lines)
+    return with_small_preset_note("\n".join(lines), preset, claims)
 
 
 def ratio_findings(table: "pandas.DataFrame", stages: Sequence[str] = ("m2_ratio2", "m2_ratio5", "m2_ratio10"),
@@ -115,7 +176,11 @@ def ratio_findings(table: "pandas.DataFrame", stages: Sequence[str] = ("m2_ratio
         values = column(key).loc[stages].to_numpy(dtype=float)
         parts.append(f"{key.split('_')[1]} {trend(values)} ({' -> '.join(f'{v:.3f}' for v in values)})")
     ratios = " -> ".join(STAGES[s].weights.split(":")[1] + ":1" for s in stages)
-    return f"At the {preset} preset, from {ratios}: " + "; ".join(parts) + "."
+    text = f"At the {preset} preset, from {ratios}: " + "; ".join(parts) + "."
+    trade = (trend(column("boundary_recall").loc[stages].to_numpy(dtype=float)) == "rises"
+             and trend(column("boundary_precision").loc[stages].to_numpy(dtype=float)) == "falls")
+    return with_small_preset_note(text, preset, [("A larger ratio trades precision for recall (recall rises, precision falls)",
+                                      trade, "; ".join(parts[:2]))])
 
 
 def transfer_findings(m2_history: dict, scratch_history: dict, *, preset: str,
@@ -135,11 +200,16 @@ def transfer_findings(m2_history: dict, scratch_history: dict, *, preset: str,
     def compare(a, b):
         return "higher than" if a > b else "lower than" if a < b else "equal to"
 
-    return (f"At the {preset} preset, after {s_m2[-1]} steps the model started from M1 scores {v_m2[-1]:.3f} "
+    text = (f"At the {preset} preset, after {s_m2[-1]} steps the model started from M1 scores {v_m2[-1]:.3f} "
             f"on the validation slices, {compare(v_m2[-1], v_sc[near])} the scratch model at step {s_sc[near]} "
             f"({v_sc[near]:.3f}); with its whole budget of {s_sc[-1]} steps the scratch model reaches "
             f"{v_sc[-1]:.3f}, {compare(v_sc[-1], v_m2[-1])} the transferred one. These are single runs (seed 0): "
             f"weigh the differences against the seed spreads of the weighting table.")
+    return with_small_preset_note(text, preset, [
+        ("Starting from M1 beats training from scratch at the same step", bool(v_m2[-1] > v_sc[near]),
+         f"{v_m2[-1]:.3f} against {v_sc[near]:.3f} at step {s_sc[near]}"),
+        (f"Both boundary models find the walls ({key.replace('_', ' ')} at least {WALLS_FOUND})",
+         bool(min(v_m2[-1], v_sc[-1]) >= WALLS_FOUND), f"from M1 {v_m2[-1]:.3f}, from scratch {v_sc[-1]:.3f}")])
 
 
 def experiment1_findings(table: "pandas.DataFrame", *, weighted: str, plain: str, preset: str,
@@ -163,7 +233,12 @@ def experiment1_findings(table: "pandas.DataFrame", *, weighted: str, plain: str
     side = "above" if w["mean_jaccard"] >= paper else "below"
     lines.append(f"* {weighted} is {side} the paper's {paper:g} (a mean over four classes on its real FIBSEM "
                  f"volume) by {abs(w['mean_jaccard'] - paper):.3f}.")
-    return "\n".join(lines)
+    claims = [(f"Entropy weights ({weighted}) score a higher mean Jaccard than {plain}",
+               bool(w["mean_jaccard"] > p["mean_jaccard"]), f"{w['mean_jaccard']:.3f} against {p['mean_jaccard']:.3f}")]
+    if "J boundary" in classes:
+        claims.append((f"{weighted} finds the walls (boundary Jaccard at least {WALLS_FOUND})",
+                       bool(w["J boundary"] >= WALLS_FOUND), f"{w['J boundary']:.3f}"))
+    return with_small_preset_note("\n".join(lines), preset, claims)
 
 
 def target_findings(table: "pandas.DataFrame", *, preset: str, column: str = "boundary_jaccard") -> str:
@@ -176,11 +251,14 @@ def target_findings(table: "pandas.DataFrame", *, preset: str, column: str = "bo
     v = table[column]
     lines = [f"**Findings of this build** (at the {preset} preset, one seed, {column.replace('_', ' ')} on "
              f"held-out target slices, before any adaptation):", ""]
+    claims = []
     if "m2" in v and "m3" in v:
         verb = "raised" if v["m3"] > v["m2"] else "lowered" if v["m3"] < v["m2"] else "left"
         lines.append(f"* Jitter {verb} the score from {v['m2']:.3f} (M2) to {v['m3']:.3f} (M3).")
+        claims.append(("Jitter (M3) raises the source model's target score over M2", bool(v["m3"] > v["m2"]),
+                       f"M2 {v['m2']:.3f}, M3 {v['m3']:.3f}"))
     if "m3" in v and "m3_distance10" in v:
         diff = v["m3_distance10"] - v["m3"]
         lines.append(f"* M3 built from the 10:1 distance map scores {v['m3_distance10']:.3f}, "
                      f"{abs(diff):.3f} {'above' if diff > 0 else 'below' if diff < 0 else 'level with'} M3.")
-    return "\n".join(lines)
+    return with_small_preset_note("\n".join(lines), preset, claims)
