@@ -31,6 +31,7 @@ from .data.errors import VolumeError
 from ._validate import check_pair
 from .data.outputs import check_output_folder, check_outputs
 from .data.readers import open_volume, read_image, read_labels, read_volume
+from .data.normalize import streaming_stats
 from .data.writers import write_volume, write_volumes
 from .data.sources import DataSourceError
 from .data.specs import split_spec
@@ -516,15 +517,25 @@ def add_export(sub) -> None:
     p.add_argument("--out", type=_path, required=True, metavar="DIR_OR_ZIP",
                    help="output folder (new or empty), or a .zip for the model zoo (replaced only by a valid package)")
     p.add_argument("--name", help="model name (default from the checkpoint's task)")
-    p.add_argument("--test-shape", type=_positive, nargs=3, metavar=("Z", "Y", "X"), default=(2, 64, 64),
-                   help="shape of the synthetic test input (default 2 64 64)")
+    p.add_argument("--test-shape", type=_positive, nargs=3, metavar=("Z", "Y", "X"),
+                   help="shape of the synthetic test input (default: 2 slices of the smallest input the package "
+                        "takes, twice the halo and 2**depth more)")
+    p.add_argument("--stats-of", metavar="IMAGE",
+                   help="volume whose whole-volume normalisation the package fixes (tif, FILE.h5:dataset, zarr, "
+                        "folder of slices, .npy; read one slice at a time, as predict does); default: the test input's")
 
 
 def run_export(args) -> None:
     from .predict.export import check_export_target, export_bioimageio, validate_package
 
     check_export_target(args.out, "--out")  # named by its flag, before the package is built
-    written = export_bioimageio(args.model, args.out, name=args.name, shape=tuple(args.test_shape),
+    normalizer = None
+    if args.stats_of is not None:
+        with open_volume(args.stats_of) as volume:
+            normalizer = streaming_stats(volume)
+    written = export_bioimageio(args.model, args.out, name=args.name,
+                                shape=None if args.test_shape is None else tuple(args.test_shape),
+                                normalizer=normalizer, stats_of=args.stats_of,
                                 flags={"name": "--name", "shape": "--test-shape"})
     print(f"wrote {written}: bioimage.io model package, {validate_package(written)} (checked offline)")
 

@@ -743,7 +743,7 @@ def test_protect_every_path_flag_refuses_an_empty_string(blank, pair, model, tmp
 def _export_files(tmp_path):
     pytest.importorskip("bioimageio.spec")
     save_checkpoint(tmp_path / "m.pt", _unet())
-    return ["export", "--model", tmp_path / "m.pt", "--test-shape", "2", "16", "16"]
+    return ["export", "--model", tmp_path / "m.pt", "--test-shape", "1", "52", "52"]
 
 
 def test_protect_export_into_a_folder_with_files_is_refused(tmp_path, capsys, monkeypatch):
@@ -966,8 +966,8 @@ def test_cluster_prediction_checks_the_model_before_any_cluster_starts(bad, pair
 
 
 @pytest.mark.parametrize("extra, words", [
-    (["--test-shape", "1", "8", "8"], ["--test-shape 1 8 8", "at least 16 x 16"]),
-    (["--test-shape", "1", "50", "50"], ["--test-shape 1 50 50", "multiples of 4"]),
+    (["--test-shape", "1", "8", "8"], ["--test-shape 1 8 8", "at least 52 x 52", "twice its halo"]),
+    (["--test-shape", "1", "54", "54"], ["--test-shape 1 54 54", "multiples of 4"]),
     (["--name", "ab"], ["--name 'ab'", "5 to 128 characters"]),
     (["--name", "my/model"], ["--name 'my/model'", "not '/'"]),
     (["--model-is-nan"], ["nan.pt", "NaN"]),

@@ -7,7 +7,7 @@ unpickling a class.
 
 from .build import ARCHITECTURES, TASK_CLASSES, arch_of, build, check_model
 from .discriminators import PatchDiscriminator
-from .unet import UNet2d, build_model
+from .unet import ProbabilityUNet, UNet2d, build_model, context_pixels
 
-__all__ = ["UNet2d", "build_model", "PatchDiscriminator", "ARCHITECTURES", "arch_of", "build", "check_model",
+__all__ = ["UNet2d", "ProbabilityUNet", "build_model", "context_pixels", "PatchDiscriminator", "ARCHITECTURES", "arch_of", "build", "check_model",
            "TASK_CLASSES"]

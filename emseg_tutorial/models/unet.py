@@ -238,3 +238,49 @@ def build_model(kwargs: dict) -> UNet2d:
     if unknown:
         raise ValueError(f"unknown UNet2d arguments {unknown}; expected a subset of {list(known)}")
     return UNet2d(**kwargs)
+
+
+def context_pixels(depth: int, upsample: str = "transpose") -> int:
+    """Most pixels on one side of an output pixel that its value depends on (in y or in x).
+
+    A bound from the layers of :class:`UNet2d` along its deepest path: each 3x3 convolution
+    at level ``l`` (stride ``2**l``) reaches ``2**l`` pixels to each side, and each 2x2 max-pool
+    (and each bilinear upsampling) up to ``2**l`` to one side; the bound is reached (the tests
+    check it with gradients). A tile's outputs farther than this from its edges are those of the
+    whole slice: the halo of tiled prediction.
+
+    Examples
+    --------
+    >>> context_pixels(2), context_pixels(4), context_pixels(4, "bilinear")
+    (23, 107, 122)
+    """
+    _check_int("depth", depth, 1)
+    if upsample not in UPSAMPLES:
+        raise ValueError(f"upsample must be one of {UPSAMPLES}, got {upsample!r}")
+    levels = 2 ** depth - 1  # sum of 2**l over the levels 0 .. depth - 1
+    convs = 2 * levels + 2 * 2 ** depth + 2 * levels  # encoder, bottleneck, decoder: two 3x3 each
+    pools = levels
+    upsampling = levels if upsample == "bilinear" else 0  # a transposed 2x2 convolution adds none
+    return convs + pools + upsampling
+
+
+class ProbabilityUNet(nn.Module):
+    """A :class:`UNet2d` followed by a softmax over classes: what the bioimage.io package runs.
+
+    Built from the U-Net's constructor arguments, so state-dict weights load with
+    ``ProbabilityUNet(**kwargs)``. This file imports only ``math`` and ``torch``: the package
+    ships it as the architecture's source (see :mod:`emseg_tutorial.predict.export`).
+
+    Examples
+    --------
+    >>> net = ProbabilityUNet(out_channels=2, depth=2, base_width=4)
+    >>> net(torch.zeros(1, 1, 16, 16)).sum(1).allclose(torch.ones(1, 16, 16))
+    True
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.unet = UNet2d(**kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.unet(x), dim=1)

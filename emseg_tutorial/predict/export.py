@@ -5,26 +5,31 @@ folder, or a ``.zip`` ready for the BioImage Model Zoo, which ilastik, deepImage
 napari and QuPath run) holds
 
 * ``rdf.yaml``: name, description, authors, citations (the paper: Roy & Chakraborty,
-  arXiv:2004.02748, 2020; and this package), licence BSD-3-Clause, input and output axes,
-  the preprocessing and the weights;
-* two weight formats of the same network, :class:`ProbabilityUNet` (the U-Net followed by
-  a softmax, so the output is class probabilities): ``weights.pt`` (``pytorch_state_dict``,
-  the architecture imported from this library) and ``weights.torchscript.pt``
-  (TorchScript, traced: plain ``torch.jit.load``, no library needed; heights and widths
-  multiples of ``2 ** depth``, as the rdf's input axes say);
+  arXiv:2004.02748, 2020, its title and authors as the paper gives them; and this package),
+  licence BSD-3-Clause, input and output axes, the pre-processing, the halo and the weights;
+* two weight formats of the same network, :class:`~emseg_tutorial.models.unet.ProbabilityUNet`
+  (the U-Net followed by a softmax, so the output is class probabilities): ``weights.pt``
+  (``pytorch_state_dict``, its architecture ``unet.py``, this library's
+  :mod:`emseg_tutorial.models.unet` shipped with its sha256: it imports only ``math`` and
+  ``torch``, so the package stands alone) and ``weights.torchscript.pt`` (TorchScript, traced:
+  plain ``torch.jit.load``; heights and widths multiples of ``2 ** depth``, as the rdf's input
+  axes say);
 * ``test_input.npy`` / ``test_output.npy``: a synthetic FIBSEM-like twin (as float32
   intensities) and what this library predicts for it;
 * ``cover.png`` (the twin, the prediction) and ``README.md``, the model card.
 
 **Normalisation.** The network saw ``(unit - mean) / std``, ``unit`` being the volume
-scaled to [0, 1] between its 0.5th and 99.5th percentiles and clipped, ``mean`` and ``std``
-those of the *whole volume* (:class:`~emseg_tutorial.data.normalize.Normalizer`). The rdf
-says the same as ``scale_range`` (percentiles 0.5 and 99.5) + ``clip`` (0, 1) +
-``zero_mean_unit_variance``, each over the axes ``batch, y, x``: a consumer that passes the
-whole stack as one batch of slices (``batch`` = z) normalises exactly as this library does;
-one that passes one slice at a time normalises per slice, which the model card warns about.
-(uint8 volumes are divided by 255 in this library instead of percentile-scaled; after the
-standardisation the two differ only in the clipped 1 % of voxels.)
+scaled to [0, 1] (:class:`~emseg_tutorial.data.normalize.Normalizer`: between its 0.5th and
+99.5th percentiles and clipped, uint8 divided by 255) and ``mean``, ``std`` those of the
+*whole volume*. A runner computes statistics per tensor it is given (a slice, a tile), so the
+rdf fixes one volume's numbers instead (:func:`fixed_normalisation`: ``scale_linear``,
+``clip``, ``scale_linear``): by default the test input's, so ``bioimageio test`` reproduces
+``test_output.npy`` (to 1e-4, no element excepted); ``normalizer=`` (``--stats-of`` on the
+command line) fixes those of the volume the package is for. The model card says so.
+
+**Halo.** :func:`halo_pixels`: the U-Net's reach (:func:`~emseg_tutorial.models.unet.context_pixels`)
+rounded up to a multiple of ``2 ** depth``, so a runner's tiles, padded by it and cropped
+again, give the whole slice's probabilities: no seams.
 
 **Validation** runs offline: :func:`validate_package` checks the rdf against the spec with
 ``perform_io_checks=False`` (no download, no hash of remote files: every file of the package
@@ -37,13 +42,14 @@ Examples
 >>> from emseg_tutorial.store import save_checkpoint
 >>> folder = tempfile.mkdtemp()
 >>> save_checkpoint(os.path.join(folder, "m.pt"), UNet2d(out_channels=2, depth=2, base_width=4))
->>> rdf = export_bioimageio(os.path.join(folder, "m.pt"), os.path.join(folder, "pkg"), shape=(2, 32, 32))
+>>> rdf = export_bioimageio(os.path.join(folder, "m.pt"), os.path.join(folder, "pkg"), shape=(1, 52, 52))
 >>> os.path.basename(rdf), validate_package(rdf)
 ('rdf.yaml', 'valid-format')
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import string
@@ -55,15 +61,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.normalize import PERCENTILES
+from ..data.normalize import Normalizer, check_normalizer
 from ..data.outputs import check_file_target
 from ..data.synthetic import make_volume
-from ..models import build, check_model
+from ..models import check_model
+from ..models import unet as unet_source
+from ..models.unet import ProbabilityUNet, context_pixels
 from ..store import load_checkpoint
 from .tiled import predict_probabilities
 
-PAPER = ("Roy, A. G. & Chakraborty, S. (2020). Class-imbalanced semantic segmentation of 3D electron "
-         "microscopy and unsupervised domain adaptation. arXiv:2004.02748")
+__all__ = ["ProbabilityUNet", "export_bioimageio", "validate_package", "fixed_normalisation", "halo_pixels",
+           "check_test_shape", "check_package_name", "check_export_target"]
+
+#: the paper, its title and authors as the paper gives them (/work/shared/paper)
+PAPER = ("Roy, S. & Chakraborty, A. (2020). Semantic Segmentation of highly class imbalanced fully labelled 3D "
+         "volumetric biomedical images and unsupervised Domain Adaptation of the pre-trained Segmentation Network "
+         "to segment another fully unlabelled Biomedical 3D Image stack. arXiv:2004.02748")
 PAPER_URL = "https://arxiv.org/abs/2004.02748"
 PAPER_DOI = "10.48550/arXiv.2004.02748"
 PACKAGE_URL = "https://github.com/emseg-tutorial/emseg-tutorial"
@@ -72,27 +85,8 @@ CLASS_NAMES = {2: ["boundary", "other"], 4: ["boundary", "cytoplasm", "mitochond
                3: ["boundary", "cytoplasm", "mitochondria"]}
 #: the characters of a bioimage.io model name (its spec, v0.5)
 NAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "_+- ()")
-
-
-class ProbabilityUNet(nn.Module):
-    """The exported network: a U-Net of this library followed by a softmax over classes.
-
-    Built from the U-Net's constructor arguments (what the rdf's architecture gives), so
-    the ``pytorch_state_dict`` weights load with ``ProbabilityUNet(**kwargs)``.
-
-    Examples
-    --------
-    >>> net = ProbabilityUNet(out_channels=2, depth=2, base_width=4)
-    >>> net(torch.zeros(1, 1, 16, 16)).sum(1).allclose(torch.ones(1, 16, 16))
-    True
-    """
-
-    def __init__(self, **kwargs):
-        super().__init__()
-        self.unet = build("unet2d", kwargs)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.unet(x), dim=1)
+#: absolute and relative tolerance of the rdf's test (bioimageio.core's default is 1e-3 and 100 ppm mismatched)
+TOLERANCE = 1e-4
 
 
 def import_spec():
@@ -136,17 +130,78 @@ def check_package_name(name: str, flag: str = "name") -> str:
     return name
 
 
-def check_test_shape(shape, depth: int, flag: str = "shape") -> tuple[int, int, int]:
-    """``shape`` as the ``(Z, Y, X)`` of a test input the package can hold, else a one-line
-    ValueError naming ``flag``: three positive integers, slices at least 16 x 16 (the synthetic
-    twin's smallest) whose sides are multiples of ``2 ** depth`` (the package's input sizes).
+def halo_pixels(kwargs: dict) -> int:
+    """The halo the package declares: the U-Net's one-sided context
+    (:func:`~emseg_tutorial.models.unet.context_pixels`) rounded up to a multiple of ``2 ** depth``.
+
+    A runner that predicts in tiles pads each tile by the halo and crops it again; outputs that
+    far from a tile's edge are those of the whole slice (the multiple keeps every tile on the
+    pooling grid of the whole slice), so the tiles show no seams.
 
     Examples
     --------
-    >>> check_test_shape((1, 8, 8), 2, "--test-shape")
+    >>> halo_pixels({"depth": 2}), halo_pixels({"depth": 4}), halo_pixels({"depth": 4, "upsample": "bilinear"})
+    (24, 112, 128)
+    """
+    depth = int(kwargs.get("depth", 4))
+    multiple = 2 ** depth
+    context = context_pixels(depth, kwargs.get("upsample", "transpose"))
+    return -(-context // multiple) * multiple
+
+
+def smallest_side(kwargs: dict) -> int:
+    """The smallest height and width the package takes: twice the halo and ``2 ** depth`` more
+    (a bioimage.io output must keep a pixel after its halo is cropped).
+
+    Examples
+    --------
+    >>> smallest_side({"depth": 2})
+    52
+    """
+    return 2 * halo_pixels(kwargs) + 2 ** int(kwargs.get("depth", 4))
+
+
+def fixed_normalisation(norm: Normalizer) -> dict[str, dict[str, float]]:
+    """The library's normalisation ``norm`` as the rdf's three fixed steps.
+
+    ``scale_linear`` (to [0, 1]: ``(x - lo) / (hi - lo)``, or ``x / 255`` for uint8), ``clip``
+    (0, 1) and ``scale_linear`` again (``(unit - mean) / std``): plain multiply-adds every runner
+    computes alike (``fixed_zero_mean_unit_variance`` would do for the last one, but
+    bioimageio.core adds 1e-6 to its ``std``).
+
+    Raises
+    ------
+    ValueError
+        ``norm`` is of a flat volume (no intensity range to scale).
+
+    Examples
+    --------
+    >>> fixed_normalisation(Normalizer(None, 0.5, 0.25))
+    {'unit': {'gain': 0.00392156862745098, 'offset': 0.0}, 'standardise': {'gain': 4.0, 'offset': -2.0}}
+    >>> fixed_normalisation(Normalizer((100.0, 300.0), 0.5, 0.25))["unit"]
+    {'gain': 0.005, 'offset': -0.5}
+    """
+    norm = check_normalizer(norm)
+    lo, hi = norm.limits if norm.limits is not None else (0.0, 255.0)
+    if hi <= lo:
+        raise ValueError(f"normalizer {norm}: the volume is flat (intensity limits {lo} to {hi}); its statistics cannot "
+                         f"normalise another image")
+    return {"unit": {"gain": 1.0 / (hi - lo), "offset": 0.0 - lo / (hi - lo)},
+            "standardise": {"gain": 1.0 / norm.std, "offset": -norm.mean / norm.std}}
+
+
+def check_test_shape(shape, depth: int, flag: str = "shape", smallest: int = 16) -> tuple[int, int, int]:
+    """``shape`` as the ``(Z, Y, X)`` of a test input the package can hold, else a one-line
+    ValueError naming ``flag``: three positive integers, slices at least ``smallest`` pixels on
+    each side (:func:`smallest_side`) whose sides are multiples of ``2 ** depth`` (the package's
+    input sizes).
+
+    Examples
+    --------
+    >>> check_test_shape((1, 8, 8), 2, "--test-shape", 52)
     Traceback (most recent call last):
     ...
-    ValueError: --test-shape 1 8 8: slices must be at least 16 x 16 pixels (the synthetic twin's smallest)
+    ValueError: --test-shape 1 8 8: slices must be at least 52 x 52 pixels (the package's smallest input: twice its halo and 4 more)
     """
     try:
         z, y, x = (int(s) for s in shape)
@@ -155,13 +210,18 @@ def check_test_shape(shape, depth: int, flag: str = "shape") -> tuple[int, int, 
     given = f"{flag} {z} {y} {x}"
     if min(z, y, x) < 1:
         raise ValueError(f"{given}: every size must be a positive integer")
-    if min(y, x) < 16:
-        raise ValueError(f"{given}: slices must be at least 16 x 16 pixels (the synthetic twin's smallest)")
     multiple = 2 ** depth
+    if min(y, x) < smallest:
+        raise ValueError(f"{given}: slices must be at least {smallest} x {smallest} pixels (the package's smallest "
+                         f"input: twice its halo and {multiple} more)")
     if y % multiple or x % multiple:
         raise ValueError(f"{given}: Y and X must be multiples of {multiple} (2 ** the U-Net's depth {depth}, the "
                          f"input sizes the package declares)")
     return z, y, x
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _reason(err: Exception) -> str:
@@ -210,30 +270,43 @@ def _cover(path: Path, image: np.ndarray, probs: np.ndarray) -> None:
     plt.close(fig)
 
 
-def _model_card(kwargs: dict, classes: list[str], config: dict) -> str:
+def _model_card(kwargs: dict, classes: list[str], config: dict, norm: Normalizer, steps: dict,
+                stats_of: str) -> str:
+    unit = ("divided by 255 (uint8)" if norm.limits is None
+            else f"scaled between {norm.limits[0]:.6g} and {norm.limits[1]:.6g} (the 0.5th and 99.5th percentiles) "
+                 f"to [0, 1] and clipped")
+    halo = halo_pixels(kwargs)
+    multiple = 2 ** int(kwargs.get("depth", 4))
     return f"""# EM membrane / organelle segmentation U-Net (emseg-tutorial)
 
 A 2D U-Net trained with the class-imbalance-aware losses of Roy & Chakraborty (2020,
 [arXiv:2004.02748]({PAPER_URL})), exported by the `emseg-tutorial` package ({PACKAGE_URL}).
 
-* **Input**: one EM slice per batch entry, axes `batch, channel (1), y, x`, any size
-  (multiples of {2 ** kwargs.get("depth", 4)} need no padding).
+* **Input**: one EM slice per batch entry, axes `batch, channel (1), y, x`; heights and widths
+  multiples of {multiple}, at least {smallest_side(kwargs)} (the TorchScript weights take only those;
+  a tiling runner pads any image to them).
 * **Output**: class probabilities, axes `batch, channel, y, x`; channels: {", ".join(classes)}.
   Label codes as this package writes them are `argmax + 1`.
+* **Halo**: {halo} pixels in y and x (the U-Net's reach, rounded up to a multiple of {multiple}):
+  a runner that predicts in tiles pads each by the halo and crops it again, so tiles show no seams.
+  At the image's own border such a runner mirrors the image, where `emseg-tutorial` zero-pads
+  inside the network: within {halo} pixels of the border the probabilities differ slightly.
 
-## Normalisation: whole-volume statistics
+## Normalisation: fixed statistics of one volume
 
-The network was trained on, and must be given, the **whole volume's** normalisation:
+The network expects intensities normalised with the statistics of the **whole volume**, as
+`emseg-tutorial` computes them for every volume it predicts. The package fixes those of
+{stats_of}: raw values are {unit}, then standardised with mean {norm.mean:.6g} and standard
+deviation {norm.std:.6g}. The rdf says so as `scale_linear` (gain {steps["unit"]["gain"]:.6g},
+offset {steps["unit"]["offset"]:.6g}) + `clip` (0, 1) + `scale_linear` (gain
+{steps["standardise"]["gain"]:.6g}, offset {steps["standardise"]["offset"]:.6g}).
 
-1. scale to [0, 1] between the volume's {PERCENTILES[0]}th and {PERCENTILES[1]}th percentiles and clip;
-2. subtract the mean and divide by the standard deviation of the whole scaled volume.
-
-The rdf states this as `scale_range` + `clip` + `zero_mean_unit_variance` over the axes
-`batch, y, x`. Pass the **whole stack as one batch** (batch = z) to reproduce it; tools that
-feed one slice or one tile at a time normalise per slice or per tile instead, which shifts
-the intensities of slices darker or brighter than the stack and can change the result.
-For volumes larger than memory use `python -m emseg_tutorial predict`, which streams
-the same normalisation (two passes over the data).
+**For another volume** these numbers are wrong: a darker or brighter stack reaches the network
+shifted. Either export a package with that volume's statistics,
+`python -m emseg_tutorial export --model model.pt --stats-of your_volume.tif --out pkg.zip`
+(or write its numbers into the rdf's three steps), or predict it with
+`python -m emseg_tutorial predict`, which computes every volume's own statistics (streamed, two
+passes over the data).
 
 ## Training
 
@@ -310,7 +383,8 @@ def _commit(built: Path, out: Path) -> None:
 
 
 def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: str | None = None,
-                      shape: tuple[int, int, int] = (2, 64, 64), seed: int = 0,
+                      shape: tuple[int, int, int] | None = None, seed: int = 0,
+                      normalizer: Normalizer | None = None, stats_of: str | None = None,
                       flags: dict[str, str] | None = None) -> Path:
     """Write the U-Net of checkpoint ``ckpt`` as a bioimage.io model package.
 
@@ -324,10 +398,17 @@ def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: 
         so a failed export leaves an old zip as it was (:func:`check_export_target`).
     name : str, optional
         The model's name (letters, digits, ``_+- ()``); default from the checkpoint.
-    shape : tuple of int
-        ``(Z, Y, X)`` of the synthetic twin used as test input.
+    shape : tuple of int, optional
+        ``(Z, Y, X)`` of the synthetic twin used as test input; default two slices of the
+        smallest size the package takes (:func:`smallest_side`).
     seed : int
         Seed of the twin.
+    normalizer : Normalizer, optional
+        The statistics the package fixes (:func:`fixed_normalisation`): those of the volume it
+        is for (:func:`~emseg_tutorial.data.normalize.streaming_stats`, what ``predict``
+        computes for a file). Default: the test input's own.
+    stats_of : str, optional
+        What ``normalizer`` is of, for the model card (default "the test input").
     flags : dict, optional
         How messages name the ``name`` and ``shape`` arguments (the command line passes
         ``--name`` and ``--test-shape``).
@@ -353,7 +434,9 @@ def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: 
     model, data = load_unet(ckpt)
     check_model(model, str(ckpt))  # finite weights, one input channel, a task's head: before any building
     kwargs = dict(model.init_kwargs)
-    shape = check_test_shape(shape, int(kwargs.get("depth", 4)), flags["shape"])
+    depth = int(kwargs.get("depth", 4))
+    smallest, halo, multiple = smallest_side(kwargs), halo_pixels(kwargs), 2 ** depth
+    shape = check_test_shape((2, smallest, smallest) if shape is None else shape, depth, flags["shape"], smallest)
     if name is not None:
         check_package_name(name, flags["name"])
     classes = CLASS_NAMES.get(kwargs["out_channels"], [f"class{i + 1}" for i in range(kwargs["out_channels"])])
@@ -363,7 +446,9 @@ def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: 
 
     twin = make_volume("fibsem", tuple(shape), seed=seed)
     image = twin.image.astype(np.float32) * 16.0 + 1000.0  # float intensities: percentile scaling applies
-    probs = predict_probabilities(model, image, tile=max(shape[1:]), overlap=0, device="cpu")
+    norm = Normalizer.from_volume(image) if normalizer is None else check_normalizer(normalizer)
+    steps = fixed_normalisation(norm)
+    probs = predict_probabilities(model, image, normalizer=norm, tile=max(shape[1:]), overlap=0, device="cpu")
     test_in = image[:, None]  # (batch = z, channel, y, x)
     test_out = probs.transpose(1, 0, 2, 3).astype(np.float32)
 
@@ -379,31 +464,31 @@ def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: 
         with torch.no_grad():
             scripted = _script(net, torch.from_numpy(test_in[:1]))
         scripted.save(str(work / "weights.torchscript.pt"))
+        source = work / "unet.py"  # the architecture, standalone: it imports math and torch only
+        shutil.copyfile(unet_source.__file__, source)
         _cover(work / "cover.png", image, probs)
         config = data.get("config") or {}
-        (work / "README.md").write_text(_model_card(kwargs, classes, config))
+        (work / "README.md").write_text(_model_card(kwargs, classes, config, norm, steps,
+                                                    stats_of or "the test input (a synthetic twin)"))
 
-        multiple = 2 ** kwargs.get("depth", 4)
+        size = m.ParameterizedSize(min=smallest, step=multiple)
         axes_in = [m.BatchAxis(), m.ChannelAxis(channel_names=[m.Identifier("raw")]),
-                   m.SpaceInputAxis(id=m.AxisId("y"), size=m.ParameterizedSize(min=multiple, step=multiple)),
-                   m.SpaceInputAxis(id=m.AxisId("x"), size=m.ParameterizedSize(min=multiple, step=multiple))]
-        joint = [m.AxisId("batch"), m.AxisId("y"), m.AxisId("x")]
+                   m.SpaceInputAxis(id=m.AxisId("y"), size=size), m.SpaceInputAxis(id=m.AxisId("x"), size=size)]
         preprocessing = [
-            m.ScaleRangeDescr(kwargs=m.ScaleRangeKwargs(axes=joint, min_percentile=PERCENTILES[0],
-                                                        max_percentile=PERCENTILES[1])),
+            m.ScaleLinearDescr(kwargs=m.ScaleLinearKwargs(**steps["unit"])),
             m.ClipDescr(kwargs=m.ClipKwargs(min=0.0, max=1.0)),
-            m.ZeroMeanUnitVarianceDescr(kwargs=m.ZeroMeanUnitVarianceKwargs(axes=joint)),
+            m.ScaleLinearDescr(kwargs=m.ScaleLinearKwargs(**steps["standardise"])),
         ]
         inputs = [m.InputTensorDescr(id=m.TensorId("raw"), axes=axes_in,
                                      test_tensor=m.FileDescr(source=work / "test_input.npy"),
                                      data=m.IntervalOrRatioDataDescr(type="float32"),
                                      preprocessing=preprocessing,
-                                     description="EM slices, the whole stack as one batch (batch = z)")]
-        axes_out = [m.BatchAxis(), m.ChannelAxis(channel_names=[m.Identifier(c) for c in classes]),
-                    m.SpaceOutputAxis(id=m.AxisId("y"), size=m.SizeReference(tensor_id=m.TensorId("raw"),
-                                                                             axis_id=m.AxisId("y"))),
-                    m.SpaceOutputAxis(id=m.AxisId("x"), size=m.SizeReference(tensor_id=m.TensorId("raw"),
-                                                                             axis_id=m.AxisId("x")))]
+                                     description="EM slices (batch = z); normalised with fixed statistics "
+                                                 "(see the model card)")]
+        axes_out = [m.BatchAxis(), m.ChannelAxis(channel_names=[m.Identifier(c) for c in classes])] + [
+            m.SpaceOutputAxisWithHalo(id=m.AxisId(a), halo=halo,
+                                      size=m.SizeReference(tensor_id=m.TensorId("raw"), axis_id=m.AxisId(a)))
+            for a in ("y", "x")]
         outputs = [m.OutputTensorDescr(id=m.TensorId("probabilities"), axes=axes_out,
                                        test_tensor=m.FileDescr(source=work / "test_output.npy"),
                                        data=m.IntervalOrRatioDataDescr(type="float32"),
@@ -412,9 +497,9 @@ def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: 
         weights = m.WeightsDescr(
             pytorch_state_dict=m.PytorchStateDictWeightsDescr(
                 source=work / "weights.pt", pytorch_version=m.Version(torch_version),
-                architecture=m.ArchitectureFromLibraryDescr(import_from="emseg_tutorial.predict.export",
-                                                            callable=m.Identifier("ProbabilityUNet"),
-                                                            kwargs=kwargs)),
+                architecture=m.ArchitectureFromFileDescr(source=source, sha256=_sha256(source),
+                                                         callable=m.Identifier("ProbabilityUNet"),
+                                                         kwargs=kwargs)),
             torchscript=m.TorchscriptWeightsDescr(source=work / "weights.torchscript.pt",
                                                   pytorch_version=m.Version(torch_version),
                                                   parent="pytorch_state_dict"))
@@ -424,9 +509,9 @@ def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: 
                 name=name or f"emseg-tutorial U-Net ({task})",
                 description=(f"2D U-Net segmenting {', '.join(classes)} in electron microscopy volumes, trained "
                              f"with class-imbalance-aware loss weights (Roy & Chakraborty 2020); "
-                             f"whole-volume normalisation (see the model card)."),
+                             f"normalised with one volume's fixed statistics (see the model card)."),
                 authors=[m.Author(name="emseg-tutorial developers")],
-                cite=[m.CiteEntry(text=PAPER, doi=m.Doi(PAPER_DOI)),
+                cite=[m.CiteEntry(text=PAPER, doi=m.Doi(PAPER_DOI), url=m.HttpUrl(PAPER_URL)),
                       m.CiteEntry(text="emseg-tutorial: Class-imbalanced semantic segmentation of 3D electron "
                                        "microscopy and unsupervised domain adaptation, a Jupyter Book tutorial "
                                        "and its library", url=m.HttpUrl(PACKAGE_URL))],
@@ -437,9 +522,12 @@ def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: 
                       "mitochondria", "domain-adaptation"],
                 git_repo=m.HttpUrl(PACKAGE_URL),
                 inputs=inputs, outputs=outputs, weights=weights,
-                config={"emseg_tutorial": {"arch": "unet2d", "model": kwargs, "normalisation": {
-                    "percentiles": list(PERCENTILES), "clip": [0.0, 1.0], "min_std": 1e-3,
-                    "axes": ["batch", "y", "x"], "scope": "whole volume"}}},
+                config={"bioimageio": {"reproducibility_tolerance": [
+                            {"absolute_tolerance": TOLERANCE, "relative_tolerance": TOLERANCE,
+                             "mismatched_elements_per_million": 0}]},
+                        "emseg_tutorial": {"arch": "unet2d", "model": kwargs, "halo": halo, "normalisation": {
+                            "limits": None if norm.limits is None else list(norm.limits), "mean": norm.mean,
+                            "std": norm.std, "of": stats_of or "the test input"}}},
             )
         # built and validated in a hidden folder beside the target, renamed into place only then
         out.parent.mkdir(parents=True, exist_ok=True)
