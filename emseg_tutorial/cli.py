@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 from .adapt import get_method, method_names, run_method
-from .adapt.loop import check_boundary_model
+from .adapt.diagnostics import kept_summary
+from .adapt.loop import KEEP, check_boundary_model
 from .adapt.registry import DISCRIMINATOR_FILE, MODEL_FILES, STATE_FILE as ADAPT_STATE_FILE
 from .adapt.state import load_adaptation_state
 from .data.errors import VolumeError
@@ -433,6 +434,7 @@ ADAPT_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "--adv-weight": ("adv_weight", ("adv_weight",)), "--source-weight": ("source_weight", ("source_weight",)),
     "--condition-image": ("condition_image", ("condition_image",)), "--seed": ("seed", ("seed",)),
     "--precision": ("precision", ("precision",)), "--device": ("device", ("device",)),
+    "--keep": ("keep", ("keep",)), "--patience": ("patience", ("patience",)),
 }
 
 
@@ -479,6 +481,13 @@ def add_adapt(sub) -> None:
     p.add_argument("--condition-image", choices=("rank", "raw"),
                    help="conditional methods: image channel rank-normalised per patch or raw (default by "
                         f"method: {_by_method('condition_image', records)})")
+    p.add_argument("--keep", choices=KEEP,
+                   help="trained methods: which epoch's U-Net to write: label-free (default) the epoch the label-free "
+                        "rule chooses (lowest target entropy among epochs without a boundary-fraction or "
+                        "source-drift warning; epoch 0, the model before adaptation, when none passes), or last")
+    p.add_argument("--patience", type=_positive, metavar="N",
+                   help="with --keep label-free: stop once N epochs pass without a new label-free choice "
+                        "(default: run every epoch)")
     p.add_argument("--seed", type=_seed, help="random seed (default: the session's, 0)")
     p.add_argument("--device", help="cpu, cuda or mps (default: EMSEG_DEVICE, else the best available)")
     _add_precision(p)
@@ -510,6 +519,10 @@ def run_adapt(args) -> None:
     check_boundary_model(model)  # the library's check, before any volume is read
     options = {ADAPT_OPTIONS[flag][1][0]: value for flag, value in given.items()
                if flag not in ("--preset", "--seed", "--device")}  # those three come through the session
+    if record.trains:
+        options.setdefault("keep", "label-free")  # a user has no target labels to pick an epoch with
+    if options.get("patience") is not None and options.get("keep") != "label-free":
+        raise UsageError("--patience: stops at the label-free choice, so it needs --keep label-free")
     config = method_settings(session, args.method, session.seed, **options)
     if args.source_image and not record.needs_source_image(config):
         raise UsageError(f"--source-image: method {args.method} does not read the source image with these "
@@ -535,7 +548,7 @@ def run_adapt(args) -> None:
                              target_normalizer=None if target_eval is None else target_eval.normalizer)
     except Diverged as err:  # named by the flags that set them
         raise UsageError(err.message({options[0]: flag for flag, (_, options) in ADAPT_OPTIONS.items()})) from None
-    history = {"config": config, "epochs": run.epochs, "seconds": run.seconds}
+    history = {"config": config, "epochs": run.epochs, "seconds": run.seconds, "stop": run.stop}
     model_file, history_file = (out / name for name in MODEL_FILES)
     save_checkpoint(model_file, run.model, config={"adapt": config, "source": ckpt["config"]}, history=history)
     save_json(history_file, history)
@@ -544,9 +557,11 @@ def run_adapt(args) -> None:
     for name, volume in run.volumes.items():
         write_volume(str(out / name), volume, voxel)
     written = [out / name for name in record.files]
-    last = run.epochs[-1]
+    kept = run.epochs[run.stop["kept_epoch"]] if run.stop else run.epochs[-1]
+    if run.stop:
+        print(kept_summary(run.stop, run.epochs))
     print(f"wrote {', '.join(str(w) for w in written)}; target boundary fraction "
-          f"{last['target_boundary_fraction']:.3f} (source {last['source_boundary_fraction']:.3f})")
+          f"{kept['target_boundary_fraction']:.3f} (source {kept['source_boundary_fraction']:.3f})")
 
 
 # --------------------------------------------------------------------------- export

@@ -24,6 +24,8 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import os
@@ -157,6 +159,24 @@ def load_state(path: str | os.PathLike, kind: str = "training-state", keys=STATE
 def load_training_state(path: str | os.PathLike) -> dict:
     """Read a state written by :func:`save_training_state` (see :func:`load_state`)."""
     return load_state(path)
+
+
+def with_defaults(saved: dict, config_type: type) -> dict:
+    """A saved config with the fields ``config_type`` (a dataclass) gained since it was saved, at
+    their defaults (which is what that run did), so a state of an older version still resumes.
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Config:
+    ...     steps: int
+    ...     patience: int | None = None
+    >>> with_defaults({"steps": 3}, Config)
+    {'patience': None, 'steps': 3}
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(config_type) if f.default is not dataclasses.MISSING}
+    return {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
 
 
 def check_resumable(saved: dict, config: dict, changeable: tuple[str, ...], position: str) -> None:

@@ -39,7 +39,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -57,7 +57,8 @@ from ..models import build, build_model, check_model
 from ..predict import predict_labels
 from ..progress import progress as progress_bar
 from ..weight_schemes import parse_weight_scheme, weight_map_of_codes
-from ..store import check_inputs, check_resumable, input_fingerprints, restore_model, save_training_state
+from ..store import (check_inputs, check_resumable, input_fingerprints, restore_model, save_training_state,
+                     with_defaults)
 from .stopping import MIN_DELTA, EarlyStopping
 
 LOSSES = ("ce", "dice", "ce+dice", "focal")
@@ -337,7 +338,7 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     inputs = (input_fingerprints({"image": image, "labels": labels, "init": init})
               if checkpoint is not None or resume is not None else None)
     if resume is not None:
-        check_resumable(_with_defaults(resume["config"]), config.to_dict(), RESUMABLE_CHANGES,
+        check_resumable(with_defaults(resume["config"], TrainConfig), config.to_dict(), RESUMABLE_CHANGES,
                         f"step {resume['step']}")
         inputs = check_inputs(resume, inputs, optional=("init",))
     labels = for_task(labels, config.task)
@@ -532,13 +533,6 @@ def check_diverged(losses: list[float], steps: list[int], model: torch.nn.Module
 
 #: Settings that may differ between a run and its resumption.
 RESUMABLE_CHANGES = ("steps", "budget", "device")
-
-
-def _with_defaults(saved: dict) -> dict:
-    """A saved config with the fields added since it was saved at their defaults (which is what
-    that run did): a state of an older version still resumes."""
-    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
-    return {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
 
 
 def _resume(state: dict, config: TrainConfig, optimizer, scaler, sampler) -> tuple[int, dict]:
