@@ -410,7 +410,8 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
             read_losses()
             if len(val[0]):
                 scores = validate(model, val[0], val[1], config.task, device, normalizer=val[2])
-                history["val"].append({"step": step, **scores, "lr": optimizer.param_groups[0]["lr"]})
+                history["val"].append({"step": step, **scores, "lr": optimizer.param_groups[0]["lr"],
+                                       "seconds": time.perf_counter() - start})
                 bar.set_postfix(val_jaccard=f"{scores['mean_jaccard']:.3f}")
                 if stopper.update(step, scores["mean_jaccard"]) and config.keep_best:
                     best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
