@@ -100,7 +100,7 @@ def main() -> int:
         for name, change in ABLATION.items():
             rows.append(run(name, TrainConfig(**{**base.to_dict(), **change}), train, test, task))
     reference = rows[0]["score"]
-    print(f"\n{'run':26s} {'steps':>6s} {'min':>6s} {'held-out mJ':>11s} {"vs reference":>12s}")
+    print(f"\n{'run':26s} {'steps':>6s} {'min':>6s} {'held-out mJ':>11s} {'vs reference':>12s}")
     for r in rows:
         print(f"{r['run']:26s} {r['steps']:6d} {r['minutes']:6.2f} {r['score']:11.4f} {r['score'] - reference:+12.4f}")
     if len(rows) > 2:
