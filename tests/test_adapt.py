@@ -67,7 +67,7 @@ def test_end_to_end_history_and_snapshots(volumes, ci_adapt_config):
         assert 0 <= e["d_acc_real"] <= 1 and 0 <= e["d_acc_fake"] <= 1
         assert 0 <= e["target_entropy"] <= 1 and 0 <= e["target_boundary_fraction"] <= 1
         assert e["source_val_boundary_jaccard"] is not None
-    assert h["epochs"][0]["source_boundary_fraction"] == pytest.approx((src.labels == 1).mean())
+    assert h["epochs"][0]["source_label_fraction"] == pytest.approx((src.labels == 1).mean())
 
 
 def test_model_argument_is_left_untouched(volumes, ci_adapt_config):

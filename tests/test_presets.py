@@ -195,6 +195,7 @@ def test_chapter4_and_chapter6_runs_take_the_presets_sizes(monkeypatch, tmp_path
     monkeypatch.setattr(comparison, "get_stage", lambda name, s: m3)
     monkeypatch.setattr(comparison, "load_domain", lambda *a, **k: vol)
     monkeypatch.setattr(comparison, "epoch_report", lambda *a, **k: {})
+    monkeypatch.setattr(comparison, "source_reference", lambda *a, **k: {})
     monkeypatch.setattr(comparison, "boundary_snapshot", lambda *a, **k: None)
     monkeypatch.setattr(comparison, "save_run", lambda *a: None)
 

@@ -71,6 +71,16 @@ def test_class_fractions_in_documented_ranges(fibsem_small, snemi_small):
     assert tgt["glia"] == 0.0
 
 
+def test_true_boundary_fractions_agree():
+    """Walls labelled at one width in nm: the twins' true boundary fractions are close (the rule
+    of :mod:`emseg_tutorial.adapt.diagnostics` compares within a factor 1.5), same tissue area."""
+    src = np.mean([class_fractions(make_volume("fibsem", (6, 192, 192), seed=s).labels)["boundary"]
+                   for s in (0, 1)])
+    tgt = np.mean([class_fractions(make_volume("snemi", (4, 320, 320), seed=s).labels)["boundary"]
+                   for s in (0, 1)])
+    assert 0.8 <= tgt / src <= 1.25  # with 4-pixel target walls (version 3) about 1.15 to 1.36
+
+
 def test_voxel_sizes(fibsem_small, snemi_small):
     assert fibsem_small.voxel_size == (10.0, 10.0, 10.0) and fibsem_small.anisotropy == 1.0
     assert snemi_small.voxel_size == (30.0, 6.0, 6.0) and snemi_small.anisotropy == 5.0

@@ -19,6 +19,27 @@ def test_thick_boundaries_match_find_boundaries():
     assert np.array_equal(numerics._thick_boundaries(ids), find_boundaries(ids, mode="thick"))
 
 
+def test_walls_of_every_width():
+    ids = ndi.zoom(RNG.integers(0, 6, (12, 15)), 4, order=0)
+    thick = find_boundaries(ids, mode="thick")
+    one = np.zeros(ids.shape, bool)  # the pixel below / right of a change of id
+    one[1:] |= ids[1:] != ids[:-1]
+    one[:, 1:] |= ids[:, 1:] != ids[:, :-1]
+    cross = ndi.generate_binary_structure(2, 1)
+    for width, want in [(1, one), (2, thick), (3, ndi.binary_dilation(one, cross)),
+                        (4, ndi.binary_dilation(thick, cross)), (5, ndi.binary_dilation(one, cross, 2))]:
+        assert np.array_equal(numerics._walls(ids, width), want), width
+        across = numerics._walls(np.repeat([[1] * 8 + [2] * 8], 3, 0), width)
+        assert (across.sum(1) == width).all()  # a straight wall is ``width`` pixels across
+    with pytest.raises(ValueError, match="at least 1"):
+        numerics._walls(ids, 0)
+
+
+def test_wall_widths_are_one_physical_width():
+    assert S.FIBSEM.wall_nm == S.SNEMI.wall_nm
+    assert (S.FIBSEM.wall_px, S.SNEMI.wall_px) == (2, 3)  # 20 nm at 10 nm and at 6 nm
+
+
 @pytest.mark.parametrize("sigma", [0.6, 1.2, 2.0])
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_blur_matches_scipy_nearest(sigma, axis):
@@ -77,7 +98,7 @@ def test_any_block_size_gives_the_volume(domain, block):
 
 
 def test_version_is_named():
-    assert S.TWIN_VERSION == 3
+    assert S.TWIN_VERSION == 4
     versions = S.__doc__.split("Versions\n--------\n")[1].split("\n\n")[0]
     assert f"version {S.TWIN_VERSION} (now)" in versions  # the note names the current version
     assert len(versions.splitlines()) <= 12  # a note, not the history (that is in git)

@@ -1,10 +1,19 @@
 """What an adaptation run can tell without target labels, and which checkpoint to keep.
 
 After every epoch the adaptation loop records a *report* (:func:`epoch_report`): the fraction
-of target pixels predicted as boundary against the source labels' boundary fraction, the mean
-prediction entropy on the target, the source validation boundary Jaccard and, for adversarial
+of target pixels predicted as boundary against the fraction the unadapted network predicts on
+the source (:func:`source_reference`), the mean prediction entropy on the target, the source validation boundary Jaccard and, for adversarial
 methods, the discriminator's accuracy. Scores on labelled target volumes are added only when
 the caller gives them (``report["target"]``); nothing here that judges a run reads them.
+
+The boundary fraction compares like with like: a network's predicted walls on the target
+against the same network's predicted walls on the source, before adaptation
+(``source_boundary_fraction``, from :func:`source_reference`; the source labels' own share,
+``source_label_fraction``, is recorded beside it). A network trained with wall-heavy weights
+draws walls thicker than the labels on both domains alike, so against the labels its
+unadapted target fraction would already sit off the band; against its own source fraction it
+sits where the domains' true fractions put it (the twins label walls at one width in nm, so
+theirs agree). Without a source validation volume the labels' share is the reference.
 
 One set of thresholds, fixed before any target score was looked at, drives both uses:
 
@@ -14,7 +23,7 @@ One set of thresholds, fixed before any target score was looked at, drives both 
   - ``"discriminator wins"``: discriminator accuracy >= :data:`DISCRIMINATOR_WINS` on real
     *and* fake maps;
   - ``"boundary fraction"``: predicted target boundary fraction more than
-    :data:`PRIOR_FACTOR` times above or below the source's;
+    :data:`PRIOR_FACTOR` times above or below the source's (``source_boundary_fraction``);
   - ``"entropy collapse"``: target entropy below :data:`ENTROPY_DROP` of its value before
     adaptation;
   - ``"source drift"``: source validation boundary Jaccard down by more than
@@ -89,6 +98,43 @@ def source_boundary_prior(labels: np.ndarray) -> float:
     return float(np.count_nonzero(labels == BOUNDARY) / labelled) if labelled else 0.0
 
 
+def source_reference(model: torch.nn.Module | None, label_fraction: float, device: torch.device,
+                     source_val: Volume | None = None, stride: int = 1) -> dict[str, float]:
+    """The source side of the boundary-fraction rule, taken once per run from the unadapted
+    ``model``.
+
+    Returns ``source_boundary_fraction``, what a predicted target boundary fraction is compared
+    with: the share of boundary that ``model`` predicts on ``source_val``'s images (every
+    ``stride``-th slice, with its volume's normaliser), or the labels' share when no
+    ``source_val`` is given; and ``source_label_fraction``, the labels' share
+    ``label_fraction`` (:func:`source_boundary_prior` of the source labels).
+
+    Examples
+    --------
+    Without ``source_val`` the model is not run:
+
+    >>> source_reference(None, source_boundary_prior(np.array([[1, 2], [2, 2]])), torch.device("cpu"))
+    {'source_boundary_fraction': 0.25, 'source_label_fraction': 0.25}
+    """
+    label = float(label_fraction)
+    if source_val is None:
+        return {"source_boundary_fraction": label, "source_label_fraction": label}
+    codes = predict_labels(model, source_val.image[::stride], normalizer=source_val.normalizer, device=device)
+    return {"source_boundary_fraction": float((codes == BOUNDARY).mean()), "source_label_fraction": label}
+
+
+def reference_of(report: Mapping) -> dict[str, float]:
+    """The :func:`source_reference` entries of a ``report`` (what a run compares with).
+
+    Examples
+    --------
+    >>> reference_of({"source_boundary_fraction": 0.14, "source_label_fraction": 0.11, "epoch": 0})
+    {'source_boundary_fraction': 0.14, 'source_label_fraction': 0.11}
+    """
+    fraction = report["source_boundary_fraction"]
+    return {"source_boundary_fraction": fraction, "source_label_fraction": report.get("source_label_fraction", fraction)}
+
+
 def target_diagnostics(probabilities: np.ndarray) -> dict:
     """``target_boundary_fraction`` and ``target_entropy`` (mean entropy over the pixels, in
     units of ``log C``) of target probabilities ``(C, Z, Y, X)``: the label-free part of
@@ -105,11 +151,15 @@ def target_diagnostics(probabilities: np.ndarray) -> dict:
     return {"target_boundary_fraction": float((codes == BOUNDARY).mean()), "target_entropy": entropy}
 
 
-def epoch_report(model: torch.nn.Module, target_image: np.ndarray, source_prior: float, device: torch.device,
+def epoch_report(model: torch.nn.Module, target_image: np.ndarray, source_prior: float | Mapping[str, float],
+                 device: torch.device,
                  source_val: Volume | None = None, target_eval: Volume | None = None, stride: int = 1, *,
                  normalizer: Normalizer | None = None) -> dict:
     """Label-free diagnostics on the target (and source validation / target scores when given).
 
+    ``source_prior`` is what the target's predicted boundary fraction is compared with: the
+    :func:`source_reference` of the run (recorded as is), or one fraction (recorded as both its
+    entries).
     ``stride`` thins the target and source-validation slices of the diagnostics (not the
     target evaluation volume, which is scored whole). Every slice is standardised with its
     whole volume's normaliser: ``normalizer`` for ``target_image`` (default: computed from the
@@ -122,7 +172,9 @@ def epoch_report(model: torch.nn.Module, target_image: np.ndarray, source_prior:
     target_norm = normalizer_of(target_image, normalizer)  # of the whole volume, before thinning
     probs = predict_probabilities(model, target_image[::stride], normalizer=target_norm, device=device)
     found = target_diagnostics(probs)
-    report = {"target_boundary_fraction": found["target_boundary_fraction"], "source_boundary_fraction": source_prior,
+    reference = (reference_of(source_prior) if isinstance(source_prior, Mapping)
+                 else reference_of({"source_boundary_fraction": float(source_prior)}))
+    report = {"target_boundary_fraction": found["target_boundary_fraction"], **reference,
               "target_entropy": found["target_entropy"], "source_val_boundary_jaccard": None, "target": None,
               "d_acc_real": None, "d_acc_fake": None}
     if source_val is not None:
@@ -171,7 +223,8 @@ def add_epoch(history: dict, report: dict) -> dict:
 
 
 def boundary_band(fraction: float, prior: float, prior_factor: float = PRIOR_FACTOR) -> str:
-    """Where a predicted boundary ``fraction`` sits against the source labels' ``prior``:
+    """Where a predicted boundary ``fraction`` sits against the source's ``prior``
+    (``source_boundary_fraction``):
     ``"vanish"`` (below ``prior / prior_factor``), ``"spread"`` (above ``prior * prior_factor``)
     or ``"within"``; ``"within"`` when there is no prior (``prior <= 0``).
 

@@ -70,7 +70,8 @@ from ..models import PatchDiscriminator, build, check_model
 from ..progress import progress as progress_bar
 from ..train.supervised import DegenerateDataWarning
 from ..weight_schemes import weight_map_of_codes
-from .diagnostics import add_epoch, boundary_snapshot, epoch_report, label_free_choice, new_history, source_boundary_prior
+from .diagnostics import (add_epoch, boundary_snapshot, epoch_report, label_free_choice, new_history, reference_of,
+                          source_boundary_prior, source_reference)
 from .state import adaptation_inputs, check_resumption, restore, save_adaptation_state
 from .registry import Method, get_method, method_names
 from .steps import StepContext, shortcut_probe
@@ -341,7 +342,9 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     target_norm = normalizer_of(target_image, target_normalizer)  # the target's one normaliser: patches, reports
     ctx = step_context(model, labels, target_image, config, source_image, device, n_classes, record,
                        target_normalizer=target_norm)
-    source_prior = source_boundary_prior(labels)
+    # what the target's boundary fraction is compared with: the unadapted model's, taken once
+    source_prior = (reference_of(initial_report) if initial_report is not None else
+                    source_reference(model, source_boundary_prior(labels), device, source_val, config.report_stride))
 
     snap_volume, snap_norm = ((target_eval.image, target_eval.normalizer) if target_eval is not None
                               else (target_image, target_norm))

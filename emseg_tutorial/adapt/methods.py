@@ -39,7 +39,7 @@ from ..data.normalize import Normalizer, normalizer_of
 from ..data.volume import Volume
 from ..devices import pick_device
 from .diagnostics import (add_epoch, boundary_snapshot, epoch_report, label_free_choice, new_history,
-                          oracle_choice, source_boundary_prior)
+                          oracle_choice, reference_of, source_boundary_prior, source_reference)
 from .loop import AdaptConfig, adapt, check_boundary_model, check_slice_size, source_codes, warn_degenerate
 from .registry import get_method, method_names, resolve
 
@@ -123,7 +123,8 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
                          "(emseg_tutorial.paper.method_settings builds them from a preset)")
     device = pick_device(settings.get("device"))
     norm = normalizer_of(target_image, target_normalizer)
-    prior = source_boundary_prior(labels)
+    prior = (reference_of(initial_report) if initial_report is not None
+             else source_reference(model, source_boundary_prior(labels), device, source_val, stride))
     if initial_report is None:
         initial_report = epoch_report(model, target_image, prior, device, source_val, target_eval, stride,
                                       normalizer=norm)

@@ -28,8 +28,8 @@ intensities, ``n`` its pixel noise (robust estimate from neighbouring-pixel diff
 * blur ``2 b``: at most twice the source's own blur;
 * noise ``1.5 n``: at most one and a half times the source's own noise.
 
-On the source twin (version 3) the rule gives the defaults below after rounding; a test checks
-it. The target's settings play no part (they may or may not fall in these ranges; chapter 4
+On the source twin (versions 3 and 4 draw the same source) the rule gives the defaults below
+after rounding; a test checks it. The target's settings play no part (they may or may not fall in these ranges; chapter 4
 reports which). :meth:`Jitter.unlike` is the opposite on purpose: an ablation whose ranges
 exclude the target twin's settings (it knows them, for that reason only), to show what a
 jitter that points the wrong way does. The jitter acts on torch tensors, drawn with a

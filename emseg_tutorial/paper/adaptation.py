@@ -26,7 +26,8 @@ def adaptation_numbers(history: dict) -> dict[str, float | int]:
     oracle's ``oracle_epoch`` and ``j_oracle``, the label-free rule's ``label_free_epoch`` and
     ``j_label_free``; the label-free diagnostics of the last epoch against those before
     adaptation (``d_acc_real``, ``d_acc_fake``, ``entropy_before``, ``entropy_last``,
-    ``fraction_before``, ``fraction_last``, ``source_fraction``, ``source_j_before``,
+    ``fraction_before``, ``fraction_last``, ``source_fraction`` (the unadapted network's, on
+    the source), ``source_label_fraction``, ``source_j_before``,
     ``source_j_last``), the hard-vs-soft probe (``probe_soft``, ``probe_hard``) and ``seconds``.
     Entries the run did not record (no discriminator, no source validation) are left out.
 
@@ -51,6 +52,7 @@ def adaptation_numbers(history: dict) -> dict[str, float | int]:
                "entropy_last": last["target_entropy"], "fraction_before": first["target_boundary_fraction"],
                "fraction_last": last["target_boundary_fraction"],
                "source_fraction": last["source_boundary_fraction"],
+               "source_label_fraction": last.get("source_label_fraction"),
                "source_j_before": first.get("source_val_boundary_jaccard"),
                "source_j_last": last.get("source_val_boundary_jaccard"),
                "probe_soft": last.get("d_acc_target_soft"), "probe_hard": last.get("d_acc_target_hard"),
@@ -63,6 +65,29 @@ def _moved(before: float, after: float) -> str:
     if abs(change) < UNCHANGED:
         return f"stayed at {after:.3f}"
     return f"{'rose' if change > 0 else 'fell'} from {before:.3f} to {after:.3f} ({change:+.3f})"
+
+
+def fraction_sentence(n: dict) -> str:
+    """The boundary-fraction line of :func:`adaptation_findings`, from :func:`adaptation_numbers`:
+    the target's predicted fraction against the unadapted network's on the source (like with
+    like, see :mod:`emseg_tutorial.adapt.diagnostics`), before adaptation and at the last epoch.
+
+    Examples
+    --------
+    >>> text = fraction_sentence({"fraction_before": 0.13, "fraction_last": 0.30, "source_fraction": 0.14,
+    ...                           "source_label_fraction": 0.11})
+    >>> "0.93 before adaptation and 2.14 at the last epoch (walls spread" in text
+    True
+    """
+    prior = n["source_fraction"]
+    ratio = lambda f: f / prior if prior > 0 else float("nan")  # noqa: E731
+    band = boundary_band(n["fraction_last"], prior)
+    where = "within the allowed band" if band == "within" else f"walls {band}"
+    labels = n.get("source_label_fraction")
+    return (f"* Predicted target boundary fraction {_moved(n['fraction_before'], n['fraction_last'])}; the unadapted "
+            f"network predicts {prior:.3f} on the source" + (f" (its labels have {labels:.3f})" if labels is not None else "")
+            + f", a ratio of {ratio(n['fraction_before']):.2f} before adaptation and {ratio(n['fraction_last']):.2f} at "
+            f"the last epoch ({where}: the band is 1/{PRIOR_FACTOR} to {PRIOR_FACTOR}).")
 
 
 def adaptation_findings(history: dict, preset: str) -> str:
@@ -104,12 +129,7 @@ def adaptation_findings(history: dict, preset: str) -> str:
     lines.append(f"* Target prediction entropy {_moved(n['entropy_before'], n['entropy_last'])}, {share:.0%} of its "
                  f"value before adaptation ({'a collapse' if 'entropy collapse' in found else 'no collapse'}: "
                  f"the warning fires below {ENTROPY_DROP:.0%}).")
-    ratio = n["fraction_last"] / n["source_fraction"] if n["source_fraction"] > 0 else float("nan")
-    band = boundary_band(n["fraction_last"], n["source_fraction"])
-    where = "within the allowed band" if band == "within" else f"walls {band}"
-    lines.append(f"* Predicted target boundary fraction {_moved(n['fraction_before'], n['fraction_last'])}; the source "
-                 f"labels have {n['source_fraction']:.3f}, a ratio of {ratio:.2f} ({where}: the band is "
-                 f"1/{PRIOR_FACTOR} to {PRIOR_FACTOR}).")
+    lines.append(fraction_sentence(n))
     if "source_j_before" in n and "source_j_last" in n:
         drift = n["source_j_before"] - n["source_j_last"]
         lines.append(f"* Source validation boundary Jaccard {_moved(n['source_j_before'], n['source_j_last'])}: "

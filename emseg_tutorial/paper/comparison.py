@@ -28,7 +28,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from ..adapt.diagnostics import PRIOR_FACTOR, boundary_band, boundary_snapshot, epoch_report, source_boundary_prior
+from ..adapt.diagnostics import (PRIOR_FACTOR, boundary_band, boundary_snapshot, epoch_report,
+                                 source_boundary_prior, source_reference)
 from ..adapt.loop import AdaptConfig
 from ..adapt.methods import MethodRun, run_method
 from ..adapt.registry import ablation_names, get_method, method_names
@@ -108,8 +109,8 @@ def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[in
     if eval_stride > 1:
         target_eval = target_eval.take(slice(None, None, eval_stride))  # with the whole test volume's normaliser
     device = session.device
-    prior = source_boundary_prior(source.labels)
     stride = size.report_stride
+    prior = source_reference(m3, source_boundary_prior(source.labels), device, source_val, stride)
     initial = epoch_report(m3, target.image, prior, device, source_val, target_eval, stride,
                            normalizer=target.normalizer)
     z = target_eval.shape[0] // 2
@@ -398,5 +399,5 @@ def findings(comp: Comparison) -> str:
         walls = "its walls stay within the label-free band" if band == "within" else f"its walls {band}"
         lines.append(f"* `paper`: source validation Jaccard {src0:.3f} -> {src1:.3f}; predicted target boundary "
                      f"fraction {comp.source_only['target_boundary_fraction']:.3f} -> {frac:.3f} "
-                     f"(source labels: {prior:.3f}; {walls}, the band being a factor {PRIOR_FACTOR}).")
+                     f"(M3 predicts {prior:.3f} on the source; {walls}, the band being a factor {PRIOR_FACTOR}).")
     return "\n".join(lines)

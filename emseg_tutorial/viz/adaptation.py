@@ -108,7 +108,7 @@ def adaptation_diagnostics(history: dict, smooth: int = 10):
     """Label-free signals of an adversarial run, and (dashed, evaluation only) target scores.
 
     Panels: discriminator accuracy on real and fake maps per step; predicted boundary fraction
-    on the target against the source's; mean prediction entropy on the target; boundary
+    on the target against the unadapted network's on the source (and the source labels'); mean prediction entropy on the target; boundary
     Jaccard on source validation slices and, when available, on the held-out target labels.
 
     Parameters
@@ -133,7 +133,10 @@ def adaptation_diagnostics(history: dict, smooth: int = 10):
     axes[0].set(xlabel="step", ylabel="discriminator accuracy", ylim=(0, 1.02))
     axes[0].legend(fontsize=7)
     axes[1].plot(e, [r["target_boundary_fraction"] for r in epochs], "-o", label="target (predicted)")
-    axes[1].axhline(epochs[0]["source_boundary_fraction"], color="k", ls="--", lw=1, label="source (labels)")
+    axes[1].axhline(epochs[0]["source_boundary_fraction"], color="k", ls="--", lw=1,
+                    label="source (predicted before adaptation)")
+    if epochs[0].get("source_label_fraction") is not None:
+        axes[1].axhline(epochs[0]["source_label_fraction"], color="gray", ls=":", lw=1, label="source (labels)")
     axes[1].set(xlabel="epoch", ylabel="boundary fraction")
     axes[1].legend(fontsize=7)
     axes[2].plot(e, [r["target_entropy"] for r in epochs], "-o")

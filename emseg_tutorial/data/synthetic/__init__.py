@@ -13,10 +13,11 @@ How a volume is made
    walls curve (a pixel ``p`` belongs to the seed nearest to ``p + warp(p)``). Some domains add
    a few large neurites (dendrites) drawn as discs over the Voronoi fill. Mitochondria are
    ellipsoids elongated along their neurite; glia are a subset of cells.
-2. **Labels.** Boundary (code 1) marks every pixel with a 4-neighbour of another cell (what
-   ``skimage.segmentation.find_boundaries(mode="thick")`` marks: a wall is 2 pixels wide, 20 nm
-   at 10 nm pixels; the target grows it to 4 pixels, 24 nm at 6 nm), cytoplasm 2, mitochondria
-   3 (kept one pixel away from walls), glia 4.
+2. **Labels.** Boundary (code 1) marks the walls between cells at one physical width,
+   ``wall_nm`` = 20 nm in both twins (as an annotator draws a membrane label): at the source's
+   10 nm pixels that is every pixel with a 4-neighbour of another cell (what
+   ``skimage.segmentation.find_boundaries(mode="thick")`` marks, 2 pixels), at the target's
+   6 nm 3 pixels; cytoplasm 2, mitochondria 3 (kept one pixel away from walls), glia 4.
 3. **Image.** Each class gets an intensity and its own texture; walls are drawn as dark
    membranes. What makes real EM hard is drawn into the image only (labels never change): cells
    stain unevenly (a per-cell offset and slow shading), membranes fade along stretches until
@@ -68,9 +69,12 @@ volume within a version, and caches (:func:`~emseg_tutorial.data.sources.load_do
 on it and on a hash of this package's source (:func:`~emseg_tutorial.data.sources.twin_source`),
 so an edit here draws the twins again. Version 1 (before the constant existed) filled sub-slices with a distance transform from
 rounded seeds; version 2 drew exact Voronoi cells in displaced coordinates with shared textures
-and table-drawn noise (pixel values changed, class fractions did not); version 3 (now) gives
+and table-drawn noise (pixel values changed, class fractions did not); version 3 gave
 target tissue the source's lengths in nm, 4-pixel target walls, and both twins the hard parts
-of real EM (staining, faint membranes, vesicles, mitochondrial rims). The history is in git.
+of real EM (staining, faint membranes, vesicles, mitochondrial rims); version 4 (now) labels
+walls at one physical width in both twins (``wall_nm``, 20 nm: 2 source pixels, 3 target
+pixels instead of 4), so their true boundary fractions no longer differ by the walls alone.
+The history is in git.
 
 Modules
 -------

@@ -15,14 +15,15 @@ DOMAINS = ("fibsem", "snemi")
 #: Version of the generator: volumes are the same for the same ``(domain, shape, seed)`` within
 #: a version (see "Versions" in :mod:`emseg_tutorial.data.synthetic`); 1 was the generator
 #: before this constant existed.
-TWIN_VERSION = 3
+TWIN_VERSION = 4
 
 
 @dataclass(frozen=True)
 class DomainParams:
     """Everything that makes one synthetic domain what it is.
 
-    Lengths are in pixels of the isotropic sub-slice grid (the xy pixel size).
+    Lengths are in pixels of the isotropic sub-slice grid (the xy pixel size), but for the
+    labelled wall width, which is in nm (:attr:`wall_px` converts it).
 
     Attributes
     ----------
@@ -71,9 +72,11 @@ class DomainParams:
         Probability that a returned slice is shifted against its neighbours.
     misalign_max : int
         Largest shift in pixels of a misaligned slice.
-    wall_width : int
-        Width in pixels of a labelled wall: 2 is ``find_boundaries(mode="thick")``, 4 grows it by
-        one pixel on each side (a membrane of about 20 nm at 6 nm pixels).
+    wall_nm : float
+        Width in nm of a labelled wall (the label, not the dark membrane of the image, which is
+        a little wider). Annotators draw a membrane label at about the same physical width
+        whatever the pixel size, so both twins share one value: 20 nm, the source's 2-pixel
+        walls (``find_boundaries(mode="thick")`` at 10 nm), 3 pixels at the target's 6 nm.
     shading : float
         Amplitude of the slow shading across the slice (uneven staining).
     cell_stain : float
@@ -113,13 +116,25 @@ class DomainParams:
     drift: float = 0.0
     misalign_prob: float = 0.0
     misalign_max: int = 0
-    wall_width: int = 2
+    wall_nm: float = 20.0
     shading: float = 0.06
     cell_stain: float = 0.0
     membrane_fade: float = 0.0
     vesicle_density: float = 0.0
     vesicle_radius: tuple[float, float] = (1.5, 2.5)
     mito_rim: float = 0.0
+
+    @property
+    def wall_px(self) -> int:
+        """Width in pixels of a labelled wall: :attr:`wall_nm` at the xy pixel size, rounded
+        (at least 1).
+
+        Examples
+        --------
+        >>> FIBSEM.wall_px, SNEMI.wall_px
+        (2, 3)
+        """
+        return max(1, round(self.wall_nm / self.voxel_size[2]))
 
 
 #: Source twin: FIBSEM of fly neuropil, 10 nm isotropic, four classes, stable across slices.
@@ -141,7 +156,7 @@ FIBSEM = DomainParams(
     texture={"cytoplasm": 0.045, "mito": 0.09},
     psf_sigma=(0.0, 0.7, 0.7),
     noise=0.08,
-    wall_width=2,
+    wall_nm=20.0,
     shading=0.10,
     cell_stain=0.06,
     membrane_fade=0.8,
@@ -176,7 +191,7 @@ SNEMI = DomainParams(
     drift=0.035,
     misalign_prob=0.1,
     misalign_max=6,
-    wall_width=4,
+    wall_nm=20.0,
     shading=0.06,
     cell_stain=0.05,
     membrane_fade=0.5,
@@ -212,4 +227,5 @@ def parameter_table() -> "pandas.DataFrame":
             else:
                 rows.setdefault(key, {})[name] = (", ".join(f"{v:g}" for v in value)
                                                   if isinstance(value, tuple) else f"{value:g}")
+        rows.setdefault("wall_px", {})[name] = f"{p.wall_px:g}"
     return pd.DataFrame(rows).T.fillna("")

@@ -12,8 +12,8 @@ from scipy.spatial import cKDTree
 
 from ...labels import BOUNDARY, CYTOPLASM, GLIA, MITOCHONDRIA
 from .geometry import _Geometry
-from .numerics import (_blur2d, _dilate_cross, _disc_pixels, _gauss_taps, _slice_rng, _thick_boundaries,
-                       _wave_grid, _wave_points)
+from .numerics import (_blur2d, _dilate_cross, _disc_pixels, _gauss_taps, _slice_rng, _wave_grid,
+                       _wave_points, _walls)
 from .params import DomainParams
 
 #: Node spacing (pixels) of the coarse grid on which cell ids are computed exactly.
@@ -346,10 +346,7 @@ class _Renderer:
         p, geo, ny, nx = self.p, self.geo, self.ny, self.nx
         seeds = geo.seeds(s)
         cell = self.cells(s, seeds, keep=want_labels and self.keep_cells)
-        wall = _thick_boundaries(cell, out=self.buf("wall", (ny, nx), bool),
-                                 tmp=self.buf("btmp", (ny, nx), bool))
-        if p.wall_width >= 4:
-            wall = _dilate_cross(wall.copy(), out=wall)
+        wall = _walls(cell, p.wall_px, out=self.buf("wall", (ny, nx), bool), tmp=self.buf("btmp", (ny, nx), bool))
         it, tx = p.intensity, p.texture
         # Cytoplasm and glia: each cell's own intensity (class and staining), one texture.
         image = np.take(self.cell_base, cell, out=out, mode="clip")
