@@ -122,3 +122,23 @@ def domain_gap(session: Session, volume: Volume | None = None, *, source_only: d
                                                            device=session.device)
     return GapScores(no_skill=no_skill(volume.labels), source_only=float(m3[key]),
                      oracle=float(oracle_scores(session, volume)[key]))
+
+
+def gap_table(gap: GapScores, methods: dict[str, float], *, label: str = "boundary Jaccard") -> "pandas.DataFrame":
+    """One row each for no skill, source-only, every method of ``methods`` (name -> score on the
+    same held-out slices) and the oracle, with the fraction of the gap each closes.
+
+    Examples
+    --------
+    >>> table = gap_table(GapScores(0.1, 0.4, 0.8), {"paper (last epoch)": 0.5})
+    >>> table["gap closed"].round(2).tolist()
+    [nan, 0.0, 0.25, 1.0]
+    """
+    import pandas as pd
+
+    rows = {"no skill (all boundary)": (gap.no_skill, None), "source-only (M3)": (gap.source_only, gap.closed(gap.source_only)),
+            **{name: (value, gap.closed(value)) for name, value in methods.items()},
+            "oracle model (target labels)": (gap.oracle, gap.closed(gap.oracle))}
+    table = pd.DataFrame({label: [v for v, _ in rows.values()],
+                          "gap closed": [float("nan") if c is None else c for _, c in rows.values()]}, index=list(rows))
+    return table
