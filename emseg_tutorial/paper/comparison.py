@@ -340,7 +340,7 @@ def gap_line(gap: GapScores, name: str, value: float) -> str:
     Examples
     --------
     >>> gap_line(GapScores(0.1, 0.4, 0.8), "adabn", 0.5)
-    'The oracle model, trained on the target\'s own labels, reaches 0.800 (no skill 0.100, source-only 0.400): the best label-free method, `adabn` at 0.500, closes 25% of that gap.'
+    "The oracle model, trained on the target's own labels, reaches 0.800 (no skill 0.100, source-only 0.400): the best label-free method, `adabn` at 0.500, closes 25% of that gap."
     """
     closed = gap.closed(value)
     head = (f"The oracle model, trained on the target's own labels, reaches {gap.oracle:.3f} (no skill "
