@@ -37,7 +37,7 @@ from ..data.sources import load_domain
 from ..data.volume import Volume
 from ..session import Session
 from .runs import adaptation_fingerprint, load_run, save_run, saved_state, unit_path, volume_digests
-from .gap import GapScores, gap_table, no_skill, oracle_scores
+from .gap import GapScores, gap_table, no_skill, oracle_scores, provenance_note
 from .stages import _session, get_stage, method_settings
 
 SCORES = ("boundary_jaccard", "boundary_f1", "adapted_rand_error")
@@ -65,6 +65,8 @@ class Comparison:
     reused: int = 0
     #: scores of the oracle (the ``oracle`` stage: trained on the target's own labels) on ``target_eval``
     oracle: dict | None = None
+    #: the session's data source (``synthetic`` twins or ``real``)
+    data: str = "synthetic"
 
     @property
     def gap(self) -> GapScores | None:
@@ -156,6 +158,7 @@ def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[in
             runs.append(run)
     oracle = oracle_scores(session, target_eval)  # the oracle stage, on the same slices as every method
     return Comparison(runs=runs, source_only=initial, snapshot_slice=z, target_eval=target_eval, oracle=oracle,
+                      data=session.data,
                       source_only_snapshot=boundary_snapshot(m3, target_eval.image, z, device,
                                                             normalizer=target_eval.normalizer), preset=preset.name,
                       seconds=time.perf_counter() - start,
@@ -453,4 +456,5 @@ def findings(comp: Comparison) -> str:
         lines.append(f"* `paper`: source validation Jaccard {src0:.3f} -> {src1:.3f}; predicted target boundary "
                      f"fraction {comp.source_only['target_boundary_fraction']:.3f} -> {frac:.3f} "
                      f"(M3 predicts {prior:.3f} on the source; {walls}, the band being a factor {PRIOR_FACTOR}).")
+    lines.append("* " + provenance_note(comp.preset, comp.data))
     return "\n".join(lines)

@@ -142,3 +142,19 @@ def gap_table(gap: GapScores, methods: dict[str, float], *, label: str = "bounda
     table = pd.DataFrame({label: [v for v, _ in rows.values()],
                           "gap closed": [float("nan") if c is None else c for _, c in rows.values()]}, index=list(rows))
     return table
+
+
+def provenance_note(preset: str, data: str) -> str:
+    """Where a chapter's ranking comes from, in one Markdown sentence (its findings end with it).
+
+    Examples
+    --------
+    >>> provenance_note("cpu", "synthetic")[:64]
+    'This ranking comes from the synthetic twins at the `cpu` preset;'
+    """
+    if data == "real":
+        return (f"This ranking comes from the real EM volumes at the `{preset}` preset (one source model, the seeds "
+                "above); other volumes or presets may order the methods differently.")
+    return (f"This ranking comes from the synthetic twins at the `{preset}` preset; the twins are calibrated to a "
+            "realistic domain gap but are not real EM, so check it on real data with the command below "
+            "(`EMSEG_DATA=real`, a GPU advised).")
