@@ -24,7 +24,7 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,7 +33,7 @@ from ..data.volume import Volume
 from ..labels import BOUNDARY, for_task
 from ..session import Session
 from .scores import score
-from .stages import _session, get_stage
+from .stages import _session, get_stage, run_adaptation
 
 #: A gap smaller than this (oracle - source-only, in the score's units) is too small to divide by.
 MIN_GAP = 0.01
@@ -158,3 +158,44 @@ def provenance_note(preset: str, data: str) -> str:
     return (f"This ranking comes from the synthetic twins at the `{preset}` preset; the twins are calibrated to a "
             "realistic domain gap but are not real EM, so check it on real data with the command below "
             "(`EMSEG_DATA=real`, a GPU advised).")
+
+
+@dataclass
+class GapPreview:
+    """Chapter 1's picture of the domain gap: one held-out target slice, its boundary labels, and
+    the boundary probability of source-only (M3), adapted (chapter 5's run, last epoch) and the
+    oracle model, with their boundary Jaccard on the whole held-out volume."""
+
+    image: np.ndarray
+    labels: np.ndarray
+    probabilities: dict[str, np.ndarray]
+    scores: dict[str, float]
+    gap: GapScores
+    slice: int = 0
+    preset: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def gap_preview(session: Session) -> GapPreview:
+    """Source-only, adapted and oracle on one held-out target slice (:class:`GapPreview`).
+
+    Trains (or reads back from the runs folder) M3, chapter 5's adaptation with the paper's method
+    and the oracle model, so the later chapters reuse them.
+    """
+    from ..adapt.diagnostics import boundary_snapshot
+
+    session = _session(session)
+    target = load_domain("snemi", session, "test")
+    run = run_adaptation(session, "paper")
+    epochs = run.history["epochs"]
+    z = int(run.history["snapshot_slice"])
+    oracle_model = get_stage("oracle", session).model
+    oracle = score(oracle_model, target, "boundary", device=session.device)
+    gap = GapScores(no_skill=no_skill(target.labels), source_only=float(epochs[0]["target"]["boundary_jaccard"]),
+                    oracle=float(oracle["boundary_jaccard"]))
+    probs = {"source-only (M3)": run.snapshots[0], "adapted (paper, last epoch)": run.snapshots[-1],
+             "oracle (target labels)": boundary_snapshot(oracle_model, target.image, z, session.device,
+                                                         normalizer=target.normalizer)}
+    scores = dict(zip(probs, (gap.source_only, float(epochs[-1]["target"]["boundary_jaccard"]), gap.oracle)))
+    return GapPreview(image=target.image[z], labels=for_task(target.labels[z], "boundary"), probabilities=probs,
+                      scores=scores, gap=gap, slice=z, preset=session.preset.name)
