@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 from .adapt import get_method, method_names, run_method
-from .adapt.loop import check_boundary_model
+from .adapt.diagnostics import kept_summary
+from .adapt.loop import KEEP, check_boundary_model
 from .adapt.registry import DISCRIMINATOR_FILE, MODEL_FILES, STATE_FILE as ADAPT_STATE_FILE
 from .adapt.state import load_adaptation_state
 from .data.errors import VolumeError
@@ -49,9 +50,10 @@ from .paper.stages import method_settings, train_config
 from .predict import predict_file
 from .predict.tiled import MIN_TILE
 from .presets import PRESETS
-from .session import Session, from_env
+from .session import Session, from_env, preset_from_env
 from .store import InputChanged, load_checkpoint, load_training_state, save_checkpoint, save_json
-from .train import train_supervised
+from .train import (CONVERGE, TrainConfig, converge_config, converge_size, stop_reason_text, train_supervised,
+                    with_budget)
 from .train.supervised import LOSSES
 from .weight_schemes import parse_weight_scheme
 
@@ -193,15 +195,31 @@ def add_train(sub) -> None:
     p.add_argument("--init", type=_path, metavar="CKPT",
                    help="start from this checkpoint (head replaced if the class count differs)")
     p.add_argument("--jitter", action="store_true", help="random intensity jitter (the paper's M2 -> M3 step)")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="sizes (default: EMSEG_PRESET or by hardware)")
-    p.add_argument("--steps", type=_positive, help="optimiser steps (default: from the preset)")
+    cpu, gpu = CONVERGE["cpu"], CONVERGE["gpu"]
+    p.add_argument("--budget", type=_positive_float, metavar="MINUTES",
+                   help="train until the validation score stops improving (--patience) or MINUTES have passed, "
+                        "the learning rate halving on plateaus, and keep the best validation's weights. This is "
+                        f"the default when neither --steps, --preset nor EMSEG_PRESET is given: {cpu.budget:g} min "
+                        f"on a CPU ({cpu.patch}x{cpu.patch} patches, batch {cpu.batch_size}), {gpu.budget:g} min on "
+                        f"a GPU ({gpu.patch}x{gpu.patch}, batch {gpu.batch_size})")
+    p.add_argument("--patience", type=_positive, metavar="N",
+                   help=f"stop after N validations without gain (default with a budget: {cpu.patience} on a CPU, "
+                        f"{gpu.patience} on a GPU)")
+    p.add_argument("--val-image", type=_path, metavar="FILE",
+                   help="validate on this volume (with --val-labels) instead of the last 15%% of --image's slices")
+    p.add_argument("--val-labels", type=_path, metavar="FILE", help="labels of --val-image")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="the book's sizes and fixed step counts (default: EMSEG_PRESET; without either, train "
+                        "to convergence, see --budget)")
+    p.add_argument("--steps", type=_positive,
+                   help="optimiser steps (default: from the preset); with --budget, a cap")
     p.add_argument("--seed", type=_seed, help="random seed (default: the session's, 0)")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
     _add_precision(p)
     p.add_argument("--out", type=_path, help="output folder (default: the --resume folder)")
     p.add_argument("--resume", type=_path, metavar="DIR",
                    help="continue the run in DIR (its state.pt, written every validation interval) up to "
-                        "--steps; the other settings must be the same")
+                        "--steps or --budget; the other settings must be the same")
     _add_overwrite(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -271,26 +289,57 @@ def run_train(args) -> None:
         raise UsageError("train: give --out DIR (or --resume DIR to continue a run)")
     out = check_output_folder(args.out or args.resume, "--out" if args.out else "--resume",
                               ["model.pt", "history.json", STATE_FILE],
-                              {"--image": args.image, "--labels": args.labels, "--init": args.init},
+                              {"--image": args.image, "--labels": args.labels, "--init": args.init,
+                               "--val-image": args.val_image, "--val-labels": args.val_labels},
                               run_files=RUN_FILES, overwrite=_run_overwrite(args))
+    if (args.val_image is None) != (args.val_labels is None):
+        given, missing = ("--val-image", "--val-labels") if args.val_image else ("--val-labels", "--val-image")
+        raise UsageError(f"train: {given} needs {missing} (a validation volume's image and labels go together)")
     resume = load_training_state(Path(args.resume) / STATE_FILE) if args.resume else None
     vol = read_volume(args.image, args.labels)
     init = check_model(load_checkpoint(args.init)[0], classes=None) if args.init else None  # resumed: checked
-    config = train_config(session.preset, task=args.task, weights=args.weights, init=bool(args.init),
-                          jitter=args.jitter, steps=args.steps, seed=session.seed, device=str(session.device),
-                          loss=args.loss, precision=session.precision)
+    val = read_volume(args.val_image, args.val_labels) if args.val_image else None
+    config = _train_config(args, session)
     try:
         with _flags_of_inputs(args, TRAIN_INPUTS):
             run = train_supervised(vol.image, vol.labels, config, init=init, progress=not args.quiet,
                                    checkpoint=out / STATE_FILE, resume=resume, compile=session.compile,
-                                   image_name=args.image, labels_name=args.labels)
-    except Diverged as err:  # the preset sets the learning rate: say so
-        raise UsageError(err.message({"lr": f"the learning rate of --preset {session.preset.name}"})) from None
+                                   image_name=args.image, labels_name=args.labels,
+                                   val_image=val.image if val else None, val_labels=val.labels if val else None,
+                                   val_names=(args.val_image, args.val_labels))
+    except Diverged as err:  # the preset or the device sets the learning rate: say so
+        where = "of the convergence sizes" if config.budget is not None and args.preset is None else \
+            f"of --preset {session.preset.name}"
+        raise UsageError(err.message({"lr": f"the learning rate {where}"})) from None
     save_checkpoint(out / "model.pt", run.model, config=config.to_dict(), history=run.history)
     save_json(out / "history.json", run.history)
+    stop = run.history.get("stop")
+    if stop is not None and (config.budget is not None or config.patience is not None):
+        print(stop_reason_text(stop, config))
     last = run.history["val"][-1] if run.history["val"] else None
     summary = f"; last validation mean Jaccard {last['mean_jaccard']:.3f}" if last else ""
-    print(f"wrote {out / 'model.pt'} and {out / 'history.json'} after {config.steps} steps{summary}")
+    steps = stop["step"] if stop else config.steps
+    print(f"wrote {out / 'model.pt'} and {out / 'history.json'} after {steps} steps{summary}")
+
+
+def _train_config(args, session: Session) -> TrainConfig:
+    """The run's config: the book's fixed steps when ``--steps`` or a preset (``--preset``,
+    ``EMSEG_PRESET``) is given without ``--budget``; else a run to convergence, sized by the
+    preset when one is given, by the device otherwise (:mod:`emseg_tutorial.train.convergence`)."""
+    common = dict(task=args.task, weights=args.weights, jitter=args.jitter, seed=session.seed,
+                  device=str(session.device), loss=args.loss, precision=session.precision)
+    preset_given = args.preset is not None or preset_from_env() is not None
+    if args.budget is None and (args.steps is not None or preset_given):
+        config = train_config(session.preset, init=bool(args.init), steps=args.steps, **common)
+        return config if args.patience is None else TrainConfig(**{**config.to_dict(), "patience": args.patience,
+                                                                 "keep_best": True})
+    if preset_given:
+        return with_budget(train_config(session.preset, init=bool(args.init), **common), args.budget,
+                           args.patience, steps=args.steps)
+    size = converge_size(session.device)
+    return converge_config(session.device, budget=args.budget, patience=args.patience,
+                           steps=args.steps or size.max_steps, **{k: v for k, v in common.items() if k != "device"})
+
 
 
 # --------------------------------------------------------------------------- predict
@@ -388,6 +437,7 @@ ADAPT_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "--adv-weight": ("adv_weight", ("adv_weight",)), "--source-weight": ("source_weight", ("source_weight",)),
     "--condition-image": ("condition_image", ("condition_image",)), "--seed": ("seed", ("seed",)),
     "--precision": ("precision", ("precision",)), "--device": ("device", ("device",)),
+    "--keep": ("keep", ("keep",)), "--patience": ("patience", ("patience",)),
 }
 
 
@@ -434,6 +484,13 @@ def add_adapt(sub) -> None:
     p.add_argument("--condition-image", choices=("rank", "raw"),
                    help="conditional methods: image channel rank-normalised per patch or raw (default by "
                         f"method: {_by_method('condition_image', records)})")
+    p.add_argument("--keep", choices=KEEP,
+                   help="trained methods: which epoch's U-Net to write: label-free (default) the epoch the label-free "
+                        "rule chooses (lowest target entropy among epochs without a boundary-fraction or "
+                        "source-drift warning; epoch 0, the model before adaptation, when none passes), or last")
+    p.add_argument("--patience", type=_positive, metavar="N",
+                   help="with --keep label-free: stop once N epochs pass without a new label-free choice "
+                        "(default: run every epoch)")
     p.add_argument("--seed", type=_seed, help="random seed (default: the session's, 0)")
     p.add_argument("--device", help="cpu, cuda or mps (default: EMSEG_DEVICE, else the best available)")
     _add_precision(p)
@@ -465,6 +522,10 @@ def run_adapt(args) -> None:
     check_boundary_model(model)  # the library's check, before any volume is read
     options = {ADAPT_OPTIONS[flag][1][0]: value for flag, value in given.items()
                if flag not in ("--preset", "--seed", "--device")}  # those three come through the session
+    if record.trains:
+        options.setdefault("keep", "label-free")  # a user has no target labels to pick an epoch with
+    if options.get("patience") is not None and options.get("keep") != "label-free":
+        raise UsageError("--patience: stops at the label-free choice, so it needs --keep label-free")
     config = method_settings(session, args.method, session.seed, **options)
     if args.source_image and not record.needs_source_image(config):
         raise UsageError(f"--source-image: method {args.method} does not read the source image with these "
@@ -490,7 +551,7 @@ def run_adapt(args) -> None:
                              target_normalizer=None if target_eval is None else target_eval.normalizer)
     except Diverged as err:  # named by the flags that set them
         raise UsageError(err.message({options[0]: flag for flag, (_, options) in ADAPT_OPTIONS.items()})) from None
-    history = {"config": config, "epochs": run.epochs, "seconds": run.seconds}
+    history = {"config": config, "epochs": run.epochs, "seconds": run.seconds, "stop": run.stop}
     model_file, history_file = (out / name for name in MODEL_FILES)
     save_checkpoint(model_file, run.model, config={"adapt": config, "source": ckpt["config"]}, history=history)
     save_json(history_file, history)
@@ -499,9 +560,11 @@ def run_adapt(args) -> None:
     for name, volume in run.volumes.items():
         write_volume(str(out / name), volume, voxel)
     written = [out / name for name in record.files]
-    last = run.epochs[-1]
+    kept = run.epochs[run.stop["kept_epoch"]] if run.stop else run.epochs[-1]
+    if run.stop:
+        print(kept_summary(run.stop, run.epochs))
     print(f"wrote {', '.join(str(w) for w in written)}; target boundary fraction "
-          f"{last['target_boundary_fraction']:.3f} (source {last['source_boundary_fraction']:.3f})")
+          f"{kept['target_boundary_fraction']:.3f} (source {kept['source_boundary_fraction']:.3f})")
 
 
 # --------------------------------------------------------------------------- export

@@ -203,6 +203,15 @@ def from_env(seed: int = 0, preset: str | Preset | None = None, data: str | None
                    threads=_setting(None, "threads", _threads, names))
 
 
+def preset_from_env() -> str | None:
+    """The preset ``EMSEG_PRESET`` names, unchecked, or None when it is not set.
+
+    The command line's ``train`` trains to convergence unless a preset (or a step count) is
+    chosen: this says whether the environment chose one.
+    """
+    return _env("preset")
+
+
 def setup(seed: int = 0, preset: str | Preset | None = None, data: str | None = None,
           device: str | None = None, verbose: bool = True) -> Session:
     """Seed everything, fix the CPU threads and deterministic kernels, pick the device, read the

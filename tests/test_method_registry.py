@@ -10,6 +10,7 @@ import torch
 
 from emseg_tutorial.adapt import (AdaptConfig, Method, OnePassResult, get_method, method_names, register,
                                   run_method, unregister)
+from emseg_tutorial.adapt.loop import OPTIONAL
 from emseg_tutorial.adapt.registry import ONE_PASS, TRAINING
 from emseg_tutorial.adapt.steps import backward_step
 from emseg_tutorial.cli import ADAPT_OPTIONS, main
@@ -160,7 +161,7 @@ def test_every_record_reads_only_config_options(name):
     assert set(record.defaults) <= record.options and set(record.overrides) <= record.options
     if record.trains and not record.variant_of:
         config = ci_config(method=name)
-        assert all(getattr(config, k) is not None for k in record.options - {"device"})
+        assert all(getattr(config, k) is not None for k in record.options - set(OPTIONAL))
 
 
 @pytest.mark.parametrize("name", method_names())
@@ -177,7 +178,8 @@ def test_every_record_files_are_what_the_cli_writes(name, files, capsys):
 def test_every_flag_a_method_ignores_is_refused(name, files, capsys):
     record = get_method(name)
     values = {"--preset": "ci", "--epochs": "1", "--steps": "1", "--lr-g": "1e-4", "--adv-weight": "0.5", "--source-weight": "1",
-              "--condition-image": "raw", "--seed": "3", "--precision": "float32", "--device": "cpu"}
+              "--condition-image": "raw", "--seed": "3", "--precision": "float32", "--device": "cpu",
+              "--keep": "last", "--patience": "2"}
     assert set(values) == set(ADAPT_OPTIONS)
     ignored = [flag for flag, (_, options) in ADAPT_OPTIONS.items() if not set(options) & record.options]
     for flag in ignored:
@@ -188,8 +190,10 @@ def test_every_flag_a_method_ignores_is_refused(name, files, capsys):
 
 
 def test_the_refusals_the_issue_names():
-    for name, flags in {"adabn": ["--epochs", "--steps", "--lr-g", "--seed", "--precision", "--preset"],
-                        "histmatch": ["--epochs", "--steps", "--lr-g", "--seed", "--precision", "--preset"],
+    for name, flags in {"adabn": ["--epochs", "--steps", "--lr-g", "--seed", "--precision", "--preset", "--keep",
+                                  "--patience"],
+                        "histmatch": ["--epochs", "--steps", "--lr-g", "--seed", "--precision", "--preset", "--keep",
+                                      "--patience"],
                         "paper": ["--condition-image"], "selftrain": ["--adv-weight"]}.items():
         options = get_method(name).options
         assert all(not set(ADAPT_OPTIONS[f][1]) & options for f in flags), name

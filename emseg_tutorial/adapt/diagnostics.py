@@ -315,3 +315,29 @@ def oracle_choice(epochs: list[dict], key: str = "boundary_jaccard") -> int:
     if not adapted:
         raise ValueError("oracle selection needs target scores of at least one adapted epoch")
     return max(adapted, key=lambda e: e["target"][key])["epoch"]
+
+
+def kept_summary(stop: Mapping | None, epochs: list[dict]) -> str:
+    """One line saying which epoch an adaptation run returned, and why it stopped.
+
+    ``stop`` is ``history["stop"]`` of :func:`~emseg_tutorial.adapt.adapt` (None for a
+    one-pass method: ``""``), ``epochs`` its reports.
+
+    Examples
+    --------
+    >>> kept_summary({"reason": "patience", "epoch": 3, "keep": "label-free", "kept_epoch": 1}, [{}] * 4)
+    'stopped after epoch 3 (no new label-free choice for 2 epochs); kept epoch 1, the label-free choice (lowest target entropy without a boundary-fraction or source-drift warning)'
+    >>> kept_summary({"reason": "epochs", "epoch": 2, "keep": "label-free", "kept_epoch": 0}, [{}] * 3)
+    'ran 2 epochs; kept epoch 0, the model before adaptation: every adapted epoch raised a boundary-fraction or source-drift warning'
+    """
+    if not stop:
+        return ""
+    ran = (f"stopped after epoch {stop['epoch']} (no new label-free choice for {stop['epoch'] - stop['kept_epoch']} "
+           f"epochs)" if stop["reason"] == "patience" else f"ran {stop['epoch']} epochs")
+    if stop.get("keep") != "label-free":
+        return f"{ran}; kept the last epoch"
+    if stop["kept_epoch"] == 0:
+        return (f"{ran}; kept epoch 0, the model before adaptation: every adapted epoch raised a boundary-fraction "
+                f"or source-drift warning")
+    return (f"{ran}; kept epoch {stop['kept_epoch']}, the label-free choice (lowest target entropy without a "
+            f"boundary-fraction or source-drift warning)")

@@ -70,11 +70,17 @@ from ..models import PatchDiscriminator, build, check_model
 from ..progress import progress as progress_bar
 from ..train.supervised import DegenerateDataWarning
 from ..weight_schemes import weight_map_of_codes
-from .diagnostics import (add_epoch, boundary_snapshot, epoch_report, new_history, reference_of,
+from .diagnostics import (add_epoch, boundary_snapshot, epoch_report, label_free_choice, new_history, reference_of,
                           source_boundary_prior, source_reference)
 from .state import adaptation_inputs, check_resumption, restore, save_adaptation_state
 from .registry import Method, get_method, method_names
 from .steps import StepContext, shortcut_probe
+
+
+#: Which weights an adaptation run returns (:attr:`AdaptConfig.keep`).
+KEEP = ("last", "label-free")
+#: Options a method reads that may stay None.
+OPTIONAL = ("device", "patience")
 
 
 @dataclass(kw_only=True)
@@ -140,6 +146,14 @@ class AdaptConfig:
     device : str, optional
     precision : {"auto", "float32", "bfloat16", "float16"}
         Autocast dtype of both networks (:func:`~emseg_tutorial.devices.precision`).
+    keep : {"last", "label-free"}
+        Which weights the run returns: the last epoch's, or those of the epoch the label-free
+        rule chooses (:func:`~.diagnostics.label_free_choice`; epoch 0, the model before
+        adaptation, when every adapted epoch raised a disqualifying warning). Target labels
+        play no part in either.
+    patience : int, optional
+        With ``keep="label-free"``: stop once this many epochs have passed without a new
+        label-free choice (None: run every epoch).
     """
 
     method: str = "paper"
@@ -166,9 +180,16 @@ class AdaptConfig:
     discriminator: dict
     device: str | None = None
     precision: str = "auto"
+    keep: str = "last"
+    patience: int | None = None
 
     def __post_init__(self):
         check_precision(self.precision)
+        if self.keep not in KEEP:
+            raise ValueError(f"keep must be one of {KEEP}, got {self.keep!r}")
+        if self.patience is not None and (self.patience < 1 or self.keep != "label-free"):
+            raise ValueError(f"patience must be an integer >= 1 and needs keep='label-free' (the rule that stops "
+                             f"the run), got patience={self.patience!r} with keep={self.keep!r}")
         trained = method_names(trains=True)
         if self.method not in trained:
             raise ValueError(f"method must be one of {trained}, got {self.method!r}")
@@ -176,7 +197,7 @@ class AdaptConfig:
         for key, value in record.defaults.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
-        unset = sorted(k for k in record.options if k != "device" and getattr(self, k) is None)
+        unset = sorted(k for k in record.options if k not in OPTIONAL and getattr(self, k) is None)
         if unset:
             raise ValueError(f"method {self.method!r} reads {', '.join(unset)}: give a value (it has no default)")
         for name in ("epochs", "steps_per_epoch", "batch_size", "d_steps", "mismatch_gap", "report_stride"):
@@ -331,14 +352,17 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     report = lambda: epoch_report(ctx.model, target_image, source_prior, device, source_val,  # noqa: E731
                                   target_eval, config.report_stride, normalizer=target_norm)
     done, step = 0, 0
+    kept = {"epoch": 0, "state": _weights(ctx.model)} if config.keep == "label-free" else None
     if resume is not None:
         done, step, history, snapshots = restore(ctx, resume)
+        kept = resume.get("kept") or kept
     else:
         snapshots = [boundary_snapshot(ctx.model, snap_volume, z_snap, device, normalizer=snap_norm)]
         history = new_history(config.to_dict(), initial_report if initial_report is not None else report(), z_snap)
     start = time.perf_counter() - history.get("seconds", 0.0)
     step_fn = record.step
-    for epoch in range(done + 1, config.epochs + 1):
+    stopped = history.get("stop", {}).get("reason") == "patience"  # a resumed run that had stopped
+    for epoch in range(done + 1, 0 if stopped else config.epochs + 1):
         bar = progress_bar(range(config.steps_per_epoch), enabled=progress,
                            desc=f"adapt ({config.method}) epoch {epoch}/{config.epochs}")
         pending: dict[str, list[torch.Tensor]] = {}  # step statistics stay on the device until the epoch ends
@@ -362,10 +386,20 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
             bar.set_postfix(d_real=f"{row['d_acc_real']:.2f}", d_fake=f"{row['d_acc_fake']:.2f}")
         add_epoch(history, row)
         snapshots.append(boundary_snapshot(ctx.model, snap_volume, z_snap, device, normalizer=snap_norm))
+        if kept is not None and label_free_choice(history["epochs"]) == epoch:  # never reads target scores
+            kept = {"epoch": epoch, "state": _weights(ctx.model)}
+        reason = _stop_reason(config, epoch, kept)
+        if reason is not None:
+            history["stop"] = {"reason": reason, "epoch": epoch, "keep": config.keep,
+                               "kept_epoch": epoch if kept is None else kept["epoch"]}
         history["seconds"] = time.perf_counter() - start
         if checkpoint is not None:
             save_adaptation_state(checkpoint, ctx, epoch=epoch, step=step, history=history, snapshots=snapshots,
-                                  inputs=inputs)
+                                  inputs=inputs, kept=kept)
+        if reason == "patience":
+            break
+    if kept is not None:  # the label-free choice's weights (the discriminator stays the last epoch's)
+        ctx.model.load_state_dict(kept["state"])
     history["seconds"] = time.perf_counter() - start
     def to_cpu(net: torch.nn.Module) -> torch.nn.Module:  # in the default layout (CUDA trains channels-last)
         return net.cpu().to(memory_format=torch.contiguous_format)
@@ -373,6 +407,19 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     disc = to_cpu(ctx.disc) if ctx.disc is not None else None
     return AdaptResult(model=to_cpu(ctx.model), discriminator=disc, config=config, history=history,
                        snapshots=snapshots)
+
+
+def _weights(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``net``'s weights on the CPU (what a kept epoch holds)."""
+    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+
+
+def _stop_reason(config: AdaptConfig, epoch: int, kept: dict | None) -> str | None:
+    """``"patience"`` when ``config.patience`` epochs passed without a new label-free choice,
+    ``"epochs"`` at the last epoch, else None."""
+    if kept is not None and config.patience is not None and epoch - kept["epoch"] >= config.patience:
+        return "patience"
+    return "epochs" if epoch == config.epochs else None
 
 
 def warn_degenerate(target_image: np.ndarray, target_name: str = "target image") -> None:

@@ -58,6 +58,8 @@ class MethodRun:
     discriminator: torch.nn.Module | None = None
     #: file name -> volume a one-pass method produced (histmatch: the matched target)
     volumes: dict[str, np.ndarray] = field(default_factory=dict)
+    #: a trained method's ``history["stop"]``: why it stopped, the epoch whose weights ``model`` holds
+    stop: dict | None = None
 
     @property
     def last(self) -> int:
@@ -104,7 +106,7 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
                     initial_report=initial_report, progress=progress, target_name=target_name,
                     checkpoint=checkpoint, resume=resume, target_normalizer=target_normalizer)
         return MethodRun(name, seed, res.history["epochs"], res.snapshots, time.perf_counter() - start, res.model,
-                         res.discriminator)
+                         res.discriminator, stop=res.history.get("stop"))
 
     if resume is not None:
         raise ValueError(f"method {name!r} has no training to resume: it runs in one pass")

@@ -56,7 +56,7 @@ DISCRIMINATOR_FILE = "discriminator.pt"
 
 #: :class:`~.loop.AdaptConfig` options every trained method reads
 TRAINING = frozenset({"epochs", "steps_per_epoch", "batch_size", "patch", "lr_g", "source_weight", "source_weights",
-                      "report_stride", "seed", "device", "precision"})
+                      "report_stride", "seed", "device", "precision", "keep", "patience"})
 #: ... and those a discriminator adds
 ADVERSARIAL = TRAINING | {"lr_d", "adv_weight", "d_steps", "discriminator"}
 #: ... where truth maps are the real side

@@ -31,7 +31,8 @@ import torch
 
 from ..devices import restore_generator
 from ..models import arch_of
-from ..store import atomic_write, check_inputs, check_resumable, input_fingerprints, load_state, plain_data
+from ..store import (atomic_write, check_inputs, check_resumable, input_fingerprints, load_state, plain_data,
+                     with_defaults)
 from .steps import StepContext
 
 KIND = "adaptation-state"
@@ -40,9 +41,11 @@ RESUMABLE_CHANGES = ("epochs", "device")
 
 
 def save_adaptation_state(path: str | os.PathLike, ctx: StepContext, *, epoch: int, step: int, history: dict,
-                          snapshots: list[np.ndarray], inputs: dict | None = None) -> None:
+                          snapshots: list[np.ndarray], inputs: dict | None = None, kept: dict | None = None) -> None:
     """Write the state of a run after ``epoch`` (see the module docstring), atomically.
 
+    ``kept`` is the epoch a ``keep="label-free"`` run would return and its weights
+    (``{"epoch": int, "state": state_dict}``), so a resumed run returns the same.
     ``inputs`` are the fingerprints of the run's inputs (:func:`adaptation_inputs`), checked
     when it resumes (:func:`check_resumption`).
     """
@@ -64,7 +67,7 @@ def save_adaptation_state(path: str | os.PathLike, ctx: StepContext, *, epoch: i
                "scalers": {"g": scaler(ctx.scaler_g), "d": scaler(ctx.scaler_d)},
                "rng": {"device": ctx.device.type, "source": ctx.source.state(), "target": ctx.target.state(),
                        "jitter": ctx.rng.get_state(), "torch": torch.get_rng_state()},
-               "inputs": plain_data(inputs)}
+               "inputs": plain_data(inputs), "kept": kept}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -84,7 +87,8 @@ def check_resumption(state: dict, config, inputs: dict) -> dict:
     saved before inputs were fingerprinted is accepted with a warning. Returns the fingerprints
     to save with the continued run (:func:`~emseg_tutorial.store.check_inputs`).
     """
-    check_resumable(state["config"], config.to_dict(), RESUMABLE_CHANGES, f"epoch {state['epoch']}")
+    check_resumable(with_defaults(state["config"], type(config)), config.to_dict(), RESUMABLE_CHANGES,
+                    f"epoch {state['epoch']}")
     return check_inputs(state, inputs, verb="ran on")
 
 

@@ -1,7 +1,8 @@
 """The paper itself: its stages and budgets (:mod:`.stages`), the scores and tables of its
 experiments (:mod:`.scores`), chapter 4's seed table (:mod:`.seeds`), chapters 3 and 4's findings
 in sentences (:mod:`.sentences`), chapter 5's run in sentences (:mod:`.adaptation`), chapter 6's
-comparison of adaptation methods (:mod:`.comparison`) and the runs folder that keeps chapter 5
+comparison of adaptation methods (:mod:`.comparison`), the domain gap against the oracle model
+(:mod:`.gap`) and the runs folder that keeps chapter 5
 and 6 runs (:mod:`.runs`); :func:`~emseg_tutorial.glue.glue_numbers` hands their numbers to the
 book's prose.
 
@@ -9,9 +10,10 @@ This is the top of the library's layers: it may use everything below (data, mode
 adapt, predict, the session); nothing below imports it.
 """
 
-from .adaptation import adaptation_findings, adaptation_numbers
-from .comparison import (Comparison, compare, comparison_numbers, comparison_table, diagnostics_table, findings,
-                         selection_table, spread_note)
+from .adaptation import adaptation_findings, adaptation_gap_rows, adaptation_numbers
+from .comparison import (Comparison, compare, comparison_gap_table, comparison_numbers, comparison_table,
+                         diagnostics_table, findings, selection_table, spread_note)
+from .gap import GapScores, domain_gap, gap_closed, gap_table, no_skill, oracle_scores, provenance_note
 from ..glue import glue_numbers
 from .scores import adaptation_summary, adaptation_table, score, score_slices, scores_table, validation_curve
 from .seeds import seed_scores, seed_table, stage_label
@@ -26,4 +28,6 @@ __all__ = ["PAPER_ITERATIONS", "STAGES", "WEIGHTING_STAGES", "Stage", "adapt_con
            "diagnostics_table", "findings", "spread_note", "comparison_numbers", "adaptation_findings",
            "adaptation_numbers", "glue_numbers", "score_slices", "seed_scores", "seed_table", "stage_label",
            "weighting_findings", "ratio_findings", "transfer_findings", "experiment1_findings", "target_findings",
-           "SMALL_PRESETS", "small_preset_note"]
+           "SMALL_PRESETS", "small_preset_note",
+           "adaptation_gap_rows", "comparison_gap_table", "GapScores", "domain_gap", "gap_closed", "gap_table",
+           "no_skill", "oracle_scores", "provenance_note"]

@@ -9,6 +9,7 @@ thresholds are those of :mod:`emseg_tutorial.adapt.diagnostics`, plus the probe'
 
 from __future__ import annotations
 
+from .gap import GapScores, provenance_note
 from ..adapt.diagnostics import (DISCRIMINATOR_WINS, boundary_band, ENTROPY_DROP, MAX_SOURCE_DROP, PRIOR_FACTOR, WARNINGS,
                                  adaptation_warnings, label_free_choice, oracle_choice)
 from .sentences import WALLS_FOUND, with_small_preset_note
@@ -91,12 +92,32 @@ def fraction_sentence(n: dict) -> str:
             f"the last epoch ({where}: the band is 1/{PRIOR_FACTOR} to {PRIOR_FACTOR}).")
 
 
-def adaptation_findings(history: dict, preset: str) -> str:
+def adaptation_gap_rows(history: dict, method: str = "paper") -> dict[str, float]:
+    """Target boundary Jaccard of an adaptation run at its last epoch and at the label-free
+    choice, named for :func:`~.gap.gap_table`.
+
+    Examples
+    --------
+    >>> e = [{"epoch": i, "target": {"boundary_jaccard": j}, "target_entropy": h, "target_boundary_fraction": 0.1,
+    ...       "source_boundary_fraction": 0.1, "source_val_boundary_jaccard": 0.8}
+    ...      for i, (j, h) in enumerate([(0.4, 0.5), (0.5, 0.3), (0.45, 0.4)])]
+    >>> adaptation_gap_rows({"epochs": e})
+    {'paper (last epoch)': 0.45, 'paper (label-free choice: epoch 1)': 0.5}
+    """
+    epochs = history["epochs"]
+    choice = label_free_choice(epochs)
+    return {f"{method} (last epoch)": float(epochs[-1]["target"]["boundary_jaccard"]),
+            f"{method} (label-free choice: epoch {choice})": float(epochs[choice]["target"]["boundary_jaccard"])}
+
+
+def adaptation_findings(history: dict, preset: str, *, gap: GapScores | None = None, data: str | None = None) -> str:
     """What one adaptation run (chapter 5) shows, as Markdown sentences computed from its history.
 
     Each statement comes from the run's numbers (:func:`adaptation_numbers`) and the warning
     thresholds of :mod:`emseg_tutorial.adapt.diagnostics`, stamped with ``preset``, so the
-    chapter's reading always matches the build it appears in.
+    chapter's reading always matches the build it appears in. With ``gap``
+    (:func:`~.gap.domain_gap`) it also reads the run against source-only and the oracle model;
+    with ``data`` (the session's data source) it ends by saying where the result comes from.
 
     Examples
     --------
@@ -140,14 +161,29 @@ def adaptation_findings(history: dict, preset: str) -> str:
             lines.append("* The target score fell while the source score held: the changes are specific to "
                          "target images, not a general loss of skill.")
     if "probe_soft" in n and "probe_hard" in n:
-        gap = n["probe_soft"] - n["probe_hard"]
-        verdict = ("it leans on softness" if gap > SOFTNESS_GAP else "softness is not its main cue")
+        softness = n["probe_soft"] - n["probe_hard"]
+        verdict = ("it leans on softness" if softness > SOFTNESS_GAP else "softness is not its main cue")
         lines.append(f"* Hard-vs-soft probe, last epoch: the discriminator calls {n['probe_soft']:.2f} of fresh soft "
                      f"target predictions fake and {n['probe_hard']:.2f} of the same made hard; {verdict} "
                      f"(a gap above {SOFTNESS_GAP} reads as leaning on softness).")
+    if gap is not None:
+        lines.append("* " + gap_sentence(gap, n))
+    if data is not None:
+        lines.append("* " + provenance_note(preset, data))
     claims = [(f"The adapted U-Net still finds the target's walls (boundary Jaccard at least {WALLS_FOUND} at the "
                "last epoch)", n["j_last"] >= WALLS_FOUND, f"{n['j_last']:.3f}")]
     if "d_acc_fake" in n:
         claims.append((f"The discriminator does not call every prediction fake (below {DISCRIMINATOR_WINS} of them)",
                        n["d_acc_fake"] < DISCRIMINATOR_WINS, f"{n['d_acc_fake']:.2f} called fake in the last epoch"))
     return with_small_preset_note("\n".join(lines), preset, claims)
+
+
+def gap_sentence(gap: GapScores, n: dict) -> str:
+    """The run's last epoch and label-free choice against source-only and the oracle model."""
+    head = (f"Against the oracle model trained on the target's own labels ({gap.oracle:.3f}; no skill "
+            f"{gap.no_skill:.3f}, source-only M3 {gap.source_only:.3f})")
+    last, chosen = gap.closed(n["j_last"]), gap.closed(n["j_label_free"])
+    if last is None or chosen is None:
+        return head + ": the gap is too small to measure what adaptation closes."
+    return (f"{head}, the last epoch closes {last:+.0%} of the gap and the label-free choice {chosen:+.0%} "
+            "(negative: worse than not adapting).")

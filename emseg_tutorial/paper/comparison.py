@@ -37,6 +37,7 @@ from ..data.sources import load_domain
 from ..data.volume import Volume
 from ..session import Session
 from .runs import adaptation_fingerprint, load_run, save_run, saved_state, unit_path, volume_digests
+from .gap import GapScores, gap_table, no_skill, oracle_scores, provenance_note
 from .stages import _session, get_stage, method_settings
 from .sentences import with_small_preset_note
 
@@ -63,6 +64,19 @@ class Comparison:
     seconds: float
     settings: dict = field(default_factory=dict)
     reused: int = 0
+    #: scores of the oracle (the ``oracle`` stage: trained on the target's own labels) on ``target_eval``
+    oracle: dict | None = None
+    #: the session's data source (``synthetic`` twins or ``real``)
+    data: str = "synthetic"
+
+    @property
+    def gap(self) -> GapScores | None:
+        """No skill, source-only and oracle boundary Jaccard on the compared slices (None without an oracle)."""
+        if self.oracle is None:
+            return None
+        return GapScores(no_skill=no_skill(self.target_eval.labels),
+                         source_only=float(self.source_only["target"]["boundary_jaccard"]),
+                         oracle=float(self.oracle["boundary_jaccard"]))
 
     def of(self, name: str) -> list[MethodRun]:
         return [r for r in self.runs if r.name == name]
@@ -143,7 +157,9 @@ def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[in
                 if state is not None:
                     state.unlink(missing_ok=True)
             runs.append(run)
-    return Comparison(runs=runs, source_only=initial, snapshot_slice=z, target_eval=target_eval,
+    oracle = oracle_scores(session, target_eval)  # the oracle stage, on the same slices as every method
+    return Comparison(runs=runs, source_only=initial, snapshot_slice=z, target_eval=target_eval, oracle=oracle,
+                      data=session.data,
                       source_only_snapshot=boundary_snapshot(m3, target_eval.image, z, device,
                                                             normalizer=target_eval.normalizer), preset=preset.name,
                       seconds=time.perf_counter() - start,
@@ -207,6 +223,22 @@ def selection_table(comp: Comparison) -> "pandas.DataFrame":
                     for s in ("label-free", "oracle")})
         rows[name] = row
     return pd.DataFrame(rows).T
+
+
+def comparison_gap_table(comp: Comparison, selection: str = "label-free") -> "pandas.DataFrame":
+    """Mean target boundary Jaccard of each method under ``selection`` between no skill,
+    source-only and the oracle, with the fraction of the gap it closes (:func:`~.gap.gap_table`).
+
+    Raises
+    ------
+    ValueError
+        When the comparison has no oracle scores.
+    """
+    if comp.gap is None:
+        raise ValueError("this comparison has no oracle scores (compare() computes them)")
+    long = scores_long(comp)
+    means = long[long["selection"] == selection].groupby("method", sort=False)["boundary_jaccard"].mean()
+    return gap_table(comp.gap, {f"{name} ({selection})": float(means[name]) for name in comp.names})
 
 
 def diagnostics_table(comp: Comparison) -> "pandas.DataFrame":
@@ -278,8 +310,9 @@ def comparison_numbers(comp: Comparison) -> dict[str, float | int | str]:
     ``best_last`` / ``best_last_j`` and ``best_label_free`` / ``best_label_free_j`` (the best
     method's name and mean target Jaccard, the one-seed ablations aside: :func:`best_method`), ``<method>_j`` (mean last-epoch target Jaccard of
     every method that ran, ``-`` in names read as ``_``), ``label_free_kept`` (runs where the
-    label-free rule kept M3), ``label_free_runs`` and ``oracle_gap`` (mean oracle minus
-    label-free Jaccard).
+    label-free rule kept M3), ``label_free_runs`` and ``oracle_gap`` (mean oracle-epoch minus
+    label-free Jaccard); with the oracle model (:mod:`.gap`), ``oracle_model_j``, ``no_skill_j`` and
+    ``best_last_closed`` / ``best_label_free_closed`` (the fraction of the gap the best method closes).
     """
     long = scores_long(comp)
     last = long[long["selection"] == "last"]
@@ -296,9 +329,30 @@ def comparison_numbers(comp: Comparison) -> dict[str, float | int | str]:
         name, value = best_method(comp, selection)
         key = selection.replace("-", "_")
         numbers[f"best_{key}"], numbers[f"best_{key}_j"] = name, float(value)
+        if comp.gap is not None and comp.gap.closed(value) is not None:
+            numbers[f"best_{key}_closed"] = float(comp.gap.closed(value))
+    if comp.gap is not None:
+        numbers.update(oracle_model_j=comp.gap.oracle, no_skill_j=comp.gap.no_skill)
     for name, value in last.groupby("method")["boundary_jaccard"].mean().items():
         numbers[f"{name.replace('-', '_')}_j"] = float(value)
     return numbers
+
+
+def gap_line(gap: GapScores, name: str, value: float) -> str:
+    """The best label-free method against source-only and the oracle model, in one sentence.
+
+    Examples
+    --------
+    >>> gap_line(GapScores(0.1, 0.4, 0.8), "adabn", 0.5)
+    "The oracle model, trained on the target's own labels, reaches 0.800 (no skill 0.100, source-only 0.400): the best label-free method, `adabn` at 0.500, closes 25% of that gap."
+    """
+    closed = gap.closed(value)
+    head = (f"The oracle model, trained on the target's own labels, reaches {gap.oracle:.3f} (no skill "
+            f"{gap.no_skill:.3f}, source-only {gap.source_only:.3f})")
+    if closed is None:
+        return head + ": the gap is too small to measure what adaptation closes."
+    verb = f"closes {closed:.0%} of that gap" if closed >= 0 else f"ends {-closed:.0%} of the gap below source-only"
+    return f"{head}: the best label-free method, `{name}` at {value:.3f}, {verb}."
 
 
 def _verdict(values: list[float], reference: float) -> str:
@@ -365,6 +419,8 @@ def findings(comp: Comparison) -> str:
                f"{-gap:.3f} above the oracle (which picks among adapted epochs only, never M3)")
     lines.append(f"* The label-free rule kept the source model in {kept} of {len(lf)} runs; on average it "
                  f"scores {against}.")
+    if comp.gap is not None:
+        lines.append("* " + gap_line(comp.gap, *best_method(comp, "label-free")))
     shortcut = []
     for name in [n for n in comp.names if get_method(n).discriminator == "pairs"]:
         runs = comp.of(name)
@@ -401,6 +457,7 @@ def findings(comp: Comparison) -> str:
         lines.append(f"* `paper`: source validation Jaccard {src0:.3f} -> {src1:.3f}; predicted target boundary "
                      f"fraction {comp.source_only['target_boundary_fraction']:.3f} -> {frac:.3f} "
                      f"(M3 predicts {prior:.3f} on the source; {walls}, the band being a factor {PRIOR_FACTOR}).")
+    lines.append("* " + provenance_note(comp.preset, comp.data))
     best, best_value = best_method(comp, "last")
     claims = [("Some method beats the source model on the target (mean over seeds, last epoch)", bool(best_value > base),
                f"best `{best}` {best_value:.3f}, source model {base:.3f}"),

@@ -32,7 +32,13 @@ stage              task        weights (loss)  starts at  jitter   paper
 ``m3_distance10``  boundary    distance:10     see right  yes      M3 from ``m2_distance10``
 ``m3``             boundary    distance        ``m2``     yes      jitter fine-tuning (M3)
 ``m3_unlike``      boundary    distance        ``m2``     unlike   ablation: jitter unlike target
+``oracle_m1``      multiclass  entropy         scratch    no       M1 on the *target's* labels
+``oracle``         boundary    distance        oracle_m1  no       the oracle: M2 on the target's
 =================  ==========  ==============  =========  =======  ===============================
+
+The two ``oracle`` stages learn from the target's labelled train split (``domain="snemi"``), never
+read by adaptation: they say how far a model trained on the target itself gets
+(:mod:`.gap`).
 
 The weightings of Experiment 2 (every stage from ``m1`` to the boundary task, listed in
 :data:`WEIGHTING_STAGES`) are also trained with further seeds for chapter 4's seed table
@@ -92,6 +98,7 @@ class Stage:
     jitter: bool | str = False  # True: the default jitter; a str: a name of data.augment.JITTERS
     description: str = ""
     loss: str = "ce"
+    domain: str = "fibsem"  # whose labelled train split it learns from: "snemi" for the target oracle
 
     @property
     def budget(self) -> str:
@@ -141,6 +148,12 @@ STAGES: dict[str, Stage] = {
     "m3": Stage("boundary", "distance", "m2", jitter=True, description="M2 fine-tuned with random jitter"),
     "m3_unlike": Stage("boundary", "distance", "m2", jitter="unlike",
                        description="ablation: M2 fine-tuned with a jitter unlike the target (Jitter.unlike)"),
+    # The oracle: the same U-Net and recipe (M1 -> M2) trained on the *target's* own labels
+    # (its train split), so every adaptation's gain is read against the gap it could close.
+    "oracle_m1": Stage("multiclass", "entropy", domain="snemi",
+                       description="oracle: Experiment 1 on the target's own labels"),
+    "oracle": Stage("boundary", "distance", "oracle_m1", domain="snemi",
+                    description="oracle: Experiment 2 on the target's own labels (what adaptation could reach)"),
 }
 
 
@@ -229,7 +242,8 @@ def get_stage(name: str, session: Session, *, source: Volume | None = None,
         ``progress`` shows bars, its ``compile`` trains through ``torch.compile``
         (``session.replace(preset=...)`` for another preset).
     source : Volume, optional
-        Labelled training volume (default: the source's train split).
+        Labelled training volume (default: the train split of the stage's ``domain``: the
+        source's, the target's for the oracle stages).
     seed : int
         Training seed of this stage (weights of a new output layer, patch stream).
     init_seed : int, optional
@@ -244,7 +258,9 @@ def get_stage(name: str, session: Session, *, source: Volume | None = None,
     the caller asked for).
     """
     session = _session(session)
-    source = source if source is not None else load_domain("fibsem", session, "train")
+    if name not in STAGES:
+        raise ValueError(f"unknown stage {name!r}; expected one of {sorted(STAGES)}")
+    source = source if source is not None else load_domain(STAGES[name].domain, session, "train")
     return _stage(name, session, source, seed, init_seed, retrain, announce=True)
 
 

@@ -16,9 +16,9 @@ checkpoints) and imports only the core and the networks (:mod:`emseg_tutorial.mo
 
 from .atomic import WriteError, atomic_write
 from .checkpoint import (check_resumable, load_checkpoint, load_state, load_training_state, plain_data,
-                         restore_model, save_checkpoint, save_json, save_training_state)
+                         restore_model, save_checkpoint, save_json, save_training_state, with_defaults)
 from .fingerprints import InputChanged, check_inputs, fingerprint, input_fingerprints
 
 __all__ = ["atomic_write", "WriteError", "save_checkpoint", "load_checkpoint", "save_training_state",
-           "load_training_state", "load_state", "check_resumable", "restore_model", "plain_data", "save_json",
+           "load_training_state", "load_state", "check_resumable", "restore_model", "plain_data", "save_json", "with_defaults",
            "fingerprint", "input_fingerprints", "check_inputs", "InputChanged"]

@@ -24,6 +24,8 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import os
@@ -108,7 +110,7 @@ STATE_KEYS = ("kind", "arch", "model", "state", "optimizer", "scaler", "rng", "s
 
 def save_training_state(path: str | os.PathLike, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         scaler: torch.amp.GradScaler | None, rng: dict, step: int, history: dict,
-                        config: dict, inputs: dict | None = None) -> None:
+                        config: dict, inputs: dict | None = None, extra: dict | None = None) -> None:
     """Write everything a run needs to continue bit for bit, atomically.
 
     The state holds the model (as :func:`save_checkpoint` does), the optimiser's and the
@@ -116,14 +118,16 @@ def save_training_state(path: str | os.PathLike, *, model: torch.nn.Module, opti
     generator's ``bit_generator.state`` and ``torch.get_rng_state()``), the number of steps
     done, the history so far, the run's config and the fingerprints of its inputs (``inputs``:
     :func:`~.fingerprints.input_fingerprints`, checked on resumption by
-    :func:`~.fingerprints.check_inputs`). It loads with ``weights_only=True``.
+    :func:`~.fingerprints.check_inputs`), and ``extra``: what else the trainer keeps (its
+    stopping record, learning-rate schedule and best weights: tensors and plain values). It
+    loads with ``weights_only=True``.
     """
     payload = {"kind": "training-state", "arch": arch_of(model), "model": plain_data(model.init_kwargs),
                "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "optimizer": optimizer.state_dict(),
                "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else {},
                "rng": rng, "step": int(step), "history": plain_data(history), "config": plain_data(config),
-               "inputs": plain_data(inputs)}
+               "inputs": plain_data(inputs), "extra": extra or {}}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -155,6 +159,24 @@ def load_state(path: str | os.PathLike, kind: str = "training-state", keys=STATE
 def load_training_state(path: str | os.PathLike) -> dict:
     """Read a state written by :func:`save_training_state` (see :func:`load_state`)."""
     return load_state(path)
+
+
+def with_defaults(saved: dict, config_type: type) -> dict:
+    """A saved config with the fields ``config_type`` (a dataclass) gained since it was saved, at
+    their defaults (which is what that run did), so a state of an older version still resumes.
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Config:
+    ...     steps: int
+    ...     patience: int | None = None
+    >>> with_defaults({"steps": 3}, Config)
+    {'patience': None, 'steps': 3}
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(config_type) if f.default is not dataclasses.MISSING}
+    return {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
 
 
 def check_resumable(saved: dict, config: dict, changeable: tuple[str, ...], position: str) -> None:

@@ -57,9 +57,12 @@ from ..models import build, build_model, check_model
 from ..predict import predict_labels
 from ..progress import progress as progress_bar
 from ..weight_schemes import parse_weight_scheme, weight_map_of_codes
-from ..store import check_inputs, check_resumable, input_fingerprints, restore_model, save_training_state
+from ..store import (check_inputs, check_resumable, input_fingerprints, restore_model, save_training_state,
+                     with_defaults)
+from .stopping import MIN_DELTA, EarlyStopping
 
 LOSSES = ("ce", "dice", "ce+dice", "focal")
+LR_SCHEDULES = ("constant", "plateau")
 
 
 @dataclass(kw_only=True)
@@ -102,6 +105,18 @@ class TrainConfig:
     precision : {"auto", "float32", "bfloat16", "float16"}
         Autocast dtype (:func:`~emseg_tutorial.devices.precision`): ``auto`` is bfloat16 on
         recent GPUs and on CPUs with native bfloat16, float16 on older GPUs, else float32.
+    budget : float, optional
+        Minutes of wall-clock time (a resumed run counts the time it had already spent); the run
+        stops at the first validation after the budget is spent, and ``steps`` is then a cap
+        (:mod:`emseg_tutorial.train.convergence` sizes such runs).
+    patience : int, optional
+        Stop after this many validations in a row without a gain of
+        :data:`~emseg_tutorial.train.stopping.MIN_DELTA` in mean Jaccard (None: never).
+    lr_schedule : {"constant", "plateau"}
+        ``plateau`` halves the learning rate after ``max(1, patience // 2)`` validations without
+        gain (``torch.optim.lr_scheduler.ReduceLROnPlateau``).
+    keep_best : bool
+        Return the weights of the best validation instead of the last ones.
     """
 
     task: str
@@ -118,6 +133,10 @@ class TrainConfig:
     model: dict
     device: str | None = None
     precision: str = "auto"
+    budget: float | None = None
+    patience: int | None = None
+    lr_schedule: str = "constant"
+    keep_best: bool = False
 
     def __post_init__(self):
         check_precision(self.precision)
@@ -134,6 +153,12 @@ class TrainConfig:
         get_jitter(self.jitter)  # a known jitter or none
         if not 0 <= self.val_slices < 1:
             raise ValueError(f"val_slices must be in [0, 1), got {self.val_slices}")
+        if self.budget is not None and not (math.isfinite(self.budget) and self.budget > 0):
+            raise ValueError(f"budget must be a number of minutes > 0, got {self.budget!r}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -252,7 +277,9 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
                      init: torch.nn.Module | None = None, progress: bool = True,
                      checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
                      resume: dict | None = None, compile: bool = False, image_name: str = "image",
-                     labels_name: str = "labels") -> TrainResult:
+                     labels_name: str = "labels", val_image: np.ndarray | None = None,
+                     val_labels: np.ndarray | None = None,
+                     val_names: tuple[str, str] = ("val_image", "val_labels")) -> TrainResult:
     """Train a U-Net on one labelled volume.
 
     Parameters
@@ -272,7 +299,7 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
         Steps between two states (default ``config.val_every``); one is also written at the end.
     resume : dict, optional
         A state from :func:`emseg_tutorial.store.load_training_state` of a run with the same config
-        (``steps`` and ``device`` aside) and the same ``image``, ``labels`` and (when given) ``init``
+        (``steps``, ``budget`` and ``device`` aside) and the same ``image``, ``labels`` and (when given) ``init``
         (their fingerprints, :mod:`emseg_tutorial.store.fingerprints`, are saved with the state):
         training continues from its step. Other data is refused before any work
         (:class:`~emseg_tutorial.store.fingerprints.InputChanged`, a ValueError naming the argument).
@@ -281,10 +308,18 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
         at once or at the first step, a warning says so and training goes on eagerly.
     image_name, labels_name : str
         How messages name the two volumes (their files, say).
+    val_image, val_labels : ndarray, optional
+        A validation volume of its own: every slice of ``image`` then trains (``val_slices`` is
+        not used) and validation scores this volume, normalised on its own.
+    val_names : (str, str)
+        How messages name the validation volumes.
 
     Returns
     -------
     TrainResult
+        Its ``history["stop"]`` says why the run stopped (``"steps"``, ``"budget"``,
+        ``"patience"``), at which step, its best validation and the step whose weights were kept
+        (:func:`~emseg_tutorial.train.stopping.stop_reason_text` puts it in words).
 
     Raises
     ------
@@ -303,16 +338,22 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     inputs = (input_fingerprints({"image": image, "labels": labels, "init": init})
               if checkpoint is not None or resume is not None else None)
     if resume is not None:
-        check_resumable(resume["config"], config.to_dict(), RESUMABLE_CHANGES, f"step {resume['step']}")
+        check_resumable(with_defaults(resume["config"], TrainConfig), config.to_dict(), RESUMABLE_CHANGES,
+                        f"step {resume['step']}")
         inputs = check_inputs(resume, inputs, optional=("init",))
     labels = for_task(labels, config.task)
-    train_z, val_z = split_slices(image.shape[0], config.val_slices)
+    held_out = val_image is not None or val_labels is not None
+    train_z, val_z = (np.arange(image.shape[0]), np.arange(0)) if held_out else split_slices(image.shape[0],
+                                                                                            config.val_slices)
     check_training_data(image, labels, config.task, train_z, val_z, image_name=image_name, labels_name=labels_name)
     set_seed(config.seed)
     device = pick_device(config.device)
 
     weights = weight_map_of_codes(labels, config.weights)  # labels checked above, once
     normalizer = Normalizer.from_volume(image)  # the volume's one: training patches and validation
+    val = (_held_out_volume(val_image, val_labels, config.task, val_names) if held_out
+           else (image[val_z], labels[val_z], normalizer))
+    _check_stopping(config, has_validation=len(val[0]) > 0)
     sampler = PatchSampler(image, labels, weights, device=device, patch=config.patch, slices=train_z,
                            jitter=get_jitter(config.jitter), seed=config.seed, normalizer=normalizer)
 
@@ -320,25 +361,40 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     model = model.to(device, memory_format=memory_format(device))
     net = compile_model(model) if compile else model  # what steps; ``model`` holds the weights
     optimizer = adam(model.parameters(), config.lr, device)
+    scheduler = _scheduler(optimizer, config)
+    stopper = EarlyStopping(config.patience)
+    best: dict | None = None  # the best validation's weights (keep_best), on the CPU
     amp = precision(device, config.precision)
     scaler = amp.grad_scaler()
     history: dict = {"train": {"step": [], "loss": []}, "val": [], "val_slices": val_z.tolist()}
     done = 0
     if resume is not None:
         done, history = _resume(resume, config, optimizer, scaler, sampler)
+        stopper, best = _resume_stopping(resume, stopper, scheduler)
     start = time.perf_counter() - history.get("seconds", 0.0)
     every = checkpoint_every or config.val_every
 
     def save_state(step: int) -> None:
         history["seconds"] = time.perf_counter() - start
+        extra = {"stopper": stopper.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None,
+                 "best": best}
         save_training_state(checkpoint, model=model, optimizer=optimizer, scaler=scaler, step=step,
-                            history=history, config=config.to_dict(), inputs=inputs,
+                            history=history, config=config.to_dict(), inputs=inputs, extra=extra,
                             rng={"device": device.type, "sampler": sampler.state(), "torch": torch.get_rng_state()})
 
     losses: list[torch.Tensor] = []  # kept on the device until read
+
+    def read_losses() -> None:  # one sync, now and then
+        if losses:
+            read = torch.stack(losses).tolist()
+            losses.clear()
+            check_diverged(read, history["train"]["step"][-len(read):], model, config, scaled=scaler.is_enabled())
+            history["train"]["loss"].extend(read)
+
+    reason = _already_stopped(history, stopper, config, time.perf_counter() - start)
     bar = progress_bar(range(done + 1, config.steps + 1), desc=f"train {config.task}/{config.weights}",
-                       enabled=progress, initial=done, total=config.steps)
-    for step in bar:
+                       enabled=progress and reason is None, initial=done, total=config.steps)
+    for step in bar if reason is None else ():
         batch = sampler.sample(config.batch_size)  # drawn on the device
         try:
             losses.append(training_step(net, batch, optimizer, scaler, amp, config.loss))
@@ -348,22 +404,78 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
             net = eager_fallback(model, err)
             losses.append(training_step(net, batch, optimizer, scaler, amp, config.loss))
         history["train"]["step"].append(step)
-        saving = checkpoint is not None and (step % every == 0 or step == config.steps)
-        if step % config.val_every == 0 or step == config.steps or saving:  # read the losses (one sync) now and then
-            read = torch.stack(losses).tolist()
-            losses.clear()
-            check_diverged(read, history["train"]["step"][-len(read):], model, config, scaled=scaler.is_enabled())
-            history["train"]["loss"].extend(read)
-
-        if len(val_z) and (step % config.val_every == 0 or step == config.steps):
-            scores = validate(model, image[val_z], labels[val_z], config.task, device, normalizer=normalizer)
-            history["val"].append({"step": step, **scores})
-            bar.set_postfix(val_jaccard=f"{scores['mean_jaccard']:.3f}")
-        if saving:
+        spent = config.budget is not None and time.perf_counter() - start >= 60 * config.budget
+        last = step == config.steps or spent
+        if step % config.val_every == 0 or last:
+            read_losses()
+            if len(val[0]):
+                scores = validate(model, val[0], val[1], config.task, device, normalizer=val[2])
+                history["val"].append({"step": step, **scores, "lr": optimizer.param_groups[0]["lr"],
+                                       "seconds": time.perf_counter() - start})
+                bar.set_postfix(val_jaccard=f"{scores['mean_jaccard']:.3f}")
+                if stopper.update(step, scores["mean_jaccard"]) and config.keep_best:
+                    best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                if scheduler is not None:
+                    scheduler.step(scores["mean_jaccard"])
+        reason = "budget" if spent else "patience" if stopper.exhausted else "steps" if step == config.steps else None
+        if reason is not None:
+            history["stop"] = _stop_record(reason, step, stopper, config, best is not None)
+        if checkpoint is not None and (step % every == 0 or reason is not None):
+            read_losses()
             save_state(step)
+        if reason is not None:
+            break
+    read_losses()
+    if config.keep_best and best is not None:
+        model.load_state_dict(best)
     history["seconds"] = time.perf_counter() - start
     return TrainResult(model=model.cpu().to(memory_format=torch.contiguous_format), config=config,
                        history=history)
+
+
+def _held_out_volume(image, labels, task: str, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, Normalizer]:
+    """A validation volume of its own (``val_image``, ``val_labels``), checked, in the task's
+    codes, with its own normaliser (as ``predict`` of that volume would use)."""
+    if image is None or labels is None:
+        missing = names[0] if image is None else names[1]
+        raise InputError(f"{missing}: give both a validation image and its labels, or neither")
+    image = check_image(image, names[0])
+    labels = check_labels(labels, names[1])
+    check_pair(image, labels, *names)
+    return image, for_task(labels, task), Normalizer.from_volume(image)
+
+
+def _check_stopping(config: TrainConfig, *, has_validation: bool) -> None:
+    """Patience and ``keep_best`` read validation scores: refuse them without validation data."""
+    if not has_validation and (config.patience is not None or config.keep_best):
+        raise ValueError("patience and keep_best need validation data: val_slices > 0 on a volume of more than one "
+                         "slice, or a val_image and val_labels")
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
+    """The learning-rate schedule of ``config`` (None: constant), stepped with each validation score."""
+    if config.lr_schedule == "constant":
+        return None
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5,
+                                                      patience=max(1, (config.patience or 4) // 2),
+                                                      threshold=MIN_DELTA, threshold_mode="abs")
+
+
+def _stop_record(reason: str, step: int, stopper: EarlyStopping, config: TrainConfig, kept_best: bool) -> dict:
+    """``history["stop"]``: why and where the run stopped, its best validation and the weights kept."""
+    return {"reason": reason, "step": step, "best_step": stopper.best_step, "best_mean_jaccard": stopper.best,
+            "kept_step": stopper.best_step if config.keep_best and kept_best else step}
+
+
+def _already_stopped(history: dict, stopper: EarlyStopping, config: TrainConfig, elapsed: float) -> str | None:
+    """The reason a resumed run has nothing left to do (its patience or budget spent), else None."""
+    if "stop" not in history:
+        return None
+    if stopper.exhausted:
+        return "patience"
+    if config.budget is not None and elapsed >= 60 * config.budget:
+        return "budget"
+    return None
 
 
 def training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
@@ -421,7 +533,7 @@ def check_diverged(losses: list[float], steps: list[int], model: torch.nn.Module
 
 
 #: Settings that may differ between a run and its resumption.
-RESUMABLE_CHANGES = ("steps", "device")
+RESUMABLE_CHANGES = ("steps", "budget", "device")
 
 
 def _resume(state: dict, config: TrainConfig, optimizer, scaler, sampler) -> tuple[int, dict]:
@@ -437,3 +549,14 @@ def _resume(state: dict, config: TrainConfig, optimizer, scaler, sampler) -> tup
     sampler.set_state(state["rng"]["sampler"], state["rng"].get("device"))  # refused across device kinds
     torch.set_rng_state(state["rng"]["torch"])
     return int(state["step"]), state["history"]
+
+
+def _resume_stopping(state: dict, stopper: EarlyStopping, scheduler) -> tuple[EarlyStopping, dict | None]:
+    """The stopping record, schedule and best weights of a saved state (a state saved before
+    they existed has none: the run goes on from a fresh record)."""
+    extra = state.get("extra") or {}
+    if extra.get("stopper"):
+        stopper = EarlyStopping.from_state(extra["stopper"])
+    if scheduler is not None and extra.get("scheduler"):
+        scheduler.load_state_dict(extra["scheduler"])
+    return stopper, extra.get("best")
