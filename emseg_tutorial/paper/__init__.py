@@ -13,7 +13,8 @@ adapt, predict, the session); nothing below imports it.
 from .adaptation import adaptation_findings, adaptation_gap_rows, adaptation_numbers
 from .comparison import (Comparison, compare, comparison_gap_table, comparison_numbers, comparison_table,
                          diagnostics_table, findings, selection_table, spread_note)
-from .gap import GapScores, domain_gap, gap_closed, gap_table, no_skill, oracle_scores, provenance_note
+from .gap import (GapPreview, GapScores, domain_gap, gap_closed, gap_preview, gap_table, no_skill, oracle_scores,
+                  provenance_note)
 from ..glue import glue_numbers
 from .scores import adaptation_summary, adaptation_table, score, score_slices, scores_table, validation_curve
 from .seeds import seed_scores, seed_table, stage_label
@@ -30,4 +31,4 @@ __all__ = ["PAPER_ITERATIONS", "STAGES", "WEIGHTING_STAGES", "Stage", "adapt_con
            "weighting_findings", "ratio_findings", "transfer_findings", "experiment1_findings", "target_findings",
            "SMALL_PRESETS", "small_preset_note",
            "adaptation_gap_rows", "comparison_gap_table", "GapScores", "domain_gap", "gap_closed", "gap_table",
-           "no_skill", "oracle_scores", "provenance_note"]
+           "no_skill", "oracle_scores", "provenance_note", "GapPreview", "gap_preview"]

@@ -18,7 +18,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from ..style import BOOK_WIDTH
 from .common import gray, moving_average, overlay, panel_grid
 
-__all__ = ["adversarial_diagram", "adaptation_snapshots", "adaptation_diagnostics"]
+__all__ = ["adversarial_diagram", "adaptation_snapshots", "gap_figure", "adaptation_diagnostics"]
 
 
 def adversarial_diagram(conditional: bool = False):
@@ -102,6 +102,27 @@ def adaptation_snapshots(image: np.ndarray, truth: np.ndarray, snapshots: list[n
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title("before (M3)" if i == 0 else f"after epoch {i}")
+    return fig
+
+
+def gap_figure(preview, crop: int | None = 160):
+    """Chapter 1's picture of the domain gap: a held-out target slice, its labels, and the
+    boundary probability of source-only (M3), the adapted U-Net and the oracle model, each
+    titled with its boundary Jaccard on the whole held-out volume.
+
+    ``preview`` is an :class:`emseg_tutorial.paper.gap.GapPreview`.
+    """
+    c = slice(0, crop) if crop else slice(None)
+    image, truth = preview.image[c, c], preview.labels[c, c]
+    fig, axes = panel_grid(len(preview.probabilities) + 2, aspect=image.shape[0] / image.shape[1], title_lines=2)
+    gray(axes[0], image)
+    axes[0].set_title("target image")
+    overlay(axes[1], image, truth, "boundary", alpha=0.6, title="labels\n(evaluation only)")
+    for ax, (name, prob) in zip(axes[2:], preview.probabilities.items()):
+        ax.imshow(prob[c, c], cmap="magma", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{name.split(' (')[0]}\nJ = {preview.scores[name]:.3f}")
     return fig
 
 
