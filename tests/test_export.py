@@ -222,6 +222,8 @@ def test_the_runner_predicts_a_new_uint8_volume_as_the_library_does_and_tiles_wi
     new = np.random.default_rng(2).integers(20, 230, (2, 104, 136), dtype=np.uint8)
     rdf = export_bioimageio(folder / "m.pt", tmp_path / "pkg", normalizer=Normalizer.from_volume(new),
                             stats_of="new.tif")
+    summary = core.test_model(rdf, weight_format="torchscript", devices=["cpu"])  # its test input in that range
+    assert summary.status == "passed", summary.format()
     expected = predict_probabilities(unet, new, device="cpu").transpose(1, 0, 2, 3)  # the library: (z, C, y, x)
     raw = core.Tensor.from_numpy(new[:, None], dims=("batch", "channel", "y", "x"))
     pipeline = core.create_prediction_pipeline(core.load_description(rdf), weight_format="torchscript",

@@ -444,9 +444,14 @@ def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: 
     net.unet.load_state_dict(model.state_dict())
     net.eval()
 
-    twin = make_volume("fibsem", tuple(shape), seed=seed)
-    image = twin.image.astype(np.float32) * 16.0 + 1000.0  # float intensities: percentile scaling applies
-    norm = Normalizer.from_volume(image) if normalizer is None else check_normalizer(normalizer)
+    twin = make_volume("fibsem", tuple(shape), seed=seed).image.astype(np.float32)  # 0 .. 255
+    if normalizer is None:
+        image = twin * 16.0 + 1000.0  # float intensities: percentile scaling applies
+        norm = Normalizer.from_volume(image)
+    else:  # the twin in that volume's range, as the rdf's clip and the library's scaling agree there
+        norm = check_normalizer(normalizer)
+        lo, hi = norm.limits if norm.limits is not None else (0.0, 255.0)
+        image = (lo + twin * np.float32((hi - lo) / 255.0)).astype(np.float32)
     steps = fixed_normalisation(norm)
     probs = predict_probabilities(model, image, normalizer=norm, tile=max(shape[1:]), overlap=0, device="cpu")
     test_in = image[:, None]  # (batch = z, channel, y, x)
