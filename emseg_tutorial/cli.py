@@ -52,8 +52,7 @@ from .predict.tiled import MIN_TILE
 from .presets import PRESETS
 from .session import Session, from_env, preset_from_env
 from .store import InputChanged, load_checkpoint, load_training_state, save_checkpoint, save_json
-from .train import (CONVERGE, TrainConfig, converge_config, converge_size, stop_reason_text, train_supervised,
-                    with_budget)
+from .train import CONVERGE, TrainConfig, converge_config, stop_reason_text, train_supervised, with_budget
 from .train.supervised import LOSSES
 from .weight_schemes import parse_weight_scheme
 
@@ -336,9 +335,9 @@ def _train_config(args, session: Session) -> TrainConfig:
     if preset_given:
         return with_budget(train_config(session.preset, init=bool(args.init), **common), args.budget,
                            args.patience, steps=args.steps)
-    size = converge_size(session.device)
-    return converge_config(session.device, budget=args.budget, patience=args.patience,
-                           steps=args.steps or size.max_steps, **{k: v for k, v in common.items() if k != "device"})
+    cap = {} if args.steps is None else {"steps": args.steps}  # else converge_config's cap
+    return converge_config(session.device, budget=args.budget, patience=args.patience, **cap,
+                           **{k: v for k, v in common.items() if k != "device"})
 
 
 

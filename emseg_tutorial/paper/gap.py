@@ -24,7 +24,7 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -173,7 +173,6 @@ class GapPreview:
     gap: GapScores
     slice: int = 0
     preset: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def gap_preview(session: Session) -> GapPreview:
