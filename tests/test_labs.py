@@ -429,3 +429,23 @@ def test_plain_markdown_turns_roles_into_text():
     assert glued == ["../03_experiment1.ipynb::m1_j:.3f", "n"]
     quoted, _ = plain_markdown(":::{admonition} Scores\n:class: note\n\n* Jaccard\n:::\nafter")
     assert quoted == "> **Scores**\n>\n>\n> * Jaccard\nafter"
+
+
+def test_a_number_computed_further_down_is_printed_after_the_cell_that_computes_it():
+    """Chapter 2's opening text shows numbers its tenth cell computes: printed after the setup cell,
+    they read "not computed yet" (issue 25), so they move after the cell that glues them."""
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    from emseg_tutorial.labs.student import GLUE_CELL, GLUE_CELL_LATER
+
+    nb = new_notebook(cells=[
+        new_markdown_cell("Walls: {glue:text}`share:.0%`, {glue:text}`walls_x:.1f`, {glue:text}`../a.ipynb::k:.3f`."),
+        new_code_cell("setup()"),
+        new_code_cell('glue("share", 0.1)'),
+        new_code_cell('for name in "xy":\n    glue(f"walls_{name}", 1.0)')])
+    cells = student_notebook(nb).cells
+    printing = [(i, c.source.splitlines()[0], c.source.splitlines()[-1]) for i, c in enumerate(cells)
+                if "show_glued(" in c.source]
+    assert printing == [(2, GLUE_CELL, "show_glued('walls_x:.1f', '../a.ipynb::k:.3f')"),  # f-string key: not moved
+                        (4, GLUE_CELL_LATER, "show_glued('share:.0%')")]
+    assert cells[4].id == f"{cells[3].id}-later"

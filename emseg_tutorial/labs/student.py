@@ -20,7 +20,8 @@ made plain (:func:`plain_markdown`): MyST roles become text (``{term}`` and ``{r
 words, ``{cite}`` "(Author et al. Year)" from the book's ``references.bib``), admonitions become
 quotes, and each glued number ``{glue:text}`key:fmt``` becomes ``[key]``, printed from the
 student's own run by a code cell after that Markdown cell
-(:func:`emseg_tutorial.glue.show_glued`).
+(:func:`emseg_tutorial.glue.show_glued`), or after the code cell that computes it when that
+comes further down (chapter 2's opening text).
 
 Examples
 --------
@@ -63,6 +64,11 @@ DIRECTIVE = re.compile(r"^(?P<fence>```+|:::+)\{(?P<name>[a-z\-]+)\}[ \t]*(?P<ti
                        r"(?P<body>.*?)^(?P=fence)[ \t]*$", re.MULTILINE | re.DOTALL)
 #: The first line of the code cell that prints a Markdown cell's glued numbers.
 GLUE_CELL = "# The numbers of the text above, from your own run (the book shows them in place):"
+#: The same for numbers of Markdown further up that the cell before this one computes.
+GLUE_CELL_LATER = ("# Numbers of the text further up (shown there as [key]), computed by the cell above, "
+                   "from your own run:")
+#: A glue call with a literal key, ``glue("key", ...)`` (an f-string key is not literal).
+GLUE_CALL = re.compile(r"""\bglue\(\s*(["'])(?P<key>[^"'{}]+)\1""")
 
 
 def has_solution(source: str) -> bool:
@@ -215,15 +221,41 @@ def plain_markdown(source: str, references: dict[str, str] | None = None) -> tup
     return source, glued
 
 
-def _glue_cell(placeholders: list[str], after: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The cell printing ``placeholders``; its id follows from the cell ``after`` (the same every build)."""
+def _glue_cell(placeholders: list[str], after: nbformat.NotebookNode, *, later: bool = False) -> nbformat.NotebookNode:
+    """The cell printing ``placeholders``; its id follows from the cell ``after`` (the same every build).
+    ``later``: the numbers belong to Markdown further up (they are computed by ``after``)."""
     args = ", ".join(repr(p) for p in placeholders)
-    cell = new_code_cell(f"{GLUE_CELL}\nfrom emseg_tutorial.glue import show_glued\n\nshow_glued({args})")
+    cell = new_code_cell(f"{GLUE_CELL_LATER if later else GLUE_CELL}\nfrom emseg_tutorial.glue import show_glued\n\n"
+                         f"show_glued({args})")
     if "id" in after:
-        cell["id"] = f"{after['id'][:58]}-glue"
+        cell["id"] = f"{after['id'][:57]}-later" if later else f"{after['id'][:58]}-glue"
     else:
         cell.pop("id", None)
     return cell
+
+
+def _glued_keys(source: str) -> set[str]:
+    """The keys a code cell hands to ``glue`` as string literals (``glue("key", ...)``)."""
+    return {m.group("key") for m in GLUE_CALL.finditer(source)}
+
+
+def _placement(cells: list[nbformat.NotebookNode], wanted: dict[int, list[str]]) -> dict[int, list[tuple[str, bool]]]:
+    """Where each glue placeholder is printed: ``{cell index: [(placeholder, later), ...]}``.
+
+    ``wanted`` maps a cell index to the placeholders of the Markdown it follows. A placeholder
+    whose key a code cell further down glues literally, and none up to there, moves after that
+    code cell (``later`` True): printed where it was wanted, it could only say "not computed yet".
+    """
+    glued_by = {i: _glued_keys(c.source) for i, c in enumerate(cells) if c.cell_type == "code"}
+    placed: dict[int, list[tuple[str, bool]]] = {}
+    for at, placeholders in sorted(wanted.items()):
+        for placeholder in placeholders:
+            page, _, rest = placeholder.rpartition("::")
+            key = rest.partition(":")[0]
+            where = next((i for i, keys in glued_by.items() if key in keys), at)
+            later = not page and where > at
+            placed.setdefault(where if later else at, []).append((placeholder, later))
+    return placed
 
 
 def student_notebook(nb: nbformat.NotebookNode,
@@ -231,9 +263,11 @@ def student_notebook(nb: nbformat.NotebookNode,
     """The student version of notebook ``nb`` (a copy): stubs, no solution tags, no outputs,
     plain Markdown (:func:`plain_markdown`, citations from ``references``) and a cell printing
     the glued numbers after each Markdown cell that shows some (after the first code cell, the
-    one that installs and sets up, when the Markdown comes before it)."""
+    one that installs and sets up, when the Markdown comes before it; after the code cell that
+    computes a number when that comes later, see :func:`_placement`)."""
     nb = copy.deepcopy(nb)
     cells = []
+    wanted: dict[int, list[str]] = {}   # cell index -> glue placeholders to print after it
     waiting: list[str] = []   # glue placeholders of Markdown before the first code cell
     seen_code = False
     for cell in nb.cells:
@@ -260,8 +294,16 @@ def student_notebook(nb: nbformat.NotebookNode,
             waiting += glued
             glued = []
         if glued:
-            cells.append(_glue_cell(glued, cell))
-    nb.cells = cells
+            wanted[len(cells) - 1] = glued
+    placed = _placement(cells, wanted)
+    nb.cells = []
+    for i, cell in enumerate(cells):
+        nb.cells.append(cell)
+        here = placed.get(i, [])
+        for later in (False, True):
+            group = [p for p, deferred in here if deferred is later]
+            if group:
+                nb.cells.append(_glue_cell(group, cell, later=later))
     return nb
 
 
