@@ -13,8 +13,10 @@ twin of seed 1 for scoring), on this machine's CPU (2 threads), in one run:
 2. **budget**: :func:`~emseg_tutorial.train.converge_config` on the CPU with ``--budget`` minutes
    (what ``python -m emseg_tutorial train --budget 10`` runs);
 3. **ablation** (``--ablation-budget`` minutes each): the convergence sizes with one setting
-   changed at a time (patch, batch, learning rate, schedule, intensity jitter), each against the
-   unchanged sizes at the same budget.
+   changed at a time (patch, batch, learning rate, schedule, the paper's intensity jitter, and
+   the augmentation: no flips, mild intensity, elastic deformation, both; ``TrainConfig.augment``,
+   :data:`~emseg_tutorial.data.augment.AUGMENTS`), each against the unchanged sizes at the same
+   budget.
 
 Every score is the mean Jaccard on the held-out twin (never seen in training or in choosing a
 checkpoint: the runs validate on the last slices of their own volume). The script prints one table
@@ -48,7 +50,9 @@ WEIGHTS = {"multiclass": "entropy", "boundary": "distance"}
 #: one change at a time from the convergence sizes
 ABLATION = {"patch 96": {"patch": 96}, "patch 192": {"patch": 192}, "batch 4": {"batch_size": 4},
             "batch 16": {"batch_size": 16}, "lr 5e-4": {"lr": 5e-4}, "lr 2e-3": {"lr": 2e-3},
-            "constant lr": {"lr_schedule": "constant"}, "jitter": {"jitter": True}}
+            "constant lr": {"lr_schedule": "constant"}, "jitter": {"jitter": True},
+            "no flips": {"augment": "none"}, "+intensity": {"augment": "flips+intensity"},
+            "+elastic": {"augment": "flips+elastic"}, "+intensity+elastic": {"augment": "all"}}
 
 
 def held_out_score(model: torch.nn.Module, volume, task: str) -> float:

@@ -37,6 +37,7 @@ from .data.writers import write_volume, write_volumes
 from .data.sources import DataSourceError
 from .data.specs import split_spec
 from .data.zarr_format import begun as zarr_begun, is_zarr
+from .data.augment import AUGMENTS
 from .data.synthetic import DOMAINS, make_volume
 from .data.synthetic.blocks import check_memory
 from .devices import PRECISIONS, make_reproducible, precision
@@ -194,6 +195,11 @@ def add_train(sub) -> None:
     p.add_argument("--init", type=_path, metavar="CKPT",
                    help="start from this checkpoint (head replaced if the class count differs)")
     p.add_argument("--jitter", action="store_true", help="random intensity jitter (the paper's M2 -> M3 step)")
+    p.add_argument("--augment", choices=list(AUGMENTS),
+                   help="augmentation of every training patch: flips (random flips and quarter turns, the "
+                        "default), flips+intensity (also a mild random gain, offset, gamma and noise of the image), "
+                        "flips+elastic (also a smooth random deformation of image, labels and weights alike), all "
+                        "(both), none (not even the flips); benchmarks/convergence.py measures what each gains")
     cpu, gpu = CONVERGE["cpu"], CONVERGE["gpu"]
     p.add_argument("--budget", type=_positive_float, metavar="MINUTES",
                    help="train until the validation score stops improving (--patience) or MINUTES have passed, "
@@ -326,7 +332,8 @@ def _train_config(args, session: Session) -> TrainConfig:
     ``EMSEG_PRESET``) is given without ``--budget``; else a run to convergence, sized by the
     preset when one is given, by the device otherwise (:mod:`emseg_tutorial.train.convergence`)."""
     common = dict(task=args.task, weights=args.weights, jitter=args.jitter, seed=session.seed,
-                  device=str(session.device), loss=args.loss, precision=session.precision)
+                  device=str(session.device), loss=args.loss, precision=session.precision,
+                  **({} if args.augment is None else {"augment": args.augment}))
     preset_given = args.preset is not None or preset_from_env() is not None
     if args.budget is None and (args.steps is not None or preset_given):
         config = train_config(session.preset, init=bool(args.init), steps=args.steps, **common)

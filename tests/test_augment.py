@@ -254,3 +254,149 @@ def test_jitter_has_the_numpy_references_effect_sizes(params):
     got = _jitter_effects(x, out)
     for key in ref:  # 1500 patches: a few standard errors of each statistic
         assert abs(got[key] - ref[key]) <= 0.05 * max(1.0, abs(ref[key])), (key, got[key], ref[key])
+
+
+# --------------------------------------------------------------------------- beyond the paper: TrainConfig.augment
+# (issue 22, item 2): a mild intensity augmentation and an elastic deformation, off by default
+
+
+def _labelled_patches(n=4, size=32, seed=0):
+    """Class indices -1..3 (-1 ignored) in blocks, weights of a few distinct values, a textured image."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(-1, 4, (n, size // 8, size // 8))
+    target = torch.from_numpy(np.kron(blocks, np.ones((8, 8), dtype=np.int64)))
+    weight = (target.float() + 2) * 1.5
+    image = torch.from_numpy(_patches(n, size, seed))
+    return {"image": image, "target": target, "weight": weight}
+
+
+def test_elastic_keeps_label_codes_and_weight_values_and_moves_pixels():
+    from emseg_tutorial.data.augment import Elastic
+
+    patches = _labelled_patches()
+    out = Elastic(sigma=4.0)(patches, torch.Generator().manual_seed(0))
+    assert set(out["target"].unique().tolist()) <= set(patches["target"].unique().tolist())
+    assert set(out["weight"].unique().tolist()) <= set(patches["weight"].unique().tolist())
+    for key in patches:
+        assert not torch.equal(out[key], patches[key]), key   # something moved
+    changed = (out["target"] != patches["target"]).float().mean()
+    assert 0.005 < changed < 0.5                              # a bend, not a scramble
+    lo, hi = patches["image"].amin(dim=(1, 2)), patches["image"].amax(dim=(1, 2))
+    assert bool(((out["image"] >= lo[:, None, None] - 1e-6) & (out["image"] <= hi[:, None, None] + 1e-6)).all())
+
+
+def test_elastic_moves_every_tensor_with_one_field_per_patch():
+    """Read at the nearest pixel, an image made of the labels is the labels' deformation exactly."""
+    from emseg_tutorial.data.augment import Elastic
+
+    target = _labelled_patches()["target"]
+    out = Elastic(sigma=4.0)({"image": target.float(), "target": target}, torch.Generator().manual_seed(3), smooth=())
+    assert torch.equal(out["image"], out["target"].float()) and not torch.equal(out["target"], target)
+
+
+def test_elastic_matches_scipy_on_one_patch():
+    """The batch call equals map_coordinates on each patch alone (order 1, reflect borders)."""
+    from emseg_tutorial.data.augment import Elastic
+
+    image = _labelled_patches()["image"]
+    elastic = Elastic(sigma=5.0)
+    out = elastic({"image": image}, torch.Generator().manual_seed(1))["image"].numpy()
+    d = elastic.displacements(len(image), image.shape[1:], torch.Generator().manual_seed(1)).numpy()
+    i, j = np.mgrid[:image.shape[1], :image.shape[2]]
+    for b in range(len(image)):
+        ref = ndi.map_coordinates(image[b].numpy(), [i + d[b, 0], j + d[b, 1]], order=1, mode="reflect")
+        np.testing.assert_allclose(out[b], ref, atol=1e-6)
+
+
+def test_elastic_is_deterministic_for_a_seed_and_keeps_shapes_dtypes_and_inputs():
+    from emseg_tutorial.data.augment import Elastic
+
+    patches = _labelled_patches()
+    before = {k: v.clone() for k, v in patches.items()}
+    a, b, c = (Elastic()(patches, torch.Generator().manual_seed(s)) for s in (7, 7, 8))
+    for key in patches:
+        assert torch.equal(a[key], b[key]) and not torch.equal(a[key], c[key]), key
+        assert a[key].shape == patches[key].shape and a[key].dtype == patches[key].dtype, key
+        assert torch.equal(patches[key], before[key]), key   # inputs untouched
+
+
+@pytest.mark.parametrize("kwargs", [{"p": 0.0}, {"sigma": 0.0}])
+def test_elastic_switched_off_is_the_identity(kwargs):
+    from emseg_tutorial.data.augment import Elastic
+
+    patches = _labelled_patches()
+    out = Elastic(**kwargs)(patches, torch.Generator().manual_seed(0))
+    for key in patches:
+        assert torch.equal(out[key], patches[key]), key
+
+
+@pytest.mark.parametrize("kwargs", [{"grid": 1}, {"grid": 2.5}, {"sigma": -1}, {"sigma": float("nan")}, {"p": 2}])
+def test_elastic_invalid_parameters_raise(kwargs):
+    from emseg_tutorial.data.augment import Elastic
+
+    with pytest.raises(ValueError, match="elastic"):
+        Elastic(**kwargs)
+
+
+def test_intensity_is_a_mild_jitter_without_blur():
+    from emseg_tutorial.data.augment import INTENSITY
+
+    assert INTENSITY.blur == 0
+    for name in ("brightness", "contrast", "noise"):
+        assert 0 < getattr(INTENSITY, name) <= getattr(Jitter(), name) / 2, name
+    assert 1 < INTENSITY.gamma < Jitter().gamma
+    x = _patches()
+    y = _apply(INTENSITY, x, 0)
+    assert y.shape == x.shape and y.dtype == np.float32 and not np.array_equal(y, x)
+    assert np.abs(y - x).mean() < 0.1
+
+
+def test_augment_names_and_errors():
+    from emseg_tutorial.data.augment import AUGMENTS, INTENSITY, get_augment
+
+    assert list(AUGMENTS) == ["none", "flips", "flips+intensity", "flips+elastic", "all"]
+    assert get_augment("none").flips is False and get_augment("flips").intensity is None
+    assert get_augment("all").intensity == INTENSITY and get_augment("all").elastic is not None
+    with pytest.raises(ValueError, match="augment must be one of"):
+        get_augment("elastic")
+
+
+def _sampler(augment, seed=0, jitter=False):
+    from emseg_tutorial.data.synthetic import make_volume
+    from emseg_tutorial.train import TrainConfig
+    from emseg_tutorial.train.supervised import training_sampler
+    from emseg_tutorial.weight_schemes import weight_map_of_codes
+    from emseg_tutorial.labels import for_task
+
+    vol = make_volume("fibsem", (3, 48, 48), seed=0)
+    labels = for_task(vol.labels, "multiclass")
+    cfg = TrainConfig(task="multiclass", weights="entropy", steps=1, batch_size=4, patch=32, lr=1e-3, val_every=1,
+                      model={}, augment=augment, jitter=jitter, seed=seed)
+    return training_sampler(cfg, vol.image, labels, weight_map_of_codes(labels, "entropy"))
+
+
+def test_a_config_s_augment_reaches_the_sampler():
+    flips, intensity, elastic, none = (_sampler(a).sample(4) for a in ("flips", "flips+intensity", "flips+elastic",
+                                                                        "none"))
+    # intensity: the same crops, flips and labels; only the image changes
+    assert torch.equal(intensity["target"], flips["target"]) and torch.equal(intensity["weight"], flips["weight"])
+    assert not torch.equal(intensity["image"], flips["image"])
+    # elastic: the same crops, deformed; label codes stay the crop's
+    assert not torch.equal(elastic["target"], flips["target"])
+    assert set(elastic["target"].unique().tolist()) <= set(flips["target"].unique().tolist())
+    assert elastic["image"].shape == flips["image"].shape == (4, 1, 32, 32)
+    assert elastic["image"].dtype == torch.float32 and elastic["target"].dtype == torch.int64
+    assert elastic["image"].is_contiguous() and elastic["target"].is_contiguous()
+    assert _sampler("none").augment is False and _sampler("flips").augment is True
+    assert not torch.equal(none["target"], flips["target"])   # no flips or turns: other patches
+    # every augmentation is drawn from the sampler's stream: the same seed, the same batches
+    for augment in ("flips+intensity", "flips+elastic", "all"):
+        a, b = _sampler(augment), _sampler(augment)
+        for _ in range(2):
+            x, y = a.sample(4), b.sample(4)
+            assert all(torch.equal(x[k], y[k]) for k in x), augment
+
+
+def test_the_jitter_and_the_intensity_augmentation_both_apply():
+    plain, both = _sampler("flips", jitter=True).sample(4), _sampler("flips+intensity", jitter=True).sample(4)
+    assert torch.equal(plain["target"], both["target"]) and not torch.equal(plain["image"], both["image"])

@@ -206,6 +206,18 @@ def test_train_accepts_focal_loss(synth, tmp_path, capsys):
                           "--loss", "hinge", "--steps", "1", "--out", tmp_path / "bad"], capsys)
 
 
+def test_train_augment_is_a_setting_of_the_run(synth, tmp_path, capsys):
+    """``--augment`` (issue 22): stored in the run's config; left out, the default flips and turns."""
+    img, lab = synth
+    for flag, expected in (["--augment", "all"], "all"), ([], "flips"):
+        out = tmp_path / expected
+        assert main(["train", "--image", str(img), "--labels", str(lab), "--task", "boundary", "--weights", "none",
+                     *flag, "--steps", "2", "--device", "cpu", "--out", str(out), "--quiet"]) == 0
+        assert load_checkpoint(out / "model.pt")[1]["config"]["augment"] == expected
+    _fails_with_one_line(["train", "--image", img, "--labels", lab, "--task", "boundary", "--weights", "none",
+                          "--augment", "elastic", "--steps", "1", "--out", tmp_path / "bad"], capsys, "--augment")
+
+
 def test_train_precision_is_a_setting_of_the_run(synth, tmp_path, capsys):
     img, lab = synth
     out = tmp_path / "fp32"

@@ -309,3 +309,32 @@ def test_fingerprints_are_of_the_content():
         net.head.bias.add_(1)
     assert fingerprint(net) != fp
     assert fingerprint(None) is None
+
+
+def test_a_run_with_every_augmentation_resumed_equals_an_uninterrupted_one(vol, tmp_path):
+    """Elastic and intensity draws come from the sampler's stream, saved with the state (issue 22)."""
+    full = train_supervised(vol.image, vol.labels, _config(4, augment="all"), progress=False)
+    state = tmp_path / "state.pt"
+    train_supervised(vol.image, vol.labels, _config(2, augment="all"), progress=False, checkpoint=state)
+    resumed = train_supervised(vol.image, vol.labels, _config(4, augment="all"), progress=False,
+                               resume=load_training_state(state))
+    assert resumed.history["train"]["loss"] == full.history["train"]["loss"]
+    assert _same_weights(resumed.model, full.model)
+    plain = train_supervised(vol.image, vol.labels, _config(4), progress=False)
+    assert plain.history["train"]["loss"] != full.history["train"]["loss"]
+
+
+def test_a_state_saved_before_augment_existed_resumes_with_flips(vol, tmp_path):
+    """An older state's config has no ``augment``: it ran with flips and turns, and resumes so
+    (store.with_defaults); another augmentation is refused as other settings."""
+    state = tmp_path / "state.pt"
+    train_supervised(vol.image, vol.labels, _config(2), progress=False, checkpoint=state)
+    old = load_training_state(state)
+    assert old["config"].pop("augment") == "flips"
+    resumed = train_supervised(vol.image, vol.labels, _config(4), progress=False, resume=old)
+    full = train_supervised(vol.image, vol.labels, _config(4), progress=False)
+    assert resumed.history["train"]["loss"] == full.history["train"]["loss"]
+    old = load_training_state(state)
+    old["config"].pop("augment")
+    with pytest.raises(ValueError, match=r"other settings \(augment\)"):
+        train_supervised(vol.image, vol.labels, _config(4, augment="flips+elastic"), progress=False, resume=old)

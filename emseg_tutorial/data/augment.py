@@ -36,6 +36,16 @@ jitter that points the wrong way does. The jitter acts on torch tensors, drawn w
 ``torch.Generator`` on the tensors' device (the patch sampler's own, on every device); its
 parameters come from :meth:`Jitter.draw`, the one definition of the ranges and probabilities.
 
+Beyond the paper: augmentation for training to convergence
+-----------------------------------------------------------
+The patch sampler always flips and turns (:mod:`.patches`). ``TrainConfig.augment`` may add two
+more, off by default (``"flips"``), for the ablation of ``benchmarks/convergence.py``:
+``"flips+intensity"`` adds :data:`INTENSITY`, a mild :class:`Jitter` (gain, offset, gamma and
+noise, on the image only); ``"flips+elastic"`` adds :class:`Elastic`, a smooth random
+deformation of image, labels and weights alike; ``"all"`` both; ``"none"`` not even the flips
+(:data:`AUGMENTS`, :func:`get_augment`). Both draw from the sampler's own generator, so a run
+and its resumption see the same patches.
+
 Examples
 --------
 >>> import torch
@@ -48,9 +58,11 @@ Examples
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
+from scipy import ndimage as ndi
 
 
 @dataclass(frozen=True)
@@ -276,3 +288,158 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, max_sigma: float) -> tor
     out = out[:, :, :, _reflect(nx, radius, x.device)]
     out = torch.nn.functional.conv2d(out, kernel.view(n, 1, 1, k), groups=n)
     return out[0]
+
+
+# --------------------------------------------------------------------------- beyond the paper
+
+#: The intensity augmentation of ``augment="flips+intensity"`` (and ``"all"``): about a third of
+#: the default jitter's ranges (gain 0.9-1.1 about the patch mean, offset +-0.05, gamma
+#: 1/1.15-1.15, noise sd up to 0.04 of the [0, 1] range), each with probability 0.8, and no blur
+#: (which would widen the walls the weight maps are drawn for). Training and held-out slices of
+#: a user's volume come from one microscope: their intensities differ less than two domains'.
+#: Cost: a few elementwise passes over the batch on the device, nothing next to a U-Net step.
+INTENSITY = Jitter(brightness=0.05, contrast=0.1, gamma=1.15, blur=0.0, noise=0.04, p=0.8)
+
+
+@dataclass(frozen=True)
+class Elastic:
+    """Smooth random deformation of a batch of patches: the image, its labels and weights alike.
+
+    Each patch gets its own displacement field: ``grid x grid`` control points whose two
+    displacements are Gaussian of standard deviation ``sigma`` pixels (zero for a patch left
+    undeformed, with probability ``1 - p``), upsampled to the patch by bicubic interpolation
+    (``torch.nn.functional.interpolate``, corners aligned), all drawn with the sampler's
+    generator. Every pixel ``(i, j)`` then reads its patch at ``(i + dy, j + dx)`` with
+    :func:`scipy.ndimage.map_coordinates`, ``reflect`` borders: linear interpolation (order 1)
+    for the image, nearest (order 0) for labels and weights, so every label code of the output
+    is one of the input's and the ignored pixels stay ignored. A zero field gives the patch back
+    exactly.
+
+    Parameters
+    ----------
+    grid : int
+        Control points per side (>= 2; 3 is the original U-Net's 3 x 3 grid).
+    sigma : float
+        Standard deviation of the control points' displacements in pixels (>= 0). With 3 px
+        on control points 63 px apart (a 128-pixel patch) the field's slope is about 0.07, far
+        from folding (slope 1): cells bend, walls stay walls.
+    p : float
+        Probability that a patch is deformed.
+
+    Notes
+    -----
+    Cost per batch of ``B`` patches of ``P x P`` pixels (reasoned, not timed): the field is
+    ``2 B P^2`` bicubic samples on the device; on the host, one ``map_coordinates`` call per
+    tensor over the whole batch (a ``(B, P, P)`` array read at integer batch indices: 8 taps a
+    pixel for the image, 1 for labels and weights), about 10 ms for 8 patches of 128^2 on one
+    core. A CPU training step at the convergence sizes takes about 0.2 s (2250 steps in 8.6 min,
+    ``benchmarks/results/convergence.txt``), so elastic adds about 5 %. On a GPU the batch goes
+    to the host and back for it (one synchronisation per batch), which may cost as much as a
+    step of a few milliseconds there.
+
+    Examples
+    --------
+    >>> labels = torch.randint(-1, 4, (2, 16, 16))
+    >>> out = Elastic(sigma=4.0)({"target": labels}, torch.Generator().manual_seed(0))
+    >>> out["target"].dtype, set(out["target"].unique().tolist()) <= set(labels.unique().tolist())
+    (torch.int64, True)
+    """
+
+    grid: int = 3
+    sigma: float = 3.0
+    p: float = 1.0
+
+    def __post_init__(self):
+        if not isinstance(self.grid, (int, np.integer)) or self.grid < 2:
+            raise ValueError(f"elastic grid must be an integer >= 2, got {self.grid!r}")
+        if not (np.isfinite(self.sigma) and self.sigma >= 0):
+            raise ValueError(f"elastic sigma must be a finite number of pixels >= 0, got {self.sigma!r}")
+        if not 0 <= self.p <= 1:
+            raise ValueError(f"elastic p must be in [0, 1], got {self.p}")
+
+    def displacements(self, n: int, shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+        """``(n, 2, Y, X)`` float32 displacements (rows, then columns) in pixels, on ``generator``'s device."""
+        device = generator.device
+        coarse = torch.randn((n, 2, self.grid, self.grid), generator=generator, device=device) * self.sigma
+        on = torch.rand(n, generator=generator, device=device) < self.p
+        coarse = coarse * on[:, None, None, None]
+        return torch.nn.functional.interpolate(coarse, size=tuple(shape), mode="bicubic", align_corners=True)
+
+    def __call__(self, patches: Mapping[str, torch.Tensor], generator: torch.Generator, *,
+                 smooth: tuple[str, ...] = ("image",)) -> dict[str, torch.Tensor]:
+        """Deform every ``(B, Y, X)`` tensor of ``patches`` with the same field per patch.
+
+        Keys in ``smooth`` are interpolated linearly, the others (labels, weights) take the
+        nearest pixel; each result keeps its tensor's dtype and device; ``patches`` is left as
+        it is.
+        """
+        if not patches:
+            return {}
+        shapes = {tuple(t.shape) for t in patches.values()}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 3:
+            raise ValueError(f"elastic deformation needs (B, Y, X) tensors of one shape, got shapes {sorted(shapes)}")
+        n, ny, nx = next(iter(shapes))
+        d = self.displacements(n, (ny, nx), generator).cpu().numpy().astype(np.float64)
+        b, i, j = np.meshgrid(np.arange(n), np.arange(ny), np.arange(nx), indexing="ij", sparse=True)
+        coords = np.stack(np.broadcast_arrays(b, i + d[:, 0], j + d[:, 1]))  # (3, B, Y, X) float64
+        out = {}
+        for key, tensor in patches.items():
+            moved = ndi.map_coordinates(tensor.cpu().numpy(), coords, order=1 if key in smooth else 0, mode="reflect")
+            out[key] = torch.from_numpy(moved).to(tensor.device)
+        return out
+
+
+@dataclass(frozen=True)
+class Augment:
+    """What one ``TrainConfig.augment`` value switches on: flips and turns, intensity, elastic."""
+
+    flips: bool
+    intensity: Jitter | None = None
+    elastic: Elastic | None = None
+
+
+#: The values of ``TrainConfig.augment`` (and ``train --augment``); ``"flips"`` is the default.
+AUGMENTS: dict[str, Augment] = {
+    "none": Augment(flips=False),
+    "flips": Augment(flips=True),
+    "flips+intensity": Augment(flips=True, intensity=INTENSITY),
+    "flips+elastic": Augment(flips=True, elastic=Elastic()),
+    "all": Augment(flips=True, intensity=INTENSITY, elastic=Elastic()),
+}
+
+
+def get_augment(name: str) -> Augment:
+    """The :class:`Augment` of a ``TrainConfig.augment`` value (a key of :data:`AUGMENTS`).
+
+    Examples
+    --------
+    >>> get_augment("flips").elastic is None, get_augment("all").intensity == INTENSITY
+    (True, True)
+    """
+    if not isinstance(name, str) or name not in AUGMENTS:
+        raise ValueError(f"augment must be one of {list(AUGMENTS)}, got {name!r}")
+    return AUGMENTS[name]
+
+
+IntensityFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def chain(*steps: IntensityFn | None) -> IntensityFn | None:
+    """One ``(batch01, generator) -> batch01`` function applying the given ones in order (None
+    ones skipped; None when none is left): the paper's jitter, then :data:`INTENSITY`.
+
+    Examples
+    --------
+    >>> chain(None, None) is None, chain(None, INTENSITY) is INTENSITY
+    (True, True)
+    """
+    present = [step for step in steps if step is not None]
+    if len(present) < 2:
+        return present[0] if present else None
+
+    def chained(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        for step in present:
+            batch = step(batch, generator)
+        return batch
+
+    return chained

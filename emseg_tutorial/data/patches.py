@@ -10,7 +10,8 @@ class indices (int8, widened after cropping) and the weight map to its ``device`
 construction, and draws every batch there with torch ops and its own ``torch.Generator``:
 slices, crop corners, flips, quarter turns and wrong-slice partners (:func:`distant_slices`)
 become one index tensor per batch and one gather per volume. Nothing is read back to the host
-while sampling, so on a GPU no batch is copied from the host.
+while sampling, so on a GPU no batch is copied from the host (but for the elastic deformation
+of :mod:`.augment`, off by default, which runs on the host).
 
 Examples
 --------
@@ -62,6 +63,9 @@ class PatchSampler:
     jitter : callable, optional
         ``jitter(batch01, generator) -> batch01``: intensity augmentation of the ``(B, P, P)``
         [0, 1] patches (a tensor on ``device``), e.g. a :class:`~.augment.Jitter`.
+    elastic : callable, optional
+        ``elastic(patches, generator) -> patches``: a deformation of the cropped image, labels,
+        weights and mismatched labels alike, before the jitter, e.g. an :class:`~.augment.Elastic`.
     seed : int
         Seed of the sampler's own random stream.
     mismatch_gap : int, optional
@@ -86,7 +90,8 @@ class PatchSampler:
                  patch: int = 128, slices=None, augment: bool = True,
                  jitter: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
                  seed: int = 0, mismatch_gap: int | None = None, *, device: str | torch.device = "cpu",
-                 normalizer: Normalizer | None = None):
+                 normalizer: Normalizer | None = None,
+                 elastic: Callable[[dict[str, torch.Tensor], torch.Generator], dict[str, torch.Tensor]] | None = None):
         if image is None and labels is None:
             raise ValueError("a patch sampler needs an image, labels or both")
         if image is not None:
@@ -113,6 +118,7 @@ class PatchSampler:
         self.patch = (min(patch, shape[1]), min(patch, shape[2]))
         self.augment = augment
         self.jitter = jitter
+        self.elastic = elastic
         self.mismatch_gap = mismatch_gap
 
         def put(array, dtype):
@@ -177,6 +183,8 @@ class PatchSampler:
         if self.mismatch_gap is not None:
             z_other = distant_slices(z, nz, self.mismatch_gap, self.generator)
             out["mismatched"] = crop(self.target, z_other).long()
+        if self.elastic is not None:
+            out = self.elastic(out, self.generator)
         if self.unit is not None:
             unit = out["image"] if self.jitter is None else self.jitter(out["image"], self.generator)
             out["image"] = self.normalizer.standardize(unit)[:, None].contiguous()

@@ -9,7 +9,9 @@ validation's weights kept, within ``budget`` minutes (``steps`` is only a cap).
 
 The sizes of :data:`CONVERGE` were chosen by the ablation in ``benchmarks/convergence.py``
 (patch, batch, learning rate, jitter; score against wall-clock time on the twins at the ``cpu``
-volume size, seed 0, 2 CPU cores), never on target data.
+volume size, seed 0, 2 CPU cores), never on target data. Its augmentation factors (intensity,
+elastic: :data:`~emseg_tutorial.data.augment.AUGMENTS`) have not been measured yet: ``augment``
+stays ``"flips"``, what every run did before, until that ablation says otherwise.
 
 Examples
 --------
@@ -45,6 +47,8 @@ class ConvergeSize:
         Cap on optimiser steps.
     model : dict
         :class:`~emseg_tutorial.models.UNet2d` keyword arguments.
+    augment : str
+        ``TrainConfig.augment`` (a key of :data:`~emseg_tutorial.data.augment.AUGMENTS`).
     """
 
     budget: float
@@ -55,6 +59,7 @@ class ConvergeSize:
     patience: int
     max_steps: int = 100_000
     model: dict = field(default_factory=lambda: {"depth": 4, "base_width": 16, "norm": "batch"})
+    augment: str = "flips"
 
 
 #: Sizes by device kind: ``cpu``, and ``gpu`` for CUDA and MPS.
@@ -85,7 +90,7 @@ def converge_config(device: str | torch.device | None, *, task: str, weights: st
 
     ``budget`` (minutes) and ``patience`` default to :data:`CONVERGE`'s; any other
     :class:`~emseg_tutorial.train.TrainConfig` field may be given in ``overrides`` (``loss``,
-    ``jitter``, ``seed``, ``precision``, ``val_slices``, or a size).
+    ``jitter``, ``augment``, ``seed``, ``precision``, ``val_slices``, or a size).
 
     Examples
     --------
@@ -94,7 +99,8 @@ def converge_config(device: str | torch.device | None, *, task: str, weights: st
     """
     size = converge_size(device)
     settings = dict(steps=size.max_steps, batch_size=size.batch_size, patch=size.patch, lr=size.lr,
-                    val_every=size.val_every, model=dict(size.model), budget=float(budget or size.budget),
+                    val_every=size.val_every, model=dict(size.model), augment=size.augment,
+                    budget=float(budget or size.budget),
                     patience=patience or size.patience, lr_schedule="plateau", keep_best=True,
                     device=None if device is None else str(device))
     return TrainConfig(task=task, weights=weights, **{**settings, **overrides})

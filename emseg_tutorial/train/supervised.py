@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from .._validate import InputError, check_image, check_pair
-from ..data.augment import get_jitter
+from ..data.augment import chain, get_augment, get_jitter
 from ..data.normalize import Normalizer
 from ..data.patches import PatchSampler
 from ..devices import (Precision, adam, check_precision, compile_model, eager_fallback, memory_format, pick_device,
@@ -98,6 +98,11 @@ class TrainConfig:
         Random intensity jitter of every patch (the paper's M2 -> M3 step): ``True`` the
         default :class:`~emseg_tutorial.data.augment.Jitter`, or a name of
         :data:`~emseg_tutorial.data.augment.JITTERS` (``"unlike"``: the ablation).
+    augment : str
+        Augmentation of every patch beyond the jitter, a key of
+        :data:`~emseg_tutorial.data.augment.AUGMENTS`: ``"flips"`` (random flips and quarter
+        turns, the default and what runs saved before this field did), ``"flips+intensity"``,
+        ``"flips+elastic"``, ``"all"`` or ``"none"``.
     seed : int
         Seed of weights initialisation and patch sampling.
     device : str, optional
@@ -129,6 +134,7 @@ class TrainConfig:
     val_every: int
     val_slices: float = 0.15
     jitter: bool | str = False
+    augment: str = "flips"
     seed: int = 0
     model: dict
     device: str | None = None
@@ -151,6 +157,7 @@ class TrainConfig:
         if not (math.isfinite(self.lr) and self.lr > 0):  # NaN and infinity too: they would train to NaN
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         get_jitter(self.jitter)  # a known jitter or none
+        get_augment(self.augment)
         if not 0 <= self.val_slices < 1:
             raise ValueError(f"val_slices must be in [0, 1), got {self.val_slices}")
         if self.budget is not None and not (math.isfinite(self.budget) and self.budget > 0):
@@ -261,6 +268,27 @@ def check_training_data(image: np.ndarray, labels: np.ndarray, task: str, train_
                           f"{val[0]}); their scores say little about the model", DegenerateDataWarning, stacklevel=3)
 
 
+def training_sampler(config: TrainConfig, image: np.ndarray, labels: np.ndarray, weights: np.ndarray | None, *,
+                     device: str | torch.device = "cpu", slices=None,
+                     normalizer: Normalizer | None = None) -> PatchSampler:
+    """The patch stream of a run: ``config``'s patch size, seed, jitter and augmentation
+    (flips and turns, then :data:`~emseg_tutorial.data.augment.AUGMENTS`' elastic deformation
+    and intensity changes after the jitter), drawing from ``slices`` of the task's ``labels``.
+
+    Examples
+    --------
+    >>> cfg = TrainConfig(task="boundary", weights="none", steps=1, batch_size=2, patch=16, lr=1e-3,
+    ...                   val_every=1, model={}, augment="flips+elastic")
+    >>> lab = np.ones((1, 24, 24), np.uint8); lab[:, ::6] = 2
+    >>> training_sampler(cfg, lab * 100, lab, None).elastic is not None
+    True
+    """
+    augment = get_augment(config.augment)
+    return PatchSampler(image, labels, weights, device=device, patch=config.patch, slices=slices,
+                        augment=augment.flips, jitter=chain(get_jitter(config.jitter), augment.intensity),
+                        elastic=augment.elastic, seed=config.seed, normalizer=normalizer)
+
+
 def _initial_model(config: TrainConfig, init: torch.nn.Module | None) -> torch.nn.Module:
     n = num_classes(config.task)
     if init is None:  # sizes checked before anything is allocated (models.check_kwargs)
@@ -354,8 +382,7 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     val = (_held_out_volume(val_image, val_labels, config.task, val_names) if held_out
            else (image[val_z], labels[val_z], normalizer))
     _check_stopping(config, has_validation=len(val[0]) > 0)
-    sampler = PatchSampler(image, labels, weights, device=device, patch=config.patch, slices=train_z,
-                           jitter=get_jitter(config.jitter), seed=config.seed, normalizer=normalizer)
+    sampler = training_sampler(config, image, labels, weights, device=device, slices=train_z, normalizer=normalizer)
 
     model = restore_model(resume) if resume is not None else _initial_model(config, init)
     model = model.to(device, memory_format=memory_format(device))
