@@ -135,7 +135,7 @@ def twin_cache_path(runs: str | os.PathLike, domain: str, shape, seed: int,
     Examples
     --------
     >>> twin_cache_path("runs", "snemi", (8, 64, 64), 1).as_posix()
-    'runs/twins/snemi-8x64x64-seed1-v4.npz'
+    'runs/twins/snemi-8x64x64-seed1-v5.npz'
     """
     z, y, x = (int(s) for s in shape)
     return Path(runs) / "twins" / f"{domain}-{z}x{y}x{x}-seed{int(seed)}-v{int(version)}.npz"

@@ -42,6 +42,26 @@ def _wave_grid(k: np.ndarray, phase: np.ndarray, amp: np.ndarray, s: float, ys: 
     return out
 
 
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], lengths_nm: tuple[float, float],
+                  pixel_nm: float, waves: int = 24) -> np.ndarray:
+    """Smooth noise of unit variance on a ``shape`` grid: ``waves`` plane waves of random direction
+    and phase, their wavelengths uniform in ``lengths_nm`` (at ``pixel_nm`` per pixel).
+
+    Examples
+    --------
+    >>> f = _smooth_field(np.random.default_rng(0), (64, 64), (120.0, 300.0), 6.0)
+    >>> f.shape, f.dtype.name, bool(0.3 < f.std() < 2.0)
+    ((64, 64), 'float32', True)
+    """
+    w = waves
+    angle = rng.uniform(0, 2 * np.pi, w)
+    length = rng.uniform(*lengths_nm, w) / pixel_nm
+    k = np.stack([np.zeros(w), np.sin(angle), np.cos(angle)], 1) * (2 * np.pi / length)[:, None]
+    amp = np.full((w, 1), np.sqrt(2.0 / w))
+    return _wave_grid(k, rng.uniform(0, 2 * np.pi, w), amp, 0.0, np.arange(shape[0], dtype=float),
+                      np.arange(shape[1], dtype=float))[0]
+
+
 def _wave_points(k: np.ndarray, phase: np.ndarray, amp: np.ndarray, s: float, y: np.ndarray,
                  x: np.ndarray) -> np.ndarray:
     """The same sum at scattered points ``(y, x)``: ``(C, n)``."""

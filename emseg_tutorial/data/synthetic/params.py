@@ -15,7 +15,7 @@ DOMAINS = ("fibsem", "snemi")
 #: Version of the generator: volumes are the same for the same ``(domain, shape, seed)`` within
 #: a version (see "Versions" in :mod:`emseg_tutorial.data.synthetic`); 1 was the generator
 #: before this constant existed.
-TWIN_VERSION = 4
+TWIN_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,17 @@ class DomainParams:
     mito_rim : float
         Darkness of a mitochondrion's outer membrane, 0 to 1 of the way to the membrane
         intensity: a dark ring that looks like a cell wall.
+    er_darkness : float
+        Darkness of the intracellular membranes (endoplasmic reticulum and the like), 0 to 1 of
+        the way to the membrane intensity; 0 draws none. They are thin curved dark lines with free
+        ends inside cells, labelled cytoplasm (image only, like vesicles).
+    er_cover : float
+        Fraction of the slice area where intracellular membranes show (their fragments' share).
+    er_width_nm : float
+        Width in nm of an intracellular membrane line (thinner than a cell wall's dark band).
+    er_wavelength_nm : tuple of float
+        Range of wavelengths in nm of the smooth noise whose zero set the lines follow (shorter:
+        more lines per cell; the lines are about half a wavelength apart).
     """
 
     name: str
@@ -123,6 +134,10 @@ class DomainParams:
     vesicle_density: float = 0.0
     vesicle_radius: tuple[float, float] = (1.5, 2.5)
     mito_rim: float = 0.0
+    er_darkness: float = 0.0
+    er_cover: float = 0.0
+    er_width_nm: float = 10.0
+    er_wavelength_nm: tuple[float, float] = (200.0, 500.0)
 
     @property
     def wall_px(self) -> int:
@@ -167,7 +182,10 @@ FIBSEM = DomainParams(
 
 #: Target twin: serial-section SEM of mouse cortex, 6 x 6 x 30 nm, no glia, drifting slices.
 #: Tissue lengths are the source's in nm (so 10 / 6 times as many pixels); the acquisition
-#: (section thickness, gamma, contrast, blur, noise, drift, misalignment) is its own.
+#: (section thickness, gamma, contrast, blur, noise, drift, misalignment) is its own, and its
+#: finer pixels resolve intracellular membranes (``er_*``) that the source's 10 nm do not. The
+#: gamma and the intracellular membranes are calibrated (see "Calibration of the domain gap" in
+#: :mod:`emseg_tutorial.data.synthetic`).
 SNEMI = DomainParams(
     name="snemi",
     voxel_size=(30.0, 6.0, 6.0),
@@ -186,7 +204,7 @@ SNEMI = DomainParams(
     texture={"cytoplasm": 0.06, "mito": 0.05},
     psf_sigma=(0.0, 1.2, 1.2),
     noise=0.07,
-    gamma=1.6,
+    gamma=2.8,
     contrast=(0.12, 0.70),
     drift=0.035,
     misalign_prob=0.1,
@@ -198,6 +216,10 @@ SNEMI = DomainParams(
     vesicle_density=0.036,
     vesicle_radius=(2.5, 4.2),
     mito_rim=0.6,
+    er_darkness=1.0,
+    er_cover=0.7,
+    er_width_nm=16.0,
+    er_wavelength_nm=(100.0, 250.0),
 )
 
 PARAMS: dict[str, DomainParams] = {"fibsem": FIBSEM, "snemi": SNEMI}

@@ -1,4 +1,5 @@
-"""The renderer: cells, walls, mitochondria, vesicles, textures and labels of one sub-slice.
+"""The renderer: cells, walls, mitochondria, vesicles, intracellular membranes, textures and labels
+of one sub-slice.
 
 A :class:`_Renderer` does the per-volume set-up once (node grid, per-cell tables, texture
 bank) and then renders any sub-slice of the volume from its own random stream, into scratch
@@ -12,8 +13,8 @@ from scipy.spatial import cKDTree
 
 from ...labels import BOUNDARY, CYTOPLASM, GLIA, MITOCHONDRIA
 from .geometry import _Geometry
-from .numerics import (_blur2d, _dilate_cross, _disc_pixels, _gauss_taps, _slice_rng, _wave_grid,
-                       _wave_points, _walls)
+from .numerics import (_blur2d, _dilate_cross, _disc_pixels, _gauss_taps, _slice_rng, _smooth_field,
+                       _wave_grid, _wave_points, _walls)
 from .params import DomainParams
 
 #: Node spacing (pixels) of the coarse grid on which cell ids are computed exactly.
@@ -338,10 +339,10 @@ class _Renderer:
         return pix[(cell.reshape(-1)[pix] == cid[which]) & ~near_wall[pix]]
 
     def sub_slice(self, s: int, fine: np.ndarray, grain: np.ndarray, shade: np.ndarray,
-                  fade: np.ndarray | None, want_labels: bool, out: np.ndarray):
+                  fade: np.ndarray | None, er: np.ndarray | None, want_labels: bool, out: np.ndarray):
         """Render sub-slice ``s``: clean image into ``out`` (float32), codes and cell ids if asked.
 
-        ``fine``, ``grain``, ``shade`` and ``fade`` may be views.
+        ``fine``, ``grain``, ``shade``, ``fade`` and ``er`` may be views.
         """
         p, geo, ny, nx = self.p, self.geo, self.ny, self.nx
         seeds = geo.seeds(s)
@@ -355,6 +356,10 @@ class _Renderer:
         f1 = self.buf("f1", (ny, nx))
         flat = image.reshape(-1)
         near_wall = _dilate_cross(wall, out=self.buf("near", (ny, nx), bool)).reshape(-1)
+        # Intracellular membranes: thin dark line fragments inside cells (off the walls).
+        if er is not None:
+            e = np.multiply(er, ~near_wall.reshape(ny, nx), out=f1)
+            image += e * (np.float32(it["membrane"]) - image)
         # Vesicles: dark dots, most of the way to the membrane intensity.
         ves_px = self._vesicles(s, seeds, cell, near_wall)
         if len(ves_px):
@@ -391,23 +396,28 @@ class _Renderer:
         return codes, cell
 
     def textures(self, z: int):
-        """Fine and grain textures and shading shared by the sub-slices of returned slice ``z``.
+        """Fine and grain textures, shading, membrane fade and intracellular membranes shared by
+        the sub-slices of returned slice ``z``.
 
         The textures are windows of two fields made once per volume (a bank, :meth:`_bank`),
         at a random offset per slice: blurred noise shifted by a few pixels is uncorrelated with
         itself, so neighbouring slices get independent-looking textures for the price of a view.
         """
         p, geo, ny, nx = self.p, self.geo, self.ny, self.nx
-        fine_bank, grain_bank, fade_bank = self._bank()
+        fine_bank, grain_bank, fade_bank, er_bank = self._bank()
         oy, ox, fy, fx = _slice_rng(self.seed, p.name, 2_000_000 + z).integers(0, _BANK_MARGIN + 1, 4)
         fine = fine_bank[oy:oy + ny, ox:ox + nx]
         grain = grain_bank[oy:oy + ny, ox:ox + nx]
         fade = None if fade_bank is None else fade_bank[fy:fy + ny, fx:fx + nx]
+        er = None
+        if er_bank is not None:  # its own stream: domains without intracellular membranes keep their offsets
+            ey, ex = _slice_rng(self.seed, p.name, 4_000_000 + z).integers(0, _BANK_MARGIN + 1, 2)
+            er = er_bank[ey:ey + ny, ex:ex + nx]
         s = z * p.z_factor + p.z_factor // 2
         shade = _wave_grid(geo.tex_k, geo.tex_phase, geo.tex_amp[:, None], s, self.ys, self.xs,
                            out=self.buf("shade", (1, ny, nx)))[0]
         shade *= np.float32(p.shading)
-        return fine, grain, shade, fade
+        return fine, grain, shade, fade, er
 
     def _bank(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The volume's texture fields, ``_BANK_MARGIN`` pixels larger than a slice each way.
@@ -432,18 +442,30 @@ class _Renderer:
             grain *= np.float32(_GRAIN_GAIN)
             fade = None
             if p.membrane_fade:
-                # Smooth noise: 24 plane waves of random direction, 120 to 300 nm long.
-                rng, w = _slice_rng(self.seed, p.name, 3_000_001), 24
-                angle = rng.uniform(0, 2 * np.pi, w)
-                length = rng.uniform(120.0, 300.0, w) / p.voxel_size[2]
-                k = np.stack([np.zeros(w), np.sin(angle), np.cos(angle)], 1) * (2 * np.pi / length)[:, None]
-                amp = np.full((w, 1), np.sqrt(2.0 / w))
-                z = _wave_grid(k, rng.uniform(0, 2 * np.pi, w), amp, 0.0, np.arange(shape[0], dtype=float),
-                               np.arange(shape[1], dtype=float))[0]
+                z = _smooth_field(_slice_rng(self.seed, p.name, 3_000_001), shape, (120.0, 300.0), p.voxel_size[2])
                 z -= np.float32(0.3)
                 np.clip(z, 0, 1.2, out=z)
                 z *= np.float32(-p.membrane_fade / 1.2)
                 z += np.float32(1.0)
                 fade = z
-            self._textures = (fine, grain, fade)
+            self._textures = (fine, grain, fade, self._er_bank(shape) if p.er_darkness else None)
         return self._textures
+
+    def _er_bank(self, shape: tuple[int, int]) -> np.ndarray:
+        """Darkness field of the intracellular membranes (``er_darkness`` at their centre lines).
+
+        The lines are the zero set of smooth noise (plane waves ``er_wavelength_nm`` long: at 200
+        to 500 nm a cell of the twins' size is crossed by one to three), drawn ``er_width_nm`` wide with a linear
+        profile (``|f| / |grad f|`` is the distance to the zero set), and kept only where a second
+        smooth field (waves 150 to 400 nm long) lies in its top ``er_cover`` fraction: fragments a
+        wall segment long, with free ends, which a wall never has.
+        """
+        p, nm = self.p, self.p.voxel_size[2]
+        f = _smooth_field(_slice_rng(self.seed, p.name, 3_000_002), shape, p.er_wavelength_nm, nm)
+        gy, gx = np.gradient(f)
+        dist = np.abs(f) / np.maximum(np.hypot(gy, gx), np.float32(1e-6))
+        line = np.clip(1.0 - dist / np.float32(0.5 * p.er_width_nm / nm), 0.0, 1.0)
+        keep = _smooth_field(_slice_rng(self.seed, p.name, 3_000_003), shape, (150.0, 400.0), nm)
+        line[keep < np.quantile(keep, 1.0 - p.er_cover)] = 0.0
+        line *= np.float32(p.er_darkness)
+        return line.astype(np.float32)
