@@ -34,7 +34,7 @@ from .data.outputs import check_output_folder, check_outputs
 from .data.readers import open_volume, read_image, read_labels, read_probabilities, read_volume
 from .data.normalize import streaming_stats
 from .data.writers import write_volume, write_volumes
-from .data.sources import DataSourceError
+from .data.sources import DATA_SOURCES, DataSourceError
 from .data.specs import split_spec
 from .data.zarr_format import begun as zarr_begun, is_zarr
 from .data.synthetic import DOMAINS, make_volume
@@ -46,12 +46,15 @@ from .labels import FOREGROUND_TASKS, TASKS, check_task_labels, is_foreground_ta
 from .losses import Diverged
 from .metrics import MAX_TOLERANCE, check_tolerance, evaluate
 from .models import check_model
+from .paper.mito_benchmark import DEFAULT_METHODS, PAIR, benchmark_json, benchmark_text
+from .paper.mito_benchmark import run_benchmark as run_mito_benchmark
 from .paper.stages import method_settings, train_config
 from .predict import predict_file
 from .predict.tiled import MIN_TILE
 from .presets import PRESETS
 from .session import Session, from_env, preset_from_env
-from .store import InputChanged, check_task, load_checkpoint, load_training_state, save_checkpoint, save_json
+from .store import (InputChanged, atomic_write, check_task, load_checkpoint, load_training_state, save_checkpoint,
+                    save_json)
 from .train import CONVERGE, TrainConfig, converge_config, stop_reason_text, train_supervised, with_budget
 from .train.supervised import LOSSES
 from .weight_schemes import parse_weight_scheme
@@ -59,6 +62,8 @@ from .weight_schemes import parse_weight_scheme
 PROG = "python -m emseg_tutorial"
 #: The resumable states ``train`` and ``adapt`` keep in their output folders.
 STATE_FILE = "state.pt"
+#: What ``benchmark vnc-lucchi`` writes in its ``--out`` folder.
+BENCHMARK_FILES = ("vnc-lucchi.json", "vnc-lucchi.png")
 #: Files whose presence means a folder holds a run of ``train`` or ``adapt`` (refused without --overwrite).
 RUN_FILES = tuple(dict.fromkeys((*MODEL_FILES, STATE_FILE, ADAPT_STATE_FILE, DISCRIMINATOR_FILE,
                                  *(f for name in method_names() for f in get_method(name).outputs))))
@@ -637,6 +642,52 @@ def run_export(args) -> None:
     print(f"wrote {written}: bioimage.io model package, {validate_package(written)} (checked offline)")
 
 
+# --------------------------------------------------------------------------- benchmark
+
+
+def add_benchmark(sub) -> None:
+    p = sub.add_parser("benchmark", help="the field's domain-adaptation benchmark, published rows beside ours",
+                       description=f"{PAIR}: a mitochondria-vs-rest U-Net trained on VNC adapts to the Lucchi++ "
+                                   "train volume without its labels (every method, every seed) and is scored on the "
+                                   "Lucchi++ test volume; an oracle trains on the Lucchi++ train labels. Prints one "
+                                   "table (source-only, each method's last and label-free epochs, the oracle, the "
+                                   "fraction of the gap closed, then the published rows with their source and "
+                                   f"selection rule) and writes DIR/{BENCHMARK_FILES[0]} and DIR/{BENCHMARK_FILES[1]}. "
+                                   "Sizes come from the preset; models and runs are kept in EMSEG_RUNS and reused.")
+    p.add_argument("pair", choices=(PAIR,), help="the domain pair (VNC -> Lucchi++ mitochondria)")
+    p.add_argument("--data", choices=DATA_SOURCES,
+                   help="synthetic: the FIBSEM and SNEMI3D twins, which both have mitochondria (offline); real: the "
+                        "vnc and lucchi_pp downloads of the data registry (default: EMSEG_DATA, else synthetic)")
+    p.add_argument("--methods", nargs="+", choices=method_names(ablations=True), metavar="METHOD",
+                   help="adaptation methods (default: " + " ".join(DEFAULT_METHODS) + ")")
+    p.add_argument("--seeds", type=_positive, metavar="N",
+                   help="adaptation seeds 0..N-1 (default: the preset's comparison seeds)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="sizes (default: EMSEG_PRESET or by hardware)")
+    p.add_argument("--device", help="cpu, cuda or mps (default: EMSEG_DEVICE, else the best available)")
+    p.add_argument("--out", type=_path, default="benchmark", metavar="DIR",
+                   help="folder for the JSON and the figure (default ./benchmark)")
+    p.add_argument("--overwrite", action="store_true", help="replace the JSON and figure DIR already holds")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or notes")
+
+
+def run_benchmark(args) -> None:
+    from .viz.comparison import benchmark_figure
+
+    out = check_output_folder(args.out, "--out", list(BENCHMARK_FILES), overwrite=args.overwrite)
+    session = _session(args)
+    if args.quiet:
+        session = session.replace(progress=False)
+    bench = run_mito_benchmark(session, methods=args.methods, seeds=args.seeds)
+    data = benchmark_json(bench)
+    fig = benchmark_figure(data["rows"], data["published"],
+                           title=f"{PAIR}, {bench.data} data, {bench.preset} preset")
+    json_file, figure_file = (out / name for name in BENCHMARK_FILES)
+    save_json(json_file, data)
+    atomic_write(figure_file, lambda tmp: fig.savefig(tmp, format="png", dpi=150))
+    print(benchmark_text(bench))
+    print(f"wrote {json_file} and {figure_file}")
+
+
 #: name -> (add arguments, run)
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "synth": (add_synth, run_synth),
@@ -645,6 +696,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "evaluate": (add_evaluate, run_evaluate),
     "adapt": (add_adapt, run_adapt),
     "export": (add_export, run_export),
+    "benchmark": (add_benchmark, run_benchmark),
 }
 
 
