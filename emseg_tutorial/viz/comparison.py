@@ -262,7 +262,7 @@ def benchmark_figure(rows: Sequence[dict], published: Sequence[dict], key: str =
     1
     """
     drawn = [r for r in rows if r.get(key) is not None]
-    fig, ax = plt.subplots(figsize=(BOOK_WIDTH, 0.3 * len(drawn) + 1.6))
+    fig, ax = plt.subplots(figsize=(BOOK_WIDTH, 0.3 * len(drawn) + 1.6), layout="constrained")
     y = np.arange(len(drawn))[::-1]
     means = [r[key] for r in drawn]
     spread = [np.std(r["values"][key], ddof=1) if len(r.get("values", {}).get(key, [])) > 1 else 0 for r in drawn]
@@ -278,5 +278,4 @@ def benchmark_figure(rows: Sequence[dict], published: Sequence[dict], key: str =
     ax.set_xlim(0, 1)
     ax.set_xlabel({"foreground_iou": "foreground IoU on the held-out target"}.get(key, key))
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
     return fig
