@@ -31,10 +31,10 @@ from .adapt.state import load_adaptation_state
 from .data.errors import VolumeError
 from ._validate import check_pair
 from .data.outputs import check_output_folder, check_outputs
-from .data.readers import open_volume, read_image, read_labels, read_volume
+from .data.readers import open_volume, read_image, read_labels, read_probabilities, read_volume
 from .data.normalize import streaming_stats
 from .data.writers import write_volume, write_volumes
-from .data.sources import DataSourceError
+from .data.sources import DATA_SOURCES, DataSourceError
 from .data.specs import split_spec
 from .data.zarr_format import begun as zarr_begun, is_zarr
 from .data.augment import AUGMENTS
@@ -43,16 +43,19 @@ from .data.synthetic.blocks import check_memory
 from .devices import PRECISIONS, make_reproducible, precision
 from .interrupt import exit_status, handle_signals, signal_name
 from .data.volume import Volume
-from .labels import TASKS
+from .labels import FOREGROUND_TASKS, TASKS, check_task_labels, is_foreground_task, prediction_codes
 from .losses import Diverged
 from .metrics import MAX_TOLERANCE, check_tolerance, evaluate
 from .models import check_model
+from .paper.mito_benchmark import DEFAULT_METHODS, PAIR, benchmark_json, benchmark_text
+from .paper.mito_benchmark import run_benchmark as run_mito_benchmark
 from .paper.stages import method_settings, train_config
 from .predict import predict_file
 from .predict.tiled import MIN_TILE
 from .presets import PRESETS
 from .session import Session, from_env, preset_from_env
-from .store import InputChanged, load_checkpoint, load_training_state, save_checkpoint, save_json
+from .store import (InputChanged, atomic_write, check_task, load_checkpoint, load_training_state, save_checkpoint,
+                    save_json)
 from .train import CONVERGE, TrainConfig, converge_config, stop_reason_text, train_supervised, with_budget
 from .train.supervised import LOSSES
 from .weight_schemes import parse_weight_scheme
@@ -60,6 +63,8 @@ from .weight_schemes import parse_weight_scheme
 PROG = "python -m emseg_tutorial"
 #: The resumable states ``train`` and ``adapt`` keep in their output folders.
 STATE_FILE = "state.pt"
+#: What ``benchmark vnc-lucchi`` writes in its ``--out`` folder.
+BENCHMARK_FILES = ("vnc-lucchi.json", "vnc-lucchi.png")
 #: Files whose presence means a folder holds a run of ``train`` or ``adapt`` (refused without --overwrite).
 RUN_FILES = tuple(dict.fromkeys((*MODEL_FILES, STATE_FILE, ADAPT_STATE_FILE, DISCRIMINATOR_FILE,
                                  *(f for name in method_names() for f in get_method(name).outputs))))
@@ -176,6 +181,9 @@ def run_synth(args) -> None:
 
 # --------------------------------------------------------------------------- train
 
+TASK_HELP = ("multiclass: codes 1-4; boundary: code 1 vs the rest; " + ", ".join(FOREGROUND_TASKS)
+             + ": that class vs the rest (its code becomes 1, the other labelled codes 2)")
+
 
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train the 2D U-Net on a labelled volume (Experiments 1 and 2)",
@@ -185,7 +193,7 @@ def add_train(sub) -> None:
     p.add_argument("--image", type=_path, required=True,
                    help="image volume (tif, FILE.h5:dataset, folder of slices, .npy)")
     p.add_argument("--labels", type=_path, required=True, help="label volume, codes 0-4 (0 ignored)")
-    p.add_argument("--task", choices=TASKS, required=True, help="multiclass: codes 1-4; boundary: 1 vs the rest")
+    p.add_argument("--task", choices=TASKS, required=True, help=TASK_HELP)
     p.add_argument("--weights", required=True, metavar="{entropy,distance,distance:R,ratio:R,border,none}",
                    help="per-pixel loss weights; ratio:R and distance:R give boundary R times the mean "
                         "weight of the rest")
@@ -255,8 +263,9 @@ def _session(args) -> Session:
     ``EMSEG_PRECISION``, ``--device`` ``EMSEG_DEVICE``, ``--preset`` ``EMSEG_PRESET``.
     """
     seed = getattr(args, "seed", None)
-    session = from_env(0 if seed is None else seed, getattr(args, "preset", None),
-                       device=getattr(args, "device", None), names={"device": "--device", "preset": "--preset"})
+    session = from_env(0 if seed is None else seed, getattr(args, "preset", None), getattr(args, "data", None),
+                       device=getattr(args, "device", None),
+                       names={"device": "--device", "preset": "--preset", "data": "--data"})
     if getattr(args, "precision", None) is not None:
         try:
             precision(session.device, args.precision)  # float16 needs CUDA: say so before any work
@@ -364,6 +373,9 @@ def add_predict(sub) -> None:
     p.add_argument("--probabilities", type=_path, metavar="PROB",
                    help="also write class probabilities, float32: (C, Z, Y, X) in .npy/HDF5, an ImageJ "
                         "hyperstack (Z, C, Y, X) in tif")
+    p.add_argument("--task", choices=TASKS,
+                   help="refuse a model trained for another task (its checkpoint records its task); the codes "
+                        "written are the model's: 1 the class, 2 the rest for a one-vs-rest task")
     p.add_argument("--tile", type=_tile, default=512,
                    help="largest tile side, at least 16 (default 512); tiles overlap by min(32, tile / 4) pixels")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
@@ -383,7 +395,9 @@ def run_predict(args) -> None:
         from .predict.distributed import parse_cluster, predict_distributed
 
         parse_cluster(args.cluster)
-        model = check_model(load_checkpoint(args.model)[0], args.model)  # before any cluster starts
+        model, ckpt = load_checkpoint(args.model)
+        check_task(ckpt, args.task, args.model)
+        model = check_model(model, args.model)  # before any cluster starts
         result = predict_distributed(model, args.image, args.out, args.probabilities, cluster=args.cluster,
                                      tile=args.tile, overlap=min(32, args.tile // 4), slab=args.slab,
                                      device=args.device or "cpu", timeout=args.cluster_timeout,
@@ -393,7 +407,8 @@ def run_predict(args) -> None:
         return
     device = _session(args).device
     with open_volume(args.image) as image:
-        model, _ = load_checkpoint(args.model, device=device)
+        model, ckpt = load_checkpoint(args.model, device=device)
+        check_task(ckpt, args.task, args.model)
         predict_file(model, image, args.out, args.probabilities, tile=args.tile, overlap=min(32, args.tile // 4),
                      device=device, progress=not args.quiet, model_name=args.model)
     print(f"wrote {args.out}" + (f" and {args.probabilities}" if args.probabilities else ""))
@@ -405,27 +420,47 @@ def run_predict(args) -> None:
 def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="score a prediction against labels",
                        description="Per-class and mean Jaccard, boundary Jaccard and F1, adapted Rand "
-                                   "error and variation of information (split / merge).")
-    p.add_argument("--prediction", type=_path, required=True, metavar="PRED", help="predicted label codes")
+                                   "error and variation of information (split / merge). A foreground task ("
+                                   + ", ".join(FOREGROUND_TASKS) + ") adds the field's scores of its class: "
+                                   "foreground IoU, precision, recall, F1 (Dice), MCC and, with --probabilities, "
+                                   "average precision; its instances are the class's connected components.")
+    p.add_argument("--prediction", type=_path, required=True, metavar="PRED",
+                   help="predicted codes of the task, as predict writes them")
     p.add_argument("--labels", type=_path, required=True, help="ground-truth codes 0-4 (0 ignored)")
-    p.add_argument("--task", choices=TASKS, required=True)
+    p.add_argument("--task", choices=TASKS, required=True, help=TASK_HELP)
+    p.add_argument("--probabilities", type=_path, metavar="PROB",
+                   help="class probabilities written by predict --probabilities (or the class's own map): a "
+                        "foreground task's average precision, and for the boundary task cells cut from them")
     p.add_argument("--tolerance", type=_tolerance, default=0.0,
                    help=f"boundary match tolerance in pixels, 0 to {MAX_TOLERANCE} (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+#: the rows ``evaluate`` prints after the per-class Jaccard: every task's, and a foreground task's
+EVALUATE_ROWS = ("mean_jaccard", "boundary_jaccard", "boundary_f1", "adapted_rand_error", "voi_split", "voi_merge")
+FOREGROUND_ROWS = ("mean_jaccard", "foreground_iou", "foreground_f1", "foreground_mcc", "foreground_ap",
+                   "foreground_precision", "foreground_recall", "adapted_rand_error", "voi_split", "voi_merge")
+
+
 def run_evaluate(args) -> None:
-    pred = read_labels(args.prediction)
-    labels = read_labels(args.labels)
+    pred = prediction_codes(read_labels(args.prediction), args.task, args.prediction)
+    labels = check_task_labels(read_labels(args.labels), args.task, args.labels)
     check_pair(pred, labels, args.prediction, args.labels)
-    scores = evaluate(pred, labels, args.task, tolerance=args.tolerance)
+    probabilities = read_probabilities(args.probabilities) if args.probabilities else None
+    try:
+        scores = evaluate(pred, labels, args.task, tolerance=args.tolerance, probabilities=probabilities)
+    except ValueError as err:  # inputs checked above: what is left is the probabilities' shape or values
+        if probabilities is None:
+            raise
+        raise UsageError(f"--probabilities {args.probabilities}: {err}") from None
     if args.json:
         print(json.dumps(scores, allow_nan=False))
         return
     for name, value in scores["jaccard"].items():
         print(f"jaccard {name:14s} {_fmt(value)}")
-    for key in ("mean_jaccard", "boundary_jaccard", "boundary_f1", "adapted_rand_error", "voi_split", "voi_merge"):
-        print(f"{key:22s} {_fmt(scores[key])}")
+    for key in FOREGROUND_ROWS if is_foreground_task(args.task) else EVALUATE_ROWS:
+        if key in scores:
+            print(f"{key:22s} {_fmt(scores[key])}")
 
 
 def _fmt(value) -> str:
@@ -467,7 +502,11 @@ def add_adapt(sub) -> None:
                                    f"DIR/{DISCRIMINATOR_FILE}" + (f"; {extra}" if extra else "") + ". A flag the "
                                    "method does not read is refused. Methods: "
                                    + "; ".join(f"{r.name} ({r.summary})" for r in records) + ".")
-    p.add_argument("--model", type=_path, required=True, metavar="CKPT", help="boundary checkpoint to adapt (e.g. M3)")
+    p.add_argument("--model", type=_path, required=True, metavar="CKPT",
+                   help="two-class checkpoint to adapt: boundary (e.g. M3) or one class vs the rest (mitochondria)")
+    p.add_argument("--task", choices=TASKS,
+                   help="the model's task (default: the one its checkpoint records); a model trained for another "
+                        "task is refused")
     p.add_argument("--source-labels", type=_path, required=True, metavar="LAB",
                    help="source ground truth, codes 1-4 or 1-2")
     p.add_argument("--source-image", type=_path, metavar="IMG",
@@ -528,6 +567,7 @@ def run_adapt(args) -> None:
     check_boundary_model(model)  # the library's check, before any volume is read
     options = {ADAPT_OPTIONS[flag][1][0]: value for flag, value in given.items()
                if flag not in ("--preset", "--seed", "--device")}  # those three come through the session
+    options["task"] = check_task(ckpt, args.task, args.model)  # what its checkpoint says it was trained for
     if record.trains:
         options.setdefault("keep", "label-free")  # a user has no target labels to pick an epoch with
     if options.get("patience") is not None and options.get("keep") != "label-free":
@@ -536,7 +576,7 @@ def run_adapt(args) -> None:
     if args.source_image and not record.needs_source_image(config):
         raise UsageError(f"--source-image: method {args.method} does not read the source image with these "
                          "settings; leave it out")
-    labels = read_labels(args.source_labels)
+    labels = check_task_labels(read_labels(args.source_labels), options["task"], args.source_labels)
     source_image = None
     if args.source_image:
         source_image, _ = read_image(args.source_image)
@@ -569,7 +609,7 @@ def run_adapt(args) -> None:
     kept = run.epochs[run.stop["kept_epoch"]] if run.stop else run.epochs[-1]
     if run.stop:
         print(kept_summary(run.stop, run.epochs))
-    print(f"wrote {', '.join(str(w) for w in written)}; target boundary fraction "
+    print(f"wrote {', '.join(str(w) for w in written)}; target {options['task']} fraction "
           f"{kept['target_boundary_fraction']:.3f} (source {kept['source_boundary_fraction']:.3f})")
 
 
@@ -609,6 +649,52 @@ def run_export(args) -> None:
     print(f"wrote {written}: bioimage.io model package, {validate_package(written)} (checked offline)")
 
 
+# --------------------------------------------------------------------------- benchmark
+
+
+def add_benchmark(sub) -> None:
+    p = sub.add_parser("benchmark", help="the field's domain-adaptation benchmark, published rows beside ours",
+                       description=f"{PAIR}: a mitochondria-vs-rest U-Net trained on VNC adapts to the Lucchi++ "
+                                   "train volume without its labels (every method, every seed) and is scored on the "
+                                   "Lucchi++ test volume; an oracle trains on the Lucchi++ train labels. Prints one "
+                                   "table (source-only, each method's last and label-free epochs, the oracle, the "
+                                   "fraction of the gap closed, then the published rows with their source and "
+                                   f"selection rule) and writes DIR/{BENCHMARK_FILES[0]} and DIR/{BENCHMARK_FILES[1]}. "
+                                   "Sizes come from the preset; models and runs are kept in EMSEG_RUNS and reused.")
+    p.add_argument("pair", choices=(PAIR,), help="the domain pair (VNC -> Lucchi++ mitochondria)")
+    p.add_argument("--data", choices=DATA_SOURCES,
+                   help="synthetic: the FIBSEM and SNEMI3D twins, which both have mitochondria (offline); real: the "
+                        "vnc and lucchi_pp downloads of the data registry (default: EMSEG_DATA, else synthetic)")
+    p.add_argument("--methods", nargs="+", choices=method_names(ablations=True), metavar="METHOD",
+                   help="adaptation methods (default: " + " ".join(DEFAULT_METHODS) + ")")
+    p.add_argument("--seeds", type=_positive, metavar="N",
+                   help="adaptation seeds 0..N-1 (default: the preset's comparison seeds)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="sizes (default: EMSEG_PRESET or by hardware)")
+    p.add_argument("--device", help="cpu, cuda or mps (default: EMSEG_DEVICE, else the best available)")
+    p.add_argument("--out", type=_path, default="benchmark", metavar="DIR",
+                   help="folder for the JSON and the figure (default ./benchmark)")
+    p.add_argument("--overwrite", action="store_true", help="replace the JSON and figure DIR already holds")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or notes")
+
+
+def run_benchmark(args) -> None:
+    from .viz.comparison import benchmark_figure
+
+    out = check_output_folder(args.out, "--out", list(BENCHMARK_FILES), overwrite=args.overwrite)
+    session = _session(args)
+    if args.quiet:
+        session = session.replace(progress=False)
+    bench = run_mito_benchmark(session, methods=args.methods, seeds=args.seeds)
+    data = benchmark_json(bench)
+    fig = benchmark_figure(data["rows"], data["published"],
+                           title=f"{PAIR}, {bench.data} data, {bench.preset} preset")
+    json_file, figure_file = (out / name for name in BENCHMARK_FILES)
+    save_json(json_file, data)
+    atomic_write(figure_file, lambda tmp: fig.savefig(tmp, format="png", dpi=150))
+    print(benchmark_text(bench))
+    print(f"wrote {json_file} and {figure_file}")
+
+
 #: name -> (add arguments, run)
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "synth": (add_synth, run_synth),
@@ -617,6 +703,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "evaluate": (add_evaluate, run_evaluate),
     "adapt": (add_adapt, run_adapt),
     "export": (add_export, run_export),
+    "benchmark": (add_benchmark, run_benchmark),
 }
 
 

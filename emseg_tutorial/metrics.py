@@ -3,8 +3,11 @@
 Pure functions on numpy arrays, in the style of :mod:`skimage.metrics`. Inputs are 2D
 ``(Y, X)`` or 3D ``(Z, Y, X)`` arrays of integer class codes (see
 :mod:`emseg_tutorial.labels`): ``0`` unlabelled (ignored), ``1`` boundary, ``2`` cytoplasm,
-``3`` mitochondria, ``4`` glia; the boundary task uses ``1`` boundary, ``2`` non-boundary.
-Predictions use the same codes as labels.
+``3`` mitochondria, ``4`` glia. ``labels`` always hold these codes and are reduced to the
+task's here (:func:`emseg_tutorial.labels.for_task`); a ``prediction`` holds its task's codes,
+as ``predict`` writes them (the boundary task: ``1`` boundary, ``2`` non-boundary; a foreground
+task such as ``mitochondria``: ``1`` the class, ``2`` the rest; for ``multiclass`` and
+``boundary`` 4-class predictions are reduced too, :func:`emseg_tutorial.labels.prediction_codes`).
 
 Three families of scores:
 
@@ -13,9 +16,14 @@ Three families of scores:
   union per class), counted only where the labels are not ``0``.
 * **Boundary detection** -- :func:`boundary_scores`: Jaccard, precision, recall and F1 of
   the boundary class, optionally with a tolerance of a few pixels in each slice.
+* **Foreground** (one blob class against the rest: ``mitochondria``, ``cytoplasm``, ``glia``)
+  -- :func:`foreground_scores`: the conventions of the EM domain-adaptation literature on
+  mitochondria: foreground IoU, precision, recall, F1 (= Dice), Matthews correlation and, from
+  the probabilities, :func:`average_precision`.
 * **Instances** -- :func:`instance_scores`: cells (cut out by the boundaries with
-  :mod:`emseg_tutorial.segmentation`) compared with the adapted Rand error and the variation
-  of information of :mod:`skimage.metrics` (the SNEMI3D scores).
+  :mod:`emseg_tutorial.segmentation`), or for a foreground task the connected components of
+  the class in each slice, compared with the adapted Rand error and the variation of
+  information of :mod:`skimage.metrics` (the SNEMI3D scores).
 
 :func:`evaluate` runs all three and returns a JSON-ready ``dict`` (``evaluate --json``);
 :func:`pixel_scores` is its cheap part (the first two, no cells), for validation passes and
@@ -61,6 +69,8 @@ __all__ = [
     "mean_jaccard",
     "jaccard_scores",
     "boundary_scores",
+    "foreground_scores",
+    "average_precision",
     "instance_scores",
     "pixel_scores",
     "evaluate",
@@ -292,12 +302,13 @@ def jaccard_scores(
     Parameters
     ----------
     prediction : (Y, X) or (Z, Y, X) ndarray of int
-        Predicted codes in ``0..4``.
+        Predicted codes of ``task`` (:func:`emseg_tutorial.labels.prediction_codes`).
     labels : ndarray of int, same shape as `prediction`
         True codes in ``0..4``; code ``0`` is ignored.
-    task : {"multiclass", "boundary"}
-        For ``"boundary"``, 4-class codes in either array are first reduced with
-        :func:`emseg_tutorial.labels.for_task` (2, 3, 4 become non-boundary ``2``).
+    task : str
+        One of :data:`emseg_tutorial.labels.TASKS`. The labels are reduced with
+        :func:`emseg_tutorial.labels.for_task` (for ``"boundary"``, 2, 3, 4 become
+        non-boundary ``2``; for ``"mitochondria"``, 3 becomes ``1`` and 1, 2, 4 become ``2``).
 
     Returns
     -------
@@ -312,13 +323,19 @@ def jaccard_scores(
     {'boundary': 1.0, 'non-boundary': 1.0}
     >>> jaccard_scores(np.array([[1, 3, 3, 4]]), labels, "multiclass")
     {'boundary': 1.0, 'cytoplasm': 0.0, 'mitochondria': 0.5, 'glia': 1.0}
+    >>> jaccard_scores(np.array([[2, 1, 1, 2]]), labels, "mitochondria")
+    {'mitochondria': 0.5, 'non-mitochondria': 0.6666666666666666}
     """
     names = _check_task(task)
     prediction, labels = _check_codes_pair(prediction, labels)
-    prediction = _labels.for_task(prediction, task)
-    labels = _labels.for_task(labels, task)
+    prediction, labels = _task_codes(prediction, labels, task)
     iou = _jaccard_from_confusion(_confusion_matrix(prediction, labels, len(names)))
     return {name: float(iou[code - 1]) for code, name in names.items()}
+
+
+def _task_codes(prediction: np.ndarray, labels: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """Checked codes in the codes of ``task``: the prediction as predicted, the labels reduced."""
+    return _labels.prediction_codes(prediction, task), _labels.for_task(labels, task)
 
 
 # --------------------------------------------------------------------------------------
@@ -408,6 +425,146 @@ def _boundary_scores(prediction: np.ndarray, labels: np.ndarray, tolerance: floa
         "boundary_recall": float(recall),
         "boundary_f1": float(f1),
     }
+
+
+# --------------------------------------------------------------------------------------
+# foreground (one blob class against the rest)
+# --------------------------------------------------------------------------------------
+def average_precision(probability: npt.ArrayLike, truth: npt.ArrayLike) -> float:
+    """Average precision of a per-pixel probability against a binary truth.
+
+    Parameters
+    ----------
+    probability : ndarray of float
+        Probability (or any score) of the class, one per pixel; finite.
+    truth : ndarray of bool, same shape
+        Where the class truly is.
+
+    Returns
+    -------
+    float
+        ``AP = sum_n (R_n - R_{n-1}) P_n`` over the distinct score thresholds, highest first
+        (``P_n``, ``R_n``: precision and recall of the pixels scoring at least the n-th
+        threshold; ``R_0 = 0``); ``nan`` when ``truth`` has no positive pixel.
+
+    Notes
+    -----
+    The step-wise area under the precision-recall curve, without interpolation: the definition
+    of scikit-learn's ``average_precision_score``, which the mitochondria adaptation papers
+    report as "mAP" on the flattened test volume (DA-ISC's ``inference/*/scores.txt``).
+    Computed with one sort of the scores (``O(N log N)``, vectorised); pixels with equal
+    scores enter at one threshold.
+
+    Examples
+    --------
+    >>> average_precision([0.1, 0.4, 0.35, 0.8], [False, False, True, True])
+    0.8333333333333333
+    """
+    score = np.asarray(probability)
+    if score.dtype.kind not in "iuf":
+        raise ValueError(f"probability must hold numbers, got dtype {score.dtype}")
+    truth = np.asarray(truth)
+    if truth.dtype != bool:
+        raise ValueError(f"truth must be a bool mask, got dtype {truth.dtype}")
+    check_same_shape(score, truth, "probability", "truth")
+    if score.size and not np.all(np.isfinite(score)):
+        raise ValueError("probability must be finite (NaN or infinity found)")
+    return _average_precision(score.ravel(), truth.ravel())
+
+
+def _average_precision(score: np.ndarray, truth: np.ndarray) -> float:
+    """:func:`average_precision` of checked flat arrays."""
+    positives = int(np.count_nonzero(truth))
+    if positives == 0:
+        return math.nan
+    order = np.argsort(score, kind="stable")[::-1]
+    ranked, hits = score[order], truth[order]
+    tp = np.cumsum(hits, dtype=np.int64)
+    last = np.r_[np.flatnonzero(ranked[1:] != ranked[:-1]), ranked.size - 1]  # end of each tie
+    tp = tp[last].astype(np.float64)
+    precision = tp / (last + 1)
+    recall = tp / positives
+    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+
+
+def foreground_scores(
+    prediction: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    task: str,
+    *,
+    probabilities: npt.ArrayLike | None = None,
+) -> dict[str, float]:
+    """Foreground IoU, precision, recall, F1, MCC (and AP) of a one-vs-rest task's class.
+
+    Parameters
+    ----------
+    prediction : (Y, X) or (Z, Y, X) ndarray of int
+        Predicted codes of ``task`` (``1`` the class, ``2`` the rest).
+    labels : ndarray of int, same shape
+        True codes in ``0..4`` (reduced to the task's); only pixels with ``labels != 0`` count.
+    task : str
+        A one-vs-rest task (:data:`emseg_tutorial.labels.ONE_VS_REST`), e.g. ``"mitochondria"``.
+    probabilities : ndarray of float, optional
+        The class's probability, shaped like ``prediction``, or one map per class with a leading
+        class axis (the class first, as ``predict --probabilities`` writes it). Adds
+        ``foreground_ap`` (:func:`average_precision`).
+
+    Returns
+    -------
+    dict of str to float
+        ``foreground_iou`` (``TP / (TP + FP + FN)``), ``foreground_precision``,
+        ``foreground_recall``, ``foreground_f1`` (``2 TP / (2 TP + FP + FN)``, the Dice
+        coefficient), ``foreground_mcc`` and, with ``probabilities``, ``foreground_ap``.
+
+    Notes
+    -----
+    The field's conventions for mitochondria (Lucchi, Lucchi++, MitoEM): the counts are taken
+    over every labelled pixel of the volume at once, not averaged over slices. The Matthews
+    correlation coefficient is
+    ``(TP TN - FP FN) / sqrt((TP + FP)(TP + FN)(TN + FP)(TN + FN))`` and, as in scikit-learn,
+    ``0`` when a factor of the denominator is 0. IoU, F1 and the precision / recall are ``nan``
+    when undefined (no true and no predicted pixel of the class; none predicted; none true).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.array([[3, 3, 2, 2, 1, 0]])
+    >>> s = foreground_scores(np.array([[1, 2, 1, 2, 2, 1]]), labels, "mitochondria",
+    ...                       probabilities=np.array([[0.9, 0.4, 0.6, 0.1, 0.2, 1.0]]))
+    >>> s["foreground_iou"], s["foreground_f1"], round(s["foreground_mcc"], 4), round(s["foreground_ap"], 4)
+    (0.3333333333333333, 0.5, 0.1667, 0.8333)
+    """
+    if task not in _labels.ONE_VS_REST:
+        raise ValueError(f"task must be a one-vs-rest task {_labels.ONE_VS_REST}, got {task!r}")
+    prediction, labels = _check_codes_pair(prediction, labels)
+    prediction, labels = _task_codes(prediction, labels, task)
+    prob = None if probabilities is None else _class_probability(probabilities, prediction.shape, 2)
+    return _foreground_scores(prediction, labels, prob)
+
+
+def _foreground_scores(prediction: np.ndarray, labels: np.ndarray, prob: np.ndarray | None) -> dict[str, float]:
+    """:func:`foreground_scores` of checked codes of the task and a checked class probability."""
+    labelled = labels != _labels.UNLABELLED
+    pred = (prediction == _labels.FOREGROUND) & labelled
+    true = labels == _labels.FOREGROUND
+    tp = float(np.count_nonzero(pred & true))
+    fp, fn = float(np.count_nonzero(pred)) - tp, float(np.count_nonzero(true)) - tp
+    tn = float(np.count_nonzero(labelled)) - tp - fp - fn
+
+    def ratio(num: float, den: float) -> float:
+        return num / den if den > 0 else math.nan
+
+    denominator = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    out = {
+        "foreground_iou": ratio(tp, tp + fp + fn),
+        "foreground_precision": ratio(tp, tp + fp),
+        "foreground_recall": ratio(tp, tp + fn),
+        "foreground_f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "foreground_mcc": (tp * tn - fp * fn) / denominator if denominator > 0 else 0.0,
+    }
+    if prob is not None:
+        out["foreground_ap"] = _average_precision(prob[labelled], true[labelled])
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -502,9 +659,10 @@ def _instance_scores(
 # --------------------------------------------------------------------------------------
 # everything at once
 # --------------------------------------------------------------------------------------
-def _boundary_probability(
+def _class_probability(
     probabilities: npt.ArrayLike, shape: tuple[int, ...], n_classes: int
 ) -> np.ndarray:
+    """The probability of code ``1`` (the boundary, or a foreground task's class), checked."""
     prob = np.asarray(probabilities)
     if prob.dtype.kind != "f":
         raise ValueError(f"probabilities must be floats in [0, 1], got dtype {prob.dtype}")
@@ -514,8 +672,8 @@ def _boundary_probability(
         prob = prob[_labels.BOUNDARY - 1]
     else:
         raise ValueError(
-            f"probabilities must have the prediction's shape {shape} (boundary probability) "
-            f"or {(n_classes, *shape)} (one map per class, boundary first), got {prob.shape}"
+            f"probabilities must have the prediction's shape {shape} (the probability of code 1) "
+            f"or {(n_classes, *shape)} (one map per class, code 1 first), got {prob.shape}"
         )
     _check_probability(prob)
     return prob
@@ -537,7 +695,9 @@ def pixel_scores(
     dict
         ``jaccard`` (``{class name: IoU}``, ``nan`` for a class absent from both),
         ``mean_jaccard`` (over the classes present; ``nan`` if none), ``boundary_jaccard``,
-        ``boundary_precision``, ``boundary_recall`` and ``boundary_f1``; plain floats.
+        ``boundary_precision``, ``boundary_recall`` and ``boundary_f1``; plain floats. For a
+        foreground task the boundary entries are ``nan`` (a blob class has no walls) and the
+        :func:`foreground_scores` are added.
 
     Examples
     --------
@@ -546,6 +706,8 @@ def pixel_scores(
     >>> s = pixel_scores(np.array([[2, 1, 2, 2, 2]], dtype=np.uint8), labels, "boundary")
     >>> s["jaccard"], s["boundary_recall"]
     ({'boundary': 0.5, 'non-boundary': 0.75}, 0.5)
+    >>> pixel_scores(np.array([[2, 2, 1, 2, 2]], dtype=np.uint8), labels, "mitochondria")["foreground_f1"]
+    1.0
     """
     names = _check_task(task)
     tolerance = _check_tolerance(tolerance)
@@ -553,18 +715,26 @@ def pixel_scores(
     return _pixel_scores(prediction, labels, names, task, tolerance)[0]
 
 
+#: the boundary entries of :func:`pixel_scores`, ``nan`` for a foreground task
+BOUNDARY_KEYS = ("boundary_jaccard", "boundary_precision", "boundary_recall", "boundary_f1")
+
+
 def _pixel_scores(prediction: np.ndarray, labels: np.ndarray, names: dict[int, str], task: str,
-                  tolerance: float) -> tuple[dict[str, Any], np.ndarray]:
-    """:func:`pixel_scores` on checked inputs; also returns the confusion matrix."""
-    cm = _confusion_matrix(
-        _labels.for_task(prediction, task), _labels.for_task(labels, task), len(names)
-    )
+                  tolerance: float, prob: np.ndarray | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """:func:`pixel_scores` on checked inputs (``prob``: a checked class probability, for the
+    foreground AP); also returns the confusion matrix."""
+    pred_codes, true_codes = _task_codes(prediction, labels, task)
+    cm = _confusion_matrix(pred_codes, true_codes, len(names))
     iou = _jaccard_from_confusion(cm)
     out: dict[str, Any] = {
         "jaccard": {name: float(iou[code - 1]) for code, name in names.items()},
         "mean_jaccard": _nan_mean(list(iou)),
     }
-    out.update(_boundary_scores(prediction, labels, tolerance))
+    if _labels.is_foreground_task(task):
+        out.update(dict.fromkeys(BOUNDARY_KEYS, math.nan))
+        out.update(_foreground_scores(pred_codes, true_codes, prob))
+    else:  # code 1 is the boundary in the 4-class and the boundary codes alike
+        out.update(_boundary_scores(prediction, labels, tolerance))
     return out, cm
 
 
@@ -582,17 +752,20 @@ def evaluate(
     Parameters
     ----------
     prediction : (Y, X) or (Z, Y, X) ndarray of int
-        Predicted codes in ``0..4``.
+        Predicted codes of ``task`` (:func:`emseg_tutorial.labels.prediction_codes`).
     labels : ndarray of int, same shape
         True codes in ``0..4``; code ``0`` is ignored.
-    task : {"multiclass", "boundary"}
-        Which classes the Jaccard scores are reported for (see :func:`jaccard_scores`).
+    task : str
+        One of :data:`emseg_tutorial.labels.TASKS`: which classes the Jaccard scores are
+        reported for (see :func:`jaccard_scores`).
     tolerance : float, optional
         Boundary matching tolerance in pixels, see :func:`boundary_scores`.
     probabilities : ndarray of float, optional
-        Boundary probability, shaped like `prediction`, or one map per class with a
-        leading class axis (boundary first). When given, predicted cells are the connected
-        regions where it is below 0.5; otherwise those where ``prediction != 1``.
+        Probability of code 1 (the boundary, or a foreground task's class), shaped like
+        `prediction`, or one map per class with a leading class axis (code 1 first). When
+        given, predicted cells are the connected regions where it is below 0.5 (a foreground
+        task: its instances those where it is at least 0.5) and a foreground task adds its
+        average precision; otherwise they come from ``prediction``.
     per_slice : bool, optional
         Instance scores per slice (default) or on the whole volume, see
         :func:`instance_scores`.
@@ -604,7 +777,9 @@ def evaluate(
         ``boundary_jaccard``, ``boundary_precision``, ``boundary_recall``, ``boundary_f1``;
         ``adapted_rand_error``, ``adapted_rand_precision``, ``adapted_rand_recall``,
         ``voi_split``, ``voi_merge``; ``tolerance``, ``segmentation`` (the method used),
-        ``per_slice`` and ``n_labelled`` (scored pixels).
+        ``per_slice`` and ``n_labelled`` (scored pixels). A foreground task adds the
+        :func:`foreground_scores` (``foreground_iou``, ``foreground_f1``, ``foreground_mcc``,
+        ..., ``foreground_ap`` with ``probabilities``) and has ``None`` boundary scores.
 
     Notes
     -----
@@ -623,6 +798,12 @@ def evaluate(
     one pixel thicker than the labels but separate the same cells score near 0, and a missing
     wall that merges two cells scores high, whatever the walls' thickness.
 
+    A foreground task has no walls and no cells: its instances are the connected components of
+    the class in each slice (4-connected), in the prediction and in the truth, and the truth's
+    other pixels are ignored. The instance scores then measure how the objects are split,
+    merged or missed (a missed mitochondrion joins the predicted background, a merge); pixels
+    wrongly called the class outside every true object are counted by the foreground scores.
+
     Examples
     --------
     >>> import json
@@ -636,28 +817,26 @@ def evaluate(
     (0.5, 0.0)
     >>> json.loads(json.dumps(result, allow_nan=False))["jaccard"]["glia"] is None
     True
+    >>> mito = evaluate(np.array([[1, 1, 2, 2, 1, 1]], dtype=np.uint8),
+    ...                 np.array([[3, 3, 1, 2, 3, 3]], dtype=np.uint8), "mitochondria")
+    >>> mito["foreground_iou"], mito["boundary_f1"], mito["adapted_rand_error"]
+    (1.0, None, 0.0)
     """
     names = _check_task(task)
     tolerance = _check_tolerance(tolerance)
     prediction, labels = _check_codes_pair(prediction, labels)
     if probabilities is not None:
-        prob = _boundary_probability(probabilities, prediction.shape, len(names))
+        prob = _class_probability(probabilities, prediction.shape, len(names))
+
+    else:
+        prob = None
 
     # from here on the inputs are checked: the private cores, no second check
-    pixels, cm = _pixel_scores(prediction, labels, names, task, tolerance)
-
-    # Instance scores judge cells, not walls: every wall pixel is given to a cell first, in the
-    # prediction and in the truth alike; only unlabelled pixels (code 0) are left out.
-    true_cells = grow_cells(_true_segmentation_from_labels(labels))
-    true_cells[labels == _labels.UNLABELLED] = 0
-    if probabilities is None:
-        method = "cells grown from the predicted codes"
-        mask = prediction == _labels.BOUNDARY
+    pixels, cm = _pixel_scores(prediction, labels, names, task, tolerance, prob)
+    if _labels.is_foreground_task(task):
+        method, instances = _object_scores(prediction, labels, task, prob, per_slice)
     else:
-        method = "cells grown from the boundary probability"
-        mask = prob >= 0.5
-    pred_cells = grow_cells(_segment_from_boundary(mask, mask, "components", 0, 1))
-    instances = _instance_scores(pred_cells, true_cells, [0], per_slice)
+        method, instances = _cell_scores(prediction, labels, prob, per_slice)
 
     result: dict[str, Any] = {
         "task": task,
@@ -672,3 +851,38 @@ def evaluate(
         n_labelled=int(cm.sum()),
     )
     return result
+
+
+def _cell_scores(prediction: np.ndarray, labels: np.ndarray, prob: np.ndarray | None,
+                 per_slice: bool) -> tuple[str, dict[str, float]]:
+    """Instance scores of cells (multiclass and boundary tasks) and how the cells were made.
+
+    Instance scores judge cells, not walls: every wall pixel is given to a cell first, in the
+    prediction and in the truth alike; only unlabelled pixels (code 0) are left out.
+    """
+    true_cells = grow_cells(_true_segmentation_from_labels(labels))
+    true_cells[labels == _labels.UNLABELLED] = 0
+    if prob is None:
+        method = "cells grown from the predicted codes"
+        mask = prediction == _labels.BOUNDARY
+    else:
+        method = "cells grown from the boundary probability"
+        mask = prob >= 0.5
+    pred_cells = grow_cells(_segment_from_boundary(mask, mask, "components", 0, 1))
+    return method, _instance_scores(pred_cells, true_cells, [0], per_slice)
+
+
+def _object_scores(prediction: np.ndarray, labels: np.ndarray, task: str, prob: np.ndarray | None,
+                   per_slice: bool) -> tuple[str, dict[str, float]]:
+    """Instance scores of a foreground task's objects (connected components of the class in each
+    slice; every other true pixel ignored) and how they were made."""
+    true = _labels.for_task(labels, task) != _labels.FOREGROUND
+    if prob is None:
+        method = f"connected components of the predicted {task} in each slice"
+        pred = _labels.prediction_codes(prediction, task) != _labels.FOREGROUND
+    else:
+        method = f"connected components of the {task} probability >= 0.5 in each slice"
+        pred = prob < 0.5
+    # components of the class: the "cells" of its complement, as segment_from_boundary cuts them
+    objects = [_segment_from_boundary(mask, mask, "components", 0, 1) for mask in (pred, true)]
+    return method, _instance_scores(*objects, [0], per_slice)

@@ -26,6 +26,7 @@ function                           weights
 :func:`border_weight_map`          U-Net (Ronneberger et al. 2015) separation weights
 :func:`class_ratio`                mean boundary weight over mean weight of the rest
 :func:`boundary_masks`             boundary and labelled pixels of codes or a mask (to build maps)
+:func:`outline`                    the rim of a blob class (what a wall is to the boundary task)
 :func:`rescale_to_mean_one`        a map of your own, finished like these (``normalize=True``)
 =================================  ==========================================================
 
@@ -66,6 +67,7 @@ __all__ = [
     "border_weight_map",
     "class_ratio",
     "boundary_masks",
+    "outline",
     "rescale_to_mean_one",
 ]
 
@@ -686,6 +688,48 @@ def boundary_masks(boundary: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     [[[0, 1, 0]], [[0, 1, 1]]]
     """
     return _boundary_masks(boundary)
+
+
+def outline(mask: npt.ArrayLike) -> np.ndarray:
+    """The rim of a bool mask in each slice: its pixels with a 4-neighbour outside it.
+
+    For a foreground task (one blob class against the rest, such as mitochondria) this is what
+    the walls are to the boundary task: the thin set of pixels where one class meets the other,
+    and the one a distance weight map is built on
+    (:func:`emseg_tutorial.weight_schemes.weight_map_of_codes`). The image's edge is not a rim.
+
+    Parameters
+    ----------
+    mask : array_like of bool, shape (Y, X) or (Z, Y, X)
+
+    Returns
+    -------
+    ndarray of bool, same shape
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> blob = np.zeros((5, 5), bool); blob[1:4, 1:4] = True
+    >>> outline(blob).astype(int)
+    array([[0, 0, 0, 0, 0],
+           [0, 1, 1, 1, 0],
+           [0, 1, 0, 1, 0],
+           [0, 1, 1, 1, 0],
+           [0, 0, 0, 0, 0]])
+    """
+    mask = check_volume_array(mask, "mask")
+    if mask.dtype != bool:
+        raise ValueError(f"mask must be a bool mask, got dtype {mask.dtype}")
+    return _outline(mask)
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    """:func:`outline` of a checked 2D/3D bool mask."""
+    plane = _as_3d(mask)
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = ndi.generate_binary_structure(2, 1)  # in-plane, 4-connected
+    inside = ndi.binary_erosion(plane, structure=structure, border_value=1)
+    return (plane & ~inside).reshape(mask.shape)
 
 
 def rescale_to_mean_one(weights: npt.ArrayLike, labelled: npt.ArrayLike) -> np.ndarray:

@@ -162,4 +162,4 @@ def test_cli_adapt(adapt_cli_files, capsys):
     assert main(["adapt", "--model", f"{p}/m1.pt", "--source-labels", f"{p}/sl.tif", "--target-image", f"{p}/t.tif",
                  "--out", f"{p}/o2"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "boundary model" in err
+    assert len(err.splitlines()) == 1 and "two-class model" in err

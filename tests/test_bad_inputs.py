@@ -164,7 +164,7 @@ def test_two_outputs_each_get_their_own_temporary_file(pair, model, tmp_path, ca
 
 
 @pytest.mark.parametrize("head, match", [
-    ("classes5", "predicts 5 classes, but a task has 2 (boundary) or 4 (multiclass)"),
+    ("classes5", "predicts 5 classes, but a task has 2 (boundary, cytoplasm, mitochondria, glia) or 4 (multiclass)"),
     ("classes1", "predicts 1 classes"),
     ("nan", "hold NaN or infinite values"),
     ("in2", "takes 2 input channels"),

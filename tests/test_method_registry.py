@@ -377,7 +377,7 @@ def test_the_library_refuses_a_model_that_is_not_a_boundary_model(name, volumes)
 
     src, tgt = volumes
     m1 = UNet2d(out_channels=4, depth=2, base_width=4)
-    with pytest.raises(ValueError, match=r"adaptation needs a boundary model \(2 classes\), this one has 4"):
+    with pytest.raises(ValueError, match=r"adaptation needs a two-class model \(2 classes: the boundary, or one class against the rest\), this one has 4"):
         run_method(name, m1, Volume(src.image, src.labels), tgt.image, config_kwargs=TINY, progress=False)
 
 

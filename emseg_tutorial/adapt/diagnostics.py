@@ -6,6 +6,11 @@ the source (:func:`source_reference`), the mean prediction entropy on the target
 methods, the discriminator's accuracy. Scores on labelled target volumes are added only when
 the caller gives them (``report["target"]``); nothing here that judges a run reads them.
 
+A run of a one-vs-rest task other than the boundary (mitochondria: ``epoch_report(task=...)``)
+is read the same way, with "boundary" meaning the task's class (code 1) throughout: its
+predicted fraction against the source's, its source validation Jaccard. The keys keep their
+names, so every run is read by one set of functions.
+
 The boundary fraction compares like with like: a network's predicted walls on the target
 against the same network's predicted walls on the source, before adaptation
 (``source_boundary_fraction``, from :func:`source_reference`; the source labels' own share,
@@ -60,7 +65,7 @@ import torch
 
 from ..data.normalize import Normalizer, normalizer_of
 from ..data.volume import Volume
-from ..labels import BOUNDARY, for_task
+from ..labels import BOUNDARY, for_task, is_foreground_task
 from ..metrics import boundary_scores, evaluate
 from ..predict import predict_labels, predict_probabilities, probabilities_to_codes
 
@@ -154,7 +159,7 @@ def target_diagnostics(probabilities: np.ndarray) -> dict:
 def epoch_report(model: torch.nn.Module, target_image: np.ndarray, source_prior: float | Mapping[str, float],
                  device: torch.device,
                  source_val: Volume | None = None, target_eval: Volume | None = None, stride: int = 1, *,
-                 normalizer: Normalizer | None = None) -> dict:
+                 normalizer: Normalizer | None = None, task: str = "boundary") -> dict:
     """Label-free diagnostics on the target (and source validation / target scores when given).
 
     ``source_prior`` is what the target's predicted boundary fraction is compared with: the
@@ -167,7 +172,8 @@ def epoch_report(model: torch.nn.Module, target_image: np.ndarray, source_prior:
     :attr:`Volume.normalizer <emseg_tutorial.data.volume.Volume.normalizer>` for
     ``source_val`` and ``target_eval``. So ``stride`` changes which slices are scored, never
     how a slice is predicted. The discriminator entries (``d_acc_real``, ``d_acc_fake``) are
-    None here; the loop fills them from its steps.
+    None here; the loop fills them from its steps. ``task`` is the model's two-class task: the
+    labels of ``source_val`` and ``target_eval`` (codes ``0..4``) are scored in its codes.
     """
     target_norm = normalizer_of(target_image, normalizer)  # of the whole volume, before thinning
     probs = predict_probabilities(model, target_image[::stride], normalizer=target_norm, device=device)
@@ -179,11 +185,12 @@ def epoch_report(model: torch.nn.Module, target_image: np.ndarray, source_prior:
               "d_acc_real": None, "d_acc_fake": None}
     if source_val is not None:
         src = predict_labels(model, source_val.image[::stride], normalizer=source_val.normalizer, device=device)
-        report["source_val_boundary_jaccard"] = boundary_scores(src, for_task(source_val.labels[::stride], "boundary"))[
-            "boundary_jaccard"]
+        report["source_val_boundary_jaccard"] = boundary_scores(src, for_task(source_val.labels[::stride], task))[
+            "boundary_jaccard"]  # the Jaccard of code 1: the boundary, or the task's class
     if target_eval is not None:
-        pred = predict_labels(model, target_eval.image, normalizer=target_eval.normalizer, device=device)
-        report["target"] = evaluate(pred, for_task(target_eval.labels, "boundary"), "boundary")
+        probs = predict_probabilities(model, target_eval.image, normalizer=target_eval.normalizer, device=device)
+        report["target"] = evaluate(probabilities_to_codes(probs), target_eval.labels, task,  # AP: a foreground task
+                                    probabilities=probs if is_foreground_task(task) else None)
     return report
 
 
@@ -301,8 +308,11 @@ def label_free_choice(epochs: list[dict], **thresholds) -> int:
     return min(kept, key=lambda e: e["target_entropy"])["epoch"] if kept else before["epoch"]
 
 
-def oracle_choice(epochs: list[dict], key: str = "boundary_jaccard") -> int:
+def oracle_choice(epochs: list[dict], key: str | None = None) -> int:
     """The adapted epoch (>= 1) with the best target score: needs the target labels.
+
+    ``key`` defaults to the headline score of the scores' task (:func:`headline_key`): the
+    boundary Jaccard, or a foreground task's IoU.
 
     Examples
     --------
@@ -314,7 +324,20 @@ def oracle_choice(epochs: list[dict], key: str = "boundary_jaccard") -> int:
     adapted = [e for e in epochs[1:] if e.get("target")]
     if not adapted:
         raise ValueError("oracle selection needs target scores of at least one adapted epoch")
+    key = key or headline_key(adapted[0]["target"].get("task", "boundary"))
     return max(adapted, key=lambda e: e["target"][key])["epoch"]
+
+
+def headline_key(task: str) -> str:
+    """The score a run of ``task`` is ranked by: ``boundary_jaccard`` (the paper's), or a
+    foreground task's ``foreground_iou`` (the field's for mitochondria).
+
+    Examples
+    --------
+    >>> headline_key("boundary"), headline_key("mitochondria")
+    ('boundary_jaccard', 'foreground_iou')
+    """
+    return "foreground_iou" if is_foreground_task(task) else "boundary_jaccard"
 
 
 def kept_summary(stop: Mapping | None, epochs: list[dict]) -> str:

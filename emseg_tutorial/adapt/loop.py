@@ -1,5 +1,11 @@
 """Unsupervised adaptation of the boundary U-Net to the target (Experiment 3 and beyond).
 
+The same loop adapts any two-class model, one class against the rest
+(:data:`~emseg_tutorial.labels.ONE_VS_REST`: the paper's boundary, or mitochondria for the
+field's VNC -> Lucchi++ benchmark, :mod:`emseg_tutorial.paper.mito_benchmark`): the config's
+``task`` says which, and the label maps, the reports and the weight maps follow it. Where the
+reports and the rule below say "boundary", read the task's class (code 1).
+
 The paper's method (``method="paper"``), step by step, as its Section 4.3 and Fig. 4 describe:
 
 * a discriminator ``D`` sees **source ground-truth label maps** (one-hot) as *real* (loss L2)
@@ -64,7 +70,7 @@ from ..data.normalize import Normalizer, normalizer_of
 from ..data.patches import PatchSampler
 from ..data.volume import Volume
 from ..devices import adam, check_precision, memory_format, pick_device, precision, set_seed
-from ..labels import check_labels, for_task, num_classes
+from ..labels import ONE_VS_REST, check_labels, check_task_labels, class_names, for_task, num_classes
 from ..losses import Diverged, first_non_finite, non_finite_weights
 from ..models import PatchDiscriminator, build, check_model
 from ..progress import progress as progress_bar
@@ -97,6 +103,10 @@ class AdaptConfig:
 
     Attributes
     ----------
+    task : str
+        The two-class task of the model (:data:`~emseg_tutorial.labels.ONE_VS_REST`): the
+        paper's ``"boundary"`` (default), or one class against the rest (``"mitochondria"``).
+        The source labels become its codes and the target is scored in them.
     method : str
         A trained method's name (:func:`~.registry.method_names` with ``trains=True``; see
         :mod:`.steps`). Settings left ``None`` are taken from its record's defaults
@@ -157,6 +167,7 @@ class AdaptConfig:
     """
 
     method: str = "paper"
+    task: str = "boundary"
     epochs: int
     steps_per_epoch: int
     batch_size: int
@@ -185,6 +196,8 @@ class AdaptConfig:
 
     def __post_init__(self):
         check_precision(self.precision)
+        if self.task not in ONE_VS_REST:
+            raise ValueError(f"task must be a two-class task, one of {ONE_VS_REST}, got {self.task!r}")
         if self.keep not in KEEP:
             raise ValueError(f"keep must be one of {KEEP}, got {self.keep!r}")
         if self.patience is not None and (self.patience < 1 or self.keep != "label-free"):
@@ -336,7 +349,7 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
               if checkpoint is not None or resume is not None else None)
     if resume is not None:  # the same settings and data as the saved run, before any work
         inputs = check_resumption(resume, config, inputs)
-    n_classes = num_classes("boundary")
+    n_classes = num_classes(config.task)
     set_seed(config.seed)
     device = pick_device(config.device)
     target_norm = normalizer_of(target_image, target_normalizer)  # the target's one normaliser: patches, reports
@@ -350,7 +363,7 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
                               else (target_image, target_norm))
     z_snap = snap_volume.shape[0] // 2 if snapshot_slice is None else snapshot_slice
     report = lambda: epoch_report(ctx.model, target_image, source_prior, device, source_val,  # noqa: E731
-                                  target_eval, config.report_stride, normalizer=target_norm)
+                                  target_eval, config.report_stride, normalizer=target_norm, task=config.task)
     done, step = 0, 0
     kept = {"epoch": 0, "state": _weights(ctx.model)} if config.keep == "label-free" else None
     if resume is not None:
@@ -488,10 +501,12 @@ def check_diverged(ctx: StepContext, epoch: int, stats: dict[str, list[float]]) 
 
 
 def check_boundary_model(model: torch.nn.Module, name: str | None = None) -> torch.nn.Module:
-    """``model`` if it is a boundary segmentation U-Net (2 classes), else one-line InputError.
+    """``model`` if it is a two-class segmentation U-Net (the boundary, or one class against the
+    rest), else one-line InputError.
 
-    Adaptation adapts M3, the boundary model; messages name ``name`` or the model's checkpoint
-    file (:func:`~emseg_tutorial.models.check_model` checks the rest).
+    Adaptation adapts M3, the boundary model, or another one-vs-rest model (mitochondria);
+    messages name ``name`` or the model's checkpoint file
+    (:func:`~emseg_tutorial.models.check_model` checks the rest).
 
     Examples
     --------
@@ -499,35 +514,40 @@ def check_boundary_model(model: torch.nn.Module, name: str | None = None) -> tor
     >>> check_boundary_model(UNet2d(out_channels=4, depth=1, base_width=4), "m1.pt")
     Traceback (most recent call last):
     ...
-    emseg_tutorial._validate.InputError: m1.pt: adaptation needs a boundary model (2 classes), this one has 4
+    emseg_tutorial._validate.InputError: m1.pt: adaptation needs a two-class model (2 classes: the boundary, or one class against the rest), this one has 4
     """
     check_model(model, name, classes=None)
     classes = getattr(model, "init_kwargs", {}).get("out_channels")
     if classes != num_classes("boundary"):
         name = name or getattr(model, "checkpoint", None) or "model"
-        raise InputError(f"{name}: adaptation needs a boundary model ({num_classes('boundary')} classes), "
-                         f"this one has {classes}")
+        raise InputError(f"{name}: adaptation needs a two-class model ({num_classes('boundary')} classes: the "
+                         f"boundary, or one class against the rest), this one has {classes}")
     return model
 
 
-def source_codes(labels: np.ndarray, config: AdaptConfig | None = None, name: str = "source labels") -> np.ndarray:
-    """Source labels checked (:func:`~emseg_tutorial.labels.check_labels`; with ``config``, also
-    their slice size, :func:`check_slice_size`; labels of one class only give a
-    :class:`~emseg_tutorial.train.supervised.DegenerateDataWarning`) and as boundary codes: done
-    once where they enter (:func:`adapt`, :func:`~.methods.run_method`); every function below
-    takes the result as it is.
+def source_codes(labels: np.ndarray, config: AdaptConfig | None = None, name: str = "source labels", *,
+                 task: str | None = None) -> np.ndarray:
+    """Source labels checked (:func:`~emseg_tutorial.labels.check_labels`; a foreground task's
+    class must be in them, :func:`~emseg_tutorial.labels.check_task_labels`; with ``config``,
+    also their slice size, :func:`check_slice_size`; labels of one class only give a
+    :class:`~emseg_tutorial.train.supervised.DegenerateDataWarning`) and in the codes of the
+    task (``task``, else ``config.task``, else boundary): done once where they enter
+    (:func:`adapt`, :func:`~.methods.run_method`); every function below takes the result as it is.
 
     Examples
     --------
     >>> source_codes(np.array([[0, 1], [3, 4]])).tolist()
     [[[0, 1], [2, 2]]]
+    >>> source_codes(np.array([[0, 1], [3, 4]]), task="mitochondria").tolist()
+    [[[0, 2], [1, 2]]]
     """
-    codes = for_task(check_labels(labels, name), "boundary")
+    task = task or (config.task if config is not None else "boundary")
+    codes = for_task(check_task_labels(check_labels(labels, name), task, name), task)
     if config is not None:
         check_slice_size(codes, name, config)
     present = [code for code in (1, 2) if (codes == code).any()]
     if len(present) == 1:
-        kind = "boundary" if present[0] == 1 else "non-boundary"
+        kind = class_names(task)[present[0]]
         warnings.warn(f"{name}: every labelled pixel is {kind} (code {present[0]}); the source maps hold one "
                       f"class, so the adaptation has no shapes to match", DegenerateDataWarning, stacklevel=3)
     return codes
@@ -554,7 +574,7 @@ def step_context(model, labels, target_image, config: AdaptConfig, source_image,
         raise ValueError(f"the conditional discriminator needs at least 2 source slices, got {labels.shape[0]}")
     # Source patches are not jittered here: the conditional discriminator would otherwise see
     # blur and noise on source images only, one more way to tell the domains apart.
-    weights = weight_map_of_codes(labels, config.source_weights) if config.source_weight else None
+    weights = weight_map_of_codes(labels, config.source_weights, config.task) if config.source_weight else None
     image = source_image if record.needs_source_image(config) else None  # label maps only otherwise
     source = PatchSampler(image, labels, weights, device=device, patch=config.patch, seed=config.seed,
                           mismatch_gap=gap)

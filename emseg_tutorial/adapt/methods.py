@@ -114,8 +114,9 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
     target_image = check_image(target_image, target_name)
     check_slice_size(target_image, target_name)
     warn_degenerate(target_image, target_name)
-    labels = source_codes(source.labels)  # the one check of the source labels on this path
     settings = {k: v for k, v in config_kwargs.items() if k in record.options}
+    task = settings.get("task") or "boundary"
+    labels = source_codes(source.labels, task=task)  # the one check of the source labels on this path
     record.check_source_image(settings, source.image)
     stride = settings.get("report_stride")
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
@@ -127,7 +128,7 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
              else source_reference(model, source_boundary_prior(labels), device, source_val, stride))
     if initial_report is None:
         initial_report = epoch_report(model, target_image, prior, device, source_val, target_eval, stride,
-                                      normalizer=norm)
+                                      normalizer=norm, task=task)
     history = new_history({"method": method, **settings}, initial_report)
     out = record.one_pass(model, source.image, target_image, target_eval, settings=settings, normalizer=norm,
                           device=device, progress=progress)
@@ -135,7 +136,7 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
         raise RuntimeError(f"method {name!r} returned the files {sorted(out.volumes)}, but its record says "
                            f"{sorted(record.outputs)}")
     add_epoch(history, epoch_report(out.model, out.target_image, prior, device, source_val, out.target_eval, stride,
-                                    normalizer=norm if out.target_image is target_image else None))
+                                    normalizer=norm if out.target_image is target_image else None, task=task))
     snaps = []
     if out.target_eval is not None:
         z = out.target_eval.shape[0] // 2 if snapshot_slice is None else snapshot_slice

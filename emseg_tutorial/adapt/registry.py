@@ -55,14 +55,14 @@ MODEL_FILES = ("model.pt", "history.json")
 DISCRIMINATOR_FILE = "discriminator.pt"
 
 #: :class:`~.loop.AdaptConfig` options every trained method reads
-TRAINING = frozenset({"epochs", "steps_per_epoch", "batch_size", "patch", "lr_g", "source_weight", "source_weights",
-                      "report_stride", "seed", "device", "precision", "keep", "patience"})
+TRAINING = frozenset({"task", "epochs", "steps_per_epoch", "batch_size", "patch", "lr_g", "source_weight",
+                      "source_weights", "report_stride", "seed", "device", "precision", "keep", "patience"})
 #: ... and those a discriminator adds
 ADVERSARIAL = TRAINING | {"lr_d", "adv_weight", "d_steps", "discriminator"}
 #: ... where truth maps are the real side
 TRUTH_AS_REAL = frozenset({"real_smoothing", "hard_fake"})
 #: options a one-pass method reads
-ONE_PASS = frozenset({"device", "report_stride"})
+ONE_PASS = frozenset({"task", "device", "report_stride"})
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ from .volume import Volume
 from .zarr_format import ZarrImage, is_zarr
 
 __all__ = ["LazyVolume", "ArrayVolume", "open_volume", "open_dataset", "read_slice", "read_image", "read_labels",
-           "read_volume"]
+           "read_volume", "read_probabilities"]
 
 
 class LazyVolume:
@@ -462,6 +462,56 @@ def read_labels(spec: str | os.PathLike, max_code: int = MAX_CODE) -> np.ndarray
     data, _ = _read_whole(spec)
     with as_volume_error():
         return check_labels(data, os.fspath(spec), max_code=max_code)
+
+
+def read_probabilities(spec: str | os.PathLike) -> np.ndarray:
+    """Class probabilities as ``predict --probabilities`` writes them, class axis first.
+
+    ``(C, Z, Y, X)`` from a ``.npy`` or ``FILE.h5:dataset``; an ImageJ hyperstack tif
+    (``Z, C, Y, X``) is turned to ``(C, Z, Y, X)``; any other spec (a tif stack, a folder,
+    zarr) is read as one class's ``(Z, Y, X)`` map by :func:`open_volume`. The values are
+    checked where they are used (:func:`emseg_tutorial.metrics.evaluate`).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "p.npy")
+    >>> np.save(p, np.full((2, 1, 3, 4), 0.5, np.float32))
+    >>> read_probabilities(p).shape
+    (2, 1, 3, 4)
+    """
+    path, dataset = split_spec(spec)
+    if not path.exists():
+        raise VolumeError(f"{path}: no such file or folder")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == NPY_SUFFIX and not path.is_dir():
+            array = np.load(path, allow_pickle=False)
+        elif dataset is not None or suffix in HDF5_SUFFIXES:
+            if dataset is None:
+                raise VolumeError(f"{path}: name the dataset inside the HDF5 file as '{path}:DATASET'")
+            with import_h5py(path).File(path, "r") as f:
+                if dataset not in f:
+                    raise VolumeError(f"{path}: no dataset {dataset!r}")
+                array = f[dataset][()]
+        elif suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                array, axes = series.asarray(), series.axes
+            if "C" in axes and array.ndim == 4:
+                array = np.moveaxis(array, axes.index("C"), 0)
+        else:
+            array = None
+    except VolumeError:
+        raise
+    except Exception as err:
+        raise VolumeError(f"{path}: cannot be read as probabilities ({err.__class__.__name__}: {err})") from None
+    if array is None or array.ndim not in (2, 3, 4):
+        with open_volume(spec) as vol:
+            return vol.read_all()
+    return np.asarray(array)
 
 
 def read_volume(image: str | os.PathLike, labels: str | os.PathLike | None = None) -> Volume:

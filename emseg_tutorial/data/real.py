@@ -11,12 +11,14 @@ VNC         merged label PNGs: membrane 0/32/64/96/128,          1; 4; 3; 2; 2
             glia/extracellular 159, mitochondria 191,
             synapse 223, intracellular 255
 SNEMI3D     neuron ids                                           walls 1, inside 2, id 0 -> 0
+Lucchi++    mitochondria masks (255; the rest 0)                 3; 2 (not mitochondria)
 your FIBSEM codes 1-4 already (tif or ``FILE.h5:dataset``)       as given
 ==========  ==================================================  ===========================
 
 :func:`load_real_domain` is what ``EMSEG_DATA=real`` runs for
-:func:`~emseg_tutorial.data.sources.load_domain`. The registry's extra datasets (``isbi2012``,
-``lucchi_pp``) can be fetched but have no loader here: no chapter or command reads them.
+:func:`~emseg_tutorial.data.sources.load_domain`; :func:`load_vnc_lucchi` gives the field's
+mitochondria benchmark pair (VNC -> Lucchi++, :mod:`emseg_tutorial.paper.mito_benchmark`). The
+registry's ``isbi2012`` can be fetched but has no loader here: no chapter or command reads it.
 
 Examples
 --------
@@ -41,7 +43,7 @@ from ..presets import Preset
 from .errors import VolumeError
 from .readers import open_dataset, read_volume
 from .specs import natural_key
-from .registry import DATASETS, fetch
+from .registry import DATASETS, fetch, fetch_all
 from .volume import Volume
 
 FIBSEM_ENV = "EMSEG_FIBSEM"
@@ -163,6 +165,23 @@ def _zip_stack(archive: zipfile.ZipFile, pattern: str, path: Path) -> tuple[np.n
     return np.stack(slices), names
 
 
+def _zip_pair(path: str | os.PathLike, image_pattern: str, labels_pattern: str,
+              names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """The image and label stacks of a zip (:func:`_zip_stack`), the image as one grey channel,
+    checked to be one ``(Z, Y, X)`` volume each of the same shape (``names`` for messages)."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            image, _ = _zip_stack(archive, image_pattern, path)
+            labels, _ = _zip_stack(archive, labels_pattern, path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise VolumeError(f"{path}: cannot be read as a zip archive ({err})") from None
+    image = _grey(image)
+    if image.ndim != 3 or image.shape != labels.shape[:3]:
+        raise VolumeError(f"{path}: {names[0]} {image.shape} and {names[1]} {labels.shape} do not match")
+    return image, labels
+
+
 # --------------------------------------------------------------------------- loaders
 
 
@@ -179,16 +198,72 @@ def load_vnc(path: str | os.PathLike) -> Volume:
         The zip of https://github.com/unidesigner/groundtruth-drosophila-vnc (any top folder
         name): ``stack1/raw/*.tif`` and ``stack1/labels/*.png``, read in natural order.
     """
-    path = Path(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            image, _ = _zip_stack(archive, r"(^|/)stack1/raw/[^/]+\.tiff?$", path)
-            merged, _ = _zip_stack(archive, r"(^|/)stack1/labels/[^/]+\.png$", path)
-    except (zipfile.BadZipFile, OSError) as err:
-        raise VolumeError(f"{path}: cannot be read as a zip archive ({err})") from None
-    if image.ndim != 3 or image.shape != merged.shape[:3]:
-        raise VolumeError(f"{path}: stack1 raw {image.shape} and labels {merged.shape} do not match")
+    image, merged = _zip_pair(path, r"(^|/)stack1/raw/[^/]+\.tiff?$", r"(^|/)stack1/labels/[^/]+\.png$",
+                              ("stack1 raw", "labels"))
     return Volume(image, vnc_codes(merged), _voxel("vnc"), "VNC stack 1")
+
+
+#: Lucchi++'s folders in its zip, by split (torch-em's loader stores Test_* as its "train" file
+#: and Train_* as "test"; here each split is the folder of that name)
+LUCCHI_FOLDERS = {"train": ("Train_In", "Train_Out"), "test": ("Test_In", "Test_Out")}
+
+
+def lucchi_codes(mask: np.ndarray) -> np.ndarray:
+    """Lucchi++ masks to codes: mitochondria (255) 3, every other pixel 2 (labelled, not mitochondria).
+
+    Lucchi++ annotates every mitochondrion of its volumes and nothing else, so the pixels outside
+    them are known to be no mitochondrion: the ``mitochondria`` one-vs-rest task reads them as its
+    rest (code 2 here stands for "not mitochondria"; the volume has no boundary, cytoplasm or glia
+    labels, so read it with that task only).
+
+    Examples
+    --------
+    >>> lucchi_codes(np.array([[0, 255], [255, 0]], np.uint8))
+    array([[2, 3],
+           [3, 2]], dtype=uint8)
+    """
+    return np.where(_grey(mask) == 255, MITOCHONDRIA, CYTOPLASM).astype(np.uint8)
+
+
+def load_lucchi_pp(path: str | os.PathLike, split: str = "train") -> Volume:
+    """One split of the Lucchi++ zip (165 slices of 768 x 1024, about 5 nm isotropic), codes 3 / 2.
+
+    Parameters
+    ----------
+    path : str or path
+        ``lucchi_pp.zip`` of the registry (:func:`.registry.fetch` ``("lucchi_pp")``):
+        ``Lucchi++/{Train,Test}_In/mask%04d.png`` (images) and ``Lucchi++/{Train,Test}_Out/%d.png``
+        (mitochondria 255), read in natural order.
+    split : {"train", "test"}
+        The volume of that name (:data:`LUCCHI_FOLDERS`).
+    """
+    if split not in LUCCHI_FOLDERS:
+        raise ValueError(f"unknown split {split!r}; expected 'train' or 'test'")
+    images, masks = LUCCHI_FOLDERS[split]
+    image, mask = _zip_pair(path, rf"(^|/){images}/[^/]+\.png$", rf"(^|/){masks}/[^/]+\.png$", (images, masks))
+    return Volume(image, lucchi_codes(mask), _voxel("lucchi_pp"), f"Lucchi++ {split}")
+
+
+def load_vnc_lucchi(preset: Preset, *, cache: str | os.PathLike | None = None,
+                    progress: bool = True) -> dict[str, Volume]:
+    """The field's mitochondria adaptation pair from the downloads: VNC stack 1 -> Lucchi++.
+
+    Returns ``source`` / ``source_val`` (VNC's train and test splits, :func:`split_range`,
+    cropped to the preset's ``source_shape``), ``target`` (the Lucchi++ train volume: its image
+    is adapted to, its labels train only the oracle) and ``target_eval`` (the Lucchi++ test
+    volume, scored), both cropped to the preset's ``target_shape`` (:func:`crop_region`: the
+    first slices, the centre in y and x). Both files are fetched first
+    (:func:`.registry.fetch_all`), so a missing one is reported, with the other, before any work.
+    """
+    vnc_zip, lucchi_zip = fetch_all(("vnc", "lucchi_pp"), cache=cache, progress=progress,
+                                    why="the VNC -> Lucchi++ benchmark")
+    vnc = load_vnc(vnc_zip)
+    out = {"source": _crop(vnc, crop_region(vnc.shape, "train", preset.source_shape)),
+           "source_val": _crop(vnc, crop_region(vnc.shape, "test", preset.source_shape))}
+    for key, split in (("target", "train"), ("target_eval", "test")):
+        vol = load_lucchi_pp(lucchi_zip, split)
+        out[key] = _crop(vol, crop_region(vol.shape, split, preset.target_shape, z_range=(0, vol.shape[0])))
+    return out
 
 
 def _h5_read(path: Path, key: str, region: tuple[slice, ...] = ()) -> np.ndarray:
@@ -267,11 +342,12 @@ def split_range(depth: int, split: str, test_fraction: float = TEST_FRACTION) ->
     return (0, depth - n_test) if split == "train" or n_test == 0 else (depth - n_test, depth)
 
 
-def crop_region(shape: tuple[int, int, int], split: str, target: tuple[int, int, int]
-                ) -> tuple[slice, slice, slice]:
+def crop_region(shape: tuple[int, int, int], split: str, target: tuple[int, int, int], *,
+                z_range: tuple[int, int] | None = None) -> tuple[slice, slice, slice]:
     """The ``(z, y, x)`` region of a split cropped to at most ``target`` (the preset's shape).
 
-    z: the first ``target[0]`` slices of the split; y and x: the centre ``target`` pixels.
+    z: the first ``target[0]`` slices of the split (``z_range``, when given, is the split's
+    slices instead: a volume that is a split of its own); y and x: the centre ``target`` pixels.
     Nothing is resized or padded: a volume smaller than the preset is used whole.
 
     Examples
@@ -279,7 +355,7 @@ def crop_region(shape: tuple[int, int, int], split: str, target: tuple[int, int,
     >>> crop_region((20, 512, 512), "test", (16, 128, 128))
     (slice(15, 20, None), slice(192, 320, None), slice(192, 320, None))
     """
-    z0, z1 = split_range(shape[0], split)
+    z0, z1 = split_range(shape[0], split) if z_range is None else z_range
     z1 = min(z1, z0 + target[0])
     yx = []
     for n, t in zip(shape[1:], target[1:]):

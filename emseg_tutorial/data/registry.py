@@ -400,6 +400,46 @@ def fetch(name: str, file: str | None = None, *, cache: str | os.PathLike | None
     return Path(path)
 
 
+def fetch_all(names, *, cache: str | os.PathLike | None = None, progress: bool = True,
+              why: str = "this run") -> list[Path]:
+    """:func:`fetch` the default file of every dataset of ``names``; every missing one in one error.
+
+    Raises
+    ------
+    DownloadError
+        One line naming ``why``, and for each file that is neither cached nor downloadable the
+        URL and the exact path where a hand-downloaded copy is accepted (as :func:`fetch` does for
+        one), so an offline machine learns at once everything to place where. A
+        :class:`ChecksumError` of a file is reported as it is.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> cache = tempfile.mkdtemp()
+    >>> target = cache_path("isbi2012", cache=cache)
+    >>> target.parent.mkdir(parents=True)
+    >>> _ = target.write_bytes(b"not the real file")
+    >>> fetch_all(["isbi2012"], cache=cache)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial.data.errors.ChecksumError: isbi2012: .../isbi2012.h5 has sha256 ... the file was deleted; ...
+    """
+    paths, missing = [], []
+    for name in names:
+        try:
+            paths.append(fetch(name, cache=cache, progress=progress))
+        except ChecksumError:
+            raise
+        except DownloadError:
+            remote = get_dataset(name).file()
+            missing.append(f"{name}: download {remote.url} and save it as {cache_path(name, cache=cache)}")
+    if missing:
+        raise DownloadError(f"{why} needs {len(missing)} file{'s' if len(missing) > 1 else ''} that could not be "
+                            f"downloaded: " + "; ".join(missing) + f" (or set {CACHE_ENV} to a folder that holds "
+                            "them as <dataset>/<file>)")
+    return paths
+
+
 def describe(name: str) -> str:
     """A plain-text description of a dataset: files, checksums, licence, citation, label codes.
 

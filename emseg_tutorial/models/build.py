@@ -59,7 +59,7 @@ def build(arch: str, kwargs: dict, name: str | None = None) -> nn.Module:
     return _construct(arch, kwargs)
 
 
-#: class counts of the tasks (boundary 2, multiclass 4): the heads a segmentation network may have
+#: class counts of the tasks (one class vs the rest 2, multiclass 4): the heads a segmentation network may have
 TASK_CLASSES: tuple[int, ...] = tuple(sorted({num_classes(t) for t in TASKS}))
 
 
@@ -95,7 +95,7 @@ def check_model(model: nn.Module, name: str | None = None, classes: Sequence[int
     >>> check_model(UNet2d(out_channels=5, depth=1, base_width=4), "m5.pt")
     Traceback (most recent call last):
     ...
-    emseg_tutorial._validate.InputError: m5.pt: the network predicts 5 classes, but a task has 2 (boundary) or 4 (multiclass); it is not a segmentation model of this tutorial
+    emseg_tutorial._validate.InputError: m5.pt: the network predicts 5 classes, but a task has 2 (boundary, cytoplasm, mitochondria, glia) or 4 (multiclass); it is not a segmentation model of this tutorial
     """
     name = name or getattr(model, "checkpoint", None) or "model"
     kwargs = getattr(model, "init_kwargs", None)
@@ -107,7 +107,10 @@ def check_model(model: nn.Module, name: str | None = None, classes: Sequence[int
         raise InputError(f"{name}: the network takes {in_channels} input channels, but EM volumes have 1 "
                          f"(greyscale); it was not made for these images")
     if classes is not None and kwargs and "out_channels" in kwargs and kwargs["out_channels"] not in classes:
-        tasks = " or ".join(f"{num_classes(t)} ({t})" for t in sorted(TASKS, key=num_classes))
+        by_count: dict[int, list[str]] = {}
+        for t in TASKS:  # "2 (boundary, cytoplasm, ...)": one entry per class count
+            by_count.setdefault(num_classes(t), []).append(t)
+        tasks = " or ".join(f"{n} ({', '.join(names)})" for n, names in sorted(by_count.items()))
         raise InputError(f"{name}: the network predicts {kwargs['out_channels']} classes, but a task has "
                          f"{tasks}; it is not a segmentation model of this tutorial")
     with torch.no_grad():

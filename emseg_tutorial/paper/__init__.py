@@ -2,7 +2,8 @@
 experiments (:mod:`.scores`), chapter 4's seed table (:mod:`.seeds`), chapters 3 and 4's findings
 in sentences (:mod:`.sentences`), chapter 5's run in sentences (:mod:`.adaptation`), chapter 6's
 comparison of adaptation methods (:mod:`.comparison`), the domain gap against the oracle model
-(:mod:`.gap`) and the runs folder that keeps chapter 5
+(:mod:`.gap`), the field's VNC -> Lucchi++ mitochondria benchmark beside its published rows
+(:mod:`.mito_benchmark`) and the runs folder that keeps chapter 5
 and 6 runs (:mod:`.runs`); :func:`~emseg_tutorial.glue.glue_numbers` hands their numbers to the
 book's prose.
 
@@ -13,6 +14,7 @@ adapt, predict, the session); nothing below imports it.
 from .adaptation import adaptation_findings, adaptation_gap_rows, adaptation_numbers
 from .comparison import (Comparison, compare, comparison_gap_table, comparison_numbers, comparison_table,
                          diagnostics_table, findings, selection_table, spread_note)
+from .mito_benchmark import PUBLISHED, benchmark_table, run_benchmark
 from .gap import (GapPreview, GapScores, domain_gap, gap_closed, gap_preview, gap_table, no_skill, oracle_scores,
                   provenance_note)
 from ..glue import glue_numbers
@@ -31,4 +33,5 @@ __all__ = ["PAPER_ITERATIONS", "STAGES", "WEIGHTING_STAGES", "Stage", "adapt_con
            "weighting_findings", "ratio_findings", "transfer_findings", "experiment1_findings", "target_findings",
            "SMALL_PRESETS", "small_preset_note",
            "adaptation_gap_rows", "comparison_gap_table", "GapScores", "domain_gap", "gap_closed", "gap_table",
-           "no_skill", "oracle_scores", "provenance_note", "GapPreview", "gap_preview"]
+           "no_skill", "oracle_scores", "provenance_note", "GapPreview", "gap_preview", "PUBLISHED", "benchmark_table",
+           "run_benchmark"]

@@ -28,13 +28,14 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from ..adapt.diagnostics import (PRIOR_FACTOR, boundary_band, boundary_snapshot, epoch_report,
+from ..adapt.diagnostics import (PRIOR_FACTOR, boundary_band, boundary_snapshot, epoch_report, headline_key,
                                  source_boundary_prior, source_reference)
 from ..adapt.loop import AdaptConfig
 from ..adapt.methods import MethodRun, run_method
 from ..adapt.registry import ablation_names, get_method, method_names
 from ..data.sources import load_domain
 from ..data.volume import Volume
+from ..labels import for_task
 from ..session import Session
 from .runs import adaptation_fingerprint, load_run, save_run, saved_state, unit_path, volume_digests
 from .gap import GapScores, gap_table, no_skill, oracle_scores, provenance_note
@@ -68,15 +69,18 @@ class Comparison:
     oracle: dict | None = None
     #: the session's data source (``synthetic`` twins or ``real``)
     data: str = "synthetic"
+    #: the two-class task of the source model (chapter 6: the boundary)
+    task: str = "boundary"
 
     @property
     def gap(self) -> GapScores | None:
-        """No skill, source-only and oracle boundary Jaccard on the compared slices (None without an oracle)."""
+        """No skill, source-only and oracle boundary Jaccard (a foreground task: its IoU) on the
+        compared slices (None without an oracle)."""
         if self.oracle is None:
             return None
-        return GapScores(no_skill=no_skill(self.target_eval.labels),
-                         source_only=float(self.source_only["target"]["boundary_jaccard"]),
-                         oracle=float(self.oracle["boundary_jaccard"]))
+        key = headline_key(self.task)
+        return GapScores(no_skill=no_skill(self.target_eval.labels, self.task),
+                         source_only=float(self.source_only["target"][key]), oracle=float(self.oracle[key]))
 
     def of(self, name: str) -> list[MethodRun]:
         return [r for r in self.runs if r.name == name]
@@ -107,6 +111,39 @@ def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[in
     dropped session loses at most one epoch of one run. ``make book`` starts from an empty folder.
     """
     session = _session(session)
+    for n in names or ():
+        get_method(n)
+    start = time.perf_counter()
+    m3_stage = get_stage("m3", session)
+    comp = compare_runs(names, session, m3_stage, domain_volumes(session), seeds=seeds, start=start)
+    comp.oracle = oracle_scores(session, comp.target_eval)  # the oracle stage, on the same slices as every method
+    comp.seconds = time.perf_counter() - start
+    return comp
+
+
+def domain_volumes(session: Session) -> dict[str, Volume]:
+    """The four volumes of a comparison on the session's data: the source's train split
+    (``source``) and test split (``source_val``), the target's train split (``target``, adapted
+    to) and test split (``target_eval``, scored)."""
+    return {"source": load_domain("fibsem", session, "train"), "target": load_domain("snemi", session, "train"),
+            "source_val": load_domain("fibsem", session, "test"), "target_eval": load_domain("snemi", session, "test")}
+
+
+def compare_runs(names: Sequence[str] | None, session: Session, source_stage, volumes: dict[str, Volume], *,
+                 seeds: Sequence[int] | None = None, task: str = "boundary", start: float | None = None) -> Comparison:
+    """Every method (or variant) of ``names`` at every seed, from one source model, on given volumes.
+
+    The loop of :func:`compare` (chapter 6, from M3 on the twins), and of any other pair of
+    domains with a two-class task (:mod:`.mito_benchmark`: a mitochondria model, VNC ->
+    Lucchi++). ``source_stage`` is the trained source model (a
+    :class:`~emseg_tutorial.train.TrainResult` of :func:`.stages.get_stage`, whose history's
+    fingerprint keys the runs); ``volumes`` holds ``source`` (labels, and the image where a method
+    reads it), ``target`` (its image is adapted to), ``source_val`` and ``target_eval`` (labels in
+    the codes ``0..4``, scored in ``task``'s). The run lengths and seeds are the session's
+    :class:`~emseg_tutorial.presets.ComparisonSize`; every (method, seed) run is a unit of the runs
+    folder (:mod:`.runs`). The result has no oracle scores: the caller adds its own.
+    """
+    session = _session(session)
     preset, progress = session.preset, session.progress
     names = list(names or method_names())
     for n in names:
@@ -114,20 +151,16 @@ def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[in
     size = preset.comparison
     c, eval_stride = size.adapt_settings(), size.eval_stride
     seeds = list(seeds if seeds is not None else range(size.seeds))
-    start = time.perf_counter()
-    m3_stage = get_stage("m3", session)
-    m3 = m3_stage.model
-    source = load_domain("fibsem", session, "train")
-    target = load_domain("snemi", session, "train")
-    source_val = load_domain("fibsem", session, "test")
-    target_eval = load_domain("snemi", session, "test")
+    start = time.perf_counter() if start is None else start
+    model = source_stage.model
+    source, target, source_val, target_eval = (volumes[k] for k in ("source", "target", "source_val", "target_eval"))
     if eval_stride > 1:
         target_eval = target_eval.take(slice(None, None, eval_stride))  # with the whole test volume's normaliser
     device = session.device
     stride = size.report_stride
-    prior = source_reference(m3, source_boundary_prior(source.labels), device, source_val, stride)
-    initial = epoch_report(m3, target.image, prior, device, source_val, target_eval, stride,
-                           normalizer=target.normalizer)
+    prior = source_reference(model, source_boundary_prior(for_task(source.labels, task)), device, source_val, stride)
+    initial = epoch_report(model, target.image, prior, device, source_val, target_eval, stride,
+                           normalizer=target.normalizer, task=task)
     z = target_eval.shape[0] // 2
     digests = volume_digests({"source": source, "target": target, "source_val": source_val,
                               "target_eval": target_eval})  # once, not per run
@@ -136,9 +169,9 @@ def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[in
         entry = get_method(name)
         overrides = dict(entry.overrides)
         for seed in ([None] if entry.deterministic else seeds[:1] if entry.variant_of else seeds):
-            kwargs = method_settings(session, name, session.seed if seed is None else seed, **c)
+            kwargs = method_settings(session, name, session.seed if seed is None else seed, **c, task=task)
             # each (method, seed) is its own unit in the runs folder: read back, continued or run
-            fingerprint = adaptation_fingerprint(name, {**kwargs, **overrides}, model=m3_stage.history["fingerprint"],
+            fingerprint = adaptation_fingerprint(name, {**kwargs, **overrides}, model=source_stage.history["fingerprint"],
                                                  digests=digests, extra={"snapshot_slice": z})
             record = unit_path(session, name, seed, fingerprint, "run.pt")
             run = load_run(record, fingerprint)
@@ -147,7 +180,7 @@ def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[in
             else:
                 state = unit_path(session, name, seed, fingerprint, "state.pt") if entry.trains else None
                 resume = saved_state(state, f"{name} (seed {seed})") if state else None
-                run = run_method(name, m3, source, target.image, config_kwargs=kwargs, source_val=source_val,
+                run = run_method(name, model, source, target.image, config_kwargs=kwargs, source_val=source_val,
                                  target_eval=target_eval, initial_report=initial, snapshot_slice=z,
                                  progress=progress, checkpoint=state, resume=resume,
                                  target_normalizer=target.normalizer)
@@ -157,10 +190,9 @@ def compare(names: Sequence[str] | None, session: Session, *, seeds: Sequence[in
                 if state is not None:
                     state.unlink(missing_ok=True)
             runs.append(run)
-    oracle = oracle_scores(session, target_eval)  # the oracle stage, on the same slices as every method
-    return Comparison(runs=runs, source_only=initial, snapshot_slice=z, target_eval=target_eval, oracle=oracle,
-                      data=session.data,
-                      source_only_snapshot=boundary_snapshot(m3, target_eval.image, z, device,
+    return Comparison(runs=runs, source_only=initial, snapshot_slice=z, target_eval=target_eval,
+                      data=session.data, task=task,
+                      source_only_snapshot=boundary_snapshot(model, target_eval.image, z, device,
                                                             normalizer=target_eval.normalizer), preset=preset.name,
                       seconds=time.perf_counter() - start,
                       settings={"seeds": seeds, "eval_stride": eval_stride, **c}, reused=reused)
@@ -174,15 +206,15 @@ def _mean_sd(values: list[float], deterministic: bool) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
 
 
-def scores_long(comp: Comparison) -> "pandas.DataFrame":
-    """Every score of every run at the last, label-free and oracle epochs (one row each)."""
+def scores_long(comp: Comparison, keys: Sequence[str] = SCORES) -> "pandas.DataFrame":
+    """Every score (``keys``) of every run at the last, label-free and oracle epochs (one row each)."""
     import pandas as pd
 
     rows = []
     for r in comp.runs:
         for selection, epoch in (("last", r.last), ("label-free", r.label_free), ("oracle", r.oracle)):
             rows.append({"method": r.name, "seed": r.seed, "selection": selection, "epoch": epoch,
-                         **{k: r.scores(epoch)[k] for k in SCORES}})
+                         **{k: r.scores(epoch).get(k) for k in keys}})
     return pd.DataFrame(rows)
 
 

@@ -39,18 +39,21 @@ from .stages import _session, get_stage, run_adaptation
 MIN_GAP = 0.01
 
 
-def no_skill(labels: np.ndarray) -> float:
-    """Boundary Jaccard of the best constant answer: every labelled pixel called boundary.
+def no_skill(labels: np.ndarray, task: str = "boundary") -> float:
+    """Boundary Jaccard of the best constant answer: every labelled pixel called boundary (for
+    another one-vs-rest task: called its class, a foreground IoU).
 
-    That Jaccard is the share of boundary among the labelled pixels (calling every pixel
-    non-boundary scores 0).
+    That Jaccard is the share of the class among the labelled pixels (calling every pixel the
+    rest scores 0).
 
     Examples
     --------
     >>> no_skill(np.array([[1, 2, 2, 0], [2, 1, 2, 2]]))
     0.2857142857142857
+    >>> no_skill(np.array([[1, 3, 2, 0]]), "mitochondria")
+    0.3333333333333333
     """
-    codes = for_task(np.asarray(labels), "boundary")
+    codes = for_task(np.asarray(labels), task)
     labelled = codes > 0
     return float((codes[labelled] == BOUNDARY).mean()) if labelled.any() else float("nan")
 

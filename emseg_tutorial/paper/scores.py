@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..data.volume import Volume
-from ..labels import for_task
+from ..labels import is_foreground_task
 from .. import metrics
 from ..metrics import evaluate
 from ..predict import predict_probabilities, probabilities_to_codes
@@ -26,12 +26,15 @@ def score(model: torch.nn.Module, volume: Volume, task: str, *, device: str | to
     """Predict ``volume`` with ``model`` and score it against its labels (:func:`~.metrics.evaluate`).
 
     Prediction runs on ``device`` (a chapter passes ``session.device``), standardised with
-    ``volume.normalizer`` (what ``predict`` of the volume's file computes).
+    ``volume.normalizer`` (what ``predict`` of the volume's file computes). ``volume.labels`` hold
+    the codes ``0..4``; a foreground task's scores include its average precision.
     Returns the scores dict, or ``(scores, codes, probabilities)`` with ``return_prediction``.
     """
     probs = predict_probabilities(model, volume.image, normalizer=volume.normalizer, device=device)
     codes = probabilities_to_codes(probs)
-    scores = evaluate(codes, for_task(volume.labels, task), task, tolerance=tolerance)
+    # a foreground task's average precision reads the probabilities; cells come from the codes
+    scores = evaluate(codes, volume.labels, task, tolerance=tolerance,
+                      probabilities=probs if is_foreground_task(task) else None)
     return (scores, codes, probs) if return_prediction else scores
 
 
@@ -97,7 +100,7 @@ def score_slices(model: torch.nn.Module, volume: Volume, task: str, *, device: s
     are standardised with the whole volume's normaliser, so each is predicted as in :func:`score`."""
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
         raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
-    image, labels = volume.image[::stride], for_task(volume.labels[::stride], task)
+    image, labels = volume.image[::stride], volume.labels[::stride]  # codes 0..4: the metrics reduce them
     probs = predict_probabilities(model, image, normalizer=volume.normalizer, device=device)
     out = metrics.pixel_scores(probabilities_to_codes(probs), labels, task)
     del out["jaccard"]  # one row of the seed table: summary scores only

@@ -34,7 +34,14 @@ stage              task        weights (loss)  starts at  jitter   paper
 ``m3_unlike``      boundary    distance        ``m2``     unlike   ablation: jitter unlike target
 ``oracle_m1``      multiclass  entropy         scratch    no       M1 on the *target's* labels
 ``oracle``         boundary    distance        oracle_m1  no       the oracle: M2 on the target's
+``mito_source``    mito...     distance        scratch    no       the field's benchmark: source
+``mito_oracle``    mito...     distance        scratch    no       ... and its oracle (target's)
 =================  ==========  ==============  =========  =======  ===============================
+
+The ``mito_`` stages (task ``mitochondria``, one class against the rest) are the source model and
+the oracle of the field's VNC -> Lucchi++ benchmark (:mod:`.mito_benchmark`), the same recipe for
+both (Experiment 2's distance weights on the mitochondria's outline, from scratch); the benchmark
+passes their training volumes (VNC and the Lucchi++ train volume in real mode, the twins offline).
 
 The two ``oracle`` stages learn from the target's labelled train split (``domain="snemi"``), never
 read by adaptation: they say how far a model trained on the target itself gets
@@ -154,6 +161,11 @@ STAGES: dict[str, Stage] = {
                        description="oracle: Experiment 1 on the target's own labels"),
     "oracle": Stage("boundary", "distance", "oracle_m1", domain="snemi",
                     description="oracle: Experiment 2 on the target's own labels (what adaptation could reach)"),
+    # The field's mitochondria benchmark (paper.mito_benchmark): one recipe for the source model and its oracle.
+    "mito_source": Stage("mitochondria", "distance",
+                         description="mitochondria vs the rest on the source, outline distance weights, from scratch"),
+    "mito_oracle": Stage("mitochondria", "distance", domain="snemi",
+                         description="oracle: mitochondria vs the rest on the target's own labels"),
 }
 
 

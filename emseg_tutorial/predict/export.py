@@ -67,7 +67,8 @@ from ..data.synthetic import make_volume
 from ..models import check_model
 from ..models import unet as unet_source
 from ..models.unet import ProbabilityUNet, context_pixels
-from ..store import load_checkpoint
+from ..labels import class_names, is_foreground_task
+from ..store import checkpoint_task, load_checkpoint
 from .tiled import predict_probabilities
 
 __all__ = ["ProbabilityUNet", "export_bioimageio", "validate_package", "fixed_normalisation", "halo_pixels",
@@ -439,7 +440,9 @@ def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: 
     shape = check_test_shape((2, smallest, smallest) if shape is None else shape, depth, flags["shape"], smallest)
     if name is not None:
         check_package_name(name, flags["name"])
-    classes = CLASS_NAMES.get(kwargs["out_channels"], [f"class{i + 1}" for i in range(kwargs["out_channels"])])
+    task = checkpoint_task(data)
+    classes = (list(class_names(task).values()) if is_foreground_task(task) else
+               CLASS_NAMES.get(kwargs["out_channels"], [f"class{i + 1}" for i in range(kwargs["out_channels"])]))
     net = ProbabilityUNet(**kwargs)
     net.unet.load_state_dict(model.state_dict())
     net.eval()
@@ -508,7 +511,6 @@ def export_bioimageio(ckpt: str | os.PathLike, out: str | os.PathLike, *, name: 
             torchscript=m.TorchscriptWeightsDescr(source=work / "weights.torchscript.pt",
                                                   pytorch_version=m.Version(torch_version),
                                                   parent="pytorch_state_dict"))
-        task = "boundary" if kwargs["out_channels"] == 2 else "multiclass"
         with spec.validation_context.ValidationContext(perform_io_checks=False):
             descr = m.ModelDescr(
                 name=name or f"emseg-tutorial U-Net ({task})",

@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._validate import InputError
+from ..labels import TASKS
 from ..models import arch_of, build
 from ..models.build import check_kwargs, meta_network
 from .atomic import atomic_write
@@ -102,6 +104,52 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
     if not isinstance(ckpt, dict) or not {"model", "state"} <= set(ckpt):
         raise ValueError(f"{path}: not an emseg-tutorial checkpoint (expected keys 'model' and 'state')")
     return restore_model(ckpt, path).to(device), ckpt
+
+
+def checkpoint_task(ckpt: dict) -> str:
+    """The task the model of a checkpoint was trained for (``"boundary"``, ``"mitochondria"``, ...).
+
+    ``train`` records it in ``config["task"]``; ``adapt`` keeps the adaptation's settings
+    (``config["adapt"]["task"]``) and the model it started from (``config["source"]``), read in
+    that order. A checkpoint that records none (written before one-vs-rest tasks existed) is
+    read by its head: 4 classes ``multiclass``, 2 ``boundary`` (the only two-class task then).
+
+    Examples
+    --------
+    >>> checkpoint_task({"config": {"adapt": {"method": "adabn"}, "source": {"task": "mitochondria"}}})
+    'mitochondria'
+    >>> checkpoint_task({"model": {"out_channels": 4}, "config": {}})
+    'multiclass'
+    """
+    config = ckpt.get("config")
+    while isinstance(config, dict):
+        for task in (config.get("task"), (config.get("adapt") or {}).get("task")):
+            if task in TASKS:
+                return task
+        config = config.get("source")
+    return "multiclass" if (ckpt.get("model") or {}).get("out_channels") == 4 else "boundary"
+
+
+def check_task(ckpt: dict, task: str | None, name: str = "model") -> str:
+    """The checkpoint's task (:func:`checkpoint_task`), after checking it is ``task`` when one is given.
+
+    Raises
+    ------
+    InputError
+        One line naming ``name``, the task the model was trained for and the one asked for.
+
+    Examples
+    --------
+    >>> check_task({"config": {"task": "boundary"}}, "mitochondria", "m3.pt")
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial._validate.InputError: m3.pt: the model was trained for the boundary task, not mitochondria (its checkpoint records task 'boundary'); use a model trained with --task mitochondria
+    """
+    found = checkpoint_task(ckpt)
+    if task is not None and task != found:
+        raise InputError(f"{name}: the model was trained for the {found} task, not {task} (its checkpoint records "
+                         f"task {found!r}); use a model trained with --task {task}")
+    return found
 
 
 #: Keys of a resumable training state (see :func:`save_training_state`).

@@ -2,7 +2,8 @@
 
 One function, :func:`train_supervised`, reads from top to bottom:
 
-1. labels are reduced to the task (4 classes, or boundary against the rest);
+1. labels are reduced to the task (4 classes, or one class against the rest: the boundary, or a
+   foreground class such as mitochondria);
 2. the per-pixel loss weights are computed once for the whole volume
    (:func:`~emseg_tutorial.weight_schemes.weight_map_of_codes`);
 3. the last slices are held out for validation, patches are drawn from the rest, on the
@@ -50,7 +51,7 @@ from ..data.normalize import Normalizer
 from ..data.patches import PatchSampler
 from ..devices import (Precision, adam, check_precision, compile_model, eager_fallback, memory_format, pick_device,
                        precision, set_seed)
-from ..labels import TASKS, check_labels, class_names, for_task, num_classes
+from ..labels import TASKS, check_labels, check_task_labels, class_names, for_task, num_classes
 from ..losses import Diverged, dice_loss, first_non_finite, focal_loss, non_finite_weights, weighted_cross_entropy
 from ..metrics import pixel_scores
 from ..models import build, build_model, check_model
@@ -77,7 +78,9 @@ class TrainConfig:
 
     Attributes
     ----------
-    task : {"multiclass", "boundary"}
+    task : str
+        ``"multiclass"``, ``"boundary"`` or another one-vs-rest task such as ``"mitochondria"``
+        (:data:`~emseg_tutorial.labels.TASKS`).
     weights : str
         Loss weights: ``entropy``, ``distance``, ``ratio:R``, ``border`` or ``none``.
     steps, batch_size, patch : int
@@ -193,14 +196,17 @@ def split_slices(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
 def validate(model: torch.nn.Module, image: np.ndarray, labels: np.ndarray, task: str,
              device: torch.device, *, normalizer: Normalizer) -> dict:
     """Scores of ``model`` on whole slices: per-class and mean Jaccard, boundary Jaccard and F1
-    (of :func:`~emseg_tutorial.metrics.pixel_scores`).
+    (of :func:`~emseg_tutorial.metrics.pixel_scores`; a foreground task's IoU and F1 too).
+
+    ``labels`` hold the codes ``0..4`` (reduced to the task's by the metrics).
 
     ``image`` is the held-out slices of a volume and ``normalizer`` that whole volume's (the one
     the training patches were standardised with), so the scores are those of ``predict`` of the
     whole volume, evaluated on these slices.
     """
     s = pixel_scores(predict_labels(model, image, normalizer=normalizer, device=device), labels, task)
-    return {k: s[k] for k in ("mean_jaccard", "jaccard", "boundary_jaccard", "boundary_f1")}
+    keys = ("mean_jaccard", "jaccard", "boundary_jaccard", "boundary_f1", "foreground_iou", "foreground_f1")
+    return {k: s[k] for k in keys if k in s}
 
 
 #: smallest slice side training takes (the smallest patch; the book's synth minimum, as adaptation's)
@@ -369,6 +375,8 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
         check_resumable(with_defaults(resume["config"], TrainConfig), config.to_dict(), RESUMABLE_CHANGES,
                         f"step {resume['step']}")
         inputs = check_inputs(resume, inputs, optional=("init",))
+    check_task_labels(labels, config.task, labels_name)  # a foreground class absent from the volume
+    codes = labels  # the codes 0..4, which validation scores against (the metrics reduce them)
     labels = for_task(labels, config.task)
     held_out = val_image is not None or val_labels is not None
     train_z, val_z = (np.arange(image.shape[0]), np.arange(0)) if held_out else split_slices(image.shape[0],
@@ -377,10 +385,10 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     set_seed(config.seed)
     device = pick_device(config.device)
 
-    weights = weight_map_of_codes(labels, config.weights)  # labels checked above, once
+    weights = weight_map_of_codes(labels, config.weights, config.task)  # labels checked above, once
     normalizer = Normalizer.from_volume(image)  # the volume's one: training patches and validation
-    val = (_held_out_volume(val_image, val_labels, config.task, val_names) if held_out
-           else (image[val_z], labels[val_z], normalizer))
+    val = (_held_out_volume(val_image, val_labels, val_names) if held_out
+           else (image[val_z], codes[val_z], normalizer))
     _check_stopping(config, has_validation=len(val[0]) > 0)
     sampler = training_sampler(config, image, labels, weights, device=device, slices=train_z, normalizer=normalizer)
 
@@ -460,16 +468,17 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
                        history=history)
 
 
-def _held_out_volume(image, labels, task: str, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, Normalizer]:
-    """A validation volume of its own (``val_image``, ``val_labels``), checked, in the task's
-    codes, with its own normaliser (as ``predict`` of that volume would use)."""
+def _held_out_volume(image, labels, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, Normalizer]:
+    """A validation volume of its own (``val_image``, ``val_labels``), checked (labels in the
+    codes ``0..4``, which validation reduces), with its own normaliser (as ``predict`` of that
+    volume would use)."""
     if image is None or labels is None:
         missing = names[0] if image is None else names[1]
         raise InputError(f"{missing}: give both a validation image and its labels, or neither")
     image = check_image(image, names[0])
     labels = check_labels(labels, names[1])
     check_pair(image, labels, *names)
-    return image, for_task(labels, task), Normalizer.from_volume(image)
+    return image, labels, Normalizer.from_volume(image)
 
 
 def _check_stopping(config: TrainConfig, *, has_validation: bool) -> None:

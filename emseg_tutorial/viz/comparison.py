@@ -1,5 +1,7 @@
 """Figures of chapter 6 (``book/06_beyond.ipynb``): each method's target predictions, scores per
-epoch, the conditional discriminator's domain shortcut, rank normalisation, the slice-gap choice.
+epoch, the conditional discriminator's domain shortcut, rank normalisation, the slice-gap choice;
+and the field's VNC -> Lucchi++ benchmark beside its published rows (:func:`benchmark_figure`,
+``benchmark vnc-lucchi``: its rows as plain data, :func:`~emseg_tutorial.paper.mito_benchmark.benchmark_json`).
 
 Nothing here imports :mod:`emseg_tutorial.paper.comparison`: :func:`method_curves` takes the per-epoch
 scores (:func:`~emseg_tutorial.paper.comparison.epoch_curves`), and :func:`method_predictions` and
@@ -27,7 +29,8 @@ from ..labels import for_task
 from ..style import BOOK_WIDTH
 from .common import gray, overlay, panel_grid
 
-__all__ = ["method_predictions", "method_curves", "shortcut_figure", "rank_normalisation_figure", "gap_dice_figure"]
+__all__ = ["method_predictions", "method_curves", "shortcut_figure", "rank_normalisation_figure", "gap_dice_figure",
+           "benchmark_figure"]
 
 
 def method_predictions(comp, crop: int | None = 160, seed: int = 0):
@@ -229,3 +232,50 @@ def gap_dice_figure(dice: dict[str, np.ndarray], gaps, chosen: int | None = None
     ax.legend()
     return ax.figure
 
+
+def benchmark_figure(rows: Sequence[dict], published: Sequence[dict], key: str = "foreground_iou",
+                     title: str = "VNC -> Lucchi++ mitochondria"):
+    """Bars of ``key`` for our rows (error bars: the sample sd over seeds; blue the label-free
+    choice, orange the last epoch, grey source-only and the oracle), the published rows as dashed
+    lines across the plot, named in the legend.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Our rows: ``row`` (a label), ``key`` (the mean) and, where several runs were made,
+        ``values[key]`` (one score per run).
+    published : sequence of dict
+        ``method`` and ``scores`` (a dict holding ``key`` where the row reports it).
+    key : str
+        The score drawn (default foreground IoU).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> rows = [{"row": "source-only", "foreground_iou": 0.4}, {"row": "oracle", "foreground_iou": 0.8},
+    ...         {"row": "adabn, label-free", "foreground_iou": 0.5, "values": {"foreground_iou": [0.5]}}]
+    >>> fig = benchmark_figure(rows, [{"method": "DA-ISC, subset 1", "scores": {"foreground_iou": 0.6865}}])
+    >>> len(fig.axes)
+    1
+    """
+    drawn = [r for r in rows if r.get(key) is not None]
+    fig, ax = plt.subplots(figsize=(BOOK_WIDTH, 0.3 * len(drawn) + 1.6), layout="constrained")
+    y = np.arange(len(drawn))[::-1]
+    means = [r[key] for r in drawn]
+    spread = [np.std(r["values"][key], ddof=1) if len(r.get("values", {}).get(key, [])) > 1 else 0 for r in drawn]
+    colours = ["0.6" if "source-only" in r["row"] else "0.3" if r["row"].startswith("oracle") else
+               "C0" if r["row"].endswith("label-free") else "C1" for r in drawn]
+    ax.barh(y, means, xerr=spread, color=colours, capsize=2)
+    ax.set_yticks(y, [r["row"] for r in drawn], fontsize=8)
+    for i, pub in enumerate(p for p in published if key in p["scores"]):
+        value = pub["scores"][key]
+        ax.axvline(value, color=f"C{i + 2}", ls="--", lw=1.2, label=f"{pub['method']} (published) {value:.3f}")
+    if published:
+        ax.legend(loc="lower right", fontsize=7, framealpha=0.9)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel({"foreground_iou": "foreground IoU on the held-out target"}.get(key, key))
+    ax.set_title(title, fontsize=9)
+    return fig
