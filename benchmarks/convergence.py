@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/convergence.py [--budget 10] [--ablation-budget 2] [--no-ablation]
+    python benchmarks/convergence.py [--budget 10] [--ablation-budget 2] [--no-ablation | --ablation-only]
                                      [--task multiclass] [--times 4] [--json benchmarks/results/convergence.json]
 
 On the twins at the ``cpu`` preset's volume size (source twin, seed 0, for training; the held-out
@@ -80,6 +80,9 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=10.0, help="minutes of the budgeted run (default 10)")
     parser.add_argument("--ablation-budget", type=float, default=2.0, help="minutes of each ablation run")
     parser.add_argument("--no-ablation", action="store_true")
+    parser.add_argument("--ablation-only", action="store_true",
+                        help="skip the reference and budget runs (the ablation's differences are to its own "
+                             "convergence-sizes row)")
     parser.add_argument("--task", choices=sorted(WEIGHTS), default="multiclass")
     parser.add_argument("--times", type=float, default=4.0, help="the reference trains this many times the "
                                                                   "preset's steps (default 4)")
@@ -93,7 +96,7 @@ def main() -> int:
     fixed = budget_steps(preset, budget_of(task, init=False, jitter=False))
     print(f"task {task}/{weights}, volumes {preset.source_shape}, torch threads {torch.get_num_threads()}")
     steps = max(1, round(args.times * fixed))
-    rows = [run(f"cpu preset, {args.times:g}x{fixed} steps", train_config(preset, task=task, weights=weights, steps=steps,
+    rows = [] if args.ablation_only else [run(f"cpu preset, {args.times:g}x{fixed} steps", train_config(preset, task=task, weights=weights, steps=steps,
                                                              device="cpu", precision="float32"), train, test, task),
             run(f"budget {args.budget:g} min", converge_config("cpu", task=task, weights=weights, budget=args.budget,
                                                                precision="float32"), train, test, task)]
@@ -103,14 +106,15 @@ def main() -> int:
         rows.append(run("convergence sizes", base, train, test, task))
         for name, change in ABLATION.items():
             rows.append(run(name, TrainConfig(**{**base.to_dict(), **change}), train, test, task))
+    first = 0 if args.ablation_only else 2  # the convergence-sizes row of the ablation
     reference = rows[0]["score"]
     print(f"\n{'run':26s} {'steps':>6s} {'min':>6s} {'held-out mJ':>11s} {'vs reference':>12s}")
     for r in rows:
         print(f"{r['run']:26s} {r['steps']:6d} {r['minutes']:6.2f} {r['score']:11.4f} {r['score'] - reference:+12.4f}")
-    if len(rows) > 2:
-        base_score = rows[2]["score"]
+    if len(rows) > first + 1:
+        base_score = rows[first]["score"]
         print("\nablation against the convergence sizes at the same budget:")
-        for r in rows[3:]:
+        for r in rows[first + 1:]:
             print(f"  {r['run']:24s} {r['score'] - base_score:+.4f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
