@@ -172,6 +172,21 @@ def run_benchmark(session: Session, *, methods: Sequence[str] | None = None,
 # --------------------------------------------------------------------------- the table
 
 
+def _mean(values: Sequence[float | None]) -> float | None:
+    """The mean of the values present (``None`` and NaN skipped, so one failed run does not make
+    the row NaN); ``None`` when none is.
+
+    Examples
+    --------
+    >>> round(_mean([0.5, None, float("nan"), 0.7]), 6)
+    0.6
+    >>> _mean([None, float("nan")]) is None
+    True
+    """
+    present = np.array([np.nan if v is None else v for v in values], dtype=float)
+    return float(np.nanmean(present)) if not np.isnan(present).all() else None
+
+
 def _ours(bench: Benchmark) -> list[dict]:
     """Our rows: source-only, each method at its last and label-free epochs, the oracle."""
     comp, gap = bench.comparison, bench.comparison.gap
@@ -183,8 +198,7 @@ def _ours(bench: Benchmark) -> list[dict]:
         deterministic = get_method(name).deterministic
         for selection, rule in (("last", "last epoch"), ("label-free", "label-free rule")):
             sub = long[(long["method"] == name) & (long["selection"] == selection)]
-            means = {k: float(np.mean([v for v in sub[k] if v is not None])) if sub[k].notna().any() else None
-                     for k in SCORES}
+            means = {k: _mean(sub[k]) for k in SCORES}
             rows.append({"row": f"{name}, {selection}", **means, "n": len(sub), "selection": rule,
                          "values": {k: sub[k].tolist() for k in SCORES}, "deterministic": deterministic,
                          "epochs": sub["epoch"].tolist(),
@@ -269,15 +283,19 @@ def benchmark_json(bench: Benchmark) -> dict:
 
 def benchmark_numbers(bench: Benchmark) -> dict[str, float | str]:
     """The numbers a chapter's prose quotes (``myst_nb.glue``): ``preset``, ``data``, ``seconds``,
-    ``source_iou``, ``oracle_iou``, ``best`` / ``best_iou`` / ``best_closed`` (the method with the
-    highest mean label-free IoU) and ``daisc1_iou``, ``pytc_iou`` (the published references)."""
+    ``source_iou``, ``oracle_iou``, ``top_on_labels`` / ``top_on_labels_iou`` /
+    ``top_on_labels_closed`` and ``daisc1_iou``, ``pytc_iou`` (the published references).
+
+    ``top_on_labels`` is the method whose label-free epoch scores the highest mean IoU on the
+    held-out target labels: picking it reads those labels, so it is an oracle-style choice, shown
+    for comparison only (no label-free rule picks among the methods)."""
     rows = [r for r in _ours(bench) if r["row"].endswith(", label-free") and r["foreground_iou"] is not None]
-    best = max(rows, key=lambda r: r["foreground_iou"])
+    top = max(rows, key=lambda r: r["foreground_iou"])
     numbers = {"preset": bench.preset, "data": bench.data, "seconds": float(bench.seconds),
                "source_iou": float(bench.source_only["foreground_iou"]),
                "oracle_iou": float(bench.oracle["foreground_iou"]),
-               "best": best["row"].rsplit(",", 1)[0], "best_iou": float(best["foreground_iou"]),
+               "top_on_labels": top["row"].rsplit(",", 1)[0], "top_on_labels_iou": float(top["foreground_iou"]),
                "daisc1_iou": PUBLISHED[0].scores["foreground_iou"], "pytc_iou": PUBLISHED[2].scores["foreground_iou"]}
-    closed = gap_closed(best["foreground_iou"], numbers["source_iou"], numbers["oracle_iou"])
-    numbers["best_closed"] = float("nan") if closed is None else float(closed)
+    closed = gap_closed(top["foreground_iou"], numbers["source_iou"], numbers["oracle_iou"])
+    numbers["top_on_labels_closed"] = float("nan") if closed is None else float(closed)
     return numbers

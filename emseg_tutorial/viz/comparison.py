@@ -258,8 +258,8 @@ def benchmark_figure(rows: Sequence[dict], published: Sequence[dict], key: str =
     >>> rows = [{"row": "source-only", "foreground_iou": 0.4}, {"row": "oracle", "foreground_iou": 0.8},
     ...         {"row": "adabn, label-free", "foreground_iou": 0.5, "values": {"foreground_iou": [0.5]}}]
     >>> fig = benchmark_figure(rows, [{"method": "DA-ISC, subset 1", "scores": {"foreground_iou": 0.6865}}])
-    >>> len(fig.axes)
-    1
+    >>> len(fig.axes), fig.axes[0].get_legend().get_texts()[0].get_text()
+    (1, 'DA-ISC, subset 1 (published) 0.6865')
     """
     drawn = [r for r in rows if r.get(key) is not None]
     fig, ax = plt.subplots(figsize=(BOOK_WIDTH, 0.3 * len(drawn) + 1.6), layout="constrained")
@@ -272,7 +272,7 @@ def benchmark_figure(rows: Sequence[dict], published: Sequence[dict], key: str =
     ax.set_yticks(y, [r["row"] for r in drawn], fontsize=8)
     for i, pub in enumerate(p for p in published if key in p["scores"]):
         value = pub["scores"][key]
-        ax.axvline(value, color=f"C{i + 2}", ls="--", lw=1.2, label=f"{pub['method']} (published) {value:.3f}")
+        ax.axvline(value, color=f"C{i + 2}", ls="--", lw=1.2, label=f"{pub['method']} (published) {value:g}")
     if published:
         ax.legend(loc="lower right", fontsize=7, framealpha=0.9)
     ax.set_xlim(0, 1)
