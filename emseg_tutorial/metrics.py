@@ -9,7 +9,7 @@ as ``predict`` writes them (the boundary task: ``1`` boundary, ``2`` non-boundar
 task such as ``mitochondria``: ``1`` the class, ``2`` the rest; for ``multiclass`` and
 ``boundary`` 4-class predictions are reduced too, :func:`emseg_tutorial.labels.prediction_codes`).
 
-Three families of scores:
+Four families of scores:
 
 * **Pixel classification** -- :func:`confusion_matrix`, :func:`jaccard_from_confusion`,
   :func:`mean_jaccard`, :func:`jaccard_scores`: the paper's Jaccard score (intersection over
@@ -25,9 +25,10 @@ Three families of scores:
   the class in each slice, compared with the adapted Rand error and the variation of
   information of :mod:`skimage.metrics` (the SNEMI3D scores).
 
-:func:`evaluate` runs all three and returns a JSON-ready ``dict`` (``evaluate --json``);
-:func:`pixel_scores` is its cheap part (the first two, no cells), for validation passes and
-many runs.
+:func:`evaluate` runs those of the task (boundary detection or foreground, beside the other
+two) and returns a JSON-ready ``dict`` (``evaluate --json``); :func:`pixel_scores` is its cheap
+part (all but the instances: no cells), for validation passes and many runs; :func:`headline_key`
+names the score a run of a task is ranked by.
 
 Inputs are checked once, by the public function they enter: class codes with
 :func:`emseg_tutorial.labels.check_codes` (the library's one label check: integers or
@@ -74,6 +75,7 @@ __all__ = [
     "instance_scores",
     "pixel_scores",
     "evaluate",
+    "headline_key",
     "check_tolerance",
     "MAX_TOLERANCE",
 ]
@@ -717,6 +719,18 @@ def pixel_scores(
 
 #: the boundary entries of :func:`pixel_scores`, ``nan`` for a foreground task
 BOUNDARY_KEYS = ("boundary_jaccard", "boundary_precision", "boundary_recall", "boundary_f1")
+
+
+def headline_key(task: str) -> str:
+    """The score a run of ``task`` is ranked by: ``boundary_jaccard`` (the paper's), or a
+    foreground task's ``foreground_iou`` (the field's for mitochondria).
+
+    Examples
+    --------
+    >>> headline_key("boundary"), headline_key("mitochondria")
+    ('boundary_jaccard', 'foreground_iou')
+    """
+    return "foreground_iou" if _labels.is_foreground_task(task) else "boundary_jaccard"
 
 
 def _pixel_scores(prediction: np.ndarray, labels: np.ndarray, names: dict[int, str], task: str,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from emseg_tutorial._validate import InputError
 from emseg_tutorial.cli import main
 from emseg_tutorial.models import PatchDiscriminator, UNet2d, build
 from emseg_tutorial.adapt import steps as adapt_module
@@ -163,3 +164,14 @@ def test_cli_adapt(adapt_cli_files, capsys):
                  "--out", f"{p}/o2"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "two-class model" in err
+
+
+def test_adapt_refuses_a_model_of_another_task(volumes, ci_adapt_config, tmp_path):
+    src, tgt = volumes
+    save_checkpoint(tmp_path / "mito.pt", tiny_unet(), config={"task": "mitochondria"})
+    model = load_checkpoint(tmp_path / "mito.pt")[0]
+    assert model.task == "mitochondria"  # the task its checkpoint records
+    with pytest.raises(InputError, match=r"mito.pt: the model was trained for the mitochondria task, not boundary"):
+        adapt(model, src.labels, tgt.image, ci_adapt_config(**TINY), progress=False)
+    save_checkpoint(tmp_path / "old.pt", tiny_unet())  # a checkpoint recording no task: nothing to check
+    assert not hasattr(load_checkpoint(tmp_path / "old.pt")[0], "task")

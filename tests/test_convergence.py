@@ -189,3 +189,16 @@ def test_cli_val_image_needs_val_labels(tmp_path, capsys):
                  "--val-image", "v.tif", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2 and "--val-image needs --val-labels" in err
+
+
+def test_a_foreground_task_stops_on_its_foreground_iou(vol):
+    cfg = TrainConfig(task="mitochondria", weights="none", steps=6, batch_size=2, patch=32, val_every=1,
+                      model=dict(TINY), device="cpu", lr=2e-2, patience=50, keep_best=True)
+    run = train_supervised(vol.image, vol.labels, cfg, progress=False)
+    stop, val = run.history["stop"], run.history["val"]
+    replay = EarlyStopping(None)  # the record the foreground IoUs make (not the two-class mean Jaccard)
+    for v in val:
+        replay.update(v["step"], v["foreground_iou"])
+    assert stop["score"] == "foreground_iou" and stop["best_foreground_iou"] == replay.best
+    assert stop["best_step"] == stop["kept_step"] == replay.best_step
+    assert "validation foreground IoU" in stop_reason_text(stop, cfg)

@@ -66,7 +66,7 @@ import torch
 from ..data.normalize import Normalizer, normalizer_of
 from ..data.volume import Volume
 from ..labels import BOUNDARY, for_task, is_foreground_task
-from ..metrics import boundary_scores, evaluate
+from ..metrics import boundary_scores, evaluate, headline_key
 from ..predict import predict_labels, predict_probabilities, probabilities_to_codes
 
 #: Source validation boundary Jaccard may fall at most this much.
@@ -311,8 +311,8 @@ def label_free_choice(epochs: list[dict], **thresholds) -> int:
 def oracle_choice(epochs: list[dict], key: str | None = None) -> int:
     """The adapted epoch (>= 1) with the best target score: needs the target labels.
 
-    ``key`` defaults to the headline score of the scores' task (:func:`headline_key`): the
-    boundary Jaccard, or a foreground task's IoU.
+    ``key`` defaults to the headline score of the scores' task
+    (:func:`~emseg_tutorial.metrics.headline_key`): the boundary Jaccard, or a foreground task's IoU.
 
     Examples
     --------
@@ -326,18 +326,6 @@ def oracle_choice(epochs: list[dict], key: str | None = None) -> int:
         raise ValueError("oracle selection needs target scores of at least one adapted epoch")
     key = key or headline_key(adapted[0]["target"].get("task", "boundary"))
     return max(adapted, key=lambda e: e["target"][key])["epoch"]
-
-
-def headline_key(task: str) -> str:
-    """The score a run of ``task`` is ranked by: ``boundary_jaccard`` (the paper's), or a
-    foreground task's ``foreground_iou`` (the field's for mitochondria).
-
-    Examples
-    --------
-    >>> headline_key("boundary"), headline_key("mitochondria")
-    ('boundary_jaccard', 'foreground_iou')
-    """
-    return "foreground_iou" if is_foreground_task(task) else "boundary_jaccard"
 
 
 def kept_summary(stop: Mapping | None, epochs: list[dict]) -> str:

@@ -331,14 +331,14 @@ def adapt(model: torch.nn.Module, source_labels: np.ndarray, target_image: np.nd
     Raises
     ------
     InputError
-        Not a boundary model (:func:`check_boundary_model`), bad volumes, or slices too small to
-        adapt with (:func:`check_slice_size`), before any training.
+        Not a two-class model of ``config.task`` (:func:`check_boundary_model`), bad volumes, or
+        slices too small to adapt with (:func:`check_slice_size`), before any training.
     Diverged
         A loss or a weight became NaN or infinite (:func:`check_diverged`, after each epoch):
         one line naming the epoch, the step and the settings to lower.
     """
     record = get_method(config.method)
-    check_boundary_model(model)
+    check_boundary_model(model, task=config.task)
     target_image = check_image(target_image, target_name)
     check_slice_size(target_image, target_name, config)
     labels = source_codes(source_labels, config)  # the one check of the source labels on this path
@@ -500,9 +500,11 @@ def check_diverged(ctx: StepContext, epoch: int, stats: dict[str, list[float]]) 
         raise Diverged("adaptation", f"epoch {epoch}", f"{net} weights hold NaN or infinite values", settings)
 
 
-def check_boundary_model(model: torch.nn.Module, name: str | None = None) -> torch.nn.Module:
+def check_boundary_model(model: torch.nn.Module, name: str | None = None,
+                         task: str | None = None) -> torch.nn.Module:
     """``model`` if it is a two-class segmentation U-Net (the boundary, or one class against the
-    rest), else one-line InputError.
+    rest) trained for ``task`` (when given and the model records its task, ``model.task``: a
+    model restored from a checkpoint or returned by training), else one-line InputError.
 
     Adaptation adapts M3, the boundary model, or another one-vs-rest model (mitochondria);
     messages name ``name`` or the model's checkpoint file
@@ -515,13 +517,23 @@ def check_boundary_model(model: torch.nn.Module, name: str | None = None) -> tor
     Traceback (most recent call last):
     ...
     emseg_tutorial._validate.InputError: m1.pt: adaptation needs a two-class model (2 classes: the boundary, or one class against the rest), this one has 4
+    >>> mito = UNet2d(out_channels=2, depth=1, base_width=4)
+    >>> mito.task = "mitochondria"
+    >>> check_boundary_model(mito, "mito.pt", task="boundary")
+    Traceback (most recent call last):
+    ...
+    emseg_tutorial._validate.InputError: mito.pt: the model was trained for the mitochondria task, not boundary (the adaptation's task); adapt it with task='mitochondria'
     """
     check_model(model, name, classes=None)
+    name = name or getattr(model, "checkpoint", None) or "model"
     classes = getattr(model, "init_kwargs", {}).get("out_channels")
     if classes != num_classes("boundary"):
-        name = name or getattr(model, "checkpoint", None) or "model"
         raise InputError(f"{name}: adaptation needs a two-class model ({num_classes('boundary')} classes: the "
                          f"boundary, or one class against the rest), this one has {classes}")
+    recorded = getattr(model, "task", None)
+    if task is not None and recorded is not None and recorded != task:
+        raise InputError(f"{name}: the model was trained for the {recorded} task, not {task} (the adaptation's "
+                         f"task); adapt it with task={recorded!r}")
     return model
 
 

@@ -110,12 +110,12 @@ def run_method(name: str, model: torch.nn.Module, source: Volume, target_image: 
 
     if resume is not None:
         raise ValueError(f"method {name!r} has no training to resume: it runs in one pass")
-    check_boundary_model(model)
+    settings = {k: v for k, v in config_kwargs.items() if k in record.options}
+    task = settings.get("task") or "boundary"
+    check_boundary_model(model, task=task)
     target_image = check_image(target_image, target_name)
     check_slice_size(target_image, target_name)
     warn_degenerate(target_image, target_name)
-    settings = {k: v for k, v in config_kwargs.items() if k in record.options}
-    task = settings.get("task") or "boundary"
     labels = source_codes(source.labels, task=task)  # the one check of the source labels on this path
     record.check_source_image(settings, source.image)
     stride = settings.get("report_stride")

@@ -121,13 +121,25 @@ def checkpoint_task(ckpt: dict) -> str:
     >>> checkpoint_task({"model": {"out_channels": 4}, "config": {}})
     'multiclass'
     """
+    return recorded_task(ckpt) or ("multiclass" if (ckpt.get("model") or {}).get("out_channels") == 4 else "boundary")
+
+
+def recorded_task(ckpt: dict) -> str | None:
+    """The task a checkpoint records (read as :func:`checkpoint_task` reads it), None where it
+    records none.
+
+    Examples
+    --------
+    >>> recorded_task({"config": {"task": "mitochondria"}}), recorded_task({"model": {"out_channels": 2}})
+    ('mitochondria', None)
+    """
     config = ckpt.get("config")
     while isinstance(config, dict):
         for task in (config.get("task"), (config.get("adapt") or {}).get("task")):
             if task in TASKS:
                 return task
         config = config.get("source")
-    return "multiclass" if (ckpt.get("model") or {}).get("out_channels") == 4 else "boundary"
+    return None
 
 
 def check_task(ckpt: dict, task: str | None, name: str = "model") -> str:
@@ -244,7 +256,8 @@ def check_resumable(saved: dict, config: dict, changeable: tuple[str, ...], posi
 def restore_model(ckpt: dict, path: str | os.PathLike = "checkpoint") -> torch.nn.Module:
     """The network of a checkpoint or training state, rebuilt from its kind and weights.
 
-    The model remembers its file as ``model.checkpoint``, so later checks name it.
+    The model remembers its file as ``model.checkpoint``, so later checks name it, and the task
+    its checkpoint records (:func:`recorded_task`) as ``model.task``, so adaptation can check it.
     """
     arch = ckpt.get("arch", "unet2d")
     check_kwargs(arch, ckpt["model"], str(path))  # sizes bounded before anything is allocated
@@ -264,6 +277,9 @@ def restore_model(ckpt: dict, path: str | os.PathLike = "checkpoint") -> torch.n
     except (TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{path}: checkpoint does not rebuild its model ({_first_line(err)})") from None
     model.checkpoint = str(path)  # named by the checks that use the model (models.check_model)
+    task = recorded_task(ckpt)
+    if task is not None:
+        model.task = task  # checked against the task it is adapted for (adapt.loop.check_boundary_model)
     return model
 
 

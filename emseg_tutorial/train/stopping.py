@@ -19,13 +19,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-#: Smallest gain of the validation score that counts as an improvement (mean Jaccard, absolute).
+#: Smallest gain of the validation score that counts as an improvement (absolute; the mean Jaccard,
+#: or a foreground task's IoU: :func:`~emseg_tutorial.train.supervised.stopping_key`).
 MIN_DELTA = 1e-3
 
 #: Why a run stopped, in words (:func:`stop_reason_text`).
-REASONS = {"patience": "no gain of {delta:g} in mean Jaccard for {patience} validations",
+REASONS = {"patience": "no gain of {delta:g} in {score} for {patience} validations",
            "budget": "the time budget of {budget:g} min was spent",
            "steps": "the step cap ({steps}) was reached"}
+#: The scores a run stops on, in words.
+SCORE_NAMES = {"mean_jaccard": "mean Jaccard", "foreground_iou": "foreground IoU"}
 
 
 @dataclass
@@ -88,12 +91,17 @@ def stop_reason_text(stop: dict, config) -> str:
     >>> stop_reason_text({"reason": "patience", "step": 400, "kept_step": 250, "best_step": 250,
     ...                   "best_mean_jaccard": 0.8123}, cfg)
     'stopped at step 400: no gain of 0.001 in mean Jaccard for 3 validations; kept step 250 (validation mean Jaccard 0.812)'
+    >>> stop_reason_text({"reason": "steps", "step": 5000, "kept_step": 5000, "best_step": 4000,
+    ...                   "score": "foreground_iou", "best_foreground_iou": 0.6}, cfg).split("; ")[-1]
+    'the best validation was step 4000 (validation foreground IoU 0.600)'
     """
+    key = stop.get("score", "mean_jaccard")  # records without one stopped on the mean Jaccard
+    name = SCORE_NAMES.get(key, key)
     why = REASONS[stop["reason"]].format(delta=MIN_DELTA, patience=config.patience, budget=config.budget or 0,
-                                         steps=config.steps)
+                                         steps=config.steps, score=name)
     line = f"stopped at step {stop['step']}: {why}"
-    if stop.get("best_mean_jaccard") is not None:
-        best = f"step {stop['best_step']} (validation mean Jaccard {stop['best_mean_jaccard']:.3f})"
+    if stop.get(f"best_{key}") is not None:
+        best = f"step {stop['best_step']} (validation {name} {stop[f'best_{key}']:.3f})"
         if stop.get("kept_step") == stop["best_step"]:
             line += f"; kept {best}"
         else:

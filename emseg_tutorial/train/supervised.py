@@ -51,9 +51,9 @@ from ..data.normalize import Normalizer
 from ..data.patches import PatchSampler
 from ..devices import (Precision, adam, check_precision, compile_model, eager_fallback, memory_format, pick_device,
                        precision, set_seed)
-from ..labels import TASKS, check_labels, check_task_labels, class_names, for_task, num_classes
+from ..labels import TASKS, check_labels, check_task_labels, class_names, for_task, is_foreground_task, num_classes
 from ..losses import Diverged, dice_loss, first_non_finite, focal_loss, non_finite_weights, weighted_cross_entropy
-from ..metrics import pixel_scores
+from ..metrics import headline_key, pixel_scores
 from ..models import build, build_model, check_model
 from ..predict import predict_labels
 from ..progress import progress as progress_bar
@@ -119,7 +119,8 @@ class TrainConfig:
         (:mod:`emseg_tutorial.train.convergence` sizes such runs).
     patience : int, optional
         Stop after this many validations in a row without a gain of
-        :data:`~emseg_tutorial.train.stopping.MIN_DELTA` in mean Jaccard (None: never).
+        :data:`~emseg_tutorial.train.stopping.MIN_DELTA` in the validation score of
+        :func:`stopping_key` (mean Jaccard; a foreground task's IoU) (None: never).
     lr_schedule : {"constant", "plateau"}
         ``plateau`` halves the learning rate after ``max(1, patience // 2)`` validations without
         gain (``torch.optim.lr_scheduler.ReduceLROnPlateau``).
@@ -207,6 +208,21 @@ def validate(model: torch.nn.Module, image: np.ndarray, labels: np.ndarray, task
     s = pixel_scores(predict_labels(model, image, normalizer=normalizer, device=device), labels, task)
     keys = ("mean_jaccard", "jaccard", "boundary_jaccard", "boundary_f1", "foreground_iou", "foreground_f1")
     return {k: s[k] for k in keys if k in s}
+
+
+def stopping_key(task: str) -> str:
+    """The validation score that early stopping, ``keep_best`` and the plateau schedule follow.
+
+    A foreground task's headline score (:func:`~emseg_tutorial.metrics.headline_key`: its
+    two-class mean Jaccard is dominated by the large "rest" class), else the mean Jaccard over
+    the task's classes.
+
+    Examples
+    --------
+    >>> stopping_key("mitochondria"), stopping_key("boundary"), stopping_key("multiclass")
+    ('foreground_iou', 'mean_jaccard', 'mean_jaccard')
+    """
+    return headline_key(task) if is_foreground_task(task) else "mean_jaccard"
 
 
 #: smallest slice side training takes (the smallest patch; the book's synth minimum, as adaptation's)
@@ -398,6 +414,7 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     optimizer = adam(model.parameters(), config.lr, device)
     scheduler = _scheduler(optimizer, config)
     stopper = EarlyStopping(config.patience)
+    key = stopping_key(config.task)  # the score stopping, keep_best and the schedule follow
     best: dict | None = None  # the best validation's weights (keep_best), on the CPU
     amp = precision(device, config.precision)
     scaler = amp.grad_scaler()
@@ -447,14 +464,14 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
                 scores = validate(model, val[0], val[1], config.task, device, normalizer=val[2])
                 history["val"].append({"step": step, **scores, "lr": optimizer.param_groups[0]["lr"],
                                        "seconds": time.perf_counter() - start})
-                bar.set_postfix(val_jaccard=f"{scores['mean_jaccard']:.3f}")
-                if stopper.update(step, scores["mean_jaccard"]) and config.keep_best:
+                bar.set_postfix({f"val_{key.replace('mean_', '')}": f"{scores[key]:.3f}"})
+                if stopper.update(step, scores[key]) and config.keep_best:
                     best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 if scheduler is not None:
-                    scheduler.step(scores["mean_jaccard"])
+                    scheduler.step(scores[key])
         reason = "budget" if spent else "patience" if stopper.exhausted else "steps" if step == config.steps else None
         if reason is not None:
-            history["stop"] = _stop_record(reason, step, stopper, config, best is not None)
+            history["stop"] = _stop_record(reason, step, stopper, config, best is not None, key)
         if checkpoint is not None and (step % every == 0 or reason is not None):
             read_losses()
             save_state(step)
@@ -463,6 +480,7 @@ def train_supervised(image: np.ndarray, labels: np.ndarray, config: TrainConfig,
     read_losses()
     if config.keep_best and best is not None:
         model.load_state_dict(best)
+    model.task = config.task  # what it was trained for, checked where it is adapted (adapt.loop)
     history["seconds"] = time.perf_counter() - start
     return TrainResult(model=model.cpu().to(memory_format=torch.contiguous_format), config=config,
                        history=history)
@@ -497,9 +515,12 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
                                                       threshold=MIN_DELTA, threshold_mode="abs")
 
 
-def _stop_record(reason: str, step: int, stopper: EarlyStopping, config: TrainConfig, kept_best: bool) -> dict:
-    """``history["stop"]``: why and where the run stopped, its best validation and the weights kept."""
-    return {"reason": reason, "step": step, "best_step": stopper.best_step, "best_mean_jaccard": stopper.best,
+def _stop_record(reason: str, step: int, stopper: EarlyStopping, config: TrainConfig, kept_best: bool,
+                 key: str) -> dict:
+    """``history["stop"]``: why and where the run stopped, its best validation (``best_<key>``, the
+    score of :func:`stopping_key`, named in ``score`` unless it is the mean Jaccard) and the weights kept."""
+    return {"reason": reason, "step": step, **({} if key == "mean_jaccard" else {"score": key}),
+            "best_step": stopper.best_step, f"best_{key}": stopper.best,
             "kept_step": stopper.best_step if config.keep_best and kept_best else step}
 
 
