@@ -27,7 +27,6 @@ against wall-clock time of each run; ``--json`` writes both. Nothing is enforced
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -38,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emseg_tutorial.data.normalize import Normalizer  # noqa: E402
 from emseg_tutorial.data.synthetic import make_volume  # noqa: E402
-from emseg_tutorial.labels import for_task  # noqa: E402
 from emseg_tutorial.metrics import pixel_scores  # noqa: E402
 from emseg_tutorial.paper.stages import budget_of, budget_steps, train_config  # noqa: E402
 from emseg_tutorial.predict import predict_labels  # noqa: E402
 from emseg_tutorial.presets import get_preset  # noqa: E402
+from emseg_tutorial.store import save_json  # noqa: E402
 from emseg_tutorial.train import TrainConfig, converge_config, train_supervised  # noqa: E402
 
 WEIGHTS = {"multiclass": "entropy", "boundary": "distance"}
@@ -56,9 +55,10 @@ ABLATION = {"patch 96": {"patch": 96}, "patch 192": {"patch": 192}, "batch 4": {
 
 
 def held_out_score(model: torch.nn.Module, volume, task: str) -> float:
-    """Mean Jaccard of ``model`` on a whole held-out volume."""
+    """Mean Jaccard of ``model`` on a whole held-out volume (its labels in the codes 0..4, which
+    :func:`~emseg_tutorial.metrics.pixel_scores` reduces to the task's)."""
     pred = predict_labels(model, volume.image, normalizer=Normalizer.from_volume(volume.image), device="cpu")
-    return float(pixel_scores(pred, for_task(volume.labels, task), task)["mean_jaccard"])
+    return float(pixel_scores(pred, volume.labels, task)["mean_jaccard"])
 
 
 def run(name: str, config: TrainConfig, train, test, task: str) -> dict:
@@ -118,7 +118,7 @@ def main() -> int:
             print(f"  {r['run']:24s} {r['score'] - base_score:+.4f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"task": task, "volumes": preset.source_shape, "rows": rows}, indent=1))
+        save_json(args.json, {"task": task, "volumes": preset.source_shape, "rows": rows})  # atomically
     return 0
 
 

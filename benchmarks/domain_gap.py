@@ -18,7 +18,6 @@ needed). Nothing is enforced; it exits 0.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -32,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emseg_tutorial.paper.comparison import compare  # noqa: E402
 from emseg_tutorial.paper.gap import domain_gap  # noqa: E402
 from emseg_tutorial.session import from_env  # noqa: E402
+from emseg_tutorial.store import save_json  # noqa: E402
 
 
 def main() -> int:
@@ -64,7 +64,7 @@ def main() -> int:
           f"{'at most' if gap.source_only_is_poor else 'ABOVE'} it")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"preset": args.preset, "rows": rows, "midpoint": gap.midpoint}, indent=1))
+        save_json(args.json, {"preset": args.preset, "rows": rows, "midpoint": gap.midpoint})  # atomically
     return 0
 
 

@@ -508,7 +508,7 @@ def add_adapt(sub) -> None:
                    help="the model's task (default: the one its checkpoint records); a model trained for another "
                         "task is refused")
     p.add_argument("--source-labels", type=_path, required=True, metavar="LAB",
-                   help="source ground truth, codes 1-4 or 1-2")
+                   help="source ground truth, codes 0-4 (0 ignored; 1-2 for a boundary model)")
     p.add_argument("--source-image", type=_path, metavar="IMG",
                    help="source images (refused where the method does not read them: "
                         + ", ".join(r.name for r in records if r.source_image is False) + "; "

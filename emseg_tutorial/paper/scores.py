@@ -32,7 +32,8 @@ def score(model: torch.nn.Module, volume: Volume, task: str, *, device: str | to
     """
     probs = predict_probabilities(model, volume.image, normalizer=volume.normalizer, device=device)
     codes = probabilities_to_codes(probs)
-    # a foreground task's average precision reads the probabilities; cells come from the codes
+    # a foreground task's scores read the probabilities: its average precision, and its objects (the
+    # components where the probability is >= 0.5); the other tasks' cells come from the codes
     scores = evaluate(codes, volume.labels, task, tolerance=tolerance,
                       probabilities=probs if is_foreground_task(task) else None)
     return (scores, codes, probs) if return_prediction else scores
