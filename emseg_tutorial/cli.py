@@ -205,9 +205,10 @@ def add_train(sub) -> None:
     p.add_argument("--jitter", action="store_true", help="random intensity jitter (the paper's M2 -> M3 step)")
     p.add_argument("--augment", choices=list(AUGMENTS),
                    help="augmentation of every training patch: flips (random flips and quarter turns, the "
-                        "default), flips+intensity (also a mild random gain, offset, gamma and noise of the image), "
-                        "flips+elastic (also a smooth random deformation of image, labels and weights alike), all "
-                        "(both), none (not even the flips); benchmarks/convergence.py measures what each gains")
+                        "default with --steps or a preset), flips+intensity (also a mild random gain, offset, gamma "
+                        "and noise of the image; the default when training to convergence), flips+elastic (also a "
+                        "smooth random deformation of image, labels and weights alike), all (both), none (not even "
+                        "the flips); benchmarks/results/ablation.txt says what each gained")
     cpu, gpu = CONVERGE["cpu"], CONVERGE["gpu"]
     p.add_argument("--budget", type=_positive_float, metavar="MINUTES",
                    help="train until the validation score stops improving (--patience) or MINUTES have passed, "
