@@ -39,7 +39,9 @@ parameters come from :meth:`Jitter.draw`, the one definition of the ranges and p
 Beyond the paper: augmentation for training to convergence
 -----------------------------------------------------------
 The patch sampler always flips and turns (:mod:`.patches`). ``TrainConfig.augment`` may add two
-more, off by default (``"flips"``), for the ablation of ``benchmarks/convergence.py``:
+more, off by default (``"flips"``, what the book's presets train with); training to convergence
+(:mod:`emseg_tutorial.train.convergence`) adds the intensity one, from the ablation of
+``benchmarks/convergence.py``:
 ``"flips+intensity"`` adds :data:`INTENSITY`, a mild :class:`Jitter` (gain, offset, gamma and
 noise, on the image only); ``"flips+elastic"`` adds :class:`Elastic`, a smooth random
 deformation of image, labels and weights alike; ``"all"`` both; ``"none"`` not even the flips

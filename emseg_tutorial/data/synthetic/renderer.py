@@ -358,8 +358,11 @@ class _Renderer:
         near_wall = _dilate_cross(wall, out=self.buf("near", (ny, nx), bool)).reshape(-1)
         # Intracellular membranes: thin dark line fragments inside cells (off the walls).
         if er is not None:
-            e = np.multiply(er, ~near_wall.reshape(ny, nx), out=f1)
-            image += e * (np.float32(it["membrane"]) - image)
+            off = np.logical_not(near_wall.reshape(ny, nx), out=self.buf("off", (ny, nx), bool))
+            np.subtract(np.float32(it["membrane"]), image, out=f1)
+            f1 *= er
+            f1 *= off
+            image += f1
         # Vesicles: dark dots, most of the way to the membrane intensity.
         ves_px = self._vesicles(s, seeds, cell, near_wall)
         if len(ves_px):
